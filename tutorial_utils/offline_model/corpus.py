@@ -1,0 +1,197 @@
+"""Seeded generator of the offline model's synthetic training corpus.
+
+Each document is BOS followed by sentences until the context (64 tokens) is full. Sentences
+are drawn from the *training* frames and words of :mod:`tutorial_utils.tasks`, so held-out
+frames, nouns, names and start years never appear in task sentences:
+
+* Greater-Than year spans, "The war lasted from the year 1741 to the year 1789." (end year
+  uniform above the start year, same century);
+* subject-verb agreement with prepositional and relative-clause attractors of either number,
+  six verb pairs (is/are, was/were, has/have, does/do, seems/seem, looks/look);
+* IOI sentences, "When Mary and John went to the store, John gave a drink to Mary.";
+* facts, "The capital of France is Paris." (three phrasings);
+* filler sentences that use every word, held-out ones included, in neutral contexts;
+* repeated random spans (induction): a random span of tokens appears, then appears again.
+
+The mix (``CorpusConfig``) follows what made induction and IOI appear in a trial model: about
+30% of documents contain a repeated span and about 35% of sentences are IOI sentences.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+from ..tasks import greater_than, ioi, sva
+from ..tasks.vocab import (ADJECTIVES, CAPITALS, CENTURIES, EVENT_NOUNS, IOI_OBJECTS,
+                           IOI_PLACES, NAMES, SVA_COMPLEMENTS, SVA_NOUNS, SVA_VERBS)
+from .tokenizer import BOS, build_vocab, encode_fast
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Mixture weights of sentence kinds and document options."""
+
+    n_ctx: int = 64
+    w_ioi: float = 0.35
+    w_greater_than: float = 0.20
+    w_sva: float = 0.20
+    w_facts: float = 0.07
+    w_filler: float = 0.18
+    p_induction_doc: float = 0.30
+
+
+class CorpusGenerator:
+    """Draws sentences and documents from one seeded random stream."""
+
+    def __init__(self, seed: int = 0, config: CorpusConfig = CorpusConfig()):
+        self.rng = random.Random(seed)
+        self.config = config
+        self.gt_frames = greater_than.frames("train")
+        self.sva_frames = sva.frames("train")
+        self.ioi_frames = ioi.frames("train")
+        self.kinds: list[tuple[float, Callable[[], str]]] = [
+            (config.w_ioi, self.ioi_sentence),
+            (config.w_greater_than, self.greater_than_sentence),
+            (config.w_sva, self.sva_sentence),
+            (config.w_facts, self.fact_sentence),
+            (config.w_filler, self.filler_sentence),
+        ]
+        self._cum = []
+        total = 0.0
+        for w, _ in self.kinds:
+            total += w
+            self._cum.append(total)
+        self._span_pool: list[str] | None = None
+
+    # --- sentences ------------------------------------------------------------------------
+    def greater_than_sentence(self) -> str:
+        r = self.rng
+        yy = r.choice([y for y in range(2, 99) if not greater_than.is_heldout_start_year(y)])
+        cc = r.choice(CENTURIES)
+        end = r.randint(yy + 1, 99)
+        frame = r.choice(self.gt_frames)
+        text = frame.format(noun=r.choice(EVENT_NOUNS.train), start=f"{cc}{yy:02d}", cc=cc)
+        return f"{text}{end:02d}."
+
+    def sva_sentence(self) -> str:
+        r = self.rng
+        subj = r.choice(SVA_NOUNS.train)
+        plural = r.random() < 0.5
+        u = r.random()
+        if u < 0.2:
+            frame = "The {subj}"
+            attr = ""
+        else:
+            frame = r.choice(self.sva_frames)
+            pair = r.choice([p for p in SVA_NOUNS.all if p != subj])
+            attr_plural = (not plural) if u < 0.65 else plural
+            attr = pair[int(attr_plural)]
+        sing, plur = r.choice(SVA_VERBS)
+        verb = plur if plural else sing
+        comp = r.choice(SVA_COMPLEMENTS[sing])
+        return f"{frame.format(subj=subj[int(plural)], attr=attr)} {verb} {comp}."
+
+    def ioi_sentence(self) -> str:
+        r = self.rng
+        io, s = r.sample(NAMES.train, 2)
+        a, b = (io, s) if r.random() < 0.5 else (s, io)
+        frame = r.choice(self.ioi_frames)
+        text = frame.format(a=a, b=b, s=s, place=r.choice(IOI_PLACES.train),
+                            obj=r.choice(IOI_OBJECTS.train))
+        return f"{text} {io}."
+
+    def fact_sentence(self) -> str:
+        r = self.rng
+        country = r.choice(list(CAPITALS))
+        capital = CAPITALS[country]
+        form = r.randrange(3)
+        if form == 0:
+            return f"The capital of {country} is {capital}."
+        if form == 1:
+            return f"{capital} is the capital of {country}."
+        return f"{r.choice(NAMES.all)} lives in {capital}, the capital of {country}."
+
+    def filler_sentence(self) -> str:
+        r = self.rng
+        name = r.choice(NAMES.all)
+        other = r.choice(NAMES.all)
+        thing = r.choice(SVA_NOUNS.all)[0]
+        event = r.choice(EVENT_NOUNS.all)
+        adj = r.choice(ADJECTIVES)
+        place = r.choice(IOI_PLACES.all)
+        obj = r.choice(IOI_OBJECTS.all)
+        year = f"{r.choice(CENTURIES)}{r.randint(0, 99):02d}"
+        prep = r.choice(sva.PREPOSITIONS_TRAIN + sva.PREPOSITIONS_HELDOUT)
+        templates = (
+            f"{name} liked the {adj} {thing}.",
+            f"{name} saw a {thing} {prep} the {place}.",
+            f"{name} talked about the {event} with {other}.",
+            f"In the year {year}, the {event} began.",
+            f"The {event} was {adj}.",
+            f"{name} had a {obj} and a {thing}.",
+            f"{name} wanted to visit the {place} in {year}.",
+            f"Everyone knew {name} from the {place}.",
+            f"The {thing} was {adj} and {r.choice(ADJECTIVES)}.",
+            f"{name} read a book about the {event}.",
+        )
+        return r.choice(templates)
+
+    def sentence(self) -> str:
+        u = self.rng.random() * self._cum[-1]
+        for c, (_, fn) in zip(self._cum, self.kinds):
+            if u <= c:
+                return fn()
+        return self.kinds[-1][1]()
+
+    # --- documents ------------------------------------------------------------------------
+    def random_span(self, vocab: dict[str, int], length: int) -> list[int]:
+        if self._span_pool is None:
+            self._span_pool = [p for p in vocab if p not in (BOS, "<unk>")]
+        return [vocab[self.rng.choice(self._span_pool)] for _ in range(length)]
+
+    def document(self, vocab: dict[str, int]) -> list[int]:
+        """One document of exactly ``n_ctx`` token ids, starting with BOS."""
+        n = self.config.n_ctx
+        ids = [vocab[BOS]]
+        r = self.rng
+        if r.random() < self.config.p_induction_doc:
+            if r.random() < 0.4:  # a purely random sequence, then its repeat
+                span = self.random_span(vocab, r.randint(8, (n - 1) // 2))
+                ids += span + span
+            else:  # a span inside text, repeated after a sentence or two
+                if r.random() < 0.5:
+                    ids += encode_fast(self.sentence(), vocab)
+                span = self.random_span(vocab, r.randint(4, 12))
+                ids += span
+                for _ in range(r.randint(0, 2)):
+                    ids += encode_fast(" " + self.sentence(), vocab)
+                ids += span
+        first = len(ids) == 1
+        while len(ids) < n:
+            text = self.sentence()
+            ids += encode_fast(text if first else " " + text, vocab)
+            first = False
+        return ids[:n]
+
+    def batch(self, vocab: dict[str, int], batch_size: int) -> list[list[int]]:
+        return [self.document(vocab) for _ in range(batch_size)]
+
+
+def corpus_vocab(n_sample_sentences: int = 50_000, seed: int = 12345) -> dict[str, int]:
+    """The offline tokenizer's vocabulary: pieces of a large corpus sample plus every task
+    word (held-out ones included), all centuries and all two-digit numbers."""
+    gen = CorpusGenerator(seed)
+    texts = [gen.sentence() for _ in range(n_sample_sentences)]
+    # every frame of every task, held-out ones included, must be encodable
+    texts += greater_than.frames("all") + sva.frames("all") + ioi.frames("all")
+    texts += [" " + t for t in texts]  # sentence-initial words also occur after a space
+    words: list[str] = []
+    words += NAMES.all + IOI_PLACES.all + IOI_OBJECTS.all + EVENT_NOUNS.all + ADJECTIVES
+    words += [w for pair in SVA_NOUNS.all for w in pair]
+    words += [w for pair in SVA_VERBS for w in pair]
+    words += list(CAPITALS) + list(CAPITALS.values())
+    words += [f"{c}" for c in range(10, 21)] + [f"{y:02d}" for y in range(100)]
+    words += [w for comps in SVA_COMPLEMENTS.values() for c in comps for w in c.split()]
+    return build_vocab(texts, words)

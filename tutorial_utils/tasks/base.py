@@ -1,0 +1,240 @@
+"""The clean/corrupted prompt-pair dataset shared by every task, and its metric.
+
+A task example is a *clean* prompt, a *corrupted* prompt of exactly the same token length that
+differs only where the task's cue is (e.g. "1741" -> "1701"), and a set of scored answer
+tokens. Every task's metric has the same vectorised form
+
+    metric_b = sum_k sign[b, k] * score(logits[b, answer_pos[b]])[candidate_ids[b, k]]
+
+where ``score`` is ``softmax`` for probability-difference metrics (Greater-Than, Hanna et al.
+2023; subject-verb agreement) and the identity for logit differences (IOI, Wang et al. 2023).
+``sign`` is +1 for tokens that count as correct, -1 for tokens that count as wrong, and 0 for
+padding. The corrupted prompt is always scored against the *clean* answer, so the metric on the
+corrupted run tells how much of the behaviour the corruption removed.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import torch
+from torch import Tensor
+
+MetricKind = Literal["prob_diff", "logit_diff"]
+
+
+class TaskBuildError(ValueError):
+    """A prompt or answer does not tokenise the way the task needs (named in the message)."""
+
+
+def get_tokenizer(tokenizer_or_model: Any) -> Any:
+    """Return the HF tokenizer of a ``TransformerBridge`` (or the tokenizer itself).
+
+    Raises ``ValueError`` for an encoder model: every task here is next-token prediction.
+    """
+    if hasattr(tokenizer_or_model, "cfg"):
+        from ..models import require_decoder
+
+        require_decoder(tokenizer_or_model, "the course tasks")
+    tok = getattr(tokenizer_or_model, "tokenizer", None)
+    return tok if tok is not None else tokenizer_or_model
+
+
+def bos_id(tokenizer: Any) -> int:
+    """The id prepended to every prompt (GPT-2's ``<|endoftext|>``, the offline model's BOS)."""
+    tid = tokenizer.bos_token_id
+    if tid is None:
+        tid = tokenizer.cls_token_id
+    if tid is None:
+        raise TaskBuildError("tokenizer has neither a BOS nor a CLS token to prepend")
+    return int(tid)
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text`` with no special tokens added."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def single_token_id(tokenizer: Any, text: str, context: str = "") -> int:
+    """The id of ``text`` if it is exactly one token, else a :class:`TaskBuildError`."""
+    ids = encode(tokenizer, text)
+    if len(ids) != 1:
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        where = f" in {context}" if context else ""
+        raise TaskBuildError(
+            f"answer {text!r}{where} is not a single token for this tokenizer: {pieces}"
+        )
+    return ids[0]
+
+
+@dataclass
+class TaskDataset:
+    """Clean/corrupted prompt pairs with the answer tokens a task metric scores.
+
+    Shapes (B examples, T tokens including the prepended BOS, K scored candidates):
+      clean_tokens, corrupted_tokens: LongTensor[B, T] (right-padded with BOS when lengths differ)
+      answer_pos: LongTensor[B], the position whose next-token logits are scored
+      candidate_ids: LongTensor[B, K]; candidate_sign: FloatTensor[B, K] in {+1, -1, 0}
+    """
+
+    name: str
+    metric_kind: MetricKind
+    clean_prompts: list[str]
+    corrupted_prompts: list[str]
+    clean_tokens: Tensor
+    corrupted_tokens: Tensor
+    answer_pos: Tensor
+    candidate_ids: Tensor
+    candidate_sign: Tensor
+    answers: list[str]
+    meta: dict[str, list[Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.clean_prompts)
+
+    @property
+    def is_aligned(self) -> bool:
+        """True when every prompt has the same length, so positions mean the same thing."""
+        return bool((self.answer_pos == self.answer_pos[0]).all())
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.clean_tokens.shape[1])
+
+    def to(self, device: torch.device | str) -> "TaskDataset":
+        """Move the tensors to ``device`` (returns self)."""
+        for key in ("clean_tokens", "corrupted_tokens", "answer_pos", "candidate_ids",
+                    "candidate_sign"):
+            setattr(self, key, getattr(self, key).to(device))
+        return self
+
+    def subset(self, idx: Sequence[int] | slice) -> "TaskDataset":
+        """A new dataset with the examples ``idx``."""
+        if isinstance(idx, slice):
+            idx = list(range(len(self)))[idx]
+        idx = list(idx)
+        sel = torch.tensor(idx, dtype=torch.long)
+        return TaskDataset(
+            name=self.name,
+            metric_kind=self.metric_kind,
+            clean_prompts=[self.clean_prompts[i] for i in idx],
+            corrupted_prompts=[self.corrupted_prompts[i] for i in idx],
+            clean_tokens=self.clean_tokens[sel.to(self.clean_tokens.device)],
+            corrupted_tokens=self.corrupted_tokens[sel.to(self.corrupted_tokens.device)],
+            answer_pos=self.answer_pos[sel.to(self.answer_pos.device)],
+            candidate_ids=self.candidate_ids[sel.to(self.candidate_ids.device)],
+            candidate_sign=self.candidate_sign[sel.to(self.candidate_sign.device)],
+            answers=[self.answers[i] for i in idx],
+            meta={k: [v[i] for i in idx] for k, v in self.meta.items()},
+        )
+
+    def metric(self, logits: Tensor, per_example: bool = False) -> Tensor:
+        """The task metric of ``logits``; see :func:`task_metric`."""
+        return task_metric(logits, self, per_example=per_example)
+
+    def to_csv(self, path: str | Path) -> None:
+        """Write prompts, answers and metadata (one row per pair) to ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = sorted(self.meta)
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["clean_prompt", "corrupted_prompt", "answer", *keys])
+            for i in range(len(self)):
+                writer.writerow([self.clean_prompts[i], self.corrupted_prompts[i],
+                                 self.answers[i], *[self.meta[k][i] for k in keys]])
+
+
+def task_metric(logits: Tensor, dataset: TaskDataset, per_example: bool = False) -> Tensor:
+    """Vectorised task metric.
+
+    Args:
+        logits: ``[B, T, V]`` full-sequence logits, ``[B, V]`` logits already taken at the answer
+            position, or a stack of ``n`` variants of the dataset along the batch, ``[n*B, ...]``
+            (as batched patching produces), scored example by example.
+        dataset: the :class:`TaskDataset` the logits came from.
+        per_example: return every example's value instead of the mean.
+
+    Returns:
+        ``[B]`` (or ``[n, B]``) per example, else the mean over examples (``[]`` or ``[n]``).
+    """
+    B = len(dataset)
+    if logits.ndim not in (2, 3):
+        raise ValueError(f"logits must be [batch, seq, vocab] or [batch, vocab], got {tuple(logits.shape)}")
+    if logits.shape[0] % B != 0:
+        raise ValueError(
+            f"logits batch {logits.shape[0]} is not a multiple of the dataset size {B}"
+        )
+    n = logits.shape[0] // B
+    dev = logits.device
+    pos = dataset.answer_pos.to(dev).repeat(n)
+    if logits.ndim == 3:
+        if int(pos.max()) >= logits.shape[1]:
+            raise ValueError(
+                f"answer position {int(pos.max())} outside logits of length {logits.shape[1]}"
+            )
+        logits = logits[torch.arange(n * B, device=dev), pos]
+    scores = logits.float().softmax(-1) if dataset.metric_kind == "prob_diff" else logits.float()
+    cand = dataset.candidate_ids.to(dev).repeat(n, 1)
+    sign = dataset.candidate_sign.to(dev).repeat(n, 1)
+    values = (scores.gather(-1, cand) * sign).sum(-1).reshape(n, B)
+    if n == 1:
+        values = values[0]
+    return values if per_example else values.mean(-1)
+
+
+def accuracy(logits: Tensor, dataset: TaskDataset) -> float:
+    """Share of examples whose metric is positive (more mass on correct than wrong answers)."""
+    return float((task_metric(logits, dataset, per_example=True) > 0).float().mean())
+
+
+def assemble(
+    tokenizer: Any,
+    name: str,
+    metric_kind: MetricKind,
+    clean: list[str],
+    corrupted: list[str],
+    candidates: list[list[int]],
+    signs: list[list[float]],
+    answers: list[str],
+    meta: dict[str, list[Any]],
+) -> TaskDataset:
+    """Tokenise prompt pairs (BOS prepended), check equal lengths and build a TaskDataset.
+
+    Raises :class:`TaskBuildError` naming the first pair whose clean and corrupted prompts
+    differ in token length.
+    """
+    if not clean:
+        raise TaskBuildError(f"{name}: no examples were built")
+    bos = bos_id(tokenizer)
+    clean_ids, corr_ids = [], []
+    for i, (c, r) in enumerate(zip(clean, corrupted)):
+        ci, ri = [bos] + encode(tokenizer, c), [bos] + encode(tokenizer, r)
+        if len(ci) != len(ri):
+            raise TaskBuildError(
+                f"{name} example {i}: clean and corrupted prompts differ in token length "
+                f"({len(ci)} vs {len(ri)}): {c!r} / {r!r}"
+            )
+        clean_ids.append(ci)
+        corr_ids.append(ri)
+    T = max(len(x) for x in clean_ids)
+    pad = lambda rows: torch.tensor([r + [bos] * (T - len(r)) for r in rows], dtype=torch.long)
+    K = max(len(c) for c in candidates)
+    cand = torch.tensor([c + [0] * (K - len(c)) for c in candidates], dtype=torch.long)
+    sign = torch.tensor([s + [0.0] * (K - len(s)) for s in signs], dtype=torch.float)
+    return TaskDataset(
+        name=name,
+        metric_kind=metric_kind,
+        clean_prompts=list(clean),
+        corrupted_prompts=list(corrupted),
+        clean_tokens=pad(clean_ids),
+        corrupted_tokens=pad(corr_ids),
+        answer_pos=torch.tensor([len(x) - 1 for x in clean_ids], dtype=torch.long),
+        candidate_ids=cand,
+        candidate_sign=sign,
+        answers=list(answers),
+        meta=meta,
+    )

@@ -1,0 +1,105 @@
+"""Indirect Object Identification (Wang et al. 2023, "Interpretability in the Wild").
+
+Clean (ABBA): "When Mary and John went to the store, John gave a drink to" -> " Mary".
+Clean (BABA): "When John and Mary went to the store, John gave a drink to" -> " Mary".
+Corrupted (ABC): the repeated subject S is replaced by a third name C, so neither name is
+marked as the one to avoid: "When Mary and John went to the store, Tom gave a drink to".
+
+Metric: logit difference  LD = logit(IO) - logit(S)  at the last position.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any
+
+from .base import TaskDataset, assemble, get_tokenizer, single_token_id
+from .vocab import IOI_OBJECTS, IOI_PLACES, NAMES
+
+INTROS = (
+    "When {a} and {b} went to the {place},",
+    "After {a} and {b} arrived at the {place},",
+    "While {a} and {b} were working at the {place},",
+    "Then, {a} and {b} went to the {place}.",
+    "Yesterday {a} and {b} met at the {place}.",
+    "Once {a} and {b} got to the {place},",
+    "As {a} and {b} walked into the {place},",
+    "Later, {a} and {b} stayed at the {place}.",
+)
+ACTIONS = (
+    "{s} gave a {obj} to",
+    "{s} handed the {obj} to",
+    "{s} passed the {obj} to",
+    "{s} threw the {obj} to",
+    "{s} sent a {obj} to",
+    "{s} brought a {obj} to",
+    "{s} showed the {obj} to",
+    "{s} offered a {obj} to",
+)
+
+#: The template of Wang et al. (2023); it is one of the held-out frames.
+CANONICAL_FRAME = INTROS[0] + " " + ACTIONS[0]
+
+
+def frames(which: str) -> list[str]:
+    """Frames with fields {a}, {b}, {place}, {s}, {obj}: ``canonical``, ``train``, ``heldout``
+    (intro/action combinations with (i + j) % 4 == 0, never in the corpus) or ``all``."""
+    combos = [((i, j), f"{x} {y}") for (i, x), (j, y) in
+              itertools.product(enumerate(INTROS), enumerate(ACTIONS))]
+    if which == "canonical":
+        return [CANONICAL_FRAME]
+    if which == "all":
+        return [f for _, f in combos]
+    if which == "heldout":
+        return [f for (i, j), f in combos if (i + j) % 4 == 0]
+    if which == "train":
+        return [f for (i, j), f in combos if (i + j) % 4 != 0]
+    raise ValueError(f"frames must be canonical, train, heldout or all; got {which!r}")
+
+
+def make_ioi(
+    tokenizer_or_model: Any,
+    n: int = 100,
+    frames_split: str = "canonical",
+    names: str = "all",
+    order: str = "both",
+    seed: int = 0,
+) -> TaskDataset:
+    """Build ``n`` IOI prompt pairs (clean ABBA/BABA, corrupted ABC).
+
+    Args:
+        frames_split: see :func:`frames`.
+        names: ``train``, ``heldout`` or ``all`` names (for A, B and C alike).
+        order: ``ABBA``, ``BABA`` or ``both`` (alternating).
+
+    Returns a :class:`TaskDataset` with ``meta`` keys io, s, c, order, frame.
+    """
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    if order not in ("ABBA", "BABA", "both"):
+        raise ValueError(f"order must be ABBA, BABA or both; got {order!r}")
+    tok = get_tokenizer(tokenizer_or_model)
+    frame_list = frames(frames_split)
+    name_list = NAMES.get(names)
+    split = "heldout" if frames_split == "heldout" else "all"
+    places, objects = IOI_PLACES.get(split), IOI_OBJECTS.get(split)
+    rng = random.Random(seed)
+    clean, corrupted, cands, signs, answers = [], [], [], [], []
+    meta: dict[str, list[Any]] = {"io": [], "s": [], "c": [], "order": [], "frame": []}
+    for i in range(n):
+        frame = rng.choice(frame_list)
+        io, s, c = rng.sample(name_list, 3)
+        kind = order if order != "both" else ("ABBA" if i % 2 == 0 else "BABA")
+        a, b = (io, s) if kind == "ABBA" else (s, io)
+        fields = dict(a=a, b=b, place=rng.choice(places), obj=rng.choice(objects))
+        clean.append(frame.format(s=s, **fields))
+        corrupted.append(frame.format(s=c, **fields))
+        io_id = single_token_id(tok, f" {io}", f"IOI example {i}")
+        s_id = single_token_id(tok, f" {s}", f"IOI example {i}")
+        cands.append([io_id, s_id])
+        signs.append([1.0, -1.0])
+        answers.append(f" {io}")
+        for key, val in zip(meta, (io, s, c, kind, frame)):
+            meta[key].append(val)
+    return assemble(tok, "ioi", "logit_diff", clean, corrupted, cands, signs, answers, meta)
