@@ -6,7 +6,11 @@ import pytest
 
 from tutorial_utils.paths import DATA_DIR
 
+import os
+
 OFFLINE_DIR = DATA_DIR / "models" / "tiny-gpt2-tasks"
+#: The decoder the tests use; ``TUTORIAL_TEST_MODEL`` may point at another local checkpoint.
+TEST_MODEL = os.environ.get("TUTORIAL_TEST_MODEL", "offline")
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +38,7 @@ def model():
     """The shipped offline decoder through the same path students use."""
     from tutorial_utils.models import load_model
 
-    return load_model("offline", device="cpu", verbose=False)
+    return load_model(TEST_MODEL, device="cpu", verbose=False)
 
 
 @pytest.fixture(scope="session")
@@ -42,4 +46,4 @@ def hooked_model():
     """The offline decoder with every hook option patching needs."""
     from tutorial_utils.models import load_model
 
-    return load_model("offline", device="cpu", hooks=True, verbose=False)
+    return load_model(TEST_MODEL, device="cpu", hooks=True, verbose=False)
