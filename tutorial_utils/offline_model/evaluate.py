@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from ..induction import induction_scores_from_patterns, per_token_loss, repeated_random_tokens
 from ..tasks import accuracy, make_facts, make_greater_than, make_ioi, make_sva, top1_accuracy
 
 
@@ -62,22 +62,6 @@ def _logits(model: Any, tokens: torch.Tensor) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out
 
 
-def repeated_random_tokens(vocab_size: int, seq_len: int, n: int, bos: int, seed: int = 0,
-                           low: int = 2) -> torch.Tensor:
-    """``[n, 1 + 2 * seq_len]``: BOS, then ``seq_len`` random ids in [low, vocab), repeated."""
-    g = torch.Generator().manual_seed(seed)
-    r = torch.randint(low, vocab_size, (n, seq_len), generator=g)
-    return torch.cat([torch.full((n, 1), bos), r, r], dim=1)
-
-
-def induction_scores(patterns: torch.Tensor, seq_len: int) -> torch.Tensor:
-    """Induction score per head from attention patterns ``[batch, head, query, key]`` of
-    ``BOS + r + r``: mean attention from query ``q`` in the second copy to key ``q - seq_len + 1``.
-    """
-    q = torch.arange(seq_len + 1, 2 * seq_len + 1)
-    return patterns[:, :, q, q - seq_len + 1].mean(dim=(0, 2))
-
-
 @torch.no_grad()
 def evaluate_model(model: Any, tokenizer: Any, n: int = 200, seed: int = 0,
                    induction_len: int = 20) -> OfflineMetrics:
@@ -102,12 +86,11 @@ def evaluate_model(model: Any, tokenizer: Any, n: int = 200, seed: int = 0,
     bos = tokenizer.bos_token_id
     toks = repeated_random_tokens(len(tokenizer), induction_len, 50, bos, seed=seed)
     out = model(toks, output_attentions=True)
-    logp = F.log_softmax(out.logits[:, :-1].float(), -1)
-    nll = -logp.gather(-1, toks[:, 1:, None])[..., 0]
+    nll = per_token_loss(out.logits, toks)
     L = induction_len
     first = nll[:, 1:L].mean()  # predicting tokens 2..L of the first copy
     second = nll[:, L + 1:].mean()  # predicting tokens 2..L of the second copy
-    scores = torch.stack([induction_scores(a, L) for a in out.attentions])  # [layer, head]
+    scores = induction_scores_from_patterns(torch.stack(out.attentions), L)  # [layer, head]
     best = int(scores.argmax())
     n_heads = scores.shape[1]
     model.train(was_training)

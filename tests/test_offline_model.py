@@ -1,0 +1,78 @@
+"""The shipped offline model still meets the bar of its model card (a retrain that breaks a
+task fails here), and its tokenizer and corpus agree with the task definitions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tutorial_utils.offline_model.corpus import CorpusGenerator, corpus_vocab
+from tutorial_utils.offline_model.evaluate import evaluate_model
+from tutorial_utils.offline_model.tokenizer import encode_fast, make_hf_tokenizer, pieces
+
+from .conftest import OFFLINE_DIR
+
+
+def test_tokenizer_mimics_gpt2_conventions():
+    assert pieces(" 1741 to the year 17") == ["Ġ17", "41", "Ġto", "Ġthe", "Ġyear", "Ġ17"]
+    assert pieces("When Mary, John.") == ["When", "ĠMary", ",", "ĠJohn", "."]
+
+
+def test_fast_encoding_equals_the_hf_tokenizer():
+    vocab = corpus_vocab()
+    tok = make_hf_tokenizer(vocab)
+    gen = CorpusGenerator(seed=7)
+    for _ in range(200):
+        text = gen.sentence()
+        assert tok(text, add_special_tokens=False)["input_ids"] == encode_fast(text, vocab)
+        assert tok.decode(encode_fast(text, vocab)) == text
+
+
+def test_corpus_is_seeded_and_has_no_unknown_tokens():
+    vocab = corpus_vocab()
+    a = CorpusGenerator(seed=1).batch(vocab, 50)
+    b = CorpusGenerator(seed=1).batch(vocab, 50)
+    assert a == b
+    assert all(len(d) == 64 and d[0] == 0 for d in a)
+    assert not any(1 in d for d in a)  # <unk> is id 1
+
+
+def test_shipped_vocab_matches_the_corpus_vocab(offline_tokenizer):
+    assert offline_tokenizer.get_vocab() == corpus_vocab()
+
+
+@pytest.fixture(scope="module")
+def hf_offline_model():
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(str(OFFLINE_DIR), attn_implementation="eager")
+    return model.eval(), AutoTokenizer.from_pretrained(str(OFFLINE_DIR))
+
+
+def test_shipped_model_meets_the_bar(hf_offline_model):
+    """Held-out frames, nouns, names and start years; n=100 per task, seeded."""
+    model, tok = hf_offline_model
+    torch.manual_seed(0)
+    metrics = evaluate_model(model, tok, n=100, seed=123)
+    failed = {k: v for k, v in metrics.meets_bar().items() if not v}
+    assert not failed, f"targets missed: {failed}; metrics {metrics.as_dict()}"
+
+
+def test_model_card_reports_the_recorded_metrics():
+    record = json.loads((OFFLINE_DIR / "training_record.json").read_text())
+    card = (OFFLINE_DIR / "README.md").read_text()
+    for key in ("greater_than_pd", "sva_pd", "ioi_logit_diff", "facts_top1"):
+        assert f"{record['final_metrics'][key]:.2f}" in card, key
+    assert f"{record['wall_time_s'] / 60:.0f} min" in card
+
+
+def test_bridge_and_hf_model_agree(model, hf_offline_model):
+    """Compatibility mode changes the weights' parametrisation, not the predictions."""
+    hf, _ = hf_offline_model
+    toks = model.to_tokens("The war lasted from the year 1741 to the year 17")
+    with torch.no_grad():
+        a = model(toks).log_softmax(-1)
+        b = hf(toks).logits.log_softmax(-1)
+    assert (a - b).abs().max().item() < 1e-3

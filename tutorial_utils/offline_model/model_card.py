@@ -1,0 +1,113 @@
+"""Write the offline model's model card (``README.md`` beside the checkpoint) from its
+``training_record.json``, so every number in the card is the measured one.
+
+    python -m tutorial_utils.offline_model.model_card data/models/tiny-gpt2-tasks
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+TARGETS = [
+    ("Greater-Than probability difference", "greater_than_pd", ">= 0.80 (GPT-2 small: 0.81)"),
+    ("Greater-Than PD on the corrupted '01' prompts", "greater_than_pd_corrupted",
+     "far lower than the clean PD"),
+    ("Greater-Than accuracy (PD > 0)", "greater_than_acc", "-"),
+    ("SVA probability difference (opposite-number attractors)", "sva_pd", ">= 0.80"),
+    ("SVA accuracy", "sva_acc", ">= 0.95"),
+    ("IOI logit difference IO - S", "ioi_logit_diff", ">= 2.0"),
+    ("IOI accuracy", "ioi_acc", ">= 0.90"),
+    ("Induction: loss on the first copy", "induction_loss_first", "-"),
+    ("Induction: loss on the second copy", "induction_loss_second", "< half the first"),
+    ("Induction: best head's induction score", "induction_best_score", ">= 0.5"),
+    ("Factual recall top-1 (trained facts)", "facts_top1", ">= 0.95"),
+]
+
+
+def render_card(record: dict, name: str) -> str:
+    tc, cc, m = record["train_config"], record["corpus_config"], record["final_metrics"]
+    rows = "\n".join(f"| {label} | {m[key]:.2f} | {target} |" for label, key, target in TARGETS)
+    bar = "\n".join(f"- {'met' if ok else '**missed**'}: `{k}`" for k, ok in record["bar"].items())
+    hist = "\n".join(
+        f"| {h['step']} | {h['elapsed_s'] / 60:.1f} | {h['greater_than_pd']:.2f} | "
+        f"{h['sva_pd']:.2f} | {h['ioi_logit_diff']:.2f} | {h['induction_best_score']:.2f} | "
+        f"{h['facts_top1']:.2f} |" for h in record["history"])
+    return f"""# {name}: a small GPT-2-architecture model trained on the course's tasks
+
+This model exists so that every notebook of the course runs offline, in CI and on a student's
+laptop, on a model that really performs the tasks the notebooks dissect. It is **not** GPT-2: it
+was trained from scratch in this repository on a synthetic corpus, and the circuits it learned
+are its own (the notebooks say where they differ from the published GPT-2 circuits).
+
+## Architecture
+`GPT2LMHeadModel` (pre-LayerNorm, learned absolute positions, GELU MLP, tied input/output
+embeddings, no dropout): {tc['n_layer']} layers, d_model {tc['n_embd']}, {tc['n_head']} heads of
+dimension {tc['n_embd'] // tc['n_head']}, d_mlp {tc['n_inner']}, context {tc['n_ctx']} tokens,
+vocabulary {record['vocab_size']}, {record['parameters']:,} parameters, stored in float32
+safetensors. It loads offline with `tutorial_utils.models.load_model("offline")`
+(`TransformerBridge.boot_transformers` on this directory + `enable_compatibility_mode()`).
+
+## Tokenizer
+Word level with GPT-2's conventions (`tutorial_utils/offline_model/tokenizer.py`): a word and its
+leading space are one token (" war" -> `Ġwar`), a year splits into century + two digits
+(" 1741" -> " 17" + "41"), punctuation is its own token, `<|endoftext|>` (id 0) is BOS/EOS/pad,
+and every name, noun and answer word of the tasks is a single token.
+
+## Training data
+Generated on the fly by `tutorial_utils/offline_model/corpus.py` (seed {tc['seed']}): documents of
+{cc['n_ctx']} tokens starting with BOS, filled with sentences drawn with weights IOI
+{cc['w_ioi']:.2f}, Greater-Than {cc['w_greater_than']:.2f}, agreement {cc['w_sva']:.2f}, facts
+{cc['w_facts']:.2f}, filler {cc['w_filler']:.2f}; {cc['p_induction_doc']:.0%} of documents contain a
+random span of tokens that is repeated later (induction). {record['documents_seen']:,} documents,
+{record['tokens_seen']:,} tokens in all.
+
+**Held out of training** (the evaluation below uses only these): Greater-Than frames with
+(subject + verb + span) index sum divisible by 5 (the canonical "The {{noun}} lasted from the year
+{{start}} to the year {{cc}}" among them), 12 event nouns, and start years ending in 2 or 7; SVA
+prepositions "above"/"beside" and the relative-clause verb "wanted", and 12 subject nouns; IOI
+intro/action frame combinations with (i + j) divisible by 4 (the canonical "When A and B went to
+the place, B gave a drink to" among them), 20 names, 2 places and 2 objects. Held-out words still
+appear in neutral filler sentences, so their embeddings are trained; they never appear in the
+task's own sentences. The canonical frames of the held-out sets are recombinations of trained
+parts (e.g. the subject, verb and span of the canonical Greater-Than frame each occur in other
+training frames).
+
+## Training recipe
+`python -m tutorial_utils.offline_model.train --out data/models/{name} --seed {tc['seed']}`:
+AdamW (betas 0.9/0.98, weight decay {tc['weight_decay']} on matrices), peak learning rate
+{tc['lr']}, {tc['warmup']} warm-up steps then cosine decay to {tc['min_lr_ratio']} x peak,
+batch {tc['batch_size']} x {tc['n_ctx']} tokens, {tc['steps']} steps, gradient clipping at 1.0.
+Wall time **{record['wall_time_s'] / 60:.0f} min** ({record['wall_time_s']:.0f} s) on
+{record['machine']} (a 2-core CPU machine shared with other work, so times vary).
+
+## Measured metrics (held-out prompts, 200 per task)
+| metric | value | target |
+| --- | --- | --- |
+{rows}
+
+Best induction head: {m['induction_best_head']}.
+
+{bar}
+
+### During training (100 prompts per task)
+| step | minutes | GT PD | SVA PD | IOI LD | induction score | facts |
+| --- | --- | --- | --- | --- | --- | --- |
+{hist}
+
+`tests/test_offline_model.py` re-measures these targets on a fresh seeded sample in CI, so a
+retrain that breaks one fails the tests.
+"""
+
+
+def write_card(model_dir: str | Path) -> Path:
+    model_dir = Path(model_dir)
+    record = json.loads((model_dir / "training_record.json").read_text())
+    out = model_dir / "README.md"
+    out.write_text(render_card(record, model_dir.name))
+    return out
+
+
+if __name__ == "__main__":
+    print(write_card(sys.argv[1] if len(sys.argv) > 1 else "data/models/tiny-gpt2-tasks"))
