@@ -1,0 +1,70 @@
+"""Context mixing: how much each token's representation draws on every other token.
+
+Every method returns a ``[layer, query, source]`` tensor (``[batch, layer, query, source]`` for a
+batch of token rows), rows normalised to sum to 1:
+
+==========================  ===========================================================
+``attention``               raw attention, head-averaged (``per_head=True``: per head)
+``rollout``                 attention rollout with the residual, 0.5 A + 0.5 I (Abnar & Zuidema 2020)
+``rollout_no_res``          attention rollout without the residual
+``attention_norm``          ||sum_h alpha f(x)|| (Kobayashi et al. 2020)
+``attention_norm_res``      + residual, RES1 (Kobayashi et al. 2021)
+``attention_norm_res_ln``   + residual + LayerNorm, RES1+LN1 (Kobayashi et al. 2021; post-LN only)
+``globenc``                 GlobEnc, rolled out (Modarressi et al. 2022)
+``alti``                    ALTI, rolled out (Ferrando et al. 2022)
+``value_zeroing``           Value Zeroing, per layer (Mohebbi et al. 2023)
+``value_zeroing_rollout``   Value Zeroing, rolled out
+==========================  ===========================================================
+
+Works for BERT-style post-LN encoders (``load_encoder()``) and GPT-2-style pre-LN decoders
+(``load_model()``); see :mod:`._base` for where the LayerNorms sit in each.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import Tensor
+
+from ._base import LayerInternals, collect_internals, layout, rollout, row_normalize
+from .alti import alti
+from .attention import attention_rollout, raw_attention
+from .norms import AttentionDecomposition, attention_norm, decompose_attention_block, globenc
+from .value_zeroing import value_zeroed_outputs, value_zeroing, value_zeroing_loop
+
+METHODS: dict[str, Callable[[Any, Any], Tensor]] = {
+    "attention": lambda m, t: raw_attention(m, t),
+    "rollout": lambda m, t: attention_rollout(m, t, residual=True),
+    "rollout_no_res": lambda m, t: attention_rollout(m, t, residual=False),
+    "attention_norm": lambda m, t: attention_norm(m, t, "attn"),
+    "attention_norm_res": lambda m, t: attention_norm(m, t, "res"),
+    "attention_norm_res_ln": lambda m, t: attention_norm(m, t, "res_ln"),
+    "globenc": globenc,
+    "alti": alti,
+    "value_zeroing": lambda m, t: value_zeroing(m, t),
+    "value_zeroing_rollout": lambda m, t: value_zeroing(m, t, rollout=True),
+}
+
+#: Methods whose layer ``l`` already aggregates layers ``0..l`` (the rest are layer-local).
+AGGREGATED = ("rollout", "rollout_no_res", "globenc", "alti", "value_zeroing_rollout")
+
+
+def methods_for(model: Any) -> list[str]:
+    """The method names defined for ``model`` (RES1+LN1 needs a post-LN encoder)."""
+    post = layout(model) == "post_ln"
+    return [m for m in METHODS if post or m != "attention_norm_res_ln"]
+
+
+def compute_mixing(model: Any, tokens: Tensor | str, method: str) -> Tensor:
+    """Run the context-mixing method ``method`` (a key of :data:`METHODS`) on ``tokens``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown context-mixing method {method!r}; valid: {sorted(METHODS)}")
+    return METHODS[method](model, tokens)
+
+
+__all__ = [
+    "AGGREGATED", "AttentionDecomposition", "LayerInternals", "METHODS", "alti",
+    "attention_norm", "attention_rollout", "collect_internals", "compute_mixing",
+    "decompose_attention_block", "globenc", "layout", "methods_for", "raw_attention", "rollout",
+    "row_normalize", "value_zeroed_outputs", "value_zeroing", "value_zeroing_loop",
+]

@@ -1,0 +1,266 @@
+"""Evaluating context-mixing methods on a task with a known cue: subject-verb agreement.
+
+In "The keys on the cabinet ..." the verb's number is decided by the subject ("keys"), not by
+the attractor ("cabinet"). A context-mixing map that tracks what the model uses should give the
+verb position more mixing from the subject than from the attractor. The query is
+
+* encoder: the ``[MASK]`` in "The keys on the cabinet [MASK] red." (words from
+  :mod:`tutorial_utils.tasks.vocab`, keeping only those that are one WordPiece);
+* decoder: the last position of :func:`tutorial_utils.tasks.make_sva`'s prompts, where the verb
+  is predicted.
+
+For every method we report the share of examples where the subject outranks the attractor,
+and the Spearman rank correlation, over source tokens, between the method's query row and a
+gradient-based attribution (gradient x input) and occlusion from
+:mod:`tutorial_utils.attribution`. Their target: the decoder's agreement metric (probability
+difference of agreeing minus disagreeing verbs); for the encoder, whose offline MLM head is
+untrained, the projection of the last layer's ``[MASK]`` state on the subject-number direction
+(mean plural-subject minus mean singular-subject state over the examples).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ._base import as_tokens, collect_internals, is_post_ln, rollout, row_normalize
+from .norms import _mixing_vectors, _norm_layer, _with_residual
+from .value_zeroing import value_zeroing
+
+COMPLEMENTS = ("old", "new", "red", "small", "large", "here", "ready", "broken", "clean", "quiet")
+
+
+@dataclass
+class CueExamples:
+    """Prompts whose query position should draw on a cue rather than a distractor.
+
+    ``tokens [B, T]``; ``query_pos``, ``cue_pos`` (subject), ``distractor_pos`` (attractor):
+    ``[B]``; ``plural``: the subject's number; ``skipped``: vocabulary words left out because
+    they are not a single token; ``kind``: ``encoder`` or ``decoder``.
+    """
+
+    tokens: Tensor
+    query_pos: Tensor
+    cue_pos: Tensor
+    distractor_pos: Tensor
+    prompts: list[str]
+    plural: list[bool]
+    kind: str
+    skipped: list[str] = field(default_factory=list)
+    dataset: Any = None
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def _position(row: Tensor, token_id: int, what: str, prompt: str) -> int:
+    hits = (row == token_id).nonzero().flatten()
+    if len(hits) != 1:
+        raise ValueError(f"{what} token appears {len(hits)} times in {prompt!r}")
+    return int(hits[0])
+
+
+def _single_wordpiece(tokenizer: Any, word: str) -> bool:
+    return len(tokenizer.tokenize(word)) == 1
+
+
+def sva_cue_examples(model: Any, n: int = 32, seed: int = 0) -> CueExamples:
+    """``n`` agreement prompts with an attractor of the opposite number, for ``model``.
+
+    Encoder: "The {subj} on the {attr} [MASK] {complement}." Noun pairs (singular and plural)
+    from :data:`tutorial_utils.tasks.vocab.SVA_NOUNS` whose forms are not single WordPieces are
+    skipped and listed in ``skipped``. Decoder: :func:`tutorial_utils.tasks.make_sva` with the
+    canonical frame "The {subj} on the {attr}".
+    """
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    if not is_post_ln(model):
+        from ..tasks import make_sva
+
+        ds = make_sva(model, n=n, frames_split="canonical", seed=seed)
+        tok = ds.clean_tokens.to(model.cfg.device)
+        if not ds.is_aligned:
+            raise ValueError("SVA prompts differ in length; use the canonical frame")
+        cue, dis = [], []
+        for b in range(n):
+            row = tok[b].cpu()
+            cue.append(_position(row, model.to_single_token(" " + ds.meta["subject"][b]),
+                                 "subject", ds.clean_prompts[b]))
+            dis.append(_position(row, model.to_single_token(" " + ds.meta["attractor"][b]),
+                                 "attractor", ds.clean_prompts[b]))
+        return CueExamples(tok, ds.answer_pos.to(tok.device), torch.tensor(cue), torch.tensor(dis),
+                           list(ds.clean_prompts), list(ds.meta["plural"]), "decoder", [], ds)
+    from ..tasks.vocab import SVA_NOUNS
+
+    tk = model.tokenizer
+    mask = getattr(tk, "mask_token", None)
+    if mask is None:
+        raise ValueError("the encoder's tokenizer has no mask token")
+    nouns, skipped = [], []
+    for pair in SVA_NOUNS.all:
+        bad = [w for w in pair if not _single_wordpiece(tk, w)]
+        (skipped.extend(bad) if bad else nouns.append(pair))
+    comps = [c for c in COMPLEMENTS if _single_wordpiece(tk, c)]
+    skipped += [c for c in COMPLEMENTS if c not in comps]
+    if len(nouns) < 2 or not comps:
+        raise ValueError(f"too few single-WordPiece words for this tokenizer (skipped {skipped})")
+    rng = random.Random(seed)
+    prompts, plural, subjects, attractors = [], [], [], []
+    for _ in range(n):
+        subj = rng.choice(nouns)
+        attr = rng.choice([p for p in nouns if p != subj])
+        pl = rng.random() < 0.5
+        s, a = subj[int(pl)], attr[int(not pl)]
+        prompts.append(f"The {s} on the {a} {mask} {rng.choice(comps)}.")
+        plural.append(pl)
+        subjects.append(s)
+        attractors.append(a)
+    rows = [model.to_tokens(p)[0] for p in prompts]
+    if len({len(r) for r in rows}) != 1:
+        raise ValueError("encoder SVA prompts differ in token length")
+    tok = torch.stack(rows).to(model.cfg.device)
+    q, cue, dis = [], [], []
+    for b, row in enumerate(tok.cpu()):
+        q.append(_position(row, tk.mask_token_id, "[MASK]", prompts[b]))
+        cue.append(_position(row, tk.convert_tokens_to_ids(tk.tokenize(subjects[b]))[0],
+                             "subject", prompts[b]))
+        dis.append(_position(row, tk.convert_tokens_to_ids(tk.tokenize(attractors[b]))[0],
+                             "attractor", prompts[b]))
+    return CueExamples(tok, torch.tensor(q), torch.tensor(cue), torch.tensor(dis), prompts, plural,
+                       "encoder", sorted(set(skipped)))
+
+
+def all_methods(model: Any, tokens: Tensor, methods: Sequence[str] | None = None) -> dict[str, Tensor]:
+    """Every method of :data:`tutorial_utils.context_mixing.METHODS` defined for ``model`` on a
+    batch ``tokens [B, T]``, sharing one cached forward pass (and one Value Zeroing run).
+    Returns ``{name: [B, L, T, T]}``."""
+    from . import METHODS, methods_for
+    from .alti import alti
+
+    valid = methods_for(model)
+    methods = list(valid if methods is None else methods)
+    bad = [m for m in methods if m not in valid]
+    if bad:
+        raise ValueError(f"methods {bad} are not defined for this model; valid: {valid}")
+    toks, _ = as_tokens(model, tokens)
+    post = is_post_ln(model)
+    layers = collect_internals(model, toks)
+    att = torch.stack([it.pattern.mean(1) for it in layers], 1)
+    out: dict[str, Tensor] = {}
+    for m in methods:
+        if m == "attention":
+            out[m] = att
+        elif m in ("rollout", "rollout_no_res"):
+            out[m] = rollout(att, add_residual=m == "rollout")
+        elif m.startswith("attention_norm"):
+            variant = {"attention_norm": "attn", "attention_norm_res": "res",
+                       "attention_norm_res_ln": "res_ln"}[m]
+            out[m] = row_normalize(torch.stack([_norm_layer(it, variant, post) for it in layers], 1))
+        elif m == "globenc":
+            from .norms import globenc
+
+            out[m] = globenc(model, toks)
+        elif m == "alti":
+            out[m] = alti(model, toks)
+        elif m.startswith("value_zeroing"):
+            if "value_zeroing" not in out:
+                out["value_zeroing"] = value_zeroing(model, toks)
+            if m == "value_zeroing_rollout":
+                out[m] = rollout(out["value_zeroing"])
+    return {m: out[m] for m in methods}
+
+
+@dataclass
+class CueRanking:
+    """``share``: fraction of examples where the map at (query, cue) exceeds (query,
+    distractor); ``margin [B]``: the difference of the two entries."""
+
+    share: float
+    margin: Tensor
+
+
+def cue_ranking(maps: Tensor, ex: CueExamples, layer: int = -1) -> CueRanking:
+    """Score one method's maps ``[B, L, T, T]`` (or ``[B, T, T]``) at ``layer`` on ``ex``."""
+    if maps.ndim == 4:
+        maps = maps[:, layer]
+    if maps.ndim != 3 or maps.shape[0] != len(ex):
+        raise ValueError(f"maps must be [B, (L,) T, T] with B = {len(ex)}, got {tuple(maps.shape)}")
+    b = torch.arange(len(ex))
+    q = ex.query_pos.cpu()
+    m = maps.cpu()
+    margin = m[b, q, ex.cue_pos.cpu()] - m[b, q, ex.distractor_pos.cpu()]
+    return CueRanking(float((margin > 0).float().mean()), margin)
+
+
+def cue_target(model: Any, ex: CueExamples) -> tuple[Callable[[Tensor], Tensor], str | None]:
+    """The scalar the attributions explain, as ``(target_fn, target_hook)`` for
+    :mod:`tutorial_utils.attribution`: the agreement metric for a decoder; for an encoder the
+    last layer's ``[MASK]`` state projected on the subject-number direction (see the module
+    docstring)."""
+    if ex.kind == "decoder":
+        ds = ex.dataset
+        return (lambda out: ds.metric(out, per_example=True)), None
+    hook = f"blocks.{model.cfg.n_layers - 1}.hook_out"
+    with torch.no_grad():
+        _, cache = model.run_with_cache(ex.tokens, names_filter=lambda n: n == hook)
+    h = cache[hook][torch.arange(len(ex)), ex.query_pos.to(ex.tokens.device)]
+    pl = torch.tensor(ex.plural, device=h.device)
+    if pl.all() or (~pl).all():
+        raise ValueError("need both singular and plural subjects to define the number direction")
+    direction = h[pl].mean(0) - h[~pl].mean(0)
+    direction = direction / direction.norm()
+    q = ex.query_pos.to(ex.tokens.device)
+
+    def target(out: Tensor) -> Tensor:
+        return out[torch.arange(out.shape[0], device=out.device), q.to(out.device)] @ direction.to(out.device)
+
+    return target, hook
+
+
+@dataclass
+class CueEvaluation:
+    """One row per method: ``share`` (subject outranks attractor), ``rho_grad``/``rho_occ``
+    (mean Spearman correlation with |gradient x input| and |occlusion| over source tokens).
+    ``rows[name] [B, T]``: each method's query row; ``reference[name] [B, T]``."""
+
+    methods: list[str]
+    share: dict[str, float]
+    rho_grad: dict[str, float]
+    rho_occ: dict[str, float]
+    rows: dict[str, Tensor]
+    reference: dict[str, Tensor]
+    source_mask: Tensor
+
+
+def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None = None,
+                    maps: dict[str, Tensor] | None = None, layer: int = -1) -> CueEvaluation:
+    """Score every method on ``ex`` (see the module docstring). ``maps`` may pass precomputed
+    :func:`all_methods` output. Layer ``-1`` of an aggregated method (rollout, GlobEnc, ALTI,
+    VZ rollout) covers the whole model; of a layer-local method, the last layer only."""
+    from ..attribution import gradient_x_input, occlusion, spearman
+
+    if maps is None:
+        maps = all_methods(model, ex.tokens, methods)
+    names = list(maps)
+    B, T = ex.tokens.shape
+    b = torch.arange(B)
+    q = ex.query_pos.cpu()
+    rows = {m: maps[m][:, layer].cpu()[b, q] for m in names}
+    target, hook = cue_target(model, ex)
+    ref = {
+        "grad_x_input": gradient_x_input(model, ex.tokens, target, target_hook=hook).abs().cpu(),
+        "occlusion": occlusion(model, ex.tokens, target, target_hook=hook).abs().cpu(),
+    }
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    mask[:, 1:] = True
+    if ex.kind == "encoder":
+        mask[:, -1] = False  # [SEP]
+    mask &= torch.arange(T)[None] <= q[:, None] if ex.kind == "decoder" else mask
+    share = {m: cue_ranking(maps[m], ex, layer).share for m in names}
+    rg = {m: float(torch.nanmean(spearman(rows[m], ref["grad_x_input"], mask))) for m in names}
+    ro = {m: float(torch.nanmean(spearman(rows[m], ref["occlusion"], mask))) for m in names}
+    return CueEvaluation(names, share, rg, ro, rows, ref, mask)
