@@ -57,7 +57,8 @@ def stack_at_pos(x, pos):
 def test_final_point_is_model_logits(model, gt, years, gt_run, scale):
     logits = at_pos(gt_run[0], gt.answer_pos)
     r = LL.logit_lens(model, gt.clean_tokens, gt.answer_pos, years, scale=scale)
-    assert r.labels[0] == "embed" and r.labels[-1] == "final"
+    L = model.cfg.n_layers
+    assert r.labels == ["embed"] + [f"L{l}" for l in range(L)]
     assert r.logits.shape == (model.cfg.n_layers + 1, len(gt), 100)
     torch.testing.assert_close(r.logits[-1], logits[:, years], atol=ATOL, rtol=0)
     # probabilities are the model's (normalised over the full vocabulary), not a subset softmax
@@ -66,6 +67,9 @@ def test_final_point_is_model_logits(model, gt, years, gt_run, scale):
     full = LL.logit_lens(model, gt.clean_tokens, -1, None, scale=scale)
     torch.testing.assert_close(full.logits[-1], gt_run[0][:, -1], atol=ATOL, rtol=0)
     assert torch.equal(full.top_ids[-1, :, 0], gt_run[0][:, -1].argmax(-1))
+    # ranks of the year tokens in the full vocabulary, against a direct count
+    want = (logits[:, None, :] > logits[:, years][..., None]).sum(-1)
+    assert torch.equal(r.rank_of()[-1].cpu(), want)
 
 
 def test_logit_lens_matches_transformer_lens_accumulated_resid(model, gt, gt_run):
@@ -79,7 +83,10 @@ def test_logit_lens_matches_transformer_lens_accumulated_resid(model, gt, gt_run
     torch.testing.assert_close(r.logits, ref.detach(), atol=ATOL, rtol=0)
     # the two scales differ at intermediate points (otherwise the option would be pointless)
     rf = LL.logit_lens(model, gt.clean_tokens, gt.answer_pos, None, cache=cache, scale="final")
-    assert (rf.logits[1] - r.logits[2]).abs().max() > 1e-3
+    ro = LL.logit_lens(model, gt.clean_tokens, gt.answer_pos, None, cache=cache, scale="own")
+    assert r.labels[2] == "L0" and torch.equal(r.logits[2], ro.logits[1])
+    assert (rf.logits[1] - ro.logits[1]).abs().max() > 1e-3
+    torch.testing.assert_close(rf.logits[-1], ro.logits[-1], atol=ATOL, rtol=0)
 
 
 def test_per_example_token_ids_and_cache_equivalence(model, ioi):
@@ -130,7 +137,8 @@ def test_frozen_scale_lens_is_partial_sum_of_dla(model, gt, years, gt_run):
                                     per_head=False)
     r = LL.logit_lens(model, gt.clean_tokens, gt.answer_pos, years, cache=cache, scale="final")
     b_U = d.get("bias.b_U")
-    for l in range(model.cfg.n_layers):
+    assert len(r.labels) == model.cfg.n_layers + 1
+    for l in range(model.cfg.n_layers + 1):                          # point l: after block l-1
         written = ["embed", "pos_embed"] + [f"{c}{k}" for k in range(l) for c in ("a", "m")]
         partial = sum(d.get(c) for c in written) + b_U
         torch.testing.assert_close(r.logits[l], partial, atol=ATOL, rtol=0)
@@ -288,3 +296,10 @@ def test_plots(model, gt, years, tmp_path):
     fig.savefig(tmp_path / "dla.png")
     with pytest.raises(ValueError, match="labels"):
         LL.plot_logit_lens(r, token_labels=["a"])
+    d = LL.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years)
+    fig = LL.plot_logit_lens(d, example=0, mark=gt.meta["yy"][0] + 0.5, rows=["m0", "a0.h1"])
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["m0", "a0.h1"]
+    with pytest.raises(ValueError, match="value='logit'"):
+        LL.plot_logit_lens(d, value="prob")
+    with pytest.raises(ValueError, match="unknown rows"):
+        LL.plot_logit_lens(d, rows=["m9"])

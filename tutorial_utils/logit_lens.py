@@ -7,17 +7,18 @@ through the model's own read-out as if the network stopped there::
     logits_l = LN_final(x_l) @ W_U + b_U,     LN_final(x) = (x - mean(x)) / s(x),
     s(x) = sqrt(mean((x - mean(x))^2) + eps).
 
-The points are ``embed`` (= resid_pre of block 0), ``L1`` ... ``L{n-1}`` (resid_pre of each later
-block), and ``final`` (resid_post of the last block); ``incl_mid=True`` adds ``L{l}.mid``
-(resid_mid, after block ``l``'s attention). Labels ``L{l}`` mean "the input to block ``l``", so
-``embed`` is ``L0``.
+The points are ``embed`` (the token + position embeddings, resid_pre of block 0) and ``L{l}``,
+the residual stream *after* block ``l`` (its resid_post, which is resid_pre of block ``l + 1``), for
+``l = 0 .. n_layers - 1``; the last, ``L{n-1}``, is what the unembedding reads. ``incl_mid=True``
+adds ``L{l}.mid`` (resid_mid: after block ``l``'s attention, before its MLP).
 
 *Which LayerNorm scale.* ``scale="own"`` (the default, the standard logit lens) normalises each point
 by its own statistics ``s(x_l)``, which is what ``LN_final`` would do if the model ended there; the
-``final`` point then reproduces the model's logits exactly. ``scale="final"`` freezes the final
+last point then reproduces the model's logits exactly. ``scale="final"`` freezes the last
 point's scale ``s(x_final)`` (read from ``ln_final.hook_scale``) for every point: the map from the
 residual stream to logits becomes linear, so the points are partial sums of the component
-attributions below (``logits_l = sum of DLA of the components written before l + b_U``), at the
+attributions below (``logits at L{l} = sum of the DLA of embed, pos_embed and blocks 0..l, + b_U``,
+with ``per_head=False``), at the
 cost of intermediate points whose overall magnitude is not what ``LN_final`` would give them.
 
 **Direct logit attribution** (Elhage et al. 2021, "A Mathematical Framework for Transformer
@@ -281,8 +282,9 @@ class LogitLensResult:
     """The logit lens at one position per example.
 
     Attributes:
-        labels: ``n_points`` names: ``embed``, ``L1`` ... ``L{n-1}`` (resid_pre of block l),
-            ``L{l}.mid`` with ``incl_mid``, and ``final`` (resid_post of the last block).
+        labels: ``n_points`` names: ``embed``, then ``L0`` ... ``L{n-1}`` (the residual stream after
+            block ``l``; the last is what the unembedding reads), with ``L{l}.mid`` before each
+            ``L{l}`` when ``incl_mid``.
         logits: ``[n_points, B, K]`` (centred) logits of ``token_ids``, or ``[n_points, B, V]``.
         log_norm: ``[n_points, B]`` log-sum-exp over the *full* vocabulary, so probabilities of
             a token subset are the model's real probabilities, not a softmax over the subset.
@@ -291,6 +293,8 @@ class LogitLensResult:
             vocabulary at each point.
         pos: ``[B]`` the positions read.
         scale: ``"own"`` or ``"final"`` (see the module docstring).
+        ranks: ``[n_points, B, K]`` rank of each of ``token_ids`` in the full vocabulary
+            (0 = top; ties count in the token's favour), or None for the full vocabulary.
     """
 
     labels: list[str]
@@ -301,6 +305,7 @@ class LogitLensResult:
     top_logits: Tensor
     pos: Tensor
     scale: str
+    ranks: Tensor | None = None
 
     def index(self, label: str) -> int:
         """Row of the point ``label``."""
@@ -316,9 +321,12 @@ class LogitLensResult:
         """``[n_points, B, K]`` probabilities (normalised over the full vocabulary)."""
         return self.log_probs().exp()
 
-    def ranks(self) -> Tensor:
-        """Not available without the full vocabulary; see :meth:`top_tokens`."""
-        raise NotImplementedError
+    def rank_of(self) -> Tensor:
+        """``[n_points, B, K]`` the rank of each of ``token_ids`` in the full vocabulary (0 = the
+        top token); see :attr:`ranks`."""
+        if self.ranks is None:
+            raise ValueError("ranks are only kept when token_ids are given")
+        return self.ranks
 
     def top_tokens(self, tokenizer_or_model: Any, example: int = 0, k: int | None = None
                    ) -> list[list[str]]:
@@ -334,16 +342,15 @@ class LogitLensResult:
 
 
 def _resid_names(model: Any, incl_mid: bool) -> tuple[list[str], list[str]]:
-    L = model.cfg.n_layers
-    labels, names = [], []
-    for l in range(L):
-        labels.append("embed" if l == 0 else f"L{l}")
-        names.append(f"blocks.{l}.hook_resid_pre")
+    """Labels and hooks of the logit-lens points: ``embed`` (resid_pre of block 0), then for each
+    block ``l`` optionally ``L{l}.mid`` (resid_mid) and ``L{l}`` (resid_post = resid_pre of l+1)."""
+    labels, names = ["embed"], ["blocks.0.hook_resid_pre"]
+    for l in range(model.cfg.n_layers):
         if incl_mid:
             labels.append(f"L{l}.mid")
             names.append(f"blocks.{l}.hook_resid_mid")
-    labels.append("final")
-    names.append(f"blocks.{L - 1}.hook_resid_post")
+        labels.append(f"L{l}")
+        names.append(f"blocks.{l}.hook_resid_post")
     return labels, names
 
 
@@ -372,7 +379,7 @@ def logit_lens(
         cache: an ``ActivationCache`` of ``model`` on ``tokens`` (no forward pass is run).
         incl_mid: also read resid_mid of every block.
         scale: ``"own"`` (each point normalised by its own LayerNorm statistics: the standard
-            logit lens) or ``"final"`` (the final point's scale frozen: linear, matches DLA).
+            logit lens) or ``"final"`` (the last point's scale frozen: linear, matches DLA).
         top_k: how many best tokens of the full vocabulary to keep per point.
         batch_size: examples per forward pass.
 
@@ -402,18 +409,23 @@ def logit_lens(
     full = _project(xn, W_U, None, bias)                              # [P, B, V]
     log_norm = full.logsumexp(-1)
     top = full.topk(top_k, dim=-1) if top_k else None
+    ranks = None
     if ids is None:
         logits = full
-    elif ids.ndim == 1:
-        logits = full[..., ids.to(full.device)]
     else:
-        logits = full.gather(-1, ids.to(full.device)[None].expand(len(labels), -1, -1))
-    empty = torch.zeros(len(labels), B, 0)
+        ids_d = ids.to(full.device)
+        idx = ids_d.expand(B, -1) if ids_d.ndim == 1 else ids_d
+        logits = full.gather(-1, idx[None].expand(len(labels), -1, -1))
+        # rank = number of tokens scoring strictly higher (sorted search: memory [B, V])
+        ranks = torch.stack([
+            full.shape[-1] - torch.searchsorted(full[i].sort(-1).values, logits[i].contiguous(), right=True)
+            for i in range(len(labels))])
+    empty = torch.zeros(len(labels), B, 0, device=full.device)
     return LogitLensResult(
         labels=labels, logits=logits, log_norm=log_norm, token_ids=ids,
         top_ids=top.indices if top is not None else empty.long(),
         top_logits=top.values if top is not None else empty,
-        pos=p, scale=scale,
+        pos=p, scale=scale, ranks=ranks,
     )
 
 
@@ -751,6 +763,7 @@ def task_metric_attribution(model: Any, dataset: Any, cache: Any = None, per_hea
     frozen = acts["ln_final.hook_scale"].reshape(B, 1)
     W_U, b_U, ln_bias = _readout(model, stack.device)
     bias = b_U if ln_bias is None else b_U + ln_bias
+    ids, sign = ids.to(stack.device), sign.to(stack.device)
     L = model.cfg.n_layers
     full = _project(_normalise(acts[f"blocks.{L - 1}.hook_resid_post"], model, frozen), W_U, None,
                     bias)                                            # [B, V]
@@ -786,19 +799,40 @@ def task_metric_attribution(model: Any, dataset: Any, cache: Any = None, per_hea
 # Plots
 # --------------------------------------------------------------------------------------------
 
-def plot_logit_lens(result: LogitLensResult, token_labels: Sequence[str] | None = None,
-                    value: str = "prob", example: int | None = None, title: str | None = None,
-                    max_ticks: int = 25, ax: Any = None) -> Any:
+def plot_logit_lens(result: "LogitLensResult | ComponentLensResult",
+                    token_labels: Sequence[str] | None = None, value: str | None = None,
+                    example: int | None = None, title: str | None = None, max_ticks: int = 25,
+                    mark: float | None = None, rows: Sequence[str] | None = None,
+                    ax: Any = None) -> Any:
     """Heatmap of the logit lens: points (rows) x tokens (columns).
 
-    ``value``: ``"prob"``, ``"log_prob"`` or ``"logit"``; ``example`` one example or None for the
-    mean over the batch (needs shared ``token_ids``). Returns the matplotlib figure.
+    Args:
+        result: a :class:`LogitLensResult` (rows are residual-stream points) or a
+            :class:`ComponentLensResult` / :class:`DLAResult` (rows are components: "what does
+            each component upweight"; only ``value="logit"``).
+        token_labels: one label per token column (e.g. ``"00"`` .. ``"99"``).
+        value: ``"prob"`` (default for the lens), ``"log_prob"`` or ``"logit"`` (default for
+            components).
+        example: one example, or None for the mean over the batch (needs shared ``token_ids``).
+        mark: draw a dashed vertical line at this column coordinate (e.g. ``YY + 0.5`` to split
+            Greater-Than's years into ``<= YY`` and ``> YY``).
+        rows: plot only these row labels, in this order.
+
+    Returns the matplotlib figure.
     """
     import matplotlib.pyplot as plt
 
+    is_lens = isinstance(result, LogitLensResult)
+    value = value or ("prob" if is_lens else "logit")
     if value not in ("prob", "log_prob", "logit"):
         raise ValueError(f"value must be prob, log_prob or logit, got {value!r}")
-    data = {"prob": result.probs, "log_prob": result.log_probs, "logit": lambda: result.logits}[value]()
+    if not is_lens and value != "logit":
+        raise ValueError("component rows are additive logit contributions: use value='logit'")
+    if is_lens:
+        data = {"prob": result.probs, "log_prob": result.log_probs,
+                "logit": lambda: result.logits}[value]()
+    else:
+        data = result.values
     if example is None:
         if result.token_ids is not None and result.token_ids.ndim == 2:
             raise ValueError("per-example token_ids: choose an example to plot")
@@ -807,12 +841,19 @@ def plot_logit_lens(result: LogitLensResult, token_labels: Sequence[str] | None 
         if not 0 <= example < data.shape[1]:
             raise ValueError(f"example {example} out of range for a batch of {data.shape[1]}")
         mat, who = data[:, example], f"example {example}"
-    mat = mat.detach().cpu().numpy()
+    row_labels = list(result.labels)
+    if rows is not None:
+        unknown = [r for r in rows if r not in row_labels]
+        if unknown:
+            raise ValueError(f"unknown rows {unknown}; available: {row_labels}")
+        mat = mat[[row_labels.index(r) for r in rows]]
+        row_labels = list(rows)
+    mat = mat.detach().float().cpu().numpy()
     K = mat.shape[1]
     if token_labels is not None and len(token_labels) != K:
         raise ValueError(f"{len(token_labels)} token labels for {K} tokens")
     if ax is None:
-        fig, ax = plt.subplots(figsize=(min(2 + 0.12 * K, 14), 0.4 * len(result.labels) + 1.8))
+        fig, ax = plt.subplots(figsize=(min(3 + 0.12 * K, 14), 0.3 * len(row_labels) + 1.9))
     else:
         fig = ax.figure
     cmap = "viridis" if value != "logit" else "RdBu_r"
@@ -821,16 +862,21 @@ def plot_logit_lens(result: LogitLensResult, token_labels: Sequence[str] | None 
         m = float(abs(mat).max()) or 1.0
         kw = {"vmin": -m, "vmax": m}
     im = ax.imshow(mat, aspect="auto", cmap=cmap, interpolation="nearest", **kw)
-    ax.set_yticks(range(len(result.labels)), result.labels)
+    ax.set_yticks(range(len(row_labels)), row_labels)
     step = max(1, -(-K // max_ticks))
     ticks = list(range(0, K, step))
     if token_labels is not None:
         ax.set_xticks(ticks, [token_labels[i] for i in ticks], rotation=90 if K > 12 else 0)
     ax.set_xlabel("token" + (f" (every {step}th labelled)" if step > 1 else ""))
-    ax.set_ylabel("residual stream point (input to block)")
-    name = {"prob": "probability", "log_prob": "log-probability", "logit": "logit (centred)"}[value]
+    ax.set_ylabel("residual stream after" if is_lens else "component")
+    if mark is not None:
+        ax.axvline(mark, color="white" if value != "logit" else "black", ls="--", lw=1)
+    name = {"prob": "probability", "log_prob": "log-probability",
+            "logit": "logit (centred)" if is_lens else "direct contribution to logit"}[value]
     fig.colorbar(im, ax=ax, label=name)
-    ax.set_title(title or f"Logit lens ({result.scale} LN scale): {name}, {who}")
+    what = f"Logit lens ({result.scale} LN scale)" if is_lens else \
+        f"Component logit lens ({result.scale} LN scale)"
+    ax.set_title(title or f"{what}: {name}, {who}")
     fig.tight_layout()
     return fig
 
@@ -865,6 +911,12 @@ def plot_dla(values: Any, labels: Sequence[str] | None = None, title: str | None
                                    gridspec_kw={"width_ratios": [1, 1.3]})
     m = float(max(abs(heads).max(), max(abs(v) for _, v in other))) or 1.0
     im = ax0.imshow(heads.T, cmap="RdBu_r", vmin=-m, vmax=m, aspect="auto")
+    if heads.size <= 64:                                             # small models: print values
+        for l in range(heads.shape[0]):
+            for h in range(heads.shape[1]):
+                v = heads[l, h]
+                ax0.text(l, h, f"{v:.2g}", ha="center", va="center", fontsize=8,
+                         color="white" if abs(v) > 0.6 * m else "black")
     ax0.set_xticks(range(heads.shape[0]), [f"L{l}" for l in range(heads.shape[0])])
     ax0.set_yticks(range(heads.shape[1]), [f"H{h}" for h in range(heads.shape[1])])
     ax0.set_xlabel("layer")
