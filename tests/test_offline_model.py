@@ -12,7 +12,9 @@ from tutorial_utils.offline_model.corpus import CorpusGenerator, corpus_vocab
 from tutorial_utils.offline_model.evaluate import evaluate_model
 from tutorial_utils.offline_model.tokenizer import encode_fast, make_hf_tokenizer, pieces
 
-from .conftest import OFFLINE_DIR
+from tutorial_utils.paths import DATA_DIR
+
+OFFLINE_DIR = DATA_DIR / "models" / "tiny-gpt2-tasks"
 
 
 def test_tokenizer_mimics_gpt2_conventions():
