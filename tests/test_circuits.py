@@ -289,3 +289,16 @@ def test_draw_circuit_matplotlib(tmp_path, graph):
     fig = draw_circuit(g, backend="matplotlib", path=tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert fig.axes[0].get_title().startswith("circuit: 15 edges")
+
+
+def test_rank_correlation_matches_scipy_definition():
+    from tutorial_utils.circuits import rank_correlation
+
+    a = torch.tensor([3.0, 1.0, 2.0, 2.0, 5.0])
+    b = torch.tensor([30.0, 10.0, 25.0, 20.0, 40.0])
+    # ranks a: [4, 1, 2.5, 2.5, 5], b: [4, 1, 3, 2, 5] -> Pearson of ranks
+    ra = torch.tensor([4, 1, 2.5, 2.5, 5.0]) - 3
+    rb = torch.tensor([4, 1, 3, 2, 5.0]) - 3
+    expected = float(ra @ rb / (ra.norm() * rb.norm()))
+    assert rank_correlation(a, b) == pytest.approx(expected)
+    assert rank_correlation(a, -a) == pytest.approx(-1.0)

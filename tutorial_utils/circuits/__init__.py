@@ -13,7 +13,7 @@ from .attribution import (METHODS, attribute, eap_ig_scores, eap_scores, exact_s
                           node_attribution)
 from .drawing import draw_circuit
 from .evaluation import (FaithfulnessCurve, evaluate_baselines, evaluate_graph,
-                         faithfulness_curve, interchange_logits)
+                         faithfulness_curve, interchange_logits, rank_correlation)
 from .graph import Graph, count_edges
 from .selection import greedy, prune, threshold, top_n
 
@@ -21,5 +21,5 @@ __all__ = [
     "METHODS", "FaithfulnessCurve", "Graph", "attribute", "count_edges", "draw_circuit",
     "eap_ig_scores", "eap_scores", "evaluate_baselines", "evaluate_graph", "exact_scores",
     "faithfulness_curve", "greedy", "interchange_logits", "node_attribution", "prune",
-    "threshold", "top_n",
+    "rank_correlation", "threshold", "top_n",
 ]

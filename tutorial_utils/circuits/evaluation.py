@@ -203,3 +203,27 @@ def faithfulness_curve(model: Any, graph: Graph, dataset: TaskDataset, scores: T
     kept = torch.tensor([int(m.sum()) for m in masks])
     return FaithfulnessCurve(method, kept, vals, torch.as_tensor(faith).float(),
                              clean, corrupted, graph.n_edges)
+
+
+def rank_correlation(a: Tensor, b: Tensor) -> float:
+    """Spearman rank correlation of two 1-D score vectors (Pearson correlation of their ranks,
+    ties given their average rank)."""
+    a, b = a.detach().flatten().double().cpu(), b.detach().flatten().double().cpu()
+    if a.shape != b.shape or a.numel() < 2:
+        raise ValueError(f"need two score vectors of equal length >= 2, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
+
+    def ranks(x: Tensor) -> Tensor:
+        order = x.argsort()
+        r = torch.empty_like(x)
+        r[order] = torch.arange(len(x), dtype=x.dtype)
+        # average the ranks of ties
+        uniq, inv = torch.unique(x, return_inverse=True)
+        sums = torch.zeros(len(uniq), dtype=x.dtype).index_add_(0, inv, r)
+        counts = torch.zeros(len(uniq), dtype=x.dtype).index_add_(0, inv, torch.ones_like(r))
+        return (sums / counts)[inv]
+
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = (ra.norm() * rb.norm()).item()
+    return float((ra @ rb) / denom) if denom > 0 else float("nan")
