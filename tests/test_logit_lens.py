@@ -264,12 +264,19 @@ def test_cache_from_other_tokens_is_refused(model, gt, ioi, years):
         LL.logit_lens(model, gt.clean_tokens, -1, years, cache=cache)
 
 
-def test_encoder_is_refused(model):
-    """A BERT-style model (as load_encoder returns) is refused by name before anything runs; a
-    stand-in carrying the encoder's architecture name keeps this test from loading MiniLM."""
-    enc = types.SimpleNamespace(cfg=types.SimpleNamespace(original_architecture="BertForMaskedLM",
-                                                          d_vocab=10, n_ctx=8, n_layers=1),
-                                W_U=torch.zeros(2, 10), tutorial_model_name="minilm-l6")
+@pytest.mark.parametrize("cfg", [
+    # what load_encoder("offline") really carries: architecture set, original_architecture None
+    {"architecture": "BertForMaskedLM", "original_architecture": None},
+    {"original_architecture": "RobertaForMaskedLM"},
+])
+def test_encoder_is_refused(cfg):
+    """A BERT-style model is refused by name before anything runs; a stand-in carrying the
+    encoder bridge's config fields keeps this test from loading MiniLM (about 10 s)."""
+    def boom(*a, **k):
+        raise AssertionError("a forward pass ran")
+    enc = types.SimpleNamespace(cfg=types.SimpleNamespace(d_vocab=10, n_ctx=8, n_layers=1, **cfg),
+                                W_U=torch.zeros(2, 10), tutorial_model_name="minilm-l6",
+                                run_with_cache=boom)
     toks = torch.zeros(1, 4, dtype=torch.long)
     for fn in (lambda: LL.logit_lens(enc, toks, -1),
                lambda: LL.direct_logit_attribution(enc, toks, -1, [1]),
