@@ -40,7 +40,7 @@ from tutorial_utils.exercise_checks import nb00
 from tutorial_utils.models import load_model, seed_everything
 
 seed_everything(0)
-torch.set_grad_enabled(False)"""),
+torch.set_grad_enabled(False);  # this notebook only reads activations"""),
     md("""## 1. A model, its tokens and its cache (5 min)
 
 The bridge wraps a Hugging Face model and exposes *hook points*: named places where activations
@@ -64,6 +64,9 @@ top = probs.topk(8)
 print("most likely next tokens after", repr(prompt))
 for p, i in zip(top.values, top.indices):
     print(f"  {model.tokenizer.decode([int(i)])!r:>8}  p = {p:.3f}")
+year_ids = [model.tokenizer.convert_tokens_to_ids(f"{y:02d}") for y in range(100)]
+p_years = probs[year_ids]
+print(f"probability on years above 41: {p_years[42:].sum():.2f}, on years up to 41: {p_years[:42].sum():.2f}")
 print(f"cache holds {len(cache)} activations, e.g. blocks.0.attn.hook_pattern "
       f"{tuple(cache['blocks.0.attn.hook_pattern'].shape)}  [batch, head, query, key]")"""),
     md("""## 2. The residual stream is a sum (5 min)

@@ -10,7 +10,8 @@ frames, nouns, names and start years never appear in task sentences:
   six verb pairs (is/are, was/were, has/have, does/do, seems/seem, looks/look);
 * IOI sentences, "When Mary and John went to the store, John gave a drink to Mary.";
 * facts, "The capital of France is Paris." (three phrasings);
-* filler sentences that use every word, held-out ones included, in neutral contexts;
+* filler sentences that use every word, held-out ones included, in neutral contexts (nouns
+  with number-marking determiners, names in two-name roles that are not IOI sentences);
 * repeated random spans (induction): a random span of tokens appears, then appears again.
 
 The mix (``CorpusConfig``) follows what made induction and IOI appear in a trial model: about
@@ -29,16 +30,20 @@ from ..tasks.vocab import (ADJECTIVES, CAPITALS, CENTURIES, EVENT_NOUNS, IOI_OBJ
 from .tokenizer import BOS, build_vocab, encode_fast
 
 
+SINGULAR_DETERMINERS = ("a", "one", "this", "that", "every")
+PLURAL_DETERMINERS = ("two", "three", "many", "these", "those", "several")
+
+
 @dataclass(frozen=True)
 class CorpusConfig:
     """Mixture weights of sentence kinds and document options."""
 
     n_ctx: int = 64
     w_ioi: float = 0.35
-    w_greater_than: float = 0.20
-    w_sva: float = 0.20
-    w_facts: float = 0.07
-    w_filler: float = 0.18
+    w_greater_than: float = 0.17
+    w_sva: float = 0.18
+    w_facts: float = 0.06
+    w_filler: float = 0.24
     p_induction_doc: float = 0.30
 
 
@@ -114,10 +119,16 @@ class CorpusGenerator:
         return f"{r.choice(NAMES.all)} lives in {capital}, the capital of {country}."
 
     def filler_sentence(self) -> str:
+        """Neutral sentences over *every* word, held-out ones included. They give each noun
+        its number without subject-verb agreement (a word-level token carries no plural
+        "-s": "two paintings", "a painting"), and put every name in two-name roles that are
+        not IOI sentences (no repeated subject)."""
         r = self.rng
-        name = r.choice(NAMES.all)
-        other = r.choice(NAMES.all)
-        thing = r.choice(SVA_NOUNS.all)[0]
+        name, other = r.sample(NAMES.all, 2)
+        pair = r.choice(SVA_NOUNS.all)
+        plural = r.random() < 0.5
+        noun = pair[int(plural)]
+        det = r.choice(PLURAL_DETERMINERS if plural else SINGULAR_DETERMINERS)
         event = r.choice(EVENT_NOUNS.all)
         adj = r.choice(ADJECTIVES)
         place = r.choice(IOI_PLACES.all)
@@ -125,15 +136,17 @@ class CorpusGenerator:
         year = f"{r.choice(CENTURIES)}{r.randint(0, 99):02d}"
         prep = r.choice(sva.PREPOSITIONS_TRAIN + sva.PREPOSITIONS_HELDOUT)
         templates = (
-            f"{name} liked the {adj} {thing}.",
-            f"{name} saw a {thing} {prep} the {place}.",
+            f"{name} liked {det} {adj} {noun}.",
+            f"{name} saw {det} {noun} {prep} the {place}.",
+            f"{name} bought {det} {noun} for {other}.",
             f"{name} talked about the {event} with {other}.",
             f"In the year {year}, the {event} began.",
-            f"The {event} was {adj}.",
-            f"{name} had a {obj} and a {thing}.",
+            f"{name} had a {obj} and {det} {noun}.",
             f"{name} wanted to visit the {place} in {year}.",
             f"Everyone knew {name} from the {place}.",
-            f"The {thing} was {adj} and {r.choice(ADJECTIVES)}.",
+            f"{name} met {other} at the {place}.",
+            f"{name} gave a {obj} to {other}.",
+            f"{name} and {other} talked about {det} {noun}.",
             f"{name} read a book about the {event}.",
         )
         return r.choice(templates)
@@ -194,4 +207,5 @@ def corpus_vocab(n_sample_sentences: int = 50_000, seed: int = 12345) -> dict[st
     words += list(CAPITALS) + list(CAPITALS.values())
     words += [f"{c}" for c in range(10, 21)] + [f"{y:02d}" for y in range(100)]
     words += [w for comps in SVA_COMPLEMENTS.values() for c in comps for w in c.split()]
+    words += list(SINGULAR_DETERMINERS) + list(PLURAL_DETERMINERS)
     return build_vocab(texts, words)
