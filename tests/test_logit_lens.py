@@ -226,6 +226,28 @@ def test_greater_than_linearisation_uses_the_true_gradient(model, gt, gt_run):
     torch.testing.assert_close(s.values.sum(0), want, atol=ATOL, rtol=0)
 
 
+def test_direct_path_removal(model, gt, ioi, gt_run):
+    # logit differences are linear: removing a direct path removes exactly its DLA
+    torch.testing.assert_close(LL.direct_path_removal(model, ioi).values,
+                               LL.task_metric_attribution(model, ioi).values, atol=ATOL, rtol=0)
+    # probability difference: rebuild the logits without MLP l's direct path by hand
+    logits, cache = gt_run
+    r = LL.direct_path_removal(model, gt, cache=cache, per_head=False)
+    metric = gt.metric(logits, per_example=True)
+    torch.testing.assert_close(r.metric, metric, atol=1e-5, rtol=0)
+    L = model.cfg.n_layers
+    scale = at_pos(cache["ln_final.hook_scale"], gt.answer_pos)
+    for l in range(L):
+        x = at_pos(cache[f"blocks.{L - 1}.hook_resid_post"] - cache[f"blocks.{l}.hook_mlp_out"],
+                   gt.answer_pos)
+        without = ((x - x.mean(-1, keepdim=True)) / scale) @ model.W_U + model.b_U
+        torch.testing.assert_close(r.values[r.labels.index(f"m{l}")],
+                                   metric - gt.metric(without.detach(), per_example=True),
+                                   atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="chunk"):
+        LL.direct_path_removal(model, gt, chunk=0)
+
+
 # ------------------------------------------------------------------------- bad input
 
 def _no_forward(model, monkeypatch):

@@ -719,7 +719,8 @@ class MetricAttribution:
         target: ``[B]`` what the rows sum to: the metric itself when ``exact``, else the
             linearised score ``g . logits``.
         metric: ``[B]`` the task metric of the clean run.
-        exact: True when ``values.sum(0) == metric`` (logit-difference metrics).
+        exact: True when ``values.sum(0) == metric`` (logit-difference metrics with
+            :func:`task_metric_attribution`).
         weights: ``[B, K]`` the direction in candidate-logit space (``K`` candidates), or for a
             linearisation the gradient restricted to the candidates (the rest of the vocabulary
             also enters, through ``-p_j * metric``).
@@ -738,33 +739,17 @@ class MetricAttribution:
         return tmp.head_grid()[..., 0]
 
 
-def task_metric_attribution(model: Any, dataset: Any, cache: Any = None, per_head: bool = True,
-                            linearise: bool | None = None, batch_size: int = 64
-                            ) -> MetricAttribution:
-    """Direct attribution of a :class:`~tutorial_utils.tasks.TaskDataset`'s metric on the clean run.
-
-    * Logit-difference tasks (IOI): ``metric = sum_k sign_k logit_k`` is linear, so the rows are
-      the exact decomposition: ``values.sum(0) == metric``.
-    * Probability-difference tasks (Greater-Than, agreement), ``PD = sum_k sign_k p_k``. With
-      ``linearise=True`` (their default), rows are ``g . DLA_c`` with
-      ``g_j = dPD/dlogit_j = p_j (sign_j - PD)`` over the full vocabulary (``sign_j = 0`` off the
-      candidates): to first order, removing component ``c``'s direct write changes PD by
-      ``-g . DLA_c``. The rows sum to ``g . logits``, not to PD. With ``linearise=False`` the
-      direction is the signed mean of candidate logits,
-      ``mean_{k correct} logit_k - mean_{k wrong} logit_k`` (for Greater-Than: mean logit of the
-      years above YY minus that of the years at or below), an exact decomposition of that logit
-      score, which is a proxy for PD, not PD.
-    """
-    _check_model(model, "task_metric_attribution")
+def _metric_setup(model: Any, dataset: Any, cache: Any, per_head: bool, batch_size: int,
+                  what: str):
+    """Validate, run (or read the cache), and return the normalised component stack
+    ``[C, B, d]`` (frozen final scale), the read-out, the full logits ``[B, V]`` at the answer
+    positions, and the candidates."""
+    _check_model(model, what)
     for key in ("clean_tokens", "answer_pos", "candidate_ids", "candidate_sign", "metric_kind"):
         if not hasattr(dataset, key):
             raise ValueError(f"dataset must be a TaskDataset (missing {key!r})")
-    kind = dataset.metric_kind
-    if linearise is None:
-        linearise = kind == "prob_diff"
-    if linearise and kind != "prob_diff":
-        raise ValueError("linearise=True applies to probability-difference metrics; "
-                         f"{dataset.name} is a {kind} task (already exact)")
+    if dataset.metric_kind not in ("prob_diff", "logit_diff"):
+        raise ValueError(f"unknown metric kind {dataset.metric_kind!r}")
     sign = dataset.candidate_sign.float().cpu()
     ids = dataset.candidate_ids.long().cpu()
     tokens = _check_tokens(model, dataset.clean_tokens)
@@ -783,6 +768,79 @@ def task_metric_attribution(model: Any, dataset: Any, cache: Any = None, per_hea
     L = model.cfg.n_layers
     full = _project(_normalise(acts[f"blocks.{L - 1}.hook_resid_post"], model, frozen), W_U, None,
                     bias)                                            # [B, V]
+    xn = _normalise(stack, model, frozen)                            # [C, B, d]
+    return labels, xn, W_U, b_U, ln_bias, full, ids, sign
+
+
+def _metric_of(full: Tensor, ids: Tensor, sign: Tensor, kind: str) -> Tensor:
+    """The task metric of logits ``[..., B, V]`` -> ``[..., B]`` (as ``TaskDataset.metric``)."""
+    scores = full.softmax(-1) if kind == "prob_diff" else full
+    idx = ids.expand(*full.shape[:-1], ids.shape[-1])
+    return (scores.gather(-1, idx) * sign).sum(-1)
+
+
+def direct_path_removal(model: Any, dataset: Any, cache: Any = None, per_head: bool = True,
+                        batch_size: int = 64, chunk: int = 16) -> MetricAttribution:
+    """The exact effect on the task metric of removing each component's *direct* contribution,
+    with the final LayerNorm scale frozen::
+
+        values[c, b] = metric(logits_b) - metric(logits_b - DLA_c,b)      (full vocabulary)
+
+    Unlike :func:`task_metric_attribution` this is not a linearisation, so it captures
+    saturation (a component whose removal barely moves an already-certain prediction scores
+    near 0 even if its DLA is large), but the rows do not sum to anything in general
+    (``exact`` is False and ``target`` is the metric). For logit-difference metrics it equals the
+    exact DLA rows. It is not an ablation: the component still feeds later layers; only its
+    direct path to the logits is removed (Wang et al. 2023 call this "direct effect").
+    ``chunk`` components are evaluated at once (memory ``chunk x B x V``).
+    """
+    if chunk <= 0:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    st = _metric_setup(model, dataset, cache, per_head, batch_size, "direct_path_removal")
+    labels, xn, W_U, b_U, ln_bias, full, ids, sign = st
+    kind = dataset.metric_kind
+    metric = _metric_of(full, ids, sign, kind)
+    rows = []
+    for s in range(0, xn.shape[0], chunk):
+        contrib = xn[s:s + chunk] @ W_U                              # [c, B, V]
+        rows.append(metric - _metric_of(full - contrib, ids, sign, kind))
+    extra = [("bias.b_U", b_U)] + ([("bias.ln_final", ln_bias)] if ln_bias is not None else [])
+    for lab, vec in extra:
+        labels = labels + [lab]
+        rows.append((metric - _metric_of(full - vec, ids, sign, kind))[None])
+    return MetricAttribution(labels=labels, values=torch.cat(rows, 0), target=metric,
+                             metric=metric, exact=False, weights=sign)
+
+
+def task_metric_attribution(model: Any, dataset: Any, cache: Any = None, per_head: bool = True,
+                            linearise: bool | None = None, batch_size: int = 64
+                            ) -> MetricAttribution:
+    """Direct attribution of a :class:`~tutorial_utils.tasks.TaskDataset`'s metric on the clean run.
+
+    * Logit-difference tasks (IOI): ``metric = sum_k sign_k logit_k`` is linear, so the rows are
+      the exact decomposition: ``values.sum(0) == metric``.
+    * Probability-difference tasks (Greater-Than, agreement), ``PD = sum_k sign_k p_k``. With
+      ``linearise=True`` (their default), rows are ``g . DLA_c`` with
+      ``g_j = dPD/dlogit_j = p_j (sign_j - PD)`` over the full vocabulary (``sign_j = 0`` off the
+      candidates): to first order, removing component ``c``'s direct write changes PD by
+      ``-g . DLA_c``. The rows sum to ``g . logits``, not to PD. With ``linearise=False`` the
+      direction is the signed mean of candidate logits,
+      ``mean_{k correct} logit_k - mean_{k wrong} logit_k`` (for Greater-Than: mean logit of the
+      years above YY minus that of the years at or below), an exact decomposition of that logit
+      score, which is a proxy for PD, not PD.
+
+    A first-order term understates components when PD is saturated (p close to 0 or 1 makes
+    ``g`` small); :func:`direct_path_removal` gives the exact, non-additive effect of removing
+    each direct path.
+    """
+    kind = getattr(dataset, "metric_kind", None)
+    if linearise is None:
+        linearise = kind == "prob_diff"
+    if linearise and kind == "logit_diff":
+        raise ValueError("linearise=True applies to probability-difference metrics; "
+                         f"{dataset.name} is a logit_diff task (already exact)")
+    st = _metric_setup(model, dataset, cache, per_head, batch_size, "task_metric_attribution")
+    labels, xn, W_U, b_U, ln_bias, full, ids, sign = st
     scores = full.softmax(-1) if kind == "prob_diff" else full
     metric = (scores.gather(-1, ids) * sign).sum(-1)
     if linearise:
@@ -798,7 +856,6 @@ def task_metric_attribution(model: Any, dataset: Any, cache: Any = None, per_hea
         w_cand = sign
         g = torch.zeros_like(full).scatter_add_(-1, ids, sign)
     direction = g @ W_U.T                                            # [B, d]
-    xn = _normalise(stack, model, frozen)                            # [C, B, d]
     values = (xn * direction).sum(-1)                                # [C, B]
     labels = labels + ["bias.b_U"]
     values = torch.cat([values, (g * b_U).sum(-1)[None]], 0)
@@ -955,6 +1012,7 @@ def plot_dla(values: Any, labels: Sequence[str] | None = None, title: str | None
 
 __all__ = [
     "ComponentLensResult", "DLAResult", "LogitLensResult", "MetricAttribution",
-    "component_logit_lens", "direct_logit_attribution", "logit_diff_attribution", "logit_lens",
+    "component_logit_lens", "direct_logit_attribution", "direct_path_removal",
+    "logit_diff_attribution", "logit_lens",
     "plot_dla", "plot_logit_lens", "task_metric_attribution",
 ]
