@@ -216,8 +216,9 @@ def load_encoder(name: str | None = None, device: str | torch.device | None = No
 
 def is_encoder(model: Any) -> bool:
     """True for a bidirectional (BERT-style) model, False for a causal decoder."""
-    arch = str(getattr(model.cfg, "original_architecture", "") or "")
-    return "Bert" in arch or "Roberta" in arch
+    cfg = model.cfg
+    arch = " ".join(str(getattr(cfg, key, "") or "") for key in ("original_architecture", "architecture"))
+    return "Bert" in arch or "Roberta" in arch or bool(getattr(cfg, "is_encoder", False))
 
 
 def require_decoder(model: Any, what: str) -> None:
