@@ -1,0 +1,95 @@
+"""Faithfulness: the normalisation, and circuit invariants (full graph = 1, empty graph = 0,
+node and edge circuits agree, completeness and minimality bookkeeping)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tutorial_utils import path_patching as PP
+from tutorial_utils.faithfulness import (all_nodes, circuit_faithfulness, completeness_check,
+                                         minimality_scores, normalized_faithfulness)
+from tutorial_utils.tasks import make_task
+
+ATOL = 2e-5
+
+
+def test_normalized_faithfulness_formula_and_policy():
+    assert normalized_faithfulness(1.0, 2.0, 0.0) == pytest.approx(0.5)
+    assert normalized_faithfulness(2.0, 2.0, 0.0) == pytest.approx(1.0)
+    assert normalized_faithfulness(0.0, 2.0, 0.0) == pytest.approx(0.0)
+    assert normalized_faithfulness(-1.0, 1.0, 3.0) == pytest.approx(2.0)  # sign-agnostic
+    out = normalized_faithfulness(torch.tensor([1.0, 3.0]), 2.0, torch.tensor(1.0))
+    torch.testing.assert_close(out, torch.tensor([0.0, 2.0]))
+    with pytest.raises(ValueError, match="undefined"):
+        normalized_faithfulness(1.0, 0.5, 0.5)
+    assert math.isnan(normalized_faithfulness(1.0, 0.5, 0.5, on_degenerate="nan"))
+    out = normalized_faithfulness(torch.tensor([1.0, 1.0]), torch.tensor([2.0, 0.0]), 0.0,
+                                  on_degenerate="nan")
+    assert out[0] == 0.5 and torch.isnan(out[1])
+    with pytest.raises(ValueError, match="not finite"):
+        normalized_faithfulness(float("nan"), 1.0, 0.0)
+    with pytest.raises(ValueError, match="on_degenerate"):
+        normalized_faithfulness(1.0, 2.0, 0.0, on_degenerate="zero")
+
+
+@pytest.fixture(scope="module")
+def gt(hooked_model):
+    return make_task("greater_than", hooked_model, n=4, seed=2)
+
+
+@pytest.mark.parametrize("method", ["resample", "mean", "zero"])
+def test_full_graph_is_one_and_empty_graph_zero(hooked_model, gt, method):
+    full = circuit_faithfulness(hooked_model, gt, all_nodes(hooked_model), method=method)
+    empty = circuit_faithfulness(hooked_model, gt, [], method=method)
+    assert abs(full.faithfulness - 1) < 1e-4 and abs(empty.faithfulness) < 1e-4
+    assert abs(full.metric_circuit - full.metric_full) < ATOL
+    if method == "resample":  # everything resampled = the corrupted run
+        assert abs(empty.metric_circuit - empty.metric_corrupted) < ATOL
+    g = PP.Graph.from_model(hooked_model)
+    full_e = circuit_faithfulness(hooked_model, gt, g.edges, method=method)
+    assert abs(full_e.faithfulness - 1) < 1e-4
+
+
+def test_node_and_edge_circuits_agree_under_resampling(hooked_model, gt):
+    """Under resampling, ablating the nodes outside C equals ablating every edge that does not
+    join two nodes of C (inside nodes read only inside nodes' current outputs)."""
+    nodes = ["embed", "a0.h1", "a1.h3", "m0", "m2", "a3.h0"]
+    g = PP.Graph.from_model(hooked_model)
+    edges = [(s, r) for s, r in g.edges if s in nodes and g.receiver_node(r) in nodes + ["logits"]]
+    a = circuit_faithfulness(hooked_model, gt, nodes)
+    b = circuit_faithfulness(hooked_model, gt, edges)
+    assert a.kind == "node" and b.kind == "edge"
+    assert abs(a.metric_circuit - b.metric_circuit) < ATOL
+    assert abs(a.metric_circuit - a.metric_full) > 1e-4  # the circuit is not trivially the model
+
+
+def test_completeness_and_minimality_bookkeeping(hooked_model, gt):
+    every = all_nodes(hooked_model)
+    res = completeness_check(hooked_model, gt, every, n_random=2)
+    # the full model as "circuit" is complete: F(C \ K) == F(M \ K) for every K
+    assert res.incompleteness.max() < ATOL
+    nodes = ["embed", "m0", "m1", "a2.h1"]
+    res = completeness_check(hooked_model, gt, nodes, subsets=[[], ["m0"]])
+    f = circuit_faithfulness(hooked_model, gt, nodes)
+    assert abs(float(res.metric_circuit_minus_k[0]) - f.metric_circuit) < ATOL
+    assert abs(float(res.metric_model_minus_k[0]) - f.metric_full) < ATOL
+    mins = minimality_scores(hooked_model, gt, nodes)
+    assert set(mins) == set(nodes)
+    f2 = circuit_faithfulness(hooked_model, gt, [n for n in nodes if n != "m1"])
+    assert abs(mins["m1"] - (f.metric_circuit - f2.metric_circuit)) < ATOL
+
+
+def test_bad_circuits_get_clear_errors(hooked_model, gt):
+    with pytest.raises(ValueError, match="unknown node"):
+        circuit_faithfulness(hooked_model, gt, ["a0.h9"])
+    with pytest.raises(ValueError, match="not a mix"):
+        circuit_faithfulness(hooked_model, gt, ["a0.h1", ("embed", "logits")])
+    with pytest.raises(ValueError, match="method"):
+        circuit_faithfulness(hooked_model, gt, ["a0.h1"], method="median")
+    with pytest.raises(ValueError, match="not an edge"):
+        circuit_faithfulness(hooked_model, gt, [("m3", "a0.h0.q")])
+    with pytest.raises(ValueError, match="inside the circuit"):
+        completeness_check(hooked_model, gt, ["m0"], subsets=[["m1"]])
