@@ -6,10 +6,10 @@ the layer, and compare each token's new layer output ``x~_i^(-j)`` with the orig
 
     VZ_ij = 1 - cos(x~_i^(-j), x~_i),   then each row i is normalised to sum to 1.
 
-Batching: every (sentence, layer, source) variant is one row of a single batched forward pass
-(chunked to bound memory); the hook at layer ``l``'s values zeroes position ``j`` in the rows
-that belong to ``(l, j)`` and the hook at layer ``l``'s output stores those rows. The forward
-stops after the last layer any row needs. :func:`value_zeroing_loop` is the straightforward
+Batching: for each layer ``l``, every (sentence, source) variant is one row of a single batched
+forward pass (chunked to bound memory): the hook at layer ``l``'s values zeroes position ``j``
+in the row that belongs to ``j``, and the hook at layer ``l``'s output stores the rows and stops
+the forward pass (later layers are not needed). :func:`value_zeroing_loop` is the straightforward
 reference, one forward pass per (sentence, layer, source).
 """
 
@@ -56,35 +56,30 @@ def value_zeroed_outputs(model: Any, tokens: Tensor, variants: Sequence[tuple[in
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     var = torch.tensor(list(variants), dtype=torch.long, device=toks.device).reshape(-1, 3)
     out = torch.empty(len(var), T, model.cfg.d_model, device=toks.device)
-    for start in range(0, len(var), chunk_size):
-        chunk = var[start:start + chunk_size]
-        vb, vl, vj = chunk.unbind(-1)
-        last = int(vl.max())
-        stored: dict[int, Tensor] = {}
-        hooks = []
-        for l in sorted(set(vl.tolist())):
-            rows = (vl == l).nonzero().squeeze(-1)
-            keep = vj[rows] >= 0
-            zr, zj = rows[keep], vj[rows][keep]
+    for l in sorted(set(var[:, 1].tolist())):
+        idx = (var[:, 1] == l).nonzero().squeeze(-1)
+        for start in range(0, len(idx), chunk_size):
+            rows = idx[start:start + chunk_size]
+            vb, vj = var[rows, 0], var[rows, 2]
+            keep = (vj >= 0).nonzero().squeeze(-1)
+            stored: dict[str, Tensor] = {}
 
-            def zero_v(v: Tensor, hook: Any, zr: Tensor = zr, zj: Tensor = zj) -> Tensor:
+            def zero_v(v: Tensor, hook: Any, keep: Tensor = keep, vj: Tensor = vj) -> Tensor:
                 v = v.clone()
-                v[zr, zj] = 0.0
+                v[keep, vj[keep]] = 0.0
                 return v
 
-            def store(x: Tensor, hook: Any, l: int = l, rows: Tensor = rows) -> None:
-                stored[l] = x[rows].detach()
-                if l == last:
-                    raise _Stop
+            def store(x: Tensor, hook: Any) -> None:
+                stored["x"] = x.detach()
+                raise _Stop  # later layers are not needed
 
-            hooks += [(f"blocks.{l}.attn.hook_v", zero_v), (f"blocks.{l}.hook_out", store)]
-        with torch.no_grad(), model.hooks(fwd_hooks=hooks):
-            try:
-                model(toks[vb])
-            except _Stop:
-                pass
-        for l, x in stored.items():
-            out[start + (vl == l).nonzero().squeeze(-1)] = x
+            hooks = [(f"blocks.{l}.attn.hook_v", zero_v), (f"blocks.{l}.hook_out", store)]
+            with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+                try:
+                    model(toks[vb])
+                except _Stop:
+                    pass
+            out[rows] = stored["x"]
     return out
 
 
@@ -92,7 +87,7 @@ def value_zeroing(model: Any, tokens: Tensor | str, rollout: bool = False,
                   chunk_size: int = 256) -> Tensor:
     """Value Zeroing scores, ``[L, T, T]`` (``[B, L, T, T]`` for a batch), rows summing to 1.
 
-    All ``B * L * T`` variants run in batched forward passes of ``chunk_size`` rows. In a
+    The ``B * T`` variants of each layer run in batched forward passes of ``chunk_size`` rows. In a
     causal decoder zeroing a later token cannot change an earlier one, so entries with
     ``j > i`` are set to exactly 0. With ``rollout``, ``R_l = VZ_l R_{l-1}`` (no identity:
     the residual is inside the measured output).
