@@ -323,6 +323,13 @@ def test_plots(model, gt, years, tmp_path):
     fig = LL.plot_dla(m, title="Greater-Than")
     assert len(fig.axes) == 3 and all(a.get_xlabel() for a in fig.axes[:2])
     fig.savefig(tmp_path / "dla.png")
+    fig = LL.plot_dla(LL.logit_diff_attribution(
+        LL.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years),
+        [years[60].item()], [years[10].item()]),
+        labels=LL.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years).labels,
+        shared_scale=False)
+    assert "own colour scale" in fig.axes[0].get_title()
+    fig.savefig(tmp_path / "dla2.png")
     with pytest.raises(ValueError, match="labels"):
         LL.plot_logit_lens(r, token_labels=["a"])
     d = LL.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years)

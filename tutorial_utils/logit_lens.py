@@ -202,7 +202,7 @@ def _activations_at(model: Any, tokens: Tensor, pos: Tensor, names: list[str], c
         if len(starts) > 1:
             from tqdm.auto import tqdm
 
-            it = tqdm(starts, desc="logit lens: forward", leave=False)
+            it = tqdm(starts, desc=f"forward passes ({batch_size} examples each)", leave=False)
         with torch.no_grad():
             for s in it:
                 chunk = tokens[s:s + batch_size].to(dev)
@@ -955,13 +955,16 @@ def plot_logit_lens(result: "LogitLensResult | ComponentLensResult",
 
 
 def plot_dla(values: Any, labels: Sequence[str] | None = None, title: str | None = None,
-             value_label: str = "direct logit attribution") -> Any:
+             value_label: str = "direct logit attribution", shared_scale: bool = True) -> Any:
     """Direct logit attribution figure: a heads x layers heatmap and a bar chart of the other
     components (embeddings, MLPs, biases).
 
     ``values``: a :class:`MetricAttribution` (averaged over examples), or a tensor ``[C]`` /
     ``[C, B]`` (averaged over B) with ``labels``, e.g. ``logit_diff_attribution(dla, ...)`` with
-    ``dla.labels``. Needs per-head rows. Returns the matplotlib figure.
+    ``dla.labels``. Needs per-head rows. ``shared_scale``: one colour/axis range for heads and
+    the other components (comparable); False scales the heads on their own (visible even when
+    an MLP dominates; the head cells print their values either way on small models). Returns
+    the matplotlib figure.
     """
     import matplotlib.pyplot as plt
 
@@ -980,9 +983,11 @@ def plot_dla(values: Any, labels: Sequence[str] | None = None, title: str | None
     heads = grid.head_grid()[..., 0, 0].cpu().numpy()               # [L, H]
     other = [(lab, float(v)) for lab, v in zip(labels, vals.tolist())
              if not (lab.startswith("a") and ".h" in lab)]
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.8),
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained",
                                    gridspec_kw={"width_ratios": [1, 1.3]})
-    m = float(max(abs(heads).max(), max(abs(v) for _, v in other))) or 1.0
+    m_other = max([abs(v) for _, v in other] + [0.0])
+    m_heads = float(abs(heads).max())
+    m = (max(m_heads, m_other) if shared_scale else m_heads) or 1.0
     im = ax0.imshow(heads.T, cmap="RdBu_r", vmin=-m, vmax=m, aspect="auto")
     if heads.size <= 64:                                             # small models: print values
         for l in range(heads.shape[0]):
@@ -994,19 +999,23 @@ def plot_dla(values: Any, labels: Sequence[str] | None = None, title: str | None
     ax0.set_yticks(range(heads.shape[1]), [f"H{h}" for h in range(heads.shape[1])])
     ax0.set_xlabel("layer")
     ax0.set_ylabel("head")
-    ax0.set_title("attention heads")
+    ax0.set_title("attention heads" + ("" if shared_scale else " (own colour scale)"))
     fig.colorbar(im, ax=ax0, label=value_label)
     names = [lab for lab, _ in other]
     vs = [v for _, v in other]
     ax1.bar(range(len(vs)), vs, color=["tab:red" if v > 0 else "tab:blue" for v in vs])
     ax1.axhline(0, color="black", lw=0.8)
     ax1.set_xticks(range(len(vs)), names, rotation=45, ha="right")
-    ax1.set_ylim(-1.05 * m, 1.05 * m)
+    lo, hi = min(vs + [0.0]), max(vs + [0.0])
+    if shared_scale:
+        lo, hi = min(lo, -m_heads if (heads < 0).any() else 0.0), max(hi, m_heads)
+    pad = 0.05 * (hi - lo or 1.0)
+    ax1.set_ylim(lo - pad, hi + pad)
     ax1.set_xlabel("component")
     ax1.set_ylabel(value_label)
     ax1.set_title("embeddings, MLPs and biases")
     fig.suptitle(title or "Direct logit attribution")
-    fig.tight_layout()
+    fig.get_layout_engine().set(wspace=0.12)
     return fig
 
 
