@@ -284,6 +284,9 @@ def test_cache_from_other_tokens_is_refused(model, gt, ioi, years):
         _, cache = model.run_with_cache(ioi.clean_tokens)
     with pytest.raises(ValueError, match="cache must come from these tokens"):
         LL.logit_lens(model, gt.clean_tokens, -1, years, cache=cache)
+    # same shape, other tokens: caught by the token embeddings
+    with pytest.raises(ValueError, match="do not match these tokens"):
+        LL.direct_logit_attribution(model, ioi.corrupted_tokens, -1, years, cache=cache)
 
 
 @pytest.mark.parametrize("cfg", [

@@ -177,12 +177,30 @@ def _gather_pos(act: Tensor, pos: Tensor) -> Tensor:
     return act[torch.arange(act.shape[0], device=act.device), pos.to(act.device)]
 
 
+def _check_cache_tokens(model: Any, tokens: Tensor, cache: Any) -> None:
+    """A cache must come from ``tokens``: its token embeddings must be ``W_E[tokens]``."""
+    try:
+        emb = cache["hook_embed"]
+    except KeyError:
+        return
+    if emb.shape[:2] != tokens.shape:
+        raise ValueError(f"the cache has batch/seq shape {tuple(emb.shape[:2])} but tokens are "
+                         f"{tuple(tokens.shape)}: the cache must come from these tokens")
+    W_E = getattr(model, "W_E", None)
+    if W_E is not None and W_E.shape[0] == model.cfg.d_vocab:
+        want = W_E.detach()[tokens.to(W_E.device)].to(emb.device, emb.dtype)
+        if not torch.allclose(emb, want, atol=1e-4, rtol=1e-3):
+            raise ValueError("the cache's token embeddings do not match these tokens: the cache "
+                             "must come from a run of this model on these tokens")
+
+
 def _activations_at(model: Any, tokens: Tensor, pos: Tensor, names: list[str], cache: Any,
                     batch_size: int) -> dict[str, Tensor]:
     """Each hook in ``names`` at ``pos``: from ``cache`` if given, else from batched forwards."""
     B, T = tokens.shape
     out: dict[str, list[Tensor]] = {n: [] for n in names}
     if cache is not None:
+        _check_cache_tokens(model, tokens, cache)
         for n in names:
             try:
                 act = cache[n]
@@ -528,7 +546,8 @@ class ComponentLensResult:
             raise ValueError("this result has no per-head rows (computed with per_head=False)")
         L = 1 + max(int(lab[1:].split(".")[0]) for lab, _ in heads)
         H = 1 + max(int(lab.split(".h")[1]) for lab, _ in heads)
-        grid = torch.zeros(L, H, *self.values.shape[1:], dtype=self.values.dtype)
+        grid = torch.zeros(L, H, *self.values.shape[1:], dtype=self.values.dtype,
+                           device=self.values.device)
         for lab, i in heads:
             l, h = int(lab[1:].split(".")[0]), int(lab.split(".h")[1])
             grid[l, h] = self.values[i]
