@@ -163,3 +163,13 @@ def test_csv_export_round_trips(tmp_path, gpt2_tokenizer):
     rows = list(csv.DictReader(open(tmp_path / "gt.csv")))
     assert [r["clean_prompt"] for r in rows] == ds.clean_prompts
     assert [int(r["yy"]) for r in rows] == ds.meta["yy"]
+
+
+def test_shipped_csvs_are_up_to_date(tmp_path, gpt2_tokenizer, offline_tokenizer):
+    from tutorial_utils.tasks.export import TASK_DIR, export_all
+
+    fresh = export_all(tmp_path, {"gpt2": gpt2_tokenizer, "offline": offline_tokenizer})
+    for path in fresh:
+        shipped = TASK_DIR / path.name
+        assert shipped.exists(), f"{shipped} missing: run python -m tutorial_utils.tasks.export"
+        assert shipped.read_text() == path.read_text(), f"{shipped} is stale"

@@ -108,3 +108,23 @@ def evaluate_model(model: Any, tokenizer: Any, n: int = 200, seed: int = 0,
         induction_best_head=f"L{best // n_heads}H{best % n_heads}",
         facts_top1=top1_accuracy(facts_logits, facts),
     )
+
+
+@torch.no_grad()
+def generalisation_breakdown(model: Any, tokenizer: Any, n: int = 200, seed: int = 5
+                             ) -> list[dict[str, Any]]:
+    """IOI and SVA metrics for every combination of trained/held-out frames and words, to show
+    which kind of novelty a model handles (rows: task, frames, words, metric, accuracy)."""
+    model.eval()
+    rows = []
+    for frames in ("train", "heldout", "canonical"):
+        for words in ("train", "heldout"):
+            for task, build in (("ioi", lambda: make_ioi(tokenizer, n=n, frames_split=frames,
+                                                         names=words, seed=seed)),
+                                ("sva", lambda: make_sva(tokenizer, n=n, frames_split=frames,
+                                                         nouns=words, seed=seed))):
+                ds = build()
+                logits = _logits(model, ds.clean_tokens)
+                rows.append({"task": task, "frames": frames, "words": words,
+                             "metric": float(ds.metric(logits)), "accuracy": accuracy(logits, ds)})
+    return rows

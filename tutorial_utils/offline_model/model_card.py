@@ -1,7 +1,11 @@
 """Write the offline model's model card (``README.md`` beside the checkpoint) from its
 ``training_record.json``, so every number in the card is the measured one.
 
-    python -m tutorial_utils.offline_model.model_card data/models/tiny-gpt2-tasks
+    python -m tutorial_utils.offline_model.model_card data/models/tiny-gpt2-tasks [--measure]
+
+``--measure`` first adds the trained/held-out generalisation breakdown to the record. A
+``notes`` entry in the record (free text: what was missed and what would be needed) is printed
+after the metrics.
 """
 
 from __future__ import annotations
@@ -34,6 +38,15 @@ def render_card(record: dict, name: str) -> str:
         f"| {h['step']} | {h['elapsed_s'] / 60:.1f} | {h['greater_than_pd']:.2f} | "
         f"{h['sva_pd']:.2f} | {h['ioi_logit_diff']:.2f} | {h['induction_best_score']:.2f} | "
         f"{h['facts_top1']:.2f} |" for h in record["history"])
+    breakdown = ""
+    if record.get("breakdown"):
+        lines = [f"| {r['task'].upper()} | {r['frames']} | {r['words']} | {r['metric']:.2f} | "
+                 f"{r['accuracy']:.2f} |" for r in record["breakdown"]]
+        breakdown = (
+            "\n### Which novelty is hard: trained vs held-out frames and words (200 prompts each)\n"
+            "Metric: IOI logit difference, SVA probability difference (opposite-number "
+            "attractors).\n\n| task | frames | words | metric | accuracy |\n"
+            "| --- | --- | --- | --- | --- |\n" + "\n".join(lines) + "\n")
     return f"""# {name}: a small GPT-2-architecture model trained on the course's tasks
 
 This model exists so that every notebook of the course runs offline, in CI and on a student's
@@ -90,6 +103,7 @@ Wall time **{record['wall_time_s'] / 60:.0f} min** ({record['wall_time_s']:.0f} 
 Best induction head: {m['induction_best_head']}.
 
 {bar}
+{breakdown}{record.get("notes", "")}
 
 ### During training (100 prompts per task)
 | step | minutes | GT PD | SVA PD | IOI LD | induction score | facts |
@@ -101,6 +115,20 @@ retrain that breaks one fails the tests.
 """
 
 
+def measure_breakdown(model_dir: str | Path) -> None:
+    """Add the trained/held-out breakdown to ``training_record.json`` (measured, not typed)."""
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from .evaluate import generalisation_breakdown
+
+    model_dir = Path(model_dir)
+    path = model_dir / "training_record.json"
+    record = json.loads(path.read_text())
+    model = GPT2LMHeadModel.from_pretrained(str(model_dir), attn_implementation="eager")
+    record["breakdown"] = generalisation_breakdown(model, AutoTokenizer.from_pretrained(str(model_dir)))
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def write_card(model_dir: str | Path) -> Path:
     model_dir = Path(model_dir)
     record = json.loads((model_dir / "training_record.json").read_text())
@@ -110,4 +138,8 @@ def write_card(model_dir: str | Path) -> Path:
 
 
 if __name__ == "__main__":
-    print(write_card(sys.argv[1] if len(sys.argv) > 1 else "data/models/tiny-gpt2-tasks"))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    target = args[0] if args else "data/models/tiny-gpt2-tasks"
+    if "--measure" in sys.argv:
+        measure_breakdown(target)
+    print(write_card(target))
