@@ -1,0 +1,387 @@
+"""Linear probing of activations, control tasks and selectivity, and a causal check of what a
+probe finds.
+
+* :func:`collect_activations` / :func:`residual_stream`: activations at chosen hooks (a names
+  filter) and positions, batched, as ``[B, d]`` (or ``[B, T, d]``) tensors.
+* :func:`train_probe`: multinomial logistic regression in torch (full-batch L-BFGS on
+  standardised features), minimising
+
+      L(W, b) = mean_n CE(W z_n + b, y_n) + (weight_decay / 2) ||W||_F^2,
+      z_n = (x_n - mean) / scale,
+
+  so no scikit-learn is needed; the optimum satisfies ``grad L = 0`` (tested).
+* :func:`control_labels` and :func:`selectivity`: the control task of Hewitt & Liang (2019,
+  "Designing and Interpreting Probes with Control Tasks"): every word *type* gets a random label,
+  drawn from the empirical label distribution, so the only way to predict it is to memorise
+  word identity. ``selectivity = accuracy(task) - accuracy(control)`` on the same split: a
+  probe that is accurate but not selective may be memorising rather than reading a property.
+* :func:`probe_layers`: one probe per layer, the task and its control, accuracy by layer.
+* :func:`ablate_direction`: a causal check (in the spirit of amnesic probing, Elazar et al.
+  2021, and of Ravichander et al. 2021, "Probing the probing paradigm"): set the component of
+  an activation along a (probe) direction ``u`` to a constant and see whether the model's
+  behaviour changes. Decodable is not the same as used.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "collect_activations", "residual_stream", "LinearProbe", "train_probe", "control_labels",
+    "split_by_group", "random_split", "LayerProbes", "probe_layers", "selectivity",
+    "project_out", "ablate_direction", "random_unit_vectors",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------------------------
+
+def _gather_pos(act: Tensor, pos: int | Tensor | None) -> Tensor:
+    if pos is None:
+        return act
+    if isinstance(pos, int):
+        return act[:, pos]
+    return act[torch.arange(act.shape[0], device=act.device), pos.to(act.device)]
+
+
+def _check_pos(pos: int | Sequence[int] | Tensor | None, B: int, T: int) -> int | Tensor | None:
+    if pos is None:
+        return None
+    if isinstance(pos, int):
+        if not -T <= pos < T:
+            raise ValueError(f"position {pos} outside a sequence of length {T}")
+        return pos
+    p = torch.as_tensor(pos, dtype=torch.long)
+    if p.ndim != 1 or p.shape[0] != B:
+        raise ValueError(f"pos must be an int or one position per example ({B}), got shape "
+                         f"{tuple(p.shape)}")
+    if bool(((p >= T) | (p < -T)).any()):
+        raise ValueError(f"positions {p.tolist()} outside a sequence of length {T}")
+    return p % T
+
+
+def _max_block(names: Sequence[str]) -> int | None:
+    """Highest block index among hook names, or None if any name is outside the blocks."""
+    layers = []
+    for n in names:
+        parts = n.split(".")
+        if parts[0] != "blocks" or len(parts) < 3 or not parts[1].isdigit():
+            return None
+        layers.append(int(parts[1]))
+    return max(layers) if layers else None
+
+
+def collect_activations(model: Any, tokens: Tensor,
+                        names_filter: str | Sequence[str] | Callable[[str], bool],
+                        pos: int | Sequence[int] | Tensor | None = None,
+                        batch_size: int = 64, progress: bool = False,
+                        device: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """Activations of ``model`` on ``tokens`` ``[B, T]`` at the hooks ``names_filter`` selects.
+
+    ``names_filter``: a hook name, a list of names (validated before any forward pass) or a
+    predicate on names. ``pos``: None keeps every position (``[B, T, ...]``), an int or one
+    position per example ``[B]`` keeps one (``[B, ...]``). Runs in batches of ``batch_size``
+    and, when every requested hook lies in the blocks, stops after the last block needed.
+    Returns ``{hook name: activations on device}``.
+    """
+    from .hooks import check_hook_names
+
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
+    B, T = tokens.shape
+    p = _check_pos(pos, B, T)
+    if isinstance(names_filter, str):
+        names_filter = [names_filter]
+    stop = None
+    if not callable(names_filter):
+        names = list(names_filter)
+        if not names:
+            raise ValueError("names_filter selects no hook")
+        check_hook_names(model, names)
+        top = _max_block(names)
+        if top is not None and top + 1 < model.cfg.n_layers:
+            stop = top + 1
+    dev = next(model.parameters()).device
+    out: dict[str, list[Tensor]] = {}
+    starts = range(0, B, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="collecting activations")
+    for s in starts:
+        toks = tokens[s:s + batch_size].to(dev)
+        with torch.no_grad():
+            _, cache = model.run_with_cache(toks, names_filter=names_filter, stop_at_layer=stop)
+        keys = names if not callable(names_filter) else list(cache.keys())
+        pb = p if not isinstance(p, Tensor) else p[s:s + batch_size]
+        for k in keys:
+            out.setdefault(k, []).append(_gather_pos(cache[k], pb).to(device))
+    if not out:
+        raise ValueError("names_filter selected no hook of this model")
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def residual_stream(model: Any, tokens: Tensor, pos: int | Sequence[int] | Tensor,
+                    batch_size: int = 64, progress: bool = False) -> Tensor:
+    """The residual stream at ``pos`` before every block and after the last,
+    ``[n_layers + 1, B, d_model]``: index ``l`` is ``blocks.l.hook_resid_pre`` (0 = the
+    embeddings) and index ``n_layers`` is the last ``hook_resid_post``."""
+    L = model.cfg.n_layers
+    names = [f"blocks.{l}.hook_resid_pre" for l in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
+    acts = collect_activations(model, tokens, names, pos=pos, batch_size=batch_size,
+                               progress=progress)
+    return torch.stack([acts[n] for n in names])
+
+
+# --------------------------------------------------------------------------------------------
+# Probes
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class LinearProbe:
+    """A trained linear classifier ``logits = ((x - mean) / scale) @ weight.T + bias``.
+
+    ``weight`` ``[C, d]``, ``bias`` ``[C]``, ``mean`` and ``scale`` ``[d]``.
+    """
+
+    weight: Tensor
+    bias: Tensor
+    mean: Tensor
+    scale: Tensor
+    weight_decay: float = 0.0
+
+    def logits(self, X: Tensor) -> Tensor:
+        z = (X.to(self.weight) - self.mean) / self.scale
+        return z @ self.weight.T + self.bias
+
+    def predict(self, X: Tensor) -> Tensor:
+        return self.logits(X).argmax(-1)
+
+    def accuracy(self, X: Tensor, y: Tensor) -> float:
+        return float((self.predict(X) == y.to(self.weight.device)).double().mean())
+
+    def direction(self, positive: int = 1, negative: int = 0) -> Tensor:
+        """The unit vector in activation space along which the logit difference
+        ``logit[positive] - logit[negative]`` grows: ``(w_pos - w_neg) / scale``, normalised."""
+        w = (self.weight[positive] - self.weight[negative]) / self.scale
+        return (w / w.norm()).float()
+
+
+def train_probe(X: Tensor, y: Tensor, n_classes: int | None = None,
+                weight_decay: float = 1e-2, max_iter: int = 200,
+                standardize: bool = True) -> LinearProbe:
+    """Fit an L2-regularised multinomial logistic regression by full-batch L-BFGS.
+
+    Args:
+        X: features ``[N, d]``; y: integer labels ``[N]`` in ``[0, n_classes)``.
+        weight_decay: the L2 coefficient ``lambda`` in the loss of the module docstring.
+        standardize: z-score each feature with the training mean and std first.
+
+    Deterministic (float64, no random initialisation: W = 0 at start).
+    """
+    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
+        raise ValueError(f"X must be [N, d] and y [N], got {tuple(X.shape)} and "
+                         f"{tuple(y.shape)}")
+    if X.shape[0] < 2:
+        raise ValueError("need at least 2 training examples")
+    y = y.long()
+    C = int(y.max()) + 1 if n_classes is None else n_classes
+    if int(y.min()) < 0 or int(y.max()) >= C:
+        raise ValueError(f"labels must lie in [0, {C}), got [{int(y.min())}, {int(y.max())}]")
+    if C < 2:
+        raise ValueError("need at least 2 classes")
+    Xd = X.detach().double()
+    mean = Xd.mean(0) if standardize else torch.zeros(X.shape[1], dtype=torch.float64)
+    scale = Xd.std(0).clamp_min(1e-6) if standardize else torch.ones(X.shape[1],
+                                                                     dtype=torch.float64)
+    Z = (Xd - mean) / scale
+    W = torch.zeros(C, X.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(C, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, tolerance_grad=1e-9,
+                            tolerance_change=1e-12, history_size=20,
+                            line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = probe_loss(Z, y, W, b, weight_decay)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return LinearProbe(W.detach(), b.detach(), mean, scale, weight_decay)
+
+
+def probe_loss(Z: Tensor, y: Tensor, W: Tensor, b: Tensor, weight_decay: float) -> Tensor:
+    """``mean CE(Z W^T + b, y) + weight_decay / 2 * ||W||^2`` (``Z`` already standardised)."""
+    return torch.nn.functional.cross_entropy(Z @ W.T + b, y) + 0.5 * weight_decay * (W * W).sum()
+
+
+def control_labels(word_types: Sequence[Any], labels: Tensor | Sequence[int],
+                   seed: int = 0) -> Tensor:
+    """Hewitt & Liang (2019) control task: each distinct word type gets one random label,
+    drawn from the empirical distribution of the real labels over types; every example of
+    that type gets it. Returns ``[N]`` control labels."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if len(word_types) != labels.shape[0]:
+        raise ValueError(f"{len(word_types)} word types for {labels.shape[0]} labels")
+    first: dict[Any, int] = {}
+    for i, w in enumerate(word_types):
+        first.setdefault(w, int(labels[i]))
+    rng = random.Random(seed)
+    pool = list(first.values())  # the label of each type, i.e. the distribution over types
+    assigned = {w: rng.choice(pool) for w in sorted(first, key=str)}
+    return torch.tensor([assigned[w] for w in word_types], dtype=torch.long)
+
+
+def split_by_group(groups: Sequence[Any], test_groups: Sequence[Any] | None = None,
+                   test_frac: float = 0.3, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Train/test indices such that no group (e.g. noun lemma) is in both. ``test_groups``
+    names the test groups; otherwise a ``test_frac`` share of the groups is drawn at random."""
+    uniq = sorted(set(groups), key=str)
+    if test_groups is None:
+        rng = random.Random(seed)
+        k = max(1, round(test_frac * len(uniq)))
+        test_groups = rng.sample(uniq, k)
+    test_set = set(test_groups)
+    unknown = test_set - set(uniq)
+    if unknown:
+        raise ValueError(f"test groups {sorted(map(str, unknown))} do not occur")
+    test = [i for i, g in enumerate(groups) if g in test_set]
+    train = [i for i, g in enumerate(groups) if g not in test_set]
+    if not train or not test:
+        raise ValueError("the split leaves the train or the test set empty")
+    return torch.tensor(train), torch.tensor(test)
+
+
+def random_split(n: int, test_frac: float = 0.3, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A random train/test split of ``range(n)`` (word types may occur on both sides)."""
+    if not 0 < test_frac < 1:
+        raise ValueError(f"test_frac must be in (0, 1), got {test_frac}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    k = max(1, round(test_frac * n))
+    return perm[k:].sort().values, perm[:k].sort().values
+
+
+def selectivity(task_accuracy: float | Tensor, control_accuracy: float | Tensor
+                ) -> float | Tensor:
+    """Hewitt & Liang's selectivity: task accuracy minus control-task accuracy."""
+    return task_accuracy - control_accuracy
+
+
+@dataclass
+class LayerProbes:
+    """One probe per layer. Accuracies are ``[L]`` tensors; ``control_*`` are NaN when no
+    control labels were given. ``selectivity = test_accuracy - control_test_accuracy``."""
+
+    train_accuracy: Tensor
+    test_accuracy: Tensor
+    control_train_accuracy: Tensor
+    control_test_accuracy: Tensor
+    probes: list[LinearProbe] = field(repr=False)
+
+    @property
+    def selectivity(self) -> Tensor:
+        return self.test_accuracy - self.control_test_accuracy
+
+    @property
+    def best_layer(self) -> int:
+        return int(self.test_accuracy.argmax())
+
+
+def probe_layers(acts: Tensor, labels: Tensor, train_idx: Tensor, test_idx: Tensor,
+                 control: Tensor | None = None, progress: bool = False,
+                 **train_kwargs: Any) -> LayerProbes:
+    """Train a probe on ``acts[l, train_idx]`` for every layer ``l`` (``acts`` ``[L, N, d]``)
+    and test it on ``test_idx``; with ``control`` labels ``[N]``, also a control probe on the
+    same split. Keyword arguments go to :func:`train_probe`."""
+    if acts.ndim != 3 or acts.shape[1] != labels.shape[0]:
+        raise ValueError(f"acts must be [layers, N, d] with N = {labels.shape[0]}, got "
+                         f"{tuple(acts.shape)}")
+    if control is not None and control.shape != labels.shape:
+        raise ValueError("control labels must have the same shape as the labels")
+    overlap = set(train_idx.tolist()) & set(test_idx.tolist())
+    if overlap:
+        raise ValueError(f"train and test share {len(overlap)} examples")
+    L = acts.shape[0]
+    res = {k: torch.full((L,), float("nan")) for k in ("tr", "te", "ctr", "cte")}
+    probes = []
+    layers = range(L)
+    if progress:
+        from tqdm.auto import tqdm
+
+        layers = tqdm(layers, desc="probing layers")
+    for l in layers:
+        X = acts[l]
+        probe = train_probe(X[train_idx], labels[train_idx], **train_kwargs)
+        probes.append(probe)
+        res["tr"][l] = probe.accuracy(X[train_idx], labels[train_idx])
+        res["te"][l] = probe.accuracy(X[test_idx], labels[test_idx])
+        if control is not None:
+            cp = train_probe(X[train_idx], control[train_idx], **train_kwargs)
+            res["ctr"][l] = cp.accuracy(X[train_idx], control[train_idx])
+            res["cte"][l] = cp.accuracy(X[test_idx], control[test_idx])
+    return LayerProbes(res["tr"], res["te"], res["ctr"], res["cte"], probes)
+
+
+# --------------------------------------------------------------------------------------------
+# Causal check: ablate a direction
+# --------------------------------------------------------------------------------------------
+
+def project_out(x: Tensor, direction: Tensor, value: float | Tensor = 0.0) -> Tensor:
+    """Set the component of ``x`` (``[..., d]``) along the unit vector ``u = direction/|direction|``
+    to ``value``: ``x - ((x . u) - value) u``. ``value`` may be a scalar or broadcast against
+    ``x[..., 0]`` (e.g. the mean projection over a dataset: mean-ablation along ``u``)."""
+    u = direction.to(x) / direction.norm()
+    coef = x @ u
+    return x - (coef - torch.as_tensor(value, dtype=x.dtype, device=x.device))[..., None] * u
+
+
+def ablate_direction(model: Any, tokens: Tensor, hook_name: str, direction: Tensor,
+                     pos: int | Sequence[int] | Tensor | None = None,
+                     value: float | Tensor = 0.0, batch_size: int = 256) -> Tensor:
+    """Logits ``[B, T, V]`` of ``model`` on ``tokens`` with the activation at ``hook_name``
+    replaced by :func:`project_out` of it along ``direction`` at ``pos`` (None: every
+    position; an int or one position per example)."""
+    from .hooks import check_hook_names
+
+    check_hook_names(model, [hook_name])
+    if direction.ndim != 1 or direction.shape[0] != model.cfg.d_model:
+        raise ValueError(f"direction must be a vector of size d_model={model.cfg.d_model}, got "
+                         f"{tuple(direction.shape)}")
+    if float(direction.norm()) == 0:
+        raise ValueError("direction is the zero vector")
+    B, T = tokens.shape
+    p = _check_pos(pos, B, T)
+    dev = next(model.parameters()).device
+    outs = []
+    for s in range(0, B, batch_size):
+        toks = tokens[s:s + batch_size].to(dev)
+        rows = torch.arange(toks.shape[0], device=dev)
+        pb = p if not isinstance(p, Tensor) else p[s:s + batch_size].to(dev)
+        val = value[s:s + batch_size] if isinstance(value, Tensor) and value.ndim else value
+
+        def hook(act: Tensor, hook: Any) -> Tensor:
+            if pb is None:
+                v = val if not (isinstance(val, Tensor) and val.ndim) else val[:, None]
+                return project_out(act, direction, v)
+            act = act.clone()
+            idx = (rows, pb) if isinstance(pb, Tensor) else (rows, torch.full_like(rows, pb))
+            act[idx] = project_out(act[idx], direction, val)
+            return act
+
+        with torch.no_grad():
+            outs.append(model.run_with_hooks(toks, fwd_hooks=[(hook_name, hook)]))
+    return torch.cat(outs)
+
+
+def random_unit_vectors(d: int, n: int, seed: int = 0) -> Tensor:
+    """``n`` random unit vectors in ``R^d`` (``[n, d]``), the control for a direction ablation."""
+    v = torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+    return v / v.norm(dim=-1, keepdim=True)
