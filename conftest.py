@@ -16,7 +16,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TUTORIAL_CHECKS_STRICT", "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
 SKIPPED_MIME_TYPES = (
     "text/html",

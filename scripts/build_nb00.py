@@ -158,11 +158,10 @@ nb00.check_induction_score(induction_score);"""),
 scores = torch.stack([induction_score(rep_cache[f"blocks.{l}.attn.hook_pattern"], seq_len)
                       for l in range(cfg.n_layers)])  # [layer, head]
 best_layer, best_head = divmod(int(scores.argmax()), cfg.n_heads)
-print(f"best induction head: L{best_layer}H{best_head}, score {scores.max():.2f}")
-plotting.heatmap(scores, "Induction score of every head", "head", "layer",
+print(f"best induction head: L{best_layer}H{best_head}, score {scores.max():.2f}")"""),
+    code("""plotting.heatmap(scores, "Induction score of every head", "head", "layer",
                  [f"H{h}" for h in range(cfg.n_heads)], [f"L{l}" for l in range(cfg.n_layers)],
-                 cbar_label="mean attention to the token after the previous occurrence",
-                 annotate=True, cmap="magma");"""),
+                 cbar_label="induction score", annotate=True, cmap="magma", figsize=(5.5, 3.8));"""),
     code("""rep_str = [model.tokenizer.decode([int(t)]) for t in rep_tokens[0]]
 plotting.attention_heatmap(rep_cache[f"blocks.{best_layer}.attn.hook_pattern"][0, best_head], rep_str,
                            f"L{best_layer}H{best_head} on a repeated random sequence: the induction stripe");"""),
