@@ -76,25 +76,13 @@ MAX_FULL_VOCAB_VALUES = 200_000_000
 # Input validation (all before any forward pass)
 # --------------------------------------------------------------------------------------------
 
-_ENCODER_ARCHS = ("Bert", "Roberta", "Electra", "DistilBert", "Albert", "Deberta", "T5Encoder")
-
-
 def _check_model(model: Any, what: str) -> None:
-    """A decoder bridge, else a ``ValueError``. The bridge of ``load_encoder`` names its
-    architecture in ``cfg.architecture`` (``cfg.original_architecture`` is None there), so both
-    are read here besides :func:`~tutorial_utils.models.require_decoder`."""
+    """A decoder bridge, else a ``ValueError`` (see :func:`tutorial_utils.models.require_decoder`)."""
     cfg = getattr(model, "cfg", None)
     if cfg is None:
         raise ValueError(f"{what} needs a TransformerBridge from tutorial_utils.models.load_model, "
                          f"got {type(model).__name__}")
     require_decoder(model, what)
-    arch = " ".join(str(getattr(cfg, k, None) or "") for k in ("original_architecture",
-                                                                "architecture"))
-    if any(a in arch for a in _ENCODER_ARCHS):
-        raise ValueError(
-            f"{what} needs a causal decoder (next-token prediction), but "
-            f"{getattr(model, 'tutorial_model_name', 'this model')} is an encoder ({arch.strip()}); "
-            "use load_model() rather than load_encoder()")
     if not hasattr(model, "W_U"):
         raise ValueError(f"{what} needs a model with an unembedding W_U")
 

@@ -218,7 +218,8 @@ def is_encoder(model: Any) -> bool:
     """True for a bidirectional (BERT-style) model, False for a causal decoder."""
     cfg = model.cfg
     arch = " ".join(str(getattr(cfg, key, "") or "") for key in ("original_architecture", "architecture"))
-    return "Bert" in arch or "Roberta" in arch or bool(getattr(cfg, "is_encoder", False))
+    encoders = ("Bert", "Roberta", "Electra", "Albert", "Deberta", "T5Encoder")
+    return any(name in arch for name in encoders) or bool(getattr(cfg, "is_encoder", False))
 
 
 def require_decoder(model: Any, what: str) -> None:
