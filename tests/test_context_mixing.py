@@ -164,6 +164,9 @@ def test_sva_cue_examples(model, encoder):
         assert toks[int(dec.cue_pos[b])].strip() == dec.dataset.meta["subject"][b]
         assert toks[int(dec.distractor_pos[b])].strip() == dec.dataset.meta["attractor"][b]
         assert int(dec.query_pos[b]) == dec.tokens.shape[1] - 1
+        assert int(dec.distractor_pos[b]) < int(dec.query_pos[b])  # relative-clause frame
+    canon = sva_cue_examples(model, n=3, decoder_frames="canonical")
+    assert (canon.distractor_pos == canon.query_pos).all()
     enc = sva_cue_examples(encoder, n=6)
     for b in range(len(enc)):
         assert int(enc.tokens[b, enc.query_pos[b]]) == encoder.tokenizer.mask_token_id

@@ -68,20 +68,34 @@ def _single_wordpiece(tokenizer: Any, word: str) -> bool:
     return len(tokenizer.tokenize(word)) == 1
 
 
-def sva_cue_examples(model: Any, n: int = 32, seed: int = 0) -> CueExamples:
+def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
+                     decoder_frames: str = "relative") -> CueExamples:
     """``n`` agreement prompts with an attractor of the opposite number, for ``model``.
 
     Encoder: "The {subj} on the {attr} [MASK] {complement}." Noun pairs (singular and plural)
     from :data:`tutorial_utils.tasks.vocab.SVA_NOUNS` whose forms are not single WordPieces are
-    skipped and listed in ``skipped``. Decoder: :func:`tutorial_utils.tasks.make_sva` with the
-    canonical frame "The {subj} on the {attr}".
+    skipped and listed in ``skipped``. Decoder: :func:`tutorial_utils.tasks.make_sva` prompts,
+    scored at the next-token position; ``decoder_frames="canonical"`` uses "The {subj} on the
+    {attr}" (the query position *is* the attractor token), ``"relative"`` the training frames
+    "The {subj} that the {attr} {saw|liked|found}" (the attractor is a separate token).
     """
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
+    if decoder_frames not in ("canonical", "relative"):
+        raise ValueError(f"decoder_frames must be 'canonical' or 'relative', got {decoder_frames!r}")
     if not is_post_ln(model):
         from ..tasks import make_sva
 
-        ds = make_sva(model, n=n, frames_split="canonical", seed=seed)
+        if decoder_frames == "canonical":
+            ds = make_sva(model, n=n, frames_split="canonical", seed=seed)
+        else:
+            pool = make_sva(model, n=12 * n, frames_split="train", seed=seed)
+            keep = [i for i, f in enumerate(pool.meta["frame"]) if " that " in f][:n]
+            if len(keep) < n:
+                raise ValueError(f"only {len(keep)} relative-clause prompts for n = {n}")
+            ds = pool.subset(keep)
+            ds.clean_tokens = ds.clean_tokens[:, :int(ds.answer_pos.max()) + 1]
+            ds.corrupted_tokens = ds.corrupted_tokens[:, :int(ds.answer_pos.max()) + 1]
         tok = ds.clean_tokens.to(model.cfg.device)
         if not ds.is_aligned:
             raise ValueError("SVA prompts differ in length; use the canonical frame")
