@@ -32,12 +32,14 @@ def _edge_kind(name: str) -> str:
 
 def _positions(graph: Graph) -> dict[str, tuple[float, float]]:
     H = graph.n_heads
+    # heads in a row per layer; MLPs in a column to the right of the heads, so that the
+    # residual "trunk" of MLP-to-MLP edges does not run through the head rows
     pos = {"input": ((H - 1) / 2, 0.0)}
     for l in range(graph.n_layers):
         for h in range(H):
             pos[f"a{l}.h{h}"] = (float(h), 2.0 * l + 1)
-        pos[f"m{l}"] = ((H - 1) / 2, 2.0 * l + 2)
-    pos["logits"] = ((H - 1) / 2, 2.0 * graph.n_layers + 1)
+        pos[f"m{l}"] = (H + 0.5, 2.0 * l + 2)
+    pos["logits"] = ((H - 1) / 2, 2.0 * graph.n_layers + 2)
     return pos
 
 
@@ -97,16 +99,20 @@ def _draw_matplotlib(graph: Graph, edges: list, top: float, title: str | None, a
 
     pos = _positions(graph)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * graph.n_heads + 2),
-                                        max(5.0, 0.75 * (2 * graph.n_layers + 2))))
+        fig, ax = plt.subplots(figsize=(max(8.0, 0.75 * graph.n_heads + 5),
+                                        max(5.5, 0.6 * (2 * graph.n_layers + 3))))
     else:
         fig = ax.figure
     used = {e[0] for e in edges} | {e[1] for e in edges}
     for s, r, kind, score in sorted(edges, key=lambda e: abs(e[3])):
         (x0, y0), (x1, y1) = pos[s], pos[r]
-        # bend edges a little so that edges along one row stay visible
-        xm, ym = (x0 + x1) / 2 + 0.15 * (y1 - y0) ** 0.5, (y0 + y1) / 2
-        ax.plot([x0, xm, x1], [y0, ym, y1], color=COLOURS[kind],
+        # bend each edge by an amount growing with its length, so that edges between nodes
+        # of one column (MLP to MLP) stay apart instead of running through the nodes between
+        t = torch.linspace(0, 1, 20)
+        bend = 0.22 * abs(y1 - y0) * (1 if x1 >= x0 else -1)
+        xs = (x0 + (x1 - x0) * t + bend * 4 * t * (1 - t)).tolist()
+        ys = (y0 + (y1 - y0) * t).tolist()
+        ax.plot(xs, ys, color=COLOURS[kind],
                 lw=0.3 + max_width * abs(score) / top, ls="-" if score <= 0 else "--",
                 alpha=0.75, zorder=1)
     for name, (x, y) in pos.items():
@@ -123,12 +129,15 @@ def _draw_matplotlib(graph: Graph, edges: list, top: float, title: str | None, a
     handles += [Line2D([], [], color="black", ls="-", label="score < 0 (supports task)"),
                 Line2D([], [], color="black", ls="--", label="score > 0")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    ax.set_yticks([0] + [2 * l + 1 for l in range(graph.n_layers)] + [2 * graph.n_layers + 1])
-    ax.set_yticklabels(["input"] + [f"layer {l}" for l in range(graph.n_layers)] + ["logits"])
-    ax.set_xlabel("head index (MLPs and input centred)")
+    ax.set_yticks([0] + [2 * l + 1 for l in range(graph.n_layers)] + [2 * graph.n_layers + 2])
+    ax.set_yticklabels(["input"] + [f"layer {l} heads" for l in range(graph.n_layers)]
+                       + ["logits"])
+    ax.set_xticks(list(range(graph.n_heads)) + [graph.n_heads + 0.5])
+    ax.set_xticklabels([str(h) for h in range(graph.n_heads)] + ["MLPs"])
+    ax.set_xlabel("head index")
     ax.set_ylabel("position in the forward pass")
     ax.set_title(title or f"circuit: {len(edges)} edges, {len(used)} nodes")
-    ax.set_xlim(-1, graph.n_heads)
+    ax.set_xlim(-1, graph.n_heads + 2.5)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
