@@ -241,7 +241,7 @@ def completeness_check(model: Any, data: Any, circuit: Iterable[str], subsets: S
     """Completeness of a node circuit (Wang et al. 2023, section 4.2), batched.
 
     ``subsets`` (of circuit nodes) default to the empty set, every single node, and
-    ``n_random`` random subsets (each node kept with probability 1/2).
+    ``n_random`` random subsets (each node kept with probability 1/2); duplicates are dropped.
     """
     nodes = _check_nodes(model, circuit)
     if not nodes:
@@ -250,7 +250,11 @@ def completeness_check(model: Any, data: Any, circuit: Iterable[str], subsets: S
         rng = _random.Random(seed)
         subsets = [[]] + [[n] for n in nodes] + [
             [n for n in nodes if rng.random() < 0.5] for _ in range(n_random)]
-    subsets = [list(_check_nodes(model, k)) for k in subsets]
+    unique: dict[tuple[str, ...], list[str]] = {}
+    for k in subsets:
+        k = list(_check_nodes(model, k))
+        unique.setdefault(tuple(sorted(k)), k)
+    subsets = list(unique.values())
     for k in subsets:
         if not set(k) <= set(nodes):
             raise ValueError(f"subset {k} is not inside the circuit")
