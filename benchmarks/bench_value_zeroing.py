@@ -20,8 +20,9 @@ import torch
 from tutorial_utils.context_mixing import value_zeroing, value_zeroing_loop
 from tutorial_utils.models import load_encoder, load_model
 
-SENTENCE_DEC = "The keys on the old cabinet near the door of the house that the farmer saw"
-SENTENCE_ENC = "The keys on the old cabinet near the door of the house [MASK] red and clean ."
+SENTENCE_DEC = ("The keys on the old cabinet near the door of the house that the farmer saw "
+                "were red and the dog liked the cat")
+SENTENCE_ENC = "The keys on the old cabinet near the door of the house [MASK] red and clean and the dog is happy ."
 
 
 def _best(fn, repeats: int) -> tuple[float, torch.Tensor]:
@@ -53,6 +54,8 @@ def main() -> None:
             ("encoder", load_encoder(args.encoder, device=args.device), SENTENCE_ENC)]
     for kind, model, text in runs:
         toks = model.to_tokens(text)[:, :20]
+        if toks.shape[1] != 20:
+            raise ValueError(f"benchmark sentence has {toks.shape[1]} tokens, need 20")
         r = bench(model, toks, args.repeats)
         ok = r["max_abs_diff"] <= 1e-5 and r["speedup"] >= 5
         print(f"{kind} {getattr(model, 'tutorial_model_name', '')}: {r['tokens']} tokens, "
