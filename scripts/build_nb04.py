@@ -345,7 +345,7 @@ for i in score.abs().argsort(descending=True)[:6]:
     print(f"  {dla.labels[i]:9s} {float(score[i]):+.3f}")
 print(f"check: DLA rows sum to the logits, max error {float((dla.total() - dla.logits).abs().max()):.1e}")"""),
     code("""fig = plot_dla(upweight, dla.labels, title="Direct 'upweight y > YY' score of each component")
-rows = [c for c in ["embed", "pos_embed"] + circuit_nodes if c in dla.labels]
+rows = [c for c in dict.fromkeys(["embed", "pos_embed"] + circuit_nodes) if c in dla.labels]
 fig2 = plot_logit_lens(dla, token_labels=[f"{y:02d}" for y in range(100)], example=0, rows=rows,
                        mark=yy0 + 0.5, title=f"DLA of the circuit's components over the years (example 0, YY = {yy0:02d})")"""),
     md("""**What DLA shows.** MLP 3 has by far the largest direct "upweight y > YY" score (+4.12 centred
