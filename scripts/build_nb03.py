@@ -30,7 +30,7 @@ the behaviour the resulting circuit recovers.
   integrated-gradients fix;
 - judge the approximations against exact edge patching (scatter, rank correlation);
 - select, prune, draw and evaluate a circuit; read a faithfulness curve;
-- compare an automatically found circuit with a node-level view.
+- compare an automatically found circuit with notebook 04's hand-found circuit and a node-level view.
 
 **Model and tasks.** `load_model()` takes GPT-2 small when the Hugging Face hub answers (e.g. on
 Colab) and otherwise the course's offline model `tiny-gpt2-tasks` (4 layers x 4 heads, trained in
@@ -355,13 +355,49 @@ for n, f in zip(sva_curve.n_edges.tolist(), sva_curve.faithfulness.tolist()):
     if n in (10, 20, 40, n_10pct, 100, 200):
         print(f"SVA, top {n:3d} EAP-IG edges: faithfulness {f:.2f}")
 print("SVA 90% with", sva_curve.smallest_reaching(0.9), "edges")"""),
-    md("""## 6. The automatic circuit vs a node-level view (4 min)
+    md("""## 6. The automatic circuit vs the hand-found one, and a node-level view (4 min)
 
-Notebook 04 finds circuits by hand with activation and path patching on *nodes* (heads and MLPs).
-No hand-found circuit of notebook 04 was saved in a machine-readable form when this notebook was
-written, so the comparison here is with the coarse automatic view that notebook 04 starts from:
-**node-level attribution patching** ($\\Delta_s \\cdot \\partial M/\\partial \\text{out}_s$ for each
-head and MLP). Take as many top nodes as the edge circuit has components and measure the overlap."""),
+Notebook 04 assembles its Greater-Than circuit **by hand**, with iterative path patching: starting
+at the logits, keep every edge whose patching moves the metric by at least 10% of the clean -
+corrupted gap, then walk back through the senders. We make exactly that call here, on the same 24
+prompts, and compare its edges and nodes with the automatic circuit. The two modules name nodes
+slightly differently (`embed` / `input`, `a0.h0.v` / `a0.h0<v>`), so the names are translated."""),
+    code("""# NBVAL_CHECK_OUTPUT
+from tutorial_utils import path_patching as PP
+
+
+def to_graph_name(node: str) -> str:
+    \"\"\"Notebook 04's node names -> this graph's (embed -> input, a0.h0.v -> a0.h0<v>).\"\"\"
+    if node == "embed":
+        return "input"
+    if node[-2:] in (".q", ".k", ".v"):
+        return f"{node[:-2]}<{node[-1]}>"
+    return node
+
+
+hand_kept, _ = PP.iterative_path_patching(model, ds, threshold=0.1, max_nodes=8)
+hand = graph.copy()
+hand.in_graph = torch.zeros_like(hand.in_graph)
+for (sender, receiver), _ in hand_kept:
+    hand.set_edge(f"{to_graph_name(sender)}->{to_graph_name(receiver)}", True)
+hand_edges, auto_edges = set(hand.edge_names()), set(circuit.edge_names())
+hand_nodes, auto_nodes = set(hand.nodes_in_graph()), set(circuit.nodes_in_graph())
+print("hand-found edges:", sorted(hand_edges))
+print(f"edges shared with the automatic circuit: {len(hand_edges & auto_edges)} of "
+      f"{len(hand_edges)} (automatic circuit: {len(auto_edges)} edges)")
+print(f"nodes shared: {sorted(hand_nodes & auto_nodes)}; only automatic: "
+      f"{sorted(auto_nodes - hand_nodes)}; only hand-found: {sorted(hand_nodes - auto_nodes)}")
+m_hand = float(evaluate_graph(model, graph, ds, hand.in_graph))
+print(f"hand-found circuit under edge-level interchange: faithfulness "
+      f"{normalized_faithfulness(m_hand, clean_metric, corrupted_metric):.3f} with {len(hand_edges)} edges")"""),
+    md("""Every edge of the hand-found circuit is also in the automatic one. The automatic circuit adds
+edges through MLPs 1 and 2, and those raise faithfulness from about 0.62 (the hand-found 4 edges)
+to about 0.96 (10 edges, printed in section 5): the paths below notebook 04's 10% threshold,
+which it points out, carry the rest of the effect. A threshold on single edges misses effects that
+are spread over several small paths; a faithfulness curve shows them."""),
+    md("""The coarse view that notebook 04 starts from is **node-level attribution patching**
+($\\Delta_s \\cdot \\partial M/\\partial \\text{out}_s$ for each head and MLP). Take as many top nodes as the
+edge circuit has components and measure the overlap."""),
     code("""# NBVAL_CHECK_OUTPUT
 node_scores = node_attribution(model, graph, ds)
 circuit_nodes = [n for n in circuit.nodes_in_graph() if n not in ("input", "logits")]
