@@ -195,7 +195,7 @@ def test_bad_input_raises_clearly(model):
         A.integrated_gradients(model, tokens, target, baseline="noise")
     with pytest.raises(ValueError, match="unknown integration rule"):
         A.integrated_gradients(model, tokens, target, rule="simpson")
-    with pytest.raises(ValueError, match="token ids must lie"):
+    with pytest.raises(ValueError, match="outside the vocabulary"):
         A.saliency(model, tokens + model.cfg.d_vocab, target)
     with pytest.raises(ValueError, match="target_fn must return"):
         A.saliency(model, tokens, lambda out: out[:, -1].sum())

@@ -47,6 +47,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from .hooks import check_tokens
+
 TargetFn = Callable[[Tensor], Tensor]
 Baseline = str | int | Tensor
 
@@ -137,21 +139,6 @@ def metric_target(dataset: Any) -> TargetFn:
 # Embeddings and forward passes from embeddings
 # --------------------------------------------------------------------------------------------
 
-def _check_tokens(model: Any, tokens: Tensor) -> Tensor:
-    if not isinstance(tokens, Tensor) or tokens.dtype not in (torch.long, torch.int):
-        raise ValueError("tokens must be an integer tensor [batch, seq] (use model.to_tokens)")
-    if tokens.ndim == 1:
-        tokens = tokens[None]
-    if tokens.ndim != 2 or tokens.shape[1] == 0:
-        raise ValueError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
-    V = model.cfg.d_vocab
-    if int(tokens.min()) < 0 or int(tokens.max()) >= V:
-        raise ValueError(f"token ids must lie in [0, {V}), got range "
-                         f"[{int(tokens.min())}, {int(tokens.max())}]")
-    n_ctx = getattr(model.cfg, "n_ctx", None)
-    if n_ctx and tokens.shape[1] > n_ctx:
-        raise ValueError(f"sequence length {tokens.shape[1]} exceeds the model's context {n_ctx}")
-    return tokens
 
 
 def _is_encoder(model: Any) -> bool:
@@ -169,7 +156,7 @@ def _device(model: Any) -> torch.device:
 
 def token_embeddings(model: Any, tokens: Tensor) -> Tensor:
     """The token embeddings ``W_E[tokens]`` as ``hook_embed`` sees them, ``[B, T, d_model]``."""
-    tokens = _check_tokens(model, tokens)
+    tokens = check_tokens(model, tokens)
     return model.W_E.detach()[tokens.to(_device(model))].clone()
 
 
@@ -231,7 +218,7 @@ def target_values(model: Any, tokens: Tensor, target_fn: TargetFn,
     """``f(x)``: the target of each example, ``[B]``; ``embeds`` overrides the token
     embeddings (``[B, T, d]``) or, stacked, ``[n*B, T, d]`` for ``n`` variants (returns
     ``[n, B]``)."""
-    tokens = _check_tokens(model, tokens).to(_device(model))
+    tokens = check_tokens(model, tokens).to(_device(model))
     B = tokens.shape[0]
     if embeds is None:
         embeds = token_embeddings(model, tokens)
@@ -252,7 +239,7 @@ def embedding_gradients(model: Any, tokens: Tensor, target_fn: TargetFn,
     Examples do not interact, so the gradient of ``sum_b f(x)_b`` gives every example's own
     gradient in one backward pass.
     """
-    tokens = _check_tokens(model, tokens).to(_device(model))
+    tokens = check_tokens(model, tokens).to(_device(model))
     _check_target_hook(model, target_hook)
     x = token_embeddings(model, tokens) if embeds is None else embeds.detach().clone()
     x.requires_grad_(True)
@@ -295,7 +282,7 @@ def baseline_embeddings(model: Any, tokens: Tensor, baseline: Baseline = "zero",
     [CLS], part of the format rather than of the input) keeps its real embedding, so it gets
     zero attribution.
     """
-    tokens = _check_tokens(model, tokens).to(_device(model))
+    tokens = check_tokens(model, tokens).to(_device(model))
     x = token_embeddings(model, tokens)
     W_E = model.W_E.detach()
     if isinstance(baseline, str):
@@ -369,7 +356,7 @@ def integrated_gradients(model: Any, tokens: Tensor, target_fn: TargetFn,
     Returns ``[B, T]`` (``[B, T, d]`` with ``per_dim``). Completeness, ``IG.sum(-1) ~= f(x) -
     f(x')``, is checked by :func:`ig_completeness`.
     """
-    tokens = _check_tokens(model, tokens).to(_device(model))
+    tokens = check_tokens(model, tokens).to(_device(model))
     _check_target_hook(model, target_hook)
     alphas, weights = ig_alphas_and_weights(n_steps, rule)
     x = token_embeddings(model, tokens)
@@ -419,7 +406,7 @@ def ig_completeness(model: Any, tokens: Tensor, target_fn: TargetFn, attribution
                     target_hook: str | None = None) -> IGCompleteness:
     """Compare ``attributions.sum(-1)`` (``[B, T]`` from :func:`integrated_gradients`, same
     baseline) with ``f(x) - f(x')`` from two forward passes."""
-    tokens = _check_tokens(model, tokens).to(_device(model))
+    tokens = check_tokens(model, tokens).to(_device(model))
     base = baseline_embeddings(model, tokens, baseline, keep_first_token)
     f_x = target_values(model, tokens, target_fn, target_hook=target_hook)
     f_b = target_values(model, tokens, target_fn, embeds=base, target_hook=target_hook)
@@ -444,7 +431,7 @@ def occlusion(model: Any, tokens: Tensor, target_fn: TargetFn,
     positions not occluded score 0. All occluded copies are stacked along the batch and run in
     chunks of at most ``batch_size`` rows.
     """
-    tokens = _check_tokens(model, tokens).to(_device(model))
+    tokens = check_tokens(model, tokens).to(_device(model))
     _check_target_hook(model, target_hook)
     B, T = tokens.shape
     pos = list(range(1, T)) if positions is None else [int(p) for p in positions]

@@ -60,3 +60,27 @@ def check_same_shape(clean: torch.Tensor, corrupted: torch.Tensor) -> None:
             f"clean tokens {tuple(clean.shape)} and corrupted tokens {tuple(corrupted.shape)} "
             "differ in shape: patching needs prompt pairs of equal token length"
         )
+
+
+def check_tokens(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """Validate a token batch for ``model``: an integer tensor ``[batch, seq]`` (a 1-D tensor is
+    taken as one sequence), non-empty, ids inside the vocabulary, not longer than the context.
+    Returns it as a LongTensor ``[batch, seq]``."""
+    if not isinstance(tokens, torch.Tensor):
+        raise ValueError(f"tokens must be a LongTensor [batch, seq], got {type(tokens).__name__} "
+                         "(use model.to_tokens(text) or a TaskDataset's clean_tokens)")
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.ndim != 2 or tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
+        raise ValueError(f"tokens must be an integer tensor [batch, seq], got {tuple(tokens.shape)} "
+                         f"{tokens.dtype}")
+    if tokens.shape[0] == 0 or tokens.shape[1] == 0:
+        raise ValueError(f"tokens is empty: shape {tuple(tokens.shape)}")
+    V = model.cfg.d_vocab
+    if int(tokens.min()) < 0 or int(tokens.max()) >= V:
+        raise ValueError(f"tokens contain ids outside the vocabulary [0, {V}): "
+                         f"min {int(tokens.min())}, max {int(tokens.max())}")
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    if n_ctx is not None and tokens.shape[1] > n_ctx:
+        raise ValueError(f"sequence length {tokens.shape[1]} exceeds the model's context {n_ctx}")
+    return tokens.long()

@@ -63,7 +63,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from .hooks import check_hook_names
+from .hooks import check_hook_names, check_tokens
 from .models import require_decoder
 
 
@@ -87,25 +87,6 @@ def _check_model(model: Any, what: str) -> None:
         raise ValueError(f"{what} needs a model with an unembedding W_U")
 
 
-def _check_tokens(model: Any, tokens: Tensor) -> Tensor:
-    if not isinstance(tokens, Tensor):
-        raise ValueError(f"tokens must be a LongTensor [batch, seq], got {type(tokens).__name__} "
-                         "(use model.to_tokens(text) or a TaskDataset's clean_tokens)")
-    if tokens.ndim == 1:
-        tokens = tokens[None]
-    if tokens.ndim != 2 or tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
-        raise ValueError(f"tokens must be an integer tensor [batch, seq], got {tuple(tokens.shape)} "
-                         f"{tokens.dtype}")
-    if tokens.shape[0] == 0 or tokens.shape[1] == 0:
-        raise ValueError(f"tokens is empty: shape {tuple(tokens.shape)}")
-    V = model.cfg.d_vocab
-    if int(tokens.min()) < 0 or int(tokens.max()) >= V:
-        raise ValueError(f"tokens contain ids outside the vocabulary [0, {V}): "
-                         f"min {int(tokens.min())}, max {int(tokens.max())}")
-    n_ctx = getattr(model.cfg, "n_ctx", None)
-    if n_ctx is not None and tokens.shape[1] > n_ctx:
-        raise ValueError(f"sequence length {tokens.shape[1]} exceeds the model's context {n_ctx}")
-    return tokens.long()
 
 
 def _check_pos(pos: int | Tensor | Sequence[int], B: int, T: int) -> Tensor:
@@ -411,7 +392,7 @@ def logit_lens(
     _check_model(model, "the logit lens")
     if scale not in ("own", "final"):
         raise ValueError(f"scale must be 'own' or 'final', got {scale!r}")
-    tokens = _check_tokens(model, tokens)
+    tokens = check_tokens(model, tokens)
     B, T = tokens.shape
     p = _check_pos(pos, B, T)
     ids = _check_token_ids(model, token_ids, B)
@@ -575,7 +556,7 @@ def _components_projected(model: Any, tokens: Tensor, pos: Any, token_ids: Any, 
     _check_model(model, what)
     if scale not in ("own", "final"):
         raise ValueError(f"scale must be 'own' or 'final', got {scale!r}")
-    tokens = _check_tokens(model, tokens)
+    tokens = check_tokens(model, tokens)
     B, T = tokens.shape
     p = _check_pos(pos, B, T)
     ids = _check_token_ids(model, token_ids, B, required=required_ids)
@@ -759,7 +740,7 @@ def _metric_setup(model: Any, dataset: Any, cache: Any, per_head: bool, batch_si
         raise ValueError(f"unknown metric kind {dataset.metric_kind!r}")
     sign = dataset.candidate_sign.float().cpu()
     ids = dataset.candidate_ids.long().cpu()
-    tokens = _check_tokens(model, dataset.clean_tokens)
+    tokens = check_tokens(model, dataset.clean_tokens)
     B, T = tokens.shape
     p = _check_pos(dataset.answer_pos, B, T)
     _check_token_ids(model, ids, B, required=True)
