@@ -35,13 +35,13 @@ class TrainConfig:
     n_inner: int = 512
     n_ctx: int = 64
     batch_size: int = 64
-    steps: int = 4000
+    steps: int = 5000
     lr: float = 2e-3
     warmup: int = 200
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.05
     seed: int = 0
-    eval_every: int = 500
+    eval_every: int = 1000
     threads: int = 2
 
 
