@@ -16,6 +16,13 @@ frames, nouns, names and start years never appear in task sentences:
 
 The mix (``CorpusConfig``) follows what made induction and IOI appear in a trial model: about
 30% of documents contain a repeated span and about 35% of sentences are IOI sentences.
+
+Version 3 (the composition model) widens the data so that general mechanisms are the cheapest
+solutions: 476 names of which only 200 ever occur in IOI sentences (the rest occur in filler
+only, so an IOI answer must be *copied* from the context), half of the IOI sentences use
+corpus-only frames (other openings, other actions, and a repeated name that is an object rather
+than the subject: "the clerk asked John to give a drink to"), and half of the agreement
+sentences use corpus-only prepositions and relative-clause verbs.
 """
 
 from __future__ import annotations
@@ -32,6 +39,38 @@ from .tokenizer import BOS, build_vocab, encode_fast
 
 SINGULAR_DETERMINERS = ("a", "one", "this", "that", "every")
 PLURAL_DETERMINERS = ("two", "three", "many", "these", "those", "several")
+
+# Corpus-only variety (v3). None of these words or frames is part of a task's held-out split,
+# so they widen what the model generalises from without leaking evaluation prompts.
+#: Extra IOI openings and actions, combined freely with each other; {s} is the repeated name.
+IOI_EXTRA_INTROS = (
+    "Since {a} and {b} were at the {place},",
+    "After {a} and {b} had lunch at the {place},",
+    "{a} and {b} went to the {place}, and",
+    "{a} and {b} were at the {place}. Then",
+    "On that day, {a} and {b} visited the {place}, and",
+    "When {a} and {b} came back from the {place},",
+    "Before {a} and {b} left the {place},",
+    "{a} and {b} spent the day at the {place}. Later,",
+)
+IOI_EXTRA_ACTIONS = (
+    "{s} wanted to give a {obj} to",
+    "{s} decided to give the {obj} to",
+    "{s} gave the {obj} back to",
+    "{s} said hello to",
+    "{s} wrote a letter to",
+    "{s} lent a {obj} to",
+    "{s} sold the {obj} to",
+    "{s} carried the {obj} over to",
+    "the clerk asked {s} to give a {obj} to",
+    "a friend told {s} to hand the {obj} to",
+)
+#: Extra prepositions and relative-clause verbs for agreement sentences (the tasks hold out
+#: "above", "beside" and "wanted"; these widen the training frames).
+SVA_EXTRA_PREPOSITIONS = ("at", "from", "of", "without", "below", "beneath", "outside",
+                          "around", "near to", "next to", "across from", "close to")
+SVA_EXTRA_RC_VERBS = ("loved", "met", "knew", "helped", "called", "kept", "visited",
+                      "watched", "followed", "painted", "chose", "noticed")
 
 
 @dataclass(frozen=True)
@@ -56,6 +95,8 @@ class CorpusGenerator:
         self.gt_frames = greater_than.frames("train")
         self.sva_frames = sva.frames("train")
         self.ioi_frames = ioi.frames("train")
+        self.sva_extra = ([f"The {{subj}} {p} the {{attr}}" for p in SVA_EXTRA_PREPOSITIONS]
+                          + [f"The {{subj}} that the {{attr}} {v}" for v in SVA_EXTRA_RC_VERBS])
         self.kinds: list[tuple[float, Callable[[], str]]] = [
             (config.w_ioi, self.ioi_sentence),
             (config.w_greater_than, self.greater_than_sentence),
@@ -89,7 +130,7 @@ class CorpusGenerator:
             frame = "The {subj}"
             attr = ""
         else:
-            frame = r.choice(self.sva_frames)
+            frame = r.choice(self.sva_frames) if r.random() < 0.5 else r.choice(self.sva_extra)
             pair = r.choice([p for p in SVA_NOUNS.all if p != subj])
             attr_plural = (not plural) if u < 0.65 else plural
             attr = pair[int(attr_plural)]
@@ -102,7 +143,10 @@ class CorpusGenerator:
         r = self.rng
         io, s = r.sample(NAMES.train, 2)
         a, b = (io, s) if r.random() < 0.5 else (s, io)
-        frame = r.choice(self.ioi_frames)
+        if r.random() < 0.5:
+            frame = r.choice(self.ioi_frames)
+        else:
+            frame = f"{r.choice(IOI_EXTRA_INTROS)} {r.choice(IOI_EXTRA_ACTIONS)}"
         text = frame.format(a=a, b=b, s=s, place=r.choice(IOI_PLACES.train),
                             obj=r.choice(IOI_OBJECTS.train))
         return f"{text} {io}."

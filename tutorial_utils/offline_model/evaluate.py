@@ -40,26 +40,26 @@ class OfflineMetrics:
         return asdict(self)
 
     def meets_bar(self) -> dict[str, bool]:
-        """Each target of the offline-model issue, True when met."""
+        """Each held-out target of the offline-decoder v3 issue, True when met."""
         return {
-            "greater_than_pd>=0.80": self.greater_than_pd >= 0.80,
+            "greater_than_pd>=0.85": self.greater_than_pd >= 0.85,
             "greater_than_corrupted_far_lower": self.greater_than_pd_corrupted
             <= self.greater_than_pd - 0.5,
             "sva_pd>=0.80": self.sva_pd >= 0.80,
             "sva_acc>=0.95": self.sva_acc >= 0.95,
-            "ioi_logit_diff>=2.0": self.ioi_logit_diff >= 2.0,
+            "ioi_logit_diff>=3.0": self.ioi_logit_diff >= 3.0,
             "ioi_acc>=0.90": self.ioi_acc >= 0.90,
-            "induction_second<first/2": self.induction_loss_second
-            < self.induction_loss_first / 2,
+            "induction_second<0.2*first": self.induction_loss_second
+            < 0.2 * self.induction_loss_first,
             "induction_score>=0.5": self.induction_best_score >= 0.5,
             "facts_top1>=0.95": self.facts_top1 >= 0.95,
         }
 
 
 def _logits(model: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """Logits from a HF causal LM or a TransformerBridge."""
-    out = model(tokens)
-    return out.logits if hasattr(out, "logits") else out
+    """Logits (on the CPU) from a HF causal LM or a TransformerBridge on any device."""
+    out = model(tokens.to(next(model.parameters()).device))
+    return (out.logits if hasattr(out, "logits") else out).cpu()
 
 
 @torch.no_grad()
@@ -85,12 +85,12 @@ def evaluate_model(model: Any, tokenizer: Any, n: int = 200, seed: int = 0,
 
     bos = tokenizer.bos_token_id
     toks = repeated_random_tokens(len(tokenizer), induction_len, 50, bos, seed=seed)
-    out = model(toks, output_attentions=True)
-    nll = per_token_loss(out.logits, toks)
+    out = model(toks.to(next(model.parameters()).device), output_attentions=True)
+    nll = per_token_loss(out.logits.cpu(), toks)
     L = induction_len
     first = nll[:, 1:L].mean()  # predicting tokens 2..L of the first copy
     second = nll[:, L + 1:].mean()  # predicting tokens 2..L of the second copy
-    scores = induction_scores_from_patterns(torch.stack(out.attentions), L)  # [layer, head]
+    scores = induction_scores_from_patterns(torch.stack(out.attentions).cpu(), L)  # [layer, head]
     best = int(scores.argmax())
     n_heads = scores.shape[1]
     model.train(was_training)
@@ -128,3 +128,62 @@ def generalisation_breakdown(model: Any, tokenizer: Any, n: int = 200, seed: int
                 rows.append({"task": task, "frames": frames, "words": words,
                              "metric": float(ds.metric(logits)), "accuracy": accuracy(logits, ds)})
     return rows
+
+
+def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
+                         seed: int = 0) -> dict[str, Any]:
+    """The evidence that the model's circuits compose, measured with the package's own tools on
+    a ``TransformerBridge`` loaded with ``hooks=True``:
+
+    * IOI (canonical ABBA/BABA prompts, ABC corruption): :func:`iterative_path_patching` with
+      ``threshold`` (a fraction of the clean - corrupted logit difference). Reports the layers
+      whose heads the walk keeps, every head -> head edge (into a query, key or value input)
+      with its normalised effect, and the *name movers*: heads whose direct edge to the logits
+      carries >= ``threshold`` of the effect, with their copying score over every name
+      (:func:`tutorial_utils.composition.copying_scores`) and mean attention from the final
+      position to the indirect object.
+    * Induction: :func:`tutorial_utils.composition.induction_composition_patching` (the
+      previous-token head's output patched into the induction head's q, k or v input alone).
+    """
+    import re
+
+    from ..composition import (attention_between, copying_scores,
+                               induction_composition_patching, ioi_positions)
+    from ..path_patching import iterative_path_patching
+    from ..tasks.ioi import valid_names
+
+    ds = make_ioi(bridge, n=n_ioi, frames_split="canonical", seed=seed)
+    kept, steps = iterative_path_patching(bridge, ds, threshold=threshold, max_nodes=16)
+    head = re.compile(r"^a(\d+)\.h(\d+)")
+    heads = sorted({s for (s, r), _ in kept if head.match(s)}
+                   | {r.rsplit(".", 1)[0] for (s, r), _ in kept if head.match(r)})
+    layers = sorted({int(head.match(h).group(1)) for h in heads})
+    head_to_head = [{"sender": s, "receiver": r, "effect": round(x, 4)}
+                    for (s, r), x in kept if head.match(s) and head.match(r)]
+    head_to_head.sort(key=lambda e: -abs(e["effect"]))
+    name_ids = [bridge.to_single_token(f" {n}") for n in valid_names(bridge)]
+    copy = copying_scores(bridge, name_ids)
+    pos = ioi_positions(ds)
+    att_io = attention_between(bridge, ds.clean_tokens, pos["END"], pos["IO"])
+    movers = []
+    for (s, r), x in kept:
+        m = head.match(s)
+        if r == "logits" and m and x >= threshold:
+            l, h = int(m.group(1)), int(m.group(2))
+            movers.append({"head": s, "direct_effect": round(x, 4),
+                           "copying_score": round(float(copy[l, h]), 4),
+                           "attention_end_to_io": round(float(att_io[l, h]), 4)})
+    ind = induction_composition_patching(bridge)
+    return {
+        "ioi": {"n_prompts": n_ioi, "threshold": threshold,
+                "edges": [{"sender": s, "receiver": r, "effect": round(x, 4)} for (s, r), x in kept],
+                "heads": heads, "layers_with_heads": layers, "head_to_head_edges": head_to_head,
+                "name_movers": movers,
+                "logit_diff_clean": round(steps[0].scores.metric_clean, 4),
+                "logit_diff_corrupted": round(steps[0].scores.metric_corrupted, 4)},
+        "induction": {"prev_token_head": ind.prev_head, "induction_head": ind.induction_head,
+                      "prev_token_score": round(ind.prev_token_score, 4),
+                      "induction_score": round(ind.induction_score, 4),
+                      "effect_removed_via": {k: round(v, 4) for k, v in ind.effects.items()}},
+        "command": "python -m tutorial_utils.offline_model.model_card DIR --measure",
+    }

@@ -14,7 +14,7 @@ import itertools
 import random
 from typing import Any
 
-from .base import TaskDataset, assemble, get_tokenizer, single_token_id
+from .base import TaskBuildError, TaskDataset, assemble, encode, get_tokenizer, single_token_id
 from .vocab import IOI_OBJECTS, IOI_PLACES, NAMES
 
 INTROS = (
@@ -58,6 +58,20 @@ def frames(which: str) -> list[str]:
     raise ValueError(f"frames must be canonical, train, heldout or all; got {which!r}")
 
 
+def valid_names(tokenizer_or_model: Any, which: str = "all") -> list[str]:
+    """The names of ``NAMES.get(which)`` that are one known token (with a leading space) for
+    this tokenizer: an unknown word mapped to ``<unk>`` does not count. GPT-2's tokenizer keeps
+    all of them; an older or foreign tokenizer may keep fewer."""
+    tok = get_tokenizer(tokenizer_or_model)
+    unk = getattr(tok, "unk_token_id", None)
+    keep = []
+    for name in NAMES.get(which):
+        ids = encode(tok, f" {name}")
+        if len(ids) == 1 and ids[0] != unk:
+            keep.append(name)
+    return keep
+
+
 def make_ioi(
     tokenizer_or_model: Any,
     n: int = 100,
@@ -70,7 +84,8 @@ def make_ioi(
 
     Args:
         frames_split: see :func:`frames`.
-        names: ``train``, ``heldout`` or ``all`` names (for A, B and C alike).
+        names: ``train``, ``heldout`` or ``all`` names (for A, B and C alike), restricted to
+            the ones that are single tokens for this tokenizer (:func:`valid_names`).
         order: ``ABBA``, ``BABA`` or ``both`` (alternating).
 
     Returns a :class:`TaskDataset` with ``meta`` keys io, s, c, order, frame.
@@ -81,7 +96,10 @@ def make_ioi(
         raise ValueError(f"order must be ABBA, BABA or both; got {order!r}")
     tok = get_tokenizer(tokenizer_or_model)
     frame_list = frames(frames_split)
-    name_list = NAMES.get(names)
+    name_list = valid_names(tok, names)
+    if len(name_list) < 3:
+        raise TaskBuildError(f"IOI needs at least 3 names that are single tokens for this "
+                             f"tokenizer; only {len(name_list)} of the {names!r} names are")
     split = "heldout" if frames_split == "heldout" else "all"
     places, objects = IOI_PLACES.get(split), IOI_OBJECTS.get(split)
     rng = random.Random(seed)

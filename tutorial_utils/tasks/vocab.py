@@ -35,16 +35,58 @@ class Split:
 
 
 # --- Indirect Object Identification -------------------------------------------------------
+#: Names for IOI. The first 66 are the course's classic names (Mary, John, ...); the rest are
+#: US first names (drawn from the Faker package's en_US list, filtered to single GPT-2 tokens
+#: with a leading space and to words that are not also common nouns, months or places).
+#: ``train`` names (200) occur in the offline corpus's IOI sentences; ``heldout`` names (276)
+#: never do, only in filler sentences, so a model can score well on them only by *copying* a
+#: name from the context (Wang et al. 2023's name movers), not by memorising it.
 NAMES = Split(
     train=tuple(
         "Mary John Tom James Dan Sid Martin Amy Paul Kate Anna Lisa Mark Sarah David Laura "
         "Peter Emma Jack Rose Ben Alice Sam Lucy Henry Grace Adam Jane Eric Ruth Frank Helen "
         "George Alan Carl Diana Victor Clara Oscar Julia Simon Nora Hugo Max Ivy Leo".split()
-    ),
+    ) + tuple("""
+        Adrian Albert Alex Alexander Alexis Alison Angela Anita Anthony Ariel Arthur Ashley
+        Audrey Beverly Blake Bryan Bryce Carlos Carmen Caroline Casey Cassidy Catherine
+        Cathy Chad Christina Christopher Christy Cindy Claire Clarence Clayton Clinton
+        Connie Connor Curtis Dale Dalton Damon Daniel Darrell Denise Dennis Derrick Diamond
+        Donald Donna Dorothy Dustin Eddie Edwin Elijah Elizabeth Erin Evan Francisco Gabriel
+        Geoffrey Gilbert Gina Gordon Haley Howard Isabel Jackie Jake Jamie Jason Jeanne Jeff
+        Jeffrey Jerome Jessica Jesus Jimmy Jo Johnny Jonathan Jorge Joyce Juan Judy Julie
+        Kathryn Katrina Keith Kenneth Kent Kerry Kevin Kimberly Kristen Kyle Leah Lindsay
+        Lindsey Logan Lori Lucas Malik Manuel Marie Marilyn Martha Mason Meredith Michael
+        Michelle Mitchell Molly Monica Nancy Nicolas Paige Pam Parker Patricia Patrick Pedro
+        Philip Preston Rebecca Roberto Rodney Roger Ronald Ross Samantha Sandra Sara Shawn
+        Sierra Stephen Stuart Susan Suzanne Tara Taylor Teresa Terry Theresa Thomas Tim
+        Tommy Travis Trevor Valerie Vernon Victoria Vincent Warren Wendy William Wyatt
+    """.split()),
     heldout=tuple(
         "Eva Ryan Nina Luke Tina Joe Beth Roy Kim Ray Jill Ted Meg Ian Sue Fred Anne Neil "
         "Jean Greg".split()
-    ),
+    ) + tuple("""
+        Aaron Alec Alexa Alexandra Alexandria Alfred Alicia Allen Allison Alvin Amanda Ana
+        Andre Andrea Andrew Ann Antonio Barbara Barry Becky Benjamin Bernard Betty Billy
+        Bobby Bonnie Brad Bradley Brady Brandon Brenda Brendan Brent Brett Brian Brittany
+        Brooke Bruce Caleb Calvin Cameron Carly Carol Carolyn Carrie Cassandra Charles
+        Charlotte Cheryl Chloe Chris Christian Christie Christine Claudia Clifford Cody Cole
+        Colin Corey Cory Courtney Craig Cynthia Dakota Dana Danielle Danny Darius Darren
+        Daryl Dave Debbie Deborah Derek Devin Devon Diane Dillon Dominic Douglas Dylan Edgar
+        Edward Elaine Ellen Emily Erica Erik Ernest Ethan Eugene Fernando Frances Francis
+        Franklin Frederick Garrett Gary Gavin Gerald Glen Glenn Gloria Gregg Gregory Hannah
+        Harold Harry Hayden Hector Heidi Herbert Isaac Isaiah Ivan Jackson Jacob Jaime Janet
+        Jared Javier Jay Jenna Jennifer Jenny Jeremiah Jeremy Jerry Jesse Jim Joan Joel Jon
+        Jose Joseph Joshua Judith Julian Justin Kara Karen Karl Katherine Kathleen Kathy
+        Katie Kelly Kirk Kurt Larry Lauren Laurie Lawrence Lee Leon Leonard Leslie Levi
+        Linda Louis Luis Lydia Lynn Marc Marco Marcus Margaret Maria Mario Matthew Maurice
+        Maxwell Megan Melanie Melissa Melvin Mercedes Mia Michele Miguel Mike Miranda Morgan
+        Natalie Natasha Nathan Nathaniel Nicholas Nicole Noah Olivia Omar Pamela Patty Paula
+        Peggy Perry Phillip Rachel Ralph Randall Raven Raymond Regina Ricardo Richard Rick
+        Ricky Riley Rita Robert Robin Ronnie Russell Sally Samuel Scott Sean Sergio Seth
+        Shane Shannon Sharon Shaun Sheila Shelby Shelley Shirley Sonia Sophia Spencer Stacy
+        Stanley Stephanie Steve Steven Sylvia Tammy Tanner Theodore Tiffany Timothy Todd
+        Tony Tracy Troy Vanessa Veronica Walter Wayne Wesley Whitney Willie Xavier Zoe
+    """.split()),
 )
 
 IOI_PLACES = Split(

@@ -1,0 +1,344 @@
+"""How attention heads compose: scores read from the weights, and the path-patching evidence.
+
+A head reads the residual stream through three inputs (query, key, value) and writes into it
+through its OV circuit. A later head *composes* with an earlier one when it reads what the
+earlier one wrote (Elhage et al. 2021, "A Mathematical Framework for Transformer Circuits"):
+
+* **Q-composition**: the earlier head's output feeds the later head's *query*;
+* **K-composition**: ... its *key* (the previous-token -> induction head pair);
+* **V-composition**: ... its *value*.
+
+With TransformerLens's row-vector convention (``x @ W``), per head ``W_OV = W_V @ W_O`` and
+``W_QK = W_Q @ W_K^T`` (both ``[d_model, d_model]``), and for an earlier head A and a later head B
+
+    Q-comp(A, B) = ||W_OV^A @ W_QK^B||_F   / (||W_OV^A||_F ||W_QK^B||_F)
+    K-comp(A, B) = ||W_QK^B @ W_OV^A^T||_F / (||W_OV^A||_F ||W_QK^B||_F)
+    V-comp(A, B) = ||W_OV^A @ W_OV^B||_F   / (||W_OV^A||_F ||W_OV^B||_F)
+
+(Elhage et al. 2021, section "Virtual weights and composition"; their column-vector formulas
+transposed). A score means little on its own: compare it with :func:`composition_baseline`, the
+same score for random matrices of the same shapes.
+
+The **copying score** of a head (Wang et al. 2023, name movers; Elhage et al. 2021, "copying"
+OV circuits) asks whether its OV circuit maps a token to itself: for each token ``t`` of a list,
+
+    logits_t = W_E[t] @ W_V^h @ W_O^h @ W_U          ([d_vocab])
+    copying_score = mean_t [ argmax(logits_t) == t ]
+
+(no biases, no positional embedding; layer norms are scalings here and do not change an argmax,
+since compatibility mode folds their weights and centres W_E, W_O and W_U). A negative copying
+score (``-logits``) finds anti-copying heads such as Wang et al.'s negative name movers.
+
+The weight-based scores say what *could* compose; :func:`induction_composition_patching`
+measures what *does*: path patching the previous-token head's output into the induction head's
+query, key or value input alone (see :mod:`tutorial_utils.path_patching`).
+
+Weights are read from a ``TransformerBridge`` in compatibility mode (``model.W_Q`` etc.,
+``[n_layers, n_heads, d_model, d_head]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import torch
+from torch import Tensor
+
+from .induction import model_repeated_tokens
+
+__all__ = [
+    "ov_matrix",
+    "qk_matrix",
+    "composition_score",
+    "composition_scores",
+    "composition_baseline",
+    "copying_fraction",
+    "copying_scores",
+    "previous_token_scores",
+    "induction_patching_data",
+    "induction_composition_patching",
+    "InductionComposition",
+    "head_name",
+    "parse_head",
+    "top_heads",
+    "ioi_positions",
+    "attention_between",
+]
+
+Kind = Literal["q", "k", "v"]
+
+
+def _check_head(model: Any, layer: int, head: int) -> None:
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    if not (isinstance(layer, int) and 0 <= layer < L):
+        raise ValueError(f"layer must be an int in [0, {L}), got {layer!r}")
+    if not (isinstance(head, int) and 0 <= head < H):
+        raise ValueError(f"head must be an int in [0, {H}), got {head!r}")
+
+
+def _kv_head(model: Any, head: int) -> int:
+    """The key/value head a query head reads (grouped-query attention shares them)."""
+    n_kv = getattr(model.cfg, "n_key_value_heads", None) or model.cfg.n_heads
+    return head // (model.cfg.n_heads // n_kv)
+
+
+def ov_matrix(model: Any, layer: int, head: int) -> Tensor:
+    """``W_V @ W_O`` of one head: ``[d_model, d_model]`` (row vectors: ``x @ W_OV``)."""
+    _check_head(model, layer, head)
+    W_V = model.W_V[layer, _kv_head(model, head)] if model.W_V.shape[1] != model.cfg.n_heads \
+        else model.W_V[layer, head]
+    return (W_V @ model.W_O[layer, head]).detach()
+
+
+def qk_matrix(model: Any, layer: int, head: int) -> Tensor:
+    """``W_Q @ W_K^T`` of one head: ``[d_model, d_model]`` (score = ``x_q @ W_QK @ x_k^T``)."""
+    _check_head(model, layer, head)
+    W_K = model.W_K[layer, _kv_head(model, head)] if model.W_K.shape[1] != model.cfg.n_heads \
+        else model.W_K[layer, head]
+    return (model.W_Q[layer, head] @ W_K.T).detach()
+
+
+def _comp(kind: Kind, ov_a: Tensor, later: Tensor) -> Tensor:
+    if kind == "q":
+        prod = ov_a @ later
+    elif kind == "k":
+        prod = later @ ov_a.T
+    elif kind == "v":
+        prod = ov_a @ later
+    else:
+        raise ValueError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
+    return prod.norm() / (ov_a.norm() * later.norm())
+
+
+def composition_score(model: Any, earlier: tuple[int, int], later: tuple[int, int],
+                      kind: Kind) -> float:
+    """Elhage et al.'s Q/K/V-composition score of head ``earlier`` = (layer, head) into head
+    ``later`` (formulas in the module docstring). ``earlier`` must sit in a lower layer."""
+    (la, ha), (lb, hb) = earlier, later
+    _check_head(model, la, ha)
+    _check_head(model, lb, hb)
+    if kind not in ("q", "k", "v"):
+        raise ValueError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
+    if la >= lb:
+        raise ValueError(f"the earlier head must be in a lower layer: got layers {la} and {lb}")
+    later_m = ov_matrix(model, lb, hb) if kind == "v" else qk_matrix(model, lb, hb)
+    return float(_comp(kind, ov_matrix(model, la, ha), later_m))
+
+
+def composition_scores(model: Any, kind: Kind) -> Tensor:
+    """Every pair at once: ``[L, H, L, H]``, entry ``[la, ha, lb, hb]`` the score of head
+    (la, ha) into head (lb, hb); NaN where ``la >= lb`` (no composition is possible)."""
+    if kind not in ("q", "k", "v"):
+        raise ValueError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    ov = torch.stack([torch.stack([ov_matrix(model, l, h) for h in range(H)]) for l in range(L)])
+    later = ov if kind == "v" else torch.stack(
+        [torch.stack([qk_matrix(model, l, h) for h in range(H)]) for l in range(L)])
+    out = torch.full((L, H, L, H), float("nan"))
+    for la in range(L):
+        for lb in range(la + 1, L):
+            for ha in range(H):
+                for hb in range(H):
+                    out[la, ha, lb, hb] = _comp(kind, ov[la, ha], later[lb, hb])
+    return out
+
+
+def composition_baseline(model: Any, kind: Kind, n_samples: int = 200, seed: int = 0) -> float:
+    """Mean score of random Gaussian ``W_Q, W_K, W_V, W_O`` of the model's shapes: the level a
+    composition score must clearly exceed to mean anything."""
+    if kind not in ("q", "k", "v"):
+        raise ValueError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    d, dh = model.cfg.d_model, model.cfg.d_head
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)
+    vals = []
+    for _ in range(n_samples):
+        ov_a = r(d, dh) @ r(dh, d)
+        later = r(d, dh) @ r(dh, d)
+        vals.append(float(_comp(kind, ov_a, later)))
+    return sum(vals) / len(vals)
+
+
+def copying_fraction(emb: Tensor, ov: Tensor, W_U: Tensor, ids: Tensor,
+                     negative: bool = False) -> float:
+    """Fraction of rows whose own token wins: ``mean_i [argmax(emb[i] @ ov @ W_U) == ids[i]]``.
+
+    ``emb`` ``[n, d]`` (the tokens' embeddings), ``ov`` ``[d, d]``, ``W_U`` ``[d, V]``, ``ids``
+    ``[n]``; with ``negative`` the logits are negated first (anti-copying)."""
+    logits = emb @ ov @ W_U
+    if negative:
+        logits = -logits
+    return float((logits.argmax(-1).cpu() == ids.cpu()).float().mean())
+
+
+def copying_scores(model: Any, token_ids: Sequence[int] | Tensor, negative: bool = False
+                   ) -> Tensor:
+    """``[L, H]``: for every head, the fraction of ``token_ids`` whose own logit is the largest
+    of the whole vocabulary under ``W_E[t] @ W_OV @ W_U`` (``-`` that with ``negative=True``)."""
+    ids = torch.as_tensor(token_ids, dtype=torch.long).flatten()
+    if ids.numel() == 0:
+        raise ValueError("token_ids is empty: pass the ids of the tokens to copy (e.g. names)")
+    V = model.cfg.d_vocab
+    if int(ids.min()) < 0 or int(ids.max()) >= V:
+        raise ValueError(f"token ids must be in [0, {V}), got range "
+                         f"[{int(ids.min())}, {int(ids.max())}]")
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    emb = model.W_E[ids.to(model.W_E.device)].detach()  # [n, d]
+    W_U = model.W_U.detach()
+    out = torch.zeros(L, H)
+    with torch.no_grad():
+        for l in range(L):
+            for h in range(H):
+                out[l, h] = copying_fraction(emb, ov_matrix(model, l, h), W_U, ids, negative)
+    return out
+
+
+def previous_token_scores(model: Any, tokens: Tensor) -> Tensor:
+    """``[L, H]``: mean attention from each position to the one before it (positions 2..T-1,
+    skipping the BOS column so that a head resting on BOS does not count)."""
+    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    pats = torch.stack([cache[n] for n in names])  # [L, B, H, q, k]
+    q = torch.arange(2, tokens.shape[1], device=pats.device)
+    return pats[..., q, q - 1].mean(dim=(1, -1)).cpu()
+
+
+def induction_patching_data(model: Any, seq_len: int = 20, batch: int = 16, seed: int = 0
+                            ) -> tuple[Tensor, Tensor]:
+    """A clean/corrupted pair for induction: clean ``BOS + r + r``; corrupted ``BOS + r' + r``
+    (the first copy replaced by other random tokens, so nothing in it predicts the second copy).
+    Both ``[batch, 1 + 2 * seq_len]``."""
+    clean = model_repeated_tokens(model, seq_len, batch, seed)
+    other = model_repeated_tokens(model, seq_len, batch, seed + 10_000)
+    corrupted = clean.clone()
+    corrupted[:, 1:seq_len + 1] = other[:, 1:seq_len + 1]
+    return clean, corrupted
+
+
+@dataclass
+class InductionComposition:
+    """Path-patching evidence for the previous-token -> induction-head composition.
+
+    ``effects[kind]`` is the share of the induction effect (clean - corrupted metric) removed by
+    patching the previous-token head's output (from the corrupted run) into the induction
+    head's ``kind`` input alone: ``(clean - patched) / (clean - corrupted)``.
+    """
+
+    prev_head: str
+    induction_head: str
+    metric_clean: float
+    metric_corrupted: float
+    effects: dict[str, float]
+    prev_token_score: float
+    induction_score: float
+
+
+def induction_composition_patching(model: Any, prev_head: tuple[int, int] | None = None,
+                                   induction_head: tuple[int, int] | None = None, *,
+                                   seq_len: int = 20, batch: int = 16, seed: int = 0
+                                   ) -> InductionComposition:
+    """Patch the previous-token head -> induction head edge into each of the induction head's
+    inputs (q, k, v) alone, from the corrupted run of :func:`induction_patching_data`.
+
+    Heads default to the best-scoring ones: the induction head with the highest induction score,
+    and the previous-token head (in a lower layer) with the highest previous-token score. The
+    model needs ``load_model(..., hooks=True)``. Expected for K-composition: a large ``k``
+    effect, small ``q`` and ``v`` effects.
+    """
+    from .induction import induction_scores
+    from .path_patching import edge_patching
+
+    clean, corrupted = induction_patching_data(model, seq_len, batch, seed)
+    ind = induction_scores(model, clean, seq_len)
+    prev = previous_token_scores(model, clean)
+    if induction_head is None:
+        flat = int(ind[1:].argmax()) + ind.shape[1]  # an induction head needs a lower layer
+        induction_head = (flat // ind.shape[1], flat % ind.shape[1])
+    li, hi = induction_head
+    _check_head(model, li, hi)
+    if prev_head is None:
+        if li == 0:
+            raise ValueError("an induction head in layer 0 has no earlier head to compose with")
+        flat = int(prev[:li].argmax())
+        prev_head = (flat // prev.shape[1], flat % prev.shape[1])
+    lp, hp = prev_head
+    _check_head(model, lp, hp)
+    if lp >= li:
+        raise ValueError(f"the previous-token head (layer {lp}) must precede the induction "
+                         f"head (layer {li})")
+    targets = clean[:, seq_len + 2:]  # tokens predicted from positions seq_len+1 .. 2*seq_len-1
+
+    def metric(logits: Tensor) -> Tensor:
+        lp_ = logits[:, seq_len + 1:-1].log_softmax(-1)
+        return lp_.gather(-1, targets.to(lp_.device)[..., None]).mean()
+
+    sender, recv = f"a{lp}.h{hp}", f"a{li}.h{hi}"
+    variants = [[(sender, f"{recv}.{k}")] for k in ("q", "k", "v")]
+    vals = edge_patching(model, (clean, corrupted), variants, metric=metric)
+    with torch.no_grad():
+        mc = float(metric(model(clean.to(model.cfg.device))))
+        mk = float(metric(model(corrupted.to(model.cfg.device))))
+    gap = mc - mk
+    effects = {k: float((mc - v) / gap) for k, v in zip(("q", "k", "v"), vals)}
+    return InductionComposition(sender, recv, mc, mk, effects,
+                                float(prev[lp, hp]), float(ind[li, hi]))
+
+
+def head_name(layer: int, head: int) -> str:
+    """The course's node name of a head, ``"aL.hH"``."""
+    return f"a{layer}.h{head}"
+
+
+def parse_head(name: str) -> tuple[int, int]:
+    """``"a3.h1"`` -> ``(3, 1)`` (any number of digits, so 12-layer models work)."""
+    import re
+
+    m = re.fullmatch(r"a(\d+)\.h(\d+)", name)
+    if m is None:
+        raise ValueError(f"not a head name: {name!r} (expected 'aL.hH', e.g. 'a3.h1')")
+    return int(m.group(1)), int(m.group(2))
+
+
+def top_heads(scores: Tensor, k: int = 3, largest: bool = True) -> list[str]:
+    """Names of the ``k`` heads with the largest (or smallest) value in ``scores [L, H]``."""
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be [n_layers, n_heads], got {tuple(scores.shape)}")
+    flat = scores.flatten().nan_to_num(float("-inf") if largest else float("inf"))
+    idx = flat.topk(min(k, flat.numel()), largest=largest).indices
+    H = scores.shape[1]
+    return [head_name(int(i) // H, int(i) % H) for i in idx]
+
+
+def ioi_positions(dataset: Any) -> dict[str, Tensor]:
+    """Positions of the indirect object (``IO``), the first and second subject mentions (``S1``,
+    ``S2``) and the final position (``END``) in each clean IOI prompt, each ``[B]``."""
+    toks, cand = dataset.clean_tokens, dataset.candidate_ids
+    io, s1, s2 = [], [], []
+    for row, (io_id, s_id) in zip(toks, cand[:, :2].tolist()):
+        io_hits = (row == io_id).nonzero().flatten()
+        s_hits = (row == s_id).nonzero().flatten()
+        if len(io_hits) != 1 or len(s_hits) != 2:
+            raise ValueError("not an IOI prompt: the indirect object must occur once and the "
+                             "subject twice (build it with tasks.make_ioi)")
+        io.append(int(io_hits[0]))
+        s1.append(int(s_hits[0]))
+        s2.append(int(s_hits[1]))
+    return {"IO": torch.tensor(io), "S1": torch.tensor(s1), "S2": torch.tensor(s2),
+            "END": dataset.answer_pos.clone()}
+
+
+def attention_between(model: Any, tokens: Tensor, query_pos: Tensor, key_pos: Tensor) -> Tensor:
+    """``[L, H]``: mean over the batch of every head's attention from ``query_pos[b]`` to
+    ``key_pos[b]`` (one forward pass, patterns only)."""
+    if query_pos.shape != key_pos.shape or query_pos.shape[0] != tokens.shape[0]:
+        raise ValueError("query_pos and key_pos must both be [batch] for tokens [batch, seq]")
+    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    b = torch.arange(tokens.shape[0])
+    out = torch.stack([cache[n][b, :, query_pos, key_pos].mean(0) for n in names])
+    return out.cpu()
