@@ -11,7 +11,7 @@ from tutorial_utils.circuits import (Graph, count_edges, draw_circuit, eap_ig_sc
                                      evaluate_baselines, evaluate_graph, exact_scores,
                                      faithfulness_curve, greedy, node_attribution, prune,
                                      threshold, top_n)
-from tutorial_utils.circuits._activations import receiver_hooks, sender_activations
+from tutorial_utils.interchange import sender_activations
 from tutorial_utils.tasks import make_greater_than, make_sva
 
 
@@ -71,11 +71,11 @@ def test_names_round_trip(graph):
     for name in names[::7]:
         s, r = graph.edge_index(name)
         assert graph.edge_name(s, r) == name
-    assert "a0.h1->a2.h3<q>" in names and "m2->logits" in names and "a1.h0->m1" in names
-    assert "m1->m1" not in names and "a1.h0->a1.h1<q>" not in names
+    assert "a0.h1->a2.h3.q" in names and "m2->logits" in names and "a1.h0->m1" in names
+    assert "m1->m1" not in names and "a1.h0->a1.h1.q" not in names
 
 
-@pytest.mark.parametrize("bad", ["a9.h0->logits", "a0.h7->m1", "m1->a0.h0<q>", "x->logits",
+@pytest.mark.parametrize("bad", ["a9.h0->logits", "a0.h7->m1", "m1->a0.h0.q", "x->logits",
                                  "a0.h0->a1.h0<z>", "input-logits"])
 def test_bad_edge_names_raise(graph, bad):
     with pytest.raises(ValueError):
@@ -117,8 +117,8 @@ def test_full_graph_is_clean_and_empty_graph_is_corrupted(tiny_model, graph, ds,
 
 
 def test_single_removed_edge_equals_exact_patching(tiny_model, graph, ds, baselines):
-    names = ["input->a0.h1<v>", "a0.h2->a2.h3<q>", "m0->a1.h1<k>", "a1.h0->m1", "m1->m2",
-             "a2.h3->logits", "input->logits"]
+    names = ["embed->a0.h1.v", "a0.h2->a2.h3.q", "m0->a1.h1.k", "a1.h0->m1", "m1->m2",
+             "a2.h3->logits", "embed->logits"]
     edges = torch.zeros_like(graph.real_edges)
     masks = []
     for n in names:
@@ -163,7 +163,7 @@ def test_exact_edges_match_independent_node_patching(tiny_model, graph, ds, base
         ref_mlp = float(ds.metric(tiny_model.run_with_hooks(
             ds.clean_tokens, fwd_hooks=[(f"blocks.{L}.hook_mlp_out", lambda x, hook: cache["mlp"])])))
     m_v = graph.real_edges.clone()
-    m_v[:, graph.bwd_index(f"a{L}.h1<v>")] = False
+    m_v[:, graph.bwd_index(f"a{L}.h1.v")] = False
     m_mlp = graph.real_edges.clone()
     m_mlp[graph.fwd_index(f"m{L}")] = False
     got = evaluate_graph(tiny_model, graph, ds, torch.stack([m_v, m_mlp])).tolist()
@@ -180,9 +180,9 @@ def test_eap_equals_finite_difference(tiny_model, graph, ds):
     eap = eap_scores(tiny_model, graph, ds, batch_size=4)
     clean = sender_activations(tiny_model, graph, ds.clean_tokens)
     corr = sender_activations(tiny_model, graph, ds.corrupted_tokens)
-    hooks = [(sl, name, per_head) for name, sl, _, per_head in receiver_hooks(graph)]
+    hooks = [(h.index, h.name, h.per_head) for h in graph.receiver_hooks()]
     eps = 1e-2
-    for edge in ["m0->m1", "a0.h1->a1.h2<q>", "input->a1.h0<k>", "m1->a2.h3<v>", "a2.h0->logits"]:
+    for edge in ["m0->m1", "a0.h1->a1.h2.q", "embed->a1.h0.k", "m1->a2.h3.v", "a2.h0->logits"]:
         s, r = graph.edge_index(edge)
         sl, name, per_head = next(h for h in hooks if h[0].start <= r < h[0].stop)
         d = (corr - clean)[:, :, s]
@@ -233,7 +233,7 @@ def test_top_n_threshold_and_greedy(graph):
     gm = greedy(graph, scores, 30)
     assert int(gm.sum()) == 30
     # every greedy edge enters the logits or a node that the circuit itself uses as a sender
-    recv = graph.receiver_node()
+    recv = graph.receiver_owner()
     senders = set(gm.nonzero()[:, 0].tolist()) | {graph.n_forward}
     assert all(int(recv[r]) in senders for r in gm.nonzero()[:, 1].tolist())
     assert gm[:, graph.bwd_index("logits")].any()

@@ -110,15 +110,21 @@ def test_globenc_pre_ln_is_rolled_out_res1(model, dec_tokens):
 
 
 def test_value_zeroing_nothing_zeroed_reproduces_layer_output(arch):
+    """With nothing zeroed, the layer-l-start call reproduces the original HF model's block
+    outputs (the original weights, not compatibility mode's centred residual stream)."""
     model, toks = arch
     L = model.cfg.n_layers
     out = cm.value_zeroed_outputs(model, toks, [(0, l, -1) for l in range(L)])
-    _, cache = model.run_with_cache(toks)
+    hf = cm.original_hf_model(model)
+    with torch.no_grad():
+        hs = hf(input_ids=toks, output_hidden_states=True).hidden_states
     for l in range(L):
-        torch.testing.assert_close(out[l], cache[f"blocks.{l}.hook_out"][0], atol=1e-5, rtol=0)
+        want = hs[l + 1][0]
+        got = out[l] if (l < L - 1 or cm.layout(model) == "post_ln") else hf.ln_f(out[l])
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
     # zeroing something does change the output
     changed = cm.value_zeroed_outputs(model, toks, [(0, 0, 1)])
-    assert (changed[0] - cache["blocks.0.hook_out"][0]).abs().max() > 1e-4
+    assert (changed[0] - out[0]).abs().max() > 1e-4
 
 
 def test_value_zeroing_batched_matches_loop(model, encoder, dec_tokens):

@@ -8,7 +8,7 @@ import torch
 
 import transformer_lens.patching as tlp
 from tutorial_utils import patching as P
-from tutorial_utils.tasks import make_task
+from tutorial_utils.tasks import TaskDataset, make_task
 
 ATOL = 1e-5
 
@@ -31,7 +31,10 @@ def pair(hooked_model):
     def metric(logits):
         return (logits[:, -1, 5] - logits[:, -1, 7]).mean()
 
-    return clean, corr, metric
+    def stacked(logits, ds):  # the package's convention: [n*B, T, V] -> [n]
+        return (logits[:, -1, 5] - logits[:, -1, 7]).reshape(-1, len(ds)).mean(1)
+
+    return TaskDataset.from_tokens(clean, corr, stacked), metric
 
 
 def _cache(model, tokens):
@@ -58,9 +61,9 @@ TL_SWEEPS = [
 
 @pytest.mark.parametrize("tl_fn,site,by", TL_SWEEPS, ids=[f"{s}-{'x'.join(b)}" for _, s, b in TL_SWEEPS])
 def test_sweep_matches_transformer_lens_denoising(hooked_model, pair, tl_fn, site, by):
-    clean, corr, metric = pair
-    ours = P.patching_sweep(hooked_model, (clean, corr), site, by, direction="denoise",
-                            metric=metric, progress=False)
+    data, metric = pair
+    clean, corr = data.clean_tokens, data.corrupted_tokens
+    ours = P.patching_sweep(hooked_model, data, site, by, direction="denoise", progress=False)
     with torch.no_grad():
         ref = tl_fn(hooked_model, corr, _cache(hooked_model, clean), metric)
     assert ours.values.shape == ref.shape
@@ -90,9 +93,9 @@ def test_skipping_noops_is_exact(hooked_model, gt):
 @pytest.mark.parametrize("site,by", [("resid_pre", ("layer", "pos")), ("z", ("layer", "head")),
                                      ("pattern", ("layer", "head"))])
 def test_patching_clean_into_clean_changes_nothing(hooked_model, gt, site, by):
-    metric = lambda lg: gt.metric(lg)  # noqa: E731
-    res = P.patching_sweep(hooked_model, (gt.clean_tokens, gt.clean_tokens), site, by,
-                           metric=metric, skip_noops=False, progress=False)
+    same = TaskDataset.from_tokens(gt.clean_tokens, gt.clean_tokens,
+                                   lambda lg, ds: gt.metric(lg).reshape(-1))
+    res = P.patching_sweep(hooked_model, same, site, by, skip_noops=False, progress=False)
     with torch.no_grad():
         m_clean = float(gt.metric(hooked_model(gt.clean_tokens)))
     torch.testing.assert_close(res.values, torch.full_like(res.values, m_clean), atol=ATOL, rtol=0)
@@ -171,11 +174,11 @@ def test_ablations_match_hand_written_hooks(hooked_model, gt):
 
 
 def test_component_parsing_and_names():
-    assert P.Component.parse("a1.h2") == P.Component("z", 1, 2)
+    assert P.Component.parse("a1.h2") == P.Component("result", 1, 2)
     assert P.Component.parse("m3") == P.Component("mlp_out", 3)
     assert P.Component.parse("embed") == P.Component("resid_pre", 0)
     assert P.Component.parse("q.2.1@5") == P.Component("q", 2, 1, 5)
-    assert str(P.Component("z", 1, 2)) == "a1.h2"
+    assert str(P.Component("result", 1, 2)) == "a1.h2" and str(P.Component("z", 1, 2)) == "z.1.2"
     assert P.Component("z", 1, 2).hook_name == "blocks.1.attn.hook_z"
     with pytest.raises(ValueError, match="cannot parse"):
         P.Component.parse("head 1")
@@ -192,9 +195,9 @@ def test_bad_input_gets_a_clear_error(hooked_model, gt):
     with pytest.raises(ValueError, match="invalid for site"):
         P.patching_sweep(m, gt, "resid_pre", ("layer", "head"))
     with pytest.raises(ValueError, match="differ in shape"):
-        P.patching_sweep(m, (gt.clean_tokens, gt.corrupted_tokens[:, :-1]), "z", ("layer",),
-                         metric=lambda lg: lg.mean())
-    with pytest.raises(ValueError, match="metric"):
+        TaskDataset.from_tokens(gt.clean_tokens, gt.corrupted_tokens[:, :-1],
+                                lambda lg, ds: lg.mean().reshape(1))
+    with pytest.raises(ValueError, match="TaskDataset.from_tokens"):
         P.patching_sweep(m, (gt.clean_tokens, gt.corrupted_tokens), "z", ("layer",))
     with pytest.raises(ValueError, match="direction"):
         P.patching_sweep(m, gt, "z", ("layer",), direction="sideways")

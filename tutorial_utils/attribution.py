@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .hooks import check_tokens
+from .validation import check_tokens
 
 TargetFn = Callable[[Tensor], Tensor]
 Baseline = str | int | Tensor
@@ -188,7 +188,7 @@ def run_from_embeddings(model: Any, tokens: Tensor, embeds: Tensor,
 
 def _check_target_hook(model: Any, target_hook: str | None) -> None:
     if target_hook is not None:
-        from .hooks import check_hook_names
+        from .validation import check_hook_names
 
         check_hook_names(model, [target_hook])
 

@@ -13,22 +13,24 @@ Conmy et al. 2023) compares three numbers of one task metric ``m``:
 
 Public API
 ----------
-``normalized_faithfulness(metric_circuit, metric_full, metric_corrupted, *, on_degenerate="raise",
-atol=1e-6)``
-    The formula above for floats or tensors (elementwise, broadcasting).
+``normalized_faithfulness(metric_circuit, metric_full, metric_corrupted)``
+    The formula above for floats or tensors (elementwise, broadcasting): the package's one
+    :func:`tutorial_utils.metrics.normalize`.
 
 ``circuit_faithfulness(model, data, circuit, method="resample")`` -> ``FaithfulnessResult``
     A circuit is a set of nodes (``"embed"``, ``"aL.hH"``, ``"mL"``) or of edges
-    ``(sender, receiver_input)`` (see :mod:`tutorial_utils.path_patching`); everything outside it
-    is ablated (resample from the corrupted run by default; ``mean`` and ``zero`` optional).
+    ``(sender, receiver_input)`` (see :mod:`tutorial_utils.graph`); everything outside it
+    is ablated (resample from the corrupted run by default; ``mean`` and ``zero`` optional), on
+    the one engine :func:`tutorial_utils.interchange.run_variants` (node masks or edge masks).
 ``completeness_check(model, data, nodes, subsets=None)`` -> ``CompletenessResult``
     Wang et al. (2023): ``|F(C \ K) - F(M \ K)|`` for subsets ``K`` of the circuit ``C``.
 ``minimality_scores(model, data, nodes)`` -> ``{node: F(C) - F(C \ {node})}``.
 ``all_nodes(model)`` -- every node name.
 
-Error / NaN policy: when ``|m(full) - m(corrupted)| <= atol`` the ratio is undefined (the corruption
-does not change the metric, so there is nothing for a circuit to recover). With
-``on_degenerate="raise"`` (default) a ``ValueError`` is raised; with ``"nan"`` those entries are NaN.
+Degenerate policy (the package's one, :mod:`tutorial_utils.metrics`): when
+``|m(full) - m(corrupted)| <= 1e-6`` the ratio is undefined (the corruption does not change the
+metric, so there is nothing for a circuit to recover) and the result is NaN;
+``on_degenerate="raise"`` raises a :class:`~tutorial_utils.validation.TutorialError` instead.
 """
 
 from __future__ import annotations
@@ -40,8 +42,14 @@ from typing import Any, Iterable, Literal, Sequence, Union
 import torch
 from torch import Tensor
 
-from . import patching as _P
-from . import path_patching as _PP
+from .graph import Graph
+from .interchange import metric_of_runs, run_variants
+from .metrics import Metric, normalize
+from .tasks.base import TaskDataset
+from .validation import TutorialError, check_dataset
+
+__all__ = ["CompletenessResult", "FaithfulnessResult", "all_nodes", "circuit_faithfulness",
+           "completeness_check", "minimality_scores", "normalized_faithfulness"]
 
 Number = Union[float, int, torch.Tensor]
 
@@ -51,104 +59,77 @@ def normalized_faithfulness(
     metric_full: Number,
     metric_corrupted: Number,
     *,
-    on_degenerate: Literal["raise", "nan"] = "raise",
+    on_degenerate: Literal["raise", "nan"] = "nan",
     atol: float = 1e-6,
 ) -> Number:
-    """(m(circuit) - m(corrupted)) / (m(full) - m(corrupted)).
+    """(m(circuit) - m(corrupted)) / (m(full) - m(corrupted)): :func:`tutorial_utils.metrics.normalize`.
 
     Args:
         metric_circuit, metric_full, metric_corrupted: floats, or tensors of broadcastable shapes
             (e.g. ``[B]`` per-example metrics, giving per-example faithfulness).
-        on_degenerate: what to do where ``|m(full) - m(corrupted)| <= atol``: ``"raise"`` a
-            ``ValueError`` (default), or return ``"nan"`` there.
-        atol: the tolerance below which full and corrupted count as equal.
+        on_degenerate: where ``|m(full) - m(corrupted)| <= atol``: ``"nan"`` (default, the
+            package's one policy) or ``"raise"`` a ``TutorialError``.
 
     Returns:
         A float if all three inputs are Python numbers (or 0-d tensors), else a tensor.
 
     Reference: Wang et al. 2023 (IOI), section 4; the same normalisation as in Hanna et al. 2023.
     """
-    if on_degenerate not in ("raise", "nan"):
-        raise ValueError(f"on_degenerate must be 'raise' or 'nan', got {on_degenerate!r}")
-    all_scalar = all(
-        not isinstance(x, torch.Tensor) or x.ndim == 0
-        for x in (metric_circuit, metric_full, metric_corrupted)
-    )
-    c, f, k = (
-        torch.as_tensor(x, dtype=torch.float64).detach().cpu()
-        for x in (metric_circuit, metric_full, metric_corrupted)
-    )
-    for name, x in (("metric_circuit", c), ("metric_full", f), ("metric_corrupted", k)):
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{name} is not finite: {x}")
-    denom = f - k
-    degenerate = denom.abs() <= atol
-    if degenerate.any() and on_degenerate == "raise":
-        raise ValueError(
-            f"metric_full ({f.flatten()[:4].tolist()}) equals metric_corrupted "
-            f"({k.flatten()[:4].tolist()}) within atol={atol}: the corruption does not change the "
-            "metric, so normalised faithfulness is undefined (pass on_degenerate='nan' to get NaN)"
-        )
-    out = (c - k) / torch.where(degenerate, torch.ones_like(denom), denom)
-    out = torch.where(degenerate, torch.full_like(out, float("nan")), out)
-    if all_scalar:
-        return float(out)
-    return out.to(torch.float32)
+    return normalize(metric_circuit, metric_full, metric_corrupted, on_degenerate=on_degenerate,
+                     atol=atol)
 
 
 # --------------------------------------------------------------------------------------------
 # Faithfulness, completeness and minimality of a circuit
 # --------------------------------------------------------------------------------------------
 
-_METHOD_TO_EDGE_SOURCE = {"resample": "corrupted", "mean": "mean", "zero": "zero"}
+_METHOD_TO_SOURCE = {"resample": "corrupted", "mean": "mean", "zero": "zero"}
 
 
 def all_nodes(model: Any) -> list[str]:
     """Every node of the model: ``embed``, each head ``aL.hH`` and each MLP ``mL``."""
-    return list(_PP.Graph.from_model(model).senders)
+    return list(Graph.from_model(model).senders)
 
 
 def _is_edge_circuit(circuit: Iterable[Any]) -> bool:
     items = list(circuit)
-    kinds = {isinstance(x, tuple) for x in items}
+    kinds = {isinstance(x, tuple) or (isinstance(x, str) and "->" in x) for x in items}
     if len(kinds) > 1:
-        raise ValueError("a circuit is either a set of nodes (strings) or a set of edges "
-                         "(sender, receiver) pairs, not a mix")
+        raise TutorialError("circuit: a circuit is either a set of nodes ('a0.h1') or a set of "
+                            "edges (('a0.h1', 'm2') or 'a0.h1->m2'), not a mix")
     return kinds == {True}
 
 
 def _check_nodes(model: Any, nodes: Iterable[str]) -> list[str]:
-    valid = set(all_nodes(model))
+    g = Graph.from_model(model)
     out = []
     for n in nodes:
         if n == "logits":
             continue
-        if n not in valid:
-            raise ValueError(f"unknown node {n!r}: use 'embed', 'aL.hH' (L < {model.cfg.n_layers}, "
-                             f"H < {model.cfg.n_heads}) or 'mL'")
+        if n not in g.sender_index:
+            raise g.unknown_name_error(n, "node")
         out.append(n)
     return out
 
 
-def _node_component(node: str) -> _P.Component:
-    return _P.Component.parse(node)
+def _check_method(method: str) -> str:
+    if method not in _METHOD_TO_SOURCE:
+        raise TutorialError(f"method must be 'resample', 'mean' or 'zero' (what ablated "
+                            f"components output), got {method!r}")
+    return _METHOD_TO_SOURCE[method]
 
 
-def _node_variants_metric(model: Any, data: Any, ablated_sets: Sequence[Sequence[str]], method: str,
-                          reference_tokens: Tensor | None, metric: Any, per_example: bool = False
+def _node_variants_metric(model: Any, data: TaskDataset, ablated_sets: Sequence[Sequence[str]],
+                          method: str, reference_tokens: Tensor | None, metric: Metric | None
                           ) -> Tensor:
-    """Metric of the clean run with each set of nodes ablated (one batched run)."""
-    clean, corr = _P.unpack_data(data)
-    metric_fn = _P.make_metric(data, metric, per_example)
-    comps = [[_node_component(n) for n in s] for s in ablated_sets]
-    names = sorted({c.hook_name for v in comps for c in v})
-    if not names:
-        names = [_node_component("embed").hook_name]
-    if method == "mean" and reference_tokens is None:
-        reference_tokens = corr
-    sources = _P.ablation_sources(model, clean, names, method, corrupted_tokens=corr,
-                                  reference_tokens=reference_tokens)
-    return _P.run_patch_variants(model, clean, comps, sources, metric_fn)
+    """Metric of the clean run with each set of nodes ablated (patched from the source), on
+    the one engine, stacked in one batched run."""
+    check_dataset(data, model, "data")
+    g = Graph.from_model(model)
+    patched = torch.stack([g.node_mask(s) for s in ablated_sets])
+    return run_variants(model, g, data, patched=patched, source=_check_method(method),
+                        metric=metric, reference_tokens=reference_tokens, batch_size=len(data),
+                        desc="ablating nodes")
 
 
 @_dataclass
@@ -175,9 +156,9 @@ class FaithfulnessResult:
                 f"metric(corrupted) = {self.metric_corrupted:.3f}, faithfulness = {self.faithfulness:.3f}")
 
 
-def circuit_faithfulness(model: Any, data: Any, circuit: Iterable[Any], *,
+def circuit_faithfulness(model: Any, data: TaskDataset, circuit: Iterable[Any], *,
                          method: str = "resample", reference_tokens: Tensor | None = None,
-                         metric: Any = None, on_degenerate: str = "nan") -> FaithfulnessResult:
+                         metric: Metric | None = None, on_degenerate: str = "nan") -> FaithfulnessResult:
     """Ablate everything outside ``circuit`` and compare the metric with the full model's.
 
     Args:
@@ -192,21 +173,18 @@ def circuit_faithfulness(model: Any, data: Any, circuit: Iterable[Any], *,
         :class:`FaithfulnessResult` with
         ``faithfulness = (m(circuit) - m(empty)) / (m(full) - m(empty))``.
     """
-    if method not in _METHOD_TO_EDGE_SOURCE:
-        raise ValueError(f"method must be 'resample', 'mean' or 'zero', got {method!r}")
+    source = _check_method(method)
+    check_dataset(data, model, "data")
     circuit = list(circuit)
-    clean, corr = _P.unpack_data(data)
-    metric_fn = _P.make_metric(data, metric)
-    with torch.no_grad():
-        m_corr = float(metric_fn(model(corr.to(model.cfg.device)), 1)[0])
+    g = Graph.from_model(model)
+    m_corr = metric_of_runs(model, data, metric, batch_size=len(data))[1]
     if _is_edge_circuit(circuit) and circuit:
-        g = _PP.Graph.from_model(model)
-        inside = set(g.check_edges(circuit))
-        outside = [e for e in g.edges if e not in inside]
-        vals = _PP.edge_patching(model, data, [outside, [], g.edges],
-                                 source=_METHOD_TO_EDGE_SOURCE[method], metric=metric,
-                                 reference_tokens=reference_tokens)
-        kind, size = "edge", len(inside)
+        inside = g.edge_mask(circuit)
+        removed = torch.stack([g.real_edges & ~inside, g.empty_mask(), g.real_edges])
+        vals = run_variants(model, g, data, removed, source=source, metric=metric,
+                            reference_tokens=reference_tokens, batch_size=len(data),
+                            desc="evaluating the circuit")
+        kind, size = "edge", int(inside.sum())
     else:
         nodes = set(_check_nodes(model, circuit))
         every = all_nodes(model)
@@ -236,7 +214,7 @@ class CompletenessResult:
 
 def completeness_check(model: Any, data: Any, circuit: Iterable[str], subsets: Sequence[Sequence[str]]
                        | None = None, *, n_random: int = 8, seed: int = 0, method: str = "resample",
-                       reference_tokens: Tensor | None = None, metric: Any = None
+                       reference_tokens: Tensor | None = None, metric: Metric | None = None
                        ) -> CompletenessResult:
     """Completeness of a node circuit (Wang et al. 2023, section 4.2), batched.
 
@@ -245,7 +223,7 @@ def completeness_check(model: Any, data: Any, circuit: Iterable[str], subsets: S
     """
     nodes = _check_nodes(model, circuit)
     if not nodes:
-        raise ValueError("completeness needs a non-empty node circuit")
+        raise TutorialError("circuit: completeness needs a non-empty node circuit")
     if subsets is None:
         rng = _random.Random(seed)
         subsets = [[]] + [[n] for n in nodes] + [
@@ -257,7 +235,7 @@ def completeness_check(model: Any, data: Any, circuit: Iterable[str], subsets: S
     subsets = list(unique.values())
     for k in subsets:
         if not set(k) <= set(nodes):
-            raise ValueError(f"subset {k} is not inside the circuit")
+            raise TutorialError(f"subsets: {k} is not inside the circuit {nodes}")
     outside = [n for n in all_nodes(model) if n not in set(nodes)]
     variants = [outside + k for k in subsets] + [list(k) for k in subsets]
     vals = _node_variants_metric(model, data, variants, method, reference_tokens, metric)
@@ -266,14 +244,14 @@ def completeness_check(model: Any, data: Any, circuit: Iterable[str], subsets: S
 
 
 def minimality_scores(model: Any, data: Any, circuit: Iterable[str], *, method: str = "resample",
-                      reference_tokens: Tensor | None = None, metric: Any = None
+                      reference_tokens: Tensor | None = None, metric: Metric | None = None
                       ) -> dict[str, float]:
     """For each node v of a node circuit C: ``F(C) - F(C \\ {v})`` (Wang et al. 2023's minimality
     with K = {}), the drop in the metric when v is also ablated. A node with a score near 0 is
     not needed for this metric."""
     nodes = _check_nodes(model, circuit)
     if not nodes:
-        raise ValueError("minimality needs a non-empty node circuit")
+        raise TutorialError("circuit: minimality needs a non-empty node circuit")
     outside = [n for n in all_nodes(model) if n not in set(nodes)]
     vals = _node_variants_metric(model, data, [outside] + [outside + [v] for v in nodes], method,
                                  reference_tokens, metric)

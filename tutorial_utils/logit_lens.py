@@ -63,7 +63,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from .hooks import check_hook_names, check_tokens
+from .validation import check_hook_names, check_tokens
 from .models import require_decoder
 
 

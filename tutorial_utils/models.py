@@ -84,10 +84,30 @@ OFFLINE_DEFAULT = {"decoder": "tiny-gpt2-tasks", "encoder": "minilm-l6"}
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` if given, else CUDA when available, else CPU. Apple MPS is never picked
-    automatically: it gives wrong numbers for GPT-2."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    automatically: it gives wrong numbers for GPT-2.
+
+    Raises :class:`~tutorial_utils.validation.TutorialError` (before any weight is loaded) for
+    a device string torch does not know, or a CUDA/MPS device this machine does not have."""
+    from .validation import TutorialError
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise TutorialError(f"device={device!r} is not a torch device ({exc}); use 'cpu', "
+                            "'cuda', 'cuda:0' or None (CUDA if available, else CPU)") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (dev.index is not None and dev.index >= n):
+            raise TutorialError(f"device={device!r}: this machine has {n} CUDA device(s); use "
+                                "device='cpu' or device=None (CUDA if available, else CPU)")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise TutorialError(f"device={device!r}: Apple MPS is not available here; use "
+                                "device='cpu' (MPS also gives wrong numbers for GPT-2)")
+    return dev
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -150,18 +170,71 @@ def resolve_model_name(name: str | None, kind: str = "decoder") -> tuple[str, st
     )
 
 
+HOOK_OPTIONS = ("attn_result", "split_qkv_input", "hook_mlp_in")
+
+
+def _hook_options(hooks: Any) -> dict[str, bool]:
+    """``hooks`` (a bool or a dict of :data:`HOOK_OPTIONS`) as a dict, validated."""
+    from .validation import TutorialError
+
+    if isinstance(hooks, bool):
+        return {k: hooks for k in HOOK_OPTIONS}
+    if not isinstance(hooks, dict):
+        raise TutorialError(f"hooks must be True/False or a dict of {HOOK_OPTIONS} -> bool, got "
+                            f"{type(hooks).__name__}")
+    unknown = set(hooks) - set(HOOK_OPTIONS)
+    if unknown:
+        raise TutorialError(f"unknown hook options {sorted(unknown)}; valid: "
+                            f"{', '.join(HOOK_OPTIONS)} (or hooks=True for all of them)")
+    return dict(hooks)
+
+
+def check_checkpoint(path: str | Path) -> None:
+    """Refuse a local checkpoint whose files are unreadable, naming the file: a ``config.json``
+    that is not JSON, or a ``*.safetensors`` file shorter than its header says (truncated by
+    an interrupted copy or download)."""
+    import json
+    import struct
+
+    from .validation import TutorialError
+
+    path = Path(path)
+    cfg = path / "config.json"
+    if cfg.exists():
+        try:
+            json.loads(cfg.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise TutorialError(f"checkpoint file {cfg} is not valid JSON ({exc}); copy or "
+                                "save the checkpoint again") from None
+    for f in sorted(path.glob("*.safetensors")):
+        size = f.stat().st_size
+        with f.open("rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise TutorialError(f"checkpoint file {f} is truncated ({size} bytes); copy "
+                                    "or save the checkpoint again")
+            n = struct.unpack("<Q", head)[0]
+            try:
+                header = json.loads(fh.read(n)) if n <= size else None
+            except ValueError:
+                header = None
+        if header is None:
+            raise TutorialError(f"checkpoint file {f} is truncated or corrupt (bad header); "
+                                "copy or save the checkpoint again")
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
+                  default=0)
+        if size < 8 + n + end:
+            raise TutorialError(f"checkpoint file {f} is truncated: {size} bytes, its header "
+                                f"needs {8 + n + end}; copy or save the checkpoint again")
+
+
 def _boot(source: str, device: torch.device, hooks: bool | dict[str, bool]) -> Any:
     from transformer_lens.model_bridge import TransformerBridge
 
+    opts = _hook_options(hooks)
     bridge = TransformerBridge.boot_transformers(source, device=str(device))
     bridge.enable_compatibility_mode(disable_warnings=True)
     bridge.eval()
-    opts = {"attn_result": hooks, "split_qkv_input": hooks, "hook_mlp_in": hooks} \
-        if isinstance(hooks, bool) else hooks
-    unknown = set(opts) - {"attn_result", "split_qkv_input", "hook_mlp_in"}
-    if unknown:
-        raise ValueError(f"unknown hook options {sorted(unknown)}; valid: attn_result, "
-                         "split_qkv_input, hook_mlp_in")
     if opts.get("attn_result"):
         bridge.set_use_attn_result(True)
     if opts.get("split_qkv_input"):
@@ -179,7 +252,11 @@ def _load(name: str | None, kind: str, device: Any, hooks: bool | dict[str, bool
     source = spec.source() if spec else resolved
     if spec and not spec.online and not Path(source).is_dir():
         raise FileNotFoundError(f"offline {kind} {resolved!r} not found at {source}")
+    # every argument is checked before any weight is read
+    _hook_options(hooks)
     dev = get_device(device)
+    if Path(source).is_dir():
+        check_checkpoint(source)
     t0 = time.time()
     bridge = _boot(source, dev, hooks)
     if verbose:

@@ -49,15 +49,15 @@ Batched patching
     Shortcuts: ``patch_resid_by_layer_pos``, ``patch_layer_outputs``, ``patch_heads``,
     ``patch_heads_every``.
 
-``data`` is a :class:`~tutorial_utils.tasks.TaskDataset` (its metric is used, vectorised over
-the stacked variants) or a pair ``(clean_tokens, corrupted_tokens)`` with an explicit ``metric``
-mapping logits ``[B, T, V]`` to a scalar (called once per variant).
+``data`` is a :class:`~tutorial_utils.tasks.TaskDataset` (raw token pairs:
+``TaskDataset.from_tokens(clean, corrupted, metric)``); a metric is
+``metric(logits[n*B, T, V], dataset) -> [n]``, vectorised over the stacked variants
+(:mod:`tutorial_utils.metrics`; default the dataset's task metric).
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Sequence
@@ -65,11 +65,13 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .hooks import check_hook_names, check_layer, check_same_shape
+from .metrics import Metric, check_metric_output, default_metric, normalize
+from .tasks.base import TaskDataset
+from .validation import (TutorialError, check_dataset, check_hook_names, check_layer,
+                         check_same_shape)
 
 Direction = Literal["noise", "denoise"]
 AblationMethod = Literal["zero", "mean", "resample"]
-MetricFn = Callable[[Tensor], Tensor]
 
 #: site -> (hook-name template, layout). Layouts: ``"pos"`` for ``[B, T, d]`` activations,
 #: ``"pos_head"`` for ``[B, T, H, x]``, ``"head_dest"`` for attention patterns ``[B, H, Tq, Tk]``.
@@ -86,6 +88,9 @@ SITES: dict[str, tuple[str, str]] = {
     "result": ("blocks.{layer}.attn.hook_result", "pos_head"),
     "pattern": ("blocks.{layer}.attn.hook_pattern", "head_dest"),
 }
+#: graph node kind -> the site of its output (tutorial_utils.graph.Node.out_hook; a test checks
+#: that ``Component.parse(node).hook_name == graph.node(node).out_hook`` for every node)
+NODE_SITES = {"embed": "resid_pre", "head": "result", "mlp": "mlp_out"}
 #: the axes a sweep over each layout may use
 LAYOUT_AXES = {
     "pos": ("layer", "pos"),
@@ -114,9 +119,9 @@ class Component:
 
     def __post_init__(self) -> None:
         if self.site not in SITES:
-            raise ValueError(f"unknown site {self.site!r}; valid sites: {sorted(SITES)}")
+            raise TutorialError(f"unknown site {self.site!r}; valid sites: {sorted(SITES)}")
         if self.head is not None and SITES[self.site][1] == "pos":
-            raise ValueError(f"site {self.site!r} has no heads; got head={self.head}")
+            raise TutorialError(f"site {self.site!r} has no heads; got head={self.head}")
 
     @property
     def hook_name(self) -> str:
@@ -127,7 +132,7 @@ class Component:
         return SITES[self.site][1]
 
     def __str__(self) -> str:
-        if self.site == "z" and self.pos is None and self.head is not None:
+        if self.site == "result" and self.pos is None and self.head is not None:
             return f"a{self.layer}.h{self.head}"
         if self.site == "mlp_out" and self.pos is None:
             return f"m{self.layer}"
@@ -144,8 +149,10 @@ class Component:
     def parse(spec: "str | Component") -> "Component":
         """Read ``"a1.h2"``, ``"m3"``, ``"embed"``, ``"resid_pre.2"``, ``"z.1.3@5"``, ...
 
-        ``aL.hH`` is a head's output (patched at ``hook_z``), ``mL`` an MLP's output, ``embed`` the
-        token + position embedding (the residual stream entering block 0).
+        Node names are those of :class:`tutorial_utils.graph.Graph` and patch the node's
+        ``out_hook`` there (:data:`NODE_SITES`): ``aL.hH`` a head's output (the per-head
+        ``hook_result``, which needs ``load_model(..., hooks=True)``), ``mL`` an MLP's output,
+        ``embed`` the token + position embedding (the residual stream entering block 0).
         """
         if isinstance(spec, Component):
             return spec
@@ -155,16 +162,16 @@ class Component:
             s, p = s.split("@", 1)
             pos = int(p)
         if m := re.fullmatch(r"a(\d+)\.h(\d+)", s):
-            return Component("z", int(m[1]), int(m[2]), pos)
+            return Component(NODE_SITES["head"], int(m[1]), int(m[2]), pos)
         if m := re.fullmatch(r"m(\d+)", s):
-            return Component("mlp_out", int(m[1]), None, pos)
+            return Component(NODE_SITES["mlp"], int(m[1]), None, pos)
         if s == "embed":
-            return Component("resid_pre", 0, None, pos)
+            return Component(NODE_SITES["embed"], 0, None, pos)
         parts = s.split(".")
         if parts[0] in SITES and 2 <= len(parts) <= 3 and all(p.isdigit() for p in parts[1:]):
             head = int(parts[2]) if len(parts) == 3 else None
             return Component(parts[0], int(parts[1]), head, pos)
-        raise ValueError(
+        raise TutorialError(
             f"cannot parse component {spec!r}: use 'aL.hH' (head), 'mL' (MLP), 'embed', or "
             f"'site.layer[.head][@pos]' with site in {sorted(SITES)}"
         )
@@ -186,15 +193,15 @@ class Component:
 
 
 def validate_components(model: Any, components: Sequence[Component], seq_len: int) -> None:
-    """Raise ``ValueError`` for a layer, head or position out of range, or a missing hook."""
+    """Raise ``TutorialError`` for a layer, head or position out of range, or a missing hook."""
     for c in components:
         check_layer(model, c.layer)
         if not 0 <= c.layer < model.cfg.n_layers:
-            raise ValueError(f"{c}: use a non-negative layer index (got {c.layer})")
+            raise TutorialError(f"{c}: use a non-negative layer index (got {c.layer})")
         if c.head is not None and not 0 <= c.head < model.cfg.n_heads:
-            raise ValueError(f"{c}: head {c.head} out of range for {model.cfg.n_heads} heads")
+            raise TutorialError(f"{c}: head {c.head} out of range for {model.cfg.n_heads} heads")
         if c.pos is not None and not 0 <= c.pos < seq_len:
-            raise ValueError(f"{c}: position {c.pos} out of range for sequence length {seq_len}")
+            raise TutorialError(f"{c}: position {c.pos} out of range for sequence length {seq_len}")
     check_hook_names(model, sorted({c.hook_name for c in components}))
 
 
@@ -217,7 +224,7 @@ def masked_set(act: Tensor, source: Tensor, mask: Tensor) -> Tensor:
     """
     n = mask.shape[0]
     if act.shape[0] % n:
-        raise ValueError(f"activation batch {act.shape[0]} is not a multiple of {n} variants")
+        raise TutorialError(f"activation batch {act.shape[0]} is not a multiple of {n} variants")
     B = act.shape[0] // n
     S = act.shape[1:]
     a = act.view(n, B, *S)
@@ -319,21 +326,21 @@ def ablation_source(method: AblationMethod, base_act: Tensor, corrupted_act: Ten
         return torch.zeros_like(base_act[:1])
     if method == "mean":
         if reference_act is None:
-            raise ValueError("mean ablation needs reference activations (reference_tokens)")
+            raise TutorialError("mean ablation needs reference activations (reference_tokens)")
         if reference_act.shape[1:] != base_act.shape[1:]:
-            raise ValueError(
+            raise TutorialError(
                 f"reference activations {tuple(reference_act.shape)} and base activations "
                 f"{tuple(base_act.shape)} differ beyond the batch axis (same sequence length needed)"
             )
         return reference_act.mean(0, keepdim=True)
     if method == "resample":
         if corrupted_act is None:
-            raise ValueError("resample ablation needs the corrupted run (corrupted_tokens)")
+            raise TutorialError("resample ablation needs the corrupted run (corrupted_tokens)")
         if corrupted_act.shape != base_act.shape:
-            raise ValueError(f"corrupted activations {tuple(corrupted_act.shape)} and base "
+            raise TutorialError(f"corrupted activations {tuple(corrupted_act.shape)} and base "
                              f"activations {tuple(base_act.shape)} differ in shape")
         return corrupted_act
-    raise ValueError(f"unknown ablation method {method!r}; valid: 'zero', 'mean', 'resample'")
+    raise TutorialError(f"unknown ablation method {method!r}; valid: 'zero', 'mean', 'resample'")
 
 
 def ablation_sources(model: Any, base_tokens: Tensor, hook_names: Sequence[str],
@@ -342,16 +349,16 @@ def ablation_sources(model: Any, base_tokens: Tensor, hook_names: Sequence[str],
     """:func:`ablation_source` for several hooks at once (one forward per token set needed)."""
     hook_names = list(dict.fromkeys(hook_names))
     if method not in ("zero", "mean", "resample"):
-        raise ValueError(f"unknown ablation method {method!r}; valid: 'zero', 'mean', 'resample'")
+        raise TutorialError(f"unknown ablation method {method!r}; valid: 'zero', 'mean', 'resample'")
     if method == "resample":
         if corrupted_tokens is None:
-            raise ValueError("resample ablation needs corrupted_tokens")
+            raise TutorialError("resample ablation needs corrupted_tokens")
         check_same_shape(base_tokens, corrupted_tokens)
     if method == "mean":
         if reference_tokens is None:
-            raise ValueError("mean ablation needs reference_tokens (e.g. the corrupted prompts)")
+            raise TutorialError("mean ablation needs reference_tokens (e.g. the corrupted prompts)")
         if reference_tokens.shape[1] != base_tokens.shape[1]:
-            raise ValueError(f"reference tokens have length {reference_tokens.shape[1]}, base "
+            raise TutorialError(f"reference tokens have length {reference_tokens.shape[1]}, base "
                              f"tokens {base_tokens.shape[1]}: mean ablation is per position")
     _, base = get_activations(model, base_tokens, hook_names)
     corr = ref = None
@@ -399,56 +406,26 @@ def default_batch_rows(seq_len: int, d_vocab: int, budget_bytes: float = 4e8) ->
     return int(max(1, min(1024, budget_bytes // (4 * seq_len * d_vocab))))
 
 
-def make_metric(data: Any, metric: MetricFn | None, per_example: bool = False
-                ) -> Callable[[Tensor, int], Tensor]:
-    """A function ``(logits [n*B, ...], n) -> [n]`` (or ``[n, B]`` with ``per_example``).
-
-    With a TaskDataset and no ``metric`` the dataset's vectorised metric scores the stack; a
-    user ``metric`` (logits ``[B, T, V]`` -> scalar, or ``[B]`` with ``per_example``) is called
-    once per variant.
-    """
-    from .tasks.base import TaskDataset
-
-    if metric is None:
-        if not isinstance(data, TaskDataset):
-            raise ValueError("pass metric=... (logits [B, T, V] -> scalar) when data is a token pair")
-
-        def f(logits: Tensor, n: int) -> Tensor:
-            v = data.metric(logits, per_example=per_example)
-            return v.reshape(n, -1) if per_example else v.reshape(n)
-
-        return f
-    if not callable(metric):
-        raise ValueError(f"metric must be callable, got {type(metric).__name__}")
-
-    def g(logits: Tensor, n: int) -> Tensor:
-        rows = logits.shape[0] // n
-        vals = [torch.as_tensor(metric(logits[i * rows:(i + 1) * rows])).float() for i in range(n)]
-        for v in vals:
-            if per_example and v.shape != (rows,):
-                raise ValueError(f"metric must return a [batch] tensor with per_example=True, "
-                                 f"got shape {tuple(v.shape)}")
-            if not per_example and v.ndim != 0:
-                raise ValueError(f"metric must return a scalar, got shape {tuple(v.shape)}")
-        return torch.stack(vals)
-
-    return g
+def _metric_fn(data: TaskDataset, metric: Metric | None, per_example: bool = False
+               ) -> Callable[[Tensor, int], Tensor]:
+    """``(logits [n*B, ...], n) -> [n]`` (``[n, B]`` with ``per_example``) from the package's one
+    metric convention ``metric(logits[n*B, ...], dataset) -> [n]`` (default: the task metric)."""
+    if per_example:
+        if metric is not None:
+            raise TutorialError("per_example=True needs the dataset's own task metric "
+                                "(metric=None)")
+        return lambda logits, n: data.metric(logits, per_example=True).reshape(n, -1)
+    if metric is not None and not callable(metric):
+        raise TutorialError(f"metric must be a function (logits[n*B, T, V], dataset) -> [n], "
+                            f"got {type(metric).__name__}")
+    m = metric or default_metric
+    return lambda logits, n: check_metric_output(m(logits, data), n)
 
 
-def unpack_data(data: Any) -> tuple[Tensor, Tensor]:
-    """``(clean_tokens, corrupted_tokens)`` from a TaskDataset or a token pair, validated."""
-    from .tasks.base import TaskDataset
-
-    if isinstance(data, TaskDataset):
-        clean, corr = data.clean_tokens, data.corrupted_tokens
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        clean, corr = data
-    else:
-        raise ValueError("data must be a TaskDataset or a pair (clean_tokens, corrupted_tokens)")
-    if clean.ndim != 2:
-        raise ValueError(f"tokens must be [batch, seq], got {tuple(clean.shape)}")
-    check_same_shape(clean, corr)
-    return clean, corr
+def _tokens(model: Any, data: Any) -> tuple[Tensor, Tensor]:
+    """``(clean_tokens, corrupted_tokens)`` of a validated TaskDataset."""
+    check_dataset(data, model, "data")
+    return data.clean_tokens, data.corrupted_tokens
 
 
 def run_patch_variants(
@@ -471,7 +448,7 @@ def run_patch_variants(
         base_tokens: ``[B, T]`` the base run's prompts.
         variants: a list of component lists (already validated).
         sources: ``{hook_name: [B or 1, *S]}`` the values to patch in.
-        metric_fn: from :func:`make_metric`.
+        metric_fn: ``(logits [n*B, ...], n) -> [n]`` (or ``[n, B]``).
 
     Returns:
         ``[n_variants]`` (or ``[n_variants, B]``).
@@ -487,7 +464,7 @@ def run_patch_variants(
     for m in masks:
         for name in m:
             if name not in sources:
-                raise ValueError(f"no source activation for hook {name!r}")
+                raise TutorialError(f"no source activation for hook {name!r}")
     out: list[Tensor] = []
     chunks = range(0, len(variants), n_per)
     base_tokens = base_tokens.to(dev)
@@ -548,10 +525,10 @@ class PatchingResult:
 
     def normalized(self) -> Tensor:
         """``(values - metric_corrupted) / (metric_clean - metric_corrupted)``: 1 = clean
-        behaviour, 0 = corrupted behaviour (NaN where clean == corrupted)."""
-        denom = self.metric_clean - self.metric_corrupted
-        out = (self.values - self.metric_corrupted) / denom
-        return torch.where(denom.abs() < 1e-9, torch.full_like(out, math.nan), out)
+        behaviour, 0 = corrupted behaviour; :func:`tutorial_utils.metrics.normalize` (NaN where
+        clean == corrupted)."""
+        return torch.as_tensor(normalize(self.values, self.metric_clean, self.metric_corrupted),
+                               dtype=torch.float32)
 
 
 def _axis_sizes(model: Any, seq_len: int) -> dict[str, int]:
@@ -566,7 +543,7 @@ def patching_sweep(
     by: Sequence[str] = ("layer", "pos"),
     *,
     direction: Direction = "noise",
-    metric: MetricFn | None = None,
+    metric: Metric | None = None,
     per_example: bool = False,
     batch_rows: int | None = None,
     skip_noops: bool = True,
@@ -576,7 +553,7 @@ def patching_sweep(
 
     Args:
         model: a TransformerBridge (``load_model(..., hooks=True)`` for ``result``).
-        data: a TaskDataset, or ``(clean_tokens, corrupted_tokens)`` with ``metric``.
+        data: a TaskDataset (raw tokens: ``TaskDataset.from_tokens(clean, corrupted, metric)``).
         site: one of :data:`SITES` (``resid_pre``, ``attn_out``, ``mlp_out``, ``z`` for a head's
             output, ``q``/``k``/``v``, ``pattern``, ...).
         by: the axes swept, in the order of the result: ``layer`` is required; ``pos`` for
@@ -584,7 +561,8 @@ def patching_sweep(
             Axes left out are patched whole (e.g. ``("layer", "head")`` = each head at every
             position).
         direction: ``noise`` (corrupted into clean) or ``denoise`` (clean into corrupted).
-        metric: logits ``[B, T, V]`` -> scalar; default the TaskDataset's metric.
+        metric: ``metric(logits[n*B, T, V], dataset) -> [n]`` (:mod:`tutorial_utils.metrics`);
+            default the TaskDataset's task metric.
         per_example: keep one value per example (last axis ``B``).
         batch_rows: rows per stacked forward (default: bounded by logits memory).
         skip_noops: components whose source equals the base activation everywhere are not run
@@ -596,17 +574,17 @@ def patching_sweep(
     Cross-checked against ``transformer_lens.patching`` (tests/test_patching.py).
     """
     if site not in SITES:
-        raise ValueError(f"unknown site {site!r}; valid sites: {sorted(SITES)}")
+        raise TutorialError(f"unknown site {site!r}; valid sites: {sorted(SITES)}")
     if direction not in ("noise", "denoise"):
-        raise ValueError(f"direction must be 'noise' or 'denoise', got {direction!r}")
+        raise TutorialError(f"direction must be 'noise' or 'denoise', got {direction!r}")
     layout = SITES[site][1]
     by = tuple(by)
     allowed = LAYOUT_AXES[layout]
     if "layer" not in by or len(set(by)) != len(by) or not set(by) <= set(allowed):
-        raise ValueError(f"by={by} invalid for site {site!r}: use distinct axes from {allowed}, "
+        raise TutorialError(f"by={by} invalid for site {site!r}: use distinct axes from {allowed}, "
                          "including 'layer'")
-    clean, corr = unpack_data(data)
-    metric_fn = make_metric(data, metric, per_example)
+    clean, corr = _tokens(model, data)
+    metric_fn = _metric_fn(data, metric, per_example)
     B, T = clean.shape
     L = model.cfg.n_layers
     names = [SITES[site][0].format(layer=l) for l in range(L)]
@@ -658,7 +636,7 @@ def patch_resid_by_layer_pos(model: Any, data: Any, which: str = "resid_pre", **
     """Residual stream (``resid_pre``/``resid_mid``/``resid_post``) patched at each layer x
     position: ``values`` ``[n_layers, T]``."""
     if which not in ("resid_pre", "resid_mid", "resid_post"):
-        raise ValueError(f"which must be resid_pre, resid_mid or resid_post, got {which!r}")
+        raise TutorialError(f"which must be resid_pre, resid_mid or resid_post, got {which!r}")
     return patching_sweep(model, data, which, ("layer", "pos"), **kwargs)
 
 
@@ -675,7 +653,7 @@ def patch_heads(model: Any, data: Any, by_pos: bool = False, site: str = "z", **
     """Every head's output (``site="z"``; or its ``q``/``k``/``v``/``result``) patched, at all
     positions (``[n_layers, n_heads]``) or per position (``[n_layers, T, n_heads]``)."""
     if SITES.get(site, ("", ""))[1] != "pos_head":
-        raise ValueError(f"site must be a head site (z, q, k, v, result), got {site!r}")
+        raise TutorialError(f"site must be a head site (z, q, k, v, result), got {site!r}")
     by = ("layer", "pos", "head") if by_pos else ("layer", "head")
     return patching_sweep(model, data, site, by, **kwargs)
 

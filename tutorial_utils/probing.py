@@ -90,7 +90,7 @@ def collect_activations(model: Any, tokens: Tensor,
     and, when every requested hook lies in the blocks, stops after the last block needed.
     Returns ``{hook name: activations on device}``.
     """
-    from .hooks import check_hook_names
+    from .validation import check_hook_names
 
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
@@ -349,7 +349,7 @@ def ablate_direction(model: Any, tokens: Tensor, hook_name: str, direction: Tens
     """Logits ``[B, T, V]`` of ``model`` on ``tokens`` with the activation at ``hook_name``
     replaced by :func:`project_out` of it along ``direction`` at ``pos`` (None: every
     position; an int or one position per example)."""
-    from .hooks import check_hook_names
+    from .validation import check_hook_names
 
     check_hook_names(model, [hook_name])
     if direction.ndim != 1 or direction.shape[0] != model.cfg.d_model:

@@ -1,7 +1,8 @@
 """Edge-level circuit discovery on TransformerLens 4 bridges (the ideas of Hanna et al.'s EAP-IG
-library, rebuilt): the computational :class:`Graph`, attribution of every edge (EAP, EAP-IG,
-exact patching, node-level), selection (top-n, threshold, greedy, pruning), evaluation by
-edge-level interchange with faithfulness curves, and drawing.
+library, rebuilt): the computational :class:`~tutorial_utils.graph.Graph`, attribution of every
+edge (EAP, EAP-IG, exact patching, node-level), selection (top-n, threshold, greedy, pruning),
+evaluation by edge-level interchange with faithfulness curves, and drawing. Every intervention
+runs on the one engine :mod:`tutorial_utils.interchange`.
 
 >>> g = Graph.from_model(model)                                   # doctest: +SKIP
 >>> attribute(model, g, ds, method="eap-ig", steps=5)             # doctest: +SKIP
@@ -9,17 +10,18 @@ edge-level interchange with faithfulness curves, and drawing.
 >>> evaluate_graph(model, g, ds)                                  # doctest: +SKIP
 """
 
-from .attribution import (METHODS, attribute, eap_ig_scores, eap_scores, exact_scores,
-                          node_attribution)
+from ..graph import Graph, count_edges
+from ..interchange import sender_activations
 from .drawing import draw_circuit
+from .edge_attribution import (METHODS, attribute, eap_ig_scores, eap_scores, exact_scores,
+                               node_attribution)
 from .evaluation import (FaithfulnessCurve, evaluate_baselines, evaluate_graph,
                          faithfulness_curve, interchange_logits, rank_correlation)
-from .graph import Graph, count_edges
 from .selection import greedy, prune, threshold, top_n
 
 __all__ = [
     "METHODS", "FaithfulnessCurve", "Graph", "attribute", "count_edges", "draw_circuit",
     "eap_ig_scores", "eap_scores", "evaluate_baselines", "evaluate_graph", "exact_scores",
     "faithfulness_curve", "greedy", "interchange_logits", "node_attribution", "prune",
-    "rank_correlation", "threshold", "top_n",
+    "rank_correlation", "sender_activations", "threshold", "top_n",
 ]

@@ -1,4 +1,4 @@
-"""Draw a circuit: nodes by layer (input at the bottom, logits at the top), edges with width
+"""Draw a circuit: nodes by layer (embed at the bottom, logits at the top), edges with width
 proportional to |score|, coloured by the receiving input (q, k, v, or MLP/logits) and styled by
 sign (solid: corrupting the edge lowers the metric, i.e. it supports the task; dashed: it
 raises it).
@@ -16,7 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .graph import QKV, Graph
+from ..graph import QKV, Graph
+
+__all__ = ["COLOURS", "draw_circuit", "graphviz_available"]
 
 COLOURS = {"q": "#1f77b4", "k": "#2ca02c", "v": "#9467bd", "mlp": "#7f7f7f", "logits": "#d62728"}
 
@@ -25,7 +27,7 @@ def _edge_kind(name: str) -> str:
     if name == "logits":
         return "logits"
     for c in QKV:
-        if name.endswith(f"<{c}>"):
+        if name.startswith("a") and name.endswith(f".{c}"):
             return c
     return "mlp"
 
@@ -34,7 +36,7 @@ def _positions(graph: Graph) -> dict[str, tuple[float, float]]:
     H = graph.n_heads
     # heads in a row per layer; MLPs in a column to the right of the heads, so that the
     # residual "trunk" of MLP-to-MLP edges does not run through the head rows
-    pos = {"input": ((H - 1) / 2, 0.0)}
+    pos = {"embed": ((H - 1) / 2, 0.0)}
     for l in range(graph.n_layers):
         for h in range(H):
             pos[f"a{l}.h{h}"] = (float(h), 2.0 * l + 1)
@@ -56,7 +58,7 @@ def _edges(graph: Graph, mask: Tensor, scores: Tensor | None) -> list[tuple[str,
     fw, bw = graph.forward_names, graph.backward_names
     for s, r in mask.nonzero().tolist():
         recv = bw[r]
-        node = recv.split("<")[0]
+        node = graph.receiver_node(recv)
         score = float(scores[s, r]) if scores is not None else 1.0
         out.append((fw[s], node, _edge_kind(recv), score))
     return out
@@ -130,7 +132,7 @@ def _draw_matplotlib(graph: Graph, edges: list, top: float, title: str | None, a
                 Line2D([], [], color="black", ls="--", label="score > 0")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.set_yticks([0] + [2 * l + 1 for l in range(graph.n_layers)] + [2 * graph.n_layers + 2])
-    ax.set_yticklabels(["input"] + [f"layer {l} heads" for l in range(graph.n_layers)]
+    ax.set_yticklabels(["embed"] + [f"layer {l} heads" for l in range(graph.n_layers)]
                        + ["logits"])
     ax.set_xticks(list(range(graph.n_heads)) + [graph.n_heads + 0.5])
     ax.set_xticklabels([str(h) for h in range(graph.n_heads)] + ["MLPs"])

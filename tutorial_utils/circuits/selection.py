@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .graph import Graph
+from ..graph import Graph
+
+__all__ = ["greedy", "prune", "threshold", "top_n"]
 
 
 def _key(graph: Graph, scores: Tensor | None, absolute: bool) -> Tensor:
@@ -57,7 +59,7 @@ def greedy(graph: Graph, scores: Tensor | None, n: int, absolute: bool = True) -
     if not 0 <= n <= graph.n_edges:
         raise ValueError(f"n must lie in [0, {graph.n_edges}], got {n}")
     key = _key(graph, scores, absolute)
-    recv = graph.receiver_node()
+    recv = graph.receiver_owner()
     active = torch.zeros(graph.n_forward + 1, dtype=torch.bool)
     active[-1] = True
     mask = torch.zeros_like(graph.real_edges)
@@ -73,17 +75,17 @@ def greedy(graph: Graph, scores: Tensor | None, n: int, absolute: bool = True) -
 
 
 def prune(graph: Graph, mask: Tensor | None = None) -> Tensor:
-    """Drop the edges that cannot matter: those out of nodes with no path from ``input`` and
+    """Drop the edges that cannot matter: those out of nodes with no path from ``embed`` and
     those into nodes with no path to ``logits`` (both along edges of ``mask``).
 
     Invariant (tested): pruning never changes the evaluated metric. A node without an in-circuit
-    path from the input reads only corrupted values, so it writes its corrupted output, which is
+    path from the embedding reads only corrupted values, so it writes its corrupted output, which is
     what a removed edge carries; a node with no path to the logits cannot affect them.
     """
     mask = graph.in_graph if mask is None else graph._check_mask(mask, "mask")
-    recv = graph.receiver_node()
+    recv = graph.receiver_owner()
     nf = graph.n_forward
-    # from the input, in forward order (senders of a node all come before it)
+    # from the embedding, in forward order (senders of a node all come before it)
     reach = torch.zeros(nf + 1, dtype=torch.bool)
     reach[0] = True
     for node in range(1, nf + 1):

@@ -14,7 +14,13 @@ batch of token rows), rows normalised to sum to 1:
 ``alti``                    ALTI, rolled out (Ferrando et al. 2022)
 ``value_zeroing``           Value Zeroing, per layer (Mohebbi et al. 2023)
 ``value_zeroing_rollout``   Value Zeroing, rolled out
+``decompx``                 DecompX, propagated through every layer (Modarressi et al. 2023;
+                            post-LN only)
 ==========================  ===========================================================
+
+All methods read the model's original Hugging Face weights (value bias ``b_V`` inside the value
+vectors, ``W_O``/``b_O`` unfolded and uncentred, the original residual stream), not the folded
+compatibility-mode weights of the bridge: see :mod:`._base`. All take ``attention_mask``.
 
 Works for BERT-style post-LN encoders (``load_encoder()``) and GPT-2-style pre-LN decoders
 (``load_model()``); see :mod:`._base` for where the LayerNorms sit in each.
@@ -26,44 +32,55 @@ from typing import Any, Callable
 
 from torch import Tensor
 
-from ._base import LayerInternals, collect_internals, layout, rollout, row_normalize
+from ._base import (LayerInternals, collect_internals, layout, original_hf_model, rollout,
+                    row_normalize)
 from .alti import alti
 from .attention import attention_rollout, raw_attention
 from .norms import AttentionDecomposition, attention_norm, decompose_attention_block, globenc
 from .value_zeroing import value_zeroed_outputs, value_zeroing, value_zeroing_loop
 
-METHODS: dict[str, Callable[[Any, Any], Tensor]] = {
-    "attention": lambda m, t: raw_attention(m, t),
-    "rollout": lambda m, t: attention_rollout(m, t, residual=True),
-    "rollout_no_res": lambda m, t: attention_rollout(m, t, residual=False),
-    "attention_norm": lambda m, t: attention_norm(m, t, "attn"),
-    "attention_norm_res": lambda m, t: attention_norm(m, t, "res"),
-    "attention_norm_res_ln": lambda m, t: attention_norm(m, t, "res_ln"),
-    "globenc": globenc,
-    "alti": alti,
-    "value_zeroing": lambda m, t: value_zeroing(m, t),
-    "value_zeroing_rollout": lambda m, t: value_zeroing(m, t, rollout=True),
+METHODS: dict[str, Callable[..., Tensor]] = {
+    "attention": lambda m, t, **kw: raw_attention(m, t, **kw),
+    "rollout": lambda m, t, **kw: attention_rollout(m, t, residual=True, **kw),
+    "rollout_no_res": lambda m, t, **kw: attention_rollout(m, t, residual=False, **kw),
+    "attention_norm": lambda m, t, **kw: attention_norm(m, t, "attn", **kw),
+    "attention_norm_res": lambda m, t, **kw: attention_norm(m, t, "res", **kw),
+    "attention_norm_res_ln": lambda m, t, **kw: attention_norm(m, t, "res_ln", **kw),
+    "globenc": lambda m, t, **kw: globenc(m, t, **kw),
+    "alti": lambda m, t, **kw: alti(m, t, **kw),
+    "value_zeroing": lambda m, t, **kw: value_zeroing(m, t, **kw),
+    "value_zeroing_rollout": lambda m, t, **kw: value_zeroing(m, t, rollout=True, **kw),
 }
 
 #: Methods whose layer ``l`` already aggregates layers ``0..l`` (the rest are layer-local).
-AGGREGATED = ("rollout", "rollout_no_res", "globenc", "alti", "value_zeroing_rollout")
+AGGREGATED = ("rollout", "rollout_no_res", "globenc", "alti", "value_zeroing_rollout", "decompx")
+
+
+#: Methods defined for post-LN encoders only.
+ENCODER_ONLY = ("attention_norm_res_ln", "decompx")
 
 
 def methods_for(model: Any) -> list[str]:
-    """The method names defined for ``model`` (RES1+LN1 needs a post-LN encoder)."""
+    """The method names defined for ``model`` (RES1+LN1 and DecompX need a post-LN encoder)."""
     post = layout(model) == "post_ln"
-    return [m for m in METHODS if post or m != "attention_norm_res_ln"]
+    return [m for m in METHODS if post or m not in ENCODER_ONLY]
 
 
-def compute_mixing(model: Any, tokens: Tensor | str, method: str) -> Tensor:
-    """Run the context-mixing method ``method`` (a key of :data:`METHODS`) on ``tokens``."""
+def compute_mixing(model: Any, tokens: Tensor | str, method: str,
+                   attention_mask: Tensor | None = None) -> Tensor:
+    """Run the context-mixing method ``method`` (a key of :data:`METHODS`) on ``tokens``
+    (``attention_mask [B, T]``: 1 = real token; see :mod:`._base` for padding)."""
     if method not in METHODS:
         raise ValueError(f"unknown context-mixing method {method!r}; valid: {sorted(METHODS)}")
-    return METHODS[method](model, tokens)
+    if method not in methods_for(model):
+        raise ValueError(f"method {method!r} is not defined for this model; valid: "
+                         f"{methods_for(model)}")
+    return METHODS[method](model, tokens, attention_mask=attention_mask)
 
 
 __all__ = [
-    "AGGREGATED", "AttentionDecomposition", "LayerInternals", "METHODS", "alti",
+    "AGGREGATED", "AttentionDecomposition", "ENCODER_ONLY", "LayerInternals",
+    "METHODS", "alti", "original_hf_model",
     "attention_norm", "attention_rollout", "collect_internals", "compute_mixing",
     "decompose_attention_block", "globenc", "layout", "methods_for", "raw_attention", "rollout",
     "row_normalize", "value_zeroed_outputs", "value_zeroing", "value_zeroing_loop",

@@ -1,18 +1,35 @@
-"""Shared plumbing for the context-mixing methods: architecture detection, input validation,
-one cached forward pass that collects what every method needs, row normalisation and rollout.
+"""Shared plumbing for the context-mixing methods: the model's *original* weights, input and
+padding validation, one forward pass that records what every method needs, row normalisation
+and rollout.
 
-Two block layouts are supported (TransformerLens 4 bridge in compatibility mode):
+Why the original weights. ``enable_compatibility_mode()`` rewrites the bridge's weights in place:
+it folds the value bias ``b_V`` into the output bias (``b_O' = b_O + sum_h b_V^h W_O^h``, so
+``hook_v`` lacks ``b_V``), centres the writing weights (``W_O``, ``W_out``, embeddings) and, in
+pre-LN models, folds LayerNorm's gain and bias into the next weights. The model's outputs do not
+change, but the per-token pieces the papers define do: ``alpha_ij b_V W_O`` would move from token
+``j``'s piece into the bias, and the residual stream of a pre-LN model loses its mean. The
+methods here therefore read an unprocessed copy of the Hugging Face model, loaded once from the
+checkpoint the bridge was booted from (:func:`original_hf_model`), and compute every layer with
+the original ``W_Q, b_Q, W_K, b_K, W_V, b_V, W_O, b_O`` and LayerNorm parameters.
 
-* ``post_ln`` — BERT (encoder): ``x -> LN1(x + Attn(x)) -> LN2(h + MLP(h))``. The bridge's
-  ``blocks.L.ln1`` sits *after* attention (``ln1.hook_in`` = x + attention output,
-  ``blocks.L.hook_attn_out`` = ``ln1.hook_out``), ``blocks.L.ln2`` after the MLP.
-* ``pre_ln`` — GPT-2 (decoder): ``x -> x + Attn(LN1(x)) -> r + MLP(LN2(r))``; compatibility mode
-  folds LN1's weights into W_Q/W_K/W_V, so ``hook_v`` already holds the value vectors of the
-  normalised input.
+Two block layouts are supported:
+
+* ``post_ln`` — BERT/RoBERTa (encoder): ``h = LN1(x + Attn(x))``, ``y = LN2(h + FFN(h))``.
+* ``pre_ln`` — GPT-2 (decoder): ``r = x + Attn(LN1(x))``, ``y = r + FFN(LN2(r))``; causal.
+
+with ``Attn(u)_i = sum_h sum_j alpha^h_ij (u_j W_V^h + b_V^h) W_O^h + b_O``.
+
+Padding: every method takes ``attention_mask [B, T]`` (1 = real token). For an encoder it is
+inferred from the tokenizer's ``[PAD]`` id when not given. A decoder's pad id is usually its BOS
+id, so a decoder batch that contains it anywhere but position 0 is refused unless
+``attention_mask`` is passed. Position ids count real tokens only (left padding keeps the
+unpadded positions), pad keys get attention weight 0, and every method returns exact zeros in
+pad rows and pad columns: a real row equals the unpadded sentence's row.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +38,8 @@ from torch import Tensor
 
 #: Architectures (HF class names, substrings) and their block layout.
 _LAYOUTS = {"Bert": "post_ln", "Roberta": "post_ln", "GPT2": "pre_ln"}
+
+_RAW_CACHE: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
 def layout(model: Any) -> str:
@@ -42,11 +61,52 @@ def is_post_ln(model: Any) -> bool:
     return layout(model) == "post_ln"
 
 
-def as_tokens(model: Any, tokens: Tensor | str) -> tuple[Tensor, bool]:
-    """Validate ``tokens`` and return ``([B, T] LongTensor on the model's device, batched)``.
+def original_hf_model(model: Any) -> Any:
+    """The unprocessed Hugging Face base model (``BertModel``/``RobertaModel``/``GPT2Model``,
+    eager attention, eval mode, on the bridge's device) behind the bridge ``model``.
+
+    The bridge keeps its HF module (``model.original_model``) but compatibility mode has rewritten
+    its weights, so the checkpoint is loaded again from ``config._name_or_path`` (a local
+    directory or a name in the local Hugging Face cache; nothing is downloaded here beyond what
+    ``from_pretrained`` does for a model that is already cached). Cached per bridge.
+    """
+    if model in _RAW_CACHE:
+        return _RAW_CACHE[model]
+    hf = getattr(model, "original_model", None)
+    source = getattr(getattr(hf, "config", None), "_name_or_path", None)
+    if not source:
+        raise ValueError("cannot find the checkpoint this bridge was loaded from "
+                         "(original_model.config._name_or_path is empty)")
+    from transformers import AutoModel
+
+    post = is_post_ln(model)
+    kwargs = {"add_pooling_layer": False} if post else {}
+    try:
+        raw = AutoModel.from_pretrained(source, attn_implementation="eager", **kwargs)
+    except Exception as exc:  # pragma: no cover - depends on the environment
+        raise ValueError(f"could not load the original weights from {source!r}: {exc}") from exc
+    raw = raw.to(model.cfg.device).eval()
+    for p in raw.parameters():
+        p.requires_grad_(False)
+    cfg = raw.config
+    if post and getattr(cfg, "position_embedding_type", "absolute") != "absolute":
+        raise ValueError("only absolute position embeddings are supported")
+    if not post and (getattr(cfg, "reorder_and_upcast_attn", False) or getattr(cfg, "add_cross_attention", False)):
+        raise ValueError("GPT-2 variants with reordered attention or cross-attention are not supported")
+    _RAW_CACHE[model] = raw
+    return raw
+
+
+# --- input validation ---------------------------------------------------------------------
+def as_tokens(model: Any, tokens: Tensor | str,
+              attention_mask: Tensor | None = None) -> tuple[Tensor, bool, Tensor]:
+    """Validate ``tokens`` and return ``(tokens [B, T], batched, mask [B, T] bool)`` on the
+    model's device.
 
     A string is tokenised with ``model.to_tokens`` (BOS/[CLS] prepended as the model does);
-    a 1-D tensor is one sentence. ``batched`` says whether the caller passed a 2-D batch.
+    a 1-D tensor is one sentence. ``attention_mask`` (same shape, 0/1) marks real tokens. Without
+    it an encoder's mask is ``tokens != [PAD]``; a decoder batch that contains the pad id other
+    than at position 0 is refused (its pad id is its BOS id, so padding cannot be told apart).
     """
     if isinstance(tokens, str):
         tokens = model.to_tokens(tokens)
@@ -71,7 +131,30 @@ def as_tokens(model: Any, tokens: Tensor | str) -> tuple[Tensor, bool]:
     if int(tokens.max()) >= vocab or int(tokens.min()) < 0:
         raise ValueError(f"token ids must lie in [0, {vocab}); got [{int(tokens.min())}, "
                          f"{int(tokens.max())}]")
-    return tokens.long().to(model.cfg.device), batched
+    tokens = tokens.long().to(model.cfg.device)
+    pad_id = getattr(getattr(model, "tokenizer", None), "pad_token_id", None)
+    if attention_mask is not None:
+        if not isinstance(attention_mask, Tensor):
+            raise ValueError(f"attention_mask must be a tensor, got {type(attention_mask).__name__}")
+        mask = attention_mask if attention_mask.ndim == 2 else attention_mask[None]
+        if tuple(mask.shape) != tuple(tokens.shape):
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, tokens "
+                             f"{tuple(tokens.shape)}: they must match")
+        if not ((mask == 0) | (mask == 1)).all():
+            raise ValueError("attention_mask must hold only 0 (padding) and 1 (real token)")
+        mask = mask.to(tokens.device).bool()
+    elif is_post_ln(model):
+        mask = tokens != pad_id if pad_id is not None else torch.ones_like(tokens, dtype=torch.bool)
+    else:
+        mask = torch.ones_like(tokens, dtype=torch.bool)
+        if pad_id is not None and (tokens[:, 1:] == pad_id).any():
+            raise ValueError(
+                f"this decoder batch contains the pad id {pad_id} after position 0 (left or right "
+                "padding?). The pad id is also the decoder's BOS, so padding cannot be inferred: "
+                "pass attention_mask (1 = real token), e.g. from tokenizer(..., padding=True)")
+    if (mask.sum(1) < 2).any():
+        raise ValueError("every row needs at least 2 real (unpadded) tokens")
+    return tokens, batched, mask
 
 
 def unbatch(x: Tensor, batched: bool) -> Tensor:
@@ -79,8 +162,16 @@ def unbatch(x: Tensor, batched: bool) -> Tensor:
 
 
 def row_normalize(m: Tensor, eps: float = 1e-12) -> Tensor:
-    """Divide every row (last dim) by its sum, so each query's scores over sources sum to 1."""
+    """Divide every row (last dim) by its sum, so each query's scores over sources sum to 1
+    (an all-zero row, e.g. a pad position's, stays zero)."""
     return m / m.sum(-1, keepdim=True).clamp_min(eps)
+
+
+def mask_maps(maps: Tensor, mask: Tensor) -> Tensor:
+    """Zero the pad rows and pad columns of ``maps [B, L, (H,) T, T]`` (``mask [B, T]``)."""
+    m = mask.to(maps.dtype)
+    shape = (m.shape[0],) + (1,) * (maps.ndim - 3)
+    return maps * m.reshape(*shape, -1, 1) * m.reshape(*shape, 1, -1)
 
 
 def rollout(per_layer: Tensor, add_residual: bool = False) -> Tensor:
@@ -104,21 +195,137 @@ def rollout(per_layer: Tensor, add_residual: bool = False) -> Tensor:
     return torch.stack(out, dim=-3)
 
 
-def _ln_params(module: Any) -> tuple[Tensor, Tensor, float]:
-    ln = getattr(module, "_original_component", module)
-    return ln.weight.detach(), ln.bias.detach(), float(ln.eps)
+# --- the original weights, one layer at a time --------------------------------------------
+@dataclass
+class LayerWeights:
+    """One block's original weights, per head: ``W_Q/W_K/W_V [d, H, d_head]``, ``b_Q/b_K/b_V
+    [H, d_head]``, ``W_O [H, d_head, d]``, ``b_O [d]``, ``ln1``/``ln2`` = (gamma, beta, eps),
+    FFN ``W_in [d, d_ff]``, ``b_in``, ``W_out [d_ff, d]``, ``b_out``, ``act`` its activation;
+    ``scale`` multiplies ``q . k``."""
+
+    W_Q: Tensor
+    b_Q: Tensor
+    W_K: Tensor
+    b_K: Tensor
+    W_V: Tensor
+    b_V: Tensor
+    W_O: Tensor
+    b_O: Tensor
+    ln1: tuple[Tensor, Tensor, float]
+    ln2: tuple[Tensor, Tensor, float]
+    W_in: Tensor
+    b_in: Tensor
+    W_out: Tensor
+    b_out: Tensor
+    act: Any
+    act_name: str
+    scale: float
+
+
+def _ln(mod: Any) -> tuple[Tensor, Tensor, float]:
+    return mod.weight.detach(), mod.bias.detach(), float(mod.eps)
+
+
+def layer_weights(model: Any) -> list[LayerWeights]:
+    """:class:`LayerWeights` of every block, read from :func:`original_hf_model`."""
+    from transformers.activations import ACT2FN
+
+    raw = original_hf_model(model)
+    cfg = raw.config
+    H = cfg.num_attention_heads
+    out = []
+    if is_post_ln(model):
+        for l, lay in enumerate(raw.encoder.layer):
+            d = cfg.hidden_size
+            dh = d // H
+            sa, so = lay.attention.self, lay.attention.output
+            per_head = lambda lin: (lin.weight.detach().T.reshape(d, H, dh),
+                                    lin.bias.detach().reshape(H, dh))
+            (WQ, bQ), (WK, bK), (WV, bV) = per_head(sa.query), per_head(sa.key), per_head(sa.value)
+            out.append(LayerWeights(
+                WQ, bQ, WK, bK, WV, bV, so.dense.weight.detach().T.reshape(H, dh, d),
+                so.dense.bias.detach(), _ln(so.LayerNorm), _ln(lay.output.LayerNorm),
+                lay.intermediate.dense.weight.detach().T, lay.intermediate.dense.bias.detach(),
+                lay.output.dense.weight.detach().T, lay.output.dense.bias.detach(),
+                ACT2FN[cfg.hidden_act], str(cfg.hidden_act), dh ** -0.5))
+    else:
+        for l, blk in enumerate(raw.h):
+            d = cfg.hidden_size
+            dh = d // H
+            W = blk.attn.c_attn.weight.detach()  # Conv1D: [d, 3d]
+            b = blk.attn.c_attn.bias.detach()
+            heads = lambda k: (W[:, k * d:(k + 1) * d].reshape(d, H, dh), b[k * d:(k + 1) * d].reshape(H, dh))
+            (WQ, bQ), (WK, bK), (WV, bV) = heads(0), heads(1), heads(2)
+            scale = dh ** -0.5 if cfg.scale_attn_weights else 1.0
+            if cfg.scale_attn_by_inverse_layer_idx:
+                scale /= float(l + 1)
+            out.append(LayerWeights(
+                WQ, bQ, WK, bK, WV, bV, blk.attn.c_proj.weight.detach().reshape(H, dh, d),
+                blk.attn.c_proj.bias.detach(), _ln(blk.ln_1), _ln(blk.ln_2),
+                blk.mlp.c_fc.weight.detach(), blk.mlp.c_fc.bias.detach(),
+                blk.mlp.c_proj.weight.detach(), blk.mlp.c_proj.bias.detach(),
+                ACT2FN[cfg.activation_function], str(cfg.activation_function), scale))
+    return out
+
+
+def layer_norm(x: Tensor, ln: tuple[Tensor, Tensor, float]) -> Tensor:
+    gamma, beta, eps = ln
+    mu = x.mean(-1, keepdim=True)
+    var = (x - mu).pow(2).mean(-1, keepdim=True)
+    return gamma * (x - mu) / torch.sqrt(var + eps) + beta
+
+
+def position_ids(mask: Tensor) -> Tensor:
+    """Positions that count real tokens only (``cumsum(mask) - 1``, 0 at pads): a left-padded
+    row gets the positions of its unpadded sentence."""
+    return (mask.long().cumsum(1) - 1).clamp_min(0)
+
+
+def embed(model: Any, tokens: Tensor, mask: Tensor) -> Tensor:
+    """The input of block 0, ``[B, T, d]``, from the original embedding modules."""
+    raw = original_hf_model(model)
+    pos = position_ids(mask)
+    with torch.no_grad():
+        if is_post_ln(model):
+            if "Roberta" in type(raw).__name__:
+                pos = pos + raw.config.pad_token_id + 1
+            return raw.embeddings(input_ids=tokens, position_ids=pos,
+                                  token_type_ids=torch.zeros_like(tokens))
+        return raw.wte(tokens) + raw.wpe(pos)
+
+
+def attention_pattern(w: LayerWeights, u: Tensor, mask: Tensor, causal: bool) -> Tensor:
+    """``alpha^h_ij = softmax_j(scale (u_i W_Q^h + b_Q^h) . (u_j W_K^h + b_K^h))`` over real
+    (and, if causal, earlier) keys: ``[B, H, T, T]``; pad keys get exactly 0."""
+    q = torch.einsum("btd,dhk->bhtk", u, w.W_Q) + w.b_Q[None, :, None]
+    k = torch.einsum("btd,dhk->bhtk", u, w.W_K) + w.b_K[None, :, None]
+    scores = torch.einsum("bhik,bhjk->bhij", q, k) * w.scale
+    allowed = mask[:, None, None, :].expand_as(scores)
+    if causal:
+        T = u.shape[1]
+        allowed = allowed & torch.ones(T, T, dtype=torch.bool, device=u.device).tril()
+    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    return scores.softmax(-1) * allowed
+
+
+def value_vectors(w: LayerWeights, u: Tensor) -> Tensor:
+    """``v^h_j = u_j W_V^h + b_V^h`` (value bias included): ``[B, T, H, d_head]``."""
+    return torch.einsum("btd,dhk->bthk", u, w.W_V) + w.b_V
 
 
 @dataclass
 class LayerInternals:
-    """What the decompositions need from one block, for a batch ``[B, T]``.
+    """What the decompositions need from one block, for a batch ``[B, T]``, all computed with
+    the original (unfolded, uncentred) weights.
 
-    Shapes: ``pattern [B, H, T, T]``, ``values [B, T, H, d_head]`` (with b_V),
-    ``resid_pre [B, T, d]`` (block input x), ``W_O [H, d_head, d]``, ``b_O [d]``;
-    ``attn_block_out [B, T, d]``: the real output of the attention block *including* its
-    residual (and LN1 for post-LN): ``ln1.hook_out`` (BERT) or ``hook_resid_mid`` (GPT-2);
-    ``layer_out [B, T, d]``: the block's output. Post-LN only: ``ln1_in``/``ln2_in`` (inputs of
-    the two LayerNorms, whose observed scales linearise them), ``ln1``/``ln2`` = (gamma, beta, eps).
+    Shapes: ``pattern [B, H, T, T]``; ``values [B, T, H, d_head]`` (with ``b_V``; of ``LN1(x)``
+    in a pre-LN model); ``resid_pre [B, T, d]`` (block input ``x``); ``W_O [H, d_head, d]``,
+    ``b_O [d]``; ``attn_block_out [B, T, d]``: the real output of the attention block with its
+    residual (post-LN: ``LN1(x + Attn(x))``; pre-LN: ``x + Attn(LN1(x))``); ``layer_out [B, T,
+    d]``: the block's output. ``ln1_in`` (post-LN: ``x + Attn(x)``; pre-LN: ``x``), ``ln2_in``
+    (post-LN: ``h + FFN(h)``; pre-LN: ``r``), ``ln1``/``ln2`` = (gamma, beta, eps); ``ffn_in
+    [B, T, d]`` (the FFN's input) and ``ffn_pre [B, T, d_ff]`` (its pre-activation);
+    ``mask [B, T]`` (real tokens); ``weights``: the layer's :class:`LayerWeights`.
     """
 
     pattern: Tensor
@@ -128,39 +335,60 @@ class LayerInternals:
     b_O: Tensor
     attn_block_out: Tensor
     layer_out: Tensor
-    ln1_in: Tensor | None = None
-    ln2_in: Tensor | None = None
-    ln1: tuple[Tensor, Tensor, float] | None = None
-    ln2: tuple[Tensor, Tensor, float] | None = None
+    ln1_in: Tensor
+    ln2_in: Tensor
+    ln1: tuple[Tensor, Tensor, float]
+    ln2: tuple[Tensor, Tensor, float]
+    ffn_in: Tensor
+    ffn_pre: Tensor
+    mask: Tensor
+    weights: LayerWeights
 
 
-def collect_internals(model: Any, tokens: Tensor) -> list[LayerInternals]:
-    """One forward pass with a cache of exactly the hooks the methods read; ``tokens [B, T]``."""
+def run_layer(w: LayerWeights, x: Tensor, mask: Tensor, post_ln: bool,
+              zero_value_at: Tensor | None = None) -> LayerInternals:
+    """One block on its input ``x [B, T, d]`` with the original weights. ``zero_value_at [B]``
+    (optional): in row ``b`` the whole value vector ``v^h_j`` (``b_V`` included) of token
+    ``j = zero_value_at[b]`` is set to 0 in every head (``-1``: nothing), as Value Zeroing does."""
+    u = x if post_ln else layer_norm(x, w.ln1)
+    pattern = attention_pattern(w, u, mask, causal=not post_ln)
+    v = value_vectors(w, u)
+    if zero_value_at is not None:
+        rows = (zero_value_at >= 0).nonzero().squeeze(-1)
+        if len(rows):
+            v = v.clone()
+            v[rows, zero_value_at[rows]] = 0.0
+    z = torch.einsum("bhij,bjhk->bihk", pattern, v)
+    attn = torch.einsum("bihk,hkd->bid", z, w.W_O) + w.b_O
+    if post_ln:
+        ln1_in = x + attn
+        h = layer_norm(ln1_in, w.ln1)
+        pre = h @ w.W_in + w.b_in
+        ln2_in = h + w.act(pre) @ w.W_out + w.b_out
+        y = layer_norm(ln2_in, w.ln2)
+        return LayerInternals(pattern, v, x, w.W_O, w.b_O, h, y, ln1_in, ln2_in, w.ln1, w.ln2,
+                              h, pre, mask, w)
+    r = x + attn
+    f_in = layer_norm(r, w.ln2)
+    pre = f_in @ w.W_in + w.b_in
+    y = r + w.act(pre) @ w.W_out + w.b_out
+    return LayerInternals(pattern, v, x, w.W_O, w.b_O, r, y, x, r, w.ln1, w.ln2, f_in, pre,
+                          mask, w)
+
+
+def collect_internals(model: Any, tokens: Tensor, attention_mask: Tensor | None = None
+                      ) -> list[LayerInternals]:
+    """Run every block with the original weights (``tokens [B, T]``, ``attention_mask``
+    optional as in :func:`as_tokens`) and return each block's :class:`LayerInternals`."""
+    toks, _, mask = as_tokens(model, tokens, attention_mask)
     post = is_post_ln(model)
-    L = model.cfg.n_layers
-    want = []
-    for l in range(L):
-        want += [f"blocks.{l}.attn.hook_pattern", f"blocks.{l}.attn.hook_v",
-                 f"blocks.{l}.hook_resid_pre", f"blocks.{l}.hook_out"]
-        want += [f"blocks.{l}.ln1.hook_in", f"blocks.{l}.ln1.hook_out", f"blocks.{l}.ln2.hook_in"] \
-            if post else [f"blocks.{l}.hook_resid_mid"]
-    wanted = set(want)
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in wanted)
+    x = embed(model, toks, mask)
     out = []
-    for l in range(L):
-        c = lambda k: cache[f"blocks.{l}.{k}"].detach()
-        attn = model.blocks[l].attn
-        item = LayerInternals(
-            pattern=c("attn.hook_pattern"), values=c("attn.hook_v"), resid_pre=c("hook_resid_pre"),
-            W_O=attn.W_O.detach(), b_O=attn.b_O.detach(),
-            attn_block_out=c("ln1.hook_out") if post else c("hook_resid_mid"),
-            layer_out=c("hook_out"))
-        if post:
-            item.ln1_in, item.ln2_in = c("ln1.hook_in"), c("ln2.hook_in")
-            item.ln1 = _ln_params(model.blocks[l].ln1)
-            item.ln2 = _ln_params(model.blocks[l].ln2)
-        out.append(item)
+    with torch.no_grad():
+        for w in layer_weights(model):
+            it = run_layer(w, x, mask, post)
+            out.append(it)
+            x = it.layer_out
     return out
 
 
@@ -174,3 +402,8 @@ def ln_linear(u: Tensor, observed_in: Tensor, gamma: Tensor, eps: float) -> Tens
     extra = u.ndim - 3
     sigma = sigma.reshape(*sigma.shape, *([1] * (extra + 1)))
     return gamma * (u - u.mean(-1, keepdim=True)) / sigma
+
+
+__all__ = ["LayerInternals", "LayerWeights", "as_tokens", "collect_internals", "embed",
+           "is_post_ln", "layer_weights", "layout", "ln_linear", "mask_maps",
+           "original_hf_model", "rollout", "row_normalize", "run_layer", "unbatch"]

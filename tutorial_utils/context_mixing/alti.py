@@ -7,11 +7,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import as_tokens, collect_internals, is_post_ln, rollout as _rollout, row_normalize, unbatch
+from ._base import (as_tokens, collect_internals, is_post_ln, mask_maps, rollout as _rollout,
+                    row_normalize, unbatch)
 from .norms import _decompose
 
 
-def alti(model: Any, tokens: Tensor | str, rollout: bool = True) -> Tensor:
+def alti(model: Any, tokens: Tensor | str, rollout: bool = True,
+         attention_mask: Tensor | None = None) -> Tensor:
     """ALTI contributions, ``[L, T, T]`` (``[B, L, T, T]`` for a batch).
 
     Per layer, with ``T_i(x_j)`` the exact per-source pieces of the attention block (heads,
@@ -24,16 +26,17 @@ def alti(model: Any, tokens: Tensor | str, rollout: bool = True) -> Tensor:
     With ``rollout`` the layer matrices are multiplied, ``R_l = C_l R_{l-1}`` (no identity is
     added: the residual is inside ``C``), giving input-token contributions. Rows sum to 1.
     For pre-LN decoders (GPT-2) ``y_i`` is the residual stream after attention (as in
-    Ferrando et al. 2023's decoder version); for BERT it is LN1's output.
+    Ferrando et al. 2023's decoder version); for BERT it is LN1's output. The pieces use the
+    original weights: ``T_i(x_j)`` contains ``alpha_ij b_V W_O`` (Ferrando et al. 2022, eq. 6-8).
     """
-    toks, batched = as_tokens(model, tokens)
+    toks, batched, mask = as_tokens(model, tokens, attention_mask)
     post = is_post_ln(model)
     mats = []
-    for it in collect_internals(model, toks):
+    for it in collect_internals(model, toks, mask):
         dec = _decompose(it, post)
         y = dec.output[:, :, None, :]                                # [B, T, 1, d]
         dist = (y - dec.per_source).abs().sum(-1)                    # [B, T, T]
         c = (y.abs().sum(-1) - dist).clamp_min(0)
-        mats.append(row_normalize(c))
+        mats.append(row_normalize(mask_maps(c[:, None], mask)[:, 0]))
     out = torch.stack(mats, dim=1)
     return unbatch(_rollout(out) if rollout else out, batched)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from ._base import as_tokens, collect_internals, is_post_ln, rollout, row_normalize
+from ._base import as_tokens, collect_internals, is_post_ln, mask_maps, rollout, row_normalize
 from .norms import _mixing_vectors, _norm_layer, _with_residual
 from .value_zeroing import value_zeroing
 
@@ -148,43 +148,44 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
                        "encoder", sorted(set(skipped)))
 
 
-def all_methods(model: Any, tokens: Tensor, methods: Sequence[str] | None = None) -> dict[str, Tensor]:
+def all_methods(model: Any, tokens: Tensor, methods: Sequence[str] | None = None,
+                attention_mask: Tensor | None = None) -> dict[str, Tensor]:
     """Every method of :data:`tutorial_utils.context_mixing.METHODS` defined for ``model`` on a
-    batch ``tokens [B, T]``, sharing one cached forward pass (and one Value Zeroing run).
-    Returns ``{name: [B, L, T, T]}``."""
-    from . import METHODS, methods_for
+    batch ``tokens [B, T]``, sharing one forward pass with the original weights (and one Value
+    Zeroing run). Returns ``{name: [B, L, T, T]}``."""
+    from . import methods_for
     from .alti import alti
+    from .norms import globenc
 
     valid = methods_for(model)
     methods = list(valid if methods is None else methods)
     bad = [m for m in methods if m not in valid]
     if bad:
         raise ValueError(f"methods {bad} are not defined for this model; valid: {valid}")
-    toks, _ = as_tokens(model, tokens)
+    toks, _, mask = as_tokens(model, tokens, attention_mask)
     post = is_post_ln(model)
-    layers = collect_internals(model, toks)
-    att = torch.stack([it.pattern.mean(1) for it in layers], 1)
+    layers = collect_internals(model, toks, mask)
+    att = mask_maps(torch.stack([it.pattern.mean(1) for it in layers], 1), mask)
     out: dict[str, Tensor] = {}
     for m in methods:
         if m == "attention":
             out[m] = att
         elif m in ("rollout", "rollout_no_res"):
-            out[m] = rollout(att, add_residual=m == "rollout")
+            out[m] = mask_maps(rollout(att, add_residual=m == "rollout"), mask)
         elif m.startswith("attention_norm"):
             variant = {"attention_norm": "attn", "attention_norm_res": "res",
                        "attention_norm_res_ln": "res_ln"}[m]
-            out[m] = row_normalize(torch.stack([_norm_layer(it, variant, post) for it in layers], 1))
+            n = torch.stack([_norm_layer(it, variant, post) for it in layers], 1)
+            out[m] = row_normalize(mask_maps(n, mask))
         elif m == "globenc":
-            from .norms import globenc
-
-            out[m] = globenc(model, toks)
+            out[m] = globenc(model, toks, attention_mask=mask)
         elif m == "alti":
-            out[m] = alti(model, toks)
+            out[m] = alti(model, toks, attention_mask=mask)
         elif m.startswith("value_zeroing"):
             if "value_zeroing" not in out:
-                out["value_zeroing"] = value_zeroing(model, toks)
+                out["value_zeroing"] = value_zeroing(model, toks, attention_mask=mask)
             if m == "value_zeroing_rollout":
-                out[m] = rollout(out["value_zeroing"])
+                out[m] = mask_maps(rollout(out["value_zeroing"]), mask)
     return {m: out[m] for m in methods}
 
 

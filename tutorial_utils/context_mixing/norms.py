@@ -12,7 +12,12 @@ pre-LN model it is computed from ``LN1(x_j)``), ``alpha^h_ij`` the attention wei
 
 with ``g_i(u) = gamma (u - mean(u)) / sigma_i`` and ``sigma_i`` the standard deviation of LN1's
 real input at ``i``. Then ``sum_j T_i(x_j) + bias_i`` equals the real output of the attention
-block (``hook_resid_mid`` for GPT-2, ``ln1.hook_out`` for BERT) exactly.
+block (``x + Attn(LN1(x))`` for GPT-2, ``LN1(x + Attn(x))`` for BERT) exactly, with
+``bias_i = b_O`` (pre-LN) or ``g_i(b_O) + beta_1`` (post-LN).
+
+Everything is computed with the model's *original* weights (see :mod:`._base`): ``f_h(x_j)``
+contains ``b_V^h W_O^h`` as in the papers, ``W_O``/``b_O`` are not centred or folded, and ``x``
+is the original residual stream.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ._base import (LayerInternals, as_tokens, collect_internals, is_post_ln, ln_linear,
-                    rollout, row_normalize, unbatch)
+                    mask_maps, rollout, row_normalize, unbatch)
 
 VARIANTS = ("attn", "res", "res_ln")
 
@@ -79,14 +84,15 @@ def _decompose(it: LayerInternals, post_ln: bool, per_head: bool = False) -> Att
 
 
 def decompose_attention_block(model: Any, tokens: Tensor | str, layer: int,
-                              per_head: bool = False) -> AttentionDecomposition:
+                              per_head: bool = False,
+                              attention_mask: Tensor | None = None) -> AttentionDecomposition:
     """Exact per-source decomposition of layer ``layer``'s attention block (module docstring);
     tensors carry a batch dim ``B`` (1 for a single sentence)."""
     from ..hooks import check_layer
 
     layer = check_layer(model, layer)
-    toks, _ = as_tokens(model, tokens)
-    it = collect_internals(model, toks)[layer]
+    toks, _, mask = as_tokens(model, tokens, attention_mask)
+    it = collect_internals(model, toks, mask)[layer]
     return _decompose(it, is_post_ln(model), per_head=per_head)
 
 
@@ -102,7 +108,7 @@ def _norm_layer(it: LayerInternals, variant: str, post_ln: bool) -> Tensor:
 
 
 def attention_norm(model: Any, tokens: Tensor | str, variant: str = "attn",
-                   per_head: bool = False) -> Tensor:
+                   per_head: bool = False, attention_mask: Tensor | None = None) -> Tensor:
     """Norm-based mixing, row-normalised, per layer: ``[L, T, T]`` (``[B, L, T, T]`` for a batch).
 
     * ``attn`` (Kobayashi et al. 2020): ``||sum_h alpha^h_ij f_h(x_j)||``; with ``per_head``,
@@ -122,17 +128,17 @@ def attention_norm(model: Any, tokens: Tensor | str, variant: str = "attn",
     if per_head and variant != "attn":
         raise ValueError("per_head is only defined for variant='attn' (the residual and "
                          "LayerNorm belong to no head)")
-    toks, batched = as_tokens(model, tokens)
-    layers = collect_internals(model, toks)
+    toks, batched, mask = as_tokens(model, tokens, attention_mask)
+    layers = collect_internals(model, toks, mask)
     if per_head:
         out = torch.stack([it.pattern * transformed_values(it).norm(dim=-1)[:, :, None, :]
                            for it in layers], dim=1)
     else:
         out = torch.stack([_norm_layer(it, variant, post) for it in layers], dim=1)
-    return unbatch(row_normalize(out), batched)
+    return unbatch(row_normalize(mask_maps(out, mask)), batched)
 
 
-def globenc(model: Any, tokens: Tensor | str) -> Tensor:
+def globenc(model: Any, tokens: Tensor | str, attention_mask: Tensor | None = None) -> Tensor:
     """GlobEnc (Modarressi et al. 2022): per-layer norms that take in the whole layer except the
     FFN, rolled out across layers.
 
@@ -143,10 +149,10 @@ def globenc(model: Any, tokens: Tensor | str) -> Tensor:
     (no identity is added: the residual is already inside ``N``).
     Returns ``[L, T, T]`` (``[B, L, T, T]``), rows summing to 1.
     """
-    toks, batched = as_tokens(model, tokens)
+    toks, batched, mask = as_tokens(model, tokens, attention_mask)
     post = is_post_ln(model)
     mats = []
-    for it in collect_internals(model, toks):
+    for it in collect_internals(model, toks, mask):
         if post:
             g1, _, e1 = it.ln1
             g2, _, e2 = it.ln2
@@ -154,5 +160,5 @@ def globenc(model: Any, tokens: Tensor | str) -> Tensor:
             n = ln_linear(u, it.ln2_in, g2, e2).norm(dim=-1)
         else:
             n = _norm_layer(it, "res", post)
-        mats.append(row_normalize(n))
+        mats.append(row_normalize(mask_maps(n[:, None], mask)[:, 0]))
     return unbatch(rollout(torch.stack(mats, dim=1)), batched)

@@ -1,16 +1,19 @@
-"""Value Zeroing (Mohebbi et al. 2023), batched.
+"""Value Zeroing (Mohebbi et al. 2023), batched from each layer's input.
 
-For layer ``l`` and source ``j``: set token ``j``'s value vectors ``v^h_j`` to zero in every head
-of layer ``l`` (attention weights are untouched: they depend on queries and keys only), recompute
-the layer, and compare each token's new layer output ``x~_i^(-j)`` with the original ``x~_i``:
+For layer ``l`` and source ``j``: set token ``j``'s whole value vector to zero in every head of
+layer ``l``, ``v^h_j = u_j W_V^h + b_V^h -> 0`` (the value bias too; the attention weights are
+untouched: they depend on queries and keys only), recompute layer ``l`` from its clean input,
+and compare each token's new layer output ``x~_i^(-j)`` with the original ``x~_i``:
 
     VZ_ij = 1 - cos(x~_i^(-j), x~_i),   then each row i is normalised to sum to 1.
 
-Batching: for each layer ``l``, every (sentence, source) variant is one row of a single batched
-forward pass (chunked to bound memory): the hook at layer ``l``'s values zeroes position ``j``
-in the row that belongs to ``j``, and the hook at layer ``l``'s output stores the rows and stops
-the forward pass (later layers are not needed). :func:`value_zeroing_loop` is the straightforward
-reference, one forward pass per (sentence, layer, source).
+Layers ``0..l-1`` do not depend on layer ``l``'s values, so every variant starts from the clean
+hidden state at layer ``l``'s input (one clean pass records them all). Batching: for layer ``l``
+the ``B x T`` variants (sentence, zeroed source) are the rows of one batched call of the layer
+alone (chunked to bound memory), with the original (unfolded) weights of :mod:`._base`.
+:func:`value_zeroing_loop` is the straightforward reference: one call of the Hugging Face
+layer module per (sentence, layer, source), the value zeroed by a forward hook on its value
+projection, also starting from layer ``l``'s input.
 """
 
 from __future__ import annotations
@@ -20,11 +23,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from ._base import as_tokens, layout, rollout as _rollout, row_normalize, unbatch
-
-
-class _Stop(Exception):
-    """Raised by a hook to end a forward pass once every needed layer output is stored."""
+from ._base import (as_tokens, collect_internals, is_post_ln, mask_maps,
+                    original_hf_model, position_ids, rollout as _rollout, row_normalize,
+                    run_layer, unbatch)
 
 
 def _cosine_distance(a: Tensor, b: Tensor) -> Tensor:
@@ -38,14 +39,15 @@ def _cosine_distance(a: Tensor, b: Tensor) -> Tensor:
 
 
 def value_zeroed_outputs(model: Any, tokens: Tensor, variants: Sequence[tuple[int, int, int]],
-                         chunk_size: int = 256) -> Tensor:
-    """Layer outputs with one token's values zeroed, for many variants in batched forwards.
+                         chunk_size: int = 256, attention_mask: Tensor | None = None) -> Tensor:
+    """Layer outputs with one token's value vector zeroed, for many variants in batched calls.
 
     ``tokens [B, T]``; ``variants``: ``(b, layer, j)`` triples (``j = -1`` zeroes nothing).
-    Returns ``[len(variants), T, d_model]``: ``blocks.{layer}.hook_out`` of sentence ``b`` with
-    ``v_j`` of layer ``layer`` set to zero in every head.
+    Returns ``[len(variants), T, d_model]``: the output of block ``layer`` for sentence ``b``
+    when ``v^h_j`` (with ``b_V``) of that layer is 0 in every head, computed from the clean input
+    of block ``layer``.
     """
-    toks, _ = as_tokens(model, tokens)
+    toks, _, mask = as_tokens(model, tokens, attention_mask)
     B, T = toks.shape
     L = model.cfg.n_layers
     for b, l, j in variants:
@@ -55,90 +57,113 @@ def value_zeroed_outputs(model: Any, tokens: Tensor, variants: Sequence[tuple[in
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     var = torch.tensor(list(variants), dtype=torch.long, device=toks.device).reshape(-1, 3)
+    layers = collect_internals(model, toks, mask)
+    post = is_post_ln(model)
     out = torch.empty(len(var), T, model.cfg.d_model, device=toks.device)
-    for l in sorted(set(var[:, 1].tolist())):
-        idx = (var[:, 1] == l).nonzero().squeeze(-1)
-        for start in range(0, len(idx), chunk_size):
-            rows = idx[start:start + chunk_size]
-            vb, vj = var[rows, 0], var[rows, 2]
-            keep = (vj >= 0).nonzero().squeeze(-1)
-            stored: dict[str, Tensor] = {}
-
-            def zero_v(v: Tensor, hook: Any, keep: Tensor = keep, vj: Tensor = vj) -> Tensor:
-                v = v.clone()
-                v[keep, vj[keep]] = 0.0
-                return v
-
-            def store(x: Tensor, hook: Any) -> None:
-                stored["x"] = x.detach()
-                raise _Stop  # later layers are not needed
-
-            hooks = [(f"blocks.{l}.attn.hook_v", zero_v), (f"blocks.{l}.hook_out", store)]
-            with torch.no_grad(), model.hooks(fwd_hooks=hooks):
-                try:
-                    model(toks[vb])
-                except _Stop:
-                    pass
-            out[rows] = stored["x"]
+    with torch.no_grad():
+        for l in sorted(set(var[:, 1].tolist())):
+            it = layers[l]
+            idx = (var[:, 1] == l).nonzero().squeeze(-1)
+            for start in range(0, len(idx), chunk_size):
+                rows = idx[start:start + chunk_size]
+                vb, vj = var[rows, 0], var[rows, 2]
+                out[rows] = run_layer(it.weights, it.resid_pre[vb], mask[vb], post,
+                                      zero_value_at=vj).layer_out
     return out
 
 
 def value_zeroing(model: Any, tokens: Tensor | str, rollout: bool = False,
-                  chunk_size: int = 256) -> Tensor:
+                  chunk_size: int = 256, attention_mask: Tensor | None = None) -> Tensor:
     """Value Zeroing scores, ``[L, T, T]`` (``[B, L, T, T]`` for a batch), rows summing to 1.
 
-    The ``B * T`` variants of each layer run in batched forward passes of ``chunk_size`` rows. In a
-    causal decoder zeroing a later token cannot change an earlier one, so entries with
-    ``j > i`` are set to exactly 0. With ``rollout``, ``R_l = VZ_l R_{l-1}`` (no identity:
-    the residual is inside the measured output).
+    ``VZ^l_ij = 1 - cos(x~^l_i(-j), x~^l_i)`` normalised over ``j`` (module docstring; Mohebbi
+    et al. 2023, eq. 2-3). For each layer the ``B * T`` variants run in batched calls of that
+    layer alone, ``chunk_size`` rows at a time, from the layer's clean input. In a causal decoder
+    zeroing a later token cannot change an earlier one, so entries with ``j > i`` are exactly 0;
+    pad rows and columns are 0. With ``rollout``, ``R_l = VZ_l R_{l-1}`` (no identity: the
+    residual is inside the measured output).
     """
-    toks, batched = as_tokens(model, tokens)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    toks, batched, mask = as_tokens(model, tokens, attention_mask)
     B, T = toks.shape
-    L = model.cfg.n_layers
-    names = {f"blocks.{l}.hook_out" for l in range(L)}
+    post = is_post_ln(model)
+    layers = collect_internals(model, toks, mask)
+    scores = torch.zeros(B, len(layers), T, T, device=toks.device)
+    # every (b, j) pair, j real; zeroing a pad source changes nothing
+    pairs = mask.nonzero()  # [n, 2]: (b, j)
     with torch.no_grad():
-        _, cache = model.run_with_cache(toks, names_filter=lambda n: n in names)
-    orig = torch.stack([cache[f"blocks.{l}.hook_out"] for l in range(L)], 1).detach()  # [B,L,T,d]
-    variants = [(b, l, j) for b in range(B) for l in range(L) for j in range(T)]
-    zeroed = value_zeroed_outputs(model, toks, variants, chunk_size)  # [B*L*T, T, d]
-    zeroed = zeroed.reshape(B, L, T, T, -1)                            # [b, l, j, i, d]
-    scores = _cosine_distance(zeroed, orig[:, :, None]).transpose(-1, -2)  # [b, l, i, j]
-    if layout(model) == "pre_ln":
+        for l, it in enumerate(layers):
+            for start in range(0, len(pairs), chunk_size):
+                pb, pj = pairs[start:start + chunk_size].unbind(1)
+                y = run_layer(it.weights, it.resid_pre[pb], mask[pb], post, zero_value_at=pj).layer_out
+                scores[pb, l, :, pj] = _cosine_distance(y, it.layer_out[pb])
+    if not post:
         scores = scores.tril()
-    scores = row_normalize(scores)
-    return unbatch(_rollout(scores) if rollout else scores, batched)
+    scores = row_normalize(mask_maps(scores, mask))
+    out = _rollout(scores) if rollout else scores
+    return unbatch(mask_maps(out, mask), batched)
 
 
-def value_zeroing_loop(model: Any, tokens: Tensor | str) -> Tensor:
-    """Reference implementation: one forward pass per (sentence, layer, source), through the
-    model's own forward with a hook that zeroes ``v_j`` at one layer. Same output as
+def _hf_layers(raw: Any, post: bool) -> list[Any]:
+    return list(raw.encoder.layer) if post else list(raw.h)
+
+
+def value_zeroing_loop(model: Any, tokens: Tensor | str,
+                       attention_mask: Tensor | None = None) -> Tensor:
+    """Reference implementation (the toolkit's shape): for every (sentence, layer ``l``, source
+    ``j``) one call of the Hugging Face block module of layer ``l`` on the clean hidden state at
+    its input, with a forward hook on the value projection that sets token ``j``'s value vector
+    (bias included) to 0. Pad tokens are dropped per sentence first. Same output as
     :func:`value_zeroing` (without rollout); slow, for tests and the benchmark."""
-    toks, batched = as_tokens(model, tokens)
+    toks, batched, mask = as_tokens(model, tokens, attention_mask)
     B, T = toks.shape
-    L = model.cfg.n_layers
+    post = is_post_ln(model)
+    raw = original_hf_model(model)
+    d = raw.config.hidden_size
+    blocks = _hf_layers(raw, post)
+    L = len(blocks)
     scores = torch.zeros(B, L, T, T, device=toks.device)
     for b in range(B):
-        names = {f"blocks.{l}.hook_out" for l in range(L)}
+        real = mask[b].nonzero().squeeze(-1)
+        t = toks[b, real][None]
+        n = t.shape[1]
         with torch.no_grad():
-            _, cache = model.run_with_cache(toks[b:b + 1], names_filter=lambda n: n in names)
-        for l in range(L):
-            orig = cache[f"blocks.{l}.hook_out"][0]
-            for j in range(T):
-                got = {}
+            kw = {"position_ids": position_ids(torch.ones_like(t))}
+            if post:
+                kw["token_type_ids"] = torch.zeros_like(t)
+            hidden = raw(input_ids=t, output_hidden_states=True, **kw).hidden_states
+        ext = None
+        if not post:  # the block expects the causal mask as an additive [1, 1, n, n] tensor
+            ext = torch.full((n, n), torch.finfo(hidden[0].dtype).min, device=t.device).triu(1)[None, None]
+        for l, blk in enumerate(blocks):
+            x = hidden[l]
+            proj = blk.attention.self.value if post else blk.attn.c_attn
 
-                def zero_v(v: Tensor, hook: Any, j: int = j) -> Tensor:
-                    v = v.clone()
-                    v[:, j] = 0.0
-                    return v
-
-                def store(x: Tensor, hook: Any) -> None:
-                    got["x"] = x[0].detach()
-
+            def call() -> Tensor:
                 with torch.no_grad():
-                    model.run_with_hooks(toks[b:b + 1], fwd_hooks=[
-                        (f"blocks.{l}.attn.hook_v", zero_v), (f"blocks.{l}.hook_out", store)],
-                        stop_at_layer=l + 1)
-                scores[b, l, :, j] = _cosine_distance(got["x"], orig)
-    if layout(model) == "pre_ln":
+                    y = blk(x, attention_mask=ext)
+                return y[0] if isinstance(y, tuple) else y
+
+            clean = call()
+            for j in range(n):
+                def zero_v(module: Any, inputs: Any, out: Tensor, j: int = j) -> Tensor:
+                    out = out.clone()
+                    if post:
+                        out[:, j] = 0.0
+                    else:
+                        out[:, j, 2 * d:] = 0.0
+                    return out
+
+                handle = proj.register_forward_hook(zero_v)
+                try:
+                    y = call()
+                finally:
+                    handle.remove()
+                scores[b, l, real[:, None], real[j]] = _cosine_distance(y[0], clean[0])[:, None]
+    if not post:
         scores = scores.tril()
-    return unbatch(row_normalize(scores), batched)
+    return unbatch(row_normalize(mask_maps(scores, mask)), batched)
+
+
+__all__ = ["value_zeroed_outputs", "value_zeroing", "value_zeroing_loop"]

@@ -18,15 +18,17 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 from torch import Tensor
 
-MetricKind = Literal["prob_diff", "logit_diff"]
+from ..validation import TutorialError
+
+MetricKind = Literal["prob_diff", "logit_diff", "custom"]
 
 
-class TaskBuildError(ValueError):
+class TaskBuildError(TutorialError):
     """A prompt or answer does not tokenise the way the task needs (named in the message)."""
 
 
@@ -78,6 +80,11 @@ class TaskDataset:
       clean_tokens, corrupted_tokens: LongTensor[B, T] (right-padded with BOS when lengths differ)
       answer_pos: LongTensor[B], the position whose next-token logits are scored
       candidate_ids: LongTensor[B, K]; candidate_sign: FloatTensor[B, K] in {+1, -1, 0}
+      custom_metric: for ``metric_kind="custom"`` (:meth:`from_tokens`), the metric
+        ``(logits[n*B, ...], dataset) -> [n]`` that replaces the task metric.
+
+    This is the one input boundary of the method modules: they take a TaskDataset; raw token
+    pairs enter through :meth:`from_tokens`.
     """
 
     name: str
@@ -91,6 +98,37 @@ class TaskDataset:
     candidate_sign: Tensor
     answers: list[str]
     meta: dict[str, list[Any]] = field(default_factory=dict)
+    custom_metric: Callable[[Tensor, "TaskDataset"], Tensor] | None = field(default=None,
+                                                                              repr=False)
+
+    @classmethod
+    def from_tokens(cls, clean_tokens: Tensor, corrupted_tokens: Tensor,
+                    metric: Callable[[Tensor, "TaskDataset"], Tensor], *,
+                    name: str = "tokens") -> "TaskDataset":
+        """A dataset from raw token pairs ``[B, T]`` and a metric
+        ``metric(logits[n*B, T, V], dataset) -> [n]`` (the mean over the ``B`` examples of each
+        of ``n`` stacked variants; see :mod:`tutorial_utils.metrics`)."""
+        from ..validation import check_same_shape
+
+        for what, t in (("clean_tokens", clean_tokens), ("corrupted_tokens", corrupted_tokens)):
+            if not isinstance(t, Tensor) or t.ndim != 2:
+                raise TutorialError(f"TaskDataset.from_tokens: {what} must be a LongTensor "
+                                    f"[batch, seq], got "
+                                    f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
+            if t.dtype.is_floating_point or t.dtype == torch.bool:
+                raise TutorialError(f"TaskDataset.from_tokens: {what} must hold integer token "
+                                    f"ids, got dtype {t.dtype}")
+        check_same_shape(clean_tokens, corrupted_tokens)
+        if not callable(metric):
+            raise TutorialError("TaskDataset.from_tokens: metric must be a function "
+                                "(logits[n*B, T, V], dataset) -> [n]")
+        B, T = clean_tokens.shape
+        return cls(name=name, metric_kind="custom", clean_prompts=[""] * B,
+                   corrupted_prompts=[""] * B, clean_tokens=clean_tokens.long(),
+                   corrupted_tokens=corrupted_tokens.long(),
+                   answer_pos=torch.full((B,), T - 1, dtype=torch.long),
+                   candidate_ids=torch.zeros(B, 0, dtype=torch.long),
+                   candidate_sign=torch.zeros(B, 0), answers=[""] * B, custom_metric=metric)
 
     def __len__(self) -> int:
         return len(self.clean_prompts)
@@ -129,6 +167,7 @@ class TaskDataset:
             candidate_sign=self.candidate_sign[sel.to(self.candidate_sign.device)],
             answers=[self.answers[i] for i in idx],
             meta={k: [v[i] for i in idx] for k, v in self.meta.items()},
+            custom_metric=self.custom_metric,
         )
 
     def metric(self, logits: Tensor, per_example: bool = False) -> Tensor:
@@ -162,6 +201,20 @@ def task_metric(logits: Tensor, dataset: TaskDataset, per_example: bool = False)
         ``[B]`` (or ``[n, B]``) per example, else the mean over examples (``[]`` or ``[n]``).
     """
     B = len(dataset)
+    if dataset.custom_metric is not None:
+        if per_example:
+            raise TutorialError("per_example needs a task metric; this dataset was built with "
+                                "TaskDataset.from_tokens and a custom metric")
+        if B == 0 or logits.shape[0] % B:
+            raise TutorialError(f"logits batch {logits.shape[0]} is not a multiple of the "
+                                f"dataset size {B}")
+        from ..metrics import check_metric_output
+
+        n = logits.shape[0] // B
+        out = check_metric_output(dataset.custom_metric(logits, dataset), n)
+        return out[0] if n == 1 else out
+    if B == 0:
+        raise TutorialError("the dataset is empty: build it with n >= 1 examples")
     if logits.ndim not in (2, 3):
         raise ValueError(f"logits must be [batch, seq, vocab] or [batch, vocab], got {tuple(logits.shape)}")
     if logits.shape[0] % B != 0:

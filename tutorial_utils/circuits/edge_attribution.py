@@ -26,10 +26,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from ..graph import Graph
+from ..interchange import batches, metric_of_runs, model_device, run_variants, sender_activations
+from ..metrics import Metric, check_metric_output, default_metric
 from ..tasks.base import TaskDataset
-from ._activations import (Metric, as_nd, batches, check_dataset, check_model, default_metric,
-                           model_device, receiver_hooks, sender_activations, sender_hooks)
-from .graph import Graph
+from ..validation import TutorialError, check_batch_size, check_dataset
+
+__all__ = ["METHODS", "attribute", "eap_ig_scores", "eap_scores", "exact_scores",
+           "node_attribution"]
 
 Method = Literal["eap", "eap-ig", "exact"]
 METHODS = ("eap", "eap-ig", "exact")
@@ -42,45 +46,45 @@ def _progress(it: Any, on: bool, desc: str) -> Any:
     return tqdm(it, desc=desc)
 
 
-def _receiver_grads(model: Any, graph: Graph, tokens: Tensor, metric_fn: Any,
-                    input_override: Tensor | None = None) -> Tensor:
-    """FloatTensor[N, T, n_backward, D]: ∂(sum of metric_fn(logits))/∂in_r for every receiver.
+def _receiver_grads(model: Any, graph: Graph, tokens: Tensor, metric_fn: Any, out: Tensor,
+                    input_override: Tensor | None = None) -> None:
+    """Add ``∂(sum of metric_fn(logits))/∂in_r`` for every receiver to ``out``
+    (FloatTensor[N, T, n_backward, D], the one running sum of gradients).
 
-    ``input_override`` ([N, T, D]) replaces the input node's output (``hook_resid_pre`` of
-    block 0), which is how EAP-IG walks between the corrupted and clean embeddings."""
-    N, T = tokens.shape
+    ``input_override`` ([N, T, D]) replaces the ``embed`` node's output, which is how EAP-IG
+    walks between the corrupted and clean embeddings."""
     held: list[tuple[slice, bool, Tensor]] = []
     hooks = []
+    embed_hook = graph.node("embed").out_hook
+
     # a leaf that requires grad, so gradients reach every receiver even if the model's
     # parameters are frozen (and with the EAP-IG input override, which has no history)
     def set_input(x: Tensor, hook: Any) -> Tensor:
         x = x if input_override is None else input_override.to(x.dtype)
         return x.detach().requires_grad_(True)
-    hooks.append(("blocks.0.hook_resid_pre", set_input))
-    for name, sl, _, per_head in receiver_hooks(graph):
-        def hook(x: Tensor, hook: Any, sl: slice = sl, per_head: bool = per_head) -> Tensor:
+    hooks.append((embed_hook, set_input))
+    for r in graph.receiver_hooks():
+        def hook(x: Tensor, hook: Any, sl: slice = r.index, per_head: bool = r.per_head) -> Tensor:
             # A fresh tensor: the bridge feeds hook_mlp_in's output to ln2 only, but the
             # un-cloned tensor is also the residual stream, whose gradient must not count.
             x = x.clone()
             held.append((sl, per_head, x))
             return x
-        hooks.append((name, hook))
+        hooks.append((r.name, hook))
     with torch.enable_grad():
         logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
         value = metric_fn(logits).sum()
         grads = torch.autograd.grad(value, [x for _, _, x in held], allow_unused=True)
-    out = torch.zeros(N, T, graph.n_backward, model.cfg.d_model, device=tokens.device)
+    del logits, value
     for (sl, per_head, x), g in zip(held, grads):
         if g is not None:
-            out[:, :, sl] = as_nd(g, per_head).float()
-    return out
+            out[:, :, sl] += (g if per_head else g.unsqueeze(2)).float()
 
 
 def _check_common(model: Any, graph: Graph, dataset: TaskDataset, batch_size: int) -> None:
-    check_dataset(dataset)
-    check_model(model, graph)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_dataset(dataset, model)
+    graph.check_model(model)
+    check_batch_size(batch_size)
 
 
 def eap_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric | None = None,
@@ -97,51 +101,78 @@ def eap_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric | 
 
 def eap_ig_scores(model: Any, graph: Graph, dataset: TaskDataset, steps: int = 5,
                   metric: Metric | None = None, batch_size: int = 16, progress: bool = False,
-                  _desc: str = "EAP-IG") -> Tensor:
+                  max_batch: int | None = None, _desc: str = "EAP-IG") -> Tensor:
     """EAP-IG scores with ``steps`` interpolation points (right Riemann sum, ``k/m``,
-    ``k = 1..m``; ``steps=1`` is EAP). The ``m`` interpolated inputs of a batch are stacked
-    along the batch into one forward and one backward.
+    ``k = 1..m``; ``steps=1`` is EAP):
+
+        score(s->r) = Δ_s · (1/m) Σ_{k=1..m} ∂M/∂in_r |_{embed = x' + (k/m)(x - x')}
+
+    (Hanna, Pezzelle & Belinkov 2024). Memory: the interpolated inputs of a batch are run
+    ``max_batch`` rows per forward (default: the batch's own size, i.e. one step per forward),
+    and their gradients are added into one running sum ``[B, T, n_backward, D]``, so the peak
+    memory is that of EAP on the same batch (``benchmarks/bench_eap.py`` measures it).
+    ``max_batch = steps * batch_size`` runs every step in one forward (fastest, most memory).
 
     Returns FloatTensor[n_forward, n_backward].
     """
     _check_common(model, graph, dataset, batch_size)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    metric = metric or default_metric
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise TutorialError(f"steps must be an integer >= 1 (IG interpolation points), got "
+                            f"{steps!r}")
+    if max_batch is not None:
+        check_batch_size(max_batch, "max_batch")
+    metric_fn = metric or default_metric
     dev = model_device(model)
     N = len(dataset)
     scores = torch.zeros(graph.n_forward, graph.n_backward, device=dev)
     for b in _progress(batches(N, batch_size), progress, _desc):
         sub = dataset.subset(b)
+        B = len(sub)
         clean_tok, corr_tok = sub.clean_tokens.to(dev), sub.corrupted_tokens.to(dev)
         clean = sender_activations(model, graph, clean_tok)
-        corr = sender_activations(model, graph, corr_tok)
-        delta = corr - clean
-        w = len(sub) / N  # the metric is a mean over the whole dataset
+        delta = sender_activations(model, graph, corr_tok)
+        x0 = delta[:, :, 0].clone() if steps > 1 else None  # the corrupted embedding
+        delta -= clean  # corrupted - clean, in place: one [B, T, S, D] buffer
+        w = B / N  # the metric is a mean over the whole dataset
+        grads = torch.zeros(B, clean_tok.shape[1], graph.n_backward, model.cfg.d_model, device=dev)
         if steps == 1:
-            grads = _receiver_grads(model, graph, clean_tok, lambda lg: metric(lg, sub) * w)
+            del clean
+            _receiver_grads(model, graph, clean_tok,
+                            lambda lg: check_metric_output(metric_fn(lg, sub), 1) * w, grads)
         else:
+            x1 = clean[:, :, 0].clone()
+            del clean
+            per = max(1, (max_batch or B) // B)  # steps per forward
             alphas = torch.arange(1, steps + 1, device=dev, dtype=torch.float32) / steps
-            x0, x1 = corr[:, :, 0], clean[:, :, 0]
-            inputs = (x0[None] + alphas[:, None, None, None] * (x1 - x0)[None]).flatten(0, 1)
-            tokens = clean_tok.repeat(steps, 1)
-            g = _receiver_grads(model, graph, tokens,
-                                lambda lg: metric(lg, sub).sum() * w / steps,
-                                input_override=inputs)
-            grads = g.reshape(steps, len(sub), *g.shape[1:]).sum(0)
+            for k0 in range(0, steps, per):
+                a = alphas[k0:k0 + per]
+                n = len(a)
+                inputs = (x0[None] + a[:, None, None, None] * (x1 - x0)[None]).flatten(0, 1)
+                tokens = clean_tok.repeat(n, 1)
+                if n == 1:
+                    _receiver_grads(model, graph, tokens,
+                                    lambda lg: check_metric_output(metric_fn(lg, sub), 1) * w / steps,
+                                    grads, input_override=inputs)
+                else:
+                    view = torch.zeros(n * B, *grads.shape[1:], device=dev)
+                    _receiver_grads(model, graph, tokens,
+                                    lambda lg, n=n: check_metric_output(metric_fn(lg, sub), n).sum()
+                                    * w / steps, view, input_override=inputs)
+                    grads += view.reshape(n, B, *grads.shape[1:]).sum(0)
+                    del view
         scores += torch.einsum("btsd,btrd->sr", delta, grads)
+        del delta, grads
     scores = scores.cpu().masked_fill(~graph.real_edges, 0.0)
     return scores
 
 
-@torch.no_grad()
 def exact_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric | None = None,
                  edges: Tensor | None = None, batch_size: int = 32, max_sequences: int = 512,
                  progress: bool = False) -> Tensor:
     """Exact edge patching: ``M(edge s->r corrupted alone) - M(clean)`` for every edge.
 
-    Each variant is the clean forward with ``in_r += Δ_s`` (``Δ_s`` from a clean and a corrupted
-    forward); ``max_sequences // batch`` edges are stacked along the batch per forward.
+    Each edge is one variant of the engine (:func:`tutorial_utils.interchange.run_variants`,
+    one removed edge); ``max_sequences // batch`` edges are stacked along the batch per forward.
 
     Args:
         edges: optional BoolTensor mask restricting which edges to patch (others get 0).
@@ -149,50 +180,18 @@ def exact_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric 
     Returns FloatTensor[n_forward, n_backward].
     """
     _check_common(model, graph, dataset, batch_size)
-    metric = metric or default_metric
     todo = graph.real_edges if edges is None else graph._check_mask(edges, "edges")
     pairs = todo.nonzero()  # [E, 2] (sender, receiver)
-    dev = model_device(model)
-    N = len(dataset)
     scores = torch.zeros(graph.n_forward, graph.n_backward)
-    recv_hooks = receiver_hooks(graph)
-    work = []
-    for b in batches(N, batch_size):
-        per = max(1, max_sequences // (b.stop - b.start))
-        work += [(b, e) for e in batches(len(pairs), per)]
-    cache: dict[int, tuple[Tensor, float]] = {}
-    for b, e in _progress(work, progress, "exact edge patching"):
-        sub = dataset.subset(b)
-        B = len(sub)
-        clean_tok = sub.clean_tokens.to(dev)
-        if b.start not in cache:
-            cache.clear()
-            clean = sender_activations(model, graph, clean_tok)
-            corr = sender_activations(model, graph, sub.corrupted_tokens.to(dev))
-            base = float(metric(model(clean_tok), sub))
-            cache[b.start] = ((corr - clean).permute(2, 0, 1, 3).contiguous(), base)
-        delta, base = cache[b.start]  # delta: [S, B, T, D]
-        chunk = pairs[e]
-        K = len(chunk)
-        hooks = []
-        for name, sl, _, per_head in recv_hooks:
-            sel = ((chunk[:, 1] >= sl.start) & (chunk[:, 1] < sl.stop)).nonzero()[:, 0]
-            if len(sel) == 0:
-                continue
-            k_idx = sel.to(dev)
-            s_idx = chunk[sel, 0].to(dev)
-            h_idx = (chunk[sel, 1] - sl.start).to(dev)
-
-            def hook(x: Tensor, hook: Any, k_idx: Tensor = k_idx, s_idx: Tensor = s_idx,
-                     h_idx: Tensor = h_idx, per_head: bool = per_head) -> Tensor:
-                x = x.clone()
-                x5 = as_nd(x, per_head).view(K, B, *as_nd(x, per_head).shape[1:])
-                x5[k_idx, :, :, h_idx] += delta[s_idx].to(x.dtype)
-                return x
-            hooks.append((name, hook))
-        logits = model.run_with_hooks(clean_tok.repeat(K, 1), fwd_hooks=hooks)
-        vals = metric(logits, sub).reshape(K).float().cpu()
-        scores[chunk[:, 0], chunk[:, 1]] += (vals - base) * (B / N)
+    if len(pairs) == 0:
+        return scores
+    removed = torch.zeros(len(pairs), graph.n_forward, graph.n_backward, dtype=torch.bool)
+    removed[torch.arange(len(pairs)), pairs[:, 0], pairs[:, 1]] = True
+    vals = run_variants(model, graph, dataset, removed, metric=metric, batch_size=batch_size,
+                        max_sequences=max_sequences, progress=progress,
+                        desc="exact edge patching")
+    base, _ = metric_of_runs(model, dataset, metric, batch_size)
+    scores[pairs[:, 0], pairs[:, 1]] = vals - base
     return scores
 
 
@@ -202,7 +201,7 @@ def attribute(model: Any, graph: Graph, dataset: TaskDataset, method: Method = "
     """Score every edge with ``method`` (``eap``, ``eap-ig`` or ``exact``), store the scores in
     ``graph.scores`` (and the method in ``graph.meta``) and return them."""
     if method not in METHODS:
-        raise ValueError(f"unknown attribution method {method!r}; valid: {METHODS}")
+        raise TutorialError(f"unknown attribution method {method!r}; valid: {METHODS}")
     if method == "eap":
         s = eap_scores(model, graph, dataset, metric, batch_size, progress)
     elif method == "eap-ig":
@@ -218,13 +217,13 @@ def attribute(model: Any, graph: Graph, dataset: TaskDataset, method: Method = "
 def node_attribution(model: Any, graph: Graph, dataset: TaskDataset,
                      metric: Metric | None = None, batch_size: int = 16) -> Tensor:
     """Node-level attribution patching: ``score(s) = Σ_{b,t} Δ_s · ∂M/∂out_s`` for every sender
-    (input, heads, MLPs), the coarse view before edges.
+    (embed, heads, MLPs), the coarse view before edges.
 
     Because the residual stream is a sum, ``∂M/∂out_s = Σ_{r after s} ∂M/∂in_r``, so this equals
     the row sums of the EAP edge scores (tested). Returns FloatTensor[n_forward].
     """
     _check_common(model, graph, dataset, batch_size)
-    metric = metric or default_metric
+    metric_fn = metric or default_metric
     dev = model_device(model)
     N = len(dataset)
     out = torch.zeros(graph.n_forward, device=dev)
@@ -234,18 +233,19 @@ def node_attribution(model: Any, graph: Graph, dataset: TaskDataset,
         corr = sender_activations(model, graph, sub.corrupted_tokens.to(dev))
         held: list[tuple[slice, bool, Tensor]] = []
         hooks = []
-        for name, sl, per_head in sender_hooks(graph):
-            def hook(x: Tensor, hook: Any, sl: slice = sl, per_head: bool = per_head) -> Tensor:
+        for h in graph.sender_hooks():
+            def hook(x: Tensor, hook: Any, sl: slice = h.index, per_head: bool = h.per_head) -> Tensor:
                 held.append((sl, per_head, x))
                 return x
-            hooks.append((name, hook))
+            hooks.append((h.name, hook))
         with torch.enable_grad():
             logits = model.run_with_hooks(clean_tok, fwd_hooks=hooks)
-            value = metric(logits, sub) * (len(sub) / N)
+            value = check_metric_output(metric_fn(logits, sub), 1).sum() * (len(sub) / N)
             grads = torch.autograd.grad(value, [x for _, _, x in held], allow_unused=True)
         for (sl, per_head, x), g in zip(held, grads):
             if g is None:
                 continue
-            d = corr[:, :, sl] - as_nd(x.detach(), per_head).float()
-            out[sl] += (d * as_nd(g, per_head).float()).sum(dim=(0, 1, 3))
+            as_nd = (lambda t: t) if per_head else (lambda t: t.unsqueeze(2))
+            d = corr[:, :, sl] - as_nd(x.detach()).float()
+            out[sl] += (d * as_nd(g).float()).sum(dim=(0, 1, 3))
     return out.cpu()

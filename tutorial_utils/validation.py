@@ -1,0 +1,133 @@
+"""Input validation shared by every module, and the package's one error type.
+
+Every check runs *before* any forward pass, so a mistake fails at once with a
+:class:`TutorialError` that names the bad argument, what was expected, and the fix (the model
+of einops' messages, which name the offending pattern and shapes).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+
+__all__ = ["TutorialError", "available_hooks", "check_batch_size", "check_hook_names",
+           "check_dataset", "check_layer", "check_head", "check_same_shape", "check_tokens"]
+
+
+class TutorialError(ValueError):
+    """A bad argument to a ``tutorial_utils`` function: the message names the argument, what
+    was expected and how to fix it. A ``ValueError``, so ``except ValueError`` still works."""
+
+
+def check_batch_size(batch_size: Any, what: str = "batch_size") -> int:
+    """``batch_size`` must be an integer >= 1."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise TutorialError(f"{what} must be an integer >= 1 (examples per forward pass), got "
+                            f"{batch_size!r}")
+    return batch_size
+
+
+def available_hooks(model: Any) -> list[str]:
+    """Every hook name the model exposes (after its hook options were set)."""
+    return sorted(model.hook_dict.keys())
+
+
+def check_hook_names(model: Any, names: Iterable[str]) -> None:
+    """Raise ``ValueError`` naming the first hook ``model`` does not have, with close matches.
+
+    Hook options change what exists: ``blocks.L.attn.hook_result`` needs
+    ``set_use_attn_result(True)``, ``hook_q_input`` needs ``set_use_split_qkv_input(True)``,
+    ``hook_mlp_in`` needs ``set_use_hook_mlp_in(True)`` (``load_model(hooks=True)`` sets all).
+    """
+    have = model.hook_dict
+    for name in names:
+        if name not in have:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(have), n=4)
+            extra = ""
+            if name.endswith(("hook_result", "hook_q_input", "hook_k_input", "hook_v_input",
+                              "hook_mlp_in")):
+                extra = " (this hook needs load_model(..., hooks=True))"
+            raise TutorialError(f"model has no hook {name!r}{extra}; close matches: {close}")
+
+
+def check_layer(model: Any, layer: int) -> int:
+    """Return ``layer`` if it is a valid block index (negative counts from the end)."""
+    n = model.cfg.n_layers
+    if not -n <= layer < n:
+        raise TutorialError(f"layer {layer} out of range for a model with {n} layers")
+    return layer % n
+
+
+def check_head(model: Any, layer: int, head: int) -> tuple[int, int]:
+    """Validate a (layer, head) pair; returns it with negative indices resolved."""
+    layer = check_layer(model, layer)
+    h = model.cfg.n_heads
+    if not -h <= head < h:
+        raise TutorialError(f"head {head} out of range for a model with {h} heads per layer")
+    return layer, head % h
+
+
+def check_same_shape(clean: torch.Tensor, corrupted: torch.Tensor) -> None:
+    """Clean and corrupted token batches must have the same shape (same length, same batch)."""
+    if clean.shape != corrupted.shape:
+        raise TutorialError(
+            f"clean tokens {tuple(clean.shape)} and corrupted tokens {tuple(corrupted.shape)} "
+            "differ in shape: patching needs prompt pairs of equal token length"
+        )
+
+
+def check_tokens(model: Any, tokens: torch.Tensor, what: str = "tokens") -> torch.Tensor:
+    """Validate a token batch for ``model``: an integer tensor ``[batch, seq]`` (a 1-D tensor is
+    taken as one sequence), non-empty, ids inside the vocabulary, not longer than the context.
+    Returns it as a LongTensor ``[batch, seq]``."""
+    if not isinstance(tokens, torch.Tensor):
+        raise TutorialError(f"{what} must be a LongTensor [batch, seq], got "
+                            f"{type(tokens).__name__} (use model.to_tokens(text) or a "
+                            "TaskDataset's clean_tokens)")
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+        raise TutorialError(f"{what} must be an integer tensor of token ids, got dtype {tokens.dtype} "
+                            "(convert with .long() only if the values really are ids; "
+                            "model.to_tokens(text) gives them)")
+    if tokens.ndim != 2:
+        raise TutorialError(f"{what} must be [batch, seq], got shape {tuple(tokens.shape)}")
+    if tokens.shape[0] == 0 or tokens.shape[1] == 0:
+        raise TutorialError(f"{what} is empty: shape {tuple(tokens.shape)}; pass at least one "
+                            "prompt of at least one token")
+    V = model.cfg.d_vocab
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if lo < 0 or hi >= V:
+        raise TutorialError(f"{what} contain ids outside the vocabulary [0, {V}) of the model: min "
+                            f"{lo}, max {hi}; were they made by another tokenizer? Use "
+                            "model.to_tokens(text)")
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    if n_ctx is not None and tokens.shape[1] > n_ctx:
+        raise TutorialError(f"{what}: sequence length {tokens.shape[1]} exceeds the model's "
+                            f"context of {n_ctx} tokens; shorten the prompts")
+    return tokens.long()
+
+
+def check_dataset(dataset: Any, model: Any = None, what: str = "dataset") -> None:
+    """A :class:`~tutorial_utils.tasks.TaskDataset` with at least one example, clean and
+    corrupted tokens of equal shape, and (given ``model``) token ids the model can read."""
+    from .tasks.base import TaskDataset
+
+    if not isinstance(dataset, TaskDataset):
+        hint = (" (for raw token pairs use TaskDataset.from_tokens(clean, corrupted, metric))"
+                if isinstance(dataset, (tuple, list)) else "")
+        raise TutorialError(f"{what} must be a TaskDataset (tasks.make_task(...)), got "
+                            f"{type(dataset).__name__}{hint}")
+    if len(dataset) == 0 or dataset.clean_tokens.shape[0] == 0:
+        raise TutorialError(f"{what} is empty: build it with n >= 1 examples")
+    if dataset.clean_tokens.shape != dataset.corrupted_tokens.shape:
+        raise TutorialError(
+            f"{what}: clean tokens {tuple(dataset.clean_tokens.shape)} and corrupted tokens "
+            f"{tuple(dataset.corrupted_tokens.shape)} differ in shape: patching needs prompt "
+            "pairs of equal token length")
+    if model is not None:
+        check_tokens(model, dataset.clean_tokens, f"{what}.clean_tokens")
+        check_tokens(model, dataset.corrupted_tokens, f"{what}.corrupted_tokens")
