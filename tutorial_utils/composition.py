@@ -270,18 +270,26 @@ def induction_composition_patching(model: Any, prev_head: tuple[int, int] | None
     if lp >= li:
         raise ValueError(f"the previous-token head (layer {lp}) must precede the induction "
                          f"head (layer {li})")
+    from .tasks.base import TaskDataset
+
     targets = clean[:, seq_len + 2:]  # tokens predicted from positions seq_len+1 .. 2*seq_len-1
 
-    def metric(logits: Tensor) -> Tensor:
+    def metric(logits: Tensor, dataset: Any) -> Tensor:
+        """Mean log-probability of the second copy's tokens 2..L, per stacked variant: [n]."""
+        B = targets.shape[0]
         lp_ = logits[:, seq_len + 1:-1].log_softmax(-1)
-        return lp_.gather(-1, targets.to(lp_.device)[..., None]).mean()
+        tgt = targets.to(lp_.device).repeat(logits.shape[0] // B, 1)
+        per_row = lp_.gather(-1, tgt[..., None])[..., 0].mean(-1)
+        return per_row.reshape(-1, B).mean(-1)
 
+    data = TaskDataset.from_tokens(clean, corrupted, metric, name="induction")
     sender, recv = f"a{lp}.h{hp}", f"a{li}.h{hi}"
     variants = [[(sender, f"{recv}.{k}")] for k in ("q", "k", "v")]
-    vals = edge_patching(model, (clean, corrupted), variants, metric=metric)
+    vals = edge_patching(model, data, variants)
     with torch.no_grad():
-        mc = float(metric(model(clean.to(model.cfg.device))))
-        mk = float(metric(model(corrupted.to(model.cfg.device))))
+        dev = model.cfg.device
+        mc = float(metric(model(clean.to(dev)), data)[0])
+        mk = float(metric(model(corrupted.to(dev)), data)[0])
     gap = mc - mk
     effects = {k: float((mc - v) / gap) for k, v in zip(("q", "k", "v"), vals)}
     return InductionComposition(sender, recv, mc, mk, effects,
