@@ -79,7 +79,7 @@ _ = torch.set_grad_enabled(False)  # every intervention here is forward-only
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-model = load_model("offline", hooks=True)  # hooks=True: per-head outputs and q/k/v inputs
+model = load_model("tiny-attn-tasks", hooks=True)  # hooks=True: per-head outputs and q/k/v inputs
 cfg = model.cfg
 print(f"{cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}, d_head {cfg.d_head}")
 

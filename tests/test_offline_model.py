@@ -1,5 +1,12 @@
-"""The shipped offline model still meets the bar of its model card (a retrain that breaks a
-task fails here), and its tokenizer and corpus agree with the task definitions."""
+"""The shipped offline decoders still do what their model cards say (a retrain that breaks a task
+fails here), and the current recipe's tokenizer and corpus agree with the task definitions.
+
+* ``tiny-attn-tasks`` (version 3, attention-only; the current recipe): card reproduced, targets,
+  attention-only, and the composition evidence (IOI across layers, name movers, induction by
+  K-composition) re-measured;
+* ``tiny-gpt2-tasks`` (version 2, with MLPs; notebooks 00-04): the canonical frames the notebooks
+  use still work, and the bridge agrees with Hugging Face.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,8 @@ from tutorial_utils.offline_model.tokenizer import encode_fast, make_hf_tokenize
 
 from tutorial_utils.paths import DATA_DIR
 
-OFFLINE_DIR = DATA_DIR / "models" / "tiny-gpt2-tasks"
+OFFLINE_DIR = DATA_DIR / "models" / "tiny-attn-tasks"
+V2_DIR = DATA_DIR / "models" / "tiny-gpt2-tasks"
 
 
 def test_tokenizer_mimics_gpt2_conventions():
@@ -41,8 +49,8 @@ def test_corpus_is_seeded_and_has_no_unknown_tokens():
     assert not any(1 in d for d in a)  # <unk> is id 1
 
 
-def test_shipped_vocab_matches_the_corpus_vocab(offline_tokenizer):
-    assert offline_tokenizer.get_vocab() == corpus_vocab()
+def test_shipped_vocab_matches_the_corpus_vocab(hf_offline_model):
+    assert hf_offline_model[1].get_vocab() == corpus_vocab()
 
 
 @pytest.fixture(scope="module")
@@ -74,17 +82,27 @@ def test_shipped_model_reproduces_its_card_and_meets_the_bar(hf_offline_model):
             assert ok, f"target {target} missed: {measured}"
 
 
-def test_canonical_frames_used_by_the_notebooks_work(hf_offline_model):
-    """The notebooks use the canonical frames with all words; the model must be strong there."""
+#: Floors on the canonical frames (100 prompts, all words): (Greater-Than PD, SVA PD, IOI LD).
+CANONICAL_FLOORS = {"tiny-attn-tasks": (0.80, 0.80, 3.0), "tiny-gpt2-tasks": (0.85, 0.9, 4.0)}
+
+
+@pytest.mark.parametrize("name", list(CANONICAL_FLOORS))
+def test_canonical_frames_used_by_the_notebooks_work(name):
+    """The notebooks use the canonical frames with all words; the models must be strong there."""
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
     from tutorial_utils.tasks import accuracy, make_greater_than, make_ioi, make_sva
 
-    model, tok = hf_offline_model
+    path = str(DATA_DIR / "models" / name)
+    model = GPT2LMHeadModel.from_pretrained(path, attn_implementation="eager").eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    gt_floor, sva_floor, ioi_floor = CANONICAL_FLOORS[name]
     with torch.no_grad():
-        for ds, floor in ((make_greater_than(tok, n=100), 0.85), (make_sva(tok, n=100), 0.9),
-                          (make_ioi(tok, n=100), 4.0)):
+        for ds, floor in ((make_greater_than(tok, n=100), gt_floor), (make_sva(tok, n=100), sva_floor),
+                          (make_ioi(tok, n=100), ioi_floor)):
             logits = model(ds.clean_tokens).logits
-            assert ds.metric(logits) > floor, ds.name
-            assert accuracy(logits, ds) >= 0.9, ds.name
+            assert ds.metric(logits) > floor, (name, ds.name, float(ds.metric(logits)))
+            assert accuracy(logits, ds) >= 0.9, (name, ds.name)
             assert ds.metric(model(ds.corrupted_tokens).logits) < ds.metric(logits) / 2, ds.name
 
 
@@ -96,9 +114,10 @@ def test_model_card_reports_the_recorded_metrics():
     assert f"{record['wall_time_s'] / 60:.0f} min" in card
 
 
-def test_bridge_and_hf_model_agree(model, hf_offline_model):
+def test_bridge_and_hf_model_agree(model_with_hooks, hf_offline_model):
     """Compatibility mode changes the weights' parametrisation, not the predictions."""
     hf, _ = hf_offline_model
+    model = model_with_hooks
     toks = model.to_tokens("The war lasted from the year 1741 to the year 17")
     with torch.no_grad():
         a = model(toks).log_softmax(-1)
@@ -126,7 +145,7 @@ def composition(model_with_hooks):
 def model_with_hooks():
     from tutorial_utils.models import load_model
 
-    return load_model("offline", device="cpu", hooks=True)
+    return load_model(str(OFFLINE_DIR), device="cpu", hooks=True, verbose=False)
 
 
 def test_ioi_circuit_composes_across_layers(composition):

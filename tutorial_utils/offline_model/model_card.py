@@ -1,7 +1,7 @@
 """Write the offline model's model card (``README.md`` beside the checkpoint) from its
 ``training_record.json``, so every number in the card is the measured one.
 
-    python -m tutorial_utils.offline_model.model_card data/models/tiny-gpt2-tasks [--measure]
+    python -m tutorial_utils.offline_model.model_card data/models/tiny-attn-tasks [--measure]
 
 ``--measure`` first adds the trained/held-out generalisation breakdown and the composition
 evidence (:func:`.evaluate.composition_evidence`) to the record. A
@@ -109,10 +109,12 @@ def render_card(record: dict, name: str) -> str:
             "| --- | --- | --- | --- | --- |\n" + "\n".join(lines) + "\n")
     return f"""# {name}: a small GPT-2-architecture model trained on the course's tasks
 
-This model exists so that every notebook of the course runs offline, in CI and on a student's
-laptop, on a model that really performs the tasks the notebooks dissect. It is **not** GPT-2: it
-was trained from scratch in this repository on a synthetic corpus, and the circuits it learned
-are its own (the notebooks say where they differ from the published GPT-2 circuits).
+This model exists so that the course runs offline, in CI and on a student's laptop, on a model
+that really performs the tasks the notebooks dissect, with circuits whose heads *compose* across
+layers (the composition notebook, 05, dissects it). It is **not** GPT-2: it was trained from
+scratch in this repository on a synthetic corpus, and the circuits it learned are its own (the
+notebooks say where they differ from the published GPT-2 circuits). Load it with
+`tutorial_utils.models.load_model("{name}")`.
 
 ## Architecture
 `GPT2LMHeadModel` (pre-LayerNorm, learned absolute positions, tied input/output embeddings, no
@@ -120,7 +122,7 @@ dropout): {tc['n_layer']} layers, d_model {tc['n_embd']}, {tc['n_head']} heads o
 {tc['n_embd'] // tc['n_head']}, context {tc['n_ctx']} tokens, vocabulary {record['vocab_size']},
 {record['parameters']:,} parameters ({record.get('trainable_parameters', record['parameters']):,}
 trained), stored in float32 safetensors.
-{ATTN_ONLY if tc.get('attn_only') else ''} It loads offline with `tutorial_utils.models.load_model("offline")`
+{ATTN_ONLY if tc.get('attn_only') else ''} It loads offline with `tutorial_utils.models.load_model("{name}")`
 (`TransformerBridge.boot_transformers` on this directory + `enable_compatibility_mode()`).
 
 ## Tokenizer
@@ -211,7 +213,7 @@ def write_card(model_dir: str | Path) -> Path:
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    target = args[0] if args else "data/models/tiny-gpt2-tasks"
+    target = args[0] if args else "data/models/tiny-attn-tasks"
     if "--measure" in sys.argv:
         measure_breakdown(target)
     print(write_card(target))

@@ -1,6 +1,6 @@
 """Train the offline GPT-2-architecture model from scratch on the synthetic corpus.
 
-    python -m tutorial_utils.offline_model.train --out data/models/tiny-gpt2-tasks --seed 0
+    python -m tutorial_utils.offline_model.train --out data/models/tiny-attn-tasks --seed 0
 
 The script builds the tokenizer (:mod:`.tokenizer`), streams seeded documents from
 :class:`.corpus.CorpusGenerator`, trains a ``GPT2LMHeadModel`` with AdamW (linear warm-up,
@@ -202,7 +202,7 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    p.add_argument("--out", type=Path, default=Path("data/models/tiny-gpt2-tasks"))
+    p.add_argument("--out", type=Path, default=Path("data/models/tiny-attn-tasks"))
     for name, field in TrainConfig.__dataclass_fields__.items():
         if isinstance(field.default, bool):
             p.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
