@@ -224,54 +224,64 @@ class InductionComposition:
     """Path-patching evidence for the previous-token -> induction-head composition.
 
     ``effects[kind]`` is the share of the induction effect (clean - corrupted metric) removed by
-    patching the previous-token head's output (from the corrupted run) into the induction
-    head's ``kind`` input alone: ``(clean - patched) / (clean - corrupted)``.
+    patching the previous-token heads' outputs (from the corrupted run) into the induction
+    heads' ``kind`` input alone (every edge prev -> induction.kind at once):
+    ``(clean - patched) / (clean - corrupted)``. Scores are per head, in the order of the lists.
     """
 
-    prev_head: str
-    induction_head: str
+    prev_heads: list[str]
+    induction_heads: list[str]
     metric_clean: float
     metric_corrupted: float
     effects: dict[str, float]
-    prev_token_score: float
-    induction_score: float
+    prev_token_scores: list[float]
+    induction_scores: list[float]
 
 
-def induction_composition_patching(model: Any, prev_head: tuple[int, int] | None = None,
-                                   induction_head: tuple[int, int] | None = None, *,
+def induction_composition_patching(model: Any, prev_heads: Sequence[str] | None = None,
+                                   induction_heads: Sequence[str] | None = None, *,
+                                   prev_threshold: float = 0.4, induction_threshold: float = 0.5,
                                    seq_len: int = 20, batch: int = 16, seed: int = 0
                                    ) -> InductionComposition:
-    """Patch the previous-token head -> induction head edge into each of the induction head's
-    inputs (q, k, v) alone, from the corrupted run of :func:`induction_patching_data`.
+    """Patch the previous-token heads -> induction heads edges into the induction heads' query,
+    key or value inputs alone, from the corrupted run of :func:`induction_patching_data`.
 
-    Heads default to the best-scoring ones: the induction head with the highest induction score,
-    and the previous-token head (in a lower layer) with the highest previous-token score. The
-    model needs ``load_model(..., hooks=True)``. Expected for K-composition: a large ``k``
-    effect, small ``q`` and ``v`` effects.
+    Heads (names ``"aL.hH"``) default to *classes*, because a model often spreads a role over
+    several heads and patching one edge of a redundant pair shows little: induction heads are
+    the heads (layer >= 1) with induction score >= ``induction_threshold`` (else the best one);
+    previous-token heads are the heads below the lowest induction head with previous-token score
+    >= ``prev_threshold`` (else the best one there). The model needs ``hooks=True``. Expected
+    for K-composition: a large ``k`` effect, small ``q`` and ``v`` effects.
     """
     from .induction import induction_scores
     from .path_patching import edge_patching
-
-    clean, corrupted = induction_patching_data(model, seq_len, batch, seed)
-    ind = induction_scores(model, clean, seq_len)
-    prev = previous_token_scores(model, clean)
-    if induction_head is None:
-        flat = int(ind[1:].argmax()) + ind.shape[1]  # an induction head needs a lower layer
-        induction_head = (flat // ind.shape[1], flat % ind.shape[1])
-    li, hi = induction_head
-    _check_head(model, li, hi)
-    if prev_head is None:
-        if li == 0:
-            raise ValueError("an induction head in layer 0 has no earlier head to compose with")
-        flat = int(prev[:li].argmax())
-        prev_head = (flat // prev.shape[1], flat % prev.shape[1])
-    lp, hp = prev_head
-    _check_head(model, lp, hp)
-    if lp >= li:
-        raise ValueError(f"the previous-token head (layer {lp}) must precede the induction "
-                         f"head (layer {li})")
     from .tasks.base import TaskDataset
 
+    clean, corrupted = induction_patching_data(model, seq_len, batch, seed)
+    ind = induction_scores(model, clean, seq_len).cpu()
+    prev = previous_token_scores(model, clean)
+    L, H = ind.shape
+    if induction_heads is None:
+        picked = [head_name(l, h) for l in range(1, L) for h in range(H)
+                  if ind[l, h] >= induction_threshold]
+        no_layer0 = torch.cat([torch.full((1, H), float("nan")), ind[1:]])
+        induction_heads = picked or top_heads(no_layer0, 1)
+    ind_lh = [parse_head(h) for h in induction_heads]
+    for l, h in ind_lh:
+        _check_head(model, l, h)
+    lowest = min(l for l, _ in ind_lh)
+    if lowest == 0:
+        raise ValueError("an induction head in layer 0 has no earlier head to compose with")
+    if prev_heads is None:
+        picked = [head_name(l, h) for l in range(lowest) for h in range(H)
+                  if prev[l, h] >= prev_threshold]
+        prev_heads = picked or top_heads(prev[:lowest], 1)
+    prev_lh = [parse_head(h) for h in prev_heads]
+    for l, h in prev_lh:
+        _check_head(model, l, h)
+        if l >= lowest:
+            raise ValueError(f"previous-token head {head_name(l, h)} must sit below every "
+                             f"induction head (lowest induction layer {lowest})")
     targets = clean[:, seq_len + 2:]  # tokens predicted from positions seq_len+1 .. 2*seq_len-1
 
     def metric(logits: Tensor, dataset: Any) -> Tensor:
@@ -283,8 +293,8 @@ def induction_composition_patching(model: Any, prev_head: tuple[int, int] | None
         return per_row.reshape(-1, B).mean(-1)
 
     data = TaskDataset.from_tokens(clean, corrupted, metric, name="induction")
-    sender, recv = f"a{lp}.h{hp}", f"a{li}.h{hi}"
-    variants = [[(sender, f"{recv}.{k}")] for k in ("q", "k", "v")]
+    variants = [[(p, f"{i}.{k}") for p in prev_heads for i in induction_heads]
+                for k in ("q", "k", "v")]
     vals = edge_patching(model, data, variants)
     with torch.no_grad():
         dev = model.cfg.device
@@ -292,8 +302,9 @@ def induction_composition_patching(model: Any, prev_head: tuple[int, int] | None
         mk = float(metric(model(corrupted.to(dev)), data)[0])
     gap = mc - mk
     effects = {k: float((mc - v) / gap) for k, v in zip(("q", "k", "v"), vals)}
-    return InductionComposition(sender, recv, mc, mk, effects,
-                                float(prev[lp, hp]), float(ind[li, hi]))
+    return InductionComposition(list(prev_heads), list(induction_heads), mc, mk, effects,
+                                [float(prev[l, h]) for l, h in prev_lh],
+                                [float(ind[l, h]) for l, h in ind_lh])
 
 
 def head_name(layer: int, head: int) -> str:

@@ -140,8 +140,9 @@ def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
       whose heads the walk keeps, every head -> head edge (into a query, key or value input)
       with its normalised effect, and the *name movers*: heads whose direct edge to the logits
       carries >= ``threshold`` of the effect, with their copying score over every name
-      (:func:`tutorial_utils.composition.copying_scores`) and mean attention from the final
-      position to the indirect object.
+      (:func:`tutorial_utils.composition.copying_scores`, and anti-copying with
+      ``negative=True``) and mean attention from the final position to the indirect object and
+      to the second subject mention.
     * Induction: :func:`tutorial_utils.composition.induction_composition_patching` (the
       previous-token head's output patched into the induction head's q, k or v input alone).
     """
@@ -165,6 +166,8 @@ def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
     copy = copying_scores(bridge, name_ids)
     pos = ioi_positions(ds)
     att_io = attention_between(bridge, ds.clean_tokens, pos["END"], pos["IO"])
+    att_s2 = attention_between(bridge, ds.clean_tokens, pos["END"], pos["S2"])
+    anti = copying_scores(bridge, name_ids, negative=True)
     movers = []
     for (s, r), x in kept:
         m = head.match(s)
@@ -172,7 +175,9 @@ def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
             l, h = int(m.group(1)), int(m.group(2))
             movers.append({"head": s, "direct_effect": round(x, 4),
                            "copying_score": round(float(copy[l, h]), 4),
-                           "attention_end_to_io": round(float(att_io[l, h]), 4)})
+                           "anti_copying_score": round(float(anti[l, h]), 4),
+                           "attention_end_to_io": round(float(att_io[l, h]), 4),
+                           "attention_end_to_s2": round(float(att_s2[l, h]), 4)})
     ind = induction_composition_patching(bridge)
     return {
         "ioi": {"n_prompts": n_ioi, "threshold": threshold,
@@ -181,9 +186,9 @@ def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
                 "name_movers": movers,
                 "logit_diff_clean": round(steps[0].scores.metric_clean, 4),
                 "logit_diff_corrupted": round(steps[0].scores.metric_corrupted, 4)},
-        "induction": {"prev_token_head": ind.prev_head, "induction_head": ind.induction_head,
-                      "prev_token_score": round(ind.prev_token_score, 4),
-                      "induction_score": round(ind.induction_score, 4),
+        "induction": {"prev_token_heads": ind.prev_heads, "induction_heads": ind.induction_heads,
+                      "prev_token_scores": [round(x, 4) for x in ind.prev_token_scores],
+                      "induction_scores": [round(x, 4) for x in ind.induction_scores],
                       "effect_removed_via": {k: round(v, 4) for k, v in ind.effects.items()}},
         "command": "python -m tutorial_utils.offline_model.model_card DIR --measure",
     }

@@ -56,7 +56,8 @@ def render_composition(ev: dict | None) -> str:
                    for e in ioi["head_to_head_edges"]) or "| - | - | - |"
     movers = "\n".join(
         f"| {m['head']} | {m['direct_effect']:+.2f} | {m['attention_end_to_io']:.2f} | "
-        f"{m['copying_score']:.2f} |" for m in ioi["name_movers"]) or "| - | - | - | - |"
+        f"{m['attention_end_to_s2']:.2f} | {m['copying_score']:.2f} | "
+        f"{m['anti_copying_score']:.2f} |" for m in ioi["name_movers"]) or "| - | - | - | - | - | - |"
     eff = ind["effect_removed_via"]
     return f"""
 ## Composition (measured)
@@ -73,20 +74,24 @@ removes):
 | --- | --- | --- |
 {hh}
 
-Name movers (heads whose direct edge to the logits carries >= {ioi['threshold']} of the effect):
-attention from the final position to the indirect object, and copying score (the fraction of
-all {n_names} names whose own logit is top-1 under `W_E[name] W_OV W_U`).
+Heads whose direct edge to the logits carries >= {ioi['threshold']} of the effect, with their
+attention from the final position (END) to the indirect object (IO) and to the second subject
+mention (S2), and their copying / anti-copying scores (the fraction of all {n_names} names whose
+own logit is top-1 under `W_E[name] W_OV W_U`, or under its negation). Wang et al.'s name movers
+would attend END -> IO and copy; heads that attend to S2 and anti-copy push the subject down.
 
-| head | direct effect | attention END -> IO | copying score |
-| --- | --- | --- | --- |
+| head | direct effect | attention END -> IO | attention END -> S2 | copying | anti-copying |
+| --- | --- | --- | --- | --- | --- |
 {movers}
 
-**Induction.** Previous-token head {ind['prev_token_head']} (previous-token score
-{ind['prev_token_score']:.2f}) and induction head {ind['induction_head']} (induction score
-{ind['induction_score']:.2f}) on repeated random tokens (corrupted: the first copy replaced by
-other random tokens). Patching the previous-token head's output into the induction head's
-input alone removes this share of the induction effect (mean log-probability of the second
-copy): query {eff['q']:.2f}, **key {eff['k']:.2f}**, value {eff['v']:.2f} (K-composition).
+**Induction.** Previous-token heads {", ".join(ind['prev_token_heads'])} (previous-token scores
+{", ".join(f"{x:.2f}" for x in ind['prev_token_scores'])}) and induction heads
+{", ".join(ind['induction_heads'])} (induction scores
+{", ".join(f"{x:.2f}" for x in ind['induction_scores'])}) on repeated random tokens (corrupted:
+the first copy replaced by other random tokens). Patching the previous-token heads' outputs into
+the induction heads' inputs alone removes this share of the induction effect (mean
+log-probability of the second copy): query {eff['q']:.2f}, **key {eff['k']:.2f}**, value
+{eff['v']:.2f} (K-composition).
 """
 
 
