@@ -70,6 +70,10 @@ DECODERS: dict[str, ModelSpec] = {
         "tiny-gpt2-tasks", "decoder", False,
         lambda: str(DATA_DIR / "models" / "tiny-gpt2-tasks"),
         "the offline 4-layer GPT-2-architecture model trained in this repo on the course tasks"),
+    "tiny-attn-tasks": ModelSpec(
+        "tiny-attn-tasks", "decoder", False,
+        lambda: str(DATA_DIR / "models" / "tiny-attn-tasks"),
+        "the offline attention-only 4-layer model (v3) whose circuits compose, for notebook 05"),
 }
 ENCODERS: dict[str, ModelSpec] = {
     "bert-base-uncased": ModelSpec("bert-base-uncased", "encoder", True,
