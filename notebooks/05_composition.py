@@ -16,7 +16,8 @@
 # %% [markdown]
 # # 05 · Composition: how heads work together (induction and IOI)
 #
-# **Estimated time: 30 minutes core** (sections 1-3) **+ 20 minutes bonus** (sections 4-6).
+# **Estimated time: 30 minutes core** (sections 1-3: 12 + 13 + 5) **+ 20 minutes bonus**
+# (sections 4-6).
 # A circuit is more than a list of important heads: a later head *reads* what an earlier head
 # wrote, through its query, key or value. Here we find two of the best-known circuits of the
 # field and show *how* their heads compose: the induction circuit (a previous-token head feeding
@@ -32,12 +33,13 @@
 # Labels: each exercise carries a difficulty (⭐ easy · ⭐⭐ medium · ⭐⭐⭐ hard) and an importance
 # (🔵 optional · 🔵🔵 useful · 🔵🔵🔵 core), as in every notebook of the course.
 #
-# **Model.** This notebook dissects the course's shipped offline decoder `tiny-gpt2-tasks`
-# (version 3: 4 layers x 8 heads, **attention-only**: its MLP blocks are zero). It was trained in
-# this repository so that its tasks can only be solved by heads composing across layers (see
-# its model card in `data/models/tiny-gpt2-tasks/README.md`). **Every number printed below comes
-# from this model**; what we quote of GPT-2 small (Wang et al. 2023) is labelled as such. The last
-# section runs the same calls on GPT-2 small when you are online.
+# **Model.** This notebook dissects `tiny-attn-tasks`, the course's second shipped offline
+# decoder (4 layers x 8 heads, **attention-only**: its MLP blocks are zero), not the
+# `tiny-gpt2-tasks` model of notebooks 00-04. It was trained in this repository so that its
+# tasks can only be solved by heads composing across layers; its model card
+# (`data/models/tiny-attn-tasks/README.md`) lists what it reaches and what it misses. **Every
+# number printed below comes from this model**; what we quote of GPT-2 small (Wang et al.
+# 2023) is labelled as such. The last section runs the same calls on GPT-2 small when online.
 #
 # References: Elhage et al. (2021) *A Mathematical Framework for Transformer Circuits*; Olsson et
 # al. (2022) *In-context Learning and Induction Heads*; Wang et al. (2023) *Interpretability in
@@ -106,11 +108,16 @@ print(f"loss on the first copy {nll[:, 1:SEQ_LEN].mean():.2f}, on the second cop
 # NBVAL_CHECK_OUTPUT
 prev_scores = C.previous_token_scores(model, clean_rep)
 ind_scores = induction_scores(model, clean_rep, SEQ_LEN)
-PREV_HEAD = C.top_heads(prev_scores[:-1], 1)[0]  # a previous-token head must precede its reader
-IND_HEAD = C.top_heads(ind_scores[1:], 1)[0]
-IND_HEAD = C.head_name(C.parse_head(IND_HEAD)[0] + 1, C.parse_head(IND_HEAD)[1])  # undo the [1:]
-print("previous-token head:", PREV_HEAD, f"score {prev_scores[C.parse_head(PREV_HEAD)]:.2f}")
-print("induction head     :", IND_HEAD, f"score {ind_scores[C.parse_head(IND_HEAD)]:.2f}")
+# the classes: induction heads (score >= 0.5, layer >= 1), previous-token heads below them (>= 0.4)
+IND_HEADS = [C.head_name(l, h) for l in range(1, cfg.n_layers) for h in range(cfg.n_heads)
+             if ind_scores[l, h] >= 0.5]
+lowest = min(C.parse_head(h)[0] for h in IND_HEADS)
+PREV_HEADS = [C.head_name(l, h) for l in range(lowest) for h in range(cfg.n_heads)
+              if prev_scores[l, h] >= 0.4]
+PREV_HEAD = max(PREV_HEADS, key=lambda h: prev_scores[C.parse_head(h)])
+IND_HEAD = max(IND_HEADS, key=lambda h: ind_scores[C.parse_head(h)])
+print("previous-token heads:", {h: round(float(prev_scores[C.parse_head(h)]), 2) for h in PREV_HEADS})
+print("induction heads     :", {h: round(float(ind_scores[C.parse_head(h)]), 2) for h in IND_HEADS})
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -125,7 +132,7 @@ _, cache = model.run_with_cache(clean_rep[:1])
 toks = [str(t) for t in clean_rep[0].tolist()]
 labels = model.to_str_tokens(clean_rep[0])
 fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
-for ax, name in zip(axes, (PREV_HEAD, IND_HEAD)):
+for ax, name in zip(axes, (PREV_HEAD, IND_HEAD)):  # the strongest of each class
     l, h = C.parse_head(name)
     attention_heatmap(cache[f"blocks.{l}.attn.hook_pattern"][0, h], labels,
                       title=f"{name} on a repeated random sequence", ax=ax)
@@ -199,8 +206,10 @@ def patch_key_input(k_input, out_current, out_source, head: int):
 report(nb05.check_patch_key_input(patch_key_input))
 
 # %% [markdown]
-# Now use it in a hook: cache the sender's per-head output (`hook_result`) on the clean and the
-# corrupted run, patch the induction head's key input, and compare with the library's edge patching.
+# Now use it in a hook. The model spreads each role over several heads, so we patch the whole
+# class: the summed output of the previous-token heads, swapped into the key input of every
+# induction head. Cache the senders' per-head outputs (`hook_result`) on the clean and the
+# corrupted run, then compare your number with the library's edge patching.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -208,34 +217,58 @@ targets = clean_rep[:, SEQ_LEN + 2:]
 
 
 def second_copy_logprob(logits):
+    """Mean log-probability of the second copy's tokens (the induction metric)."""
     lp_ = logits[:, SEQ_LEN + 1:-1].log_softmax(-1)
-    return lp_.gather(-1, targets[..., None]).mean()
+    return float(lp_.gather(-1, targets[..., None]).mean())
 
 
-res_name = f"blocks.{lp}.attn.hook_result"
-_, c_clean = model.run_with_cache(clean_rep, names_filter=[res_name])
-_, c_corr = model.run_with_cache(corrupted_rep, names_filter=[res_name])
-out_clean, out_corr = c_clean[res_name][:, :, hp], c_corr[res_name][:, :, hp]
-hook = (f"blocks.{li}.hook_k_input",
-        lambda k, hook: patch_key_input(k, out_clean, out_corr, hi))
-m_clean = float(second_copy_logprob(model(clean_rep)))
-m_corr = float(second_copy_logprob(model(corrupted_rep)))
-m_patched = float(second_copy_logprob(model.run_with_hooks(clean_rep, fwd_hooks=[hook])))
+res_names = sorted({f"blocks.{C.parse_head(h)[0]}.attn.hook_result" for h in PREV_HEADS})
+_, c_clean = model.run_with_cache(clean_rep, names_filter=res_names)
+_, c_corr = model.run_with_cache(corrupted_rep, names_filter=res_names)
+
+
+def summed_output(cache):
+    return sum(cache[f"blocks.{l}.attn.hook_result"][:, :, h]
+               for l, h in map(C.parse_head, PREV_HEADS))
+
+
+out_clean, out_corr = summed_output(c_clean), summed_output(c_corr)
+hooks = []
+for layer in sorted({C.parse_head(h)[0] for h in IND_HEADS}):
+    heads = [C.parse_head(h)[1] for h in IND_HEADS if C.parse_head(h)[0] == layer]
+
+    def patch_keys(k, hook, heads=heads):
+        for head in heads:
+            k = patch_key_input(k, out_clean, out_corr, head)
+        return k
+
+    hooks.append((f"blocks.{layer}.hook_k_input", patch_keys))
+m_clean = second_copy_logprob(model(clean_rep))
+m_corr = second_copy_logprob(model(corrupted_rep))
+m_patched = second_copy_logprob(model.run_with_hooks(clean_rep, fwd_hooks=hooks))
 print(f"mean log-prob of the second copy: clean {m_clean:.2f}, corrupted {m_corr:.2f}, "
-      f"{PREV_HEAD} -> {IND_HEAD}.k patched {m_patched:.2f}")
+      f"previous-token heads -> induction heads' keys patched {m_patched:.2f}")
 print(f"share of the induction effect removed: {(m_clean - m_patched) / (m_clean - m_corr):.2f}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-evidence = C.induction_composition_patching(model, C.parse_head(PREV_HEAD), C.parse_head(IND_HEAD),
-                                            seq_len=SEQ_LEN)
+evidence = C.induction_composition_patching(model, PREV_HEADS, IND_HEADS, seq_len=SEQ_LEN)
 for kind, eff in evidence.effects.items():
-    print(f"{PREV_HEAD} -> {IND_HEAD}.{kind}: removes {eff:.2f} of the induction effect")
+    print(f"previous-token heads -> induction heads' {kind}: removes {eff:.2f} of the effect")
+one_edge = C.induction_composition_patching(model, [PREV_HEAD], [IND_HEAD], seq_len=SEQ_LEN)
+print(f"one edge only, {PREV_HEAD} -> {IND_HEAD}.k: removes {one_edge.effects['k']:.2f}")
 
 # %% [markdown]
-# The library's number for the key equals yours. Only the **key** path carries the effect: the
-# previous-token head's output matters to the induction head as *what it searches for*, not as
-# what it asks (query) or what it moves (value). This is K-composition, shown causally.
+# Your number equals the library's. Only the **key** path carries the effect: patched into the
+# induction heads' keys, the previous-token heads' corrupted outputs remove most of the
+# induction effect, while the same outputs in their queries or values change nothing. The
+# previous-token heads matter to the induction heads as *what they search for*, not as what
+# they ask (query) or what they move (value): K-composition, shown causally. One edge alone
+# (the strongest pair) removes almost nothing, because five induction heads and three
+# previous-token heads share the work: patch a *class* of heads, not one head, when a model is
+# redundant. Note also that the weight-based score ranks another sender (printed above) above
+# the previous-token head for this receiver: a weight score says what could compose, patching
+# what does.
 #
 # ### 1.3 What the induction head moves: a copying OV circuit
 # Once the induction head attends to the right token, its OV circuit must write *that token*
@@ -260,13 +293,24 @@ report(nb05.check_copying_score(copying_score))
 # %%
 # NBVAL_CHECK_OUTPUT
 all_ids = torch.arange(2, cfg.d_vocab)  # every token but BOS and <unk>
-ind_copy = copying_score(model.W_E[all_ids], C.ov_matrix(model, li, hi), model.W_U, all_ids)
-prev_copy = copying_score(model.W_E[all_ids], C.ov_matrix(model, lp, hp), model.W_U, all_ids)
+emb = model.W_E[all_ids]
+ind_copy = copying_score(emb, C.ov_matrix(model, li, hi), model.W_U, all_ids)
+class_ov = sum(C.ov_matrix(model, *C.parse_head(h)) for h in IND_HEADS)
+class_copy = copying_score(emb, class_ov, model.W_U, all_ids)
+prev_copy = copying_score(emb, C.ov_matrix(model, lp, hp), model.W_U, all_ids)
 print(f"copying score over all {len(all_ids)} tokens: induction head {IND_HEAD} {ind_copy:.2f}, "
+      f"the {len(IND_HEADS)} induction heads' OV summed {class_copy:.2f}, "
       f"previous-token head {PREV_HEAD} {prev_copy:.2f}")
 
 # %% [markdown]
-# ## 2. Indirect object identification: a circuit of classes (15 min)
+# Read this with the shapes in mind: one head's OV circuit has rank `d_head` (here 16), far
+# too low to map each of almost two thousand tokens onto itself, so a single head's copying
+# score over the whole vocabulary is low. The induction heads together have more rank; compare
+# the two numbers above. Copying scores computed over a small set of tokens (names, say) are
+# easier to pass than over the whole vocabulary.
+
+# %% [markdown]
+# ## 2. Indirect object identification: a circuit of classes? (13 min)
 #
 # "When Mary and John went to the store, John gave a drink to" -> " Mary". Wang et al. (2023)
 # found in GPT-2 small a circuit of head *classes*: **name movers** (late heads that attend from
@@ -286,9 +330,10 @@ print("corrupted:", ioi.corrupted_prompts[0])
 print(f"logit difference IO - S: clean {ld_clean:.2f}, corrupted {ld_corr:.2f}")
 
 # %% [markdown]
-# ### 2.1 Name movers: direct effect, attention, copying
+# ### 2.1 The heads that decide: direct effect, attention, copying
 # Path patching each head into the logits alone gives its *direct* effect: the share of the
-# clean - corrupted logit difference lost when only that head's direct path sees the corrupted run.
+# clean - corrupted logit difference lost when only that head's direct path sees the corrupted
+# run. If this model had name movers, they would be among these heads.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -297,11 +342,11 @@ direct_grid = torch.zeros(cfg.n_layers, cfg.n_heads)
 for (s, _), x in zip(direct.edges, direct.normalized_effect()):
     if s.startswith("a"):
         direct_grid[C.parse_head(s)] = x
-NAME_MOVERS = [h for h in C.top_heads(direct_grid, 3) if direct_grid[C.parse_head(h)] >= 0.1]
+DIRECT_HEADS = [h for h in C.top_heads(direct_grid, 3) if direct_grid[C.parse_head(h)] >= 0.1]
 NEGATIVE = [h for h in C.top_heads(direct_grid, 2, largest=False)
             if direct_grid[C.parse_head(h)] <= -0.1]
-print("name movers (direct effect >= 0.10):",
-      {h: round(float(direct_grid[C.parse_head(h)]), 2) for h in NAME_MOVERS})
+print("heads with a direct effect >= 0.10:",
+      {h: round(float(direct_grid[C.parse_head(h)]), 2) for h in DIRECT_HEADS})
 print("negative heads (direct effect <= -0.10):",
       {h: round(float(direct_grid[C.parse_head(h)]), 2) for h in NEGATIVE})
 
@@ -322,7 +367,7 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-for h in NAME_MOVERS + NEGATIVE:
+for h in DIRECT_HEADS + NEGATIVE:
     lh = C.parse_head(h)
     print(f"{h}: direct effect {direct_grid[lh]:+.2f}, attention END->IO {att_io[lh]:.2f}, "
           f"END->S2 {att_s2[lh]:.2f}, copying score {copy_names[lh]:.2f}")
@@ -330,13 +375,16 @@ for h in NAME_MOVERS + NEGATIVE:
 # %% [markdown]
 # A name mover is identified two ways at once: its **attention** (from END to the indirect
 # object, not to the subject) and its **OV circuit** (it copies whatever name it attends to).
-# Neither alone is enough: a head can attend to IO and write nothing about names, or copy names
-# but attend elsewhere.
+# The two heads that carry this model's decision fail both tests: they attend from END to the
+# *second mention of the subject* (S2), almost never to IO, and their OV circuits do not copy
+# names. They push the subject's logit *down*: where Wang et al.'s S-inhibition heads tell the
+# name movers not to look at S, these heads act on the logits themselves. This model has no
+# name movers.
 #
-# ### 2.2 S-inhibition: what tells the name movers where to look?
-# The name movers' attention depends on their **query** (what END asks for) and their **keys**
-# (what each name position offers). Path patch every earlier head into the name movers'
-# queries, keys and values separately.
+# ### 2.2 What feeds the deciding heads?
+# A head's behaviour depends on its **query** (what END asks for), its **keys** (what each
+# position offers) and its **values** (what it moves). Path patch every earlier head into the
+# deciding heads' queries, keys and values separately.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -350,20 +398,24 @@ def into(receivers):
     return grid
 
 
-by_input = {kind: into([f"{h}.{kind}" for h in NAME_MOVERS]) for kind in ("q", "k", "v")}
+by_input = {kind: into([f"{h}.{kind}" for h in DIRECT_HEADS]) for kind in ("q", "k", "v")}
 for kind, grid in by_input.items():
     top = C.top_heads(grid.abs(), 2)
-    print(f"into the name movers' {kind}: " +
+    print(f"into the direct heads' {kind}: " +
           ", ".join(f"{h} {grid[C.parse_head(h)]:+.2f}" for h in top))
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
 for ax, (kind, grid) in zip(axes, by_input.items()):
-    heatmap(grid, title=f"Path patching into the name movers' {kind}", xlabel="head",
+    heatmap(grid, title=f"Path patching into the direct heads' {kind}", xlabel="head",
             ylabel="layer", ax=ax, center=0)
 plt.show()
 
 # %% [markdown]
+# Nothing upstream feeds their queries or keys: they find S2 from the token and position
+# embeddings alone (in these prompts S2 is the last name before END). What they *move* comes
+# from an earlier head through their values: V-composition.
+#
 # #### Exercise 4 · read off the heads that matter ⭐ 🔵🔵
 # Given `{head: effect}` and a threshold, return the heads whose **absolute** effect reaches it,
 # sorted by name.
@@ -377,31 +429,44 @@ def receivers_above(scores: dict, threshold: float) -> list:
 
 
 # %%
-q_scores = {C.head_name(l, h): float(by_input["q"][l, h])
+v_scores = {C.head_name(l, h): float(by_input["v"][l, h])
             for l in range(cfg.n_layers) for h in range(cfg.n_heads)}
-S_INHIBITION = receivers_above(q_scores, 0.1)
-report(nb05.check_receivers_above(receivers_above, q_scores, 0.1,
-                                  sorted(h for h, x in q_scores.items() if abs(x) >= 0.1)))
-print("heads feeding the name movers' queries:", S_INHIBITION)
+VALUE_SOURCES = receivers_above(v_scores, 0.1)
+report(nb05.check_receivers_above(receivers_above, v_scores, 0.1,
+                                  sorted(h for h, x in v_scores.items() if abs(x) >= 0.1)))
+print("heads feeding the deciding heads' values:", VALUE_SOURCES)
 
 # %% [markdown]
-# ### 2.3 Upstream: who tells the S-inhibition heads that S is repeated?
-# Repeat the step one level down: patch every earlier head into the S-inhibition heads' inputs.
+# ### 2.3 What the value source does, and why this circuit is a shortcut
+# Where does the strongest value source attend from a name, S2 say?
 
 # %%
 # NBVAL_CHECK_OUTPUT
-if S_INHIBITION:
-    upstream = {kind: into([f"{h}.{kind}" for h in S_INHIBITION
-                            if C.parse_head(h)[0] > 0]) for kind in ("q", "k", "v")}
-    for kind, grid in upstream.items():
-        top = C.top_heads(grid.abs(), 2)
-        print(f"into the S-inhibition heads' {kind}: " +
-              ", ".join(f"{h} {grid[C.parse_head(h)]:+.2f}" for h in top))
-else:
-    print("no head feeds the name movers' queries above the threshold")
+att_s2_s2 = C.attention_between(model, ioi.clean_tokens, pos["S2"], pos["S2"])
+att_s2_s1 = C.attention_between(model, ioi.clean_tokens, pos["S2"], pos["S1"])
+for h in VALUE_SOURCES:
+    lh = C.parse_head(h)
+    print(f"{h} at S2: attention to itself {att_s2_s2[lh]:.2f}, to S1 {att_s2_s1[lh]:.2f}")
+dup = C.top_heads(att_s2_s1, 1)[0]
+print(f"the head attending most from S2 to S1 (a duplicate-token pattern): {dup} "
+      f"{att_s2_s1[C.parse_head(dup)]:.2f}, direct effect {direct_grid[C.parse_head(dup)]:+.2f}")
 
 # %% [markdown]
-# ## 3. The whole circuit, and how faithful it is (8 min)
+# The strongest value source attends from a name to that name itself: it re-writes the token
+# as a richer "extended embedding", the role GPT-2's first MLP plays for its name movers (Wang
+# et al. 2023). The deciding heads move this representation of S2 to END and write it with a
+# negative sign.
+#
+# **Why no duplicate detection?** A head that attends from S2 back to S1 exists (printed above)
+# but carries little of the decision. The reason is in the training data: in every IOI sentence
+# the corpus contained, the repeated name was also the *most recent* name. "Push down the last
+# name mentioned" therefore solves the task without ever detecting a repetition, and a cheap
+# rule beats an expensive one. GPT-2, trained on natural text, cannot rely on that and builds
+# the duplicate-token -> S-inhibition -> name-mover chain. The model card of `tiny-attn-tasks`
+# names the data change that would remove the shortcut.
+
+# %% [markdown]
+# ## 3. The whole circuit, and how faithful it is (5 min)
 # `iterative_path_patching` automates the walk we just did by hand: from the logits it keeps
 # every edge whose patching moves the logit difference by at least `threshold` of the gap, then
 # examines what feeds the nodes it kept.
@@ -439,6 +504,10 @@ print(f"edge circuit of {len(kept)} edges: logit difference {fr.metric_circuit:.
       f"{fr.metric_full:.2f} (corrupted {fr.metric_empty:.2f}); faithfulness {fr.faithfulness:.2f}")
 
 # %% [markdown]
+# The circuit found by path patching reproduces about half of the clean - corrupted gap
+# (faithfulness printed above): the two deciding heads and their value source are the largest
+# part of the mechanism, not all of it. Lower the threshold to see what else contributes.
+#
 # ## 4. Bonus: completeness and minimality (8 min)
 # Faithfulness can be high for the wrong reason (a circuit that contains one head doing all the
 # work and nothing else). Wang et al. add two tests: **completeness** (removing the same subset
@@ -461,19 +530,20 @@ for n, v in sorted(mini.items(), key=lambda t: -abs(t[1])):
 # %% [markdown]
 # ## 5. Side by side with GPT-2 small (published numbers, 5 min)
 #
-# | class (Wang et al. 2023, GPT-2 small) | heads in GPT-2 small | role | in this model |
+# | class (Wang et al. 2023, GPT-2 small, published) | heads in GPT-2 small | role | in this model (printed above) |
 # | --- | --- | --- | --- |
-# | name movers | 9.9, 9.6, 10.0 | attend END -> IO, copy it (copying score > 0.9 for 9.9, 9.6) | the heads printed in 2.1 |
-# | negative name movers | 10.7, 11.10 | attend to IO, write *against* it | the negative heads of 2.1, if any |
-# | S-inhibition | 7.3, 7.9, 8.6, 8.10 | move "S is repeated" to END; act on name movers' **queries** | the heads of 2.2 |
-# | induction / duplicate token | 5.5, 6.9 / 0.1, 3.0 | mark S2 as a repeat | the heads of 2.3 |
-# | previous token | 2.2, 4.11 | feed the induction heads' keys | compare section 1 |
+# | name movers | 9.9, 9.6, 10.0 | attend END -> IO, copy it | none: the deciding heads (2.1) attend to S2 and do not copy |
+# | negative name movers | 10.7, 11.10 | attend to IO, write *against* it | none with a direct effect <= -0.10 |
+# | S-inhibition | 7.3, 7.9, 8.6, 8.10 | attend to S2; tell the name movers, through their **queries**, not to attend to S | the deciding heads attend to S2 too, but write to the logits directly; nothing feeds queries (2.2) |
+# | duplicate token / induction | 0.1, 3.0 / 5.5, 6.9 | mark S2 as a repeat | a duplicate-token pattern exists (2.3) but carries little |
+# | previous token | 2.2, 4.11 | feed the induction heads' keys | the previous-token heads of section 1 feed induction, not IOI |
 #
-# GPT-2 small's IOI circuit has 26 heads over 12 layers and reaches faithfulness 0.87 with
-# resample ablation in Wang et al.'s measurement; our model's circuit is smaller because the model
-# is (4 layers, 32 heads in all) and was trained on little more than these tasks. What carries
-# over is the *structure*: composition into the name movers' queries from heads that read the
-# repetition, and a copying OV circuit at the end.
+# What carries over from GPT-2: heads that attend from END to a name, composition across layers
+# (here through values), and a representation of the name built by an early component (GPT-2's
+# MLP0, here a layer-0 head). What does not: the chain that *detects* the repetition, because
+# this model's training data let it skip that step. Induction (section 1), by contrast, is the
+# same circuit as in GPT-2 and every other transformer studied: K-composition of previous-token
+# and induction heads.
 #
 # ## 6. Now on GPT-2 small (bonus, online only)
 # The same calls on GPT-2 small. Offline (CI, a laptop without network) this cell says so and

@@ -65,6 +65,14 @@ IOI_EXTRA_ACTIONS = (
     "the clerk asked {s} to give a {obj} to",
     "a friend told {s} to hand the {obj} to",
 )
+#: Actions with a distractor name {c} after the repeated name (used with p_ioi_distractor).
+IOI_DISTRACTOR_ACTIONS = (
+    "{s} saw {c} and gave a {obj} to",
+    "{s} met {c} and handed the {obj} to",
+    "{s} called {c} and sent a {obj} to",
+    "{s} and {c} brought a {obj} to",
+    "{s} helped {c} and passed the {obj} to",
+)
 #: Extra prepositions and relative-clause verbs for agreement sentences (the tasks hold out
 #: "above", "beside" and "wanted"; these widen the training frames).
 SVA_EXTRA_PREPOSITIONS = ("at", "from", "of", "without", "below", "beneath", "outside",
@@ -84,6 +92,10 @@ class CorpusConfig:
     w_facts: float = 0.06
     w_filler: float = 0.24
     p_induction_doc: float = 0.30
+    #: Fraction of IOI sentences with a third, once-mentioned name after the repeated subject
+    #: ("..., John saw Tom and gave a drink to Mary."): the repeated name is then not the most
+    #: recent one, so "push down the last name" no longer solves IOI (0 in the shipped v3 run).
+    p_ioi_distractor: float = 0.0
 
 
 class CorpusGenerator:
@@ -147,6 +159,10 @@ class CorpusGenerator:
             frame = r.choice(self.ioi_frames)
         else:
             frame = f"{r.choice(IOI_EXTRA_INTROS)} {r.choice(IOI_EXTRA_ACTIONS)}"
+        if self.config.p_ioi_distractor and r.random() < self.config.p_ioi_distractor:
+            c = r.choice([n for n in NAMES.train if n not in (io, s)])
+            intro = r.choice(ioi.INTROS + IOI_EXTRA_INTROS)
+            frame = f"{intro} {r.choice(IOI_DISTRACTOR_ACTIONS)}".replace("{c}", c)
         text = frame.format(a=a, b=b, s=s, place=r.choice(IOI_PLACES.train),
                             obj=r.choice(IOI_OBJECTS.train))
         return f"{text} {io}."

@@ -59,6 +59,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     seed: int = 0
     eval_every: int = 500
+    ioi_distractor: float = 0.0
     threads: int = 2
 
 
@@ -124,7 +125,7 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.98))
-    gen = CorpusGenerator(cfg.seed, CorpusConfig(n_ctx=cfg.n_ctx))
+    gen = CorpusGenerator(cfg.seed, CorpusConfig(n_ctx=cfg.n_ctx, p_ioi_distractor=cfg.ioi_distractor))
     history = []
     best = {"score": -1.0, "step": 0, "state": None}
     t0 = time.time()
@@ -180,7 +181,7 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
     final = evaluate_model(model, tokenizer, n=200)
     record = {
         "train_config": asdict(cfg),
-        "corpus_config": asdict(CorpusConfig(n_ctx=cfg.n_ctx)),
+        "corpus_config": asdict(CorpusConfig(n_ctx=cfg.n_ctx, p_ioi_distractor=cfg.ioi_distractor)),
         "vocab_size": len(vocab),
         "parameters": n_params,
         "trainable_parameters": n_trainable,
