@@ -284,9 +284,20 @@ def test_cache_from_other_tokens_is_refused(model, gt, ioi, years):
         _, cache = model.run_with_cache(ioi.clean_tokens)
     with pytest.raises(ValueError, match="cache must come from these tokens"):
         LL.logit_lens(model, gt.clean_tokens, -1, years, cache=cache)
-    # same shape, other tokens: caught by the token embeddings
-    with pytest.raises(ValueError, match="do not match these tokens"):
+    # same shape, other tokens: caught by the token ids read back from the cache
+    with pytest.raises(ValueError, match="token ids differ from these tokens"):
         LL.direct_logit_attribution(model, ioi.corrupted_tokens, -1, years, cache=cache)
+    # a cache without hook_embed cannot be matched: refused, not silently used
+    with torch.no_grad():
+        _, partial = model.run_with_cache(ioi.clean_tokens,
+                                          names_filter=lambda n: "hook_embed" not in n)
+    with pytest.raises(ValueError, match="cannot tell which tokens"):
+        LL.logit_lens(model, ioi.corrupted_tokens, -1, years, cache=partial)
+    # a cache that records its tokens is compared by id
+    partial.tokens = ioi.clean_tokens
+    LL.logit_lens(model, ioi.clean_tokens, -1, years, cache=partial)
+    with pytest.raises(ValueError, match="not these tokens"):
+        LL.logit_lens(model, ioi.corrupted_tokens, -1, years, cache=partial)
 
 
 @pytest.mark.parametrize("cfg", [

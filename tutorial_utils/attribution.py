@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .validation import check_tokens
+from .validation import TutorialError, check_batch_size, check_tokens
 
 TargetFn = Callable[[Tensor], Tensor]
 Baseline = str | int | Tensor
@@ -70,13 +70,27 @@ __all__ = [
 # Targets
 # --------------------------------------------------------------------------------------------
 
+def _check_ids(value: Any, what: str) -> None:
+    """Integer, non-negative ids (checked when the target is made, before any forward)."""
+    t = torch.as_tensor(value)
+    if t.is_floating_point() or t.dtype == torch.bool:
+        raise TutorialError(f"{what} must be integer token ids, got dtype {t.dtype} "
+                            "(use model.to_single_token(' word'))")
+    if t.numel() and int(t.min()) < 0:
+        raise TutorialError(f"{what} must be non-negative token ids, got {t.flatten()[:5].tolist()}")
+
+
 def _as_index(value: int | Sequence[int] | Tensor, B: int, device: torch.device,
-              what: str) -> Tensor:
+              what: str, vocab: int | None = None) -> Tensor:
     t = torch.as_tensor(value, dtype=torch.long, device=device)
+    if vocab is not None and t.numel() and int(t.max()) >= vocab:
+        raise TutorialError(f"{what} {t.flatten()[:5].tolist()} outside the vocabulary [0, "
+                            f"{vocab}) of the model's output: were the ids made by another "
+                            "tokenizer? Use model.to_single_token(' word')")
     if t.ndim == 0:
         return t.expand(B)
     if t.ndim != 1 or t.shape[0] != B:
-        raise ValueError(f"{what} must be an int or have one entry per example ({B}), got "
+        raise TutorialError(f"{what} must be an int or have one entry per example ({B}), got "
                          f"shape {tuple(t.shape)}")
     return t
 
@@ -86,21 +100,23 @@ def _at_position(output: Tensor, pos: int | Sequence[int] | Tensor) -> Tensor:
     if output.ndim == 2:
         return output
     if output.ndim != 3:
-        raise ValueError(f"target output must be [batch, seq, vocab], got {tuple(output.shape)}")
+        raise TutorialError(f"target output must be [batch, seq, vocab], got {tuple(output.shape)}")
     B, T = output.shape[:2]
     p = _as_index(pos, B, output.device, "pos")
     if bool(((p >= T) | (p < -T)).any()):
-        raise ValueError(f"target position {p.tolist()} outside a sequence of length {T}")
+        raise TutorialError(f"target position {p.tolist()} outside a sequence of length {T}")
     return output[torch.arange(B, device=output.device), p % T]
 
 
 def logit_target(token_ids: int | Sequence[int] | Tensor,
                  pos: int | Sequence[int] | Tensor = -1) -> TargetFn:
     """Target ``logits[b, pos[b], token_ids[b]]`` (an int applies to every example)."""
+    _check_ids(token_ids, "logit_target: token_ids")
 
     def target(output: Tensor) -> Tensor:
         logits = _at_position(output, pos)
-        ids = _as_index(token_ids, logits.shape[0], logits.device, "token_ids")
+        ids = _as_index(token_ids, logits.shape[0], logits.device, "logit_target: token_ids",
+                        logits.shape[-1])
         return logits.gather(-1, ids[:, None])[:, 0]
 
     return target
@@ -109,10 +125,12 @@ def logit_target(token_ids: int | Sequence[int] | Tensor,
 def prob_target(token_ids: int | Sequence[int] | Tensor,
                 pos: int | Sequence[int] | Tensor = -1) -> TargetFn:
     """Target ``softmax(logits[b, pos[b]])[token_ids[b]]``."""
+    _check_ids(token_ids, "prob_target: token_ids")
 
     def target(output: Tensor) -> Tensor:
         probs = _at_position(output, pos).float().softmax(-1)
-        ids = _as_index(token_ids, probs.shape[0], probs.device, "token_ids")
+        ids = _as_index(token_ids, probs.shape[0], probs.device, "prob_target: token_ids",
+                        probs.shape[-1])
         return probs.gather(-1, ids[:, None])[:, 0]
 
     return target
@@ -168,7 +186,7 @@ def run_from_embeddings(model: Any, tokens: Tensor, embeds: Tensor,
     ``[B, T, V]``, or the activation at ``target_hook`` when given.
     """
     if embeds.shape[:2] != tokens.shape or embeds.shape[-1] != model.cfg.d_model:
-        raise ValueError(f"embeds {tuple(embeds.shape)} do not match tokens "
+        raise TutorialError(f"embeds {tuple(embeds.shape)} do not match tokens "
                          f"{tuple(tokens.shape)} x d_model {model.cfg.d_model}")
 
     def replace(act: Tensor, hook: Any) -> Tensor:
@@ -196,6 +214,7 @@ def _check_target_hook(model: Any, target_hook: str | None) -> None:
 def _chunks(n_variants: int, B: int, batch_size: int) -> list[tuple[int, int]]:
     """Split ``n_variants`` stacked copies of a batch of ``B`` into chunks of at most
     ``batch_size`` rows (at least one variant per chunk)."""
+    check_batch_size(batch_size)
     per = max(1, batch_size // max(B, 1))
     return [(i, min(i + per, n_variants)) for i in range(0, n_variants, per)]
 
@@ -206,7 +225,7 @@ def _blockwise_target(target_fn: TargetFn, output: Tensor, n: int, B: int) -> Te
     for k in range(n):
         v = target_fn(output[k * B:(k + 1) * B])
         if not isinstance(v, Tensor) or v.shape != (B,):
-            raise ValueError(f"target_fn must return a tensor of shape [batch] = ({B},), got "
+            raise TutorialError(f"target_fn must return a tensor of shape [batch] = ({B},), got "
                              f"{getattr(v, 'shape', type(v).__name__)}")
         values.append(v)
     return torch.stack(values)
@@ -223,7 +242,7 @@ def target_values(model: Any, tokens: Tensor, target_fn: TargetFn,
     if embeds is None:
         embeds = token_embeddings(model, tokens)
     if embeds.shape[0] % B:
-        raise ValueError(f"embeds batch {embeds.shape[0]} is not a multiple of {B}")
+        raise TutorialError(f"embeds batch {embeds.shape[0]} is not a multiple of {B}")
     n = embeds.shape[0] // B
     with torch.set_grad_enabled(grad):
         out = run_from_embeddings(model, tokens.repeat(n, 1), embeds, target_hook)
@@ -291,21 +310,21 @@ def baseline_embeddings(model: Any, tokens: Tensor, baseline: Baseline = "zero",
         elif baseline == "mean":
             base = W_E.mean(0).expand_as(x).clone()
         else:
-            raise ValueError(f"unknown baseline {baseline!r}; use 'zero', 'mean', a token id "
+            raise TutorialError(f"unknown baseline {baseline!r}; use 'zero', 'mean', a token id "
                              "or a tensor")
     elif isinstance(baseline, int) and not isinstance(baseline, bool):
         if not 0 <= baseline < W_E.shape[0]:
-            raise ValueError(f"baseline token id {baseline} outside the vocabulary "
+            raise TutorialError(f"baseline token id {baseline} outside the vocabulary "
                              f"[0, {W_E.shape[0]})")
         base = W_E[baseline].expand_as(x).clone()
     elif isinstance(baseline, Tensor):
         try:
             base = baseline.to(x.device, x.dtype).expand_as(x).clone()
         except RuntimeError as exc:
-            raise ValueError(f"baseline of shape {tuple(baseline.shape)} does not broadcast to "
+            raise TutorialError(f"baseline of shape {tuple(baseline.shape)} does not broadcast to "
                              f"{tuple(x.shape)}") from exc
     else:
-        raise ValueError(f"baseline must be 'zero', 'mean', a token id or a tensor, got "
+        raise TutorialError(f"baseline must be 'zero', 'mean', a token id or a tensor, got "
                          f"{type(baseline).__name__}")
     if keep_first_token:
         base[:, 0] = x[:, 0]
@@ -318,7 +337,7 @@ def ig_alphas_and_weights(n_steps: int, rule: str = "riemann_trapezoid"
     ``int_0^1 h(a) da ~= sum_k w_k h(a_k)``; the same rules as Captum's
     ``IntegratedGradients`` (``riemann_left/right/middle/trapezoid``, ``gausslegendre``)."""
     if n_steps < 1 or (rule == "riemann_trapezoid" and n_steps < 2):
-        raise ValueError(f"n_steps must be >= 1 (>= 2 for the trapezoid rule), got {n_steps}")
+        raise TutorialError(f"n_steps must be >= 1 (>= 2 for the trapezoid rule), got {n_steps}")
     n, f64 = n_steps, torch.float64
     if rule == "riemann_left":
         a, w = torch.arange(n, dtype=f64) / n, torch.full((n,), 1 / n, dtype=f64)
@@ -336,7 +355,7 @@ def ig_alphas_and_weights(n_steps: int, rule: str = "riemann_trapezoid"
         x, wt = np.polynomial.legendre.leggauss(n)
         a, w = torch.tensor((x + 1) / 2, dtype=f64), torch.tensor(wt / 2, dtype=f64)
     else:
-        raise ValueError(f"unknown integration rule {rule!r}; valid: {IG_RULES}")
+        raise TutorialError(f"unknown integration rule {rule!r}; valid: {IG_RULES}")
     return a, w
 
 
@@ -437,17 +456,17 @@ def occlusion(model: Any, tokens: Tensor, target_fn: TargetFn,
     pos = list(range(1, T)) if positions is None else [int(p) for p in positions]
     bad = [p for p in pos if not 0 <= p < T]
     if bad:
-        raise ValueError(f"cannot occlude position(s) {bad}: the sequence has {T} tokens "
+        raise TutorialError(f"cannot occlude position(s) {bad}: the sequence has {T} tokens "
                          f"(positions 0..{T - 1})")
     if not pos:
-        raise ValueError("no positions to occlude")
+        raise TutorialError("no positions to occlude")
     delete = isinstance(replacement, str) and replacement == "delete"
     if delete:
         if _is_encoder(model):
-            raise ValueError("replacement='delete' is for causal decoders; use a replacement "
+            raise TutorialError("replacement='delete' is for causal decoders; use a replacement "
                              "token or embedding for an encoder")
         if 0 in pos:
-            raise ValueError("cannot delete position 0 (the first token fills the gap)")
+            raise TutorialError("cannot delete position 0 (the first token fills the gap)")
     x = token_embeddings(model, tokens)
     base = None if delete else baseline_embeddings(model, tokens, replacement,
                                                    keep_first_token=False)
@@ -489,7 +508,7 @@ def attribute(model: Any, tokens: Tensor, target_fn: TargetFn, method: str,
     fns = {"saliency": saliency, "grad_x_input": gradient_x_input,
            "integrated_gradients": integrated_gradients, "occlusion": occlusion}
     if method not in fns:
-        raise ValueError(f"unknown attribution method {method!r}; valid: {METHODS}")
+        raise TutorialError(f"unknown attribution method {method!r}; valid: {METHODS}")
     return fns[method](model, tokens, target_fn, **kwargs)
 
 
@@ -511,12 +530,12 @@ def spearman(a: Tensor, b: Tensor, mask: Tensor | None = None) -> Tensor:
     positions where ``mask`` (``[B, T]`` bool) is true; returns ``[B]`` (NaN where a row has
     fewer than 2 positions or constant scores)."""
     if a.shape != b.shape or a.ndim != 2:
-        raise ValueError(f"a and b must both be [batch, seq], got {tuple(a.shape)} and "
+        raise TutorialError(f"a and b must both be [batch, seq], got {tuple(a.shape)} and "
                          f"{tuple(b.shape)}")
     if mask is None:
         mask = torch.ones_like(a, dtype=torch.bool)
     if mask.shape != a.shape:
-        raise ValueError(f"mask {tuple(mask.shape)} does not match scores {tuple(a.shape)}")
+        raise TutorialError(f"mask {tuple(mask.shape)} does not match scores {tuple(a.shape)}")
     out = torch.full((a.shape[0],), float("nan"), dtype=torch.float64)
     for i in range(a.shape[0]):
         m = mask[i].to(a.device)
@@ -540,10 +559,10 @@ def method_agreement(scores: Mapping[str, Tensor], mask: Tensor | None = None,
     """
     names = list(scores)
     if not names:
-        raise ValueError("no methods to compare")
+        raise TutorialError("no methods to compare")
     shapes = {tuple(v.shape) for v in scores.values()}
     if len(shapes) != 1:
-        raise ValueError(f"all score tensors must have the same shape, got {shapes}")
+        raise TutorialError(f"all score tensors must have the same shape, got {shapes}")
     M = len(names)
     mat = torch.ones(M, M, dtype=torch.float64)
     for i in range(M):
@@ -582,7 +601,7 @@ def randomized_weights(model: Any, seed: int = 0,
                 noise = torch.randn(p.shape, generator=gen).to(p.device, p.dtype)
                 p.copy_(p.float().mean().to(p.dtype) + std * noise)
         if not saved:
-            raise ValueError("include() selected no parameter to randomise")
+            raise TutorialError("include() selected no parameter to randomise")
         yield model
     finally:
         with torch.no_grad():

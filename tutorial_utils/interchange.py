@@ -32,7 +32,7 @@ metric, :meth:`TaskDataset.metric`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -42,8 +42,8 @@ from .metrics import Metric, check_metric_output, default_metric
 from .tasks.base import TaskDataset
 from .validation import TutorialError, check_batch_size, check_dataset
 
-__all__ = ["Direction", "Source", "batches", "interchange_logits", "model_device",
-           "run_variants", "sender_activations", "source_activations"]
+__all__ = ["Direction", "Source", "batches", "interchange_logits", "metric_of_runs",
+           "model_device", "run_variants", "sender_activations", "source_activations"]
 
 Source = Literal["corrupted", "mean", "zero"]
 Direction = Literal["noise", "denoise"]
@@ -304,6 +304,3 @@ def metric_of_runs(model: Any, dataset: TaskDataset, metric: Metric | None = Non
                 metric_fn(model(sub.corrupted_tokens.to(dev)), sub), 1)[0]) * w
     return clean, corrupted
 
-
-__all__ += ["metric_of_runs"]
-_ = Callable  # re-exported type names stay importable

@@ -63,7 +63,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from .validation import check_hook_names, check_tokens
+from .validation import TutorialError, check_hook_names, check_tokens
 from .models import require_decoder
 
 
@@ -80,11 +80,11 @@ def _check_model(model: Any, what: str) -> None:
     """A decoder bridge, else a ``ValueError`` (see :func:`tutorial_utils.models.require_decoder`)."""
     cfg = getattr(model, "cfg", None)
     if cfg is None:
-        raise ValueError(f"{what} needs a TransformerBridge from tutorial_utils.models.load_model, "
+        raise TutorialError(f"{what} needs a TransformerBridge from tutorial_utils.models.load_model, "
                          f"got {type(model).__name__}")
     require_decoder(model, what)
     if not hasattr(model, "W_U"):
-        raise ValueError(f"{what} needs a model with an unembedding W_U")
+        raise TutorialError(f"{what} needs a model with an unembedding W_U")
 
 
 
@@ -92,23 +92,23 @@ def _check_model(model: Any, what: str) -> None:
 def _check_pos(pos: int | Tensor | Sequence[int], B: int, T: int) -> Tensor:
     """``pos`` as a LongTensor[B] of non-negative positions (negative ints count from the end)."""
     if isinstance(pos, bool):
-        raise ValueError("pos must be an int or a LongTensor[batch] of positions, got a bool")
+        raise TutorialError("pos must be an int or a LongTensor[batch] of positions, got a bool")
     if isinstance(pos, int):
         if not -T <= pos < T:
-            raise ValueError(f"pos {pos} out of range for sequences of length {T}")
+            raise TutorialError(f"pos {pos} out of range for sequences of length {T}")
         return torch.full((B,), pos % T, dtype=torch.long)
     p = torch.as_tensor(pos)
     if p.is_floating_point() or p.dtype == torch.bool:
-        raise ValueError(f"pos must hold integer positions, got dtype {p.dtype}")
+        raise TutorialError(f"pos must hold integer positions, got dtype {p.dtype}")
     if p.ndim == 0:
         return _check_pos(int(p), B, T)
     if p.shape != (B,):
-        raise ValueError(f"pos must be an int or have shape [batch] = [{B}], got {tuple(p.shape)}")
+        raise TutorialError(f"pos must be an int or have shape [batch] = [{B}], got {tuple(p.shape)}")
     p = p.long().cpu()
     bad = (p < -T) | (p >= T)
     if bad.any():
         i = int(bad.nonzero()[0, 0])
-        raise ValueError(f"pos[{i}] = {int(p[i])} out of range for sequences of length {T}")
+        raise TutorialError(f"pos[{i}] = {int(p[i])} out of range for sequences of length {T}")
     return p % T
 
 
@@ -116,24 +116,24 @@ def _check_token_ids(model: Any, token_ids: Any, B: int, required: bool = False)
     """``token_ids`` as a LongTensor [K] (shared) or [B, K] (per example), or None (full vocab)."""
     if token_ids is None:
         if required:
-            raise ValueError("token_ids is required here (e.g. the 100 year tokens, or "
+            raise TutorialError("token_ids is required here (e.g. the 100 year tokens, or "
                              "TaskDataset.candidate_ids)")
         return None
     ids = torch.as_tensor(token_ids)
     if ids.is_floating_point() or ids.dtype == torch.bool:
-        raise ValueError(f"token_ids must be integer ids, got dtype {ids.dtype}")
+        raise TutorialError(f"token_ids must be integer ids, got dtype {ids.dtype}")
     if ids.ndim == 0:
         ids = ids[None]
     if ids.ndim == 2 and ids.shape[0] != B:
-        raise ValueError(f"per-example token_ids must have shape [batch={B}, K], got "
+        raise TutorialError(f"per-example token_ids must have shape [batch={B}, K], got "
                          f"{tuple(ids.shape)}")
     if ids.ndim not in (1, 2) or ids.shape[-1] == 0:
-        raise ValueError(f"token_ids must have shape [K] or [batch, K] with K >= 1, got "
+        raise TutorialError(f"token_ids must have shape [K] or [batch, K] with K >= 1, got "
                          f"{tuple(ids.shape)}")
     V = model.cfg.d_vocab
     bad = (ids < 0) | (ids >= V)
     if bad.any():
-        raise ValueError(f"token_ids {ids[bad][:5].tolist()} outside the vocabulary [0, {V})")
+        raise TutorialError(f"token_ids {ids[bad][:5].tolist()} outside the vocabulary [0, {V})")
     return ids.long().cpu()
 
 
@@ -147,20 +147,44 @@ def _gather_pos(act: Tensor, pos: Tensor) -> Tensor:
 
 
 def _check_cache_tokens(model: Any, tokens: Tensor, cache: Any) -> None:
-    """A cache must come from ``tokens``: its token embeddings must be ``W_E[tokens]``."""
+    """A cache must come from ``tokens``. Compared by token ids: a cache that records its
+    tokens (``cache.tokens``, e.g. set by you after ``run_with_cache``) must hold exactly these
+    ids; otherwise the ids are read back from its token embeddings ``hook_embed`` (the row of
+    ``W_E`` each position holds) and compared. A cache with neither is refused: a cache of
+    other prompts of the same shape would give silently wrong numbers."""
+    cached = getattr(cache, "tokens", None)
+    if isinstance(cached, Tensor):
+        if cached.shape != tokens.shape or not torch.equal(cached.cpu(), tokens.cpu()):
+            raise TutorialError("cache: its tokens (cache.tokens) are not these tokens: the "
+                                "cache must come from a run of this model on these tokens")
+        return
     try:
         emb = cache["hook_embed"]
     except KeyError:
-        return
+        raise TutorialError("cache: cannot tell which tokens it came from (it has neither "
+                            "cache.tokens nor 'hook_embed'); run model.run_with_cache(tokens) "
+                            "without a names_filter, or set cache.tokens = tokens, or pass "
+                            "cache=None") from None
     if emb.shape[:2] != tokens.shape:
-        raise ValueError(f"the cache has batch/seq shape {tuple(emb.shape[:2])} but tokens are "
-                         f"{tuple(tokens.shape)}: the cache must come from these tokens")
+        raise TutorialError(f"cache: its batch/seq shape {tuple(emb.shape[:2])} differs from the "
+                            f"tokens' {tuple(tokens.shape)}: the cache must come from these tokens")
     W_E = getattr(model, "W_E", None)
     if W_E is not None and W_E.shape[0] == model.cfg.d_vocab:
-        want = W_E.detach()[tokens.to(W_E.device)].to(emb.device, emb.dtype)
-        if not torch.allclose(emb, want, atol=1e-4, rtol=1e-3):
-            raise ValueError("the cache's token embeddings do not match these tokens: the cache "
-                             "must come from a run of this model on these tokens")
+        W = W_E.detach().to(emb.device, torch.float32)
+        e = emb.detach().float().reshape(-1, W.shape[1])
+        # the token id each cached position holds: the nearest row of W_E
+        ids = torch.cdist(e, W).argmin(-1).reshape(tokens.shape).cpu()
+        same = ids == tokens.cpu()
+        if not bool(same.all()):
+            # ties (identical embedding rows) count as equal when the embeddings match
+            want = W[tokens.to(W.device)].reshape(-1, W.shape[1])
+            close = torch.isclose(e, want, atol=1e-4, rtol=1e-3).all(-1).reshape(tokens.shape)
+            if not bool((same | close.cpu()).all()):
+                b, t = (~(same | close.cpu())).nonzero()[0].tolist()
+                raise TutorialError(
+                    f"cache: its token ids differ from these tokens (first at example {b}, "
+                    f"position {t}: cached id {int(ids[b, t])}, given {int(tokens[b, t])}); "
+                    "the cache must come from a run of this model on these tokens")
 
 
 def _activations_at(model: Any, tokens: Tensor, pos: Tensor, names: list[str], cache: Any,
@@ -174,15 +198,15 @@ def _activations_at(model: Any, tokens: Tensor, pos: Tensor, names: list[str], c
             try:
                 act = cache[n]
             except KeyError:
-                raise ValueError(f"the cache has no activation {n!r}: run the model with "
+                raise TutorialError(f"the cache has no activation {n!r}: run the model with "
                                  "run_with_cache and no names_filter, or pass cache=None") from None
             if act.shape[:2] != (B, T):
-                raise ValueError(f"cached {n!r} has batch/seq shape {tuple(act.shape[:2])} but "
+                raise TutorialError(f"cached {n!r} has batch/seq shape {tuple(act.shape[:2])} but "
                                  f"tokens are {(B, T)}: the cache must come from these tokens")
             out[n].append(_gather_pos(act, pos))
     else:
         if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise TutorialError(f"batch_size must be positive, got {batch_size}")
         dev = next(model.parameters()).device
         starts = range(0, B, batch_size)
         it = starts
@@ -313,7 +337,7 @@ class LogitLensResult:
     def index(self, label: str) -> int:
         """Row of the point ``label``."""
         if label not in self.labels:
-            raise ValueError(f"no point {label!r}; points: {self.labels}")
+            raise TutorialError(f"no point {label!r}; points: {self.labels}")
         return self.labels.index(label)
 
     def log_probs(self) -> Tensor:
@@ -328,7 +352,7 @@ class LogitLensResult:
         """``[n_points, B, K]`` the rank of each of ``token_ids`` in the full vocabulary (0 = the
         top token); see :attr:`ranks`."""
         if self.ranks is None:
-            raise ValueError("ranks are only kept when token_ids are given")
+            raise TutorialError("ranks are only kept when token_ids are given")
         return self.ranks
 
     def top_tokens(self, tokenizer_or_model: Any, example: int = 0, k: int | None = None
@@ -336,10 +360,10 @@ class LogitLensResult:
         """The ``k`` best tokens of the full vocabulary at each point for one example, decoded."""
         tok = getattr(tokenizer_or_model, "tokenizer", tokenizer_or_model)
         if not 0 <= example < self.logits.shape[1]:
-            raise ValueError(f"example {example} out of range for a batch of {self.logits.shape[1]}")
+            raise TutorialError(f"example {example} out of range for a batch of {self.logits.shape[1]}")
         k = self.top_ids.shape[-1] if k is None else k
         if k > self.top_ids.shape[-1]:
-            raise ValueError(f"only the top {self.top_ids.shape[-1]} were kept; rerun with top_k={k}")
+            raise TutorialError(f"only the top {self.top_ids.shape[-1]} were kept; rerun with top_k={k}")
         return [tok.convert_ids_to_tokens(self.top_ids[p, example, :k].tolist())
                 for p in range(len(self.labels))]
 
@@ -391,14 +415,14 @@ def logit_lens(
     """
     _check_model(model, "the logit lens")
     if scale not in ("own", "final"):
-        raise ValueError(f"scale must be 'own' or 'final', got {scale!r}")
+        raise TutorialError(f"scale must be 'own' or 'final', got {scale!r}")
     tokens = check_tokens(model, tokens)
     B, T = tokens.shape
     p = _check_pos(pos, B, T)
     ids = _check_token_ids(model, token_ids, B)
     V = model.cfg.d_vocab
     if not 0 <= top_k <= V:
-        raise ValueError(f"top_k must be in [0, {V}], got {top_k}")
+        raise TutorialError(f"top_k must be in [0, {V}], got {top_k}")
     labels, names = _resid_names(model, incl_mid)
     names_all = names + ["ln_final.hook_scale"]
     if cache is None:
@@ -500,7 +524,7 @@ class ComponentLensResult:
 
     def index(self, label: str) -> int:
         if label not in self.labels:
-            raise ValueError(f"no component {label!r}; components: {self.labels}")
+            raise TutorialError(f"no component {label!r}; components: {self.labels}")
         return self.labels.index(label)
 
     def get(self, label: str) -> Tensor:
@@ -512,7 +536,7 @@ class ComponentLensResult:
         heads = [(lab, i) for i, lab in enumerate(self.labels)
                  if lab.startswith("a") and ".h" in lab]
         if not heads:
-            raise ValueError("this result has no per-head rows (computed with per_head=False)")
+            raise TutorialError("this result has no per-head rows (computed with per_head=False)")
         L = 1 + max(int(lab[1:].split(".")[0]) for lab, _ in heads)
         H = 1 + max(int(lab.split(".h")[1]) for lab, _ in heads)
         grid = torch.zeros(L, H, *self.values.shape[1:], dtype=self.values.dtype,
@@ -528,7 +552,7 @@ class ComponentLensResult:
         w = torch.as_tensor(weights, dtype=self.values.dtype, device=self.values.device)
         K = self.values.shape[-1]
         if w.shape not in ((K,), (self.values.shape[1], K)):
-            raise ValueError(f"weights must have shape [K={K}] or [B, K] = "
+            raise TutorialError(f"weights must have shape [K={K}] or [B, K] = "
                              f"{list(self.values.shape[1:])}, got {tuple(w.shape)}")
         return (self.values * w).sum(-1)
 
@@ -555,7 +579,7 @@ def _components_projected(model: Any, tokens: Tensor, pos: Any, token_ids: Any, 
                           what: str, with_bias: bool):
     _check_model(model, what)
     if scale not in ("own", "final"):
-        raise ValueError(f"scale must be 'own' or 'final', got {scale!r}")
+        raise TutorialError(f"scale must be 'own' or 'final', got {scale!r}")
     tokens = check_tokens(model, tokens)
     B, T = tokens.shape
     p = _check_pos(pos, B, T)
@@ -563,7 +587,7 @@ def _components_projected(model: Any, tokens: Tensor, pos: Any, token_ids: Any, 
     L, H = model.cfg.n_layers, model.cfg.n_heads
     n_comp = 2 + L * ((H if per_head else 1) + 1) + 3
     if ids is None and n_comp * B * model.cfg.d_vocab > MAX_FULL_VOCAB_VALUES:
-        raise ValueError(f"projecting {n_comp} components x {B} examples onto the full vocabulary "
+        raise TutorialError(f"projecting {n_comp} components x {B} examples onto the full vocabulary "
                          f"({model.cfg.d_vocab}) is too large: pass token_ids")
     names = _component_names(model)
     if cache is None:
@@ -666,7 +690,7 @@ def logit_diff_attribution(dla: ComponentLensResult, correct_ids: Any, wrong_ids
     """
     ids = dla.token_ids
     if ids is None:
-        raise ValueError("this result covers the full vocabulary; index it directly")
+        raise TutorialError("this result covers the full vocabulary; index it directly")
     B, K = dla.values.shape[1], dla.values.shape[2]
     ids_bk = ids if ids.ndim == 2 else ids[None].expand(B, K)
 
@@ -675,17 +699,17 @@ def logit_diff_attribution(dla: ComponentLensResult, correct_ids: Any, wrong_ids
             s = sel.long().cpu()
             s = s[:, None] if s.ndim == 1 else s
             if s.ndim != 2 or s.shape[0] != B:
-                raise ValueError(f"a tensor of {name} gives ids per example: shape [B={B}] or "
+                raise TutorialError(f"a tensor of {name} gives ids per example: shape [B={B}] or "
                                  f"[B, n], got {tuple(sel.shape)} (use a list for shared ids)")
         else:                                                         # shared by all examples
             s = torch.as_tensor(sel).long().reshape(1, -1).expand(B, -1)
         if s.shape[1] == 0:
-            raise ValueError(f"{name} is empty")
+            raise TutorialError(f"{name} is empty")
         match = ids_bk[:, None, :] == s[:, :, None]                   # [B, n, K]
         missing = ~match.any(-1)
         if missing.any():
             b, j = missing.nonzero()[0].tolist()
-            raise ValueError(f"{name} id {int(s[b, j])} (example {b}) is not among the "
+            raise TutorialError(f"{name} id {int(s[b, j])} (example {b}) is not among the "
                              "attribution's token_ids")
         return match.float().sum(1) / s.shape[1]                      # [B, K]
 
@@ -735,9 +759,9 @@ def _metric_setup(model: Any, dataset: Any, cache: Any, per_head: bool, batch_si
     _check_model(model, what)
     for key in ("clean_tokens", "answer_pos", "candidate_ids", "candidate_sign", "metric_kind"):
         if not hasattr(dataset, key):
-            raise ValueError(f"dataset must be a TaskDataset (missing {key!r})")
+            raise TutorialError(f"dataset must be a TaskDataset (missing {key!r})")
     if dataset.metric_kind not in ("prob_diff", "logit_diff"):
-        raise ValueError(f"unknown metric kind {dataset.metric_kind!r}")
+        raise TutorialError(f"unknown metric kind {dataset.metric_kind!r}")
     sign = dataset.candidate_sign.float().cpu()
     ids = dataset.candidate_ids.long().cpu()
     tokens = check_tokens(model, dataset.clean_tokens)
@@ -783,7 +807,7 @@ def direct_path_removal(model: Any, dataset: Any, cache: Any = None, per_head: b
     ``chunk`` components are evaluated at once (memory ``chunk x B x V``).
     """
     if chunk <= 0:
-        raise ValueError(f"chunk must be positive, got {chunk}")
+        raise TutorialError(f"chunk must be positive, got {chunk}")
     st = _metric_setup(model, dataset, cache, per_head, batch_size, "direct_path_removal")
     labels, xn, W_U, b_U, ln_bias, full, ids, sign = st
     kind = dataset.metric_kind
@@ -825,7 +849,7 @@ def task_metric_attribution(model: Any, dataset: Any, cache: Any = None, per_hea
     if linearise is None:
         linearise = kind == "prob_diff"
     if linearise and kind == "logit_diff":
-        raise ValueError("linearise=True applies to probability-difference metrics; "
+        raise TutorialError("linearise=True applies to probability-difference metrics; "
                          f"{dataset.name} is a logit_diff task (already exact)")
     st = _metric_setup(model, dataset, cache, per_head, batch_size, "task_metric_attribution")
     labels, xn, W_U, b_U, ln_bias, full, ids, sign = st
@@ -886,9 +910,9 @@ def plot_logit_lens(result: "LogitLensResult | ComponentLensResult",
     is_lens = isinstance(result, LogitLensResult)
     value = value or ("prob" if is_lens else "logit")
     if value not in ("prob", "log_prob", "logit"):
-        raise ValueError(f"value must be prob, log_prob or logit, got {value!r}")
+        raise TutorialError(f"value must be prob, log_prob or logit, got {value!r}")
     if not is_lens and value != "logit":
-        raise ValueError("component rows are additive logit contributions: use value='logit'")
+        raise TutorialError("component rows are additive logit contributions: use value='logit'")
     if is_lens:
         data = {"prob": result.probs, "log_prob": result.log_probs,
                 "logit": lambda: result.logits}[value]()
@@ -896,23 +920,23 @@ def plot_logit_lens(result: "LogitLensResult | ComponentLensResult",
         data = result.values
     if example is None:
         if result.token_ids is not None and result.token_ids.ndim == 2:
-            raise ValueError("per-example token_ids: choose an example to plot")
+            raise TutorialError("per-example token_ids: choose an example to plot")
         mat, who = data.mean(1), f"mean over {data.shape[1]} examples"
     else:
         if not 0 <= example < data.shape[1]:
-            raise ValueError(f"example {example} out of range for a batch of {data.shape[1]}")
+            raise TutorialError(f"example {example} out of range for a batch of {data.shape[1]}")
         mat, who = data[:, example], f"example {example}"
     row_labels = list(result.labels)
     if rows is not None:
         unknown = [r for r in rows if r not in row_labels]
         if unknown:
-            raise ValueError(f"unknown rows {unknown}; available: {row_labels}")
+            raise TutorialError(f"unknown rows {unknown}; available: {row_labels}")
         mat = mat[[row_labels.index(r) for r in rows]]
         row_labels = list(rows)
     mat = mat.detach().float().cpu().numpy()
     K = mat.shape[1]
     if token_labels is not None and len(token_labels) != K:
-        raise ValueError(f"{len(token_labels)} token labels for {K} tokens")
+        raise TutorialError(f"{len(token_labels)} token labels for {K} tokens")
     if ax is None:
         fig, ax = plt.subplots(figsize=(min(3 + 0.12 * K, 14), 0.3 * len(row_labels) + 1.9))
     else:
@@ -960,12 +984,12 @@ def plot_dla(values: Any, labels: Sequence[str] | None = None, title: str | None
         labels, vals = values.labels, values.values
     else:
         if labels is None:
-            raise ValueError("pass labels (e.g. dla.labels) with a tensor of values")
+            raise TutorialError("pass labels (e.g. dla.labels) with a tensor of values")
         vals = torch.as_tensor(values)
     if vals.ndim == 2:
         vals = vals.float().mean(1)
     if vals.ndim != 1 or len(labels) != vals.shape[0]:
-        raise ValueError(f"values must be [n_components] or [n_components, B] matching "
+        raise TutorialError(f"values must be [n_components] or [n_components, B] matching "
                          f"{len(labels)} labels, got {tuple(vals.shape)}")
     grid = ComponentLensResult(list(labels), vals[:, None, None], None, torch.zeros(0), "final")
     heads = grid.head_grid()[..., 0, 0].cpu().numpy()               # [L, H]

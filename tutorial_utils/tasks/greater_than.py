@@ -102,7 +102,8 @@ def make_greater_than(
     Returns a :class:`TaskDataset` with ``meta`` keys noun, cc, yy, frame.
     """
     if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
+        raise TaskBuildError(f"n must be a positive number of examples, got {n}: a dataset with "
+                             "no examples builds nothing to measure")
     tok = get_tokenizer(tokenizer_or_model)
     frame_list = frames(frames_split)
     noun_list = EVENT_NOUNS.get(nouns)

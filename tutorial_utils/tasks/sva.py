@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .base import TaskDataset, assemble, get_tokenizer, single_token_id
+from .base import TaskBuildError, TaskDataset, assemble, get_tokenizer, single_token_id
 from .vocab import SVA_NOUNS, SVA_VERBS
 
 PREPOSITIONS_TRAIN = ("on", "near", "behind", "under", "by", "with", "in", "inside")
@@ -74,7 +74,8 @@ def make_sva(
     subject's number), frame.
     """
     if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
+        raise TaskBuildError(f"n must be a positive number of examples, got {n}: a dataset with "
+                             "no examples builds nothing to measure")
     if attractor not in ("opposite", "same", "none"):
         raise ValueError(f"attractor must be opposite, same or none; got {attractor!r}")
     tok = get_tokenizer(tokenizer_or_model)
