@@ -61,17 +61,25 @@ def is_post_ln(model: Any) -> bool:
     return layout(model) == "post_ln"
 
 
-def original_hf_model(model: Any) -> Any:
+def original_hf_model(model: Any, dtype: torch.dtype = torch.float32) -> Any:
     """The unprocessed Hugging Face base model (``BertModel``/``RobertaModel``/``GPT2Model``,
     eager attention, eval mode, on the bridge's device) behind the bridge ``model``.
 
     The bridge keeps its HF module (``model.original_model``) but compatibility mode has rewritten
     its weights, so the checkpoint is loaded again from ``config._name_or_path`` (a local
     directory or a name in the local Hugging Face cache; nothing is downloaded here beyond what
-    ``from_pretrained`` does for a model that is already cached). Cached per bridge.
+    ``from_pretrained`` does for a model that is already cached). Cached per bridge and ``dtype``
+    (``torch.float64`` gives a double-precision copy, used by Value Zeroing).
     """
-    if model in _RAW_CACHE:
-        return _RAW_CACHE[model]
+    cache = _RAW_CACHE.setdefault(model, {})
+    if dtype in cache:
+        return cache[dtype]
+    if dtype != torch.float32:
+        raw = original_hf_model(model)
+        import copy
+
+        cache[dtype] = copy.deepcopy(raw).to(dtype)
+        return cache[dtype]
     hf = getattr(model, "original_model", None)
     source = getattr(getattr(hf, "config", None), "_name_or_path", None)
     if not source:
@@ -93,7 +101,7 @@ def original_hf_model(model: Any) -> Any:
         raise ValueError("only absolute position embeddings are supported")
     if not post and (getattr(cfg, "reorder_and_upcast_attn", False) or getattr(cfg, "add_cross_attention", False)):
         raise ValueError("GPT-2 variants with reordered attention or cross-attention are not supported")
-    _RAW_CACHE[model] = raw
+    cache[dtype] = raw
     return raw
 
 
@@ -226,11 +234,11 @@ def _ln(mod: Any) -> tuple[Tensor, Tensor, float]:
     return mod.weight.detach(), mod.bias.detach(), float(mod.eps)
 
 
-def layer_weights(model: Any) -> list[LayerWeights]:
+def layer_weights(model: Any, dtype: torch.dtype = torch.float32) -> list[LayerWeights]:
     """:class:`LayerWeights` of every block, read from :func:`original_hf_model`."""
     from transformers.activations import ACT2FN
 
-    raw = original_hf_model(model)
+    raw = original_hf_model(model, dtype)
     cfg = raw.config
     H = cfg.num_attention_heads
     out = []
@@ -281,9 +289,9 @@ def position_ids(mask: Tensor) -> Tensor:
     return (mask.long().cumsum(1) - 1).clamp_min(0)
 
 
-def embed(model: Any, tokens: Tensor, mask: Tensor) -> Tensor:
+def embed(model: Any, tokens: Tensor, mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     """The input of block 0, ``[B, T, d]``, from the original embedding modules."""
-    raw = original_hf_model(model)
+    raw = original_hf_model(model, dtype)
     pos = position_ids(mask)
     with torch.no_grad():
         if is_post_ln(model):
@@ -360,32 +368,42 @@ def run_layer(w: LayerWeights, x: Tensor, mask: Tensor, post_ln: bool,
             v[rows, zero_value_at[rows]] = 0.0
     z = torch.einsum("bhij,bjhk->bihk", pattern, v)
     attn = torch.einsum("bihk,hkd->bid", z, w.W_O) + w.b_O
+    return after_attention(w, x + attn, post_ln, pattern=pattern, values=v, x=x, mask=mask)
+
+
+def after_attention(w: LayerWeights, resid: Tensor, post_ln: bool, **fields: Any) -> Any:
+    """The rest of a block from ``resid = x + Attn(...)`` (``[..., T, d]``): post-LN
+    ``y = LN2(h + FFN(h))`` with ``h = LN1(resid)``; pre-LN ``y = resid + FFN(LN2(resid))``.
+    With ``fields`` (pattern, values, x, mask) returns :class:`LayerInternals`, else ``y``."""
     if post_ln:
-        ln1_in = x + attn
-        h = layer_norm(ln1_in, w.ln1)
+        h = layer_norm(resid, w.ln1)
         pre = h @ w.W_in + w.b_in
         ln2_in = h + w.act(pre) @ w.W_out + w.b_out
         y = layer_norm(ln2_in, w.ln2)
-        return LayerInternals(pattern, v, x, w.W_O, w.b_O, h, y, ln1_in, ln2_in, w.ln1, w.ln2,
-                              h, pre, mask, w)
-    r = x + attn
-    f_in = layer_norm(r, w.ln2)
+        if not fields:
+            return y
+        return LayerInternals(fields["pattern"], fields["values"], fields["x"], w.W_O, w.b_O, h,
+                              y, resid, ln2_in, w.ln1, w.ln2, h, pre, fields["mask"], w)
+    f_in = layer_norm(resid, w.ln2)
     pre = f_in @ w.W_in + w.b_in
-    y = r + w.act(pre) @ w.W_out + w.b_out
-    return LayerInternals(pattern, v, x, w.W_O, w.b_O, r, y, x, r, w.ln1, w.ln2, f_in, pre,
-                          mask, w)
+    y = resid + w.act(pre) @ w.W_out + w.b_out
+    if not fields:
+        return y
+    return LayerInternals(fields["pattern"], fields["values"], fields["x"], w.W_O, w.b_O, resid,
+                          y, fields["x"], resid, w.ln1, w.ln2, f_in, pre, fields["mask"], w)
 
 
-def collect_internals(model: Any, tokens: Tensor, attention_mask: Tensor | None = None
-                      ) -> list[LayerInternals]:
+def collect_internals(model: Any, tokens: Tensor, attention_mask: Tensor | None = None,
+                      dtype: torch.dtype = torch.float32) -> list[LayerInternals]:
     """Run every block with the original weights (``tokens [B, T]``, ``attention_mask``
-    optional as in :func:`as_tokens`) and return each block's :class:`LayerInternals`."""
+    optional as in :func:`as_tokens`; ``dtype`` float32 or float64) and return each block's
+    :class:`LayerInternals`."""
     toks, _, mask = as_tokens(model, tokens, attention_mask)
     post = is_post_ln(model)
-    x = embed(model, toks, mask)
+    x = embed(model, toks, mask, dtype)
     out = []
     with torch.no_grad():
-        for w in layer_weights(model):
+        for w in layer_weights(model, dtype):
             it = run_layer(w, x, mask, post)
             out.append(it)
             x = it.layer_out
