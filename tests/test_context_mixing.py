@@ -205,7 +205,8 @@ def _padded_pair(model, short: str, long: str, left: bool):
 
 @pytest.mark.parametrize("method", ["attention", "rollout", "attention_norm",
                                     "attention_norm_res", "attention_norm_res_ln", "globenc",
-                                    "alti", "value_zeroing", "value_zeroing_rollout"])
+                                    "alti", "value_zeroing", "value_zeroing_rollout",
+                                    "decompx"])
 def test_padded_batch_equals_unpadded(model, encoder, method):
     """Encoder: right padding with [PAD], mask inferred. Decoder: left padding with an explicit
     attention_mask. Real rows equal the unpadded sentence's rows; pads get no mass."""
@@ -241,3 +242,45 @@ def test_padded_decoder_batch_without_mask_is_refused(model):
         cm.alti(model, toks, attention_mask=mask[:, 1:])
     with pytest.raises(ValueError, match="only 0"):
         cm.alti(model, toks, attention_mask=mask * 2)
+
+
+# --- DecompX ------------------------------------------------------------------------------------
+def test_decompx_sums_to_hidden_state_every_layer(encoder):
+    """Modarressi et al. 2023: the per-input-token vectors sum to the real hidden state after
+    every layer (checked against the original HF model's hidden states)."""
+    toks = encoder.to_tokens("The keys on the cabinet [MASK] red.")
+    res = cm.decompx_decomposition(encoder, toks)
+    hf = cm.original_hf_model(encoder)
+    with torch.no_grad():
+        hs = hf(input_ids=toks, output_hidden_states=True).hidden_states
+    for l, a in enumerate(res.per_token):
+        assert a.shape == (1, toks.shape[1], toks.shape[1], encoder.cfg.d_model)
+        torch.testing.assert_close(a.sum(2).float(), hs[l + 1], atol=1e-4, rtol=0)
+    # each token starts as its own embedding: layer-0 contributions are far from uniform
+    m = cm.decompx(encoder, toks[0])
+    assert m.shape == (encoder.cfg.n_layers, toks.shape[1], toks.shape[1])
+    torch.testing.assert_close(m.sum(-1), torch.ones(m.shape[:-1]), atol=1e-5, rtol=0)
+    assert (m[0].diagonal() > 0.2).all()
+
+
+def test_decompx_invariant_can_fail(encoder):
+    """Dropping the bias shares breaks the sum: the invariant above is not trivially true."""
+    import importlib
+
+    dx = importlib.import_module("tutorial_utils.context_mixing.decompx")
+
+    toks = encoder.to_tokens("The keys are old.")
+    orig = dx._share_bias
+    try:
+        dx._share_bias = lambda a, bias, real: a
+        res = cm.decompx_decomposition(encoder, toks)
+    finally:
+        dx._share_bias = orig
+    assert (res.per_token[0].sum(2) - res.hidden[0]).abs().max() > 1e-2
+
+
+def test_decompx_refuses_decoder(model, dec_tokens):
+    with pytest.raises(ValueError, match="post-LN"):
+        cm.decompx(model, dec_tokens)
+    with pytest.raises(ValueError, match="not defined"):
+        cm.compute_mixing(model, dec_tokens, "decompx")

@@ -37,6 +37,7 @@ from ._base import (LayerInternals, collect_internals, layout, original_hf_model
 from .alti import alti
 from .attention import attention_rollout, raw_attention
 from .norms import AttentionDecomposition, attention_norm, decompose_attention_block, globenc
+from .decompx import DecompXResult, decompx, decompx_decomposition
 from .value_zeroing import value_zeroed_outputs, value_zeroing, value_zeroing_loop
 
 METHODS: dict[str, Callable[..., Tensor]] = {
@@ -50,6 +51,7 @@ METHODS: dict[str, Callable[..., Tensor]] = {
     "alti": lambda m, t, **kw: alti(m, t, **kw),
     "value_zeroing": lambda m, t, **kw: value_zeroing(m, t, **kw),
     "value_zeroing_rollout": lambda m, t, **kw: value_zeroing(m, t, rollout=True, **kw),
+    "decompx": lambda m, t, **kw: decompx(m, t, **kw),
 }
 
 #: Methods whose layer ``l`` already aggregates layers ``0..l`` (the rest are layer-local).
@@ -79,8 +81,8 @@ def compute_mixing(model: Any, tokens: Tensor | str, method: str,
 
 
 __all__ = [
-    "AGGREGATED", "AttentionDecomposition", "ENCODER_ONLY", "LayerInternals",
-    "METHODS", "alti", "original_hf_model",
+    "AGGREGATED", "AttentionDecomposition", "DecompXResult", "ENCODER_ONLY", "LayerInternals",
+    "METHODS", "alti", "decompx", "decompx_decomposition", "original_hf_model",
     "attention_norm", "attention_rollout", "collect_internals", "compute_mixing",
     "decompose_attention_block", "globenc", "layout", "methods_for", "raw_attention", "rollout",
     "row_normalize", "value_zeroed_outputs", "value_zeroing", "value_zeroing_loop",

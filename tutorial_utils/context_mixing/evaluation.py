@@ -155,6 +155,7 @@ def all_methods(model: Any, tokens: Tensor, methods: Sequence[str] | None = None
     Zeroing run). Returns ``{name: [B, L, T, T]}``."""
     from . import methods_for
     from .alti import alti
+    from .decompx import decompx
     from .norms import globenc
 
     valid = methods_for(model)
@@ -181,6 +182,8 @@ def all_methods(model: Any, tokens: Tensor, methods: Sequence[str] | None = None
             out[m] = globenc(model, toks, attention_mask=mask)
         elif m == "alti":
             out[m] = alti(model, toks, attention_mask=mask)
+        elif m == "decompx":
+            out[m] = decompx(model, toks, attention_mask=mask)
         elif m.startswith("value_zeroing"):
             if "value_zeroing" not in out:
                 out["value_zeroing"] = value_zeroing(model, toks, attention_mask=mask)
