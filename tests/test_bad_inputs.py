@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from tutorial_utils import attribution as A
+from tutorial_utils import input_attribution as A
 from tutorial_utils import patching as P
 from tutorial_utils import path_patching as PP
 from tutorial_utils.circuits import Graph, eap_scores, evaluate_graph

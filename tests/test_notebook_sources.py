@@ -1,8 +1,9 @@
 """Notebook sources as text: every course notebook is paired with a jupytext percent-format
 ``notebooks/NAME.py`` that an instructor edits; the pair must hold the same cells.
 
-Syncing (``jupytext --sync notebooks/NAME.py``) rewrites the notebook's inputs from the text and
-keeps its saved outputs; the last test checks that on a copy.
+Syncing (``jupytext --to ipynb --update notebooks/NAME.py``, or ``jupytext --sync`` when the .py
+is the newer file) rewrites the notebook's inputs from the text and keeps its saved outputs; the
+last test checks that on a copy.
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ def test_every_notebook_has_a_text_source_in_sync(path):
         f"{path.name} is not paired (jupytext.formats metadata missing)"
     got, want = _cells(nb), _cells(text)
     assert len(got) == len(want), (f"{path.name} has {len(got)} cells, {source.name} has "
-                                   f"{len(want)}: run `jupytext --sync {source}`")
+                                   f"{len(want)}: run `jupytext --to ipynb --update {source}`")
     for i, (a, b) in enumerate(zip(got, want)):
         assert a == b, (f"cell {i} differs between {path.name} and {source.name}: run "
-                        f"`jupytext --sync {source}` (then re-execute if code changed)\n"
+                        f"`jupytext --to ipynb --update {source}` (then re-execute if code changed)\n"
                         f"ipynb: {a[1][:120]!r}\npy:    {b[1][:120]!r}")
 
 

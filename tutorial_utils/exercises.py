@@ -1,8 +1,8 @@
 """Generate student versions of the solution notebooks.
 
 An instructor edits a notebook's text in its paired jupytext percent-format source
-``notebooks/NAME.py`` and runs ``jupytext --sync notebooks/NAME.py``, which updates the
-solution notebook ``notebooks/NAME.ipynb`` while keeping its saved outputs (see README,
+``notebooks/NAME.py`` and runs ``jupytext --to ipynb --update notebooks/NAME.py``, which
+updates the solution notebook ``notebooks/NAME.ipynb`` while keeping its saved outputs (see README,
 "Editing a notebook"); ``tests/test_notebook_sources.py`` fails when a pair is out of sync.
 The solution notebooks are executed, saved with outputs and run by nbval. This module
 derives the student versions ``notebooks/exercises/<same name>.ipynb`` from the solution
@@ -333,8 +333,9 @@ def read_notebook(path: Path) -> Any:
     except Exception as exc:  # noqa: BLE001 - json, nbformat and OS errors alike
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TutorialError(f"{path}: not a readable notebook ({reason}); restore it with "
-                            f"`git checkout -- {path.name}` or re-create it from its paired "
-                            f"source with `jupytext --sync {path.with_suffix('.py').name}`") from None
+                            f"`git checkout -- {path.name}` or re-create it from its paired source "
+                            f"with `jupytext --to ipynb {path.with_suffix('.py').name}` and "
+                            "re-execute it") from None
     if not isinstance(nb.get("cells"), list):
         raise TutorialError(f"{path}: not a notebook (no list of cells)")
     return nb

@@ -151,7 +151,7 @@ class Graph:
         if self.in_graph is None:
             self.in_graph = self.real_edges.clone()
         else:
-            self.in_graph = self._check_mask(self.in_graph, "in_graph")
+            self.in_graph = self.check_mask(self.in_graph, "in_graph")
         if self.scores is not None:
             self.scores = self._check_scores(self.scores)
 
@@ -185,7 +185,7 @@ class Graph:
     def with_edges(self, in_graph: Tensor) -> "Graph":
         """A copy of this graph (same scores and meta) whose circuit is ``in_graph``."""
         g = self.copy()
-        g.in_graph = g._check_mask(in_graph, "in_graph")
+        g.in_graph = g.check_mask(in_graph, "in_graph")
         return g
 
     def empty_mask(self) -> Tensor:
@@ -316,7 +316,7 @@ class Graph:
 
     def edge_names(self, mask: Tensor | None = None) -> list[str]:
         """Names of the edges in ``mask`` (default: the circuit), in index order."""
-        mask = self.in_graph if mask is None else self._check_mask(mask, "mask")
+        mask = self.in_graph if mask is None else self.check_mask(mask, "mask")
         return [self.edge_name(s, r) for s, r in mask.nonzero().tolist()]
 
     def receiver_inputs(self, node: str) -> list[str]:
@@ -349,7 +349,7 @@ class Graph:
 
     def nodes_in_graph(self, mask: Tensor | None = None) -> list[str]:
         """Nodes touched by at least one edge of ``mask`` (default: the circuit)."""
-        mask = self.in_graph if mask is None else self._check_mask(mask, "mask")
+        mask = self.in_graph if mask is None else self.check_mask(mask, "mask")
         used = torch.zeros(self.n_nodes, dtype=torch.bool)
         used[: self.n_forward] |= mask.any(1)
         used[self.receiver_owner()[mask.any(0)]] = True
@@ -472,7 +472,8 @@ class Graph:
             raise TutorialError("attention-only models have no MLP nodes; the graph assumes MLPs")
         check_hook_names(model, self.hook_names())
 
-    def _check_mask(self, mask: Tensor, what: str) -> Tensor:
+    def check_mask(self, mask: Tensor, what: str = "mask") -> Tensor:
+        """``mask`` as a CPU BoolTensor[n_forward, n_backward] of real edges, else a TutorialError."""
         shape = (self.n_forward, self.n_backward)
         if not isinstance(mask, Tensor) or tuple(mask.shape) != shape:
             got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__

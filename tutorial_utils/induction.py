@@ -16,6 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+__all__ = ["induction_scores", "induction_scores_from_patterns", "model_repeated_tokens",
+           "per_token_loss", "repeated_random_tokens"]
+
 
 def repeated_random_tokens(vocab_size: int, seq_len: int, batch: int, bos: int, seed: int = 0,
                            low: int = 2) -> Tensor:

@@ -70,6 +70,12 @@ from .tasks.base import TaskDataset
 from .validation import (TutorialError, check_dataset, check_hook_names, check_layer,
                          check_same_shape)
 
+__all__ = ["ablate", "ablation_source", "ablation_sources", "AblationMethod", "Component",
+           "default_batch_rows", "Direction", "get_activations", "LAYOUT_AXES", "masked_set",
+           "NODE_SITES", "patch_heads", "patch_heads_every", "patch_hook", "patch_layer_outputs",
+           "patch_resid_by_layer_pos", "patching_sweep", "PatchingResult", "run_patch_variants",
+           "set_heads", "set_pattern_rows", "set_positions", "SITES", "validate_components"]
+
 Direction = Literal["noise", "denoise"]
 AblationMethod = Literal["zero", "mean", "resample"]
 

@@ -80,7 +80,7 @@ def draw_circuit(graph: Graph, mask: Tensor | None = None, scores: Tensor | None
     """
     if backend not in ("auto", "graphviz", "matplotlib"):
         raise ValueError(f"backend must be auto, graphviz or matplotlib, got {backend!r}")
-    mask = graph.in_graph if mask is None else graph._check_mask(mask, "mask")
+    mask = graph.in_graph if mask is None else graph.check_mask(mask, "mask")
     scores = graph.scores if scores is None else scores
     if scores is not None and tuple(scores.shape) != tuple(mask.shape):
         raise ValueError(f"scores must have shape {tuple(mask.shape)}, got {tuple(scores.shape)}")

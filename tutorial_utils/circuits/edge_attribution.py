@@ -180,7 +180,7 @@ def exact_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric 
     Returns FloatTensor[n_forward, n_backward].
     """
     _check_common(model, graph, dataset, batch_size)
-    todo = graph.real_edges if edges is None else graph._check_mask(edges, "edges")
+    todo = graph.real_edges if edges is None else graph.check_mask(edges, "edges")
     pairs = todo.nonzero()  # [E, 2] (sender, receiver)
     scores = torch.zeros(graph.n_forward, graph.n_backward)
     if len(pairs) == 0:

@@ -82,7 +82,7 @@ def prune(graph: Graph, mask: Tensor | None = None) -> Tensor:
     path from the embedding reads only corrupted values, so it writes its corrupted output, which is
     what a removed edge carries; a node with no path to the logits cannot affect them.
     """
-    mask = graph.in_graph if mask is None else graph._check_mask(mask, "mask")
+    mask = graph.in_graph if mask is None else graph.check_mask(mask, "mask")
     recv = graph.receiver_owner()
     nf = graph.n_forward
     # from the embedding, in forward order (senders of a node all come before it)

@@ -25,6 +25,9 @@ from torch import Tensor
 
 from ..validation import TutorialError
 
+__all__ = ["accuracy", "assemble", "bos_id", "encode", "get_tokenizer", "MetricKind",
+           "single_token_id", "task_metric", "TaskBuildError", "TaskDataset"]
+
 MetricKind = Literal["prob_diff", "logit_diff", "custom"]
 
 

@@ -19,6 +19,9 @@ from typing import Any
 from .base import TaskBuildError, TaskDataset, assemble, encode, get_tokenizer, single_token_id
 from .vocab import CENTURIES, EVENT_NOUNS
 
+__all__ = ["CANONICAL_FRAME", "frames", "is_heldout_start_year", "make_greater_than", "SPANS",
+           "SUBJECTS", "VERBS", "year_token_ids"]
+
 SUBJECTS = ("The {noun}", "This {noun}", "That {noun}", "Their {noun}", "Our {noun}",
             "His {noun}", "Her {noun}", "One {noun}")
 VERBS = ("lasted", "continued", "ran", "went on", "stretched", "took place")

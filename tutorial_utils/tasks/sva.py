@@ -19,6 +19,9 @@ from typing import Any
 from .base import TaskBuildError, TaskDataset, assemble, get_tokenizer, single_token_id
 from .vocab import SVA_NOUNS, SVA_VERBS
 
+__all__ = ["CANONICAL_FRAME", "frames", "make_sva", "PREPOSITIONS_HELDOUT", "PREPOSITIONS_TRAIN",
+           "RC_VERBS_HELDOUT", "RC_VERBS_TRAIN", "verb_token_ids"]
+
 PREPOSITIONS_TRAIN = ("on", "near", "behind", "under", "by", "with", "in", "inside")
 PREPOSITIONS_HELDOUT = ("above", "beside")
 RC_VERBS_TRAIN = ("saw", "liked", "found")
