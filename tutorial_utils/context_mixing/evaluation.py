@@ -13,9 +13,10 @@ For every method we report the share of examples where the subject outranks the 
 and the Spearman rank correlation, over source tokens, between the method's query row and a
 gradient-based attribution (gradient x input) and occlusion from
 :mod:`tutorial_utils.attribution`. Their target: the decoder's agreement metric (probability
-difference of agreeing minus disagreeing verbs); for the encoder, whose offline MLM head is
-untrained, the projection of the last layer's ``[MASK]`` state on the subject-number direction
-(mean plural-subject minus mean singular-subject state over the examples).
+difference of agreeing minus disagreeing verbs); for an encoder with a trained masked-LM head
+the same difference at ``[MASK]``, or (``encoder_target="direction"``, for MiniLM-L6 whose MLM
+head is untrained) the projection of the last layer's ``[MASK]`` state on the subject-number
+direction (mean plural-subject minus mean singular-subject state over the examples).
 """
 
 from __future__ import annotations
@@ -214,24 +215,53 @@ def cue_ranking(maps: Tensor, ex: CueExamples, layer: int = -1) -> CueRanking:
     return CueRanking(float((margin > 0).float().mean()), margin)
 
 
-def cue_target(model: Any, ex: CueExamples) -> tuple[Callable[[Tensor], Tensor], str | None]:
+def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
+               ) -> tuple[Callable[[Tensor], Tensor], str | None]:
     """The scalar the attributions explain, as ``(target_fn, target_hook)`` for
-    :mod:`tutorial_utils.attribution`: the agreement metric for a decoder; for an encoder the
-    last layer's ``[MASK]`` state projected on the subject-number direction (see the module
-    docstring)."""
+    :mod:`tutorial_utils.attribution`.
+
+    Decoder: the agreement metric (probability difference of agreeing minus disagreeing verb
+    forms at the last position). Encoder, ``encoder_target="mlm"`` (needs a trained masked-LM
+    head: ``tiny-bert-tasks`` offline, BERT-base online): the same probability difference at
+    the ``[MASK]``, ``sum_v p(agreeing form of v) - p(disagreeing form of v)`` over
+    :data:`tutorial_utils.tasks.vocab.SVA_VERBS`; ``"direction"`` (for an encoder without an
+    MLM head, e.g. MiniLM-L6): the last layer's ``[MASK]`` state projected on the subject-number
+    direction (mean plural-subject minus mean singular-subject state over the examples).
+    """
+    if encoder_target not in ("mlm", "direction"):
+        raise ValueError(f"encoder_target must be 'mlm' or 'direction', got {encoder_target!r}")
     if ex.kind == "decoder":
         ds = ex.dataset
         return (lambda out: ds.metric(out, per_example=True)), None
+    q = ex.query_pos.to(ex.tokens.device)
+    pl = torch.tensor(ex.plural, device=ex.tokens.device)
+    if encoder_target == "mlm":
+        from ..tasks.vocab import SVA_VERBS
+
+        tk = model.tokenizer
+        ids = {}
+        for form in [w for pair in SVA_VERBS for w in pair]:
+            pieces = tk.tokenize(form)
+            if len(pieces) != 1 or tk.convert_tokens_to_ids(pieces[0]) == tk.unk_token_id:
+                raise ValueError(f"verb {form!r} is not one token for this encoder")
+            ids[form] = tk.convert_tokens_to_ids(pieces[0])
+        sing = torch.tensor([ids[s] for s, _ in SVA_VERBS], device=ex.tokens.device)
+        plur = torch.tensor([ids[p] for _, p in SVA_VERBS], device=ex.tokens.device)
+
+        def mlm_target(out: Tensor) -> Tensor:
+            p = out[torch.arange(out.shape[0], device=out.device), q.to(out.device)].softmax(-1)
+            diff = p[:, plur.to(out.device)].sum(-1) - p[:, sing.to(out.device)].sum(-1)
+            return torch.where(pl.to(out.device), diff, -diff)
+
+        return mlm_target, None
     hook = f"blocks.{model.cfg.n_layers - 1}.hook_out"
     with torch.no_grad():
         _, cache = model.run_with_cache(ex.tokens, names_filter=lambda n: n == hook)
-    h = cache[hook][torch.arange(len(ex)), ex.query_pos.to(ex.tokens.device)]
-    pl = torch.tensor(ex.plural, device=h.device)
+    h = cache[hook][torch.arange(len(ex)), q]
     if pl.all() or (~pl).all():
         raise ValueError("need both singular and plural subjects to define the number direction")
     direction = h[pl].mean(0) - h[~pl].mean(0)
     direction = direction / direction.norm()
-    q = ex.query_pos.to(ex.tokens.device)
 
     def target(out: Tensor) -> Tensor:
         return out[torch.arange(out.shape[0], device=out.device), q.to(out.device)] @ direction.to(out.device)
@@ -255,7 +285,8 @@ class CueEvaluation:
 
 
 def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None = None,
-                    maps: dict[str, Tensor] | None = None, layer: int = -1) -> CueEvaluation:
+                    maps: dict[str, Tensor] | None = None, layer: int = -1,
+                    encoder_target: str = "mlm") -> CueEvaluation:
     """Score every method on ``ex`` (see the module docstring). ``maps`` may pass precomputed
     :func:`all_methods` output. Layer ``-1`` of an aggregated method (rollout, GlobEnc, ALTI,
     VZ rollout) covers the whole model; of a layer-local method, the last layer only."""
@@ -268,7 +299,7 @@ def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None =
     b = torch.arange(B)
     q = ex.query_pos.cpu()
     rows = {m: maps[m][:, layer].cpu()[b, q] for m in names}
-    target, hook = cue_target(model, ex)
+    target, hook = cue_target(model, ex, encoder_target)
     ref = {
         "grad_x_input": gradient_x_input(model, ex.tokens, target, target_hook=hook).abs().cpu(),
         "occlusion": occlusion(model, ex.tokens, target, target_hook=hook).abs().cpu(),
