@@ -64,13 +64,14 @@ import torch
 
 from tutorial_utils import patching as P
 from tutorial_utils import path_patching as PP
-from tutorial_utils.checks import check_value, report
+from tutorial_utils.dla import direct_logit_attribution
 from tutorial_utils.exercise_checks import nb04
 from tutorial_utils.faithfulness import (all_nodes, circuit_faithfulness, completeness_check,
                                          minimality_scores)
-from tutorial_utils.logit_lens import direct_logit_attribution, logit_lens, plot_dla, plot_logit_lens
+from tutorial_utils.grading import check_value, report
+from tutorial_utils.logit_lens import logit_lens
 from tutorial_utils.models import load_model, seed_everything
-from tutorial_utils.plotting import attention_heatmap, heatmap
+from tutorial_utils.plotting import attention_heatmap, heatmap, plot_dla, plot_logit_lens
 from tutorial_utils.tasks import make_greater_than, make_sva
 from tutorial_utils.tasks.greater_than import year_token_ids
 
@@ -434,11 +435,13 @@ score = upweight.mean(1)
 print("mean DLA on years > YY minus years <= YY (centred logits), largest components:")
 for i in score.abs().argsort(descending=True)[:6]:
     print(f"  {dla.labels[i]:9s} {float(score[i]):+.3f}")
-print(f"check: DLA rows sum to the logits, max error {float((dla.total() - dla.logits).abs().max()):.1e}")
+dla_err = float((dla.total() - dla.logits).abs().max())
+print(f"check: DLA rows sum to the logits (max error below 1e-4: {dla_err < 1e-4})")
 
 # %%
 fig = plot_dla(upweight, dla.labels, title="Direct 'upweight y > YY' score of each component")
-rows = [c for c in dict.fromkeys(["embed", "pos_embed"] + circuit_nodes) if c in dla.labels]
+# the graph node "embed" is DLA's two rows tok_embed + pos_embed
+rows = [c for c in ["tok_embed", "pos_embed"] + circuit_nodes if c in dla.labels]
 fig2 = plot_logit_lens(dla, token_labels=[f"{y:02d}" for y in range(100)], example=0, rows=rows,
                        mark=yy0 + 0.5, title=f"DLA of the circuit's components over the years (example 0, YY = {yy0:02d})")
 
