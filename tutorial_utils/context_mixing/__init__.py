@@ -32,6 +32,8 @@ from typing import Any, Callable
 
 from torch import Tensor
 
+from ..validation import TutorialError
+
 from ._base import (LayerInternals, collect_internals, layout, original_hf_model, rollout,
                     row_normalize)
 from .alti import alti
@@ -73,9 +75,9 @@ def compute_mixing(model: Any, tokens: Tensor | str, method: str,
     """Run the context-mixing method ``method`` (a key of :data:`METHODS`) on ``tokens``
     (``attention_mask [B, T]``: 1 = real token; see :mod:`._base` for padding)."""
     if method not in METHODS:
-        raise ValueError(f"unknown context-mixing method {method!r}; valid: {sorted(METHODS)}")
+        raise TutorialError(f"unknown context-mixing method {method!r}; valid: {sorted(METHODS)}")
     if method not in methods_for(model):
-        raise ValueError(f"method {method!r} is not defined for this model; valid: "
+        raise TutorialError(f"method {method!r} is not defined for this model; valid: "
                          f"{methods_for(model)}")
     return METHODS[method](model, tokens, attention_mask=attention_mask)
 

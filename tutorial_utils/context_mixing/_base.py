@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..validation import TutorialError
+
 #: Architectures (HF class names, substrings) and their block layout.
 _LAYOUTS = {"Bert": "post_ln", "Roberta": "post_ln", "GPT2": "pre_ln"}
 
@@ -51,7 +53,7 @@ def layout(model: Any) -> str:
     for key, kind in _LAYOUTS.items():
         if key in arch:
             return kind
-    raise ValueError(
+    raise TutorialError(
         f"context-mixing methods support BERT/RoBERTa encoders (post-LN) and GPT-2 decoders "
         f"(pre-LN); this model's architecture is {arch or 'unknown'!r}"
     )
@@ -83,7 +85,7 @@ def original_hf_model(model: Any, dtype: torch.dtype = torch.float32) -> Any:
     hf = getattr(model, "original_model", None)
     source = getattr(getattr(hf, "config", None), "_name_or_path", None)
     if not source:
-        raise ValueError("cannot find the checkpoint this bridge was loaded from "
+        raise TutorialError("cannot find the checkpoint this bridge was loaded from "
                          "(original_model.config._name_or_path is empty)")
     from transformers import AutoModel
 
@@ -92,15 +94,15 @@ def original_hf_model(model: Any, dtype: torch.dtype = torch.float32) -> Any:
     try:
         raw = AutoModel.from_pretrained(source, attn_implementation="eager", **kwargs)
     except Exception as exc:  # pragma: no cover - depends on the environment
-        raise ValueError(f"could not load the original weights from {source!r}: {exc}") from exc
+        raise TutorialError(f"could not load the original weights from {source!r}: {exc}") from exc
     raw = raw.to(model.cfg.device).eval()
     for p in raw.parameters():
         p.requires_grad_(False)
     cfg = raw.config
     if post and getattr(cfg, "position_embedding_type", "absolute") != "absolute":
-        raise ValueError("only absolute position embeddings are supported")
+        raise TutorialError("only absolute position embeddings are supported")
     if not post and (getattr(cfg, "reorder_and_upcast_attn", False) or getattr(cfg, "add_cross_attention", False)):
-        raise ValueError("GPT-2 variants with reordered attention or cross-attention are not supported")
+        raise TutorialError("GPT-2 variants with reordered attention or cross-attention are not supported")
     cache[dtype] = raw
     return raw
 
@@ -121,47 +123,47 @@ def as_tokens(model: Any, tokens: Tensor | str,
         batched = False
     elif isinstance(tokens, Tensor):
         if tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
-            raise ValueError(f"tokens must be an integer tensor, got dtype {tokens.dtype}")
+            raise TutorialError(f"tokens must be an integer tensor, got dtype {tokens.dtype}")
         if tokens.ndim == 1:
             tokens, batched = tokens[None], False
         elif tokens.ndim == 2:
             batched = True
         else:
-            raise ValueError(f"tokens must be [seq] or [batch, seq], got shape {tuple(tokens.shape)}")
+            raise TutorialError(f"tokens must be [seq] or [batch, seq], got shape {tuple(tokens.shape)}")
     else:
-        raise ValueError(f"tokens must be a string or a LongTensor, got {type(tokens).__name__}")
+        raise TutorialError(f"tokens must be a string or a LongTensor, got {type(tokens).__name__}")
     if tokens.shape[1] < 2:
-        raise ValueError(f"need at least 2 tokens to measure context mixing, got {tokens.shape[1]}")
+        raise TutorialError(f"need at least 2 tokens to measure context mixing, got {tokens.shape[1]}")
     n_ctx = getattr(model.cfg, "n_ctx", None)
     if n_ctx and tokens.shape[1] > n_ctx:
-        raise ValueError(f"{tokens.shape[1]} tokens exceed the model's context of {n_ctx}")
+        raise TutorialError(f"{tokens.shape[1]} tokens exceed the model's context of {n_ctx}")
     vocab = model.cfg.d_vocab
     if int(tokens.max()) >= vocab or int(tokens.min()) < 0:
-        raise ValueError(f"token ids must lie in [0, {vocab}); got [{int(tokens.min())}, "
+        raise TutorialError(f"token ids must lie in [0, {vocab}); got [{int(tokens.min())}, "
                          f"{int(tokens.max())}]")
     tokens = tokens.long().to(model.cfg.device)
     pad_id = getattr(getattr(model, "tokenizer", None), "pad_token_id", None)
     if attention_mask is not None:
         if not isinstance(attention_mask, Tensor):
-            raise ValueError(f"attention_mask must be a tensor, got {type(attention_mask).__name__}")
+            raise TutorialError(f"attention_mask must be a tensor, got {type(attention_mask).__name__}")
         mask = attention_mask if attention_mask.ndim == 2 else attention_mask[None]
         if tuple(mask.shape) != tuple(tokens.shape):
-            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, tokens "
+            raise TutorialError(f"attention_mask has shape {tuple(attention_mask.shape)}, tokens "
                              f"{tuple(tokens.shape)}: they must match")
         if not ((mask == 0) | (mask == 1)).all():
-            raise ValueError("attention_mask must hold only 0 (padding) and 1 (real token)")
+            raise TutorialError("attention_mask must hold only 0 (padding) and 1 (real token)")
         mask = mask.to(tokens.device).bool()
     elif is_post_ln(model):
         mask = tokens != pad_id if pad_id is not None else torch.ones_like(tokens, dtype=torch.bool)
     else:
         mask = torch.ones_like(tokens, dtype=torch.bool)
         if pad_id is not None and (tokens[:, 1:] == pad_id).any():
-            raise ValueError(
+            raise TutorialError(
                 f"this decoder batch contains the pad id {pad_id} after position 0 (left or right "
                 "padding?). The pad id is also the decoder's BOS, so padding cannot be inferred: "
                 "pass attention_mask (1 = real token), e.g. from tokenizer(..., padding=True)")
     if (mask.sum(1) < 2).any():
-        raise ValueError("every row needs at least 2 real (unpadded) tokens")
+        raise TutorialError("every row needs at least 2 real (unpadded) tokens")
     return tokens, batched, mask
 
 
@@ -192,7 +194,7 @@ def rollout(per_layer: Tensor, add_residual: bool = False) -> Tensor:
     Rows of the result sum to 1 when rows of the input do.
     """
     if per_layer.ndim < 3 or per_layer.shape[-1] != per_layer.shape[-2]:
-        raise ValueError(f"rollout needs [..., layers, T, T], got {tuple(per_layer.shape)}")
+        raise TutorialError(f"rollout needs [..., layers, T, T], got {tuple(per_layer.shape)}")
     mats = per_layer
     if add_residual:
         eye = torch.eye(mats.shape[-1], dtype=mats.dtype, device=mats.device)

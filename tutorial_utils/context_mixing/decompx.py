@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..validation import TutorialError
+
 from ._base import as_tokens, collect_internals, is_post_ln, mask_maps, row_normalize, unbatch
 
 
@@ -77,7 +79,7 @@ def decompx_decomposition(model: Any, tokens: Tensor | str,
     """The per-input-token decomposition of every layer's hidden state (module docstring).
     ``tokens [B, T]`` (or one sentence); computed in ``dtype`` (float64 by default)."""
     if not is_post_ln(model):
-        raise ValueError("DecompX is implemented for post-LN encoders (BERT/RoBERTa); this model "
+        raise TutorialError("DecompX is implemented for post-LN encoders (BERT/RoBERTa); this model "
                          "is a pre-LN decoder")
     toks, _, mask = as_tokens(model, tokens, attention_mask)
     layers = collect_internals(model, toks, mask, dtype=dtype)

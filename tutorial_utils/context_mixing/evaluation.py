@@ -28,6 +28,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..validation import TutorialError
+
 from ._base import as_tokens, collect_internals, is_post_ln, mask_maps, rollout, row_normalize
 from .norms import _mixing_vectors, _norm_layer, _with_residual
 from .value_zeroing import value_zeroing
@@ -61,7 +63,7 @@ class CueExamples:
 def _position(row: Tensor, token_id: int, what: str, prompt: str) -> int:
     hits = (row == token_id).nonzero().flatten()
     if len(hits) != 1:
-        raise ValueError(f"{what} token appears {len(hits)} times in {prompt!r}")
+        raise TutorialError(f"{what} token appears {len(hits)} times in {prompt!r}")
     return int(hits[0])
 
 
@@ -81,9 +83,9 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
     "The {subj} that the {attr} {saw|liked|found}" (the attractor is a separate token).
     """
     if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
+        raise TutorialError(f"n must be positive, got {n}")
     if decoder_frames not in ("canonical", "relative"):
-        raise ValueError(f"decoder_frames must be 'canonical' or 'relative', got {decoder_frames!r}")
+        raise TutorialError(f"decoder_frames must be 'canonical' or 'relative', got {decoder_frames!r}")
     if not is_post_ln(model):
         from ..tasks import make_sva
 
@@ -93,13 +95,13 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
             pool = make_sva(model, n=12 * n, frames_split="train", seed=seed)
             keep = [i for i, f in enumerate(pool.meta["frame"]) if " that " in f][:n]
             if len(keep) < n:
-                raise ValueError(f"only {len(keep)} relative-clause prompts for n = {n}")
+                raise TutorialError(f"only {len(keep)} relative-clause prompts for n = {n}")
             ds = pool.subset(keep)
             ds.clean_tokens = ds.clean_tokens[:, :int(ds.answer_pos.max()) + 1]
             ds.corrupted_tokens = ds.corrupted_tokens[:, :int(ds.answer_pos.max()) + 1]
         tok = ds.clean_tokens.to(model.cfg.device)
         if not ds.is_aligned:
-            raise ValueError("SVA prompts differ in length; use the canonical frame")
+            raise TutorialError("SVA prompts differ in length; use the canonical frame")
         cue, dis = [], []
         for b in range(n):
             row = tok[b].cpu()
@@ -114,7 +116,7 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
     tk = model.tokenizer
     mask = getattr(tk, "mask_token", None)
     if mask is None:
-        raise ValueError("the encoder's tokenizer has no mask token")
+        raise TutorialError("the encoder's tokenizer has no mask token")
     nouns, skipped = [], []
     for pair in SVA_NOUNS.all:
         bad = [w for w in pair if not _single_wordpiece(tk, w)]
@@ -122,7 +124,7 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
     comps = [c for c in COMPLEMENTS if _single_wordpiece(tk, c)]
     skipped += [c for c in COMPLEMENTS if c not in comps]
     if len(nouns) < 2 or not comps:
-        raise ValueError(f"too few single-WordPiece words for this tokenizer (skipped {skipped})")
+        raise TutorialError(f"too few single-WordPiece words for this tokenizer (skipped {skipped})")
     rng = random.Random(seed)
     prompts, plural, subjects, attractors = [], [], [], []
     for _ in range(n):
@@ -136,7 +138,7 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
         attractors.append(a)
     rows = [model.to_tokens(p)[0] for p in prompts]
     if len({len(r) for r in rows}) != 1:
-        raise ValueError("encoder SVA prompts differ in token length")
+        raise TutorialError("encoder SVA prompts differ in token length")
     tok = torch.stack(rows).to(model.cfg.device)
     q, cue, dis = [], [], []
     for b, row in enumerate(tok.cpu()):
@@ -163,7 +165,7 @@ def all_methods(model: Any, tokens: Tensor, methods: Sequence[str] | None = None
     methods = list(valid if methods is None else methods)
     bad = [m for m in methods if m not in valid]
     if bad:
-        raise ValueError(f"methods {bad} are not defined for this model; valid: {valid}")
+        raise TutorialError(f"methods {bad} are not defined for this model; valid: {valid}")
     toks, _, mask = as_tokens(model, tokens, attention_mask)
     post = is_post_ln(model)
     layers = collect_internals(model, toks, mask)
@@ -207,7 +209,7 @@ def cue_ranking(maps: Tensor, ex: CueExamples, layer: int = -1) -> CueRanking:
     if maps.ndim == 4:
         maps = maps[:, layer]
     if maps.ndim != 3 or maps.shape[0] != len(ex):
-        raise ValueError(f"maps must be [B, (L,) T, T] with B = {len(ex)}, got {tuple(maps.shape)}")
+        raise TutorialError(f"maps must be [B, (L,) T, T] with B = {len(ex)}, got {tuple(maps.shape)}")
     b = torch.arange(len(ex))
     q = ex.query_pos.cpu()
     m = maps.cpu()
@@ -229,7 +231,7 @@ def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
     direction (mean plural-subject minus mean singular-subject state over the examples).
     """
     if encoder_target not in ("mlm", "direction"):
-        raise ValueError(f"encoder_target must be 'mlm' or 'direction', got {encoder_target!r}")
+        raise TutorialError(f"encoder_target must be 'mlm' or 'direction', got {encoder_target!r}")
     if ex.kind == "decoder":
         ds = ex.dataset
         return (lambda out: ds.metric(out, per_example=True)), None
@@ -243,7 +245,7 @@ def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
         for form in [w for pair in SVA_VERBS for w in pair]:
             pieces = tk.tokenize(form)
             if len(pieces) != 1 or tk.convert_tokens_to_ids(pieces[0]) == tk.unk_token_id:
-                raise ValueError(f"verb {form!r} is not one token for this encoder")
+                raise TutorialError(f"verb {form!r} is not one token for this encoder")
             ids[form] = tk.convert_tokens_to_ids(pieces[0])
         sing = torch.tensor([ids[s] for s, _ in SVA_VERBS], device=ex.tokens.device)
         plur = torch.tensor([ids[p] for _, p in SVA_VERBS], device=ex.tokens.device)
@@ -259,7 +261,7 @@ def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
         _, cache = model.run_with_cache(ex.tokens, names_filter=lambda n: n == hook)
     h = cache[hook][torch.arange(len(ex)), q]
     if pl.all() or (~pl).all():
-        raise ValueError("need both singular and plural subjects to define the number direction")
+        raise TutorialError("need both singular and plural subjects to define the number direction")
     direction = h[pl].mean(0) - h[~pl].mean(0)
     direction = direction / direction.norm()
 

@@ -28,6 +28,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from ..validation import TutorialError
+
 from ._base import (after_attention, as_tokens, collect_internals, is_post_ln, mask_maps,
                     original_hf_model, position_ids, rollout as _rollout, row_normalize,
                     run_layer, unbatch)
@@ -57,10 +59,10 @@ def value_zeroed_outputs(model: Any, tokens: Tensor, variants: Sequence[tuple[in
     L = model.cfg.n_layers
     for b, l, j in variants:
         if not (0 <= b < B and 0 <= l < L and -1 <= j < T):
-            raise ValueError(f"variant {(b, l, j)} out of range for {B} sentences, {L} layers, "
+            raise TutorialError(f"variant {(b, l, j)} out of range for {B} sentences, {L} layers, "
                              f"{T} positions")
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        raise TutorialError(f"chunk_size must be positive, got {chunk_size}")
     var = torch.tensor(list(variants), dtype=torch.long, device=toks.device).reshape(-1, 3)
     layers = collect_internals(model, toks, mask)
     post = is_post_ln(model)
@@ -91,7 +93,7 @@ def value_zeroing(model: Any, tokens: Tensor | str, rollout: bool = False,
     ``R_l = VZ_l R_{l-1}`` (no identity: the residual is inside the measured output).
     """
     if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        raise TutorialError(f"chunk_size must be positive, got {chunk_size}")
     toks, batched, mask = as_tokens(model, tokens, attention_mask)
     B, T = toks.shape
     post = is_post_ln(model)
