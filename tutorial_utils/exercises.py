@@ -70,6 +70,8 @@ from typing import Any
 
 import nbformat
 
+from .validation import TutorialError
+
 __all__ = [
     "RAISE_LINE",
     "SOLUTION_ONLY_MARKER",
@@ -152,7 +154,7 @@ def _transform_exercise_cell(source: str, source_name: str, cell_index: int) -> 
         begin = _BEGIN_RE.match(line)
         if begin:
             if block is not None:
-                raise ValueError(
+                raise TutorialError(
                     f"{_where(source_name, cell_index)}: '### BEGIN SOLUTION' on line {lineno} "
                     f"inside the block opened on line {block[0]} (blocks cannot nest; "
                     "missing '### END SOLUTION'?)"
@@ -161,7 +163,7 @@ def _transform_exercise_cell(source: str, source_name: str, cell_index: int) -> 
             continue
         if _END_RE.match(line):
             if block is None:
-                raise ValueError(
+                raise TutorialError(
                     f"{_where(source_name, cell_index)}: '### END SOLUTION' on line {lineno} "
                     "without a matching '### BEGIN SOLUTION'"
                 )
@@ -179,12 +181,12 @@ def _transform_exercise_cell(source: str, source_name: str, cell_index: int) -> 
             student.append(line)
 
     if block is not None:
-        raise ValueError(
+        raise TutorialError(
             f"{_where(source_name, cell_index)}: '### BEGIN SOLUTION' on line {block[0]} "
             "has no matching '### END SOLUTION'"
         )
     if n_blocks == 0:
-        raise ValueError(
+        raise TutorialError(
             f"{_where(source_name, cell_index)}: '### HINT:' line in a cell without a "
             "'### BEGIN SOLUTION' / '### END SOLUTION' block"
         )
@@ -281,7 +283,7 @@ def make_student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbform
             cells.append(cell)
             continue
         if _compiles(source) and not _compiles(exercise.student_source):
-            raise ValueError(
+            raise TutorialError(
                 f"{_where(source_name, index)}: the student version of this exercise cell "
                 "is not valid Python; move the solution markers so whole statements are removed"
             )

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 
 from ..grading import CheckResult, check_value, compare_to_reference
+from ..validation import TutorialError
 
 __all__ = ["check_add_to_head_input", "check_component_logits", "check_head_sweep",
            "check_mean_ablate_head", "check_sva_faithfulness", "check_zero_ablate_head"]
@@ -53,7 +54,7 @@ def check_zero_ablate_head(fn: Callable) -> CheckResult:
         before = z.clone()
         out = fn(z, head)
         if not torch.equal(z, before):
-            raise ValueError("the input was modified in place: clone it first")
+            raise TutorialError("the input was modified in place: clone it first")
         return out
 
     return compare_to_reference("zero_ablate_head", student, _ref_zero_ablate_head, make)
