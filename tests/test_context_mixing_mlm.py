@@ -79,3 +79,12 @@ def test_pure_python_encoding_matches_the_tokenizer(hf_mlm):
     for text in ("The keys on the cabinet [MASK] old", "In the year 1741, the war began.",
                  "When Mary and John went to the store, John gave a drink to Mary"):
         assert tok(text)["input_ids"] == encode(text, vocab)
+
+
+def test_card_command_uses_the_shipped_config(record):
+    """The card's command (train_mlm with its defaults) is the shipped run's configuration."""
+    from dataclasses import asdict
+
+    from tutorial_utils.offline_model.train_mlm import MLMConfig
+
+    assert asdict(MLMConfig()) == record["train_config"]

@@ -138,7 +138,7 @@ class MLMConfig:
     d_mlp: int = 512
     n_ctx: int = 64
     batch_size: int = 64
-    steps: int = 4000
+    steps: int = 4500
     max_minutes: float = 40.0
     lr: float = 1e-3
     warmup: int = 200
