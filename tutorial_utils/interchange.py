@@ -42,8 +42,9 @@ from .metrics import Metric, check_metric_output, default_metric
 from .tasks.base import TaskDataset
 from .validation import TutorialError, check_batch_size, check_dataset
 
-__all__ = ["Direction", "Source", "batches", "interchange_logits", "metric_of_runs",
-           "model_device", "run_variants", "sender_activations", "source_activations"]
+__all__ = ["Direction", "Source", "batches", "default_batch_rows", "interchange_logits",
+           "metric_of_runs", "model_device", "run_variants", "sender_activations",
+           "source_activations"]
 
 Source = Literal["corrupted", "mean", "zero"]
 Direction = Literal["noise", "denoise"]
@@ -56,6 +57,11 @@ def model_device(model: Any) -> torch.device:
         return next(model.parameters()).device
     except StopIteration:  # pragma: no cover
         return torch.device("cpu")
+
+
+def default_batch_rows(seq_len: int, d_vocab: int, budget_bytes: float = 4e8) -> int:
+    """Rows per stacked forward so the float32 logits stay under ``budget_bytes`` (cap 1024)."""
+    return int(max(1, min(1024, budget_bytes // (4 * seq_len * d_vocab))))
 
 
 def batches(n: int, batch_size: int) -> list[slice]:

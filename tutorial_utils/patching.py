@@ -65,6 +65,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from .interchange import default_batch_rows
 from .metrics import Metric, check_metric_output, default_metric, normalize
 from .tasks.base import TaskDataset
 from .validation import (TutorialError, check_dataset, check_hook_names, check_layer,
@@ -405,11 +406,6 @@ def ablate(model: Any, tokens: Tensor, components: Sequence[Component | str],
 # --------------------------------------------------------------------------------------------
 # Batched engine
 # --------------------------------------------------------------------------------------------
-
-
-def default_batch_rows(seq_len: int, d_vocab: int, budget_bytes: float = 4e8) -> int:
-    """Rows per stacked forward so the float32 logits stay under ``budget_bytes`` (cap 1024)."""
-    return int(max(1, min(1024, budget_bytes // (4 * seq_len * d_vocab))))
 
 
 def _metric_fn(data: TaskDataset, metric: Metric | None, per_example: bool = False

@@ -52,7 +52,7 @@ import torch
 from torch import Tensor
 
 from .graph import Edge, Graph
-from .interchange import Source, metric_of_runs, run_variants
+from .interchange import Source, default_batch_rows, metric_of_runs, run_variants
 from .metrics import Metric, normalize
 from .tasks.base import TaskDataset
 from .validation import TutorialError, check_dataset
@@ -63,11 +63,6 @@ __all__ = ["Edge", "EdgeScores", "Graph", "PathPatchingStep", "default_batch_row
 EdgeSource = Source
 #: variants whose edge masks :func:`edge_patching` builds at once
 VARIANT_BLOCK = 1024
-
-
-def default_batch_rows(seq_len: int, d_vocab: int, budget_bytes: float = 4e8) -> int:
-    """Rows per stacked forward so the float32 logits stay under ``budget_bytes`` (cap 1024)."""
-    return int(max(1, min(1024, budget_bytes // (4 * seq_len * d_vocab))))
 
 
 def _dataset(data: Any, model: Any) -> TaskDataset:
