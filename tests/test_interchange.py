@@ -165,3 +165,18 @@ def test_exact_scores_built_in_blocks_equal_one_block(hooked_model, gt, graph, m
     blocks = exact_scores(hooked_model, graph, gt, edges=edges)
     assert float(one.abs().max()) > 1e-4
     torch.testing.assert_close(one, blocks, atol=1e-6, rtol=0)
+
+
+def test_hook_names_are_written_once(hooked_model):
+    """Every site's hook exists on a hooks=True bridge; patching's sites are the same table."""
+    from tutorial_utils.hook_names import SITES, hook_name
+
+    for site, (template, _) in SITES.items():
+        name = hook_name(site, 0) if "{layer}" in template else hook_name(site)
+        assert name in hooked_model.hook_dict, name
+        if site in P.SITES:
+            assert P.SITES[site] == SITES[site]
+    with pytest.raises(ValueError, match="unknown site"):
+        hook_name("resid")
+    with pytest.raises(ValueError, match="pass a layer"):
+        hook_name("z")

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .hook_names import hook_name
 from .readout import (MAX_FULL_VOCAB_VALUES, activations_at, check_decoder, check_pos,
                       check_token_ids, normalise, project, read_out_weights)
 from .validation import TutorialError, check_hook_names, check_tokens
@@ -46,11 +47,10 @@ __all__ = ["ComponentLensResult", "DLAResult", "MetricAttribution", "component_l
 
 def _component_names(model: Any) -> list[str]:
     L = model.cfg.n_layers
-    names = ["hook_embed", "hook_pos_embed", "ln_final.hook_scale",
-             f"blocks.{L - 1}.hook_resid_post"]
+    names = [hook_name("embed"), hook_name("pos_embed"), hook_name("ln_final_scale"),
+             hook_name("resid_post", L - 1)]
     for l in range(L):
-        names += [f"blocks.{l}.attn.hook_z", f"blocks.{l}.hook_attn_out",
-                  f"blocks.{l}.hook_mlp_out"]
+        names += [hook_name("z", l), hook_name("attn_out", l), hook_name("mlp_out", l)]
     return names
 
 
@@ -63,12 +63,12 @@ def _component_stack(model: Any, acts: dict[str, Tensor], per_head: bool
     L, H = model.cfg.n_layers, model.cfg.n_heads
     # token and position embeddings as separate rows; together they are the graph's node
     # ``embed`` (tutorial_utils.graph), which is why the token row is not called "embed"
-    labels, rows = ["tok_embed", "pos_embed"], [acts["hook_embed"], acts["hook_pos_embed"]]
+    labels, rows = ["tok_embed", "pos_embed"], [acts[hook_name("embed")], acts[hook_name("pos_embed")]]
     b_O_total = None
     for l in range(L):
         attn = model.blocks[l].attn
         if per_head:
-            z = acts[f"blocks.{l}.attn.hook_z"]                      # [B, H, d_head]
+            z = acts[hook_name("z", l)]                              # [B, H, d_head]
             W_O = attn.W_O.detach().float().to(z.device)             # [H, d_head, d_model]
             heads = torch.einsum("bhe,hed->hbd", z, W_O)
             labels += [f"a{l}.h{h}" for h in range(H)]
@@ -79,9 +79,9 @@ def _component_stack(model: Any, acts: dict[str, Tensor], per_head: bool
                 b_O_total = b_O if b_O_total is None else b_O_total + b_O
         else:
             labels.append(f"a{l}")
-            rows.append(acts[f"blocks.{l}.hook_attn_out"])
+            rows.append(acts[hook_name("attn_out", l)])
         labels.append(f"m{l}")
-        rows.append(acts[f"blocks.{l}.hook_mlp_out"])
+        rows.append(acts[hook_name("mlp_out", l)])
     if per_head and b_O_total is not None:
         labels.append("bias.attn")
         rows.append(b_O_total.expand_as(rows[0]))
@@ -181,7 +181,7 @@ def _components_projected(model: Any, tokens: Tensor, pos: Any, token_ids: Any, 
         check_hook_names(model, names)
     acts = activations_at(model, tokens, p, names, cache, batch_size)
     labels, stack = _component_stack(model, acts, per_head)          # [C, B, d]
-    frozen = acts["ln_final.hook_scale"].reshape(B, 1)
+    frozen = acts[hook_name("ln_final_scale")].reshape(B, 1)
     W_U, b_U, ln_bias = read_out_weights(model, stack.device)
     values = project(normalise(stack, model, frozen if scale == "final" else None), W_U, ids,
                       None)
@@ -197,7 +197,7 @@ def _components_projected(model: Any, tokens: Tensor, pos: Any, token_ids: Any, 
                 row = vec[ids.to(vec.device)]
             labels.append(lab)
             values = torch.cat([values, row[None]], 0)
-    resid = acts[f"blocks.{L - 1}.hook_resid_post"]
+    resid = acts[hook_name("resid_post", L - 1)]
     bias_all = b_U if ln_bias is None else b_U + ln_bias
     logits = project(normalise(resid, model, frozen), W_U, ids, bias_all)
     return labels, values, ids, p, logits
@@ -361,12 +361,12 @@ def _metric_setup(model: Any, dataset: Any, cache: Any, per_head: bool, batch_si
         check_hook_names(model, names)
     acts = activations_at(model, tokens, p, names, cache, batch_size)
     labels, stack = _component_stack(model, acts, per_head)
-    frozen = acts["ln_final.hook_scale"].reshape(B, 1)
+    frozen = acts[hook_name("ln_final_scale")].reshape(B, 1)
     W_U, b_U, ln_bias = read_out_weights(model, stack.device)
     bias = b_U if ln_bias is None else b_U + ln_bias
     ids, sign = ids.to(stack.device), sign.to(stack.device)
     L = model.cfg.n_layers
-    full = project(normalise(acts[f"blocks.{L - 1}.hook_resid_post"], model, frozen), W_U, None,
+    full = project(normalise(acts[hook_name("resid_post", L - 1)], model, frozen), W_U, None,
                     bias)                                            # [B, V]
     xn = normalise(stack, model, frozen)                            # [C, B, d]
     return labels, xn, W_U, b_U, ln_bias, full, ids, sign

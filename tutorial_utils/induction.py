@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .hook_names import hook_name
 from .validation import TutorialError
 
 __all__ = ["induction_scores", "induction_scores_from_patterns", "model_repeated_tokens",
@@ -56,7 +57,7 @@ def induction_scores_from_patterns(patterns: Tensor, seq_len: int) -> Tensor:
 def induction_scores(model: Any, tokens: Tensor, seq_len: int) -> Tensor:
     """``[n_layers, n_heads]`` induction scores of every head of a ``TransformerBridge`` on
     ``tokens`` from :func:`repeated_random_tokens` (one forward pass, patterns only)."""
-    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
+    names = [hook_name("pattern", l) for l in range(model.cfg.n_layers)]
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
     patterns = torch.stack([cache[n] for n in names])  # [layer, batch, head, q, k]

@@ -47,12 +47,13 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from .hook_names import hook_name
 from .validation import TutorialError, check_batch_size, check_tokens
 
 TargetFn = Callable[[Tensor], Tensor]
 Baseline = str | int | Tensor
 
-EMBED_HOOK = "hook_embed"
+EMBED_HOOK = hook_name("embed")
 IG_RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",
             "gausslegendre")
 METHODS = ("saliency", "grad_x_input", "integrated_gradients", "occlusion")

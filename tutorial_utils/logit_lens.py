@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .hook_names import hook_name
 from .readout import (activations_at, check_decoder, check_pos, check_token_ids, normalise,
                       project, read_out_weights)
 from .validation import TutorialError, check_hook_names, check_tokens
@@ -110,13 +111,13 @@ class LogitLensResult:
 def _resid_names(model: Any, incl_mid: bool) -> tuple[list[str], list[str]]:
     """Labels and hooks of the logit-lens points: ``embed`` (resid_pre of block 0), then for each
     block ``l`` optionally ``L{l}.mid`` (resid_mid) and ``L{l}`` (resid_post = resid_pre of l+1)."""
-    labels, names = ["embed"], ["blocks.0.hook_resid_pre"]
+    labels, names = ["embed"], [hook_name("resid_pre", 0)]
     for l in range(model.cfg.n_layers):
         if incl_mid:
             labels.append(f"L{l}.mid")
-            names.append(f"blocks.{l}.hook_resid_mid")
+            names.append(hook_name("resid_mid", l))
         labels.append(f"L{l}")
-        names.append(f"blocks.{l}.hook_resid_post")
+        names.append(hook_name("resid_post", l))
     return labels, names
 
 
@@ -163,12 +164,12 @@ def logit_lens(
     if not 0 <= top_k <= V:
         raise TutorialError(f"top_k must be in [0, {V}], got {top_k}")
     labels, names = _resid_names(model, incl_mid)
-    names_all = names + ["ln_final.hook_scale"]
+    names_all = names + [hook_name("ln_final_scale")]
     if cache is None:
         check_hook_names(model, names_all)
     acts = activations_at(model, tokens, p, names_all, cache, batch_size)
     x = torch.stack([acts[n] for n in names], 0)                     # [P, B, d]
-    frozen = acts["ln_final.hook_scale"].reshape(B, 1)
+    frozen = acts[hook_name("ln_final_scale")].reshape(B, 1)
     xn = normalise(x, model, frozen if scale == "final" else None)
     W_U, b_U, ln_bias = read_out_weights(model, x.device)
     bias = b_U if ln_bias is None else b_U + ln_bias

@@ -65,6 +65,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from .hook_names import SITES as ALL_SITES
 from .interchange import default_batch_rows
 from .metrics import Metric, check_metric_output, default_metric, normalize
 from .tasks.base import TaskDataset
@@ -82,18 +83,11 @@ AblationMethod = Literal["zero", "mean", "resample"]
 
 #: site -> (hook-name template, layout). Layouts: ``"pos"`` for ``[B, T, d]`` activations,
 #: ``"pos_head"`` for ``[B, T, H, x]``, ``"head_dest"`` for attention patterns ``[B, H, Tq, Tk]``.
+#: (the templates come from :data:`tutorial_utils.hook_names.SITES`, where every hook name of the
+#: package is written; these are the per-block sites a sweep may patch)
 SITES: dict[str, tuple[str, str]] = {
-    "resid_pre": ("blocks.{layer}.hook_resid_pre", "pos"),
-    "resid_mid": ("blocks.{layer}.hook_resid_mid", "pos"),
-    "resid_post": ("blocks.{layer}.hook_resid_post", "pos"),
-    "attn_out": ("blocks.{layer}.hook_attn_out", "pos"),
-    "mlp_out": ("blocks.{layer}.hook_mlp_out", "pos"),
-    "z": ("blocks.{layer}.attn.hook_z", "pos_head"),
-    "q": ("blocks.{layer}.attn.hook_q", "pos_head"),
-    "k": ("blocks.{layer}.attn.hook_k", "pos_head"),
-    "v": ("blocks.{layer}.attn.hook_v", "pos_head"),
-    "result": ("blocks.{layer}.attn.hook_result", "pos_head"),
-    "pattern": ("blocks.{layer}.attn.hook_pattern", "head_dest"),
+    s: ALL_SITES[s] for s in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out",
+                              "z", "q", "k", "v", "result", "pattern")
 }
 #: graph node kind -> the site of its output (tutorial_utils.graph.Node.out_hook; a test checks
 #: that ``Component.parse(node).hook_name == graph.node(node).out_hook`` for every node)

@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from .hook_names import hook_name
 from .validation import TutorialError
 
 __all__ = [
@@ -135,7 +136,7 @@ def residual_stream(model: Any, tokens: Tensor, pos: int | Sequence[int] | Tenso
     ``[n_layers + 1, B, d_model]``: index ``l`` is ``blocks.l.hook_resid_pre`` (0 = the
     embeddings) and index ``n_layers`` is the last ``hook_resid_post``."""
     L = model.cfg.n_layers
-    names = [f"blocks.{l}.hook_resid_pre" for l in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
+    names = [hook_name("resid_pre", l) for l in range(L)] + [hook_name("resid_post", L - 1)]
     acts = collect_activations(model, tokens, names, pos=pos, batch_size=batch_size,
                                progress=progress)
     return torch.stack([acts[n] for n in names])

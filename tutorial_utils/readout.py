@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from .hook_names import hook_name
 from .models import require_decoder
 from .validation import TutorialError
 
@@ -124,7 +125,7 @@ def check_cache_tokens(model: Any, tokens: Tensor, cache: Any) -> None:
                                 "cache must come from a run of this model on these tokens")
         return
     try:
-        emb = cache["hook_embed"]
+        emb = cache[hook_name("embed")]
     except KeyError:
         raise TutorialError("cache: cannot tell which tokens it came from (it has neither "
                             "cache.tokens nor 'hook_embed'); run model.run_with_cache(tokens) "
