@@ -16,7 +16,7 @@ md = new_markdown_cell
 code = new_code_cell
 
 cells = [
-    md("""# 02 · Context mixing: attention, rollout, attention-norm, GlobEnc, ALTI, Value Zeroing
+    md("""# 02 · Context mixing: attention, rollout, attention-norm, GlobEnc, ALTI, Value Zeroing, DecompX
 
 **Estimated time: 30 minutes** (attention maps 5 · the methods 10 · evaluation on agreement 5 ·
 all together 3 · exercises 7).
@@ -29,17 +29,24 @@ Each one returns a matrix `[layer, query i, source j]` whose rows sum to 1.
 - read attention maps, and explain three reasons why raw attention weights mislead
   (value norms, the residual stream, LayerNorm);
 - derive, one term at a time, attention rollout, attention-norm (+ residual, + LayerNorm),
-  GlobEnc, ALTI and Value Zeroing, and check the decompositions they rest on numerically;
+  GlobEnc, ALTI, Value Zeroing and DecompX, and check the decompositions they rest on numerically;
 - evaluate the methods against each other on a task with a known cue (subject-verb agreement)
   and against gradient attribution and occlusion from notebook 01;
 - implement rollout, the attention-norm decomposition, Value Zeroing for one token and the
   cue-ranking score yourself.
 
-**Models.** Both architectures: an encoder (`load_encoder()`: BERT-base online, or offline the
-BERT-architecture MiniLM-L6, 6 layers, 12 heads, post-LN) and a decoder (`load_model()`: GPT-2
-small online, or offline the course's 4-layer GPT-2-architecture model, pre-LN). The saved outputs
-come from the offline models. MiniLM-L6 ships without a trained masked-LM head, so we use only its
-internals, never its word predictions."""),
+**Models.** Both architectures: an encoder (post-LN) and a decoder (pre-LN). The saved outputs come
+from the offline models that ship with the course: the encoder `tiny-bert-tasks`, a 4-layer,
+4-head BERT-architecture *masked* language model trained in this repository on the course corpus
+(`data/models/tiny-bert-tasks/README.md`), and the decoder `load_model()`, the course's 4-layer
+GPT-2-architecture model. Online, set `ENCODER = "bert-base-uncased"` and use
+`load_model("gpt2")` below; `load_encoder("minilm-l6")` also works offline but has no trained
+masked-LM head, so its `[MASK]` predictions mean nothing.
+
+**Original weights.** `enable_compatibility_mode()` folds the value bias $b_V$ into the output
+bias and centres $W_O$: the model's outputs do not change, but the per-token pieces the papers
+define do. Every method here therefore reads the model's original Hugging Face weights
+(`cm.original_hf_model`); section 2.3 shows the difference."""),
     code(COLAB_SETUP_CELL),
     code("""import sys
 
@@ -56,7 +63,8 @@ from tutorial_utils.models import load_encoder, load_model, seed_everything
 seed_everything(0)
 torch.set_grad_enabled(False)  # the attribution functions switch gradients on where they need them"""),
     code("""# NBVAL_IGNORE_OUTPUT  (load messages and timings)
-encoder = load_encoder()
+ENCODER = "tiny-bert-tasks"  # online: "bert-base-uncased"
+encoder = load_encoder(ENCODER)
 decoder = load_model()"""),
     code("""# NBVAL_CHECK_OUTPUT
 for name, m in (("encoder", encoder), ("decoder", decoder)):
@@ -81,9 +89,10 @@ import circuitsvis as cv
 
 enc_att_heads = cm.raw_attention(encoder, enc_tokens[0], per_head=True)  # [L, H, T, T]
 cv.attention.attention_patterns(tokens=enc_str, attention=enc_att_heads[2])"""),
-    code("""plotting.attention_grid(enc_att_heads[[0, 2, 5]], enc_str,
-                        "Encoder attention, layers 0, 2 and 5 (rows: query, columns: key)",
-                        layer_labels=["L0", "L2", "L5"]);"""),
+    code("""show_layers = [0, encoder.cfg.n_layers // 2, encoder.cfg.n_layers - 1]
+plotting.attention_grid(enc_att_heads[show_layers], enc_str,
+                        f"Encoder attention, layers {show_layers} (rows: query, columns: key)",
+                        layer_labels=[f"L{l}" for l in show_layers]);"""),
     md("""Three reasons the weights $\\alpha^h_{ij}$ alone do not say how much $j$ contributes to $i$:
 
 1. **Value norms.** Head $h$ adds $\\sum_j \\alpha^h_{ij} f_h(x_j)$ with $f_h(x) = (x W_V^h + b_V^h) W_O^h$.
@@ -109,6 +118,10 @@ for name, m, toks in (("encoder", encoder, enc_tokens), ("decoder", decoder, dec
         attn_out = torch.einsum("bhij,bjhk,hkd->bid", it.pattern, it.values, it.W_O) + it.b_O
         ratios.append((it.resid_pre.norm(dim=-1) / attn_out.norm(dim=-1)).mean())
     print(f"  {name}: " + "  ".join(f"L{l} {r:.1f}" for l, r in enumerate(ratios)))"""),
+    md("""In every layer of the encoder, attention-norm gives `[CLS]` and `[SEP]` a smaller share
+(0.12 to 0.19) than the raw weights do (0.17 to 0.24), and each token's own vector is 2.7 to 3.4
+times as large as what attention adds to it. The decoder's layer 0 is the exception (0.6): there
+attention adds more than the token brings."""),
     md("""## 2. The methods, one term at a time (10 min)
 
 All methods below return `[layer, query, source]` with rows summing to 1; the figures show the
@@ -155,7 +168,14 @@ $\\lVert g_i(z_{ij} + [i=j]x_i)\\rVert$. In a pre-LN decoder LN1 sits *before* a
 inside $f$, and RES1+LN1 is not defined: the function says so.
 
 The decomposition is exact: the pieces plus the bias rebuild the block's real output
-(`ln1.hook_out` for BERT, `hook_resid_mid` for GPT-2)."""),
+($\\text{LN}_1(x + \\text{Attn}(x))$ for BERT, $x + \\text{Attn}(\\text{LN}_1(x))$ for GPT-2).
+
+The pieces must use the **original** weights. In compatibility mode the bridge's `attn.b_V` is 0
+(folded into `b_O`) and `W_O` is centred; the sum still rebuilds the output, but each token's
+piece loses $\\alpha_{ij} b_V W_O$, which moves into the bias. The cell below shows both. The
+biases of the two course models are small, so the shift is small here; on MiniLM-L6 leaving
+$b_V$ out moved attention-norm by up to 0.07 against the reference implementation (issue 11),
+which is why the tests compare every method with the paper's formula on the raw weights."""),
     code("""# NBVAL_CHECK_OUTPUT
 for name, m, toks in (("encoder", encoder, enc_tokens), ("decoder", decoder, dec_tokens)):
     errs = []
@@ -164,6 +184,16 @@ for name, m, toks in (("encoder", encoder, enc_tokens), ("decoder", decoder, dec
         errs.append(float((dec.per_source.sum(2) + dec.bias - dec.output).abs().max()))
     print(f"{name}: sum_j T_i(x_j) + bias == real attention-block output in every layer "
           f"(max error < 1e-4): {max(errs) < 1e-4}")
+for name, m, toks in (("encoder", encoder, enc_tokens), ("decoder", decoder, dec_tokens)):
+    it = cm.collect_internals(m, toks)[0]
+    folded = m.blocks[0].attn.b_V.abs().max().item()
+    print(f"{name} layer 0: max |b_V|, original weights {it.weights.b_V.abs().max():.3f}, "
+          f"compatibility mode {folded:.3f}")
+    # attention-norm with the value bias left out, as compatibility mode's hook_v would give it
+    no_bv = torch.einsum("bhij,bjhk,hkd->bijd", it.pattern, it.values - it.weights.b_V, it.W_O)
+    with_bv = torch.einsum("bhij,bjhk,hkd->bijd", it.pattern, it.values, it.W_O)
+    diff = (cm.row_normalize(no_bv.norm(dim=-1)) - cm.row_normalize(with_bv.norm(dim=-1))).abs().max()
+    print(f"  attention-norm of layer 0 moves by up to {diff:.3f} when b_V is left out")
 try:
     cm.attention_norm(decoder, dec_tokens, "res_ln")
 except ValueError as err:
@@ -187,18 +217,40 @@ rolled out: $R_l = C_l R_{l-1}$."""),
     md("""### 2.6 Value Zeroing (Mohebbi et al. 2023)
 A *perturbation* method: zero token $j$'s value vectors in every head of layer $l$, keep the
 attention weights, recompute the layer (attention, residual, LayerNorms **and the FFN**), and
-score $VZ_{ij} = 1 - \\cos(\\tilde x_i^{\\neg j}, \\tilde x_i)$, row-normalised. All $T$
-zeroings of a layer run as one batched forward pass (`benchmarks/bench_value_zeroing.py`
-compares it with a loop). Zeroing *nothing* must give back the layer's output exactly:"""),
+score $VZ_{ij} = 1 - \\cos(\\tilde x_i^{\\neg j}, \\tilde x_i)$, row-normalised. The whole value
+vector is zeroed, $v^h_j = x_j W_V^h + b_V^h \\to 0$, bias included. Every zeroing starts from the
+clean input of layer $l$ (earlier layers do not depend on it), and the $T$ zeroings of a layer
+run batched (`benchmarks/bench_value_zeroing.py` compares it with a per-token loop over the
+Hugging Face layer). Zeroing *nothing* must give back the original model's layer outputs:"""),
     code("""# NBVAL_CHECK_OUTPUT
 for name, m, toks in (("encoder", encoder, enc_tokens), ("decoder", decoder, dec_tokens)):
     L = m.cfg.n_layers
     outs = cm.value_zeroed_outputs(m, toks, [(0, l, -1) for l in range(L)])
-    _, cache = m.run_with_cache(toks)
-    err = max(float((outs[l] - cache[f"blocks.{l}.hook_out"][0]).abs().max()) for l in range(L))
+    hf = cm.original_hf_model(m)  # the unfolded Hugging Face model
+    hidden = hf(input_ids=toks, output_hidden_states=True).hidden_states
+    last = (lambda x: x) if cm.layout(m) == "post_ln" else hf.ln_f  # GPT-2 applies ln_f at the end
+    err = max(float(((last(outs[l]) if l == L - 1 else outs[l]) - hidden[l + 1][0]).abs().max())
+              for l in range(L))
     print(f"{name}: nothing zeroed reproduces every layer's output (max error < 1e-5): {err < 1e-5}")"""),
     code("""show_pair("value_zeroing", "Value Zeroing (last layer)");"""),
     code("""show_pair("value_zeroing_rollout", "Value Zeroing, rolled out");"""),
+    md("""### 2.7 DecompX (Modarressi et al. 2023)
+Instead of scoring each layer and multiplying the scores, DecompX keeps every hidden state as a
+**sum of vectors, one per input token**, $x^l_i = \\sum_k a^l_{i\\leftarrow k}$, and carries that
+sum through the whole encoder: through attention (linear in the values), through both LayerNorms
+(each vector loses its own mean, the scale $\\sigma_i$ is shared), and through the FFN, whose
+activation is linearised per token and neuron through the origin,
+$\\text{GELU}(u) \\approx \\theta u$ with $\\theta = \\text{GELU}(u)/u$ at the real pre-activation.
+Every bias is shared among the sources in proportion to $|a_{i\\leftarrow k} \\cdot b|$. Each step
+is exact for the sum, so the vectors add up to the real hidden state after every layer; the map
+is $\\lVert a^l_{i\\leftarrow k}\\rVert$, row-normalised. It is defined here for post-LN encoders
+only."""),
+    code("""# NBVAL_CHECK_OUTPUT
+res = cm.decompx_decomposition(encoder, enc_tokens)
+hidden = cm.original_hf_model(encoder)(input_ids=enc_tokens, output_hidden_states=True).hidden_states
+err = max(float((a.sum(2) - hidden[l + 1]).abs().max()) for l, a in enumerate(res.per_token))
+print(f"encoder: sum_k a_(i<-k) == hidden state after every layer (max error < 1e-4): {err < 1e-4}")"""),
+    code("""show_pair("decompx", "DecompX (propagated through all layers)");"""),
     md("""## 3. Which method finds the cue? Subject-verb agreement (5 min)
 
 Agreement has a known cue: the verb's number comes from the **subject**, not the **attractor**.
@@ -209,18 +261,25 @@ attractor. (In the decoder's canonical frame "The keys on the cabinet" the next-
 *is* the attractor token, so every method with a residual term credits the attractor with the
 token's own state; `sva_cue_examples(decoder, decoder_frames="canonical")` shows it.)
 We also rank-correlate each method's row with |gradient × input| and
-|occlusion| (notebook 01, `tutorial_utils.attribution`) explaining the decoder's agreement metric
-or, for the encoder (its offline MLM head is untrained), the projection of the last layer's
-`[MASK]` state on the subject-number direction. Each method is read at its last layer."""),
+|occlusion| (notebook 01, `tutorial_utils.attribution`) explaining each model's agreement metric:
+the probability of the agreeing verb forms minus the disagreeing ones, at the decoder's next
+token and at the encoder's `[MASK]` (the masked LM predicts the verb there). Each method is read
+at its last layer."""),
     code("""# NBVAL_CHECK_OUTPUT
-N = {"encoder": 16, "decoder": 48}
+N = {"encoder": 48, "decoder": 48}
 examples = {"encoder": sva_cue_examples(encoder, n=N["encoder"], seed=0),
             "decoder": sva_cue_examples(decoder, n=N["decoder"], seed=0)}
 for name, ex in examples.items():
     print(f"{name}: {len(ex)} prompts, e.g. {ex.prompts[0]!r}; words skipped (not one token): {ex.skipped}")
 ds = examples["decoder"].dataset
 acc = float((ds.metric(decoder(ds.clean_tokens), per_example=True) > 0).float().mean())
-print(f"the decoder puts more probability on the agreeing verb forms in {acc:.2f} of the prompts")"""),
+print(f"the decoder puts more probability on the agreeing verb forms in {acc:.2f} of the prompts")
+from tutorial_utils.context_mixing.evaluation import cue_target
+
+ex = examples["encoder"]
+enc_metric = cue_target(encoder, ex)[0](encoder(ex.tokens))
+print(f"the encoder puts more probability on the agreeing verb forms at [MASK] in "
+      f"{float((enc_metric > 0).float().mean()):.2f} of the prompts")"""),
     code("""# NBVAL_IGNORE_OUTPUT  (progress only; the table below carries the numbers)
 evals = {}
 for name, m in (("encoder", encoder), ("decoder", decoder)):
@@ -258,11 +317,24 @@ fig.suptitle("Context-mixing methods on subject-verb agreement (verb position's 
 fig.tight_layout();"""),
     md("""**Reading the table.** A share near 1 means the method's verb row puts the subject above the
 attractor in almost every prompt; 0.5 is a coin flip. Layer-local methods (attention,
-attention-norm, Value Zeroing) describe only the last layer's mixing, while rolled-out ones
-(rollout, GlobEnc, ALTI, VZ rollout) trace back to the input tokens, so the two groups answer
-different questions. Agreement with gradients and occlusion is only as good as those references
-are; notebook 01 showed how much they disagree with each other. Ranking methods on one task
-with a few dozen prompts is a sanity check, not a verdict.
+attention-norm, Value Zeroing) describe only the last layer's mixing, while aggregated ones
+(rollout, GlobEnc, ALTI, VZ rollout, DecompX) trace back to the input tokens, so the two groups
+answer different questions.
+
+- **Encoder.** The methods that carry the mixing back through every layer find the subject most
+  reliably: DecompX 1.00, rollout 0.98, GlobEnc 0.94; ALTI reaches 0.77, and Value Zeroing rolled
+  out prefers the *attractor* (0.19). The last layer on its own is weaker: attention 0.75, the
+  attention-norm variants and Value Zeroing 0.62.
+- **Decoder.** Almost every method ranks the subject first (0.85 to 1.00); ALTI is the exception
+  (0.21).
+- **Gradients and occlusion.** On the encoder no method's row ranks the tokens the way
+  gradient × input or occlusion does (every correlation lies between -0.32 and 0.15); on the
+  decoder the best is rollout against occlusion (0.63), then GlobEnc (0.42). A method can find
+  the cue and still order the other tokens differently from the model's sensitivity.
+
+Agreement with gradients and occlusion is only as good as those references are; notebook 01
+showed how much they disagree with each other. Ranking methods on one task with a few dozen
+prompts is a sanity check, not a verdict.
 
 ## 4. Putting it all together (3 min)
 
@@ -289,14 +361,19 @@ everywhere else (and on GitHub) the static grid below shows them all."""),
             if l == 0:
                 ax.set_ylabel(n.replace("attention_norm", "att-norm").replace("value_zeroing", "VZ")
                               + "\\nquery i", fontsize=7)
+    height = 1.9 * len(names) + 0.8
+    fig.subplots_adjust(top=1 - 0.7 / height, bottom=0.4 / height)
     fig.colorbar(im, ax=axes, shrink=0.6, label="share of row i")
-    fig.suptitle(f"{which}: every method x every layer on {' '.join(strs)!r}")
+    fig.suptitle(f"{which}: every method x every layer on {' '.join(strs)!r}", y=1 - 0.2 / height)
     return fig
 
 
 def one_method(which, method):
     m, toks, strs = {"encoder": (encoder, enc_tokens, enc_str),
                      "decoder": (decoder, dec_tokens, dec_str)}[which]
+    if method not in cm.methods_for(m):
+        print(f"{method} is not defined for the {which} ({cm.layout(m)})")
+        return
     mat = cm.compute_mixing(m, toks[0], method)
     fig, axes = plt.subplots(1, mat.shape[0], figsize=(3.2 * mat.shape[0], 3.4))
     for l, ax in enumerate(axes):
@@ -346,32 +423,37 @@ return $\\lVert \\sum_h \\alpha^h_{ij}\\, v^h_j W_O^h \\rVert$ as `[T, T]` (not 
 
 
 report(nb02.check_attention_norm(my_attention_norm))"""),
-    md("""**Exercise 5.3** (medium). Value Zeroing for one token: zero `v_j` (hook
-`blocks.{layer}.attn.hook_v`, shape `[batch, pos, head, d_head]`) in every head of `layer`, read
-`blocks.{layer}.hook_out`, and return $1 - \\cos$ between each token's new and original output,
-a `[T]` tensor."""),
+    md("""**Exercise 5.3** (medium). Value Zeroing for one token in the encoder, the way the paper does it:
+on the original Hugging Face model `hf = cm.original_hf_model(model)` (not the bridge, whose value
+bias is folded away), take the hidden state entering layer `layer`
+(`hf(input_ids=tokens, output_hidden_states=True).hidden_states[layer]`), run that one layer
+(`hf.encoder.layer[layer]`) once as it is and once with token `j`'s whole value vector set to
+zero (a forward hook on `hf.encoder.layer[layer].attention.self.value`, whose output is
+`[batch, pos, d_model]`, bias included), and return $1 - \\cos$ between each token's new and
+original output, a `[T]` tensor."""),
     code("""def my_value_zeroing_one_token(model, tokens: torch.Tensor, layer: int, j: int) -> torch.Tensor:
-    ### HINT: model.run_with_hooks(tokens, fwd_hooks=[(name, fn), ...]) runs with hooks; a hook fn(tensor, hook) may return a changed copy.
+    ### HINT: module.register_forward_hook(fn) with fn(module, inputs, output) returning a changed copy; call handle.remove() afterwards.
     ### BEGIN SOLUTION
-    stored = {}
+    hf = cm.original_hf_model(model)
+    x = hf(input_ids=tokens, output_hidden_states=True).hidden_states[layer]
+    block = hf.encoder.layer[layer]
+    original = block(x)[0]
 
-    def zero_v(v, hook):
-        v = v.clone()
-        v[:, j] = 0.0
-        return v
+    def zero_v(module, inputs, out):
+        out = out.clone()
+        out[:, j] = 0.0
+        return out
 
-    def store(x, hook):
-        stored["x"] = x[0]
-
-    _, cache = model.run_with_cache(tokens)
-    model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_v", zero_v),
-                                            (f"blocks.{layer}.hook_out", store)])
-    original = cache[f"blocks.{layer}.hook_out"][0]
-    return 1 - torch.nn.functional.cosine_similarity(stored["x"], original, dim=-1)
+    handle = block.attention.self.value.register_forward_hook(zero_v)
+    try:
+        zeroed = block(x)[0]
+    finally:
+        handle.remove()
+    return 1 - torch.nn.functional.cosine_similarity(zeroed, original, dim=-1)
     ### END SOLUTION
 
 
-report(nb02.check_value_zeroing_one_token(my_value_zeroing_one_token, decoder, dec_tokens))"""),
+report(nb02.check_value_zeroing_one_token(my_value_zeroing_one_token, encoder, enc_tokens))"""),
     md("""**Exercise 5.4** (easy). The cue-ranking score: `maps [B, T, T]`, and per example the
 `query`, `cue` and `distractor` positions (`[B]` each). Return the share (a float) of examples
 where `maps[b, query[b], cue[b]] > maps[b, query[b], distractor[b]]`."""),
@@ -389,9 +471,14 @@ report(nb02.check_cue_share(my_cue_share))"""),
   each method above adds one of these back, and the decompositions are exact (checked above).
 - Rollout-style aggregation answers a different question (input tokens, whole model) from the
   layer-local maps; both views are in the grid.
-- On agreement, methods disagree with each other and with gradients and occlusion, and the
-  decoder's next-token position makes the attractor and the query the same token: read any such
-  ranking together with how the question was posed.
+- Every decomposition reads the model's original weights: compatibility mode's folded value bias
+  and centred $W_O$ keep the sums exact but move $\\alpha_{ij} b_V W_O$ out of each token's piece.
+- DecompX carries a per-input-token decomposition through attention, LayerNorm and the FFN, and
+  its vectors add up to the real hidden state after every layer.
+- On agreement, the methods that trace the encoder's `[MASK]` back through every layer (DecompX,
+  rollout, GlobEnc) found the subject most reliably, but no method ranked the tokens like
+  gradients or occlusion did; in the decoder's canonical frame the next-token position *is* the
+  attractor: read any such ranking together with how the question was posed.
 
 **Next:** notebook 03 turns from *where information flows* to *which components compute the
 answer*: activation patching and circuits."""),

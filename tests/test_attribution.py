@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tutorial_utils import attribution as A
+from tutorial_utils import input_attribution as A
 from tutorial_utils.tasks import make_ioi, make_sva
 
 IOI_PROMPT = "When Mary and John went to the store, John gave a drink to"
@@ -54,14 +54,16 @@ def test_ig_completeness_64_steps(model, sva_contrast):
 
 def test_ig_completeness_converges_for_other_baselines_and_targets(model, sva_contrast):
     """Completeness is a limit: with a sharper path (mean baseline, or a softmax-probability
-    task metric) 64 steps may not reach 1% on a trained model, but 256 steps do."""
+    task metric) 64 steps may not reach 1% on a trained model (measured: 2.6% and 8.4%), but
+    128 do (0.1% for both; 256 steps, twice the time, gave 0.02%). Gauss-Legendre nodes do not
+    help here: 64 of them still left 2%, the path has sharp turns."""
     ds, target = sva_contrast
-    ig = A.integrated_gradients(model, ds.clean_tokens, target, baseline="mean", n_steps=256)
+    ig = A.integrated_gradients(model, ds.clean_tokens, target, baseline="mean", n_steps=128)
     comp = A.ig_completeness(model, ds.clean_tokens, target, ig, baseline="mean")
     assert float(comp.relative_error.max()) < 0.01, comp.relative_error
     sub = ds.subset(range(8))
     metric = A.metric_target(sub)  # probability difference over the verb list
-    ig = A.integrated_gradients(model, sub.clean_tokens, metric, n_steps=256)
+    ig = A.integrated_gradients(model, sub.clean_tokens, metric, n_steps=128)
     comp = A.ig_completeness(model, sub.clean_tokens, metric, ig)
     err = (comp.attribution_sum - comp.delta).abs()
     assert float((err / comp.delta.abs().clamp_min(0.05)).max()) < 0.01, (err, comp.delta)

@@ -186,3 +186,101 @@ def test_sva_cue_examples(model, encoder):
     maps[torch.arange(B), enc.query_pos, enc.cue_pos] = 1
     assert cue_ranking(maps, enc).share == 1.0
     assert cue_ranking(maps.transpose(-1, -2), enc).share == 0.0
+
+
+# --- padding ------------------------------------------------------------------------------------
+def _padded_pair(model, short: str, long: str, left: bool):
+    a, b = model.to_tokens(short)[0], model.to_tokens(long)[0]
+    pad = model.tokenizer.pad_token_id
+    n = b.shape[0] - a.shape[0]
+    assert n > 0
+    fill = torch.full((n,), pad, dtype=a.dtype)
+    a_pad = torch.cat([fill, a]) if left else torch.cat([a, fill])
+    mask = torch.ones(2, b.shape[0], dtype=torch.long)
+    mask[0, :n] = 0 if left else 1
+    if not left:
+        mask[0, a.shape[0]:] = 0
+    return torch.stack([a_pad, b]), mask, a, b
+
+
+@pytest.mark.parametrize("method", ["attention", "rollout", "attention_norm",
+                                    "attention_norm_res", "attention_norm_res_ln", "globenc",
+                                    "alti", "value_zeroing", "value_zeroing_rollout",
+                                    "decompx"])
+def test_padded_batch_equals_unpadded(model, encoder, method):
+    """Encoder: right padding with [PAD], mask inferred. Decoder: left padding with an explicit
+    attention_mask. Real rows equal the unpadded sentence's rows; pads get no mass."""
+    cases = [(encoder, False, None), (model, True, "mask")]
+    for m, left, pass_mask in cases:
+        if method not in cm.methods_for(m):
+            continue
+        toks, mask, a, b = _padded_pair(m, "The keys are old.", "The keys on the old cabinet near the door are", left)
+        got = cm.compute_mixing(m, toks, method, attention_mask=mask if pass_mask else None)
+        alone = cm.compute_mixing(m, a, method)
+        real = mask[0].bool()
+        sub = got[0][:, real][:, :, real]
+        torch.testing.assert_close(sub, alone, atol=1e-5, rtol=0, msg=f"{method} padded row")
+        assert got[0][:, ~real].abs().max() == 0 and got[0][:, :, ~real].abs().max() == 0
+        torch.testing.assert_close(got[1], cm.compute_mixing(m, b, method), atol=1e-5, rtol=0)
+
+
+def test_padding_changes_numbers_without_the_mask(encoder):
+    """Running a padded encoder batch with an all-ones mask gives different numbers: the
+    padding test above could fail."""
+    toks, mask, a, _ = _padded_pair(encoder, "The keys are old.", "The keys on the old cabinet near the door are", False)
+    wrong = cm.alti(encoder, toks, attention_mask=torch.ones_like(mask))
+    real = mask[0].bool()
+    assert (wrong[0][:, real][:, :, real] - cm.alti(encoder, a)).abs().max() > 1e-3
+
+
+def test_padded_decoder_batch_without_mask_is_refused(model):
+    toks, mask, _, _ = _padded_pair(model, "The keys are old.", "The keys on the old cabinet near the door are", True)
+    for fn in (cm.alti, cm.value_zeroing, cm.raw_attention, cm.globenc):
+        with pytest.raises(ValueError, match="attention_mask"):
+            fn(model, toks)
+    with pytest.raises(ValueError, match="attention_mask has shape"):
+        cm.alti(model, toks, attention_mask=mask[:, 1:])
+    with pytest.raises(ValueError, match="only 0"):
+        cm.alti(model, toks, attention_mask=mask * 2)
+
+
+# --- DecompX ------------------------------------------------------------------------------------
+def test_decompx_sums_to_hidden_state_every_layer(encoder):
+    """Modarressi et al. 2023: the per-input-token vectors sum to the real hidden state after
+    every layer (checked against the original HF model's hidden states)."""
+    toks = encoder.to_tokens("The keys on the cabinet [MASK] red.")
+    res = cm.decompx_decomposition(encoder, toks)
+    hf = cm.original_hf_model(encoder)
+    with torch.no_grad():
+        hs = hf(input_ids=toks, output_hidden_states=True).hidden_states
+    for l, a in enumerate(res.per_token):
+        assert a.shape == (1, toks.shape[1], toks.shape[1], encoder.cfg.d_model)
+        torch.testing.assert_close(a.sum(2).float(), hs[l + 1], atol=1e-4, rtol=0)
+    # each token starts as its own embedding: layer-0 contributions are far from uniform
+    m = cm.decompx(encoder, toks[0])
+    assert m.shape == (encoder.cfg.n_layers, toks.shape[1], toks.shape[1])
+    torch.testing.assert_close(m.sum(-1), torch.ones(m.shape[:-1]), atol=1e-5, rtol=0)
+    assert (m[0].diagonal() > 0.2).all()
+
+
+def test_decompx_invariant_can_fail(encoder):
+    """Dropping the bias shares breaks the sum: the invariant above is not trivially true."""
+    import importlib
+
+    dx = importlib.import_module("tutorial_utils.context_mixing.decompx")
+
+    toks = encoder.to_tokens("The keys are old.")
+    orig = dx._share_bias
+    try:
+        dx._share_bias = lambda a, bias, real: a
+        res = cm.decompx_decomposition(encoder, toks)
+    finally:
+        dx._share_bias = orig
+    assert (res.per_token[0].sum(2) - res.hidden[0]).abs().max() > 1e-2
+
+
+def test_decompx_refuses_decoder(model, dec_tokens):
+    with pytest.raises(ValueError, match="post-LN"):
+        cm.decompx(model, dec_tokens)
+    with pytest.raises(ValueError, match="not defined"):
+        cm.compute_mixing(model, dec_tokens, "decompx")

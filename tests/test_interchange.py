@@ -149,3 +149,34 @@ def test_one_degenerate_policy_everywhere(hooked_model, gt, graph):
         normalize(1.0, 0.3, 0.3, on_degenerate="raise")
     full = evaluate_graph(hooked_model, graph, same, graph.real_edges)
     assert full.shape == (1,)
+
+
+def test_exact_scores_built_in_blocks_equal_one_block(hooked_model, gt, graph, monkeypatch):
+    """exact_scores builds its one-hot masks a block of edges at a time (memory); the block
+    size changes nothing."""
+    import tutorial_utils.circuits.edge_attribution as E
+    from tutorial_utils.circuits import exact_scores
+
+    edges = torch.zeros_like(graph.real_edges)
+    for name in ["embed->a0.h1.v", "a0.h2->a2.h3.q", "m0->a1.h1.k", "a1.h0->m1", "m2->logits"]:
+        edges[graph.edge_index(name)] = True
+    one = exact_scores(hooked_model, graph, gt, edges=edges)
+    monkeypatch.setattr(E, "EXACT_BLOCK", 2)
+    blocks = exact_scores(hooked_model, graph, gt, edges=edges)
+    assert float(one.abs().max()) > 1e-4
+    torch.testing.assert_close(one, blocks, atol=1e-6, rtol=0)
+
+
+def test_hook_names_are_written_once(hooked_model):
+    """Every site's hook exists on a hooks=True bridge; patching's sites are the same table."""
+    from tutorial_utils.hook_names import SITES, hook_name
+
+    for site, (template, _) in SITES.items():
+        name = hook_name(site, 0) if "{layer}" in template else hook_name(site)
+        assert name in hooked_model.hook_dict, name
+        if site in P.SITES:
+            assert P.SITES[site] == SITES[site]
+    with pytest.raises(ValueError, match="unknown site"):
+        hook_name("resid")
+    with pytest.raises(ValueError, match="pass a layer"):
+        hook_name("z")

@@ -12,7 +12,9 @@ import types
 import pytest
 import torch
 
+from tutorial_utils import dla as D
 from tutorial_utils import logit_lens as LL
+from tutorial_utils import plotting
 from tutorial_utils.tasks import make_greater_than, make_ioi
 from tutorial_utils.tasks.greater_than import year_token_ids
 
@@ -107,19 +109,19 @@ def test_per_example_token_ids_and_cache_equivalence(model, ioi):
 @pytest.mark.parametrize("per_head", [True, False])
 def test_dla_sums_to_logits(model, gt, years, gt_run, per_head):
     logits = at_pos(gt_run[0], gt.answer_pos)[:, years]
-    d = LL.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years,
+    d = D.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years,
                                     per_head=per_head)
     L, H = model.cfg.n_layers, model.cfg.n_heads
     assert d.values.shape == (2 + L * ((H if per_head else 1) + 1) + per_head + 1, len(gt), 100)
-    assert d.labels[:2] == ["embed", "pos_embed"] and d.labels[-1] == "bias.b_U"
+    assert d.labels[:2] == ["tok_embed", "pos_embed"] and d.labels[-1] == "bias.b_U"
     torch.testing.assert_close(d.values.sum(0), logits, atol=ATOL, rtol=0)
     torch.testing.assert_close(d.logits, logits, atol=ATOL, rtol=0)
 
 
 def test_heads_sum_to_their_layer(model, gt, years, gt_run):
     _, cache = gt_run
-    heads = LL.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years, cache=cache)
-    layers = LL.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years,
+    heads = D.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years, cache=cache)
+    layers = D.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years,
                                          cache=cache, per_head=False)
     grid = heads.head_grid()                                         # [L, H, B, K]
     scale = at_pos(cache["ln_final.hook_scale"], gt.answer_pos)      # [B, 1]
@@ -133,13 +135,13 @@ def test_heads_sum_to_their_layer(model, gt, years, gt_run):
 
 def test_frozen_scale_lens_is_partial_sum_of_dla(model, gt, years, gt_run):
     _, cache = gt_run
-    d = LL.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years, cache=cache,
+    d = D.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years, cache=cache,
                                     per_head=False)
     r = LL.logit_lens(model, gt.clean_tokens, gt.answer_pos, years, cache=cache, scale="final")
     b_U = d.get("bias.b_U")
     assert len(r.labels) == model.cfg.n_layers + 1
     for l in range(model.cfg.n_layers + 1):                          # point l: after block l-1
-        written = ["embed", "pos_embed"] + [f"{c}{k}" for k in range(l) for c in ("a", "m")]
+        written = ["tok_embed", "pos_embed"] + [f"{c}{k}" for k in range(l) for c in ("a", "m")]
         partial = sum(d.get(c) for c in written) + b_U
         torch.testing.assert_close(r.logits[l], partial, atol=ATOL, rtol=0)
 
@@ -151,17 +153,17 @@ def test_dla_matches_transformer_lens_cache_helpers(hooked_model, gt, years):
     with torch.no_grad():
         _, cache = m.run_with_cache(gt.clean_tokens)
     W = m.W_U[:, years].detach()
-    d = LL.direct_logit_attribution(m, gt.clean_tokens, gt.answer_pos, years, cache=cache)
+    d = D.direct_logit_attribution(m, gt.clean_tokens, gt.answer_pos, years, cache=cache)
     heads, hl = cache.stack_head_results(layer=-1, return_labels=True, apply_ln=True)
     ref = stack_at_pos(heads, gt.answer_pos) @ W
     ours = d.head_grid().flatten(0, 1)
     assert len(hl) == ours.shape[0]
     torch.testing.assert_close(ours, ref, atol=ATOL, rtol=0)
-    dl = LL.direct_logit_attribution(m, gt.clean_tokens, gt.answer_pos, years, cache=cache,
+    dl = D.direct_logit_attribution(m, gt.clean_tokens, gt.answer_pos, years, cache=cache,
                                      per_head=False)
     dec, labels = cache.decompose_resid(apply_ln=True, return_labels=True)
     ref = stack_at_pos(dec, gt.answer_pos) @ W
-    ours_rows = ["embed", "pos_embed"] + [f"{c}{l}" for l in range(m.cfg.n_layers)
+    ours_rows = ["tok_embed", "pos_embed"] + [f"{c}{l}" for l in range(m.cfg.n_layers)
                                          for c in ("a", "m")]
     assert len(labels) == len(ours_rows)
     torch.testing.assert_close(torch.stack([dl.get(c) for c in ours_rows]), ref, atol=ATOL,
@@ -170,19 +172,19 @@ def test_dla_matches_transformer_lens_cache_helpers(hooked_model, gt, years):
     stack = torch.stack([cache["hook_embed"][:, -1], cache["blocks.0.hook_mlp_out"][:, -1]])
     normed = cache.apply_ln_to_stack(stack, layer=m.cfg.n_layers, pos_slice=-1)
     torch.testing.assert_close(normed @ W, torch.stack([
-        LL.direct_logit_attribution(m, gt.clean_tokens, -1, years, cache=cache,
-                                    per_head=False).get(c) for c in ("embed", "m0")]),
+        D.direct_logit_attribution(m, gt.clean_tokens, -1, years, cache=cache,
+                                    per_head=False).get(c) for c in ("tok_embed", "m0")]),
         atol=ATOL, rtol=0)
 
 
 def test_component_lens_own_scale(model, gt, years, gt_run):
     _, cache = gt_run
-    own = LL.component_logit_lens(model, gt.clean_tokens, gt.answer_pos, years, cache=cache,
+    own = D.component_logit_lens(model, gt.clean_tokens, gt.answer_pos, years, cache=cache,
                                   scale="own", per_head=False)
     e = at_pos(cache["hook_embed"], gt.answer_pos)
     e = e - e.mean(-1, keepdim=True)
     e = e / (e.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
-    torch.testing.assert_close(own.get("embed"), e @ model.W_U[:, years].detach(), atol=ATOL,
+    torch.testing.assert_close(own.get("tok_embed"), e @ model.W_U[:, years].detach(), atol=ATOL,
                                rtol=0)
     assert "bias.b_U" not in own.labels
 
@@ -192,34 +194,34 @@ def test_component_lens_own_scale(model, gt, years, gt_run):
 def test_logit_diff_attribution_ioi_is_exact(model, ioi):
     with torch.no_grad():
         logits = model(ioi.clean_tokens)
-    d = LL.direct_logit_attribution(model, ioi.clean_tokens, ioi.answer_pos, ioi.candidate_ids)
+    d = D.direct_logit_attribution(model, ioi.clean_tokens, ioi.answer_pos, ioi.candidate_ids)
     correct = ioi.candidate_ids[:, 0]
     wrong = ioi.candidate_ids[:, 1]
     assert (ioi.candidate_sign[:, 0] == 1).all() and (ioi.candidate_sign[:, 1] == -1).all()
-    ld = LL.logit_diff_attribution(d, correct, wrong)
+    ld = D.logit_diff_attribution(d, correct, wrong)
     assert ld.shape == (len(d.labels), len(ioi))
     torch.testing.assert_close(ld.sum(0), ioi.metric(logits, per_example=True), atol=ATOL, rtol=0)
-    m = LL.task_metric_attribution(model, ioi)
+    m = D.task_metric_attribution(model, ioi)
     assert m.exact
     torch.testing.assert_close(m.values.sum(0), ioi.metric(logits, per_example=True), atol=ATOL,
                                rtol=0)
     torch.testing.assert_close(m.values, ld, atol=ATOL, rtol=0)
     with pytest.raises(ValueError, match="not among"):
-        LL.logit_diff_attribution(d, [0], wrong)
+        D.logit_diff_attribution(d, [0], wrong)
 
 
 def test_greater_than_linearisation_uses_the_true_gradient(model, gt, gt_run):
     logits = at_pos(gt_run[0], gt.answer_pos).detach().requires_grad_(True)
     gt.metric(logits, per_example=True).sum().backward()
     g = logits.grad                                                  # [B, V]
-    m = LL.task_metric_attribution(model, gt)
+    m = D.task_metric_attribution(model, gt)
     assert not m.exact
     torch.testing.assert_close(m.metric, gt.metric(logits.detach(), per_example=True), atol=1e-5,
                                rtol=0)
     torch.testing.assert_close(m.weights, g.gather(-1, gt.candidate_ids), atol=1e-6, rtol=0)
     torch.testing.assert_close(m.values.sum(0), (g * logits.detach()).sum(-1), atol=ATOL, rtol=0)
     # the logit-score variant: mean logit of later years minus earlier years, exactly
-    s = LL.task_metric_attribution(model, gt, linearise=False)
+    s = D.task_metric_attribution(model, gt, linearise=False)
     cand = logits.detach().gather(-1, gt.candidate_ids)
     pos, neg = gt.candidate_sign > 0, gt.candidate_sign < 0
     want = (cand * pos).sum(-1) / pos.sum(-1) - (cand * neg).sum(-1) / neg.sum(-1)
@@ -228,11 +230,11 @@ def test_greater_than_linearisation_uses_the_true_gradient(model, gt, gt_run):
 
 def test_direct_path_removal(model, gt, ioi, gt_run):
     # logit differences are linear: removing a direct path removes exactly its DLA
-    torch.testing.assert_close(LL.direct_path_removal(model, ioi).values,
-                               LL.task_metric_attribution(model, ioi).values, atol=ATOL, rtol=0)
+    torch.testing.assert_close(D.direct_path_removal(model, ioi).values,
+                               D.task_metric_attribution(model, ioi).values, atol=ATOL, rtol=0)
     # probability difference: rebuild the logits without MLP l's direct path by hand
     logits, cache = gt_run
-    r = LL.direct_path_removal(model, gt, cache=cache, per_head=False)
+    r = D.direct_path_removal(model, gt, cache=cache, per_head=False)
     metric = gt.metric(logits, per_example=True)
     torch.testing.assert_close(r.metric, metric, atol=1e-5, rtol=0)
     L = model.cfg.n_layers
@@ -245,7 +247,7 @@ def test_direct_path_removal(model, gt, ioi, gt_run):
                                    metric - gt.metric(without.detach(), per_example=True),
                                    atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="chunk"):
-        LL.direct_path_removal(model, gt, chunk=0)
+        D.direct_path_removal(model, gt, chunk=0)
 
 
 # ------------------------------------------------------------------------- bad input
@@ -264,15 +266,15 @@ def test_bad_input_fails_before_forward(model, gt, years, monkeypatch):
     bad = gt.answer_pos.clone()
     bad[3] = T
     with pytest.raises(ValueError, match=r"pos\[3\]"):
-        LL.direct_logit_attribution(model, gt.clean_tokens, bad, years)
+        D.direct_logit_attribution(model, gt.clean_tokens, bad, years)
     with pytest.raises(ValueError, match="shape"):
         LL.logit_lens(model, gt.clean_tokens, gt.answer_pos[:2], years)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         LL.logit_lens(model, gt.clean_tokens, -1, [1, model.cfg.d_vocab])
     with pytest.raises(ValueError, match="outside the vocabulary"):
-        LL.direct_logit_attribution(model, gt.clean_tokens, -1, [-1])
+        D.direct_logit_attribution(model, gt.clean_tokens, -1, [-1])
     with pytest.raises(ValueError, match="token_ids is required"):
-        LL.direct_logit_attribution(model, gt.clean_tokens, -1, None)
+        D.direct_logit_attribution(model, gt.clean_tokens, -1, None)
     with pytest.raises(ValueError, match="scale"):
         LL.logit_lens(model, gt.clean_tokens, -1, years, scale="mean")
     with pytest.raises(ValueError, match="outside the vocabulary"):
@@ -284,9 +286,20 @@ def test_cache_from_other_tokens_is_refused(model, gt, ioi, years):
         _, cache = model.run_with_cache(ioi.clean_tokens)
     with pytest.raises(ValueError, match="cache must come from these tokens"):
         LL.logit_lens(model, gt.clean_tokens, -1, years, cache=cache)
-    # same shape, other tokens: caught by the token embeddings
-    with pytest.raises(ValueError, match="do not match these tokens"):
-        LL.direct_logit_attribution(model, ioi.corrupted_tokens, -1, years, cache=cache)
+    # same shape, other tokens: caught by the token ids read back from the cache
+    with pytest.raises(ValueError, match="token ids differ from these tokens"):
+        D.direct_logit_attribution(model, ioi.corrupted_tokens, -1, years, cache=cache)
+    # a cache without hook_embed cannot be matched: refused, not silently used
+    with torch.no_grad():
+        _, partial = model.run_with_cache(ioi.clean_tokens,
+                                          names_filter=lambda n: "hook_embed" not in n)
+    with pytest.raises(ValueError, match="cannot tell which tokens"):
+        LL.logit_lens(model, ioi.corrupted_tokens, -1, years, cache=partial)
+    # a cache that records its tokens is compared by id
+    partial.tokens = ioi.clean_tokens
+    LL.logit_lens(model, ioi.clean_tokens, -1, years, cache=partial)
+    with pytest.raises(ValueError, match="not these tokens"):
+        LL.logit_lens(model, ioi.corrupted_tokens, -1, years, cache=partial)
 
 
 @pytest.mark.parametrize("cfg", [
@@ -304,8 +317,8 @@ def test_encoder_is_refused(cfg):
                                 run_with_cache=boom)
     toks = torch.zeros(1, 4, dtype=torch.long)
     for fn in (lambda: LL.logit_lens(enc, toks, -1),
-               lambda: LL.direct_logit_attribution(enc, toks, -1, [1]),
-               lambda: LL.component_logit_lens(enc, toks, -1)):
+               lambda: D.direct_logit_attribution(enc, toks, -1, [1]),
+               lambda: D.component_logit_lens(enc, toks, -1)):
         with pytest.raises(ValueError, match="encoder"):
             fn()
 
@@ -317,28 +330,28 @@ def test_plots(model, gt, years, tmp_path):
 
     matplotlib.use("Agg")
     r = LL.logit_lens(model, gt.clean_tokens, gt.answer_pos, years)
-    fig = LL.plot_logit_lens(r, token_labels=[f"{y:02d}" for y in range(100)])
+    fig = plotting.plot_logit_lens(r, token_labels=[f"{y:02d}" for y in range(100)])
     ax = fig.axes[0]
     assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and len(fig.axes) == 2
     assert [t.get_text() for t in ax.get_yticklabels()] == r.labels
     fig.savefig(tmp_path / "lens.png")
-    m = LL.task_metric_attribution(model, gt)
-    fig = LL.plot_dla(m, title="Greater-Than")
+    m = D.task_metric_attribution(model, gt)
+    fig = plotting.plot_dla(m, title="Greater-Than")
     assert len(fig.axes) == 3 and all(a.get_xlabel() for a in fig.axes[:2])
     fig.savefig(tmp_path / "dla.png")
-    fig = LL.plot_dla(LL.logit_diff_attribution(
-        LL.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years),
+    fig = plotting.plot_dla(D.logit_diff_attribution(
+        D.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years),
         [years[60].item()], [years[10].item()]),
-        labels=LL.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years).labels,
+        labels=D.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years).labels,
         shared_scale=False)
     assert "own colour scale" in fig.axes[0].get_title()
     fig.savefig(tmp_path / "dla2.png")
     with pytest.raises(ValueError, match="labels"):
-        LL.plot_logit_lens(r, token_labels=["a"])
-    d = LL.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years)
-    fig = LL.plot_logit_lens(d, example=0, mark=gt.meta["yy"][0] + 0.5, rows=["m0", "a0.h1"])
+        plotting.plot_logit_lens(r, token_labels=["a"])
+    d = D.direct_logit_attribution(model, gt.clean_tokens, gt.answer_pos, years)
+    fig = plotting.plot_logit_lens(d, example=0, mark=gt.meta["yy"][0] + 0.5, rows=["m0", "a0.h1"])
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["m0", "a0.h1"]
     with pytest.raises(ValueError, match="value='logit'"):
-        LL.plot_logit_lens(d, value="prob")
+        plotting.plot_logit_lens(d, value="prob")
     with pytest.raises(ValueError, match="unknown rows"):
-        LL.plot_logit_lens(d, rows=["m9"])
+        plotting.plot_logit_lens(d, rows=["m9"])

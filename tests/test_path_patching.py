@@ -129,3 +129,12 @@ def test_bad_edges_get_clear_errors(hooked_model, gt):
         PP.edge_patching(hooked_model, gt, [[("a0.h0", "a2.h1.z")]])
     with pytest.raises(ValueError, match="source"):
         PP.edge_patching(hooked_model, gt, [[("a0.h0", "logits")]], source="median")
+
+
+def test_variant_blocks_change_nothing(hooked_model, gt, graph, monkeypatch):
+    """edge_patching builds its masks a block of variants at a time (memory)."""
+    edges = [("a0.h1", "a2.h3.v"), ("m1", "logits"), ("embed", "a1.h0.k"), ("a2.h1", "m3")]
+    one = PP.edge_patching(hooked_model, gt, [[e] for e in edges])
+    monkeypatch.setattr(PP, "VARIANT_BLOCK", 3)
+    blocks = PP.edge_patching(hooked_model, gt, [[e] for e in edges])
+    torch.testing.assert_close(one, blocks, atol=ATOL, rtol=0)

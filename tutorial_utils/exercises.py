@@ -1,8 +1,12 @@
 """Generate student versions of the solution notebooks.
 
-The solution notebooks ``notebooks/*.ipynb`` are the source of truth: they are
-executed, saved with outputs and run by nbval. This module derives the student
-versions ``notebooks/exercises/<same name>.ipynb`` from them::
+An instructor edits a notebook's text in its paired jupytext percent-format source
+``notebooks/NAME.py`` and runs ``jupytext --to ipynb --update notebooks/NAME.py``, which
+updates the solution notebook ``notebooks/NAME.ipynb`` while keeping its saved outputs (see README,
+"Editing a notebook"); ``tests/test_notebook_sources.py`` fails when a pair is out of sync.
+The solution notebooks are executed, saved with outputs and run by nbval. This module
+derives the student versions ``notebooks/exercises/<same name>.ipynb`` from the solution
+notebooks::
 
     python -m tutorial_utils.exercises           # (re)write the student notebooks
     python -m tutorial_utils.exercises --check   # CI: fail if any is missing or stale
@@ -62,14 +66,18 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
+
+from .validation import TutorialError
 
 __all__ = [
     "RAISE_LINE",
     "SOLUTION_ONLY_MARKER",
     "make_student_notebook",
     "generate_all",
+    "read_notebook",
     "render_notebook",
     "main",
 ]
@@ -146,7 +154,7 @@ def _transform_exercise_cell(source: str, source_name: str, cell_index: int) -> 
         begin = _BEGIN_RE.match(line)
         if begin:
             if block is not None:
-                raise ValueError(
+                raise TutorialError(
                     f"{_where(source_name, cell_index)}: '### BEGIN SOLUTION' on line {lineno} "
                     f"inside the block opened on line {block[0]} (blocks cannot nest; "
                     "missing '### END SOLUTION'?)"
@@ -155,7 +163,7 @@ def _transform_exercise_cell(source: str, source_name: str, cell_index: int) -> 
             continue
         if _END_RE.match(line):
             if block is None:
-                raise ValueError(
+                raise TutorialError(
                     f"{_where(source_name, cell_index)}: '### END SOLUTION' on line {lineno} "
                     "without a matching '### BEGIN SOLUTION'"
                 )
@@ -173,12 +181,12 @@ def _transform_exercise_cell(source: str, source_name: str, cell_index: int) -> 
             student.append(line)
 
     if block is not None:
-        raise ValueError(
+        raise TutorialError(
             f"{_where(source_name, cell_index)}: '### BEGIN SOLUTION' on line {block[0]} "
             "has no matching '### END SOLUTION'"
         )
     if n_blocks == 0:
-        raise ValueError(
+        raise TutorialError(
             f"{_where(source_name, cell_index)}: '### HINT:' line in a cell without a "
             "'### BEGIN SOLUTION' / '### END SOLUTION' block"
         )
@@ -275,7 +283,7 @@ def make_student_notebook(nb: nbformat.NotebookNode, source_name: str) -> nbform
             cells.append(cell)
             continue
         if _compiles(source) and not _compiles(exercise.student_source):
-            raise ValueError(
+            raise TutorialError(
                 f"{_where(source_name, index)}: the student version of this exercise cell "
                 "is not valid Python; move the solution markers so whole statements are removed"
             )
@@ -316,6 +324,25 @@ def _solution_notebooks(notebooks_dir: Path, out_dir: Path) -> list[Path]:
     return found
 
 
+def read_notebook(path: Path) -> Any:
+    """The notebook at ``path``, or a :class:`TutorialError` naming the file when it is not a
+    readable notebook (truncated or hand-edited JSON, not nbformat 4)."""
+    from .validation import TutorialError
+
+    try:
+        nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+        nbformat.validate(nb)
+    except Exception as exc:  # noqa: BLE001 - json, nbformat and OS errors alike
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TutorialError(f"{path}: not a readable notebook ({reason}); restore it with "
+                            f"`git checkout -- {path.name}` or re-create it from its paired source "
+                            f"with `jupytext --to ipynb {path.with_suffix('.py').name}` and "
+                            "re-execute it") from None
+    if not isinstance(nb.get("cells"), list):
+        raise TutorialError(f"{path}: not a notebook (no list of cells)")
+    return nb
+
+
 def generate_all(notebooks_dir: Path, out_dir: Path, check: bool) -> list[str]:
     """Generate (or, with ``check``, verify) the student notebook of every solution notebook.
 
@@ -340,8 +367,8 @@ def generate_all(notebooks_dir: Path, out_dir: Path, check: bool) -> list[str]:
     problems: list[str] = []
     rendered: dict[Path, str] = {}
     for path in _solution_notebooks(notebooks_dir, out_dir):
-        nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
         try:
+            nb = read_notebook(path)
             rendered[out_dir / path.name] = render_notebook(make_student_notebook(nb, path.name))
         except ValueError as error:
             if not check:

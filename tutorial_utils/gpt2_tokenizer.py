@@ -15,6 +15,8 @@ from typing import Any
 
 from .paths import GPT2_TOKENIZER_DIR
 
+__all__ = ["ENDOFTEXT", "GPT2_VOCAB_SIZE", "load_gpt2_tokenizer"]
+
 GPT2_VOCAB_SIZE = 50257
 ENDOFTEXT = "<|endoftext|>"
 

@@ -30,8 +30,9 @@ Edges are dense tensors ``[n_forward, n_backward]``: ``real_edges`` (which entri
 * backward index: head ``(l, h)`` input ``c`` (q=0, k=1, v=2) = ``l*(3H+1) + c*H + h``,
   MLP ``l`` = ``l*(3H+1) + 3H``, ``logits`` = ``L*(3H+1)``.
 
-Hooks (TransformerLens 4 bridge, ``load_model(..., hooks=True)``): this module is the only place
-the graph's hook names are written. Each :class:`Node` carries its ``out_hook`` (what a sender
+Hooks (TransformerLens 4 bridge, ``load_model(..., hooks=True)``): each :class:`Node` is the
+only place the graph's hooks are chosen (their names come from :mod:`tutorial_utils.hook_names`,
+where every hook name of the package is written). Each :class:`Node` carries its ``out_hook`` (what a sender
 writes: ``blocks.0.hook_resid_pre``, the per-head ``blocks.l.attn.hook_result``,
 ``blocks.l.hook_mlp_out``) and its ``in_hooks`` (what a receiver reads: the per-head
 ``blocks.l.hook_{q,k,v}_input``, ``blocks.l.hook_mlp_in``, and the last block's
@@ -50,6 +51,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor
 
+from .hook_names import hook_name
 from .validation import TutorialError
 
 __all__ = ["Edge", "Graph", "Node", "QKV", "count_edges", "SenderHook", "ReceiverHook"]
@@ -104,16 +106,16 @@ class ReceiverHook:
 
 
 def _nodes(n_layers: int, n_heads: int) -> list[Node]:
-    """Every node in forward order, with its hooks: THE hook-name table of the package."""
+    """Every node in forward order, with its hooks (names from :mod:`tutorial_utils.hook_names`)."""
     L = n_layers
-    nodes = [Node("embed", "embed", out_hook="blocks.0.hook_resid_pre")]
+    nodes = [Node("embed", "embed", out_hook=hook_name("resid_pre", 0))]
     for l in range(L):
         for h in range(n_heads):
-            nodes.append(Node(f"a{l}.h{h}", "head", l, h, f"blocks.{l}.attn.hook_result",
-                              {c: f"blocks.{l}.hook_{c}_input" for c in QKV}))
-        nodes.append(Node(f"m{l}", "mlp", l, None, f"blocks.{l}.hook_mlp_out",
-                          {"mlp": f"blocks.{l}.hook_mlp_in"}))
-    nodes.append(Node("logits", "logits", in_hooks={"logits": f"blocks.{L - 1}.hook_resid_post"}))
+            nodes.append(Node(f"a{l}.h{h}", "head", l, h, hook_name("result", l),
+                              {c: hook_name(f"{c}_input", l) for c in QKV}))
+        nodes.append(Node(f"m{l}", "mlp", l, None, hook_name("mlp_out", l),
+                          {"mlp": hook_name("mlp_in", l)}))
+    nodes.append(Node("logits", "logits", in_hooks={"logits": hook_name("resid_post", L - 1)}))
     return nodes
 
 
@@ -151,7 +153,7 @@ class Graph:
         if self.in_graph is None:
             self.in_graph = self.real_edges.clone()
         else:
-            self.in_graph = self._check_mask(self.in_graph, "in_graph")
+            self.in_graph = self.check_mask(self.in_graph, "in_graph")
         if self.scores is not None:
             self.scores = self._check_scores(self.scores)
 
@@ -185,7 +187,7 @@ class Graph:
     def with_edges(self, in_graph: Tensor) -> "Graph":
         """A copy of this graph (same scores and meta) whose circuit is ``in_graph``."""
         g = self.copy()
-        g.in_graph = g._check_mask(in_graph, "in_graph")
+        g.in_graph = g.check_mask(in_graph, "in_graph")
         return g
 
     def empty_mask(self) -> Tensor:
@@ -316,7 +318,7 @@ class Graph:
 
     def edge_names(self, mask: Tensor | None = None) -> list[str]:
         """Names of the edges in ``mask`` (default: the circuit), in index order."""
-        mask = self.in_graph if mask is None else self._check_mask(mask, "mask")
+        mask = self.in_graph if mask is None else self.check_mask(mask, "mask")
         return [self.edge_name(s, r) for s, r in mask.nonzero().tolist()]
 
     def receiver_inputs(self, node: str) -> list[str]:
@@ -349,7 +351,7 @@ class Graph:
 
     def nodes_in_graph(self, mask: Tensor | None = None) -> list[str]:
         """Nodes touched by at least one edge of ``mask`` (default: the circuit)."""
-        mask = self.in_graph if mask is None else self._check_mask(mask, "mask")
+        mask = self.in_graph if mask is None else self.check_mask(mask, "mask")
         used = torch.zeros(self.n_nodes, dtype=torch.bool)
         used[: self.n_forward] |= mask.any(1)
         used[self.receiver_owner()[mask.any(0)]] = True
@@ -472,7 +474,8 @@ class Graph:
             raise TutorialError("attention-only models have no MLP nodes; the graph assumes MLPs")
         check_hook_names(model, self.hook_names())
 
-    def _check_mask(self, mask: Tensor, what: str) -> Tensor:
+    def check_mask(self, mask: Tensor, what: str = "mask") -> Tensor:
+        """``mask`` as a CPU BoolTensor[n_forward, n_backward] of real edges, else a TutorialError."""
         shape = (self.n_forward, self.n_backward)
         if not isinstance(mask, Tensor) or tuple(mask.shape) != shape:
             got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__

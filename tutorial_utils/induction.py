@@ -16,15 +16,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .hook_names import hook_name
+from .validation import TutorialError
+
+__all__ = ["induction_scores", "induction_scores_from_patterns", "model_repeated_tokens",
+           "per_token_loss", "repeated_random_tokens"]
+
 
 def repeated_random_tokens(vocab_size: int, seq_len: int, batch: int, bos: int, seed: int = 0,
                            low: int = 2) -> Tensor:
     """``[batch, 1 + 2 * seq_len]``: BOS, then ``seq_len`` random ids in ``[low, vocab_size)``,
     then the same ids again."""
     if seq_len < 2 or batch < 1:
-        raise ValueError(f"need seq_len >= 2 and batch >= 1, got {seq_len}, {batch}")
+        raise TutorialError(f"need seq_len >= 2 and batch >= 1, got {seq_len}, {batch}")
     if not 0 <= low < vocab_size:
-        raise ValueError(f"low={low} outside the vocabulary of size {vocab_size}")
+        raise TutorialError(f"low={low} outside the vocabulary of size {vocab_size}")
     g = torch.Generator().manual_seed(seed)
     r = torch.randint(low, vocab_size, (batch, seq_len), generator=g)
     return torch.cat([torch.full((batch, 1), bos, dtype=torch.long), r, r], dim=1)
@@ -43,7 +49,7 @@ def induction_scores_from_patterns(patterns: Tensor, seq_len: int) -> Tensor:
     Returns ``[head]`` (or ``[layer, head]``)."""
     T = patterns.shape[-1]
     if T != 1 + 2 * seq_len or patterns.shape[-2] != T:
-        raise ValueError(f"patterns of {T} positions do not fit BOS + 2 x {seq_len} tokens")
+        raise TutorialError(f"patterns of {T} positions do not fit BOS + 2 x {seq_len} tokens")
     q = torch.arange(seq_len + 1, 2 * seq_len + 1, device=patterns.device)
     return patterns[..., q, q - seq_len + 1].mean(dim=(-3, -1))
 
@@ -51,7 +57,7 @@ def induction_scores_from_patterns(patterns: Tensor, seq_len: int) -> Tensor:
 def induction_scores(model: Any, tokens: Tensor, seq_len: int) -> Tensor:
     """``[n_layers, n_heads]`` induction scores of every head of a ``TransformerBridge`` on
     ``tokens`` from :func:`repeated_random_tokens` (one forward pass, patterns only)."""
-    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
+    names = [hook_name("pattern", l) for l in range(model.cfg.n_layers)]
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
     patterns = torch.stack([cache[n] for n in names])  # [layer, batch, head, q, k]

@@ -32,7 +32,7 @@ metric, :meth:`TaskDataset.metric`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -42,8 +42,9 @@ from .metrics import Metric, check_metric_output, default_metric
 from .tasks.base import TaskDataset
 from .validation import TutorialError, check_batch_size, check_dataset
 
-__all__ = ["Direction", "Source", "batches", "interchange_logits", "model_device",
-           "run_variants", "sender_activations", "source_activations"]
+__all__ = ["Direction", "Source", "batches", "default_batch_rows", "interchange_logits",
+           "metric_of_runs", "model_device", "run_variants", "sender_activations",
+           "source_activations"]
 
 Source = Literal["corrupted", "mean", "zero"]
 Direction = Literal["noise", "denoise"]
@@ -56,6 +57,11 @@ def model_device(model: Any) -> torch.device:
         return next(model.parameters()).device
     except StopIteration:  # pragma: no cover
         return torch.device("cpu")
+
+
+def default_batch_rows(seq_len: int, d_vocab: int, budget_bytes: float = 4e8) -> int:
+    """Rows per stacked forward so the float32 logits stay under ``budget_bytes`` (cap 1024)."""
+    return int(max(1, min(1024, budget_bytes // (4 * seq_len * d_vocab))))
 
 
 def batches(n: int, batch_size: int) -> list[slice]:
@@ -304,6 +310,3 @@ def metric_of_runs(model: Any, dataset: TaskDataset, metric: Metric | None = Non
                 metric_fn(model(sub.corrupted_tokens.to(dev)), sub), 1)[0]) * w
     return clean, corrupted
 
-
-__all__ += ["metric_of_runs"]
-_ = Callable  # re-exported type names stay importable

@@ -11,6 +11,10 @@ examples (rows ``k*B:(k+1)*B`` are variant ``k``). The default is the dataset's 
 (:meth:`TaskDataset.metric`, a probability or logit difference at the answer position). Raw
 token pairs enter through :meth:`TaskDataset.from_tokens` with such a metric.
 
+The one per-example form is input attribution's *target* (:mod:`tutorial_utils.input_attribution`),
+``target(logits[B, T, V]) -> [B]``: gradients need one value per example, not a mean.
+``input_attribution.metric_target(dataset)`` is the task metric in that form.
+
 Normalisation
 -------------
     normalize(value, clean, corrupted) = (value - corrupted) / (clean - corrupted)

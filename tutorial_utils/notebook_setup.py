@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["COLAB_SETUP_CELL", "REPO_URL", "set_setup_cell"]
+
 #: Where the course is published; change it here (and re-run set_setup_cell) if it moves.
 REPO_URL = "https://github.com/interp-course/transformer-interp-course"
 

@@ -65,28 +65,29 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import torch
 from torch import Tensor
 
+from .hook_names import SITES as ALL_SITES
+from .interchange import default_batch_rows
 from .metrics import Metric, check_metric_output, default_metric, normalize
 from .tasks.base import TaskDataset
 from .validation import (TutorialError, check_dataset, check_hook_names, check_layer,
                          check_same_shape)
+
+__all__ = ["ablate", "ablation_source", "ablation_sources", "AblationMethod", "Component",
+           "default_batch_rows", "Direction", "get_activations", "LAYOUT_AXES", "masked_set",
+           "NODE_SITES", "patch_heads", "patch_heads_every", "patch_hook", "patch_layer_outputs",
+           "patch_resid_by_layer_pos", "patching_sweep", "PatchingResult", "run_patch_variants",
+           "set_heads", "set_pattern_rows", "set_positions", "SITES", "validate_components"]
 
 Direction = Literal["noise", "denoise"]
 AblationMethod = Literal["zero", "mean", "resample"]
 
 #: site -> (hook-name template, layout). Layouts: ``"pos"`` for ``[B, T, d]`` activations,
 #: ``"pos_head"`` for ``[B, T, H, x]``, ``"head_dest"`` for attention patterns ``[B, H, Tq, Tk]``.
+#: (the templates come from :data:`tutorial_utils.hook_names.SITES`, where every hook name of the
+#: package is written; these are the per-block sites a sweep may patch)
 SITES: dict[str, tuple[str, str]] = {
-    "resid_pre": ("blocks.{layer}.hook_resid_pre", "pos"),
-    "resid_mid": ("blocks.{layer}.hook_resid_mid", "pos"),
-    "resid_post": ("blocks.{layer}.hook_resid_post", "pos"),
-    "attn_out": ("blocks.{layer}.hook_attn_out", "pos"),
-    "mlp_out": ("blocks.{layer}.hook_mlp_out", "pos"),
-    "z": ("blocks.{layer}.attn.hook_z", "pos_head"),
-    "q": ("blocks.{layer}.attn.hook_q", "pos_head"),
-    "k": ("blocks.{layer}.attn.hook_k", "pos_head"),
-    "v": ("blocks.{layer}.attn.hook_v", "pos_head"),
-    "result": ("blocks.{layer}.attn.hook_result", "pos_head"),
-    "pattern": ("blocks.{layer}.attn.hook_pattern", "head_dest"),
+    s: ALL_SITES[s] for s in ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out",
+                              "z", "q", "k", "v", "result", "pattern")
 }
 #: graph node kind -> the site of its output (tutorial_utils.graph.Node.out_hook; a test checks
 #: that ``Component.parse(node).hook_name == graph.node(node).out_hook`` for every node)
@@ -399,11 +400,6 @@ def ablate(model: Any, tokens: Tensor, components: Sequence[Component | str],
 # --------------------------------------------------------------------------------------------
 # Batched engine
 # --------------------------------------------------------------------------------------------
-
-
-def default_batch_rows(seq_len: int, d_vocab: int, budget_bytes: float = 4e8) -> int:
-    """Rows per stacked forward so the float32 logits stay under ``budget_bytes`` (cap 1024)."""
-    return int(max(1, min(1024, budget_bytes // (4 * seq_len * d_vocab))))
 
 
 def _metric_fn(data: TaskDataset, metric: Metric | None, per_example: bool = False

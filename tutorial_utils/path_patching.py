@@ -52,7 +52,7 @@ import torch
 from torch import Tensor
 
 from .graph import Edge, Graph
-from .interchange import Source, metric_of_runs, run_variants
+from .interchange import Source, default_batch_rows, metric_of_runs, run_variants
 from .metrics import Metric, normalize
 from .tasks.base import TaskDataset
 from .validation import TutorialError, check_dataset
@@ -61,11 +61,8 @@ __all__ = ["Edge", "EdgeScores", "Graph", "PathPatchingStep", "default_batch_row
            "edge_patching", "edge_patching_sweep", "iterative_path_patching", "path_patching"]
 
 EdgeSource = Source
-
-
-def default_batch_rows(seq_len: int, d_vocab: int, budget_bytes: float = 4e8) -> int:
-    """Rows per stacked forward so the float32 logits stay under ``budget_bytes`` (cap 1024)."""
-    return int(max(1, min(1024, budget_bytes // (4 * seq_len * d_vocab))))
+#: variants whose edge masks :func:`edge_patching` builds at once
+VARIANT_BLOCK = 1024
 
 
 def _dataset(data: Any, model: Any) -> TaskDataset:
@@ -96,14 +93,22 @@ def edge_patching(
     """
     data = _dataset(data, model)
     g = Graph.from_model(model)
-    removed = torch.stack([g.edge_mask(v) for v in variants]) if len(variants) else None
-    if removed is None:
+    variants = [list(v) for v in variants]
+    for v in variants:
+        g.check_edges(v)  # every name checked before any forward
+    if not variants:
         return torch.zeros(0)
     rows = batch_rows or default_batch_rows(data.seq_len, model.cfg.d_vocab)
-    return run_variants(model, g, data, removed, source=source, direction=direction,
-                        metric=metric, per_example=per_example,
-                        reference_tokens=reference_tokens, batch_size=len(data),
-                        max_sequences=max(rows, 1), progress=progress, desc="edge patching")
+    out = []
+    # masks [n, S, R] built VARIANT_BLOCK variants at a time (GPT-2 small: 72 MB per block)
+    for start in range(0, len(variants), VARIANT_BLOCK):
+        removed = torch.stack([g.edge_mask(v) for v in variants[start:start + VARIANT_BLOCK]])
+        out.append(run_variants(model, g, data, removed, source=source, direction=direction,
+                                metric=metric, per_example=per_example,
+                                reference_tokens=reference_tokens, batch_size=len(data),
+                                max_sequences=max(rows, 1), progress=progress,
+                                desc="edge patching"))
+    return torch.cat(out)
 
 
 @dataclass

@@ -7,11 +7,15 @@ matplotlib figures survive GitHub rendering, nbval and PDF export, unlike intera
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+
+from .validation import TutorialError
+
+__all__ = ["attention_grid", "attention_heatmap", "bar", "heatmap", "plot_dla", "plot_logit_lens"]
 
 
 def _np(x) -> np.ndarray:
@@ -42,7 +46,7 @@ def heatmap(
     """
     v = _np(values)
     if v.ndim != 2:
-        raise ValueError(f"heatmap needs a 2-D array, got shape {v.shape}")
+        raise TutorialError(f"heatmap needs a 2-D array, got shape {v.shape}")
     if ax is None:
         if figsize is None:
             figsize = (min(1.0 + 0.55 * v.shape[1], 14), min(1.2 + 0.45 * v.shape[0], 10))
@@ -79,7 +83,7 @@ def attention_heatmap(pattern, tokens: Sequence[str], title: str, ax: plt.Axes |
     """One head's attention pattern ``[query, key]`` with token labels on both axes."""
     p = _np(pattern)
     if p.ndim != 2 or p.shape[0] != p.shape[1] or p.shape[0] != len(tokens):
-        raise ValueError(f"pattern {p.shape} does not match {len(tokens)} tokens")
+        raise TutorialError(f"pattern {p.shape} does not match {len(tokens)} tokens")
     return heatmap(p, title, "key (attended-to) token", "query (attending) token", tokens,
                    tokens, cbar_label="attention weight", cmap="Blues", ax=ax,
                    figsize=(1.5 + 0.32 * len(tokens), 1.0 + 0.3 * len(tokens)))
@@ -121,4 +125,168 @@ def bar(values, labels: Sequence[str], title: str, ylabel: str, xlabel: str = ""
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel)
     fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# The logit lens and direct logit attribution (results of tutorial_utils.logit_lens / .dla)
+# --------------------------------------------------------------------------------------------
+
+def _head_grid(labels: Sequence[str], vals: torch.Tensor) -> torch.Tensor:
+    """``[n_layers, n_heads]`` the values of the rows labelled ``a{l}.h{h}``."""
+    heads = [(lab, i) for i, lab in enumerate(labels) if lab.startswith("a") and ".h" in lab]
+    if not heads:
+        raise TutorialError("plot_dla needs per-head rows (computed with per_head=True)")
+    L = 1 + max(int(lab[1:].split(".")[0]) for lab, _ in heads)
+    H = 1 + max(int(lab.split(".h")[1]) for lab, _ in heads)
+    grid = torch.zeros(L, H, dtype=vals.dtype)
+    for lab, i in heads:
+        grid[int(lab[1:].split(".")[0]), int(lab.split(".h")[1])] = vals[i].cpu()
+    return grid
+
+
+def plot_logit_lens(result: Any,
+                    token_labels: Sequence[str] | None = None, value: str | None = None,
+                    example: int | None = None, title: str | None = None, max_ticks: int = 25,
+                    mark: float | None = None, rows: Sequence[str] | None = None,
+                    ax: Any = None) -> Any:
+    """Heatmap of the logit lens: points (rows) x tokens (columns).
+
+    Args:
+        result: a :class:`tutorial_utils.logit_lens.LogitLensResult` (rows are residual-stream
+            points) or a :class:`tutorial_utils.dla.ComponentLensResult` / ``DLAResult`` (rows
+            are components: "what does
+            each component upweight"; only ``value="logit"``).
+        token_labels: one label per token column (e.g. ``"00"`` .. ``"99"``).
+        value: ``"prob"`` (default for the lens), ``"log_prob"`` or ``"logit"`` (default for
+            components).
+        example: one example, or None for the mean over the batch (needs shared ``token_ids``).
+        mark: draw a dashed vertical line at this column coordinate (e.g. ``YY + 0.5`` to split
+            Greater-Than's years into ``<= YY`` and ``> YY``).
+        rows: plot only these row labels, in this order.
+
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    is_lens = hasattr(result, "log_norm")  # a LogitLensResult (duck-typed: plotting stands apart)
+    value = value or ("prob" if is_lens else "logit")
+    if value not in ("prob", "log_prob", "logit"):
+        raise TutorialError(f"value must be prob, log_prob or logit, got {value!r}")
+    if not is_lens and value != "logit":
+        raise TutorialError("component rows are additive logit contributions: use value='logit'")
+    if is_lens:
+        data = {"prob": result.probs, "log_prob": result.log_probs,
+                "logit": lambda: result.logits}[value]()
+    else:
+        data = result.values
+    if example is None:
+        if result.token_ids is not None and result.token_ids.ndim == 2:
+            raise TutorialError("per-example token_ids: choose an example to plot")
+        mat, who = data.mean(1), f"mean over {data.shape[1]} examples"
+    else:
+        if not 0 <= example < data.shape[1]:
+            raise TutorialError(f"example {example} out of range for a batch of {data.shape[1]}")
+        mat, who = data[:, example], f"example {example}"
+    row_labels = list(result.labels)
+    if rows is not None:
+        unknown = [r for r in rows if r not in row_labels]
+        if unknown:
+            raise TutorialError(f"unknown rows {unknown}; available: {row_labels}")
+        mat = mat[[row_labels.index(r) for r in rows]]
+        row_labels = list(rows)
+    mat = mat.detach().float().cpu().numpy()
+    K = mat.shape[1]
+    if token_labels is not None and len(token_labels) != K:
+        raise TutorialError(f"{len(token_labels)} token labels for {K} tokens")
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(min(3 + 0.12 * K, 14), 0.3 * len(row_labels) + 1.9))
+    else:
+        fig = ax.figure
+    cmap = "viridis" if value != "logit" else "RdBu_r"
+    kw = {}
+    if value == "logit":
+        m = float(abs(mat).max()) or 1.0
+        kw = {"vmin": -m, "vmax": m}
+    im = ax.imshow(mat, aspect="auto", cmap=cmap, interpolation="nearest", **kw)
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    step = max(1, -(-K // max_ticks))
+    ticks = list(range(0, K, step))
+    if token_labels is not None:
+        ax.set_xticks(ticks, [token_labels[i] for i in ticks], rotation=90 if K > 12 else 0)
+    ax.set_xlabel("token" + (f" (every {step}th labelled)" if step > 1 else ""))
+    ax.set_ylabel("residual stream after" if is_lens else "component")
+    if mark is not None:
+        ax.axvline(mark, color="white" if value != "logit" else "black", ls="--", lw=1)
+    name = {"prob": "probability", "log_prob": "log-probability",
+            "logit": "logit (centred)" if is_lens else "direct contribution to logit"}[value]
+    fig.colorbar(im, ax=ax, label=name)
+    what = f"Logit lens ({result.scale} LN scale)" if is_lens else \
+        f"Component logit lens ({result.scale} LN scale)"
+    ax.set_title(title or f"{what}: {name}, {who}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_dla(values: Any, labels: Sequence[str] | None = None, title: str | None = None,
+             value_label: str = "direct logit attribution", shared_scale: bool = True) -> Any:
+    """Direct logit attribution figure: a heads x layers heatmap and a bar chart of the other
+    components (embeddings, MLPs, biases).
+
+    ``values``: a :class:`tutorial_utils.dla.MetricAttribution` (averaged over examples), or a tensor ``[C]`` /
+    ``[C, B]`` (averaged over B) with ``labels``, e.g. ``logit_diff_attribution(dla, ...)`` with
+    ``dla.labels``. Needs per-head rows. ``shared_scale``: one colour/axis range for heads and
+    the other components (comparable); False scales the heads on their own (visible even when
+    an MLP dominates; the head cells print their values either way on small models). Returns
+    the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    if hasattr(values, "labels") and hasattr(values, "values"):  # a MetricAttribution
+        labels, vals = values.labels, values.values
+    else:
+        if labels is None:
+            raise TutorialError("pass labels (e.g. dla.labels) with a tensor of values")
+        vals = torch.as_tensor(values)
+    if vals.ndim == 2:
+        vals = vals.float().mean(1)
+    if vals.ndim != 1 or len(labels) != vals.shape[0]:
+        raise TutorialError(f"values must be [n_components] or [n_components, B] matching "
+                         f"{len(labels)} labels, got {tuple(vals.shape)}")
+    heads = _head_grid(list(labels), vals.float()).cpu().numpy()     # [L, H]
+    other = [(lab, float(v)) for lab, v in zip(labels, vals.tolist())
+             if not (lab.startswith("a") and ".h" in lab)]
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained",
+                                   gridspec_kw={"width_ratios": [1, 1.3]})
+    m_other = max([abs(v) for _, v in other] + [0.0])
+    m_heads = float(abs(heads).max())
+    m = (max(m_heads, m_other) if shared_scale else m_heads) or 1.0
+    im = ax0.imshow(heads.T, cmap="RdBu_r", vmin=-m, vmax=m, aspect="auto")
+    if heads.size <= 64:                                             # small models: print values
+        for l in range(heads.shape[0]):
+            for h in range(heads.shape[1]):
+                v = heads[l, h]
+                ax0.text(l, h, f"{v:.2g}", ha="center", va="center", fontsize=8,
+                         color="white" if abs(v) > 0.6 * m else "black")
+    ax0.set_xticks(range(heads.shape[0]), [f"L{l}" for l in range(heads.shape[0])])
+    ax0.set_yticks(range(heads.shape[1]), [f"H{h}" for h in range(heads.shape[1])])
+    ax0.set_xlabel("layer")
+    ax0.set_ylabel("head")
+    ax0.set_title("attention heads" + ("" if shared_scale else " (own colour scale)"))
+    fig.colorbar(im, ax=ax0, label=value_label)
+    names = [lab for lab, _ in other]
+    vs = [v for _, v in other]
+    ax1.bar(range(len(vs)), vs, color=["tab:red" if v > 0 else "tab:blue" for v in vs])
+    ax1.axhline(0, color="black", lw=0.8)
+    ax1.set_xticks(range(len(vs)), names, rotation=45, ha="right")
+    lo, hi = min(vs + [0.0]), max(vs + [0.0])
+    if shared_scale:
+        lo, hi = min(lo, -m_heads if (heads < 0).any() else 0.0), max(hi, m_heads)
+    pad = 0.05 * (hi - lo or 1.0)
+    ax1.set_ylim(lo - pad, hi + pad)
+    ax1.set_xlabel("component")
+    ax1.set_ylabel(value_label)
+    ax1.set_title("embeddings, MLPs and biases")
+    fig.suptitle(title or "Direct logit attribution")
+    fig.get_layout_engine().set(wspace=0.12)
     return fig

@@ -31,6 +31,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from .hook_names import hook_name
+from .validation import TutorialError
+
 __all__ = [
     "collect_activations", "residual_stream", "LinearProbe", "train_probe", "control_labels",
     "split_by_group", "random_split", "LayerProbes", "probe_layers", "selectivity",
@@ -55,14 +58,14 @@ def _check_pos(pos: int | Sequence[int] | Tensor | None, B: int, T: int) -> int 
         return None
     if isinstance(pos, int):
         if not -T <= pos < T:
-            raise ValueError(f"position {pos} outside a sequence of length {T}")
+            raise TutorialError(f"position {pos} outside a sequence of length {T}")
         return pos
     p = torch.as_tensor(pos, dtype=torch.long)
     if p.ndim != 1 or p.shape[0] != B:
-        raise ValueError(f"pos must be an int or one position per example ({B}), got shape "
+        raise TutorialError(f"pos must be an int or one position per example ({B}), got shape "
                          f"{tuple(p.shape)}")
     if bool(((p >= T) | (p < -T)).any()):
-        raise ValueError(f"positions {p.tolist()} outside a sequence of length {T}")
+        raise TutorialError(f"positions {p.tolist()} outside a sequence of length {T}")
     return p % T
 
 
@@ -93,7 +96,7 @@ def collect_activations(model: Any, tokens: Tensor,
     from .validation import check_hook_names
 
     if tokens.ndim != 2:
-        raise ValueError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
+        raise TutorialError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
     B, T = tokens.shape
     p = _check_pos(pos, B, T)
     if isinstance(names_filter, str):
@@ -102,7 +105,7 @@ def collect_activations(model: Any, tokens: Tensor,
     if not callable(names_filter):
         names = list(names_filter)
         if not names:
-            raise ValueError("names_filter selects no hook")
+            raise TutorialError("names_filter selects no hook")
         check_hook_names(model, names)
         top = _max_block(names)
         if top is not None and top + 1 < model.cfg.n_layers:
@@ -123,7 +126,7 @@ def collect_activations(model: Any, tokens: Tensor,
         for k in keys:
             out.setdefault(k, []).append(_gather_pos(cache[k], pb).to(device))
     if not out:
-        raise ValueError("names_filter selected no hook of this model")
+        raise TutorialError("names_filter selected no hook of this model")
     return {k: torch.cat(v) for k, v in out.items()}
 
 
@@ -133,7 +136,7 @@ def residual_stream(model: Any, tokens: Tensor, pos: int | Sequence[int] | Tenso
     ``[n_layers + 1, B, d_model]``: index ``l`` is ``blocks.l.hook_resid_pre`` (0 = the
     embeddings) and index ``n_layers`` is the last ``hook_resid_post``."""
     L = model.cfg.n_layers
-    names = [f"blocks.{l}.hook_resid_pre" for l in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
+    names = [hook_name("resid_pre", l) for l in range(L)] + [hook_name("resid_post", L - 1)]
     acts = collect_activations(model, tokens, names, pos=pos, batch_size=batch_size,
                                progress=progress)
     return torch.stack([acts[n] for n in names])
@@ -186,16 +189,16 @@ def train_probe(X: Tensor, y: Tensor, n_classes: int | None = None,
     Deterministic (float64, no random initialisation: W = 0 at start).
     """
     if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
-        raise ValueError(f"X must be [N, d] and y [N], got {tuple(X.shape)} and "
+        raise TutorialError(f"X must be [N, d] and y [N], got {tuple(X.shape)} and "
                          f"{tuple(y.shape)}")
     if X.shape[0] < 2:
-        raise ValueError("need at least 2 training examples")
+        raise TutorialError("need at least 2 training examples")
     y = y.long()
     C = int(y.max()) + 1 if n_classes is None else n_classes
     if int(y.min()) < 0 or int(y.max()) >= C:
-        raise ValueError(f"labels must lie in [0, {C}), got [{int(y.min())}, {int(y.max())}]")
+        raise TutorialError(f"labels must lie in [0, {C}), got [{int(y.min())}, {int(y.max())}]")
     if C < 2:
-        raise ValueError("need at least 2 classes")
+        raise TutorialError("need at least 2 classes")
     Xd = X.detach().double()
     mean = Xd.mean(0) if standardize else torch.zeros(X.shape[1], dtype=torch.float64)
     scale = Xd.std(0).clamp_min(1e-6) if standardize else torch.ones(X.shape[1],
@@ -230,7 +233,7 @@ def control_labels(word_types: Sequence[Any], labels: Tensor | Sequence[int],
     that type gets it. Returns ``[N]`` control labels."""
     labels = torch.as_tensor(labels, dtype=torch.long)
     if len(word_types) != labels.shape[0]:
-        raise ValueError(f"{len(word_types)} word types for {labels.shape[0]} labels")
+        raise TutorialError(f"{len(word_types)} word types for {labels.shape[0]} labels")
     first: dict[Any, int] = {}
     for i, w in enumerate(word_types):
         first.setdefault(w, int(labels[i]))
@@ -252,18 +255,18 @@ def split_by_group(groups: Sequence[Any], test_groups: Sequence[Any] | None = No
     test_set = set(test_groups)
     unknown = test_set - set(uniq)
     if unknown:
-        raise ValueError(f"test groups {sorted(map(str, unknown))} do not occur")
+        raise TutorialError(f"test groups {sorted(map(str, unknown))} do not occur")
     test = [i for i, g in enumerate(groups) if g in test_set]
     train = [i for i, g in enumerate(groups) if g not in test_set]
     if not train or not test:
-        raise ValueError("the split leaves the train or the test set empty")
+        raise TutorialError("the split leaves the train or the test set empty")
     return torch.tensor(train), torch.tensor(test)
 
 
 def random_split(n: int, test_frac: float = 0.3, seed: int = 0) -> tuple[Tensor, Tensor]:
     """A random train/test split of ``range(n)`` (word types may occur on both sides)."""
     if not 0 < test_frac < 1:
-        raise ValueError(f"test_frac must be in (0, 1), got {test_frac}")
+        raise TutorialError(f"test_frac must be in (0, 1), got {test_frac}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     k = max(1, round(test_frac * n))
     return perm[k:].sort().values, perm[:k].sort().values
@@ -302,13 +305,13 @@ def probe_layers(acts: Tensor, labels: Tensor, train_idx: Tensor, test_idx: Tens
     and test it on ``test_idx``; with ``control`` labels ``[N]``, also a control probe on the
     same split. Keyword arguments go to :func:`train_probe`."""
     if acts.ndim != 3 or acts.shape[1] != labels.shape[0]:
-        raise ValueError(f"acts must be [layers, N, d] with N = {labels.shape[0]}, got "
+        raise TutorialError(f"acts must be [layers, N, d] with N = {labels.shape[0]}, got "
                          f"{tuple(acts.shape)}")
     if control is not None and control.shape != labels.shape:
-        raise ValueError("control labels must have the same shape as the labels")
+        raise TutorialError("control labels must have the same shape as the labels")
     overlap = set(train_idx.tolist()) & set(test_idx.tolist())
     if overlap:
-        raise ValueError(f"train and test share {len(overlap)} examples")
+        raise TutorialError(f"train and test share {len(overlap)} examples")
     L = acts.shape[0]
     res = {k: torch.full((L,), float("nan")) for k in ("tr", "te", "ctr", "cte")}
     probes = []
@@ -353,10 +356,10 @@ def ablate_direction(model: Any, tokens: Tensor, hook_name: str, direction: Tens
 
     check_hook_names(model, [hook_name])
     if direction.ndim != 1 or direction.shape[0] != model.cfg.d_model:
-        raise ValueError(f"direction must be a vector of size d_model={model.cfg.d_model}, got "
+        raise TutorialError(f"direction must be a vector of size d_model={model.cfg.d_model}, got "
                          f"{tuple(direction.shape)}")
     if float(direction.norm()) == 0:
-        raise ValueError("direction is the zero vector")
+        raise TutorialError("direction is the zero vector")
     B, T = tokens.shape
     p = _check_pos(pos, B, T)
     dev = next(model.parameters()).device

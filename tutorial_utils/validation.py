@@ -33,14 +33,21 @@ def available_hooks(model: Any) -> list[str]:
     return sorted(model.hook_dict.keys())
 
 
-def check_hook_names(model: Any, names: Iterable[str]) -> None:
-    """Raise ``ValueError`` naming the first hook ``model`` does not have, with close matches.
+_GATED = (("attn.hook_result", "use_attn_result"),
+          (("hook_q_input", "hook_k_input", "hook_v_input"), "use_split_qkv_input"),
+          ("hook_mlp_in", "use_hook_mlp_in"))
 
-    Hook options change what exists: ``blocks.L.attn.hook_result`` needs
+
+def check_hook_names(model: Any, names: Iterable[str]) -> None:
+    """Raise a :class:`TutorialError` naming the first hook ``model`` does not have (or has
+    switched off), with close matches and the fix.
+
+    Hook options change what fires: ``blocks.L.attn.hook_result`` needs
     ``set_use_attn_result(True)``, ``hook_q_input`` needs ``set_use_split_qkv_input(True)``,
     ``hook_mlp_in`` needs ``set_use_hook_mlp_in(True)`` (``load_model(hooks=True)`` sets all).
     """
     have = model.hook_dict
+    cfg = getattr(model, "cfg", None)
     for name in names:
         if name not in have:
             import difflib
@@ -51,6 +58,12 @@ def check_hook_names(model: Any, names: Iterable[str]) -> None:
                               "hook_mlp_in")):
                 extra = " (this hook needs load_model(..., hooks=True))"
             raise TutorialError(f"model has no hook {name!r}{extra}; close matches: {close}")
+        for suffix, flag in _GATED:
+            if name.endswith(suffix) and cfg is not None and not getattr(cfg, flag, True):
+                raise TutorialError(
+                    f"model: hook {name!r} is switched off ({flag} is False); load the model "
+                    "with load_model(..., hooks=True), which turns on per-head results, split "
+                    "q/k/v inputs and hook_mlp_in")
 
 
 def check_layer(model: Any, layer: int) -> int:

@@ -15,7 +15,7 @@ from ..interchange import sender_activations
 from .drawing import draw_circuit
 from .edge_attribution import (METHODS, attribute, eap_ig_scores, eap_scores, exact_scores,
                                node_attribution)
-from .evaluation import (FaithfulnessCurve, evaluate_baselines, evaluate_graph,
+from .circuit_evaluation import (FaithfulnessCurve, evaluate_baselines, evaluate_graph,
                          faithfulness_curve, interchange_logits, rank_correlation)
 from .selection import greedy, prune, threshold, top_n
 

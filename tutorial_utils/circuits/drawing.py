@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ..graph import QKV, Graph
+from ..validation import TutorialError
 
 __all__ = ["COLOURS", "draw_circuit", "graphviz_available"]
 
@@ -79,13 +80,13 @@ def draw_circuit(graph: Graph, mask: Tensor | None = None, scores: Tensor | None
         a ``matplotlib.figure.Figure`` or a ``graphviz.Digraph``.
     """
     if backend not in ("auto", "graphviz", "matplotlib"):
-        raise ValueError(f"backend must be auto, graphviz or matplotlib, got {backend!r}")
-    mask = graph.in_graph if mask is None else graph._check_mask(mask, "mask")
+        raise TutorialError(f"backend must be auto, graphviz or matplotlib, got {backend!r}")
+    mask = graph.in_graph if mask is None else graph.check_mask(mask, "mask")
     scores = graph.scores if scores is None else scores
     if scores is not None and tuple(scores.shape) != tuple(mask.shape):
-        raise ValueError(f"scores must have shape {tuple(mask.shape)}, got {tuple(scores.shape)}")
+        raise TutorialError(f"scores must have shape {tuple(mask.shape)}, got {tuple(scores.shape)}")
     if backend == "graphviz" and not graphviz_available():
-        raise ValueError("the graphviz backend needs `pip install graphviz` and the `dot` program; "
+        raise TutorialError("the graphviz backend needs `pip install graphviz` and the `dot` program; "
                          "use backend='matplotlib'")
     edges = _edges(graph, mask, scores)
     top = max((abs(e[3]) for e in edges), default=1.0) or 1.0

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..graph import Graph
+from ..validation import TutorialError
 
 __all__ = ["greedy", "prune", "threshold", "top_n"]
 
@@ -20,13 +21,13 @@ def _key(graph: Graph, scores: Tensor | None, absolute: bool) -> Tensor:
     if scores is None:
         scores = graph.scores
     if scores is None:
-        raise ValueError("no scores given and the graph has none: run an attribution method first")
+        raise TutorialError("no scores given and the graph has none: run an attribution method first")
     if tuple(scores.shape) != (graph.n_forward, graph.n_backward):
-        raise ValueError(f"scores must have shape {(graph.n_forward, graph.n_backward)}, got "
+        raise TutorialError(f"scores must have shape {(graph.n_forward, graph.n_backward)}, got "
                          f"{tuple(scores.shape)}")
     scores = scores.detach().cpu().float()
     if not torch.isfinite(scores[graph.real_edges]).all():
-        raise ValueError("scores contain NaN or infinite values")
+        raise TutorialError("scores contain NaN or infinite values")
     key = scores.abs() if absolute else scores
     return key.masked_fill(~graph.real_edges, float("-inf"))
 
@@ -34,7 +35,7 @@ def _key(graph: Graph, scores: Tensor | None, absolute: bool) -> Tensor:
 def top_n(graph: Graph, scores: Tensor | None, n: int, absolute: bool = True) -> Tensor:
     """The ``n`` edges with the highest score (|score| if ``absolute``); ties broken by index."""
     if not 0 <= n <= graph.n_edges:
-        raise ValueError(f"n must lie in [0, {graph.n_edges}] (the graph's edges), got {n}")
+        raise TutorialError(f"n must lie in [0, {graph.n_edges}] (the graph's edges), got {n}")
     key = _key(graph, scores, absolute).flatten()
     mask = torch.zeros_like(key, dtype=torch.bool)
     if n:
@@ -57,7 +58,7 @@ def greedy(graph: Graph, scores: Tensor | None, n: int, absolute: bool = True) -
     the result lies on a path to the logits.
     """
     if not 0 <= n <= graph.n_edges:
-        raise ValueError(f"n must lie in [0, {graph.n_edges}], got {n}")
+        raise TutorialError(f"n must lie in [0, {graph.n_edges}], got {n}")
     key = _key(graph, scores, absolute)
     recv = graph.receiver_owner()
     active = torch.zeros(graph.n_forward + 1, dtype=torch.bool)
@@ -82,7 +83,7 @@ def prune(graph: Graph, mask: Tensor | None = None) -> Tensor:
     path from the embedding reads only corrupted values, so it writes its corrupted output, which is
     what a removed edge carries; a node with no path to the logits cannot affect them.
     """
-    mask = graph.in_graph if mask is None else graph._check_mask(mask, "mask")
+    mask = graph.in_graph if mask is None else graph.check_mask(mask, "mask")
     recv = graph.receiver_owner()
     nf = graph.n_forward
     # from the embedding, in forward order (senders of a node all come before it)

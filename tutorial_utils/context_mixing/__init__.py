@@ -32,11 +32,14 @@ from typing import Any, Callable
 
 from torch import Tensor
 
+from ..validation import TutorialError
+
 from ._base import (LayerInternals, collect_internals, layout, original_hf_model, rollout,
                     row_normalize)
 from .alti import alti
 from .attention import attention_rollout, raw_attention
 from .norms import AttentionDecomposition, attention_norm, decompose_attention_block, globenc
+from .decompx import DecompXResult, decompx, decompx_decomposition
 from .value_zeroing import value_zeroed_outputs, value_zeroing, value_zeroing_loop
 
 METHODS: dict[str, Callable[..., Tensor]] = {
@@ -50,6 +53,7 @@ METHODS: dict[str, Callable[..., Tensor]] = {
     "alti": lambda m, t, **kw: alti(m, t, **kw),
     "value_zeroing": lambda m, t, **kw: value_zeroing(m, t, **kw),
     "value_zeroing_rollout": lambda m, t, **kw: value_zeroing(m, t, rollout=True, **kw),
+    "decompx": lambda m, t, **kw: decompx(m, t, **kw),
 }
 
 #: Methods whose layer ``l`` already aggregates layers ``0..l`` (the rest are layer-local).
@@ -71,16 +75,16 @@ def compute_mixing(model: Any, tokens: Tensor | str, method: str,
     """Run the context-mixing method ``method`` (a key of :data:`METHODS`) on ``tokens``
     (``attention_mask [B, T]``: 1 = real token; see :mod:`._base` for padding)."""
     if method not in METHODS:
-        raise ValueError(f"unknown context-mixing method {method!r}; valid: {sorted(METHODS)}")
+        raise TutorialError(f"unknown context-mixing method {method!r}; valid: {sorted(METHODS)}")
     if method not in methods_for(model):
-        raise ValueError(f"method {method!r} is not defined for this model; valid: "
+        raise TutorialError(f"method {method!r} is not defined for this model; valid: "
                          f"{methods_for(model)}")
     return METHODS[method](model, tokens, attention_mask=attention_mask)
 
 
 __all__ = [
-    "AGGREGATED", "AttentionDecomposition", "ENCODER_ONLY", "LayerInternals",
-    "METHODS", "alti", "original_hf_model",
+    "AGGREGATED", "AttentionDecomposition", "DecompXResult", "ENCODER_ONLY", "LayerInternals",
+    "METHODS", "alti", "decompx", "decompx_decomposition", "original_hf_model",
     "attention_norm", "attention_rollout", "collect_internals", "compute_mixing",
     "decompose_attention_block", "globenc", "layout", "methods_for", "raw_attention", "rollout",
     "row_normalize", "value_zeroed_outputs", "value_zeroing", "value_zeroing_loop",

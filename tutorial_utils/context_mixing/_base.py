@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..validation import TutorialError
+
 #: Architectures (HF class names, substrings) and their block layout.
 _LAYOUTS = {"Bert": "post_ln", "Roberta": "post_ln", "GPT2": "pre_ln"}
 
@@ -51,7 +53,7 @@ def layout(model: Any) -> str:
     for key, kind in _LAYOUTS.items():
         if key in arch:
             return kind
-    raise ValueError(
+    raise TutorialError(
         f"context-mixing methods support BERT/RoBERTa encoders (post-LN) and GPT-2 decoders "
         f"(pre-LN); this model's architecture is {arch or 'unknown'!r}"
     )
@@ -61,21 +63,29 @@ def is_post_ln(model: Any) -> bool:
     return layout(model) == "post_ln"
 
 
-def original_hf_model(model: Any) -> Any:
+def original_hf_model(model: Any, dtype: torch.dtype = torch.float32) -> Any:
     """The unprocessed Hugging Face base model (``BertModel``/``RobertaModel``/``GPT2Model``,
     eager attention, eval mode, on the bridge's device) behind the bridge ``model``.
 
     The bridge keeps its HF module (``model.original_model``) but compatibility mode has rewritten
     its weights, so the checkpoint is loaded again from ``config._name_or_path`` (a local
     directory or a name in the local Hugging Face cache; nothing is downloaded here beyond what
-    ``from_pretrained`` does for a model that is already cached). Cached per bridge.
+    ``from_pretrained`` does for a model that is already cached). Cached per bridge and ``dtype``
+    (``torch.float64`` gives a double-precision copy, used by Value Zeroing).
     """
-    if model in _RAW_CACHE:
-        return _RAW_CACHE[model]
+    cache = _RAW_CACHE.setdefault(model, {})
+    if dtype in cache:
+        return cache[dtype]
+    if dtype != torch.float32:
+        raw = original_hf_model(model)
+        import copy
+
+        cache[dtype] = copy.deepcopy(raw).to(dtype)
+        return cache[dtype]
     hf = getattr(model, "original_model", None)
     source = getattr(getattr(hf, "config", None), "_name_or_path", None)
     if not source:
-        raise ValueError("cannot find the checkpoint this bridge was loaded from "
+        raise TutorialError("cannot find the checkpoint this bridge was loaded from "
                          "(original_model.config._name_or_path is empty)")
     from transformers import AutoModel
 
@@ -84,16 +94,16 @@ def original_hf_model(model: Any) -> Any:
     try:
         raw = AutoModel.from_pretrained(source, attn_implementation="eager", **kwargs)
     except Exception as exc:  # pragma: no cover - depends on the environment
-        raise ValueError(f"could not load the original weights from {source!r}: {exc}") from exc
+        raise TutorialError(f"could not load the original weights from {source!r}: {exc}") from exc
     raw = raw.to(model.cfg.device).eval()
     for p in raw.parameters():
         p.requires_grad_(False)
     cfg = raw.config
     if post and getattr(cfg, "position_embedding_type", "absolute") != "absolute":
-        raise ValueError("only absolute position embeddings are supported")
+        raise TutorialError("only absolute position embeddings are supported")
     if not post and (getattr(cfg, "reorder_and_upcast_attn", False) or getattr(cfg, "add_cross_attention", False)):
-        raise ValueError("GPT-2 variants with reordered attention or cross-attention are not supported")
-    _RAW_CACHE[model] = raw
+        raise TutorialError("GPT-2 variants with reordered attention or cross-attention are not supported")
+    cache[dtype] = raw
     return raw
 
 
@@ -113,47 +123,47 @@ def as_tokens(model: Any, tokens: Tensor | str,
         batched = False
     elif isinstance(tokens, Tensor):
         if tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
-            raise ValueError(f"tokens must be an integer tensor, got dtype {tokens.dtype}")
+            raise TutorialError(f"tokens must be an integer tensor, got dtype {tokens.dtype}")
         if tokens.ndim == 1:
             tokens, batched = tokens[None], False
         elif tokens.ndim == 2:
             batched = True
         else:
-            raise ValueError(f"tokens must be [seq] or [batch, seq], got shape {tuple(tokens.shape)}")
+            raise TutorialError(f"tokens must be [seq] or [batch, seq], got shape {tuple(tokens.shape)}")
     else:
-        raise ValueError(f"tokens must be a string or a LongTensor, got {type(tokens).__name__}")
+        raise TutorialError(f"tokens must be a string or a LongTensor, got {type(tokens).__name__}")
     if tokens.shape[1] < 2:
-        raise ValueError(f"need at least 2 tokens to measure context mixing, got {tokens.shape[1]}")
+        raise TutorialError(f"need at least 2 tokens to measure context mixing, got {tokens.shape[1]}")
     n_ctx = getattr(model.cfg, "n_ctx", None)
     if n_ctx and tokens.shape[1] > n_ctx:
-        raise ValueError(f"{tokens.shape[1]} tokens exceed the model's context of {n_ctx}")
+        raise TutorialError(f"{tokens.shape[1]} tokens exceed the model's context of {n_ctx}")
     vocab = model.cfg.d_vocab
     if int(tokens.max()) >= vocab or int(tokens.min()) < 0:
-        raise ValueError(f"token ids must lie in [0, {vocab}); got [{int(tokens.min())}, "
+        raise TutorialError(f"token ids must lie in [0, {vocab}); got [{int(tokens.min())}, "
                          f"{int(tokens.max())}]")
     tokens = tokens.long().to(model.cfg.device)
     pad_id = getattr(getattr(model, "tokenizer", None), "pad_token_id", None)
     if attention_mask is not None:
         if not isinstance(attention_mask, Tensor):
-            raise ValueError(f"attention_mask must be a tensor, got {type(attention_mask).__name__}")
+            raise TutorialError(f"attention_mask must be a tensor, got {type(attention_mask).__name__}")
         mask = attention_mask if attention_mask.ndim == 2 else attention_mask[None]
         if tuple(mask.shape) != tuple(tokens.shape):
-            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, tokens "
+            raise TutorialError(f"attention_mask has shape {tuple(attention_mask.shape)}, tokens "
                              f"{tuple(tokens.shape)}: they must match")
         if not ((mask == 0) | (mask == 1)).all():
-            raise ValueError("attention_mask must hold only 0 (padding) and 1 (real token)")
+            raise TutorialError("attention_mask must hold only 0 (padding) and 1 (real token)")
         mask = mask.to(tokens.device).bool()
     elif is_post_ln(model):
         mask = tokens != pad_id if pad_id is not None else torch.ones_like(tokens, dtype=torch.bool)
     else:
         mask = torch.ones_like(tokens, dtype=torch.bool)
         if pad_id is not None and (tokens[:, 1:] == pad_id).any():
-            raise ValueError(
+            raise TutorialError(
                 f"this decoder batch contains the pad id {pad_id} after position 0 (left or right "
                 "padding?). The pad id is also the decoder's BOS, so padding cannot be inferred: "
                 "pass attention_mask (1 = real token), e.g. from tokenizer(..., padding=True)")
     if (mask.sum(1) < 2).any():
-        raise ValueError("every row needs at least 2 real (unpadded) tokens")
+        raise TutorialError("every row needs at least 2 real (unpadded) tokens")
     return tokens, batched, mask
 
 
@@ -184,7 +194,7 @@ def rollout(per_layer: Tensor, add_residual: bool = False) -> Tensor:
     Rows of the result sum to 1 when rows of the input do.
     """
     if per_layer.ndim < 3 or per_layer.shape[-1] != per_layer.shape[-2]:
-        raise ValueError(f"rollout needs [..., layers, T, T], got {tuple(per_layer.shape)}")
+        raise TutorialError(f"rollout needs [..., layers, T, T], got {tuple(per_layer.shape)}")
     mats = per_layer
     if add_residual:
         eye = torch.eye(mats.shape[-1], dtype=mats.dtype, device=mats.device)
@@ -226,11 +236,11 @@ def _ln(mod: Any) -> tuple[Tensor, Tensor, float]:
     return mod.weight.detach(), mod.bias.detach(), float(mod.eps)
 
 
-def layer_weights(model: Any) -> list[LayerWeights]:
+def layer_weights(model: Any, dtype: torch.dtype = torch.float32) -> list[LayerWeights]:
     """:class:`LayerWeights` of every block, read from :func:`original_hf_model`."""
     from transformers.activations import ACT2FN
 
-    raw = original_hf_model(model)
+    raw = original_hf_model(model, dtype)
     cfg = raw.config
     H = cfg.num_attention_heads
     out = []
@@ -281,9 +291,9 @@ def position_ids(mask: Tensor) -> Tensor:
     return (mask.long().cumsum(1) - 1).clamp_min(0)
 
 
-def embed(model: Any, tokens: Tensor, mask: Tensor) -> Tensor:
+def embed(model: Any, tokens: Tensor, mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
     """The input of block 0, ``[B, T, d]``, from the original embedding modules."""
-    raw = original_hf_model(model)
+    raw = original_hf_model(model, dtype)
     pos = position_ids(mask)
     with torch.no_grad():
         if is_post_ln(model):
@@ -360,32 +370,42 @@ def run_layer(w: LayerWeights, x: Tensor, mask: Tensor, post_ln: bool,
             v[rows, zero_value_at[rows]] = 0.0
     z = torch.einsum("bhij,bjhk->bihk", pattern, v)
     attn = torch.einsum("bihk,hkd->bid", z, w.W_O) + w.b_O
+    return after_attention(w, x + attn, post_ln, pattern=pattern, values=v, x=x, mask=mask)
+
+
+def after_attention(w: LayerWeights, resid: Tensor, post_ln: bool, **fields: Any) -> Any:
+    """The rest of a block from ``resid = x + Attn(...)`` (``[..., T, d]``): post-LN
+    ``y = LN2(h + FFN(h))`` with ``h = LN1(resid)``; pre-LN ``y = resid + FFN(LN2(resid))``.
+    With ``fields`` (pattern, values, x, mask) returns :class:`LayerInternals`, else ``y``."""
     if post_ln:
-        ln1_in = x + attn
-        h = layer_norm(ln1_in, w.ln1)
+        h = layer_norm(resid, w.ln1)
         pre = h @ w.W_in + w.b_in
         ln2_in = h + w.act(pre) @ w.W_out + w.b_out
         y = layer_norm(ln2_in, w.ln2)
-        return LayerInternals(pattern, v, x, w.W_O, w.b_O, h, y, ln1_in, ln2_in, w.ln1, w.ln2,
-                              h, pre, mask, w)
-    r = x + attn
-    f_in = layer_norm(r, w.ln2)
+        if not fields:
+            return y
+        return LayerInternals(fields["pattern"], fields["values"], fields["x"], w.W_O, w.b_O, h,
+                              y, resid, ln2_in, w.ln1, w.ln2, h, pre, fields["mask"], w)
+    f_in = layer_norm(resid, w.ln2)
     pre = f_in @ w.W_in + w.b_in
-    y = r + w.act(pre) @ w.W_out + w.b_out
-    return LayerInternals(pattern, v, x, w.W_O, w.b_O, r, y, x, r, w.ln1, w.ln2, f_in, pre,
-                          mask, w)
+    y = resid + w.act(pre) @ w.W_out + w.b_out
+    if not fields:
+        return y
+    return LayerInternals(fields["pattern"], fields["values"], fields["x"], w.W_O, w.b_O, resid,
+                          y, fields["x"], resid, w.ln1, w.ln2, f_in, pre, fields["mask"], w)
 
 
-def collect_internals(model: Any, tokens: Tensor, attention_mask: Tensor | None = None
-                      ) -> list[LayerInternals]:
+def collect_internals(model: Any, tokens: Tensor, attention_mask: Tensor | None = None,
+                      dtype: torch.dtype = torch.float32) -> list[LayerInternals]:
     """Run every block with the original weights (``tokens [B, T]``, ``attention_mask``
-    optional as in :func:`as_tokens`) and return each block's :class:`LayerInternals`."""
+    optional as in :func:`as_tokens`; ``dtype`` float32 or float64) and return each block's
+    :class:`LayerInternals`."""
     toks, _, mask = as_tokens(model, tokens, attention_mask)
     post = is_post_ln(model)
-    x = embed(model, toks, mask)
+    x = embed(model, toks, mask, dtype)
     out = []
     with torch.no_grad():
-        for w in layer_weights(model):
+        for w in layer_weights(model, dtype):
             it = run_layer(w, x, mask, post)
             out.append(it)
             x = it.layer_out

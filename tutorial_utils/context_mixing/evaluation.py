@@ -13,9 +13,10 @@ For every method we report the share of examples where the subject outranks the 
 and the Spearman rank correlation, over source tokens, between the method's query row and a
 gradient-based attribution (gradient x input) and occlusion from
 :mod:`tutorial_utils.attribution`. Their target: the decoder's agreement metric (probability
-difference of agreeing minus disagreeing verbs); for the encoder, whose offline MLM head is
-untrained, the projection of the last layer's ``[MASK]`` state on the subject-number direction
-(mean plural-subject minus mean singular-subject state over the examples).
+difference of agreeing minus disagreeing verbs); for an encoder with a trained masked-LM head
+the same difference at ``[MASK]``, or (``encoder_target="direction"``, for MiniLM-L6 whose MLM
+head is untrained) the projection of the last layer's ``[MASK]`` state on the subject-number
+direction (mean plural-subject minus mean singular-subject state over the examples).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
+
+from ..validation import TutorialError
 
 from ._base import as_tokens, collect_internals, is_post_ln, mask_maps, rollout, row_normalize
 from .norms import _mixing_vectors, _norm_layer, _with_residual
@@ -60,7 +63,7 @@ class CueExamples:
 def _position(row: Tensor, token_id: int, what: str, prompt: str) -> int:
     hits = (row == token_id).nonzero().flatten()
     if len(hits) != 1:
-        raise ValueError(f"{what} token appears {len(hits)} times in {prompt!r}")
+        raise TutorialError(f"{what} token appears {len(hits)} times in {prompt!r}")
     return int(hits[0])
 
 
@@ -80,9 +83,9 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
     "The {subj} that the {attr} {saw|liked|found}" (the attractor is a separate token).
     """
     if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
+        raise TutorialError(f"n must be positive, got {n}")
     if decoder_frames not in ("canonical", "relative"):
-        raise ValueError(f"decoder_frames must be 'canonical' or 'relative', got {decoder_frames!r}")
+        raise TutorialError(f"decoder_frames must be 'canonical' or 'relative', got {decoder_frames!r}")
     if not is_post_ln(model):
         from ..tasks import make_sva
 
@@ -92,13 +95,13 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
             pool = make_sva(model, n=12 * n, frames_split="train", seed=seed)
             keep = [i for i, f in enumerate(pool.meta["frame"]) if " that " in f][:n]
             if len(keep) < n:
-                raise ValueError(f"only {len(keep)} relative-clause prompts for n = {n}")
+                raise TutorialError(f"only {len(keep)} relative-clause prompts for n = {n}")
             ds = pool.subset(keep)
             ds.clean_tokens = ds.clean_tokens[:, :int(ds.answer_pos.max()) + 1]
             ds.corrupted_tokens = ds.corrupted_tokens[:, :int(ds.answer_pos.max()) + 1]
         tok = ds.clean_tokens.to(model.cfg.device)
         if not ds.is_aligned:
-            raise ValueError("SVA prompts differ in length; use the canonical frame")
+            raise TutorialError("SVA prompts differ in length; use the canonical frame")
         cue, dis = [], []
         for b in range(n):
             row = tok[b].cpu()
@@ -113,7 +116,7 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
     tk = model.tokenizer
     mask = getattr(tk, "mask_token", None)
     if mask is None:
-        raise ValueError("the encoder's tokenizer has no mask token")
+        raise TutorialError("the encoder's tokenizer has no mask token")
     nouns, skipped = [], []
     for pair in SVA_NOUNS.all:
         bad = [w for w in pair if not _single_wordpiece(tk, w)]
@@ -121,7 +124,7 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
     comps = [c for c in COMPLEMENTS if _single_wordpiece(tk, c)]
     skipped += [c for c in COMPLEMENTS if c not in comps]
     if len(nouns) < 2 or not comps:
-        raise ValueError(f"too few single-WordPiece words for this tokenizer (skipped {skipped})")
+        raise TutorialError(f"too few single-WordPiece words for this tokenizer (skipped {skipped})")
     rng = random.Random(seed)
     prompts, plural, subjects, attractors = [], [], [], []
     for _ in range(n):
@@ -135,7 +138,7 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
         attractors.append(a)
     rows = [model.to_tokens(p)[0] for p in prompts]
     if len({len(r) for r in rows}) != 1:
-        raise ValueError("encoder SVA prompts differ in token length")
+        raise TutorialError("encoder SVA prompts differ in token length")
     tok = torch.stack(rows).to(model.cfg.device)
     q, cue, dis = [], [], []
     for b, row in enumerate(tok.cpu()):
@@ -155,13 +158,14 @@ def all_methods(model: Any, tokens: Tensor, methods: Sequence[str] | None = None
     Zeroing run). Returns ``{name: [B, L, T, T]}``."""
     from . import methods_for
     from .alti import alti
+    from .decompx import decompx
     from .norms import globenc
 
     valid = methods_for(model)
     methods = list(valid if methods is None else methods)
     bad = [m for m in methods if m not in valid]
     if bad:
-        raise ValueError(f"methods {bad} are not defined for this model; valid: {valid}")
+        raise TutorialError(f"methods {bad} are not defined for this model; valid: {valid}")
     toks, _, mask = as_tokens(model, tokens, attention_mask)
     post = is_post_ln(model)
     layers = collect_internals(model, toks, mask)
@@ -181,6 +185,8 @@ def all_methods(model: Any, tokens: Tensor, methods: Sequence[str] | None = None
             out[m] = globenc(model, toks, attention_mask=mask)
         elif m == "alti":
             out[m] = alti(model, toks, attention_mask=mask)
+        elif m == "decompx":
+            out[m] = decompx(model, toks, attention_mask=mask)
         elif m.startswith("value_zeroing"):
             if "value_zeroing" not in out:
                 out["value_zeroing"] = value_zeroing(model, toks, attention_mask=mask)
@@ -203,7 +209,7 @@ def cue_ranking(maps: Tensor, ex: CueExamples, layer: int = -1) -> CueRanking:
     if maps.ndim == 4:
         maps = maps[:, layer]
     if maps.ndim != 3 or maps.shape[0] != len(ex):
-        raise ValueError(f"maps must be [B, (L,) T, T] with B = {len(ex)}, got {tuple(maps.shape)}")
+        raise TutorialError(f"maps must be [B, (L,) T, T] with B = {len(ex)}, got {tuple(maps.shape)}")
     b = torch.arange(len(ex))
     q = ex.query_pos.cpu()
     m = maps.cpu()
@@ -211,24 +217,53 @@ def cue_ranking(maps: Tensor, ex: CueExamples, layer: int = -1) -> CueRanking:
     return CueRanking(float((margin > 0).float().mean()), margin)
 
 
-def cue_target(model: Any, ex: CueExamples) -> tuple[Callable[[Tensor], Tensor], str | None]:
+def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
+               ) -> tuple[Callable[[Tensor], Tensor], str | None]:
     """The scalar the attributions explain, as ``(target_fn, target_hook)`` for
-    :mod:`tutorial_utils.attribution`: the agreement metric for a decoder; for an encoder the
-    last layer's ``[MASK]`` state projected on the subject-number direction (see the module
-    docstring)."""
+    :mod:`tutorial_utils.attribution`.
+
+    Decoder: the agreement metric (probability difference of agreeing minus disagreeing verb
+    forms at the last position). Encoder, ``encoder_target="mlm"`` (needs a trained masked-LM
+    head: ``tiny-bert-tasks`` offline, BERT-base online): the same probability difference at
+    the ``[MASK]``, ``sum_v p(agreeing form of v) - p(disagreeing form of v)`` over
+    :data:`tutorial_utils.tasks.vocab.SVA_VERBS`; ``"direction"`` (for an encoder without an
+    MLM head, e.g. MiniLM-L6): the last layer's ``[MASK]`` state projected on the subject-number
+    direction (mean plural-subject minus mean singular-subject state over the examples).
+    """
+    if encoder_target not in ("mlm", "direction"):
+        raise TutorialError(f"encoder_target must be 'mlm' or 'direction', got {encoder_target!r}")
     if ex.kind == "decoder":
         ds = ex.dataset
         return (lambda out: ds.metric(out, per_example=True)), None
+    q = ex.query_pos.to(ex.tokens.device)
+    pl = torch.tensor(ex.plural, device=ex.tokens.device)
+    if encoder_target == "mlm":
+        from ..tasks.vocab import SVA_VERBS
+
+        tk = model.tokenizer
+        ids = {}
+        for form in [w for pair in SVA_VERBS for w in pair]:
+            pieces = tk.tokenize(form)
+            if len(pieces) != 1 or tk.convert_tokens_to_ids(pieces[0]) == tk.unk_token_id:
+                raise TutorialError(f"verb {form!r} is not one token for this encoder")
+            ids[form] = tk.convert_tokens_to_ids(pieces[0])
+        sing = torch.tensor([ids[s] for s, _ in SVA_VERBS], device=ex.tokens.device)
+        plur = torch.tensor([ids[p] for _, p in SVA_VERBS], device=ex.tokens.device)
+
+        def mlm_target(out: Tensor) -> Tensor:
+            p = out[torch.arange(out.shape[0], device=out.device), q.to(out.device)].softmax(-1)
+            diff = p[:, plur.to(out.device)].sum(-1) - p[:, sing.to(out.device)].sum(-1)
+            return torch.where(pl.to(out.device), diff, -diff)
+
+        return mlm_target, None
     hook = f"blocks.{model.cfg.n_layers - 1}.hook_out"
     with torch.no_grad():
         _, cache = model.run_with_cache(ex.tokens, names_filter=lambda n: n == hook)
-    h = cache[hook][torch.arange(len(ex)), ex.query_pos.to(ex.tokens.device)]
-    pl = torch.tensor(ex.plural, device=h.device)
+    h = cache[hook][torch.arange(len(ex)), q]
     if pl.all() or (~pl).all():
-        raise ValueError("need both singular and plural subjects to define the number direction")
+        raise TutorialError("need both singular and plural subjects to define the number direction")
     direction = h[pl].mean(0) - h[~pl].mean(0)
     direction = direction / direction.norm()
-    q = ex.query_pos.to(ex.tokens.device)
 
     def target(out: Tensor) -> Tensor:
         return out[torch.arange(out.shape[0], device=out.device), q.to(out.device)] @ direction.to(out.device)
@@ -252,7 +287,8 @@ class CueEvaluation:
 
 
 def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None = None,
-                    maps: dict[str, Tensor] | None = None, layer: int = -1) -> CueEvaluation:
+                    maps: dict[str, Tensor] | None = None, layer: int = -1,
+                    encoder_target: str = "mlm") -> CueEvaluation:
     """Score every method on ``ex`` (see the module docstring). ``maps`` may pass precomputed
     :func:`all_methods` output. Layer ``-1`` of an aggregated method (rollout, GlobEnc, ALTI,
     VZ rollout) covers the whole model; of a layer-local method, the last layer only."""
@@ -265,7 +301,7 @@ def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None =
     b = torch.arange(B)
     q = ex.query_pos.cpu()
     rows = {m: maps[m][:, layer].cpu()[b, q] for m in names}
-    target, hook = cue_target(model, ex)
+    target, hook = cue_target(model, ex, encoder_target)
     ref = {
         "grad_x_input": gradient_x_input(model, ex.tokens, target, target_hook=hook).abs().cpu(),
         "occlusion": occlusion(model, ex.tokens, target, target_hook=hook).abs().cpu(),

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..validation import TutorialError
+
 from ._base import (LayerInternals, as_tokens, collect_internals, is_post_ln, ln_linear,
                     mask_maps, rollout, row_normalize, unbatch)
 
@@ -88,7 +90,7 @@ def decompose_attention_block(model: Any, tokens: Tensor | str, layer: int,
                               attention_mask: Tensor | None = None) -> AttentionDecomposition:
     """Exact per-source decomposition of layer ``layer``'s attention block (module docstring);
     tensors carry a batch dim ``B`` (1 for a single sentence)."""
-    from ..hooks import check_layer
+    from ..validation import check_layer
 
     layer = check_layer(model, layer)
     toks, _, mask = as_tokens(model, tokens, attention_mask)
@@ -118,15 +120,15 @@ def attention_norm(model: Any, tokens: Tensor | str, variant: str = "attn",
       (BERT) only: in a pre-LN model LN1 sits before attention and is already inside ``f``.
     """
     if variant not in VARIANTS:
-        raise ValueError(f"unknown attention-norm variant {variant!r}; valid: {VARIANTS}")
+        raise TutorialError(f"unknown attention-norm variant {variant!r}; valid: {VARIANTS}")
     post = is_post_ln(model)
     if variant == "res_ln" and not post:
-        raise ValueError(
+        raise TutorialError(
             "attention-norm 'res_ln' (RES1+LN1, Kobayashi et al. 2021) decomposes the LayerNorm "
             "that follows the residual in post-LN models (BERT); in a pre-LN model (GPT-2) LN1 "
             "comes before attention and is already inside f(x): use variant='res'")
     if per_head and variant != "attn":
-        raise ValueError("per_head is only defined for variant='attn' (the residual and "
+        raise TutorialError("per_head is only defined for variant='attn' (the residual and "
                          "LayerNorm belong to no head)")
     toks, batched, mask = as_tokens(model, tokens, attention_mask)
     layers = collect_internals(model, toks, mask)

@@ -8,9 +8,14 @@ and compare each token's new layer output ``x~_i^(-j)`` with the original ``x~_i
     VZ_ij = 1 - cos(x~_i^(-j), x~_i),   then each row i is normalised to sum to 1.
 
 Layers ``0..l-1`` do not depend on layer ``l``'s values, so every variant starts from the clean
-hidden state at layer ``l``'s input (one clean pass records them all). Batching: for layer ``l``
-the ``B x T`` variants (sentence, zeroed source) are the rows of one batched call of the layer
-alone (chunked to bound memory), with the original (unfolded) weights of :mod:`._base`.
+hidden state at layer ``l``'s input (one clean pass records them all). Zeroing ``v_j`` leaves
+the attention weights alone and the attention output is linear in the values, so the zeroed
+layer's attention output is exactly the clean one minus token ``j``'s part,
+``Attn^(-j)_i = Attn_i - sum_h alpha^h_ij (v^h_j W_O^h)``; the rest of the layer (residual,
+LayerNorms, FFN) is then run on all ``B x T`` variants (sentence, zeroed source) as one batch,
+``chunk_size`` variants at a time, with the original (unfolded) weights of :mod:`._base`.
+Computed in float64 by default (``dtype``): ``1 - cos`` of nearly parallel vectors is small,
+and float32 noise would otherwise show in the normalised scores at the 1e-6 level.
 :func:`value_zeroing_loop` is the straightforward reference: one call of the Hugging Face
 layer module per (sentence, layer, source), the value zeroed by a forward hook on its value
 projection, also starting from layer ``l``'s input.
@@ -23,7 +28,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from ._base import (as_tokens, collect_internals, is_post_ln, mask_maps,
+from ..validation import TutorialError
+
+from ._base import (after_attention, as_tokens, collect_internals, is_post_ln, mask_maps,
                     original_hf_model, position_ids, rollout as _rollout, row_normalize,
                     run_layer, unbatch)
 
@@ -52,10 +59,10 @@ def value_zeroed_outputs(model: Any, tokens: Tensor, variants: Sequence[tuple[in
     L = model.cfg.n_layers
     for b, l, j in variants:
         if not (0 <= b < B and 0 <= l < L and -1 <= j < T):
-            raise ValueError(f"variant {(b, l, j)} out of range for {B} sentences, {L} layers, "
+            raise TutorialError(f"variant {(b, l, j)} out of range for {B} sentences, {L} layers, "
                              f"{T} positions")
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        raise TutorialError(f"chunk_size must be positive, got {chunk_size}")
     var = torch.tensor(list(variants), dtype=torch.long, device=toks.device).reshape(-1, 3)
     layers = collect_internals(model, toks, mask)
     post = is_post_ln(model)
@@ -73,31 +80,39 @@ def value_zeroed_outputs(model: Any, tokens: Tensor, variants: Sequence[tuple[in
 
 
 def value_zeroing(model: Any, tokens: Tensor | str, rollout: bool = False,
-                  chunk_size: int = 256, attention_mask: Tensor | None = None) -> Tensor:
+                  chunk_size: int | None = None, attention_mask: Tensor | None = None,
+                  dtype: torch.dtype = torch.float64) -> Tensor:
     """Value Zeroing scores, ``[L, T, T]`` (``[B, L, T, T]`` for a batch), rows summing to 1.
 
     ``VZ^l_ij = 1 - cos(x~^l_i(-j), x~^l_i)`` normalised over ``j`` (module docstring; Mohebbi
-    et al. 2023, eq. 2-3). For each layer the ``B * T`` variants run in batched calls of that
-    layer alone, ``chunk_size`` rows at a time, from the layer's clean input. In a causal decoder
-    zeroing a later token cannot change an earlier one, so entries with ``j > i`` are exactly 0;
-    pad rows and columns are 0. With ``rollout``, ``R_l = VZ_l R_{l-1}`` (no identity: the
-    residual is inside the measured output).
+    et al. 2023, eq. 2-3), ``x~^l_i(-j)`` the output of layer ``l`` recomputed from its clean
+    input with ``v^h_j = x_j W_V^h + b_V^h`` set to 0 in every head. ``chunk_size``: zeroed
+    sources per batched call (default 32 for an encoder; 4 for a causal decoder, whose chunk
+    starting at source ``s`` only recomputes queries ``i >= s``). In a causal decoder zeroing a later token cannot change an earlier
+    one, so entries with ``j > i`` are exactly 0; pad rows and columns are 0. With ``rollout``,
+    ``R_l = VZ_l R_{l-1}`` (no identity: the residual is inside the measured output).
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if chunk_size is not None and chunk_size < 1:
+        raise TutorialError(f"chunk_size must be positive, got {chunk_size}")
     toks, batched, mask = as_tokens(model, tokens, attention_mask)
     B, T = toks.shape
     post = is_post_ln(model)
-    layers = collect_internals(model, toks, mask)
+    chunk_size = chunk_size or (32 if post else 4)
+    layers = collect_internals(model, toks, mask, dtype=dtype)
     scores = torch.zeros(B, len(layers), T, T, device=toks.device)
-    # every (b, j) pair, j real; zeroing a pad source changes nothing
-    pairs = mask.nonzero()  # [n, 2]: (b, j)
     with torch.no_grad():
         for l, it in enumerate(layers):
-            for start in range(0, len(pairs), chunk_size):
-                pb, pj = pairs[start:start + chunk_size].unbind(1)
-                y = run_layer(it.weights, it.resid_pre[pb], mask[pb], post, zero_value_at=pj).layer_out
-                scores[pb, l, :, pj] = _cosine_distance(y, it.layer_out[pb])
+            # z[b, i, j] = sum_h alpha^h_ij v^h_j W_O^h: source j's part of query i's attention
+            f = torch.einsum("bjhk,hkd->bhjd", it.values, it.W_O)
+            resid = it.ln1_in if post else it.attn_block_out        # x + Attn(.)  [B, T, d]
+            for start in range(0, T, chunk_size):
+                js = torch.arange(start, min(T, start + chunk_size), device=toks.device)
+                # causal: queries i < j do not see j, so only rows i >= start can change
+                i0 = 0 if post else start
+                z = torch.einsum("bhij,bhjd->bjid", it.pattern[:, :, i0:, js], f[:, :, js])
+                y = after_attention(it.weights, resid[:, None, i0:] - z, post)  # [B, n_j, T-i0, d]
+                dist = _cosine_distance(y, it.layer_out[:, None, i0:])          # [B, n_j, T-i0]
+                scores[:, l, i0:, js] = dist.transpose(1, 2).float()
     if not post:
         scores = scores.tril()
     scores = row_normalize(mask_maps(scores, mask))
@@ -110,16 +125,18 @@ def _hf_layers(raw: Any, post: bool) -> list[Any]:
 
 
 def value_zeroing_loop(model: Any, tokens: Tensor | str,
-                       attention_mask: Tensor | None = None) -> Tensor:
+                       attention_mask: Tensor | None = None,
+                       dtype: torch.dtype = torch.float64) -> Tensor:
     """Reference implementation (the toolkit's shape): for every (sentence, layer ``l``, source
     ``j``) one call of the Hugging Face block module of layer ``l`` on the clean hidden state at
     its input, with a forward hook on the value projection that sets token ``j``'s value vector
     (bias included) to 0. Pad tokens are dropped per sentence first. Same output as
-    :func:`value_zeroing` (without rollout); slow, for tests and the benchmark."""
+    :func:`value_zeroing` (without rollout); slow, for tests and the benchmark. ``dtype``: the
+    precision of the HF model copy it runs (float64 by default, as :func:`value_zeroing`)."""
     toks, batched, mask = as_tokens(model, tokens, attention_mask)
     B, T = toks.shape
     post = is_post_ln(model)
-    raw = original_hf_model(model)
+    raw = original_hf_model(model, dtype)
     d = raw.config.hidden_size
     blocks = _hf_layers(raw, post)
     L = len(blocks)
@@ -135,7 +152,8 @@ def value_zeroing_loop(model: Any, tokens: Tensor | str,
             hidden = raw(input_ids=t, output_hidden_states=True, **kw).hidden_states
         ext = None
         if not post:  # the block expects the causal mask as an additive [1, 1, n, n] tensor
-            ext = torch.full((n, n), torch.finfo(hidden[0].dtype).min, device=t.device).triu(1)[None, None]
+            ext = torch.full((n, n), torch.finfo(hidden[0].dtype).min, dtype=hidden[0].dtype,
+                             device=t.device).triu(1)[None, None]
         for l, blk in enumerate(blocks):
             x = hidden[l]
             proj = blk.attention.self.value if post else blk.attn.c_attn
@@ -160,7 +178,7 @@ def value_zeroing_loop(model: Any, tokens: Tensor | str,
                     y = call()
                 finally:
                     handle.remove()
-                scores[b, l, real[:, None], real[j]] = _cosine_distance(y[0], clean[0])[:, None]
+                scores[b, l, real[:, None], real[j]] = _cosine_distance(y[0], clean[0]).float()[:, None]
     if not post:
         scores = scores.tril()
     return unbatch(row_normalize(mask_maps(scores, mask)), batched)

@@ -6,8 +6,10 @@ from typing import Any, Callable
 
 import torch
 
-from ..checks import CheckResult, compare_to_reference, report
+from ..grading import CheckResult, compare_to_reference, report
 from ..induction import induction_scores_from_patterns
+
+__all__ = ["check_induction_score", "check_residual_sum", "reference_residual_sum"]
 
 
 def reference_residual_sum(cache: Any, n_layers: int) -> torch.Tensor:

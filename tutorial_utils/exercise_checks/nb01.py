@@ -1,6 +1,6 @@
 """Checks for the exercises of ``notebooks/01_model_agnostic_baselines.ipynb``.
 
-Each check runs the student's function and the reference from :mod:`tutorial_utils.attribution`
+Each check runs the student's function and the reference from :mod:`tutorial_utils.input_attribution`
 (or an exact optimum, for the probe) on fresh prompts and targets, and reports one line.
 """
 
@@ -10,8 +10,11 @@ from typing import Any, Callable
 
 import torch
 
-from .. import attribution as A
-from ..checks import CheckResult, compare_to_reference, report
+from .. import input_attribution as A
+from ..grading import CheckResult, compare_to_reference, report
+
+__all__ = ["binary_probe_loss", "check_gradient_x_input", "check_integrated_gradients",
+           "check_occlusion", "check_train_probe", "optimal_binary_probe_loss", "PROMPTS"]
 
 PROMPTS = (
     "When Mary and John went to the store, John gave a drink to",
@@ -31,7 +34,7 @@ def _make_prompt_inputs(model: Any, gen: torch.Generator) -> tuple[torch.Tensor,
 
 def check_gradient_x_input(student_fn: Callable, model: Any) -> CheckResult:
     """``student_fn(model, tokens, target_fn) -> [B, T]`` against
-    :func:`tutorial_utils.attribution.gradient_x_input`."""
+    :func:`tutorial_utils.input_attribution.gradient_x_input`."""
 
     def make_inputs(gen: torch.Generator):
         tokens, target = _make_prompt_inputs(model, gen)
@@ -72,7 +75,7 @@ def _reference_occlusion(model: Any, tokens: torch.Tensor, target_fn: A.TargetFn
 
 def check_occlusion(student_fn: Callable, model: Any) -> CheckResult:
     """``student_fn(model, tokens, target_fn, replacement_id) -> [B, T]`` (position 0 not
-    occluded, score 0) against :func:`tutorial_utils.attribution.occlusion`."""
+    occluded, score 0) against :func:`tutorial_utils.input_attribution.occlusion`."""
 
     def make_inputs(gen: torch.Generator):
         tokens, target = _make_prompt_inputs(model, gen)

@@ -47,7 +47,9 @@ def check_attention_norm(student_fn: Callable[..., torch.Tensor]) -> CheckResult
 def check_value_zeroing_one_token(student_fn: Callable[..., torch.Tensor], model: Any,
                                   tokens: torch.Tensor) -> CheckResult:
     """``student_fn(model, tokens [1, T], layer, j) -> [T]``: ``1 - cos`` between each token's
-    layer output with ``v_j`` zeroed in every head and the original output."""
+    output of layer ``layer`` with token ``j``'s whole value vector (``b_V`` included) zeroed in
+    every head and the original output, both computed from the layer's clean input with the
+    original (unfolded) weights, as Mohebbi et al. 2023 define it."""
     T, L = tokens.shape[-1], model.cfg.n_layers
 
     def inputs(g: torch.Generator) -> tuple:

@@ -7,7 +7,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..checks import CheckResult, check_value, compare_to_reference, report
+from ..grading import CheckResult, check_value, compare_to_reference, report
+
+__all__ = ["check_circuit_metric", "check_edge_score", "check_interchange_input",
+           "check_smallest_circuit", "check_top_n_edges", "reference_edge_score",
+           "reference_interchange_input", "reference_smallest_circuit", "reference_top_n_edges"]
 
 
 def reference_edge_score(delta: Tensor, grad: Tensor) -> Tensor:

@@ -1,8 +1,8 @@
 """Exercise checks for notebook 04 (low-level circuit finding).
 
 Each check compares the student's function with a reference on fresh inputs (or recomputes a
-number with the library) and returns a :class:`~tutorial_utils.checks.CheckResult`; the notebook
-prints it with :func:`~tutorial_utils.checks.report`.
+number with the library) and returns a :class:`~tutorial_utils.grading.CheckResult`; the notebook
+prints it with :func:`~tutorial_utils.grading.report`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ from typing import Any, Callable
 
 import torch
 
-from ..checks import CheckResult, check_value, compare_to_reference
+from ..grading import CheckResult, check_value, compare_to_reference
+from ..validation import TutorialError
+
+__all__ = ["check_add_to_head_input", "check_component_logits", "check_head_sweep",
+           "check_mean_ablate_head", "check_sva_faithfulness", "check_zero_ablate_head"]
 
 
 def _ref_zero_ablate_head(z: torch.Tensor, head: int) -> torch.Tensor:
@@ -50,7 +54,7 @@ def check_zero_ablate_head(fn: Callable) -> CheckResult:
         before = z.clone()
         out = fn(z, head)
         if not torch.equal(z, before):
-            raise ValueError("the input was modified in place: clone it first")
+            raise TutorialError("the input was modified in place: clone it first")
         return out
 
     return compare_to_reference("zero_ablate_head", student, _ref_zero_ablate_head, make)

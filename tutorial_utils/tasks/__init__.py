@@ -14,6 +14,7 @@ from .facts import make_facts, top1_accuracy
 from .greater_than import make_greater_than
 from .ioi import make_ioi
 from .sva import make_sva
+from ..validation import TutorialError
 
 TASKS = {
     "greater_than": make_greater_than,
@@ -26,7 +27,7 @@ TASKS = {
 def make_task(name: str, tokenizer_or_model: Any, **kwargs: Any) -> TaskDataset:
     """Build the dataset of task ``name`` (one of :data:`TASKS`) for a tokenizer or model."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {sorted(TASKS)}")
+        raise TutorialError(f"unknown task {name!r}; valid tasks: {sorted(TASKS)}")
     return TASKS[name](tokenizer_or_model, **kwargs)
 
 

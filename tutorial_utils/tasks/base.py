@@ -25,6 +25,9 @@ from torch import Tensor
 
 from ..validation import TutorialError
 
+__all__ = ["accuracy", "assemble", "bos_id", "encode", "get_tokenizer", "MetricKind",
+           "single_token_id", "task_metric", "TaskBuildError", "TaskDataset"]
+
 MetricKind = Literal["prob_diff", "logit_diff", "custom"]
 
 
@@ -216,9 +219,9 @@ def task_metric(logits: Tensor, dataset: TaskDataset, per_example: bool = False)
     if B == 0:
         raise TutorialError("the dataset is empty: build it with n >= 1 examples")
     if logits.ndim not in (2, 3):
-        raise ValueError(f"logits must be [batch, seq, vocab] or [batch, vocab], got {tuple(logits.shape)}")
+        raise TutorialError(f"logits must be [batch, seq, vocab] or [batch, vocab], got {tuple(logits.shape)}")
     if logits.shape[0] % B != 0:
-        raise ValueError(
+        raise TutorialError(
             f"logits batch {logits.shape[0]} is not a multiple of the dataset size {B}"
         )
     n = logits.shape[0] // B
@@ -226,7 +229,7 @@ def task_metric(logits: Tensor, dataset: TaskDataset, per_example: bool = False)
     pos = dataset.answer_pos.to(dev).repeat(n)
     if logits.ndim == 3:
         if int(pos.max()) >= logits.shape[1]:
-            raise ValueError(
+            raise TutorialError(
                 f"answer position {int(pos.max())} outside logits of length {logits.shape[1]}"
             )
         logits = logits[torch.arange(n * B, device=dev), pos]

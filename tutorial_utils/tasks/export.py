@@ -15,6 +15,8 @@ from typing import Any
 from ..paths import DATA_DIR
 from . import make_facts, make_greater_than, make_ioi, make_sva
 
+__all__ = ["export_all", "TASK_DIR"]
+
 TASK_DIR = DATA_DIR / "tasks"
 
 

@@ -17,6 +17,8 @@ from torch import Tensor
 from .base import TaskDataset, assemble, get_tokenizer, single_token_id
 from .vocab import CAPITALS
 
+__all__ = ["FRAME", "make_facts", "top1_accuracy"]
+
 FRAME = "The capital of {country} is"
 
 

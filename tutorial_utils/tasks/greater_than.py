@@ -18,6 +18,10 @@ from typing import Any
 
 from .base import TaskBuildError, TaskDataset, assemble, encode, get_tokenizer, single_token_id
 from .vocab import CENTURIES, EVENT_NOUNS
+from ..validation import TutorialError
+
+__all__ = ["CANONICAL_FRAME", "frames", "is_heldout_start_year", "make_greater_than", "SPANS",
+           "SUBJECTS", "VERBS", "year_token_ids"]
 
 SUBJECTS = ("The {noun}", "This {noun}", "That {noun}", "Their {noun}", "Our {noun}",
             "His {noun}", "Her {noun}", "One {noun}")
@@ -61,7 +65,7 @@ def frames(which: str) -> list[str]:
         return [f for (i, j, k), f in every if (i + j + k) % 5 == 0]
     if which == "train":
         return [f for (i, j, k), f in every if (i + j + k) % 5 != 0]
-    raise ValueError(f"frames must be canonical, train, heldout or all; got {which!r}")
+    raise TutorialError(f"frames must be canonical, train, heldout or all; got {which!r}")
 
 
 def is_heldout_start_year(yy: int) -> bool:
@@ -102,12 +106,13 @@ def make_greater_than(
     Returns a :class:`TaskDataset` with ``meta`` keys noun, cc, yy, frame.
     """
     if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
+        raise TaskBuildError(f"n must be a positive number of examples, got {n}: a dataset with "
+                             "no examples builds nothing to measure")
     tok = get_tokenizer(tokenizer_or_model)
     frame_list = frames(frames_split)
     noun_list = EVENT_NOUNS.get(nouns)
     if years not in ("train", "heldout", "all"):
-        raise ValueError(f"years must be train, heldout or all; got {years!r}")
+        raise TutorialError(f"years must be train, heldout or all; got {years!r}")
     valid = [
         (cc, yy)
         for cc in centuries

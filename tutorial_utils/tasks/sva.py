@@ -16,8 +16,12 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .base import TaskDataset, assemble, get_tokenizer, single_token_id
+from .base import TaskBuildError, TaskDataset, assemble, get_tokenizer, single_token_id
 from .vocab import SVA_NOUNS, SVA_VERBS
+from ..validation import TutorialError
+
+__all__ = ["CANONICAL_FRAME", "frames", "make_sva", "PREPOSITIONS_HELDOUT", "PREPOSITIONS_TRAIN",
+           "RC_VERBS_HELDOUT", "RC_VERBS_TRAIN", "verb_token_ids"]
 
 PREPOSITIONS_TRAIN = ("on", "near", "behind", "under", "by", "with", "in", "inside")
 PREPOSITIONS_HELDOUT = ("above", "beside")
@@ -44,7 +48,7 @@ def frames(which: str) -> list[str]:
         return frames("train") + frames("heldout")
     if which == "none":
         return ["The {subj}"]
-    raise ValueError(f"frames must be canonical, train, heldout, all or none; got {which!r}")
+    raise TutorialError(f"frames must be canonical, train, heldout, all or none; got {which!r}")
 
 
 def verb_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
@@ -74,9 +78,10 @@ def make_sva(
     subject's number), frame.
     """
     if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
+        raise TaskBuildError(f"n must be a positive number of examples, got {n}: a dataset with "
+                             "no examples builds nothing to measure")
     if attractor not in ("opposite", "same", "none"):
-        raise ValueError(f"attractor must be opposite, same or none; got {attractor!r}")
+        raise TutorialError(f"attractor must be opposite, same or none; got {attractor!r}")
     tok = get_tokenizer(tokenizer_or_model)
     frame_list = frames("none" if attractor == "none" else frames_split)
     subjects = SVA_NOUNS.get(nouns)

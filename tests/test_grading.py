@@ -1,4 +1,4 @@
-"""Tests for the exercise-check core ``tutorial_utils.checks``."""
+"""Tests for the exercise-check core ``tutorial_utils.grading``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from tutorial_utils.checks import CheckResult, check_value, compare_to_reference, report
+from tutorial_utils.grading import CheckResult, check_value, compare_to_reference, report
 
 
 def _reference_softmax(x: torch.Tensor) -> torch.Tensor:

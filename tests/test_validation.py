@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tutorial_utils.hooks import (available_hooks, check_head, check_hook_names, check_layer,
+from tutorial_utils.validation import (available_hooks, check_head, check_hook_names, check_layer,
                                   check_same_shape, check_tokens)
 
 

@@ -43,7 +43,7 @@ def _as_masks(graph: Graph, in_graph: Tensor | Sequence[Graph] | None) -> Tensor
     if in_graph is None:
         return graph.in_graph[None].clone()
     if isinstance(in_graph, (list, tuple)):
-        return torch.stack([graph._check_mask(g.in_graph if isinstance(g, Graph) else g, "mask")
+        return torch.stack([graph.check_mask(g.in_graph if isinstance(g, Graph) else g, "mask")
                             for g in in_graph])
     if not isinstance(in_graph, Tensor):
         raise TutorialError(f"in_graph must be a mask tensor, a stack of masks or a list of "
@@ -53,7 +53,7 @@ def _as_masks(graph: Graph, in_graph: Tensor | Sequence[Graph] | None) -> Tensor
     if in_graph.ndim != 3:
         raise TutorialError(f"in_graph must be [n_forward, n_backward] or [K, n_forward, "
                             f"n_backward], got {tuple(in_graph.shape)}")
-    return torch.stack([graph._check_mask(m, "in_graph") for m in in_graph])
+    return torch.stack([graph.check_mask(m, "in_graph") for m in in_graph])
 
 
 def evaluate_graph(model: Any, graph: Graph, dataset: TaskDataset,

@@ -1,0 +1,243 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 00 · Primer: the residual stream, attention patterns and an induction head
+#
+# **Estimated time: 20 minutes.** This notebook proves that the whole pipe works (model, hooks,
+# cache, plots) and introduces the one picture every later notebook relies on.
+#
+# **Learning objectives**
+# - load a model as a TransformerLens `TransformerBridge` and read its activations with `run_with_cache`;
+# - verify numerically that the final residual stream is the sum of what the embeddings, every
+#   attention layer and every MLP wrote into it;
+# - read attention patterns, interactively and as static heatmaps;
+# - find an induction head on repeated random tokens and measure it with an induction score.
+#
+# **Model.** `load_model()` takes GPT-2 small when the Hugging Face hub is reachable (e.g. on Colab)
+# and otherwise the course's offline model `tiny-gpt2-tasks` (4 layers, 4 heads, trained in this
+# repository on the course's tasks). The saved outputs below come from the offline model.
+
+# %%
+# Setup: on Google Colab, install the course (all pins come from its pyproject.toml).
+# Anywhere else this cell does nothing: install with `pip install -e .` from the repository.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run(["git", "clone", "--depth", "1", "https://github.com/interp-course/transformer-interp-course", "/content/course"], check=False)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/course"], check=True)
+    sys.path.insert(0, "/content/course")
+
+from importlib.metadata import version
+
+print("tutorial_utils", version("tutorial_utils"))
+
+# %%
+import torch
+import circuitsvis as cv
+import matplotlib.pyplot as plt
+
+from tutorial_utils import induction, plotting
+from tutorial_utils.exercise_checks import nb00
+from tutorial_utils.models import load_model, seed_everything
+
+seed_everything(0)
+torch.set_grad_enabled(False);  # this notebook only reads activations
+
+# %% [markdown]
+# ## 1. A model, its tokens and its cache (5 min)
+#
+# The bridge wraps a Hugging Face model and exposes *hook points*: named places where activations
+# can be read or changed. `enable_compatibility_mode()` (done by `load_model`) gives the classic
+# TransformerLens numerics: LayerNorm weights folded into the next linear map and weights centred.
+
+# %%
+model = load_model()
+cfg = model.cfg
+print(f"{cfg.n_layers} layers, {cfg.n_heads} heads per layer, d_model = {cfg.d_model}, "
+      f"vocabulary = {cfg.d_vocab}, context = {cfg.n_ctx}")
+
+# %% [markdown]
+# Tokens first. As in GPT-2, a word and the space before it form one token, and a year is cut
+# into a century and two digits: the Greater-Than task depends on this.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+prompt = "The war lasted from the year 1741 to the year 17"
+tokens = model.to_tokens(prompt)  # prepends the BOS token
+str_tokens = model.to_str_tokens(prompt)
+print(str_tokens)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+logits, cache = model.run_with_cache(tokens)
+probs = logits[0, -1].softmax(-1)
+top = probs.topk(8)
+print("most likely next tokens after", repr(prompt))
+for p, i in zip(top.values, top.indices):
+    print(f"  {model.tokenizer.decode([int(i)])!r:>8}  p = {p:.3f}")
+year_ids = [model.tokenizer.convert_tokens_to_ids(f"{y:02d}") for y in range(100)]
+p_years = probs[year_ids]
+print(f"probability on years above 41: {p_years[42:].sum():.2f}, on years up to 41: {p_years[:42].sum():.2f}")
+print(f"cache holds {len(cache)} activations, e.g. blocks.0.attn.hook_pattern "
+      f"{tuple(cache['blocks.0.attn.hook_pattern'].shape)}  [batch, head, query, key]")
+
+
+# %% [markdown]
+# ## 2. The residual stream is a sum (5 min)
+#
+# Every block *reads* the residual stream and *adds* its output back to it. Nothing else writes to
+# it, so the stream after the last block is exactly
+#
+# $$x_L = \underbrace{x_0}_{\text{token + position embedding}} + \sum_{l=0}^{L-1} \text{attn\_out}_l + \sum_{l=0}^{L-1} \text{mlp\_out}_l .$$
+#
+# This additivity is what later lets us attribute the output to components, patch single paths, and
+# read intermediate states with the logit lens.
+#
+# **Exercise 2.1** (easy, important). Rebuild $x_L$ from the cache: `hook_embed`, `hook_pos_embed`,
+# `blocks.{l}.hook_attn_out`, `blocks.{l}.hook_mlp_out`.
+
+# %%
+def residual_sum(cache, n_layers: int) -> torch.Tensor:
+    """x_0 + sum of every attention and MLP output, [batch, pos, d_model]."""
+    ### BEGIN SOLUTION
+    total = cache["hook_embed"] + cache["hook_pos_embed"]
+    for layer in range(n_layers):
+        total = total + cache[f"blocks.{layer}.hook_attn_out"] + cache[f"blocks.{layer}.hook_mlp_out"]
+    return total
+    ### END SOLUTION
+    ### HINT: Start from the sum of the two embedding hooks, then add two cache entries per layer.
+
+
+nb00.check_residual_sum(residual_sum, model);
+
+# %%
+# NBVAL_CHECK_OUTPUT
+final = cache[f"blocks.{cfg.n_layers - 1}.hook_resid_post"]
+error = (residual_sum(cache, cfg.n_layers) - final).abs().max().item()
+print(f"max |x_L - (x_0 + sum of writers)| = {error:.1e}  ->  equal to 1e-4: {error < 1e-4}")
+
+# %% [markdown]
+# How much does each writer contribute at the last position? The norm of each term gives a first,
+# rough picture (a large norm is not the same as a large *effect* on the prediction: notebooks 03
+# and 04 measure effects).
+
+# %%
+pos = -1
+labels = ["embed"] + [f"{kind}{l}" for l in range(cfg.n_layers) for kind in ("attn", "mlp")]
+terms = [cache["hook_embed"][0, pos] + cache["hook_pos_embed"][0, pos]]
+for l in range(cfg.n_layers):
+    terms += [cache[f"blocks.{l}.hook_attn_out"][0, pos], cache[f"blocks.{l}.hook_mlp_out"][0, pos]]
+norms = torch.stack(terms).norm(dim=-1)
+plotting.bar(norms, labels, f"Norm of each writer's output at the last token ({str_tokens[-1]!r})",
+             "L2 norm", "component");
+
+# %% [markdown]
+# ## 3. Attention patterns (5 min)
+#
+# `hook_pattern` holds, for each head, a `[query, key]` matrix whose rows are probability
+# distributions: how much each position reads from each earlier position (the model is causal,
+# so the upper triangle is zero). `circuitsvis` draws them interactively; the static heatmaps
+# below show the same numbers and survive GitHub, PDF export and offline reading.
+
+# %%
+cv.attention.attention_patterns(tokens=str_tokens, attention=cache["blocks.0.attn.hook_pattern"][0])
+
+# %%
+patterns = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][0] for l in range(cfg.n_layers)])
+plotting.attention_grid(patterns, str_tokens, "Attention patterns of every head on the Greater-Than prompt");
+
+# %%
+plotting.attention_heatmap(patterns[0, 0], str_tokens, "Layer 0, head 0");
+
+# %% [markdown]
+# ## 4. An induction head (5 min)
+#
+# Take a sequence of random tokens and repeat it. The first copy is unpredictable; the second is
+# predictable *if the model can look back at what followed the current token last time*. Heads that
+# do this are **induction heads** (Elhage et al. 2021; Olsson et al. 2022): at a position $q$ in the
+# second copy they attend to $q - L + 1$, the token after the earlier occurrence of the current token,
+# which shows up as a stripe parallel to the diagonal, $L-1$ positions to its left.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+seq_len = 20
+rep_tokens = induction.model_repeated_tokens(model, seq_len=seq_len, batch=16, seed=0)
+rep_logits, rep_cache = model.run_with_cache(rep_tokens)
+loss = induction.per_token_loss(rep_logits, rep_tokens).mean(0)  # [2 * seq_len]
+print(f"mean loss on the first copy:  {loss[1:seq_len].mean():.2f}")
+print(f"mean loss on the second copy: {loss[seq_len + 1:].mean():.2f}")
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.plot(range(1, 2 * seq_len + 1), loss.numpy(), marker=".")
+ax.axvline(seq_len + 0.5, color="grey", linestyle="--", label="start of the repeat")
+ax.set_title("Loss per position on repeated random tokens (mean over 16 sequences)")
+ax.set_xlabel("position of the predicted token")
+ax.set_ylabel("cross-entropy (nats)")
+ax.legend()
+fig.tight_layout()
+
+
+# %% [markdown]
+# **Exercise 4.1** (medium). Write the induction score: for patterns `[batch, head, query, key]`
+# of `BOS + r + r` with `len(r) = seq_len`, the attention from each query $q$ of the second copy
+# ($q = L+1, \dots, 2L$) to key $q - L + 1$, averaged over those queries and over the batch.
+# Return `[head]`.
+
+# %%
+def induction_score(patterns: torch.Tensor, seq_len: int) -> torch.Tensor:
+    ### BEGIN SOLUTION
+    q = torch.arange(seq_len + 1, 2 * seq_len + 1)
+    return patterns[..., q, q - seq_len + 1].mean(dim=(-3, -1))
+    ### END SOLUTION
+    ### HINT: Index the last two axes with two index tensors of the same length: `patterns[..., q, k]`.
+    ### HINT: With q = arange(seq_len + 1, 2 * seq_len + 1) the keys are q - seq_len + 1; then average over the batch axis and the query axis.
+
+
+nb00.check_induction_score(induction_score);
+
+# %%
+# NBVAL_CHECK_OUTPUT
+scores = torch.stack([induction_score(rep_cache[f"blocks.{l}.attn.hook_pattern"], seq_len)
+                      for l in range(cfg.n_layers)])  # [layer, head]
+best_layer, best_head = divmod(int(scores.argmax()), cfg.n_heads)
+print(f"best induction head: L{best_layer}H{best_head}, score {scores.max():.2f}")
+
+# %%
+plotting.heatmap(scores, "Induction score of every head", "head", "layer",
+                 [f"H{h}" for h in range(cfg.n_heads)], [f"L{l}" for l in range(cfg.n_layers)],
+                 cbar_label="induction score", annotate=True, cmap="magma", figsize=(5.5, 3.8));
+
+# %%
+rep_str = [model.tokenizer.decode([int(t)]) for t in rep_tokens[0]]
+plotting.attention_heatmap(rep_cache[f"blocks.{best_layer}.attn.hook_pattern"][0, best_head], rep_str,
+                           f"L{best_layer}H{best_head} on a repeated random sequence: the induction stripe");
+
+# %% [markdown]
+# Induction heads need two layers working together: an earlier head writes *"the token before me
+# was X"* into each position, and the induction head's query (*"I am X"*) matches that key. This is
+# **composition** across layers through the residual stream, the theme of notebooks 03 and 04.
+#
+# ## Summary
+# - The residual stream is a running sum: embeddings plus every attention and MLP output, exactly.
+# - Attention patterns show where each head reads from; they are a starting point, not an
+#   explanation (notebook 02 shows why raw attention can mislead).
+# - A repeated random sequence exposes induction heads through a drop in loss and a diagonal stripe.
+#
+# **Next:** notebook 01 applies the model-agnostic methods (behavioural tests, probing, input
+# attribution) to the same model and shows what they can and cannot tell us.
