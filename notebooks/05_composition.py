@@ -84,6 +84,8 @@ _ = torch.set_grad_enabled(False)  # every intervention here is forward-only
 model = load_model("tiny-attn-tasks", hooks=True)  # hooks=True: per-head outputs and q/k/v inputs
 cfg = model.cfg
 print(f"{cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}, d_head {cfg.d_head}")
+GRID = dict(xlabel="head", ylabel="layer", xticklabels=[str(h) for h in range(cfg.n_heads)],
+            yticklabels=[str(l) for l in range(cfg.n_layers)])  # axis labels of every head grid
 
 # %% [markdown]
 # ## 1. Induction: two heads, one circuit (12 min)
@@ -122,14 +124,14 @@ print("induction heads     :", {h: round(float(ind_scores[C.parse_head(h)]), 2) 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 heatmap(prev_scores, title="Previous-token score (attention to position - 1)",
-        xlabel="head", ylabel="layer", ax=axes[0], cmap="Blues", cbar_label="score")
+        ax=axes[0], cmap="Blues", cbar_label="score", **GRID)
 heatmap(ind_scores, title="Induction score (attention to the token after the last copy)",
-        xlabel="head", ylabel="layer", ax=axes[1], cmap="Blues", cbar_label="score")
+        ax=axes[1], cmap="Blues", cbar_label="score", **GRID)
 plt.show()
 
 # %%
 _, cache = model.run_with_cache(clean_rep[:1])
-toks = [str(t) for t in clean_rep[0].tolist()]
+
 labels = model.to_str_tokens(clean_rep[0])
 fig, axes = plt.subplots(1, 2, figsize=(12, 5.5))
 for ax, name in zip(axes, (PREV_HEAD, IND_HEAD)):  # the strongest of each class
@@ -357,12 +359,12 @@ att_s2 = C.attention_between(model, ioi.clean_tokens, pos["END"], pos["S2"])
 name_ids = torch.tensor([model.to_single_token(f" {n}") for n in valid_names(model)])
 copy_names = C.copying_scores(model, name_ids)
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-heatmap(direct_grid, title="Direct effect on the logit difference", xlabel="head",
-        ylabel="layer", ax=axes[0], center=0, cbar_label="share of the effect")
-heatmap(att_io - att_s2, title="Attention END -> IO minus END -> S2", xlabel="head",
-        ylabel="layer", ax=axes[1], center=0)
-heatmap(copy_names, title=f"Copying score over {len(name_ids)} names", xlabel="head",
-        ylabel="layer", ax=axes[2], cmap="Blues", cbar_label="score")
+heatmap(direct_grid, title="Direct effect on the logit difference", ax=axes[0], center=0,
+        cbar_label="share of clean - corrupted", **GRID)
+heatmap(att_io - att_s2, title="Attention END -> IO minus END -> S2", ax=axes[1], center=0,
+        cbar_label="attention difference", **GRID)
+heatmap(copy_names, title=f"Copying score over {len(name_ids)} names", ax=axes[2], cmap="Blues",
+        cbar_label="fraction copied (top-1)", **GRID)
 plt.show()
 
 # %%
@@ -407,8 +409,8 @@ for kind, grid in by_input.items():
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
 for ax, (kind, grid) in zip(axes, by_input.items()):
-    heatmap(grid, title=f"Path patching into the direct heads' {kind}", xlabel="head",
-            ylabel="layer", ax=ax, center=0)
+    heatmap(grid, title=f"Path patching into the direct heads' {kind}", ax=ax, center=0,
+            cbar_label="share of clean - corrupted", **GRID)
 plt.show()
 
 # %% [markdown]
