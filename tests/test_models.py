@@ -37,7 +37,7 @@ def test_choice_order(no_env, tmp_path):
 
 
 def test_unknown_names_list_the_valid_ones(no_env):
-    with pytest.raises(ValueError, match=r"unknown decoder 'gpt3'.*'gpt2', 'tiny-gpt2-tasks'"):
+    with pytest.raises(ValueError, match=r"unknown decoder 'gpt3'.*'gpt2', 'tiny-attn-tasks', 'tiny-gpt2-tasks'"):
         resolve_model_name("gpt3")
     with pytest.raises(ValueError, match="'minilm-l6' is an encoder: use load_encoder"):
         load_model("minilm-l6")
