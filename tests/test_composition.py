@@ -126,3 +126,30 @@ def test_bad_inputs_are_refused_clearly(tiny):
         C.copying_scores(model, [])
     with pytest.raises(ValueError, match="token ids"):
         C.copying_scores(model, [10_000])
+
+
+def test_runs_on_a_twelve_layer_model_with_two_digit_layer_names(tmp_path):
+    """GPT-2 small's depth (12 layers) with a tiny width: head names like a10.h3 parse, and the
+    induction path patching and composition tables run end to end (random weights: no behaviour
+    is asserted, only shapes, finiteness and names)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tutorial_utils.models import load_model
+    from tutorial_utils.offline_model.tokenizer import make_hf_tokenizer
+
+    torch.manual_seed(1)
+    vocab = {"<|endoftext|>": 0, "<unk>": 1, **{f"w{i}": i + 2 for i in range(40)}}
+    cfg = GPT2Config(vocab_size=len(vocab), n_positions=48, n_embd=16, n_layer=12, n_head=2,
+                     n_inner=32, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    GPT2LMHeadModel(cfg).save_pretrained(tmp_path)
+    make_hf_tokenizer(vocab).save_pretrained(tmp_path)
+    model = load_model(str(tmp_path), device="cpu", hooks=True, verbose=False)
+    assert C.parse_head("a11.h1") == (11, 1) and C.head_name(10, 0) == "a10.h0"
+    table = C.composition_scores(model, "q")
+    assert table.shape == (12, 2, 12, 2) and torch.isfinite(table[3, 1, 11, 0])
+    res = C.induction_composition_patching(model, ["a3.h1"], ["a11.h0", "a10.h1"], seq_len=8,
+                                           batch=2)
+    assert set(res.effects) == {"q", "k", "v"}
+    assert all(v == v for v in res.effects.values())  # not NaN
+    with pytest.raises(ValueError, match="below every induction head"):
+        C.induction_composition_patching(model, ["a11.h1"], ["a10.h0"], seq_len=8, batch=2)
