@@ -240,7 +240,15 @@ def _boot(source: str, device: torch.device, hooks: bool | dict[str, bool]) -> A
     from transformer_lens.model_bridge import TransformerBridge
 
     opts = _hook_options(hooks)
-    bridge = TransformerBridge.boot_transformers(source, device=str(device))
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar would be saved in every notebook
+    try:
+        bridge = TransformerBridge.boot_transformers(source, device=str(device))
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
     bridge.enable_compatibility_mode(disable_warnings=True)
     bridge.eval()
     if opts.get("attn_result"):
