@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .hook_names import hook_name
 from .readout import (MAX_FULL_VOCAB_VALUES, activations_at, check_decoder, check_pos,
-                      check_token_ids, normalise, project, read_out_weights)
+                      check_token_ids, has_pos_embed, normalise, project, read_out_weights)
 from .validation import TutorialError, check_hook_names, check_tokens
 
 __all__ = ["ComponentLensResult", "DLAResult", "MetricAttribution", "component_logit_lens",
@@ -47,8 +47,8 @@ __all__ = ["ComponentLensResult", "DLAResult", "MetricAttribution", "component_l
 
 def _component_names(model: Any) -> list[str]:
     L = model.cfg.n_layers
-    names = [hook_name("embed"), hook_name("pos_embed"), hook_name("ln_final_scale"),
-             hook_name("resid_post", L - 1)]
+    names = [hook_name("embed")] + ([hook_name("pos_embed")] if has_pos_embed(model) else []) + \
+        [hook_name("ln_final_scale"), hook_name("resid_post", L - 1)]
     for l in range(L):
         names += [hook_name("z", l), hook_name("attn_out", l), hook_name("mlp_out", l)]
     return names
@@ -62,8 +62,12 @@ def _component_stack(model: Any, acts: dict[str, Tensor], per_head: bool
     Head outputs are ``z[l, h] @ W_O[l, h]`` (what ``hook_result`` holds, without ``b_O``)."""
     L, H = model.cfg.n_layers, model.cfg.n_heads
     # token and position embeddings as separate rows; together they are the graph's node
-    # ``embed`` (tutorial_utils.graph), which is why the token row is not called "embed"
-    labels, rows = ["tok_embed", "pos_embed"], [acts[hook_name("embed")], acts[hook_name("pos_embed")]]
+    # ``embed`` (tutorial_utils.graph), which is why the token row is not called "embed".
+    # A rotary model has no position embedding in the residual stream: no pos_embed row.
+    labels, rows = ["tok_embed"], [acts[hook_name("embed")]]
+    if has_pos_embed(model):
+        labels.append("pos_embed")
+        rows.append(acts[hook_name("pos_embed")])
     b_O_total = None
     for l in range(L):
         attn = model.blocks[l].attn
@@ -93,7 +97,8 @@ class ComponentLensResult:
     """Each component's output at ``pos`` read through the final LayerNorm and ``W_U``.
 
     Attributes:
-        labels: ``tok_embed`` (token embedding), ``pos_embed``, ``a{l}.h{h}`` (or ``a{l}``),
+        labels: ``tok_embed`` (token embedding), ``pos_embed`` (only for a model with a learned
+            position embedding; rotary models have none), ``a{l}.h{h}`` (or ``a{l}``),
             ``m{l}`` and, for DLA with
             heads split, ``bias.attn`` (the summed ``b_O``), then ``bias.b_U`` (and
             ``bias.ln_final`` outside compatibility mode).
@@ -172,7 +177,7 @@ def _components_projected(model: Any, tokens: Tensor, pos: Any, token_ids: Any, 
     p = check_pos(pos, B, T)
     ids = check_token_ids(model, token_ids, B, required=required_ids)
     L, H = model.cfg.n_layers, model.cfg.n_heads
-    n_comp = 2 + L * ((H if per_head else 1) + 1) + 3
+    n_comp = 1 + int(has_pos_embed(model)) + L * ((H if per_head else 1) + 1) + 3
     if ids is None and n_comp * B * model.cfg.d_vocab > MAX_FULL_VOCAB_VALUES:
         raise TutorialError(f"projecting {n_comp} components x {B} examples onto the full vocabulary "
                          f"({model.cfg.d_vocab}) is too large: pass token_ids")

@@ -16,26 +16,48 @@ a pair ``("a0.h1", "a2.h3.q")``.
 
 There is an edge from every sender to every receiver later in the forward pass: the heads of
 layer ``l`` read ``embed`` and layers ``< l``; MLP ``l`` also reads the heads of its own layer;
-``logits`` reads everything. For ``L`` layers of ``H`` heads
+``logits`` reads everything. For ``L`` layers of ``H`` heads (GPT-2's order, multi-head attention)
 
     #nodes = 1 + L*H + L + 1,
     #edges = sum_l 3H (1 + l(H+1))  +  sum_l (1 + l(H+1) + H)  +  (1 + L(H+1)),
 
 so GPT-2 small (L = H = 12) has 158 nodes and 32,491 edges.
 
+The graph follows the model's architecture (:meth:`Graph.from_model` reads it from ``model.cfg``):
+
+* **Parallel attention and MLP** (GPT-NeoX/Pythia, GPT-J: ``use_parallel_residual``,
+  ``cfg.parallel_attn_mlp``; ``parallel=True`` here): MLP ``l`` reads the same residual stream as
+  attention ``l`` (``hook_mlp_in`` = ``hook_resid_pre``), so it reads only ``embed`` and layers
+  ``< l``; there is no edge ``a{l}.h{h} -> m{l}``.
+* **Grouped-query attention** (Llama, Qwen2, Mistral, Gemma: ``G = n_key_value_heads < H``;
+  ``n_kv_heads=G`` here): the key and value inputs are read once per *key/value head*, shared by
+  the ``H/G`` query heads ``h`` with ``h // (H/G) = g`` (the ``repeat_kv`` order of Hugging Face
+  and :func:`tutorial_utils.composition._kv_head`). So the k and v receivers are **per key/value
+  head**: there are ``H`` q receivers but only ``G`` k and ``G`` v receivers per layer. The
+  receivers ``a{l}.h{h}.k`` of the query heads sharing key/value head ``g`` are *one* receiver,
+  named after the group's first query head, ``a{l}.h{g*H/G}.k`` (likewise ``.v``); every other
+  name of the group is accepted as an alias of it (``edge_index("a0.h0->a1.h3.k")`` with ``H=4,
+  G=2`` is the edge into ``a1.h2.k``), and :attr:`Graph.receivers` lists only the canonical
+  names. Patching the edge ``s -> a{l}.h{g*H/G}.k`` changes the keys of *all* the group's query
+  heads, because the model computes them once; a per-query-head key edge does not exist in the
+  model. With ``G = H`` (multi-head attention) nothing changes. Counting: each layer has
+  ``H + 2G`` head receivers instead of ``3H``.
+
 Edges are dense tensors ``[n_forward, n_backward]``: ``real_edges`` (which entries are edges),
 ``in_graph`` (the circuit) and ``scores``. Index layout:
 
 * forward index: ``embed`` = 0, head ``(l, h)`` = ``1 + l*(H+1) + h``, MLP ``l`` = ``1 + l*(H+1) + H``;
-* backward index: head ``(l, h)`` input ``c`` (q=0, k=1, v=2) = ``l*(3H+1) + c*H + h``,
-  MLP ``l`` = ``l*(3H+1) + 3H``, ``logits`` = ``L*(3H+1)``.
+* backward index (``G`` key/value heads; ``G = H`` without GQA): query input of head ``(l, h)``
+  = ``l*(H+2G+1) + h``, key input of key/value head ``(l, g)`` = ``l*(H+2G+1) + H + g``, its
+  value input ``l*(H+2G+1) + H + G + g``, MLP ``l`` = ``l*(H+2G+1) + H + 2G``, ``logits`` =
+  ``L*(H+2G+1)``. (For ``G = H`` this is ``l*(3H+1) + c*H + h`` with q=0, k=1, v=2.)
 
 Hooks (TransformerLens 4 bridge, ``load_model(..., hooks=True)``): each :class:`Node` is the
 only place the graph's hooks are chosen (their names come from :mod:`tutorial_utils.hook_names`,
 where every hook name of the package is written). Each :class:`Node` carries its ``out_hook`` (what a sender
 writes: ``blocks.0.hook_resid_pre``, the per-head ``blocks.l.attn.hook_result``,
 ``blocks.l.hook_mlp_out``) and its ``in_hooks`` (what a receiver reads: the per-head
-``blocks.l.hook_{q,k,v}_input``, ``blocks.l.hook_mlp_in``, and the last block's
+``blocks.l.hook_{q,k,v}_input``, ``[B, T, G, D]`` for k and v under GQA, ``blocks.l.hook_mlp_in``, and the last block's
 ``hook_resid_post`` for ``logits``); :meth:`Graph.sender_hooks` and :meth:`Graph.receiver_hooks`
 group them per hook for the engine (:mod:`tutorial_utils.interchange`).
 """
@@ -137,19 +159,35 @@ class Graph:
     in_graph: Tensor = field(default=None, repr=False)  # type: ignore[assignment]
     scores: Tensor | None = field(default=None, repr=False)
     meta: dict[str, Any] = field(default_factory=dict)
+    n_kv_heads: int | None = None
+    parallel: bool = False
 
     def __post_init__(self) -> None:
-        for what, v in (("n_layers", self.n_layers), ("n_heads", self.n_heads)):
+        if self.n_kv_heads is None:
+            self.n_kv_heads = self.n_heads
+        for what, v in (("n_layers", self.n_layers), ("n_heads", self.n_heads),
+                        ("n_kv_heads", self.n_kv_heads)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise TutorialError(f"Graph: {what} must be an integer >= 1, got {v!r}; build "
                                     "the graph with Graph.from_model(model)")
-        self.real_edges = _real_edges(self.n_layers, self.n_heads)
+        if self.n_heads % self.n_kv_heads:
+            raise TutorialError(f"Graph: n_heads ({self.n_heads}) must be a multiple of "
+                                f"n_kv_heads ({self.n_kv_heads}) (grouped-query attention)")
+        self.parallel = bool(self.parallel)
+        self.real_edges = _real_edges(self.n_layers, self.n_heads, self.n_kv_heads, self.parallel)
         self.nodes = _nodes(self.n_layers, self.n_heads)
         self._node_by_name = {n.name: n for n in self.nodes}
         self.senders = self.forward_names
         self.receivers = self.backward_names
         self.sender_index = {s: i for i, s in enumerate(self.senders)}
         self.receiver_index = {r: i for i, r in enumerate(self.receivers)}
+        # GQA: every query head's k/v name is an alias of its key/value head's receiver
+        rep_ = self.n_heads // self.n_kv_heads
+        for l in range(self.n_layers):
+            for h in range(self.n_heads):
+                for c in ("k", "v"):
+                    self.receiver_index.setdefault(
+                        f"a{l}.h{h}.{c}", self.receiver_index[f"a{l}.h{h - h % rep_}.{c}"])
         if self.in_graph is None:
             self.in_graph = self.real_edges.clone()
         else:
@@ -165,24 +203,40 @@ class Graph:
         if cfg is None or not hasattr(cfg, "n_layers"):
             raise TutorialError(f"Graph.from_model: expected a TransformerBridge from "
                                 f"load_model(), got {type(model).__name__}")
-        g = cls(int(cfg.n_layers), int(cfg.n_heads))
+        g = cls(int(cfg.n_layers), int(cfg.n_heads), n_kv_heads=_cfg_kv_heads(cfg),
+                parallel=bool(getattr(cfg, "parallel_attn_mlp", False)))
         g.meta["model"] = getattr(model, "tutorial_model_name", None) or getattr(cfg, "model_name", "")
         return g
 
     @classmethod
     def from_config(cls, config: Any) -> "Graph":
-        """The full graph from a Hugging Face ``GPT2Config`` (``n_layer``, ``n_head``) or a
-        TransformerLens config (``n_layers``, ``n_heads``), without building the model."""
-        n_layers = getattr(config, "n_layers", None) or getattr(config, "n_layer", None)
-        n_heads = getattr(config, "n_heads", None) or getattr(config, "n_head", None)
+        """The full graph from a Hugging Face config (``n_layer``/``num_hidden_layers``,
+        ``n_head``/``num_attention_heads``, ``num_key_value_heads``, ``use_parallel_residual``)
+        or a TransformerLens config (``n_layers``, ``n_heads``, ``n_key_value_heads``,
+        ``parallel_attn_mlp``), without building the model."""
+        def first(*keys: str) -> Any:
+            for k in keys:
+                v = getattr(config, k, None)
+                if v is not None:
+                    return v
+            return None
+        n_layers = first("n_layers", "n_layer", "num_hidden_layers")
+        n_heads = first("n_heads", "n_head", "num_attention_heads")
         if n_layers is None or n_heads is None:
             raise TutorialError("Graph.from_config: config has neither n_layers/n_heads nor "
-                                "n_layer/n_head; pass a GPT2Config or model.cfg")
-        return cls(int(n_layers), int(n_heads))
+                                "n_layer/n_head nor num_hidden_layers/num_attention_heads; pass "
+                                "a Hugging Face config or model.cfg")
+        kv = first("n_key_value_heads", "num_key_value_heads")
+        parallel = first("parallel_attn_mlp", "use_parallel_residual")
+        if parallel is None:  # GPT-J style configs are parallel without the flag
+            parallel = getattr(config, "model_type", "") in ("gptj",)
+        return cls(int(n_layers), int(n_heads), n_kv_heads=None if kv is None else int(kv),
+                   parallel=bool(parallel))
 
     def copy(self) -> "Graph":
         return Graph(self.n_layers, self.n_heads, self.in_graph.clone(),
-                     None if self.scores is None else self.scores.clone(), dict(self.meta))
+                     None if self.scores is None else self.scores.clone(), dict(self.meta),
+                     n_kv_heads=self.n_kv_heads, parallel=self.parallel)
 
     def with_edges(self, in_graph: Tensor) -> "Graph":
         """A copy of this graph (same scores and meta) whose circuit is ``in_graph``."""
@@ -201,7 +255,12 @@ class Graph:
 
     @property
     def n_backward(self) -> int:
-        return self.n_layers * (3 * self.n_heads + 1) + 1
+        return self.n_layers * (self.n_heads + 2 * self.n_kv_heads + 1) + 1
+
+    def kv_head(self, head: int) -> int:
+        """The key/value head query head ``head`` reads (``head // (H/G)``; itself without
+        GQA)."""
+        return head // (self.n_heads // self.n_kv_heads)
 
     @property
     def n_nodes(self) -> int:
@@ -226,8 +285,12 @@ class Graph:
     def backward_names(self) -> list[str]:
         """Receiver names in backward-index order."""
         names = []
+        rep = self.n_heads // self.n_kv_heads
         for l in range(self.n_layers):
-            names += [f"a{l}.h{h}.{c}" for c in QKV for h in range(self.n_heads)] + [f"m{l}"]
+            names += [f"a{l}.h{h}.q" for h in range(self.n_heads)]
+            for c in ("k", "v"):
+                names += [f"a{l}.h{g * rep}.{c}" for g in range(self.n_kv_heads)]
+            names.append(f"m{l}")
         return names + ["logits"]
 
     @property
@@ -338,23 +401,36 @@ class Graph:
 
     def receiver_owner(self) -> Tensor:
         """LongTensor[n_backward]: the node (forward index; ``n_forward`` for logits) each
-        receiver belongs to (q, k and v of a head all map to the head)."""
-        out = torch.empty(self.n_backward, dtype=torch.long)
-        H = self.n_heads
-        for l in range(self.n_layers):
-            base = l * (3 * H + 1)
-            for c in range(3):
-                out[base + c * H: base + (c + 1) * H] = 1 + l * (H + 1) + torch.arange(H)
-            out[base + 3 * H] = 1 + l * (H + 1) + H
-        out[-1] = self.n_forward
+        receiver belongs to (q, k and v of a head all map to the head; under GQA a shared
+        k/v receiver maps to its group's first query head, see :meth:`receiver_readers`)."""
+        return torch.tensor([self.fwd_index(self.receiver_node(r)) if r != "logits"
+                             else self.n_forward for r in self.receivers], dtype=torch.long)
+
+    def receiver_readers(self) -> Tensor:
+        """BoolTensor[n_backward, n_nodes]: the nodes that read each receiver (one node, except
+        a GQA key/value receiver, read by every query head of its group)."""
+        out = torch.zeros(self.n_backward, self.n_nodes, dtype=torch.bool)
+        rep = self.n_heads // self.n_kv_heads
+        for r, name in enumerate(self.receivers):
+            if name == "logits":
+                out[r, self.n_forward] = True
+                continue
+            node = self.node(self.receiver_node(name))
+            if node.kind == "head" and not name.endswith(".q"):
+                l, h0 = node.layer, node.head
+                for h in range(h0, h0 + rep):
+                    out[r, self.fwd_index(f"a{l}.h{h}")] = True
+            else:
+                out[r, self.fwd_index(node.name)] = True
         return out
 
     def nodes_in_graph(self, mask: Tensor | None = None) -> list[str]:
-        """Nodes touched by at least one edge of ``mask`` (default: the circuit)."""
+        """Nodes touched by at least one edge of ``mask`` (default: the circuit); a GQA
+        key/value receiver touches every query head of its group."""
         mask = self.in_graph if mask is None else self.check_mask(mask, "mask")
         used = torch.zeros(self.n_nodes, dtype=torch.bool)
         used[: self.n_forward] |= mask.any(1)
-        used[self.receiver_owner()[mask.any(0)]] = True
+        used |= self.receiver_readers()[mask.any(0)].any(0)
         return [n for n, u in zip(self.node_names, used.tolist()) if u]
 
     # ----------------------------------------------------------------- hooks
@@ -420,8 +496,13 @@ class Graph:
         edges = {}
         for s, r in self.in_graph.nonzero().tolist():
             edges[self.edge_name(s, r)] = None if self.scores is None else float(self.scores[s, r])
-        return {"format": _FORMAT, "n_layers": self.n_layers, "n_heads": self.n_heads,
-                "meta": self.meta, "edges": edges}
+        out = {"format": _FORMAT, "n_layers": self.n_layers, "n_heads": self.n_heads,
+               "meta": self.meta, "edges": edges}
+        if self.n_kv_heads != self.n_heads:
+            out["n_kv_heads"] = self.n_kv_heads
+        if self.parallel:
+            out["parallel"] = True
+        return out
 
     def to_json(self, path: str | Path) -> None:
         """Save the circuit (its edges with their scores, the model shape, ``meta``)."""
@@ -438,7 +519,8 @@ class Graph:
                 raise TutorialError(f"not a saved circuit: key {key!r} missing (expected what "
                                     "Graph.to_json writes)")
         legacy = str(data.get("format", "")).endswith("Graph/1")
-        g = cls(int(data["n_layers"]), int(data["n_heads"]), meta=dict(data.get("meta", {})))
+        g = cls(int(data["n_layers"]), int(data["n_heads"]), meta=dict(data.get("meta", {})),
+                n_kv_heads=data.get("n_kv_heads"), parallel=bool(data.get("parallel", False)))
         g.in_graph.zero_()
         has_scores = any(v is not None for v in data["edges"].values())
         if has_scores:
@@ -470,6 +552,18 @@ class Graph:
             raise TutorialError(
                 f"graph is for {self.n_layers} layers x {self.n_heads} heads, the model has "
                 f"{cfg.n_layers} x {cfg.n_heads}: build the graph with Graph.from_model(model)")
+        kv = _cfg_kv_heads(cfg)
+        if kv != self.n_kv_heads:
+            raise TutorialError(
+                f"graph is for {self.n_kv_heads} key/value heads, the model has {kv} "
+                "(grouped-query attention): build the graph with Graph.from_model(model)")
+        par = bool(getattr(cfg, "parallel_attn_mlp", False))
+        if par != self.parallel:
+            raise TutorialError(
+                f"graph is for {'parallel' if self.parallel else 'sequential'} attention and "
+                f"MLP, the model's are {'parallel' if par else 'sequential'} (MLP l reads "
+                f"{'only layers < l' if par else 'the heads of layer l'}): build the graph "
+                "with Graph.from_model(model)")
         if getattr(cfg, "attn_only", False):
             raise TutorialError("attention-only models have no MLP nodes; the graph assumes MLPs")
         check_hook_names(model, self.hook_names())
@@ -494,23 +588,36 @@ class Graph:
         return scores.detach().to("cpu", torch.float32).masked_fill(~self.real_edges, 0.0)
 
 
-def _real_edges(n_layers: int, n_heads: int) -> Tensor:
+def _cfg_kv_heads(cfg: Any) -> int:
+    """The number of key/value heads of a TransformerLens config (``n_heads`` without GQA)."""
+    kv = getattr(cfg, "n_key_value_heads", None)
+    return int(kv) if kv else int(cfg.n_heads)
+
+
+def _real_edges(n_layers: int, n_heads: int, n_kv_heads: int | None = None,
+                parallel: bool = False) -> Tensor:
     """BoolTensor[n_forward, n_backward]: sender position < receiver position in the forward
-    pass (embed 0; heads of layer l at 2l+1 and MLP l at 2l+2; logits last)."""
+    pass (embed 0; heads of layer l at 2l+1 and MLP l at 2l+2; logits last). Head receivers
+    read at 2l+1; MLP l reads at 2l+2, or at 2l+1 (with the heads) when ``parallel``."""
     H, L = n_heads, n_layers
+    G = H if n_kv_heads is None else n_kv_heads
     fpos = [0]
     for l in range(L):
         fpos += [2 * l + 1] * H + [2 * l + 2]
     bpos = []
     for l in range(L):
-        bpos += [2 * l + 1] * (3 * H) + [2 * l + 2]
+        bpos += [2 * l + 1] * (H + 2 * G) + [2 * l + 1 if parallel else 2 * l + 2]
     bpos.append(2 * L + 1)
     return torch.tensor(fpos)[:, None] < torch.tensor(bpos)[None, :]
 
 
-def count_edges(n_layers: int, n_heads: int) -> int:
-    """Closed form of the number of edges (see the module docstring)."""
+def count_edges(n_layers: int, n_heads: int, n_kv_heads: int | None = None,
+                parallel: bool = False) -> int:
+    """Closed form of the number of edges (see the module docstring; ``G`` key/value heads
+    give ``H + 2G`` head receivers per layer, and a parallel MLP does not read its own
+    layer's ``H`` heads)."""
     L, H = n_layers, n_heads
-    heads = sum(3 * H * (1 + l * (H + 1)) for l in range(L))
-    mlps = sum(1 + l * (H + 1) + H for l in range(L))
+    G = H if n_kv_heads is None else n_kv_heads
+    heads = sum((H + 2 * G) * (1 + l * (H + 1)) for l in range(L))
+    mlps = sum(1 + l * (H + 1) + (0 if parallel else H) for l in range(L))
     return heads + mlps + 1 + L * (H + 1)

@@ -236,8 +236,14 @@ def check_checkpoint(path: str | Path) -> None:
                                 f"needs {8 + n + end}; copy or save the checkpoint again")
 
 
-def _boot(source: str, device: torch.device, hooks: bool | dict[str, bool]) -> Any:
+def _boot(source: str, device: torch.device | None, hooks: bool | dict[str, bool],
+          placement: dict[str, Any] | None = None) -> Any:
+    """Boot the bridge. ``placement`` (``device_map``, ``n_devices``, ``max_memory``) goes to
+    ``TransformerBridge.boot_transformers`` unchanged (then ``device`` is None): Hugging Face
+    Accelerate places the layers, nothing here distributes anything."""
     from transformer_lens.model_bridge import TransformerBridge
+
+    from .validation import TutorialError
 
     opts = _hook_options(hooks)
     from transformers.utils import logging as hf_logging
@@ -245,7 +251,17 @@ def _boot(source: str, device: torch.device, hooks: bool | dict[str, bool]) -> A
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a "Loading weights" bar would be saved in every notebook
     try:
-        bridge = TransformerBridge.boot_transformers(source, device=str(device))
+        bridge = TransformerBridge.boot_transformers(
+            source, device=None if device is None else str(device), **(placement or {}))
+    except ValueError as exc:
+        if "Could not determine supported architecture" not in str(exc):
+            raise
+        arch = str(exc).rsplit("Config architectures:", 1)[-1].strip()
+        raise TutorialError(
+            f"TransformerLens 4's bridge has no adapter for this architecture ({arch}), so "
+            "none of the hook-based methods can run on it; use a supported family (GPT-2, "
+            "Pythia/GPT-NeoX, Llama, Qwen2, Mistral, Gemma, BERT, RoBERTa, ...: see "
+            "README 'Your own model'), or convert the checkpoint to one") from None
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
@@ -260,8 +276,28 @@ def _boot(source: str, device: torch.device, hooks: bool | dict[str, bool]) -> A
     return bridge
 
 
+def _placement(device: Any, device_map: Any, n_devices: Any, max_memory: Any
+               ) -> dict[str, Any] | None:
+    """The multi-device arguments for the bridge, or None; refuses them together with
+    ``device`` (the bridge treats the two as mutually exclusive)."""
+    from .validation import TutorialError
+
+    placement = {k: v for k, v in (("device_map", device_map), ("n_devices", n_devices),
+                                   ("max_memory", max_memory)) if v is not None}
+    if not placement:
+        return None
+    if device is not None:
+        raise TutorialError(f"pass either device={device!r} or {sorted(placement)} (a model "
+                            "split over several devices), not both")
+    if n_devices is not None and (isinstance(n_devices, bool) or not isinstance(n_devices, int)
+                                  or n_devices < 1):
+        raise TutorialError(f"n_devices must be an integer >= 1, got {n_devices!r}")
+    return placement
+
+
 def _load(name: str | None, kind: str, device: Any, hooks: bool | dict[str, bool],
-          verbose: bool) -> Any:
+          verbose: bool, device_map: Any = None, n_devices: int | None = None,
+          max_memory: Any = None) -> Any:
     resolved, reason = resolve_model_name(name, kind)
     registry = DECODERS if kind == "decoder" else ENCODERS
     spec = registry.get(resolved)
@@ -270,21 +306,24 @@ def _load(name: str | None, kind: str, device: Any, hooks: bool | dict[str, bool
         raise FileNotFoundError(f"offline {kind} {resolved!r} not found at {source}")
     # every argument is checked before any weight is read
     _hook_options(hooks)
-    dev = get_device(device)
+    placement = _placement(device, device_map, n_devices, max_memory)
+    dev = None if placement else get_device(device)
     if Path(source).is_dir():
         check_checkpoint(source)
     t0 = time.time()
-    bridge = _boot(source, dev, hooks)
+    bridge = _boot(source, dev, hooks, placement)
     if verbose:
         what = spec.description if spec else f"local checkpoint {source}"
-        print(f"Loaded {kind} {resolved!r} ({what}) on {dev} in {time.time() - t0:.1f}s: "
+        print(f"Loaded {kind} {resolved!r} ({what}) on {dev or placement} in {time.time() - t0:.1f}s: "
               f"{reason}.")
     bridge.tutorial_model_name = resolved
     return bridge
 
 
 def load_model(name: str | None = None, device: str | torch.device | None = None,
-               hooks: bool | dict[str, bool] = False, verbose: bool = True) -> Any:
+               hooks: bool | dict[str, bool] = False, verbose: bool = True, *,
+               device_map: Any = None, n_devices: int | None = None,
+               max_memory: Any = None) -> Any:
     """Load the course's decoder as a ``TransformerBridge`` in compatibility mode.
 
     Args:
@@ -296,12 +335,18 @@ def load_model(name: str | None = None, device: str | torch.device | None = None
             ``hook_mlp_in``); or a dict choosing among ``attn_result``, ``split_qkv_input``,
             ``hook_mlp_in``.
         verbose: print the one line saying which model was chosen and why.
+        device_map, n_devices, max_memory: for a model larger than one GPU, passed unchanged
+            to ``TransformerBridge.boot_transformers`` (Hugging Face Accelerate places the
+            layers: ``device_map="auto"``, or ``n_devices=2`` to split over two GPUs); give
+            them instead of ``device``.
     """
-    return _load(name, "decoder", device, hooks, verbose)
+    return _load(name, "decoder", device, hooks, verbose, device_map, n_devices, max_memory)
 
 
 def load_encoder(name: str | None = None, device: str | torch.device | None = None,
-                 hooks: bool | dict[str, bool] = False, verbose: bool = True) -> Any:
+                 hooks: bool | dict[str, bool] = False, verbose: bool = True, *,
+                 device_map: Any = None, n_devices: int | None = None,
+                 max_memory: Any = None) -> Any:
     """Load the course's encoder (``bert-base-uncased`` online, ``minilm-l6`` offline; the masked
     LM ``tiny-bert-tasks`` by name); arguments as for :func:`load_model`.
 
@@ -309,7 +354,7 @@ def load_encoder(name: str | None = None, device: str | torch.device | None = No
     without a BOS token (BERT-style ``[CLS] ... [SEP]`` templates saved as a plain fast
     tokenizer) transformers then drops ``[CLS]``/``[SEP]``. In that case the checkpoint's own
     tokenizer is put back, so ``to_tokens`` gives ``[CLS] ... [SEP]`` as the model was trained."""
-    bridge = _load(name, "encoder", device, hooks, verbose)
+    bridge = _load(name, "encoder", device, hooks, verbose, device_map, n_devices, max_memory)
     tk = bridge.tokenizer
     cls = getattr(tk, "cls_token_id", None)
     if cls is not None and tk("a")["input_ids"][:1] != [cls]:

@@ -204,6 +204,21 @@ def final_norm_kind(model: Any) -> tuple[bool, bool]:
     return True, True
 
 
+def has_pos_embed(model: Any) -> bool:
+    """True when the model adds a learned position embedding to the residual stream (GPT-2,
+    BERT); False for rotary (Pythia, Llama, Qwen2, Mistral, Gemma) and other schemes that act
+    inside attention, where there is no ``pos_embed`` component."""
+    return str(getattr(model.cfg, "positional_embedding_type", "standard")) == "standard"
+
+
+def _weight_offset(ln: Any) -> bool:
+    """True for a norm that multiplies by ``1 + weight`` (Gemma's RMSNorm: its stored weight
+    0 means the identity), read from the Hugging Face module the bridge wraps."""
+    orig = getattr(ln, "original_component", None) or getattr(ln, "_original_component", None)
+    return orig is not None and type(orig).__name__.startswith("Gemma") and \
+        "RMSNorm" in type(orig).__name__
+
+
 def ln_affine(model: Any) -> tuple[Tensor | None, Tensor | None]:
     """The weight and bias ``ln_final`` still applies (None when folded away, i.e. ones/zeros)."""
     w = b = None
@@ -216,6 +231,8 @@ def ln_affine(model: Any) -> tuple[Tensor | None, Tensor | None]:
             w = p.detach().float()
         elif leaf in ("bias", "b") and b is None:
             b = p.detach().float()
+    if w is not None and _weight_offset(ln):
+        w = 1.0 + w  # Gemma's RMSNorm multiplies by (1 + weight)
     if w is not None and torch.allclose(w, torch.ones_like(w)):
         w = None
     if b is not None and not b.abs().max() > 0:
