@@ -190,3 +190,16 @@ def test_card_records_the_measured_composition(composition):
     assert saved["induction"]["prev_token_heads"] == composition["induction"]["prev_token_heads"]
     for kind, value in composition["induction"]["effect_removed_via"].items():
         assert abs(saved["induction"]["effect_removed_via"][kind] - value) < 0.02
+
+
+def test_training_defaults_are_the_shipped_run():
+    """The card's command (`train --out DIR --seed 0`, defaults) is the recipe that made the
+    shipped model: every default equals the recorded configuration."""
+    from dataclasses import asdict
+
+    from tutorial_utils.offline_model.train import TrainConfig
+
+    recorded = json.loads((OFFLINE_DIR / "training_record.json").read_text())["train_config"]
+    defaults = asdict(TrainConfig())
+    for key, value in defaults.items():
+        assert recorded.get(key, 0.0 if key == "ioi_distractor" else None) == value, key
