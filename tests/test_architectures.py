@@ -46,7 +46,7 @@ A, B = 5, 6  # the metric's two tokens: logit(A) - logit(B) at the last position
 def _decoder_config(family: str):
     import transformers as T
 
-    common = dict(vocab_size=len(VOCAB), num_hidden_layers=2, max_position_embeddings=32,
+    common = dict(vocab_size=len(VOCAB), num_hidden_layers=2, max_position_embeddings=64,
                   bos_token_id=0, eos_token_id=0, pad_token_id=0, initializer_range=0.3,
                   attn_implementation="eager", tie_word_embeddings=False)
     if family == "pythia":
@@ -290,6 +290,52 @@ def test_patching_sweeps_match_transformer_lens(dec):
             ref = tl_fn(model, corr, cache, metric)
         torch.testing.assert_close(ours.values, ref.float().cpu(), atol=ATOL, rtol=0,
                                    msg=f"{family} {site}")
+
+
+def test_key_value_sweeps_index_key_value_heads(dec):
+    """Under GQA the ``head`` axis of a ``k``/``v`` sweep runs over the key/value heads, each
+    patched as a hand-written hook on ``hook_k``/``hook_v`` would (TransformerLens's own k/v
+    sweeps index ``n_heads`` heads and cannot run there)."""
+    family, model, ds = dec
+    H, G, _ = SHAPE[family]
+    for site in ("k", "v"):
+        res = P.patching_sweep(model, ds, site, ("layer", "head"), direction="denoise",
+                               progress=False)
+        assert res.values.shape == (2, G)
+        name = hook_name(site, 1)
+        with torch.no_grad():
+            _, cache = model.run_with_cache(ds.clean_tokens, names_filter=name)
+
+        def hook(x, hook, g=G - 1):
+            x = x.clone()
+            x[:, :, g] = cache[name][:, :, g]
+            return x
+
+        with torch.no_grad():
+            want = float(_metric(model.run_with_hooks(ds.corrupted_tokens,
+                                                      fwd_hooks=[(name, hook)]), ds)[0])
+        assert abs(float(res.values[1, G - 1]) - want) < ATOL, site
+    with pytest.raises(TutorialError, match="out of range"):
+        P.ablate(model, ds.clean_tokens, [f"k.1.{G}"], "zero")
+    if SHAPE[family][2]:  # parallel attention + MLP: no residual stream between them
+        with pytest.raises(TutorialError, match="parallel"):
+            P.patching_sweep(model, ds, "resid_mid", ("layer",), progress=False)
+
+
+def test_pruning_never_changes_the_metric(dec):
+    """Random circuits evaluate the same before and after ``prune`` (dead-end edges only);
+    under GQA a shared key/value receiver keeps every query head of its group alive."""
+    from tutorial_utils.circuits import prune
+
+    family, model, ds = dec
+    g = Graph.from_model(model)
+    gen = torch.Generator().manual_seed(1)
+    masks = [g.real_edges & (torch.rand(g.real_edges.shape, generator=gen) < p)
+             for p in (0.1, 0.2, 0.3, 0.5)]
+    pruned = [prune(g, m) for m in masks]
+    assert any(int(p.sum()) < int(m.sum()) for p, m in zip(pruned, masks))
+    torch.testing.assert_close(evaluate_graph(model, g, ds, masks),
+                               evaluate_graph(model, g, ds, pruned), atol=ATOL, rtol=0)
 
 
 def test_patching_whole_residual_gives_the_other_run(dec):

@@ -193,14 +193,30 @@ class Component:
         return m
 
 
+#: sites computed once per key/value head: under grouped-query attention (Llama, Qwen2,
+#: Mistral, Gemma) they have ``n_key_value_heads`` heads, shared by ``H/G`` query heads each
+KV_SITES = ("k", "v", "k_input", "v_input")
+
+
+def site_heads(model: Any, site: str) -> int:
+    """How many heads the activation of ``site`` has: ``n_key_value_heads`` for the key and
+    value sites of a grouped-query-attention model (so ``("layer", "head")`` sweeps of ``k``/``v``
+    index key/value heads there), else ``n_heads``."""
+    kv = getattr(model.cfg, "n_key_value_heads", None)
+    return int(kv) if kv and site in KV_SITES else int(model.cfg.n_heads)
+
+
 def validate_components(model: Any, components: Sequence[Component], seq_len: int) -> None:
     """Raise ``TutorialError`` for a layer, head or position out of range, or a missing hook."""
     for c in components:
         check_layer(model, c.layer)
         if not 0 <= c.layer < model.cfg.n_layers:
             raise TutorialError(f"{c}: use a non-negative layer index (got {c.layer})")
-        if c.head is not None and not 0 <= c.head < model.cfg.n_heads:
-            raise TutorialError(f"{c}: head {c.head} out of range for {model.cfg.n_heads} heads")
+        n_h = site_heads(model, c.site)
+        if c.head is not None and not 0 <= c.head < n_h:
+            kind = "key/value heads (grouped-query attention)" if n_h != model.cfg.n_heads \
+                else "heads"
+            raise TutorialError(f"{c}: head {c.head} out of range for {n_h} {kind}")
         if c.pos is not None and not 0 <= c.pos < seq_len:
             raise TutorialError(f"{c}: position {c.pos} out of range for sequence length {seq_len}")
     check_hook_names(model, sorted({c.hook_name for c in components}))
@@ -371,11 +387,11 @@ def ablation_sources(model: Any, base_tokens: Tensor, hook_names: Sequence[str],
             for n in hook_names}
 
 
-def _group_masks(components: Sequence[Component], seq_len: int, n_heads: int) -> dict[str, Tensor]:
+def _group_masks(components: Sequence[Component], seq_len: int, model: Any) -> dict[str, Tensor]:
     """OR the masks of components that share a hook."""
     out: dict[str, Tensor] = {}
     for c in components:
-        m = c.mask(seq_len, n_heads)
+        m = c.mask(seq_len, site_heads(model, c.site))
         out[c.hook_name] = out[c.hook_name] | m if c.hook_name in out else m
     return out
 
@@ -390,7 +406,7 @@ def ablate(model: Any, tokens: Tensor, components: Sequence[Component | str],
     """
     comps = [Component.parse(c) for c in components]
     validate_components(model, comps, tokens.shape[1])
-    masks = _group_masks(comps, tokens.shape[1], model.cfg.n_heads)
+    masks = _group_masks(comps, tokens.shape[1], model)
     sources = ablation_sources(model, tokens, list(masks), method, corrupted_tokens, reference_tokens)
     hooks = [(name, patch_hook(sources[name], mask.unsqueeze(0))) for name, mask in masks.items()]
     with torch.no_grad():
@@ -452,11 +468,10 @@ def run_patch_variants(
     from tqdm.auto import tqdm
 
     B, T = base_tokens.shape
-    H = model.cfg.n_heads
     dev = model.cfg.device
     rows = batch_rows or default_batch_rows(T, model.cfg.d_vocab)
     n_per = max(1, rows // B)
-    masks = [_group_masks(v, T, H) for v in variants]
+    masks = [_group_masks(v, T, model) for v in variants]
     for m in masks:
         for name in m:
             if name not in sources:
@@ -527,8 +542,8 @@ class PatchingResult:
                                dtype=torch.float32)
 
 
-def _axis_sizes(model: Any, seq_len: int) -> dict[str, int]:
-    return {"layer": model.cfg.n_layers, "pos": seq_len, "head": model.cfg.n_heads,
+def _axis_sizes(model: Any, seq_len: int, site: str = "z") -> dict[str, int]:
+    return {"layer": model.cfg.n_layers, "pos": seq_len, "head": site_heads(model, site),
             "dest_pos": seq_len}
 
 
@@ -555,7 +570,8 @@ def patching_sweep(
         by: the axes swept, in the order of the result: ``layer`` is required; ``pos`` for
             ``[B, T, ...]`` sites, ``head`` for head sites, ``dest_pos`` for ``pattern``.
             Axes left out are patched whole (e.g. ``("layer", "head")`` = each head at every
-            position).
+            position). Under grouped-query attention the ``head`` axis of ``k``/``v`` runs over
+            the ``n_key_value_heads`` key/value heads (:func:`site_heads`).
         direction: ``noise`` (corrupted into clean) or ``denoise`` (clean into corrupted).
         metric: ``metric(logits[n*B, T, V], dataset) -> [n]`` (:mod:`tutorial_utils.metrics`);
             default the TaskDataset's task metric.
@@ -579,6 +595,10 @@ def patching_sweep(
     if "layer" not in by or len(set(by)) != len(by) or not set(by) <= set(allowed):
         raise TutorialError(f"by={by} invalid for site {site!r}: use distinct axes from {allowed}, "
                          "including 'layer'")
+    if site == "resid_mid" and getattr(model.cfg, "parallel_attn_mlp", False):
+        raise TutorialError("site 'resid_mid' does not exist in a model with parallel attention "
+                            "and MLP (GPT-NeoX/Pythia, GPT-J): both read resid_pre and write "
+                            "into resid_post; patch 'resid_pre', 'attn_out' or 'mlp_out'")
     clean, corr = _tokens(model, data)
     metric_fn = _metric_fn(data, metric, per_example)
     B, T = clean.shape
@@ -592,7 +612,7 @@ def patching_sweep(
     m_src = metric_fn(src_logits, 1)[0]
     m_clean, m_corr = (m_base, m_src) if direction == "noise" else (m_src, m_base)
 
-    sizes = _axis_sizes(model, T)
+    sizes = _axis_sizes(model, T, site)
     cells = list(itertools.product(*[range(sizes[a]) for a in by]))
     comps = []
     for cell in cells:
@@ -613,7 +633,7 @@ def patching_sweep(
                 d = d.any(-1, keepdim=True)
             differs[name] = d.cpu()
         run_idx = [i for i, c in enumerate(comps)
-                   if bool((c.mask(T, model.cfg.n_heads) & differs[c.hook_name]).any())]
+                   if bool((c.mask(T, site_heads(model, site)) & differs[c.hook_name]).any())]
     vals = run_patch_variants(
         model, base_tokens, [[comps[i]] for i in run_idx], src_acts, metric_fn,
         batch_rows=batch_rows, progress=progress, desc=f"patching {site} by {'x'.join(by)}",
@@ -656,7 +676,8 @@ def patch_heads(model: Any, data: Any, by_pos: bool = False, site: str = "z", **
 
 def patch_heads_every(model: Any, data: Any, **kwargs: Any) -> dict[str, PatchingResult]:
     """Each head's output, query, key, value and attention pattern patched at all positions
-    (``[n_layers, n_heads]`` each)."""
+    (``[n_layers, n_heads]`` each; ``k`` and ``v`` are ``[n_layers, n_key_value_heads]`` under
+    grouped-query attention, where query heads share them)."""
     out = {s: patching_sweep(model, data, s, ("layer", "head"), **kwargs)
            for s in ("z", "q", "k", "v")}
     out["pattern"] = patching_sweep(model, data, "pattern", ("layer", "head"), **kwargs)

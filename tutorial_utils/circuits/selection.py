@@ -84,17 +84,22 @@ def prune(graph: Graph, mask: Tensor | None = None) -> Tensor:
     what a removed edge carries; a node with no path to the logits cannot affect them.
     """
     mask = graph.in_graph if mask is None else graph.check_mask(mask, "mask")
-    recv = graph.receiver_owner()
+    # readers[r, node]: the nodes reading receiver r (one node, except a key/value receiver
+    # shared by the query heads of a grouped-query-attention group)
+    readers = graph.receiver_readers()
     nf = graph.n_forward
     # from the embedding, in forward order (senders of a node all come before it)
     reach = torch.zeros(nf + 1, dtype=torch.bool)
     reach[0] = True
     for node in range(1, nf + 1):
-        cols = recv == node
+        cols = readers[:, node]
         reach[node] = bool((mask[:, cols] & reach[:nf, None]).any())
     # to the logits, in reverse order
     alive = torch.zeros(nf + 1, dtype=torch.bool)
     alive[nf] = True
     for node in range(nf - 1, -1, -1):
-        alive[node] = bool((mask[node] & alive[recv]).any())
-    return mask & reach[:nf, None] & alive[recv][None, :] & reach[recv][None, :]
+        alive_recv = (readers & alive[None, :]).any(1)
+        alive[node] = bool((mask[node] & alive_recv).any())
+    alive_recv = (readers & alive[None, :]).any(1)
+    reach_recv = (readers & reach[None, :]).any(1)
+    return mask & reach[:nf, None] & alive_recv[None, :] & reach_recv[None, :]
