@@ -28,7 +28,7 @@ from tutorial_utils import patching as P
 from tutorial_utils import path_patching as PP
 from tutorial_utils.circuits.circuit_evaluation import evaluate_graph
 from tutorial_utils.circuits.edge_attribution import eap_ig_scores, eap_scores, exact_scores
-from tutorial_utils.dla import direct_logit_attribution
+from tutorial_utils.dla import direct_logit_attribution, logit_diff_attribution
 from tutorial_utils.faithfulness import all_nodes, circuit_faithfulness
 from tutorial_utils.graph import Graph, count_edges
 from tutorial_utils.hook_names import hook_name
@@ -365,6 +365,8 @@ def test_dla_sums_to_the_logits(dec, per_head):
     d = direct_logit_attribution(model, ds.clean_tokens, -1, [A, B], per_head=per_head)
     assert "pos_embed" not in d.labels  # rotary: no position embedding in the residual stream
     torch.testing.assert_close(d.values.sum(0), logits, atol=ATOL, rtol=0)
+    diff = logit_diff_attribution(d, [A], [B])
+    torch.testing.assert_close(diff.sum(0), logits[:, 0] - logits[:, 1], atol=ATOL, rtol=0)
 
 
 def test_integrated_gradients_completeness(dec):
@@ -403,6 +405,9 @@ def test_composition_uses_the_shared_key_value_head(dec):
         s = C.composition_scores(model, kind)[0, :, 1, :]  # layer 0 -> layer 1
         assert torch.isfinite(s).all() and (s >= 0).all()
     assert torch.isfinite(C.copying_scores(model, list(range(2, 20)))).all()
+    # the induction path patching runs (its k/v variants use the shared receivers under GQA)
+    eff = C.induction_composition_patching(model, seq_len=8, batch=4).effects
+    assert set(eff) == {"q", "k", "v"} and all(v == v for v in eff.values())
 
 
 # ------------------------------------------------------------------------------ refusals
@@ -411,7 +416,7 @@ def test_context_mixing_refuses_rotary_decoders(dec):
     family, model, ds = dec
     with pytest.raises(TutorialError, match="context-mixing"):
         cm.value_zeroing(model, ds.clean_tokens[0])
-    with pytest.raises(TutorialError, match="context-mixing"):
+    with pytest.raises(TutorialError, match="context-mixing.*rotary positions, RMSNorm"):
         cm.alti(model, ds.clean_tokens[0])
 
 

@@ -55,7 +55,11 @@ def layout(model: Any) -> str:
             return kind
     raise TutorialError(
         f"context-mixing methods support BERT/RoBERTa encoders (post-LN) and GPT-2 decoders "
-        f"(pre-LN); this model's architecture is {arch or 'unknown'!r}"
+        f"(pre-LN); this model's architecture is {arch or 'unknown'!r}. They re-run each layer "
+        f"from its Hugging Face weights and decompose it through LayerNorm (GlobEnc, ALTI, "
+        f"DecompX) and learned position embeddings; rotary positions, RMSNorm, gated MLPs, "
+        f"grouped-query attention and parallel attention+MLP (Pythia, Llama, Qwen2, Mistral, "
+        f"Gemma) would each need their own layer re-implementation, which is not written"
     )
 
 
