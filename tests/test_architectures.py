@@ -64,13 +64,26 @@ def _decoder_config(family: str):
     if family == "gemma":
         return T.GemmaConfig(hidden_size=32, num_attention_heads=4, num_key_value_heads=1,
                              head_dim=8, intermediate_size=64, **common)
+    # variants: sequential GPT-NeoX, tied embeddings + GQA ratio 4, heads wider than d_model/H
+    if family == "neox_sequential":
+        return T.GPTNeoXConfig(hidden_size=36, num_attention_heads=3, intermediate_size=48,
+                               rotary_pct=1.0, use_parallel_residual=False,
+                               **{**common, "num_hidden_layers": 3})
+    if family == "qwen2_tied":
+        return T.Qwen2Config(hidden_size=32, num_attention_heads=8, num_key_value_heads=2,
+                             intermediate_size=48, **{**common, "tie_word_embeddings": True})
+    if family == "gemma_wide_heads":
+        return T.GemmaConfig(hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                             head_dim=16, intermediate_size=64, **common)
     raise KeyError(family)
 
 
-DECODERS = ["pythia", "llama", "qwen2", "mistral", "gemma"]
+DECODERS = ["pythia", "llama", "qwen2", "mistral", "gemma", "neox_sequential", "qwen2_tied",
+            "gemma_wide_heads"]
 #: number of key/value heads and parallel attention + MLP, per decoder family
 SHAPE = {"pythia": (4, 4, True), "llama": (6, 2, False), "qwen2": (4, 2, False),
-         "mistral": (4, 4, False), "gemma": (4, 1, False)}
+         "mistral": (4, 4, False), "gemma": (4, 1, False), "neox_sequential": (3, 3, False),
+         "qwen2_tied": (8, 2, False), "gemma_wide_heads": (4, 2, False)}
 
 
 def _save_decoder(family: str, path) -> None:
@@ -129,7 +142,7 @@ def test_graph_follows_the_architecture(dec):
     assert model.cfg.n_heads == H
     g = Graph.from_model(model)
     assert (g.n_kv_heads, g.parallel) == (G, parallel)
-    assert g.n_edges == count_edges(2, H, G, parallel)
+    assert g.n_edges == count_edges(model.cfg.n_layers, H, G, parallel)
     # the receivers match the hooks: H query inputs, G key and G value inputs per layer
     _, cache = model.run_with_cache(ds.clean_tokens[:1])
     for r in g.receiver_hooks():
@@ -236,7 +249,7 @@ def test_eap_is_eap_ig_1_and_the_metric_s_derivative(dec):
     masks = torch.zeros(len(picks), g.n_forward, g.n_backward, dtype=torch.bool)
     for k, (s, r) in enumerate(picks):
         masks[k, s, r] = True
-    eps = 0.02
+    eps = 2e-3  # small: the metric is far from linear on these large random weights
     with torch.no_grad():
         plus = _metric(interchange_logits(model, g, ds.clean_tokens, clean_acts + eps * delta,
                                             removed=masks), ds)
@@ -301,7 +314,7 @@ def test_key_value_sweeps_index_key_value_heads(dec):
     for site in ("k", "v"):
         res = P.patching_sweep(model, ds, site, ("layer", "head"), direction="denoise",
                                progress=False)
-        assert res.values.shape == (2, G)
+        assert res.values.shape == (model.cfg.n_layers, G)
         name = hook_name(site, 1)
         with torch.no_grad():
             _, cache = model.run_with_cache(ds.clean_tokens, names_filter=name)
@@ -344,7 +357,7 @@ def test_patching_whole_residual_gives_the_other_run(dec):
     noise = P.patching_sweep(model, ds, "resid_post", ("layer",), progress=False)
     assert abs(float(noise.values[-1]) - corr) < ATOL
     heads = P.patch_heads(model, ds)
-    assert heads.values.shape == (2, model.cfg.n_heads)
+    assert heads.values.shape == (model.cfg.n_layers, model.cfg.n_heads)
 
 
 # ------------------------------------------------------------------------------ readouts
