@@ -398,6 +398,27 @@ def test_integrated_gradients_completeness(dec):
     assert float(comp.relative_error.max()) < 0.02, comp.relative_error
 
 
+def test_probing_and_other_input_attributions_run(dec):
+    """Probing reads the residual stream (``[n_layers + 1, B, d_model]``); occlusion of a
+    token equals re-running with that token replaced; saliency and gradient x input run."""
+    from tutorial_utils import input_attribution as IA
+    from tutorial_utils import probing as PR
+
+    family, model, ds = dec
+    toks = ds.clean_tokens
+    X = PR.residual_stream(model, toks, -1)
+    assert X.shape == (model.cfg.n_layers + 1, len(toks), model.cfg.d_model)
+    target = logit_target(A)
+    occ = IA.occlusion(model, toks, target, replacement=1, positions=[2])
+    swapped = toks.clone()
+    swapped[:, 2] = 1
+    with torch.no_grad():
+        want = model(toks)[:, -1, A] - model(swapped)[:, -1, A]
+    torch.testing.assert_close(occ[:, 2], want, atol=ATOL, rtol=0)
+    for fn in (IA.saliency, IA.gradient_x_input):
+        assert torch.isfinite(fn(model, toks, target)).all()
+
+
 def test_composition_uses_the_shared_key_value_head(dec):
     """The OV circuit of query head h reads key/value head h // (H/G): the value a head moves,
     ``v[kv(h)] @ W_O[h]``, is the normalised residual times ``ov_matrix`` (plus the value

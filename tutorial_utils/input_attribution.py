@@ -174,9 +174,25 @@ def _device(model: Any) -> torch.device:
 
 
 def token_embeddings(model: Any, tokens: Tensor) -> Tensor:
-    """The token embeddings ``W_E[tokens]`` as ``hook_embed`` sees them, ``[B, T, d_model]``."""
+    """The token embeddings as the embedding component outputs them, ``[B, T, d_model]``:
+    ``W_E[tokens]``, times ``sqrt(d_model)`` on Gemma, whose embedding is scaled (``W_E`` alone
+    would attribute a different input from the one the model reads)."""
     tokens = check_tokens(model, tokens)
-    return model.W_E.detach()[tokens.to(_device(model))].clone()
+    with torch.no_grad():
+        return model.embed(tokens.to(_device(model))).detach().clone()
+
+
+def _mean_token_embedding(model: Any, chunk: int = 4096) -> Tensor:
+    """The mean of :func:`token_embeddings` over the vocabulary, ``[d_model]`` (in chunks)."""
+    V = model.W_E.shape[0]
+    dev = _device(model)
+    total = None
+    with torch.no_grad():
+        for lo in range(0, V, chunk):
+            e = model.embed(torch.arange(lo, min(V, lo + chunk), device=dev)[None])[0]
+            part = e.double().sum(0)
+            total = part if total is None else total + part
+    return (total / V).to(model.W_E.dtype)
 
 
 def run_from_embeddings(model: Any, tokens: Tensor, embeds: Tensor,
@@ -297,7 +313,8 @@ def baseline_embeddings(model: Any, tokens: Tensor, baseline: Baseline = "zero",
     """The baseline embeddings ``x'`` ``[B, T, d]`` for integrated gradients and occlusion.
 
     ``baseline``: ``"zero"`` (the zero vector), ``"mean"`` (the mean token embedding),
-    a token id (that token's embedding at every position, e.g. ``<unk>`` or a pad token), or a
+    a token id (that token's embedding at every position, e.g. ``<unk>`` or a pad token; as the
+    model embeds it, so with Gemma's scale), or a
     tensor broadcastable to ``[B, T, d]``. With ``keep_first_token`` the first position (BOS /
     [CLS], part of the format rather than of the input) keeps its real embedding, so it gets
     zero attribution.
@@ -309,7 +326,7 @@ def baseline_embeddings(model: Any, tokens: Tensor, baseline: Baseline = "zero",
         if baseline == "zero":
             base = torch.zeros_like(x)
         elif baseline == "mean":
-            base = W_E.mean(0).expand_as(x).clone()
+            base = _mean_token_embedding(model).to(x.device).expand_as(x).clone()
         else:
             raise TutorialError(f"unknown baseline {baseline!r}; use 'zero', 'mean', a token id "
                              "or a tensor")
@@ -317,7 +334,7 @@ def baseline_embeddings(model: Any, tokens: Tensor, baseline: Baseline = "zero",
         if not 0 <= baseline < W_E.shape[0]:
             raise TutorialError(f"baseline token id {baseline} outside the vocabulary "
                              f"[0, {W_E.shape[0]})")
-        base = W_E[baseline].expand_as(x).clone()
+        base = token_embeddings(model, torch.full_like(tokens, baseline))
     elif isinstance(baseline, Tensor):
         try:
             base = baseline.to(x.device, x.dtype).expand_as(x).clone()
