@@ -27,7 +27,8 @@ from tutorial_utils import context_mixing as cm
 from tutorial_utils import patching as P
 from tutorial_utils import path_patching as PP
 from tutorial_utils.circuits.circuit_evaluation import evaluate_graph
-from tutorial_utils.circuits.edge_attribution import eap_ig_scores, eap_scores, exact_scores
+from tutorial_utils.circuits.edge_attribution import (eap_ig_scores, eap_scores, exact_scores,
+                                                      node_attribution)
 from tutorial_utils.dla import direct_logit_attribution, logit_diff_attribution
 from tutorial_utils.faithfulness import all_nodes, circuit_faithfulness
 from tutorial_utils.graph import Graph, count_edges
@@ -237,6 +238,8 @@ def test_eap_is_eap_ig_1_and_the_metric_s_derivative(dec):
     g = Graph.from_model(model)
     eap = eap_scores(model, g, ds)
     torch.testing.assert_close(eap, eap_ig_scores(model, g, ds, steps=1), atol=1e-6, rtol=1e-5)
+    # node-level attribution patching = the row sums of the edge scores
+    torch.testing.assert_close(node_attribution(model, g, ds), eap.sum(1), atol=1e-5, rtol=1e-4)
     clean_acts = sender_activations(model, g, ds.clean_tokens)
     delta = sender_activations(model, g, ds.corrupted_tokens) - clean_acts
     picks = []
@@ -380,6 +383,19 @@ def test_dla_sums_to_the_logits(dec, per_head):
     torch.testing.assert_close(d.values.sum(0), logits, atol=ATOL, rtol=0)
     diff = logit_diff_attribution(d, [A], [B])
     torch.testing.assert_close(diff.sum(0), logits[:, 0] - logits[:, 1], atol=ATOL, rtol=0)
+    if per_head:  # the dataset-level variants run too (a logit-difference task dataset)
+        import dataclasses
+
+        from tutorial_utils.dla import direct_path_removal, task_metric_attribution
+
+        n = len(ds)
+        ld = dataclasses.replace(ds, metric_kind="logit_diff",
+                                 candidate_ids=torch.tensor([[A, B]] * n),
+                                 candidate_sign=torch.tensor([[1.0, -1.0]] * n),
+                                 answer_pos=torch.full((n,), ds.clean_tokens.shape[1] - 1))
+        for fn in (direct_path_removal, task_metric_attribution):
+            r = fn(model, ld)
+            assert "pos_embed" not in r.labels and torch.isfinite(r.values).all()
 
 
 def test_integrated_gradients_completeness(dec):
@@ -518,7 +534,11 @@ def test_encoder_context_mixing(enc):
 
 
 def test_encoder_refuses_decoder_methods(enc):
+    from tutorial_utils import probing as PR
+
     family, model, toks = enc
+    assert PR.residual_stream(model, toks, 1).shape == (model.cfg.n_layers + 1, 1,
+                                                         model.cfg.d_model)
     with pytest.raises((TutorialError, ValueError), match="decoder"):
         logit_lens(model, toks, -1, None)
     with pytest.raises((TutorialError, ValueError), match="decoder"):
@@ -573,3 +593,19 @@ def test_device_map_and_n_devices_reach_the_bridge(monkeypatch, tmp_path):
         models.load_model(str(tmp_path), device="cpu", device_map="auto", verbose=False)
     with pytest.raises(TutorialError, match="n_devices"):
         models.load_model(str(tmp_path), n_devices=0, verbose=False)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known, not fixed here: on BERT-family bridges hook_embed is the embedding LayerNorm's "
+    "output (word + position + type embeddings, normalised), so input attribution replaces it "
+    "with the raw word embeddings and attributes a different function from the model; fixing "
+    "it (replace 'embed.hook_out' instead) changes notebook 02's saved encoder numbers"))
+def test_encoder_input_attribution_runs_the_real_model(enc):
+    from tutorial_utils.input_attribution import run_from_embeddings, token_embeddings
+
+    family, model, toks = enc
+    hook = hook_name("resid_post", model.cfg.n_layers - 1)
+    with torch.no_grad():
+        got = run_from_embeddings(model, toks, token_embeddings(model, toks), hook)
+        _, cache = model.run_with_cache(toks, names_filter=hook)
+    torch.testing.assert_close(got, cache[hook], atol=ATOL, rtol=0)
