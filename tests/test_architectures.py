@@ -19,6 +19,8 @@ what this file measures.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -76,15 +78,24 @@ def _decoder_config(family: str):
     if family == "gemma_wide_heads":
         return T.GemmaConfig(hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
                              head_dim=16, intermediate_size=64, **common)
+    if family == "gemma2":
+        return T.Gemma2Config(hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                              head_dim=8, intermediate_size=64, sliding_window=16, **common)
+    if family == "gemma3":
+        return T.Gemma3TextConfig(hidden_size=32, num_attention_heads=4, num_key_value_heads=2,
+                                  head_dim=8, intermediate_size=64, sliding_window=16, **common)
     raise KeyError(family)
 
 
 DECODERS = ["pythia", "llama", "qwen2", "mistral", "gemma", "neox_sequential", "qwen2_tied",
             "gemma_wide_heads"]
+# TUTORIAL_ARCH_FAMILIES=llama,gemma2 runs other families of _decoder_config instead
+DECODERS = [f for f in os.environ.get("TUTORIAL_ARCH_FAMILIES", ",".join(DECODERS)).split(",") if f]
 #: number of key/value heads and parallel attention + MLP, per decoder family
 SHAPE = {"pythia": (4, 4, True), "llama": (6, 2, False), "qwen2": (4, 2, False),
          "mistral": (4, 4, False), "gemma": (4, 1, False), "neox_sequential": (3, 3, False),
-         "qwen2_tied": (8, 2, False), "gemma_wide_heads": (4, 2, False)}
+         "qwen2_tied": (8, 2, False), "gemma_wide_heads": (4, 2, False),
+         "gemma2": (4, 2, False), "gemma3": (4, 2, False)}
 
 
 def _save_decoder(family: str, path) -> None:
@@ -461,6 +472,39 @@ def test_composition_uses_the_shared_key_value_head(dec):
 
 
 # ------------------------------------------------------------------------------ refusals
+
+@pytest.mark.parametrize("family", ["gemma2", "gemma3"])
+def test_post_norm_and_soft_capped_models_refuse_what_is_undefined(family, tmp_path):
+    """Gemma 2/3 normalise each attention/MLP output before adding it to the residual stream,
+    so heads are not additive: the edge graph and DLA refuse (measured before the refusal:
+    node != its out-edges, EAP != its derivative, DLA != logits). Gemma 2 also soft-caps its
+    logits: the logit lens refuses there, and runs on Gemma 3. Activation patching runs."""
+    from tutorial_utils.models import load_model
+
+    _save_decoder(family, tmp_path)
+    model = load_model(str(tmp_path), device="cpu", hooks=True, verbose=False)
+    clean = torch.tensor([[0, 5, 9, 13, 22, 30]] * 2)
+    corr = clean.clone()
+    corr[:, 2] = 17
+    ds = TaskDataset.from_tokens(clean, corr, _metric)
+    with pytest.raises(TutorialError, match="post-norms"):
+        Graph.from_model(model)
+    with pytest.raises(TutorialError, match="post-norms|soft-caps"):
+        direct_logit_attribution(model, clean, -1, [A, B])
+    if family == "gemma2":
+        with pytest.raises(TutorialError, match="soft-caps its logits"):
+            logit_lens(model, clean, -1, None)
+    else:
+        with torch.no_grad():
+            logits = model(clean)[:, -1]
+        torch.testing.assert_close(logit_lens(model, clean, -1, None).logits[-1], logits,
+                                   atol=ATOL, rtol=0)
+    res = P.patching_sweep(model, ds, "resid_pre", ("layer",), progress=False)
+    with torch.no_grad():
+        m_corr = float(_metric(model(corr), ds)[0])
+    assert abs(float(res.values[0]) - m_corr) < ATOL  # the whole input patched = corrupted
+
+
 
 def test_context_mixing_refuses_rotary_decoders(dec):
     family, model, ds = dec

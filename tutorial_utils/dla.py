@@ -34,7 +34,7 @@ from torch import Tensor
 from .hook_names import hook_name
 from .readout import (MAX_FULL_VOCAB_VALUES, activations_at, check_decoder, check_pos,
                       check_token_ids, has_pos_embed, normalise, project, read_out_weights)
-from .validation import TutorialError, check_hook_names, check_tokens
+from .validation import TutorialError, check_additive_writers, check_hook_names, check_tokens
 
 __all__ = ["ComponentLensResult", "DLAResult", "MetricAttribution", "component_logit_lens",
            "direct_logit_attribution", "direct_path_removal", "logit_diff_attribution",
@@ -170,6 +170,7 @@ def _components_projected(model: Any, tokens: Tensor, pos: Any, token_ids: Any, 
                           per_head: bool, scale: str, batch_size: int, required_ids: bool,
                           what: str, with_bias: bool):
     check_decoder(model, what)
+    check_additive_writers(model, what)
     if scale not in ("own", "final"):
         raise TutorialError(f"scale must be 'own' or 'final', got {scale!r}")
     tokens = check_tokens(model, tokens)
@@ -350,6 +351,7 @@ def _metric_setup(model: Any, dataset: Any, cache: Any, per_head: bool, batch_si
     ``[C, B, d]`` (frozen final scale), the read-out, the full logits ``[B, V]`` at the answer
     positions, and the candidates."""
     check_decoder(model, what)
+    check_additive_writers(model, what)
     for key in ("clean_tokens", "answer_pos", "candidate_ids", "candidate_sign", "metric_kind"):
         if not hasattr(dataset, key):
             raise TutorialError(f"dataset must be a TaskDataset (missing {key!r})")

@@ -42,6 +42,10 @@ The graph follows the model's architecture (:meth:`Graph.from_model` reads it fr
   heads, because the model computes them once; a per-query-head key edge does not exist in the
   model. With ``G = H`` (multi-head attention) nothing changes. Counting: each layer has
   ``H + 2G`` head receivers instead of ``3H``.
+* **Post-norms** (Gemma 2 and 3 normalise each attention and MLP output before adding it):
+  a head's ``hook_result`` is not what it adds to the residual stream and the heads are not
+  additive, so :meth:`Graph.from_model` and :meth:`Graph.check_model` refuse such a model
+  (:func:`tutorial_utils.validation.check_additive_writers`).
 
 Edges are dense tensors ``[n_forward, n_backward]``: ``real_edges`` (which entries are edges),
 ``in_graph`` (the circuit) and ``scores``. Index layout:
@@ -74,7 +78,7 @@ import torch
 from torch import Tensor
 
 from .hook_names import hook_name
-from .validation import TutorialError
+from .validation import TutorialError, check_additive_writers
 
 __all__ = ["Edge", "Graph", "Node", "QKV", "count_edges", "SenderHook", "ReceiverHook"]
 
@@ -203,6 +207,7 @@ class Graph:
         if cfg is None or not hasattr(cfg, "n_layers"):
             raise TutorialError(f"Graph.from_model: expected a TransformerBridge from "
                                 f"load_model(), got {type(model).__name__}")
+        check_additive_writers(model, "the edge graph (edge and path patching, EAP, circuits)")
         g = cls(int(cfg.n_layers), int(cfg.n_heads), n_kv_heads=_cfg_kv_heads(cfg),
                 parallel=bool(getattr(cfg, "parallel_attn_mlp", False)))
         g.meta["model"] = getattr(model, "tutorial_model_name", None) or getattr(cfg, "model_name", "")
@@ -566,6 +571,7 @@ class Graph:
                 "with Graph.from_model(model)")
         if getattr(cfg, "attn_only", False):
             raise TutorialError("attention-only models have no MLP nodes; the graph assumes MLPs")
+        check_additive_writers(model, "the edge graph (edge and path patching, EAP, circuits)")
         check_hook_names(model, self.hook_names())
 
     def check_mask(self, mask: Tensor, what: str = "mask") -> Tensor:

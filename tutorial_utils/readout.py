@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .hook_names import hook_name
 from .models import require_decoder
-from .validation import TutorialError
+from .validation import TutorialError, check_no_logit_softcap
 
 __all__ = ["MAX_FULL_VOCAB_VALUES", "activations_at", "check_cache_tokens", "check_decoder",
            "check_pos", "check_token_ids", "final_norm_kind", "gather_pos", "ln_affine",
@@ -51,6 +51,7 @@ def check_decoder(model: Any, what: str) -> None:
     require_decoder(model, what)
     if not hasattr(model, "W_U"):
         raise TutorialError(f"{what} needs a model with an unembedding W_U")
+    check_no_logit_softcap(model, what)
 
 
 

@@ -144,3 +144,43 @@ def check_dataset(dataset: Any, model: Any = None, what: str = "dataset") -> Non
     if model is not None:
         check_tokens(model, dataset.clean_tokens, f"{what}.clean_tokens")
         check_tokens(model, dataset.corrupted_tokens, f"{what}.corrupted_tokens")
+
+
+def _arch(model: Any) -> str:
+    cfg = getattr(model, "cfg", None)
+    return str(getattr(cfg, "architecture", None) or getattr(cfg, "original_architecture", None)
+               or type(model).__name__)
+
+
+def has_post_norms(model: Any) -> bool:
+    """True when each attention and MLP output is normalised before it joins the residual
+    stream (Gemma 2 and 3: the bridge's blocks carry ``ln1_post``/``ln2_post``)."""
+    blocks = getattr(model, "blocks", None) or []
+    return any(hasattr(b, "ln1_post") or hasattr(b, "ln2_post") for b in list(blocks)[:1])
+
+
+def check_additive_writers(model: Any, what: str) -> None:
+    """Refuse a model whose heads and MLPs do not add their outputs to the residual stream as
+    they are: the residual-stream decompositions (the edge graph, DLA) are not defined there."""
+    if has_post_norms(model):
+        raise TutorialError(
+            f"{what} needs every attention head and MLP to add its output to the residual stream "
+            f"as it is; this model ({_arch(model)}) normalises each attention and MLP output "
+            "before adding it (post-norms, as in Gemma 2 and 3), so a head's hook_result is not "
+            "its contribution and the heads' contributions do not add up. It would need the "
+            "post-norm's scale frozen from the run (as DLA does for the final norm) and the "
+            "graph's senders moved after it, which is not written. Activation patching and input "
+            "attribution run on this model, and the logit lens unless its logits are "
+            "soft-capped.")
+
+
+def check_no_logit_softcap(model: Any, what: str) -> None:
+    """Refuse a model whose logits are soft-capped (``cap * tanh(x / cap)``, Gemma 2): the
+    read-out from the residual stream is then not the linear ``W_U`` map the method assumes."""
+    cap = getattr(getattr(model, "cfg", None), "output_logits_soft_cap", None)
+    if cap is not None and float(cap) > 0:
+        raise TutorialError(
+            f"{what} reads the residual stream through the unembedding as a linear map; this "
+            f"model ({_arch(model)}) soft-caps its logits (cap * tanh(logits / cap), cap = "
+            f"{float(cap):g}), which is not linear, so the read-out would not equal the model's "
+            "logits. Not implemented for soft-capped models.")
