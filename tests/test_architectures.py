@@ -193,6 +193,8 @@ def test_graph_follows_the_architecture(dec):
         assert g.bwd_index(f"a{L - 1}.h{h}.k") == g.bwd_index(f"a{L - 1}.h{h - h % rep}.k")
         assert g.kv_head(h) == C._kv_head(model, h) == h // rep
     assert Graph.from_dict(g.to_dict()).n_edges == g.n_edges
+    from_cfg = Graph.from_config(_decoder_config(family))  # without building the model
+    assert (from_cfg.n_kv_heads, from_cfg.parallel, from_cfg.n_edges) == (G, parallel, g.n_edges)
 
 
 # ------------------------------------------------------------------------------ the engine
