@@ -390,6 +390,15 @@ def test_pruning_never_changes_the_metric(dec):
     assert any(int(p.sum()) < int(m.sum()) for p, m in zip(pruned, masks))
     torch.testing.assert_close(evaluate_graph(model, g, ds, masks),
                                evaluate_graph(model, g, ds, pruned), atol=ATOL, rtol=0)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tutorial_utils.circuits import draw_circuit
+
+    fig = draw_circuit(g, pruned[-1], backend="matplotlib")  # GQA k/v edges drawn to their heads
+    plt.close(fig)
 
 
 def test_patching_whole_residual_gives_the_other_run(dec):
