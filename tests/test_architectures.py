@@ -333,10 +333,11 @@ def test_patching_sweeps_match_transformer_lens(dec):
               (tlp.get_act_patch_mlp_out, "mlp_out", ("layer", "pos")),
               (tlp.get_act_patch_attn_head_out_all_pos, "z", ("layer", "head")),
               (tlp.get_act_patch_attn_head_q_all_pos, "q", ("layer", "head")),
-              (tlp.get_act_patch_attn_head_pattern_all_pos, "pattern", ("layer", "head"))]
-    if SHAPE[family][1] == SHAPE[family][0]:  # TL's k/v sweeps index n_heads k/v heads
-        sweeps += [(tlp.get_act_patch_attn_head_k_all_pos, "k", ("layer", "head")),
-                   (tlp.get_act_patch_attn_head_v_all_pos, "v", ("layer", "head"))]
+              (tlp.get_act_patch_attn_head_pattern_all_pos, "pattern", ("layer", "head")),
+              # under GQA, TL's k/v sweeps run over the key/value heads, as ours do
+              (tlp.get_act_patch_attn_head_k_all_pos, "k", ("layer", "head")),
+              (tlp.get_act_patch_attn_head_v_all_pos, "v", ("layer", "head")),
+              (tlp.get_act_patch_attn_head_v_by_pos, "v", ("layer", "pos", "head"))]
     for tl_fn, site, by in sweeps:
         ours = P.patching_sweep(model, ds, site, by, direction="denoise", progress=False)
         with torch.no_grad():
@@ -347,8 +348,7 @@ def test_patching_sweeps_match_transformer_lens(dec):
 
 def test_key_value_sweeps_index_key_value_heads(dec):
     """Under GQA the ``head`` axis of a ``k``/``v`` sweep runs over the key/value heads, each
-    patched as a hand-written hook on ``hook_k``/``hook_v`` would (TransformerLens's own k/v
-    sweeps index ``n_heads`` heads and cannot run there)."""
+    patched as a hand-written hook on ``hook_k``/``hook_v`` would."""
     family, model, ds = dec
     H, G, _ = SHAPE[family]
     for site in ("k", "v"):
