@@ -679,12 +679,9 @@ def test_device_map_and_n_devices_reach_the_bridge(monkeypatch, tmp_path):
         models.load_model(str(tmp_path), n_devices=0, verbose=False)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known, not fixed here: on BERT-family bridges hook_embed is the embedding LayerNorm's "
-    "output (word + position + type embeddings, normalised), so input attribution replaces it "
-    "with the raw word embeddings and attributes a different function from the model; fixing "
-    "it (replace 'embed.hook_out' instead) changes notebook 02's saved encoder numbers"))
 def test_encoder_input_attribution_runs_the_real_model(enc):
+    """On BERT-family bridges hook_embed is the embedding LayerNorm's output; input attribution
+    must replace the word embedding (embed.hook_out) so that the model it runs is the real one."""
     from tutorial_utils.input_attribution import run_from_embeddings, token_embeddings
 
     family, model, toks = enc

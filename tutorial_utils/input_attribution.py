@@ -60,7 +60,7 @@ METHODS = ("saliency", "grad_x_input", "integrated_gradients", "occlusion")
 
 __all__ = [
     "TargetFn", "METHODS", "IG_RULES", "logit_target", "prob_target", "contrastive_target",
-    "metric_target", "token_embeddings", "baseline_embeddings", "run_from_embeddings",
+    "metric_target", "token_embeddings", "baseline_embeddings", "embed_hook", "run_from_embeddings",
     "target_values", "embedding_gradients", "saliency", "gradient_x_input",
     "ig_alphas_and_weights", "integrated_gradients", "ig_completeness", "IGCompleteness",
     "occlusion", "attribute", "spearman", "method_agreement", "randomized_weights",
@@ -195,9 +195,19 @@ def _mean_token_embedding(model: Any, chunk: int = 4096) -> Tensor:
     return (total / V).to(model.W_E.dtype)
 
 
+def embed_hook(model: Any) -> str:
+    """The hook whose output is the token embedding ``W_E[tokens]`` alone. On a decoder that is
+    ``hook_embed``; on a BERT-family bridge ``hook_embed`` is the embedding LayerNorm's output
+    (word + position + type embeddings, normalised), so the word embedding is read at
+    ``embed.hook_out`` instead (replacing ``hook_embed`` there would skip the position
+    embeddings and the LayerNorm, attributing another function than the model's)."""
+    return "embed.hook_out" if _is_encoder(model) else EMBED_HOOK
+
+
 def run_from_embeddings(model: Any, tokens: Tensor, embeds: Tensor,
                         target_hook: str | None = None) -> Tensor:
-    """Run ``model`` on ``tokens`` with the output of ``hook_embed`` replaced by ``embeds``.
+    """Run ``model`` on ``tokens`` with the token embeddings (:func:`embed_hook`) replaced by
+    ``embeds``.
 
     ``embeds`` is ``[B, T, d_model]`` (gradients flow back to it). Returns the logits
     ``[B, T, V]``, or the activation at ``target_hook`` when given.
@@ -209,7 +219,7 @@ def run_from_embeddings(model: Any, tokens: Tensor, embeds: Tensor,
     def replace(act: Tensor, hook: Any) -> Tensor:
         return embeds.to(act.dtype)
 
-    hooks = [(EMBED_HOOK, replace)]
+    hooks = [(embed_hook(model), replace)]
     captured: dict[str, Tensor] = {}
     if target_hook is not None:
         def grab(act: Tensor, hook: Any) -> Tensor:
