@@ -36,10 +36,11 @@
 # **Models.** Both architectures: an encoder (post-LN) and a decoder (pre-LN). The saved outputs come
 # from the offline models that ship with the course: the encoder `tiny-bert-tasks`, a 4-layer,
 # 4-head BERT-architecture *masked* language model trained in this repository on the course corpus
-# (`data/models/tiny-bert-tasks/README.md`), and the decoder `load_model()`, the course's 4-layer
-# GPT-2-architecture model. Online, set `ENCODER = "bert-base-uncased"` and use
-# `load_model("gpt2")` below; `load_encoder("minilm-l6")` also works offline but has no trained
-# masked-LM head, so its `[MASK]` predictions mean nothing.
+# (`data/models/tiny-bert-tasks/README.md`), and the decoder `tiny-gpt2-tasks`, the course's
+# 4-layer GPT-2-architecture model; both run everywhere, Colab included. Online, set
+# `ENCODER = "bert-base-uncased"` below and the environment variable `TUTORIAL_MODEL=gpt2` (a
+# banner then reminds you that the text describes the shipped models); `load_encoder("minilm-l6")`
+# also works offline but has no trained masked-LM head, so its `[MASK]` predictions mean nothing.
 #
 # **Original weights.** `enable_compatibility_mode()` folds the value bias $b_V$ into the output
 # bias and centres $W_O$: the model's outputs do not change, but the per-token pieces the papers
@@ -73,7 +74,7 @@ from tutorial_utils import plotting
 from tutorial_utils.checks import report
 from tutorial_utils.context_mixing.evaluation import all_methods, evaluate_on_cue, sva_cue_examples
 from tutorial_utils.exercise_checks import nb02
-from tutorial_utils.models import load_encoder, load_model, seed_everything
+from tutorial_utils.models import load_course_model, load_encoder, seed_everything
 
 seed_everything(0)
 torch.set_grad_enabled(False)  # the attribution functions switch gradients on where they need them
@@ -82,7 +83,7 @@ torch.set_grad_enabled(False)  # the attribution functions switch gradients on w
 # NBVAL_IGNORE_OUTPUT  (load messages and timings)
 ENCODER = "tiny-bert-tasks"  # online: "bert-base-uncased"
 encoder = load_encoder(ENCODER)
-decoder = load_model()
+decoder = load_course_model("tiny-gpt2-tasks")
 
 # %%
 # NBVAL_CHECK_OUTPUT

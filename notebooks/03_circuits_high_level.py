@@ -30,10 +30,11 @@
 # - select, prune, draw and evaluate a circuit; read a faithfulness curve;
 # - compare an automatically found circuit with notebook 04's hand-found circuit and a node-level view.
 #
-# **Model and tasks.** `load_model()` takes GPT-2 small when the Hugging Face hub answers (e.g. on
-# Colab) and otherwise the course's offline model `tiny-gpt2-tasks` (4 layers x 4 heads, trained in
-# this repository). The saved outputs come from the offline model, on Greater-Than (Hanna et al.
-# 2023) and subject-verb agreement. Everything here also runs on GPT-2 small, where exact edge
+# **Model and tasks.** This notebook runs the course's shipped offline model `tiny-gpt2-tasks`
+# (4 layers x 4 heads, trained in this repository) everywhere, Colab included; the saved outputs
+# come from it, on Greater-Than (Hanna et al. 2023) and subject-verb agreement. To run it on GPT-2 small instead (online only), set the
+# environment variable `TUTORIAL_MODEL=gpt2` before starting: a banner then reminds you that
+# the text describes the shipped model. Everything here also runs on GPT-2 small, where exact edge
 # patching (32,491 edges) becomes the slow part: set `RUN_EXACT = False` there.
 #
 # References: Syed, Rager & Conmy (2023) *Attribution Patching Outperforms Automated Circuit
@@ -71,7 +72,7 @@ from tutorial_utils.circuits import (Graph, draw_circuit, eap_ig_scores, eap_sco
                                      rank_correlation, top_n)
 from tutorial_utils.exercise_checks import nb03
 from tutorial_utils.faithfulness import normalized_faithfulness
-from tutorial_utils.models import load_model, seed_everything
+from tutorial_utils.models import load_course_model, seed_everything
 from tutorial_utils.tasks import make_greater_than, make_sva
 
 seed_everything(0)
@@ -79,7 +80,7 @@ torch.set_grad_enabled(False)  # the attribution functions turn gradients on whe
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-model = load_model(hooks=True)  # per-head results and split q/k/v inputs: the graph needs them
+model = load_course_model("tiny-gpt2-tasks", hooks=True)  # per-head results and split q/k/v inputs: the graph needs them
 cfg = model.cfg
 RUN_EXACT = cfg.n_layers * cfg.n_heads <= 64  # exact edge patching only on small models
 N_EXAMPLES = 24

@@ -71,7 +71,7 @@ from tutorial_utils.checks import report
 from tutorial_utils.exercise_checks import nb05
 from tutorial_utils.faithfulness import circuit_faithfulness, completeness_check, minimality_scores
 from tutorial_utils.induction import induction_scores
-from tutorial_utils.models import load_model, seed_everything
+from tutorial_utils.models import load_course_model, load_model, seed_everything
 from tutorial_utils.plotting import attention_heatmap, bar, heatmap
 from tutorial_utils.tasks import make_ioi
 from tutorial_utils.tasks.ioi import valid_names
@@ -81,7 +81,7 @@ _ = torch.set_grad_enabled(False)  # every intervention here is forward-only
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-model = load_model("tiny-attn-tasks", hooks=True)  # hooks=True: per-head outputs and q/k/v inputs
+model = load_course_model("tiny-attn-tasks", hooks=True)  # hooks=True: per-head outputs and q/k/v inputs
 cfg = model.cfg
 print(f"{cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}, d_head {cfg.d_head}")
 GRID = dict(xlabel="head", ylabel="layer", xticklabels=[str(h) for h in range(cfg.n_heads)],

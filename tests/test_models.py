@@ -110,3 +110,26 @@ def test_encoder_loads_offline_and_tasks_refuse_it(no_env):
     assert models.is_encoder(enc) and enc.cfg.n_layers == 6
     with pytest.raises(ValueError, match="needs a causal decoder"):
         make_sva(enc, n=2)
+
+
+def test_course_model_is_the_shipped_one_unless_asked_otherwise(monkeypatch, capsys):
+    """Notebooks load the shipped model whatever the network; $TUTORIAL_MODEL=offline (CI) or
+    unset gives it silently; another explicit model runs with a banner."""
+    from tutorial_utils import models
+
+    calls = []
+    monkeypatch.setattr(models, "load_model", lambda name, **kw: calls.append(name) or name)
+    monkeypatch.setattr(models, "hub_reachable", lambda *a, **k: True)  # online: still shipped
+    for value in (None, "offline", "tiny-gpt2-tasks"):
+        if value is None:
+            monkeypatch.delenv(models.MODEL_ENV, raising=False)
+        else:
+            monkeypatch.setenv(models.MODEL_ENV, value)
+        assert models.load_course_model("tiny-gpt2-tasks") == "tiny-gpt2-tasks"
+        assert "NOTE" not in capsys.readouterr().out
+    monkeypatch.setenv(models.MODEL_ENV, "gpt2")
+    assert models.load_course_model("tiny-gpt2-tasks") == "gpt2"
+    out = capsys.readouterr().out
+    assert "running on 'gpt2'" in out and "tiny-gpt2-tasks" in out
+    with pytest.raises(ValueError, match="offline decoder"):
+        models.load_course_model("gpt2")

@@ -320,6 +320,37 @@ def _load(name: str | None, kind: str, device: Any, hooks: bool | dict[str, bool
     return bridge
 
 
+def load_course_model(shipped: str, kind: str = "decoder", hooks: bool | dict[str, bool] = False,
+                      device: str | torch.device | None = None, verbose: bool = True) -> Any:
+    """The model a notebook dissects: the shipped offline model ``shipped`` everywhere (CI, a
+    laptop, Colab), whatever the network, so that the saved outputs, the prose and the exercise
+    checks describe what the student's run shows.
+
+    Another model runs only when asked for explicitly, by ``$TUTORIAL_MODEL`` (decoder) /
+    ``$TUTORIAL_ENCODER`` (encoder) set to anything but ``offline`` (e.g. ``gpt2``); then a
+    banner says which model runs and that the text describes ``shipped``. (``load_model()``
+    without a name keeps its online-first choice for researchers; notebooks do not use it.)
+    """
+    from .validation import TutorialError
+
+    if kind not in ("decoder", "encoder"):
+        raise TutorialError(f"kind must be 'decoder' or 'encoder', got {kind!r}")
+    registry = DECODERS if kind == "decoder" else ENCODERS
+    if shipped not in registry or registry[shipped].online:
+        raise TutorialError(f"shipped must name an offline {kind} of the course, got {shipped!r}: "
+                            f"use one of {[n for n, s in registry.items() if not s.online]}")
+    env = MODEL_ENV if kind == "decoder" else ENCODER_ENV
+    asked = os.environ.get(env, "").strip()
+    name = shipped if asked in ("", "offline", shipped) else asked
+    loader = load_model if kind == "decoder" else load_encoder
+    model = loader(name, device=device, hooks=hooks, verbose=verbose)
+    if name != shipped:
+        print(f"NOTE: running on {name!r} (from ${env}). The text, the saved outputs and the "
+              f"exercise targets of this notebook describe the shipped model {shipped!r}: "
+              f"expect other numbers and other heads.")
+    return model
+
+
 def load_model(name: str | None = None, device: str | torch.device | None = None,
                hooks: bool | dict[str, bool] = False, verbose: bool = True, *,
                device_map: Any = None, n_devices: int | None = None,
