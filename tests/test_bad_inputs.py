@@ -186,3 +186,23 @@ def test_more_mistakes(hooked_model, gt):
         Graph(0, 4)
     with pytest.raises(TutorialError, match="not a saved circuit"):
         Graph.from_dict(json.loads('{"n_layers": 2}'))
+
+
+def test_encoder_edge_methods_refuse_clearly():
+    """TransformerLens has no per-head outputs for BERT-family encoders: hooks=True and the
+    edge methods say so (instead of a NotImplementedError from inside the bridge, or advice to
+    load with hooks=True, which cannot work)."""
+    from tutorial_utils.circuits.edge_attribution import eap_scores
+    from tutorial_utils.graph import Graph
+    from tutorial_utils.models import load_encoder
+    from tutorial_utils.tasks.base import TaskDataset
+    from tutorial_utils.validation import TutorialError
+
+    with pytest.raises(TutorialError, match="per-head attention outputs"):
+        load_encoder("tiny-bert-tasks", hooks=True, verbose=False)
+    enc = load_encoder("tiny-bert-tasks", verbose=False)
+    toks = enc.to_tokens("The keys on the cabinet [MASK] old")
+    corr = enc.to_tokens("The key on the cabinet [MASK] old")
+    data = TaskDataset.from_tokens(toks, corr, lambda logits, ds: logits[:, 5, 10].reshape(-1))
+    with pytest.raises(TutorialError, match="decoders only"):
+        eap_scores(enc, Graph.from_model(enc), data)

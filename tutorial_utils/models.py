@@ -267,12 +267,23 @@ def _boot(source: str, device: torch.device | None, hooks: bool | dict[str, bool
             hf_logging.enable_progress_bar()
     bridge.enable_compatibility_mode(disable_warnings=True)
     bridge.eval()
-    if opts.get("attn_result"):
-        bridge.set_use_attn_result(True)
-    if opts.get("split_qkv_input"):
-        bridge.set_use_split_qkv_input(True)
-    if opts.get("hook_mlp_in"):
-        bridge.set_use_hook_mlp_in(True)
+    try:
+        if opts.get("attn_result"):
+            bridge.set_use_attn_result(True)
+        if opts.get("split_qkv_input"):
+            bridge.set_use_split_qkv_input(True)
+        if opts.get("hook_mlp_in"):
+            bridge.set_use_hook_mlp_in(True)
+    except NotImplementedError as exc:
+        from .validation import TutorialError
+
+        raise TutorialError(
+            f"hooks=True: TransformerLens cannot give this model "
+            f"({getattr(bridge.cfg, 'architecture', None) or source}) "
+            f"per-head attention outputs or split q/k/v inputs ({exc}). The edge-level methods "
+            f"(graph, edge/path patching, EAP, circuits) need them; load it without hooks=True "
+            f"for activation patching (patching.patch_heads on hook_z), the logit lens, input "
+            f"attribution, probing and context mixing") from None
     return bridge
 
 

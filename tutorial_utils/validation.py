@@ -60,6 +60,15 @@ def check_hook_names(model: Any, names: Iterable[str]) -> None:
             raise TutorialError(f"model has no hook {name!r}{extra}; close matches: {close}")
         for suffix, flag in _GATED:
             if name.endswith(suffix) and cfg is not None and not getattr(cfg, flag, True):
+                from .models import is_encoder
+
+                if is_encoder(model):
+                    raise TutorialError(
+                        f"model: hook {name!r} is switched off and cannot be switched on for this "
+                        "encoder (TransformerLens has no per-head attention outputs for "
+                        "BERT-family models): the edge-level methods (graph, edge/path patching, "
+                        "EAP, circuits) run on decoders only; use activation patching on hook_z "
+                        "(patching.patch_heads) for an encoder")
                 raise TutorialError(
                     f"model: hook {name!r} is switched off ({flag} is False); load the model "
                     "with load_model(..., hooks=True), which turns on per-head results, split "
