@@ -250,9 +250,9 @@ def ref_value_zeroing(hf, out):
 
 
 # --- tests -------------------------------------------------------------------------------------
-def _close(got, want, what):
+def _close(got, want, what, atol=ATOL):
     diff = (got - want).abs().max().item()
-    assert diff <= ATOL, f"{what}: max |project - reference| = {diff:.2e}"
+    assert diff <= atol, f"{what}: max |project - reference| = {diff:.2e}"
 
 
 def test_biases_are_nonzero_and_bridge_folded_them(random_bert, random_gpt2):
@@ -338,7 +338,9 @@ def test_decomposition_sums_to_hf_block_output(case):
     for l in range(len(pieces)):
         dec = cm.decompose_attention_block(bridge, toks[0], l)
         want = pieces[l]["h1"] if _is_bert(hf) else pieces[l]["resid_mid"]
-        _close(dec.per_source.sum(2)[0] + dec.bias[0], want, f"layer {l} pieces sum")
+        # a sum of T float32 pieces of hidden states of size ~10 (MiniLM): 1e-4, the package's
+        # reconstruction tolerance (measured 1.05e-5 with 2 threads, 0.0-1e-5 with 1)
+        _close(dec.per_source.sum(2)[0] + dec.bias[0], want, f"layer {l} pieces sum", atol=1e-4)
 
 
 
