@@ -136,7 +136,7 @@ print(f"max |x_L - (x_0 + sum of writers)| = {error:.1e}  ->  equal to 1e-4: {er
 # %% [markdown]
 # How much does each writer contribute at the last position? The norm of each term gives a first,
 # rough picture (a large norm is not the same as a large *effect* on the prediction: notebooks 03
-# and 04 measure effects).
+# to 05 measure effects).
 
 # %%
 pos = -1
@@ -233,7 +233,8 @@ plotting.attention_heatmap(rep_cache[f"blocks.{best_layer}.attn.hook_pattern"][0
 # %% [markdown]
 # Induction heads need two layers working together: an earlier head writes *"the token before me
 # was X"* into each position, and the induction head's query (*"I am X"*) matches that key. This is
-# **composition** across layers through the residual stream, the theme of notebooks 03 and 04.
+# **composition** across layers through the residual stream, the theme of notebooks 03 to 05
+# (notebook 04 shows this very composition with path patching).
 #
 # ## Summary
 # - The residual stream is a running sum: embeddings plus every attention and MLP output, exactly.

@@ -4,7 +4,7 @@ fails here), and the current recipe's tokenizer and corpus agree with the task d
 * ``tiny-attn-tasks`` (version 3, attention-only; the current recipe): card reproduced, targets,
   attention-only, and the composition evidence (IOI across layers, name movers, induction by
   K-composition) re-measured;
-* ``tiny-gpt2-tasks`` (version 2, with MLPs; notebooks 00-04): the canonical frames the notebooks
+* ``tiny-gpt2-tasks`` (version 2, with MLPs; notebooks 00-03 and 05): the canonical frames the notebooks
   use still work, and the bridge agrees with Hugging Face.
 """
 

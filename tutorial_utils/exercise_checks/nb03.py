@@ -1,104 +1,130 @@
-"""Checks for the exercises of ``notebooks/03_circuits_high_level.ipynb``."""
+"""Exercise checks for notebook 03 (low-level circuit finding).
+
+Each check compares the student's function with a reference on fresh inputs (or recomputes a
+number with the library) and returns a :class:`~tutorial_utils.grading.CheckResult`; the notebook
+prints it with :func:`~tutorial_utils.grading.report`.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
-from torch import Tensor
 
-from ..grading import CheckResult, check_value, compare_to_reference, report
+from ..grading import CheckResult, check_value, compare_to_reference
+from ..validation import TutorialError
 
-__all__ = ["check_circuit_metric", "check_edge_score", "check_interchange_input",
-           "check_smallest_circuit", "check_top_n_edges", "reference_edge_score",
-           "reference_interchange_input", "reference_smallest_circuit", "reference_top_n_edges"]
-
-
-def reference_edge_score(delta: Tensor, grad: Tensor) -> Tensor:
-    """EAP score of one edge: ``Σ_{b,t} Δ_s[b,t] · ∂M/∂in_r[b,t]`` for ``[B, T, D]`` inputs."""
-    return (delta * grad).sum()
+__all__ = ["check_add_to_head_input", "check_component_logits", "check_head_sweep",
+           "check_mean_ablate_head", "check_sva_faithfulness", "check_zero_ablate_head"]
 
 
-def check_edge_score(student_fn: Callable) -> CheckResult:
-    """``student_fn(delta [B,T,D], grad [B,T,D]) -> scalar`` on random tensors."""
-
-    def make_inputs(gen: torch.Generator):
-        B, T, D = (int(x) for x in torch.randint(2, 7, (3,), generator=gen))
-        return (torch.randn(B, T, D, generator=gen), torch.randn(B, T, D, generator=gen))
-
-    return report(compare_to_reference("edge_score", student_fn, reference_edge_score,
-                                       make_inputs, atol=1e-4))
+def _ref_zero_ablate_head(z: torch.Tensor, head: int) -> torch.Tensor:
+    out = z.clone()
+    out[:, :, head] = 0
+    return out
 
 
-def reference_top_n_edges(scores: Tensor, real_edges: Tensor, n: int) -> Tensor:
-    """BoolTensor like ``scores``: the ``n`` real edges of largest ``|score|``."""
-    key = scores.abs().masked_fill(~real_edges, float("-inf")).flatten()
-    mask = torch.zeros_like(key, dtype=torch.bool)
-    mask[key.topk(n).indices] = True
-    return mask.reshape(scores.shape)
+def _ref_mean_ablate_head(z: torch.Tensor, reference_z: torch.Tensor, head: int) -> torch.Tensor:
+    out = z.clone()
+    out[:, :, head] = reference_z[:, :, head].mean(0)
+    return out
 
 
-def check_top_n_edges(student_fn: Callable) -> CheckResult:
-    """``student_fn(scores [S,R], real_edges bool [S,R], n) -> bool [S,R]`` on random scores
-    (some non-edges carry large scores, which must be ignored)."""
-
-    def make_inputs(gen: torch.Generator):
-        S, R = (int(x) for x in torch.randint(4, 12, (2,), generator=gen))
-        real = torch.rand(S, R, generator=gen) < 0.6
-        real[0, 0] = True
-        scores = torch.randn(S, R, generator=gen) * 3
-        n = int(torch.randint(1, int(real.sum()) + 1, (1,), generator=gen))
-        return (scores, real, n)
-
-    return report(compare_to_reference("top_n_edges", student_fn, reference_top_n_edges,
-                                       make_inputs))
+def _ref_add_to_head_input(x: torch.Tensor, delta: torch.Tensor, head: int) -> torch.Tensor:
+    out = x.clone()
+    out[:, :, head] = out[:, :, head] + delta
+    return out
 
 
-def reference_interchange_input(current_input: Tensor, sender_diff: Tensor,
-                                in_circuit: Tensor) -> Tensor:
-    """Receiver input when only the edges ``in_circuit`` keep their value:
-    ``in + Σ_{s not in circuit} (out_s(corrupted) - out_s(current))``.
-
-    Shapes: current_input [B,T,D]; sender_diff [B,T,S,D] (corrupted - current);
-    in_circuit bool [S]."""
-    removed = (~in_circuit).to(sender_diff.dtype)
-    return current_input + torch.einsum("btsd,s->btd", sender_diff, removed)
+def _ref_component_logits(c: torch.Tensor, scale: torch.Tensor, W_U: torch.Tensor) -> torch.Tensor:
+    return ((c - c.mean(-1, keepdim=True)) / scale) @ W_U
 
 
-def check_interchange_input(student_fn: Callable) -> CheckResult:
-    """``student_fn(current_input, sender_diff, in_circuit) -> [B,T,D]`` on random tensors."""
-
-    def make_inputs(gen: torch.Generator):
-        B, T, S, D = (int(x) for x in torch.randint(2, 6, (4,), generator=gen))
-        return (torch.randn(B, T, D, generator=gen), torch.randn(B, T, S, D, generator=gen),
-                torch.rand(S, generator=gen) < 0.5)
-
-    return report(compare_to_reference("interchange_input", student_fn,
-                                       reference_interchange_input, make_inputs, atol=1e-5))
+def _head_inputs(g: torch.Generator) -> tuple:
+    H = int(torch.randint(2, 5, (1,), generator=g))
+    return (torch.randn(3, 5, H, 8, generator=g), int(torch.randint(0, H, (1,), generator=g)))
 
 
-def check_circuit_metric(value: float, expected: float) -> CheckResult:
-    """The student's evaluated circuit metric against the library's evaluation."""
-    return report(check_value("circuit_metric", value, expected, atol=1e-4, rtol=1e-3))
+def check_zero_ablate_head(fn: Callable) -> CheckResult:
+    """``fn(z [B, T, H, d_head], head) -> z`` with head ``head`` set to 0, input unchanged."""
+    def make(g):
+        return _head_inputs(g)
+
+    def student(z, head):
+        before = z.clone()
+        out = fn(z, head)
+        if not torch.equal(z, before):
+            raise TutorialError("the input was modified in place: clone it first")
+        return out
+
+    return compare_to_reference("zero_ablate_head", student, _ref_zero_ablate_head, make)
 
 
-def reference_smallest_circuit(n_edges: Tensor, faithfulness: Tensor, target: float) -> int | None:
-    """Fewest edges among the measured points whose faithfulness reaches ``target`` (None if
-    none does)."""
-    ok = faithfulness >= target
-    return int(n_edges[ok].min()) if bool(ok.any()) else None
+def check_mean_ablate_head(fn: Callable) -> CheckResult:
+    """``fn(z, reference_z, head)``: head ``head`` replaced by its mean over the reference batch
+    (per position)."""
+    def make(g):
+        z, head = _head_inputs(g)
+        ref = torch.randn(7, *z.shape[1:], generator=g)
+        return (z, ref, head)
+
+    return compare_to_reference("mean_ablate_head", fn, _ref_mean_ablate_head, make)
 
 
-def check_smallest_circuit(student_fn: Callable) -> CheckResult:
-    """``student_fn(n_edges [P], faithfulness [P], target) -> int | None`` on random curves
-    (not necessarily monotone, not necessarily sorted, sometimes never reaching the target)."""
+def check_add_to_head_input(fn: Callable) -> CheckResult:
+    """``fn(x [B, T, H, d_model], delta [B, T, d_model], head)``: delta added to one head's input."""
+    def make(g):
+        H = int(torch.randint(2, 5, (1,), generator=g))
+        x = torch.randn(2, 4, H, 6, generator=g)
+        return (x, torch.randn(2, 4, 6, generator=g), int(torch.randint(0, H, (1,), generator=g)))
 
-    def make_inputs(gen: torch.Generator):
-        P = int(torch.randint(3, 12, (1,), generator=gen))
-        n = torch.randperm(200, generator=gen)[:P] + 1
-        faith = torch.rand(P, generator=gen) * 1.1
-        target = float(torch.rand(1, generator=gen)) * 1.2
-        return (n, faith, target)
+    return compare_to_reference("add_to_head_input", fn, _ref_add_to_head_input, make)
 
-    return report(compare_to_reference("smallest_circuit", student_fn, reference_smallest_circuit,
-                                       make_inputs, n_trials=6))
+
+def check_component_logits(fn: Callable) -> CheckResult:
+    """``fn(c [B, d], scale [B, 1], W_U [d, V])``: the component read through the frozen final
+    LayerNorm scale and the unembedding."""
+    def make(g):
+        return (torch.randn(3, 8, generator=g), torch.rand(3, 1, generator=g) + 0.5,
+                torch.randn(8, 11, generator=g))
+
+    return compare_to_reference("component_logits", fn, _ref_component_logits, make)
+
+
+def check_head_sweep(fn: Callable, model: Any, dataset: Any, layer: int) -> CheckResult:
+    """``fn(model, dataset, layer) -> [n_heads]``: the metric with each head of ``layer`` patched
+    (all positions) from the corrupted run into the clean run."""
+    from ..patching import patching_sweep
+
+    try:
+        got = fn(model, dataset, layer)
+    except NotImplementedError:
+        return check_value("patch_heads_of_layer", ..., None)
+    except Exception as error:  # noqa: BLE001
+        return CheckResult("patch_heads_of_layer", False, f"your function raised {error!r}")
+    ref = patching_sweep(model, dataset, "z", ("layer", "head"), progress=False).values[layer]
+    got = torch.as_tensor(got).detach().float().cpu()
+    return check_value("patch_heads_of_layer", got, ref, atol=1e-4)
+
+
+def check_sva_faithfulness(model: Any, dataset: Any, circuit: Any, faithfulness: Any
+                           ) -> CheckResult:
+    """The student's circuit must be a non-empty node set and the faithfulness they report must
+    be the one the library measures for it (resample ablation)."""
+    from ..faithfulness import circuit_faithfulness
+
+    name = "sva_faithfulness"
+    if circuit is Ellipsis or faithfulness is Ellipsis:
+        return check_value(name, ..., None)
+    try:
+        circuit = list(circuit)
+        if not circuit:
+            return CheckResult(name, False, "the circuit is empty: list some nodes")
+        ref = circuit_faithfulness(model, dataset, circuit)
+    except Exception as error:  # noqa: BLE001
+        return CheckResult(name, False, f"could not evaluate your circuit: {error}")
+    res = check_value(name, float(faithfulness), ref.faithfulness, atol=1e-3)
+    if res.passed:
+        res.message = (f"faithfulness {ref.faithfulness:.3f} of your {len(circuit)}-node circuit "
+                       "matches the library's")
+    return res

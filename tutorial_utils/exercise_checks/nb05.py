@@ -1,154 +1,104 @@
-"""Exercise checks for notebook 05 (composition: induction and IOI).
-
-Each check runs the student's function on synthetic cases whose answer is known (and on random
-inputs against a reference), and says *why* a wrong answer is wrong where a common mistake
-can be recognised.
-"""
+"""Checks for the exercises of ``notebooks/05_circuits_high_level.ipynb``."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import torch
+from torch import Tensor
 
-from ..checks import CheckResult, check_value, compare_to_reference
-from ..composition import copying_fraction
+from ..grading import CheckResult, check_value, compare_to_reference, report
 
-__all__ = ["check_k_composition", "check_copying_score", "check_patch_key_input",
-           "check_faithfulness", "check_receivers_above"]
-
-
-def _ref_k_composition(W_QK: torch.Tensor, W_OV: torch.Tensor) -> torch.Tensor:
-    return (W_QK @ W_OV.T).norm() / (W_QK.norm() * W_OV.norm())
+__all__ = ["check_circuit_metric", "check_edge_score", "check_interchange_input",
+           "check_smallest_circuit", "check_top_n_edges", "reference_edge_score",
+           "reference_interchange_input", "reference_smallest_circuit", "reference_top_n_edges"]
 
 
-def check_k_composition(fn: Callable) -> CheckResult:
-    """``fn(W_QK_later [d, d], W_OV_earlier [d, d]) -> scalar``: Elhage et al.'s K-composition."""
-    name = "k_composition"
-    d = 8
-    g = torch.Generator().manual_seed(0)
-    basis = torch.linalg.qr(torch.randn(d, d, generator=g))[0]
-    a, b = basis[:, :4], basis[:, 4:]
-    # keys read only the span of b, the earlier head writes only into the span of a: no composition
-    qk = torch.randn(d, 4, generator=g) @ b.T
-    ov = torch.randn(d, 4, generator=g) @ a.T
-    try:
-        zero = float(fn(qk, ov))
-        aligned = float(fn(qk, torch.randn(d, 4, generator=g) @ b.T))
-    except Exception as e:  # noqa: BLE001
-        return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
-    if abs(zero) > 1e-5:
-        q_comp = float((ov @ qk).norm() / (ov.norm() * qk.norm()))
-        hint = (" That is the Q-composition formula: the key side reads the earlier head's "
-                "*output*, so multiply W_QK by W_OV transposed." if abs(zero - q_comp) < 1e-4 else
-                " Check which side of W_QK the earlier head's output enters.")
-        return CheckResult(name, False, f"a head that writes only where the keys never read must "
-                                        f"score 0, got {zero:.4f}.{hint}")
-    if not 0 < aligned <= 1 + 1e-6:
-        return CheckResult(name, False, f"a normalised score lies in (0, 1] when the spaces "
-                                        f"overlap, got {aligned:.4f}: divide by both norms")
-    return compare_to_reference(name, fn, _ref_k_composition,
-                                lambda g: (torch.randn(6, 6, generator=g),
-                                           torch.randn(6, 6, generator=g)))
+def reference_edge_score(delta: Tensor, grad: Tensor) -> Tensor:
+    """EAP score of one edge: ``Σ_{b,t} Δ_s[b,t] · ∂M/∂in_r[b,t]`` for ``[B, T, D]`` inputs."""
+    return (delta * grad).sum()
 
 
-def check_copying_score(fn: Callable) -> CheckResult:
-    """``fn(emb [n, d], W_OV [d, d], W_U [d, V], ids [n]) -> float``."""
-    name = "copying_score"
-    d, n = 16, 10
-    g = torch.Generator().manual_seed(1)
-    E = torch.linalg.qr(torch.randn(d, d, generator=g))[0][:n]
-    W_U = torch.cat([torch.zeros(d, 3), E.T], dim=1)  # tokens 3..12 are the rows of E
-    ids = torch.arange(3, 3 + n)
-    try:
-        ident = float(fn(E, torch.eye(d), W_U, ids))
-        neg = float(fn(E, -torch.eye(d), W_U, ids))
-    except Exception as e:  # noqa: BLE001
-        return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
-    if abs(ident - 1.0) > 1e-6:
-        hint = (" Did you compare the argmax with 0..n-1 instead of the tokens' ids?"
-                if abs(ident) < 1e-6 else "")
-        return CheckResult(name, False, f"an identity OV circuit copies every token, so the score "
-                                        f"must be 1.0; got {ident:.3f}.{hint}")
-    if neg > 1e-6:
-        return CheckResult(name, False, f"OV = -identity pushes each token *down*; it must score "
-                                        f"0, got {neg:.3f}")
-    return compare_to_reference(
-        name, fn, copying_fraction,
-        lambda g: (torch.randn(12, 8, generator=g), torch.randn(8, 8, generator=g),
-                   torch.randn(8, 30, generator=g), torch.randint(0, 30, (12,), generator=g)))
+def check_edge_score(student_fn: Callable) -> CheckResult:
+    """``student_fn(delta [B,T,D], grad [B,T,D]) -> scalar`` on random tensors."""
+
+    def make_inputs(gen: torch.Generator):
+        B, T, D = (int(x) for x in torch.randint(2, 7, (3,), generator=gen))
+        return (torch.randn(B, T, D, generator=gen), torch.randn(B, T, D, generator=gen))
+
+    return report(compare_to_reference("edge_score", student_fn, reference_edge_score,
+                                       make_inputs, atol=1e-4))
 
 
-def _ref_patch_key_input(k_input: torch.Tensor, out_current: torch.Tensor,
-                         out_source: torch.Tensor, head: int) -> torch.Tensor:
-    new = k_input.clone()
-    new[:, :, head] = new[:, :, head] + (out_source - out_current)
-    return new
+def reference_top_n_edges(scores: Tensor, real_edges: Tensor, n: int) -> Tensor:
+    """BoolTensor like ``scores``: the ``n`` real edges of largest ``|score|``."""
+    key = scores.abs().masked_fill(~real_edges, float("-inf")).flatten()
+    mask = torch.zeros_like(key, dtype=torch.bool)
+    mask[key.topk(n).indices] = True
+    return mask.reshape(scores.shape)
 
 
-def check_patch_key_input(fn: Callable) -> CheckResult:
-    """``fn(k_input [B, T, H, d], out_current [B, T, d], out_source [B, T, d], head)``: one
-    receiving head's key input with the sender's current output swapped for its source output."""
-    name = "patch_key_input"
-    g = torch.Generator().manual_seed(2)
-    k = torch.randn(2, 5, 3, 4, generator=g)
-    cur, src = torch.randn(2, 5, 4, generator=g), torch.randn(2, 5, 4, generator=g)
-    try:
-        before = k.clone()
-        out = fn(k, cur, src, 1)
-    except Exception as e:  # noqa: BLE001
-        return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
-    if not torch.equal(k, before):
-        return CheckResult(name, False, "the input was modified in place: clone it first (the "
-                                        "hook's tensor is shared with the rest of the forward)")
-    if not isinstance(out, torch.Tensor) or out.shape != k.shape:
-        return CheckResult(name, False, f"return a tensor of the input's shape {tuple(k.shape)}")
-    if not torch.allclose(out[:, :, [0, 2]], k[:, :, [0, 2]]):
-        return CheckResult(name, False, "only the receiving head's key input may change; the "
-                                        "other heads must keep reading the clean stream")
-    if torch.allclose(out[:, :, 1], k[:, :, 1] + (cur - src), atol=1e-6):
-        return CheckResult(name, False, "sign error: the patched input is input - current + "
-                                        "source (you added current - source)")
-    if torch.allclose(out[:, :, 1], src, atol=1e-6):
-        return CheckResult(name, False, "you replaced the whole input by the sender's output; the "
-                                        "input is a *sum* of every sender's output, so swap only "
-                                        "this sender's term")
-    return compare_to_reference(name, fn, _ref_patch_key_input,
-                                lambda g: (torch.randn(3, 4, 2, 5, generator=g),
-                                           torch.randn(3, 4, 5, generator=g),
-                                           torch.randn(3, 4, 5, generator=g),
-                                           int(torch.randint(0, 2, (1,), generator=g))))
+def check_top_n_edges(student_fn: Callable) -> CheckResult:
+    """``student_fn(scores [S,R], real_edges bool [S,R], n) -> bool [S,R]`` on random scores
+    (some non-edges carry large scores, which must be ignored)."""
+
+    def make_inputs(gen: torch.Generator):
+        S, R = (int(x) for x in torch.randint(4, 12, (2,), generator=gen))
+        real = torch.rand(S, R, generator=gen) < 0.6
+        real[0, 0] = True
+        scores = torch.randn(S, R, generator=gen) * 3
+        n = int(torch.randint(1, int(real.sum()) + 1, (1,), generator=gen))
+        return (scores, real, n)
+
+    return report(compare_to_reference("top_n_edges", student_fn, reference_top_n_edges,
+                                       make_inputs))
 
 
-def check_faithfulness(fn: Callable, m_circuit: float, m_full: float, m_corrupted: float,
-                       library_value: float) -> CheckResult:
-    """``fn(m_circuit, m_full, m_corrupted) -> float``; also compared with the library's value
-    for the circuit the notebook found."""
-    name = "faithfulness"
-    try:
-        perfect = float(fn(3.0, 3.0, 1.0))
-        empty = float(fn(1.0, 3.0, 1.0))
-        got = float(fn(m_circuit, m_full, m_corrupted))
-    except Exception as e:  # noqa: BLE001
-        return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
-    if abs(perfect - 1) > 1e-6 or abs(empty) > 1e-6:
-        return CheckResult(name, False, f"a circuit that scores like the full model must give 1 "
-                                        f"and one that scores like the corrupted run 0; got "
-                                        f"{perfect:.3f} and {empty:.3f}: normalise by "
-                                        f"(full - corrupted) after subtracting the corrupted score")
-    return check_value(name, got, library_value, atol=1e-4)
+def reference_interchange_input(current_input: Tensor, sender_diff: Tensor,
+                                in_circuit: Tensor) -> Tensor:
+    """Receiver input when only the edges ``in_circuit`` keep their value:
+    ``in + Σ_{s not in circuit} (out_s(corrupted) - out_s(current))``.
+
+    Shapes: current_input [B,T,D]; sender_diff [B,T,S,D] (corrupted - current);
+    in_circuit bool [S]."""
+    removed = (~in_circuit).to(sender_diff.dtype)
+    return current_input + torch.einsum("btsd,s->btd", sender_diff, removed)
 
 
-def check_receivers_above(fn: Callable, scores: dict[str, float], threshold: float,
-                          expected: list[str]) -> CheckResult:
-    """``fn(scores {head: effect}, threshold) -> sorted list`` of heads with |effect| >= threshold."""
-    name = "receivers_above"
-    try:
-        got = fn(dict(scores), threshold)
-        neg = fn({"a0.h0": -0.5, "a0.h1": 0.01}, 0.1)
-    except Exception as e:  # noqa: BLE001
-        return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
-    if list(neg) != ["a0.h0"]:
-        return CheckResult(name, False, "a head whose patching moves the metric by -0.5 matters as "
-                                        "much as one at +0.5: compare the absolute effect")
-    return check_value(name, sorted(got), sorted(expected))
+def check_interchange_input(student_fn: Callable) -> CheckResult:
+    """``student_fn(current_input, sender_diff, in_circuit) -> [B,T,D]`` on random tensors."""
+
+    def make_inputs(gen: torch.Generator):
+        B, T, S, D = (int(x) for x in torch.randint(2, 6, (4,), generator=gen))
+        return (torch.randn(B, T, D, generator=gen), torch.randn(B, T, S, D, generator=gen),
+                torch.rand(S, generator=gen) < 0.5)
+
+    return report(compare_to_reference("interchange_input", student_fn,
+                                       reference_interchange_input, make_inputs, atol=1e-5))
+
+
+def check_circuit_metric(value: float, expected: float) -> CheckResult:
+    """The student's evaluated circuit metric against the library's evaluation."""
+    return report(check_value("circuit_metric", value, expected, atol=1e-4, rtol=1e-3))
+
+
+def reference_smallest_circuit(n_edges: Tensor, faithfulness: Tensor, target: float) -> int | None:
+    """Fewest edges among the measured points whose faithfulness reaches ``target`` (None if
+    none does)."""
+    ok = faithfulness >= target
+    return int(n_edges[ok].min()) if bool(ok.any()) else None
+
+
+def check_smallest_circuit(student_fn: Callable) -> CheckResult:
+    """``student_fn(n_edges [P], faithfulness [P], target) -> int | None`` on random curves
+    (not necessarily monotone, not necessarily sorted, sometimes never reaching the target)."""
+
+    def make_inputs(gen: torch.Generator):
+        P = int(torch.randint(3, 12, (1,), generator=gen))
+        n = torch.randperm(200, generator=gen)[:P] + 1
+        faith = torch.rand(P, generator=gen) * 1.1
+        target = float(torch.rand(1, generator=gen)) * 1.2
+        return (n, faith, target)
+
+    return report(compare_to_reference("smallest_circuit", student_fn, reference_smallest_circuit,
+                                       make_inputs, n_trials=6))

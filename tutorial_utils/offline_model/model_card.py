@@ -116,7 +116,7 @@ def render_card(record: dict, name: str) -> str:
 
 This model exists so that the course runs offline, in CI and on a student's laptop, on a model
 that really performs the tasks the notebooks dissect, with circuits whose heads *compose* across
-layers (the composition notebook, 05, dissects it). It is **not** GPT-2: it was trained from
+layers (the composition notebook, 04, dissects it). It is **not** GPT-2: it was trained from
 scratch in this repository on a synthetic corpus, and the circuits it learned are its own (the
 notebooks say where they differ from the published GPT-2 circuits). Load it with
 `tutorial_utils.models.load_model("{name}")`.

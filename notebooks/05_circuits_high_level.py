@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 03 · Circuits, high level: the computational graph, EAP, EAP-IG and faithfulness
+# # 05 · Circuits, high level: the computational graph, EAP, EAP-IG and faithfulness
 #
 # **Estimated time: 30 minutes.** Automated circuit discovery at the level of *edges*: which
 # connections between components carry a task? We score every edge at once with attribution
@@ -28,7 +28,7 @@
 #   integrated-gradients fix;
 # - judge the approximations against exact edge patching (scatter, rank correlation);
 # - select, prune, draw and evaluate a circuit; read a faithfulness curve;
-# - compare an automatically found circuit with notebook 04's hand-found circuit and a node-level view.
+# - compare an automatically found circuit with notebook 03's hand-found circuit and a node-level view.
 #
 # **Model and tasks.** This notebook runs the course's shipped offline model `tiny-gpt2-tasks`
 # (4 layers x 4 heads, trained in this repository) everywhere, Colab included; the saved outputs
@@ -70,7 +70,7 @@ from tutorial_utils.circuits import (Graph, draw_circuit, eap_ig_scores, eap_sco
                                      evaluate_baselines, evaluate_graph, exact_scores,
                                      faithfulness_curve, greedy, node_attribution, prune,
                                      rank_correlation, top_n)
-from tutorial_utils.exercise_checks import nb03
+from tutorial_utils.exercise_checks import nb05
 from tutorial_utils.faithfulness import normalized_faithfulness
 from tutorial_utils.models import load_course_model, seed_everything
 from tutorial_utils.tasks import make_greater_than, make_sva
@@ -209,7 +209,7 @@ def edge_score(delta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     ### HINT: The score is a dot product over d_model, summed over batch and positions.
 
 
-nb03.check_edge_score(edge_score);
+nb05.check_edge_score(edge_score);
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -316,7 +316,7 @@ def top_n_edges(scores: torch.Tensor, real_edges: torch.Tensor, n: int) -> torch
     ### HINT: Replace the scores of non-edges by -inf, flatten, and use `topk`.
 
 
-nb03.check_top_n_edges(top_n_edges);
+nb05.check_top_n_edges(top_n_edges);
 
 
 # %% [markdown]
@@ -336,7 +336,7 @@ def interchange_input(current_input: torch.Tensor, sender_diff: torch.Tensor,
     ### HINT: Add the differences of the senders that are *not* in the circuit (an einsum over the sender axis).
 
 
-nb03.check_interchange_input(interchange_input);
+nb05.check_interchange_input(interchange_input);
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -345,7 +345,7 @@ mask_10 = top_n_edges(scores["EAP-IG"], graph.real_edges, n_10pct)
 metric_10 = float(evaluate_graph(model, graph, ds, mask_10))
 faith_10 = normalized_faithfulness(metric_10, clean_metric, corrupted_metric)
 print(f"top {n_10pct} EAP-IG edges (10%): metric {metric_10:.3f}, faithfulness {faith_10:.3f}")
-nb03.check_circuit_metric(metric_10, float(evaluate_graph(model, graph, ds, top_n(graph, scores["EAP-IG"], n_10pct))));
+nb05.check_circuit_metric(metric_10, float(evaluate_graph(model, graph, ds, top_n(graph, scores["EAP-IG"], n_10pct))));
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -390,7 +390,7 @@ def smallest_circuit(n_edges: torch.Tensor, faithfulness: torch.Tensor, target: 
     ### HINT: Keep the points with faithfulness >= target; the answer is the minimum of their n_edges.
 
 
-nb03.check_smallest_circuit(smallest_circuit);
+nb05.check_smallest_circuit(smallest_circuit);
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -447,7 +447,7 @@ print("SVA 90% with", sva_curve.smallest_reaching(0.9), "edges")
 # %% [markdown]
 # ## 6. The automatic circuit vs the hand-found one, and a node-level view (4 min)
 #
-# Notebook 04 assembles its Greater-Than circuit **by hand**, with iterative path patching: starting
+# Notebook 03 assembles its Greater-Than circuit **by hand**, with iterative path patching: starting
 # at the logits, keep every edge whose patching moves the metric by at least 10% of the clean -
 # corrupted gap, then walk back through the senders. We make exactly that call here, on the same 24
 # prompts, and compare its edges and nodes with the automatic circuit. Both use the same graph and
@@ -476,12 +476,12 @@ print(f"hand-found circuit under edge-level interchange: faithfulness "
 # %% [markdown]
 # Every edge of the hand-found circuit is also in the automatic one. The automatic circuit adds
 # edges through MLPs 1 and 2, and those raise faithfulness from about 0.62 (the hand-found 4 edges)
-# to about 0.96 (10 edges, printed in section 5): the paths below notebook 04's 10% threshold,
+# to about 0.96 (10 edges, printed in section 5): the paths below notebook 03's 10% threshold,
 # which it points out, carry the rest of the effect. A threshold on single edges misses effects that
 # are spread over several small paths; a faithfulness curve shows them.
 
 # %% [markdown]
-# The coarse view that notebook 04 starts from is **node-level attribution patching**
+# The coarse view that notebook 03 starts from is **node-level attribution patching**
 # ($\Delta_s \cdot \partial M/\partial \text{out}_s$ for each head and MLP). Take as many top nodes as the
 # edge circuit has components and measure the overlap.
 

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 05 · Composition: how heads work together (induction and IOI)
+# # 04 · Composition: how heads work together (induction and IOI)
 #
 # **Estimated time: 30 minutes core** (sections 1-3: 12 + 13 + 5) **+ 20 minutes bonus**
 # (sections 4-6).
@@ -35,7 +35,7 @@
 #
 # **Model.** This notebook dissects `tiny-attn-tasks`, the course's second shipped offline
 # decoder (4 layers x 8 heads, **attention-only**: its MLP blocks are zero), not the
-# `tiny-gpt2-tasks` model of notebooks 00-04. It was trained in this repository so that its
+# `tiny-gpt2-tasks` model of the other notebooks. It was trained in this repository so that its
 # tasks can only be solved by heads composing across layers; its model card
 # (`data/models/tiny-attn-tasks/README.md`) lists what it reaches and what it misses. **Every
 # number printed below comes from this model**; what we quote of GPT-2 small (Wang et al.
@@ -68,7 +68,7 @@ import torch
 from tutorial_utils import composition as C
 from tutorial_utils import path_patching as PP
 from tutorial_utils.checks import report
-from tutorial_utils.exercise_checks import nb05
+from tutorial_utils.exercise_checks import nb04
 from tutorial_utils.faithfulness import circuit_faithfulness, completeness_check, minimality_scores
 from tutorial_utils.induction import induction_scores
 from tutorial_utils.models import load_course_model, load_model, seed_everything
@@ -164,7 +164,7 @@ def k_composition(W_QK: torch.Tensor, W_OV: torch.Tensor) -> torch.Tensor:
 
 
 # %%
-report(nb05.check_k_composition(k_composition))
+report(nb04.check_k_composition(k_composition))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -205,7 +205,7 @@ def patch_key_input(k_input, out_current, out_source, head: int):
 
 
 # %%
-report(nb05.check_patch_key_input(patch_key_input))
+report(nb04.check_patch_key_input(patch_key_input))
 
 # %% [markdown]
 # Now use it in a hook. The model spreads each role over several heads, so we patch the whole
@@ -290,7 +290,7 @@ def copying_score(emb, W_OV, W_U, ids) -> float:
 
 
 # %%
-report(nb05.check_copying_score(copying_score))
+report(nb04.check_copying_score(copying_score))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -436,7 +436,7 @@ def receivers_above(scores: dict, threshold: float) -> list:
 v_scores = {C.head_name(l, h): float(by_input["v"][l, h])
             for l in range(cfg.n_layers) for h in range(cfg.n_heads)}
 VALUE_SOURCES = receivers_above(v_scores, 0.1)
-report(nb05.check_receivers_above(receivers_above, v_scores, 0.1,
+report(nb04.check_receivers_above(receivers_above, v_scores, 0.1,
                                   sorted(h for h, x in v_scores.items() if abs(x) >= 0.1)))
 print("heads feeding the deciding heads' values:", VALUE_SOURCES)
 
@@ -502,7 +502,7 @@ def faithfulness(m_circuit: float, m_full: float, m_corrupted: float) -> float:
 # %%
 # NBVAL_CHECK_OUTPUT
 fr = circuit_faithfulness(model, ioi, kept and [e for e, _ in kept])
-report(nb05.check_faithfulness(faithfulness, fr.metric_circuit, fr.metric_full, fr.metric_empty,
+report(nb04.check_faithfulness(faithfulness, fr.metric_circuit, fr.metric_full, fr.metric_empty,
                                fr.faithfulness))
 print(f"edge circuit of {len(kept)} edges: logit difference {fr.metric_circuit:.2f} of "
       f"{fr.metric_full:.2f} (corrupted {fr.metric_empty:.2f}); faithfulness {fr.faithfulness:.2f}")

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 04 · Circuits, low level: ablation, activation patching, path patching, logit lens, faithfulness
+# # 03 · Circuits, low level: ablation, activation patching, path patching, logit lens, faithfulness
 #
 # **Estimated time: 40 minutes.** The hands-on core of mechanistic interpretability: we intervene on
 # the model's internals one component (and one *edge*) at a time, read components out in vocabulary
@@ -67,7 +67,7 @@ import torch
 from tutorial_utils import patching as P
 from tutorial_utils import path_patching as PP
 from tutorial_utils.dla import direct_logit_attribution
-from tutorial_utils.exercise_checks import nb04
+from tutorial_utils.exercise_checks import nb03
 from tutorial_utils.faithfulness import (all_nodes, circuit_faithfulness, completeness_check,
                                          minimality_scores)
 from tutorial_utils.grading import check_value, report
@@ -142,7 +142,7 @@ def zero_ablate_head(z: torch.Tensor, head: int) -> torch.Tensor:
 
 
 # %%
-report(nb04.check_zero_ablate_head(zero_ablate_head))
+report(nb03.check_zero_ablate_head(zero_ablate_head))
 
 
 # %% [markdown]
@@ -164,7 +164,7 @@ def mean_ablate_head(z: torch.Tensor, reference_z: torch.Tensor, head: int) -> t
 
 
 # %%
-report(nb04.check_mean_ablate_head(mean_ablate_head))
+report(nb03.check_mean_ablate_head(mean_ablate_head))
 
 
 # %% [markdown]
@@ -309,7 +309,7 @@ def patch_heads_of_layer(model, ds, layer: int) -> torch.Tensor:
 
 
 # %%
-report(nb04.check_head_sweep(patch_heads_of_layer, model, ds, layer=KEY_LAYER))
+report(nb03.check_head_sweep(patch_heads_of_layer, model, ds, layer=KEY_LAYER))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -364,7 +364,7 @@ def add_to_head_input(x: torch.Tensor, delta: torch.Tensor, head: int) -> torch.
 
 
 # %%
-report(nb04.check_add_to_head_input(add_to_head_input))
+report(nb03.check_add_to_head_input(add_to_head_input))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -470,7 +470,7 @@ def component_logits(c: torch.Tensor, scale: torch.Tensor, W_U: torch.Tensor) ->
 
 
 # %%
-report(nb04.check_component_logits(component_logits))
+report(nb03.check_component_logits(component_logits))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -588,7 +588,7 @@ sva_faith = circuit_faithfulness(model, sva, sva_circuit).faithfulness
 print(f"SVA circuit {sva_circuit}: faithfulness {sva_faith:.3f}")
 
 # %%
-report(nb04.check_sva_faithfulness(model, sva, sva_circuit, sva_faith))
+report(nb03.check_sva_faithfulness(model, sva, sva_circuit, sva_faith))
 
 # %% [markdown]
 # ## Summary
