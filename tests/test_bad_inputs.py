@@ -206,3 +206,28 @@ def test_encoder_edge_methods_refuse_clearly():
     data = TaskDataset.from_tokens(toks, corr, lambda logits, ds: logits[:, 5, 10].reshape(-1))
     with pytest.raises(TutorialError, match="decoders only"):
         eap_scores(enc, Graph.from_model(enc), data)
+
+
+def test_encoder_activation_patching_runs_on_hook_z():
+    """What the README's table claims for encoders: head patching on hook_z runs; patching the
+    clean run into itself changes nothing (the invariant), a real corruption moves the metric."""
+    import torch
+
+    from tutorial_utils import patching
+    from tutorial_utils.models import load_encoder
+    from tutorial_utils.tasks.base import TaskDataset
+
+    enc = load_encoder("tiny-bert-tasks", verbose=False)
+    toks = enc.to_tokens("The keys on the cabinet [MASK] old")
+    corr = enc.to_tokens("The key on the cabinet [MASK] old")
+    are = enc.tokenizer.convert_tokens_to_ids("are")
+
+    def metric(logits, ds):
+        return logits[:, 6, are].reshape(-1, len(ds)).mean(-1)
+
+    same = patching.patch_heads(enc, TaskDataset.from_tokens(toks, toks.clone(), metric))
+    clean = float(metric(enc(toks), TaskDataset.from_tokens(toks, toks, metric))[0])
+    assert same.values.shape == (enc.cfg.n_layers, enc.cfg.n_heads)
+    assert torch.allclose(same.values, torch.full_like(same.values, clean), atol=1e-5)
+    moved = patching.patch_heads(enc, TaskDataset.from_tokens(toks, corr, metric))
+    assert torch.isfinite(moved.values).all() and (moved.values - clean).abs().max() > 1e-3
