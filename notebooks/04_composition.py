@@ -70,7 +70,6 @@ from tutorial_utils import path_patching as PP
 from tutorial_utils.checks import report
 from tutorial_utils.exercise_checks import nb04
 from tutorial_utils.faithfulness import circuit_faithfulness, completeness_check, minimality_scores
-from tutorial_utils.induction import induction_scores
 from tutorial_utils.models import load_course_model, load_model, seed_everything
 from tutorial_utils.plotting import attention_heatmap, bar, heatmap
 from tutorial_utils.tasks import make_ioi
@@ -108,14 +107,11 @@ print(f"loss on the first copy {nll[:, 1:SEQ_LEN].mean():.2f}, on the second cop
 
 # %%
 # NBVAL_CHECK_OUTPUT
-prev_scores = C.previous_token_scores(model, clean_rep)
-ind_scores = induction_scores(model, clean_rep, SEQ_LEN)
 # the classes: induction heads (score >= 0.5, layer >= 1), previous-token heads below them (>= 0.4)
-IND_HEADS = [C.head_name(l, h) for l in range(1, cfg.n_layers) for h in range(cfg.n_heads)
-             if ind_scores[l, h] >= 0.5]
-lowest = min(C.parse_head(h)[0] for h in IND_HEADS)
-PREV_HEADS = [C.head_name(l, h) for l in range(lowest) for h in range(cfg.n_heads)
-              if prev_scores[l, h] >= 0.4]
+classes = C.induction_classes(model, clean_rep, SEQ_LEN, prev_threshold=0.4,
+                              induction_threshold=0.5)
+prev_scores, ind_scores = classes.prev_token_scores, classes.induction_scores
+PREV_HEADS, IND_HEADS = classes.prev_heads, classes.induction_heads
 PREV_HEAD = max(PREV_HEADS, key=lambda h: prev_scores[C.parse_head(h)])
 IND_HEAD = max(IND_HEADS, key=lambda h: ind_scores[C.parse_head(h)])
 print("previous-token heads:", {h: round(float(prev_scores[C.parse_head(h)]), 2) for h in PREV_HEADS})
@@ -342,10 +338,7 @@ print(f"logit difference IO - S: clean {ld_clean:.2f}, corrupted {ld_corr:.2f}")
 # %%
 # NBVAL_CHECK_OUTPUT
 direct = PP.path_patching(model, ioi, senders=None, receivers=["logits"])
-direct_grid = torch.zeros(cfg.n_layers, cfg.n_heads)
-for (s, _), x in zip(direct.edges, direct.normalized_effect()):
-    if s.startswith("a"):
-        direct_grid[C.parse_head(s)] = x
+direct_grid = C.head_grid(model, direct)  # [layer, head] share of clean - corrupted
 DIRECT_HEADS = [h for h in C.top_heads(direct_grid, 3) if direct_grid[C.parse_head(h)] >= 0.1]
 NEGATIVE = [h for h in C.top_heads(direct_grid, 2, largest=False)
             if direct_grid[C.parse_head(h)] <= -0.1]
@@ -394,12 +387,7 @@ for h in DIRECT_HEADS + NEGATIVE:
 # NBVAL_CHECK_OUTPUT
 def into(receivers):
     """Normalised effect of each head patched into the given receiver inputs, as [L, H]."""
-    scores = PP.path_patching(model, ioi, senders=None, receivers=receivers)
-    grid = torch.zeros(cfg.n_layers, cfg.n_heads)
-    for (s, _), x in zip(scores.edges, scores.normalized_effect()):
-        if s.startswith("a"):
-            grid[C.parse_head(s)] = x
-    return grid
+    return C.head_grid(model, PP.path_patching(model, ioi, senders=None, receivers=receivers))
 
 
 by_input = {kind: into([f"{h}.{kind}" for h in DIRECT_HEADS]) for kind in ("q", "k", "v")}

@@ -153,3 +153,17 @@ def test_runs_on_a_twelve_layer_model_with_two_digit_layer_names(tmp_path):
     assert all(v == v for v in res.effects.values())  # not NaN
     with pytest.raises(ValueError, match="below every induction head"):
         C.induction_composition_patching(model, ["a11.h1"], ["a10.h0"], seq_len=8, batch=2)
+
+
+def test_attention_between_reads_the_named_entries(tiny):
+    """attention_between equals the pattern entries at (query_pos[b], key_pos[b]) read by hand,
+    layer by layer (its indexing mixes a batch index and two position indices)."""
+    _, model = tiny
+    toks = torch.randint(2, 60, (3, 7), generator=torch.Generator().manual_seed(3))
+    qp, kp = torch.tensor([6, 5, 4]), torch.tensor([1, 2, 0])
+    got = C.attention_between(model, toks, qp, kp)
+    _, cache = model.run_with_cache(toks)
+    for l in range(model.cfg.n_layers):
+        pat = cache[f"blocks.{l}.attn.hook_pattern"]
+        want = torch.stack([pat[b, :, qp[b], kp[b]] for b in range(3)]).mean(0)
+        torch.testing.assert_close(got[l], want.cpu())

@@ -45,7 +45,9 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import Tensor
 
-from .induction import model_repeated_tokens
+from .hook_names import hook_name
+from .induction import induction_scores_from_patterns, model_repeated_tokens
+from .metrics import normalize
 
 __all__ = [
     "ov_matrix",
@@ -59,6 +61,9 @@ __all__ = [
     "induction_patching_data",
     "induction_composition_patching",
     "InductionComposition",
+    "InductionClasses",
+    "induction_classes",
+    "head_grid",
     "head_name",
     "parse_head",
     "top_heads",
@@ -83,31 +88,29 @@ def _kv_head(model: Any, head: int) -> int:
     return head // (model.cfg.n_heads // n_kv)
 
 
+def _shared_kv(W: Tensor, model: Any, layer: int, head: int) -> Tensor:
+    """``W_K``/``W_V`` of the key/value head that query head ``head`` reads (its own without
+    grouped-query attention)."""
+    return W[layer, _kv_head(model, head) if W.shape[1] != model.cfg.n_heads else head]
+
+
 def ov_matrix(model: Any, layer: int, head: int) -> Tensor:
     """``W_V @ W_O`` of one head: ``[d_model, d_model]`` (row vectors: ``x @ W_OV``)."""
     _check_head(model, layer, head)
-    W_V = model.W_V[layer, _kv_head(model, head)] if model.W_V.shape[1] != model.cfg.n_heads \
-        else model.W_V[layer, head]
-    return (W_V @ model.W_O[layer, head]).detach()
+    return (_shared_kv(model.W_V, model, layer, head) @ model.W_O[layer, head]).detach()
 
 
 def qk_matrix(model: Any, layer: int, head: int) -> Tensor:
     """``W_Q @ W_K^T`` of one head: ``[d_model, d_model]`` (score = ``x_q @ W_QK @ x_k^T``)."""
     _check_head(model, layer, head)
-    W_K = model.W_K[layer, _kv_head(model, head)] if model.W_K.shape[1] != model.cfg.n_heads \
-        else model.W_K[layer, head]
-    return (model.W_Q[layer, head] @ W_K.T).detach()
+    return (model.W_Q[layer, head] @ _shared_kv(model.W_K, model, layer, head).T).detach()
 
 
 def _comp(kind: Kind, ov_a: Tensor, later: Tensor) -> Tensor:
-    if kind == "q":
-        prod = ov_a @ later
-    elif kind == "k":
-        prod = later @ ov_a.T
-    elif kind == "v":
-        prod = ov_a @ later
-    else:
+    """The normalised product of the module docstring; ``later`` is W_QK (q, k) or W_OV (v)."""
+    if kind not in ("q", "k", "v"):
         raise ValueError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
+    prod = later @ ov_a.T if kind == "k" else ov_a @ later
     return prod.norm() / (ov_a.norm() * later.norm())
 
 
@@ -196,13 +199,19 @@ def copying_scores(model: Any, token_ids: Sequence[int] | Tensor, negative: bool
     return out
 
 
-def previous_token_scores(model: Any, tokens: Tensor) -> Tensor:
-    """``[L, H]``: mean attention from each position to the one before it (positions 2..T-1,
-    skipping the BOS column so that a head resting on BOS does not count)."""
-    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
+def _patterns(model: Any, tokens: Tensor) -> Tensor:
+    """Every layer's attention patterns in one forward pass: ``[L, B, H, q, k]``."""
+    names = [hook_name("pattern", l) for l in range(model.cfg.n_layers)]
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-    pats = torch.stack([cache[n] for n in names])  # [L, B, H, q, k]
+    return torch.stack([cache[n] for n in names])
+
+
+def previous_token_scores(model: Any, tokens: Tensor, patterns: Tensor | None = None) -> Tensor:
+    """``[L, H]``: mean attention from each position to the one before it (positions 2..T-1,
+    skipping the BOS column so that a head resting on BOS does not count). ``patterns`` (from
+    one forward pass, ``[L, B, H, q, k]``) may be passed to avoid running the model again."""
+    pats = _patterns(model, tokens) if patterns is None else patterns
     q = torch.arange(2, tokens.shape[1], device=pats.device)
     return pats[..., q, q - 1].mean(dim=(1, -1)).cpu()
 
@@ -217,6 +226,38 @@ def induction_patching_data(model: Any, seq_len: int = 20, batch: int = 16, seed
     corrupted = clean.clone()
     corrupted[:, 1:seq_len + 1] = other[:, 1:seq_len + 1]
     return clean, corrupted
+
+
+@dataclass
+class InductionClasses:
+    """The induction circuit's two head classes on repeated random tokens, with every head's
+    scores (``[L, H]``) they were read from."""
+
+    prev_heads: list[str]
+    induction_heads: list[str]
+    prev_token_scores: Tensor
+    induction_scores: Tensor
+
+
+def induction_classes(model: Any, tokens: Tensor, seq_len: int, prev_threshold: float = 0.4,
+                      induction_threshold: float = 0.5) -> InductionClasses:
+    """Induction heads: the heads (layer >= 1) with induction score >= ``induction_threshold``
+    (else the best one). Previous-token heads: the heads below the lowest induction head with
+    previous-token score >= ``prev_threshold`` (else the best one there). ``tokens`` are
+    ``BOS + r + r`` with ``len(r) = seq_len``; both scores come from one forward pass."""
+    pats = _patterns(model, tokens)
+    ind = induction_scores_from_patterns(pats, seq_len).cpu()
+    prev = previous_token_scores(model, tokens, pats)
+    L, H = ind.shape
+    if L < 2:
+        raise ValueError("induction needs two layers: this model has one")
+    no_layer0 = torch.cat([torch.full((1, H), float("nan")), ind[1:]])
+    induction_heads = [head_name(l, h) for l in range(1, L) for h in range(H)
+                       if ind[l, h] >= induction_threshold] or top_heads(no_layer0, 1)
+    lowest = min(parse_head(h)[0] for h in induction_heads)
+    prev_heads = [head_name(l, h) for l in range(lowest) for h in range(H)
+                  if prev[l, h] >= prev_threshold] or top_heads(prev[:lowest], 1)
+    return InductionClasses(prev_heads, induction_heads, prev, ind)
 
 
 @dataclass
@@ -246,26 +287,21 @@ def induction_composition_patching(model: Any, prev_heads: Sequence[str] | None 
     """Patch the previous-token heads -> induction heads edges into the induction heads' query,
     key or value inputs alone, from the corrupted run of :func:`induction_patching_data`.
 
-    Heads (names ``"aL.hH"``) default to *classes*, because a model often spreads a role over
-    several heads and patching one edge of a redundant pair shows little: induction heads are
-    the heads (layer >= 1) with induction score >= ``induction_threshold`` (else the best one);
-    previous-token heads are the heads below the lowest induction head with previous-token score
-    >= ``prev_threshold`` (else the best one there). The model needs ``hooks=True``. Expected
-    for K-composition: a large ``k`` effect, small ``q`` and ``v`` effects.
+    Heads (names ``"aL.hH"``) default to the *classes* of :func:`induction_classes`, because a
+    model often spreads a role over several heads and patching one edge of a redundant pair
+    shows little. The model needs ``hooks=True``. Expected for K-composition: a large ``k``
+    effect, small ``q`` and ``v`` effects. Effects are ``1 - normalize(patched, clean,
+    corrupted)`` (:func:`tutorial_utils.metrics.normalize`: NaN if the corruption changes
+    nothing).
     """
-    from .induction import induction_scores
     from .path_patching import edge_patching
     from .tasks.base import TaskDataset
 
     clean, corrupted = induction_patching_data(model, seq_len, batch, seed)
-    ind = induction_scores(model, clean, seq_len).cpu()
-    prev = previous_token_scores(model, clean)
-    L, H = ind.shape
+    classes = induction_classes(model, clean, seq_len, prev_threshold, induction_threshold)
+    ind, prev = classes.induction_scores, classes.prev_token_scores
     if induction_heads is None:
-        picked = [head_name(l, h) for l in range(1, L) for h in range(H)
-                  if ind[l, h] >= induction_threshold]
-        no_layer0 = torch.cat([torch.full((1, H), float("nan")), ind[1:]])
-        induction_heads = picked or top_heads(no_layer0, 1)
+        induction_heads = classes.induction_heads
     ind_lh = [parse_head(h) for h in induction_heads]
     for l, h in ind_lh:
         _check_head(model, l, h)
@@ -273,9 +309,8 @@ def induction_composition_patching(model: Any, prev_heads: Sequence[str] | None 
     if lowest == 0:
         raise ValueError("an induction head in layer 0 has no earlier head to compose with")
     if prev_heads is None:
-        picked = [head_name(l, h) for l in range(lowest) for h in range(H)
-                  if prev[l, h] >= prev_threshold]
-        prev_heads = picked or top_heads(prev[:lowest], 1)
+        prev_heads = [h for h in classes.prev_heads if parse_head(h)[0] < lowest] or \
+            top_heads(prev[:lowest], 1)
     prev_lh = [parse_head(h) for h in prev_heads]
     for l, h in prev_lh:
         _check_head(model, l, h)
@@ -300,8 +335,7 @@ def induction_composition_patching(model: Any, prev_heads: Sequence[str] | None 
         dev = model.cfg.device
         mc = float(metric(model(clean.to(dev)), data)[0])
         mk = float(metric(model(corrupted.to(dev)), data)[0])
-    gap = mc - mk
-    effects = {k: float((mc - v) / gap) for k, v in zip(("q", "k", "v"), vals)}
+    effects = {k: 1.0 - float(normalize(v, mc, mk)) for k, v in zip(("q", "k", "v"), vals)}
     return InductionComposition(list(prev_heads), list(induction_heads), mc, mk, effects,
                                 [float(prev[l, h]) for l, h in prev_lh],
                                 [float(ind[l, h]) for l, h in ind_lh])
@@ -332,6 +366,17 @@ def top_heads(scores: Tensor, k: int = 3, largest: bool = True) -> list[str]:
     return [head_name(int(i) // H, int(i) % H) for i in idx]
 
 
+def head_grid(model: Any, scores: Any) -> Tensor:
+    """``[L, H]`` of the normalised effects of a path-patching result whose senders are heads
+    (:class:`tutorial_utils.path_patching.EdgeScores`, e.g. every head into ``["logits"]``);
+    senders that are not heads (``embed``, MLPs) are left out, heads not scored stay 0."""
+    grid = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    for (sender, _), x in zip(scores.edges, scores.normalized_effect()):
+        if sender.startswith("a"):
+            grid[parse_head(sender)] = float(x)
+    return grid
+
+
 def ioi_positions(dataset: Any) -> dict[str, Tensor]:
     """Positions of the indirect object (``IO``), the first and second subject mentions (``S1``,
     ``S2``) and the final position (``END``) in each clean IOI prompt, each ``[B]``."""
@@ -355,9 +400,7 @@ def attention_between(model: Any, tokens: Tensor, query_pos: Tensor, key_pos: Te
     ``key_pos[b]`` (one forward pass, patterns only)."""
     if query_pos.shape != key_pos.shape or query_pos.shape[0] != tokens.shape[0]:
         raise ValueError("query_pos and key_pos must both be [batch] for tokens [batch, seq]")
-    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
     b = torch.arange(tokens.shape[0])
-    out = torch.stack([cache[n][b, :, query_pos, key_pos].mean(0) for n in names])
-    return out.cpu()
+    # per layer, pattern[b, :, q_b, k_b] is [B, H] (the indexed axes come first)
+    return torch.stack([p[b, :, query_pos, key_pos].mean(0)
+                        for p in _patterns(model, tokens)]).cpu()

@@ -146,21 +146,19 @@ def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
     * Induction: :func:`tutorial_utils.composition.induction_composition_patching` (the
       previous-token head's output patched into the induction head's q, k or v input alone).
     """
-    import re
-
     from ..composition import (attention_between, copying_scores,
-                               induction_composition_patching, ioi_positions)
+                               induction_composition_patching, ioi_positions, parse_head)
     from ..path_patching import iterative_path_patching
     from ..tasks.ioi import valid_names
 
     ds = make_ioi(bridge, n=n_ioi, frames_split="canonical", seed=seed)
     kept, steps = iterative_path_patching(bridge, ds, threshold=threshold, max_nodes=16)
-    head = re.compile(r"^a(\d+)\.h(\d+)")
-    heads = sorted({s for (s, r), _ in kept if head.match(s)}
-                   | {r.rsplit(".", 1)[0] for (s, r), _ in kept if head.match(r)})
-    layers = sorted({int(head.match(h).group(1)) for h in heads})
+    is_head = lambda node: node.startswith("a")  # "aL.hH" (senders) / "aL.hH.q|k|v" (receivers)
+    heads = sorted({s for (s, r), _ in kept if is_head(s)}
+                   | {r.rsplit(".", 1)[0] for (s, r), _ in kept if is_head(r)})
+    layers = sorted({parse_head(h)[0] for h in heads})
     head_to_head = [{"sender": s, "receiver": r, "effect": round(x, 4)}
-                    for (s, r), x in kept if head.match(s) and head.match(r)]
+                    for (s, r), x in kept if is_head(s) and is_head(r)]
     head_to_head.sort(key=lambda e: -abs(e["effect"]))
     name_ids = [bridge.to_single_token(f" {n}") for n in valid_names(bridge)]
     copy = copying_scores(bridge, name_ids)
@@ -170,9 +168,8 @@ def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
     anti = copying_scores(bridge, name_ids, negative=True)
     movers = []
     for (s, r), x in kept:
-        m = head.match(s)
-        if r == "logits" and m and x >= threshold:
-            l, h = int(m.group(1)), int(m.group(2))
+        if r == "logits" and is_head(s) and x >= threshold:
+            l, h = parse_head(s)
             movers.append({"head": s, "direct_effect": round(x, 4),
                            "copying_score": round(float(copy[l, h]), 4),
                            "anti_copying_score": round(float(anti[l, h]), 4),
