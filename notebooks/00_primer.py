@@ -16,7 +16,9 @@
 # %% [markdown]
 # # 00 · Primer: the residual stream, attention patterns and an induction head
 #
-# **Estimated time: 20 minutes.** This notebook proves that the whole pipe works (model, hooks,
+# **Estimated time: 20 minutes core + 5 minutes bonus.**
+#
+# This notebook proves that the whole pipe works (model, hooks,
 # cache, plots) and introduces the one picture every later notebook relies on.
 #
 # **Learning objectives**
@@ -31,6 +33,9 @@
 # saved outputs below come from it. To run it on GPT-2 small instead (online only), set the
 # environment variable `TUTORIAL_MODEL=gpt2` before starting: a banner then reminds you that
 # the text describes the shipped model.
+#
+# Labels: each exercise carries a difficulty (⭐ easy · ⭐⭐ medium · ⭐⭐⭐ hard) and an importance
+# (🔵 optional · 🔵🔵 useful · 🔵🔵🔵 core), as in every notebook of the course.
 
 # %%
 # Setup: on Google Colab, install the course (all pins come from its pyproject.toml).
@@ -110,7 +115,8 @@ print(f"cache holds {len(cache)} activations, e.g. blocks.0.attn.hook_pattern "
 # This additivity is what later lets us attribute the output to components, patch single paths, and
 # read intermediate states with the logit lens.
 #
-# **Exercise 2.1** (easy, important). Rebuild $x_L$ from the cache: `hook_embed`, `hook_pos_embed`,
+# #### Exercise 2.1 · rebuild the residual stream ⭐ 🔵🔵🔵 · 3 min
+# Rebuild $x_L$ from the cache: `hook_embed`, `hook_pos_embed`,
 # `blocks.{l}.hook_attn_out`, `blocks.{l}.hook_mlp_out`.
 
 # %%
@@ -196,7 +202,8 @@ fig.tight_layout()
 
 
 # %% [markdown]
-# **Exercise 4.1** (medium). Write the induction score: for patterns `[batch, head, query, key]`
+# #### Exercise 4.1 · the induction score ⭐⭐ 🔵🔵🔵 · 4 min
+# Write the induction score: for patterns `[batch, head, query, key]`
 # of `BOS + r + r` with `len(r) = seq_len`, the attention from each query $q$ of the second copy
 # ($q = L+1, \dots, 2L$) to key $q - L + 1$, averaged over those queries and over the batch.
 # Return `[head]`.
@@ -244,3 +251,14 @@ plotting.attention_heatmap(rep_cache[f"blocks.{best_layer}.attn.hook_pattern"][0
 #
 # **Next:** notebook 01 applies the model-agnostic methods (behavioural tests, probing, input
 # attribution) to the same model and shows what they can and cannot tell us.
+#
+# ## 5. Bonus: Now on GPT-2 small (5 min)
+# The same measurements on GPT-2 small: the residual stream rebuilt from its 12 layers, and the
+# induction score of its 144 heads next to the induction heads reported for it in the literature
+# (Olsson et al. 2022; e.g. heads 5.1, 5.5 and 6.9). It needs the Hugging Face hub (Colab has
+# it); offline this cell prints one line and skips.
+
+# %%
+from tutorial_utils.large_model_sections import run_section
+RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
+large = run_section("00", run=RUN_LARGE)
