@@ -161,3 +161,51 @@ def test_strict_env_makes_report_raise(monkeypatch: pytest.MonkeyPatch, capsys: 
     with pytest.raises(AssertionError, match="❌ f: bad"):
         report(CheckResult("f", False, "bad"))
     assert "❌ f: bad" in capsys.readouterr().out
+
+
+def test_each_verdict_prints_once_when_reported_twice(capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``report(check(...))`` where the check already reports prints one line, and displaying
+    the returned result as a cell's value prints nothing more."""
+    monkeypatch.delenv("TUTORIAL_CHECKS_STRICT", raising=False)
+    result = CheckResult("f", True, "ok")
+    report(report(result))
+    result._ipython_display_()
+    assert capsys.readouterr().out == "✅ f: passed (ok)\n"
+    shown = CheckResult("g", False, "bad")
+    shown._ipython_display_()
+    report(shown)
+    assert capsys.readouterr().out == "❌ g: bad\n"
+
+
+_SCRIPT = ("from tutorial_utils.grading import CheckResult, report\n"
+           "def check():\n"
+           "    return report(CheckResult('once', True, 'ok'))\n"
+           "report(check())\n")
+
+
+def test_verdict_prints_once_in_plain_python() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
+                         check=True, env={"PATH": "", "TUTORIAL_CHECKS_STRICT": "0"}).stdout
+    assert out.count("once: passed") == 1, out
+
+
+def test_verdict_prints_once_under_nbconvert_execution() -> None:
+    """As ``jupyter nbconvert --execute`` runs a notebook: an IPython kernel, the result the
+    last expression of the cell."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(_SCRIPT),
+                nbformat.v4.new_code_cell("r = CheckResult('bare', False, 'no'); r")]
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    texts = []
+    for cell in nb.cells:
+        for o in cell.outputs:
+            texts.append(o.get("text", "") + "".join(str(v) for v in o.get("data", {}).values()))
+    joined = "\n".join(texts)
+    assert joined.count("once: passed") == 1, joined
+    assert joined.count("bare: no") == 1, joined

@@ -80,6 +80,7 @@ class CheckResult:
         """
         if not self._reported:
             print(str(self))
+            self._reported = True
 
 
 def _is_numpy(value: Any) -> bool:
@@ -304,15 +305,22 @@ def _strict_from_env() -> bool:
 
 
 def report(result: CheckResult, raise_on_fail: bool = False) -> CheckResult:
-    """Print ``str(result)`` and return ``result``.
+    """Print ``str(result)`` once and return ``result``.
+
+    Idempotent: a result that was already reported is not printed again, so
+    ``report(check(...))`` prints one verdict even when ``check`` itself reports (in a
+    notebook, under ``jupyter nbconvert --execute`` and in plain python alike; the
+    notebook display of the returned result, :meth:`CheckResult._ipython_display_`,
+    prints nothing after a report either).
 
     A failed result raises ``AssertionError`` (after printing) when ``raise_on_fail``
     is true or the environment variable ``TUTORIAL_CHECKS_STRICT`` is ``1``; the
     test harness sets it when running the solution notebooks, so a broken reference
     or check fails CI while students only see the message.
     """
-    print(str(result))
-    result._reported = True
+    if not result._reported:
+        print(str(result))
+        result._reported = True
     if not result.passed and (raise_on_fail or _strict_from_env()):
         raise AssertionError(str(result))
     return result

@@ -74,9 +74,27 @@ def heatmap(
         for i in range(v.shape[0]):
             for j in range(v.shape[1]):
                 ax.text(j, i, fmt.format(v[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if im.norm(v[i, j]) < 0.5 else "black")
+                        color=annotation_color(im.cmap, im.norm, v[i, j]))
     fig.tight_layout()
     return fig
+
+
+def annotation_color(cmap, norm, value: float) -> str:
+    """Text colour readable on the heatmap cell that shows ``value``: ``"black"`` on a light
+    background, ``"white"`` on a dark one.
+
+    The background is ``cmap(norm(value))``, with relative luminance ``L`` (WCAG 2: sRGB
+    channels linearised, weights 0.2126, 0.7152, 0.0722). Black text has contrast ratio
+    ``(L + 0.05) / 0.05`` and white ``1.05 / (L + 0.05)``; the larger wins, i.e. black when
+    ``L > 0.179``. A NaN cell (the colour map's "bad" colour, transparent by default) gets
+    black text.
+    """
+    if not np.isfinite(value):
+        return "black"
+    r, g, b, _ = cmap(norm(value))
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    luminance = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    return "black" if (luminance + 0.05) / 0.05 >= 1.05 / (luminance + 0.05) else "white"
 
 
 def attention_heatmap(pattern, tokens: Sequence[str], title: str, ax: plt.Axes | None = None):
