@@ -42,3 +42,69 @@ def test_notebook_conventions(path):
 def test_student_versions_are_up_to_date():
     problems = generate_all(ROOT / "notebooks", ROOT / "notebooks" / "exercises", check=True)
     assert not problems, problems
+
+
+# --- time budget and exercise labels (issue 15): one scheme, checked -----------------------------
+import re  # noqa: E402
+
+SOURCES = sorted((ROOT / "notebooks").glob("[0-9]*.py"))
+HEADER_TIME = re.compile(r"^# \*\*Estimated time: (\d+) minutes core \+ (\d+) minutes bonus\.\*\*", re.M)
+SECTION = re.compile(r"^# ## (\d+)\. (Bonus: )?(.+?) \((\d+) min\)$", re.M)
+EXERCISE = re.compile(r"^# #### Exercise (\d+\.\d+) · (.+?) (⭐{1,3}) (🔵{1,3}) · (\d+) min$", re.M)
+OLD_EXERCISE = re.compile(r"\*\*Exercise|### Exercise \d+ \(|#### Exercise \d+ ·")
+SOLUTION = re.compile(r"### BEGIN SOLUTION[^\n]*\n(.*?)### END SOLUTION", re.S)
+
+
+def _budget(path: Path) -> tuple[int, int, list[tuple[str, bool, int]]]:
+    text = path.read_text(encoding="utf-8")
+    header = HEADER_TIME.findall(text)
+    assert len(header) == 1, f"{path.name}: one '**Estimated time: C minutes core + B minutes bonus.**' line"
+    sections = [(title, bool(bonus), int(m)) for _, bonus, title, m in SECTION.findall(text)]
+    return int(header[0][0]), int(header[0][1]), sections
+
+
+def _exercise_cells(path: Path) -> list[str]:
+    nb = nbformat.read(path, as_version=4)
+    return [c.source for c in nb.cells if c.cell_type == "code" and "### BEGIN SOLUTION" in c.source]
+
+
+def _substantive(cell: str) -> bool:
+    """At least three lines of real code inside the solution blocks of one exercise cell."""
+    lines = [ln.strip() for block in SOLUTION.findall(cell) for ln in block.splitlines()]
+    return sum(1 for ln in lines if ln and not ln.startswith("#")) >= 3
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_time_budget_adds_up(path):
+    core, bonus, sections = _budget(path)
+    assert core <= 30, f"{path.name}: a core of {core} min does not fit a 30-minute slot"
+    assert sum(m for _, b, m in sections if not b) == core, f"{path.name}: core sections {sections} do not sum to {core}"
+    assert sum(m for _, b, m in sections if b) == bonus, f"{path.name}: bonus sections do not sum to {bonus}"
+    row = next(ln for ln in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+               if ln.startswith(f"| {path.stem[:2]} |"))
+    assert f"| {core} min (+{bonus} bonus) |" in row, f"README's row for {path.stem[:2]} must say '{core} min (+{bonus} bonus)'"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_large_model_section_closes_the_notebook(path):
+    core, bonus, sections = _budget(path)
+    assert sections and sections[-1][1], f"{path.name}: the last timed section must be a bonus"
+    assert sections[-1][0].startswith("Now on"), f"{path.name}: the last section is the large-model bonus"
+    assert f'run_section("{path.stem[:2]}", run=RUN_LARGE)' in path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_exercises_follow_the_label_scheme(path):
+    text = path.read_text(encoding="utf-8")
+    assert not OLD_EXERCISE.search(text), f"{path.name}: an exercise heading in an old style"
+    headings = EXERCISE.findall(text)
+    cells = _exercise_cells(path.with_suffix(".ipynb"))
+    assert len(headings) == len(cells), f"{path.name}: {len(headings)} exercise headings, {len(cells)} exercise cells"
+    for cell in cells:
+        assert "### HINT:" in cell, f"{path.name}: an exercise without a hint: {cell[:80]!r}"
+
+
+def test_most_exercises_are_substantive():
+    cells = [c for p in SOURCES for c in _exercise_cells(p.with_suffix(".ipynb"))]
+    share = sum(map(_substantive, cells)) / len(cells)
+    assert share >= 0.6, f"only {share:.0%} of the course's {len(cells)} exercises have students implement a method"
