@@ -91,6 +91,45 @@ def test_control_labels_are_per_type_and_follow_the_label_distribution():
                for s in range(5))
 
 
+def test_control_task_labels_the_token_at_the_probed_position():
+    """Hewitt & Liang's definition: the control label of an example is C(v) for the word type v
+    at the probed position, nothing else. Examples that share that token share the label
+    whatever the rest of the sequence; the labels of the other positions play no part."""
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(100, (400, 6), generator=g)
+    pos = torch.randint(1, 6, (400,), generator=g)
+    labels = torch.randint(2, (400,), generator=g)
+    ctrl = P.control_task(tokens, pos, labels, seed=3)
+    at = tokens[torch.arange(400), pos]
+    assert P.probed_word_types(tokens, pos) == at.tolist()
+    for v in at.unique():
+        assert ctrl[at == v].unique().numel() == 1
+    # changing every token but the probed one changes nothing
+    other = torch.randint(100, (400, 6), generator=torch.Generator().manual_seed(9))
+    other[torch.arange(400), pos] = at
+    assert torch.equal(P.control_task(other, pos, labels, seed=3), ctrl)
+    # it is control_labels applied to the probed tokens (a plain dict-based recomputation)
+    import random
+    rng = random.Random(3)
+    pool = labels.tolist()
+    table = {w: rng.choice(pool) for w in sorted(set(at.tolist()), key=str)}
+    assert ctrl.tolist() == [table[int(w)] for w in at]
+    # an int position works too
+    assert torch.equal(P.control_task(tokens, 2, labels, seed=3),
+                       P.control_labels(tokens[:, 2].tolist(), labels, seed=3))
+
+
+def test_control_labels_follow_the_empirical_label_distribution():
+    """C(v) is drawn from the empirical distribution of the labels over examples: with 20%
+    positives, about 20% of 2,000 types are labelled 1 (binomial sd 0.009)."""
+    types = list(range(2000))
+    labels = torch.tensor([1] * 400 + [0] * 1600)
+    share = float(P.control_labels(types, labels, seed=0).float().mean())
+    assert abs(share - 0.2) < 0.04
+    three = torch.tensor([0, 1, 2] * 10)
+    assert set(P.control_labels(list(range(30)) * 1, three, seed=1).tolist()) <= {0, 1, 2}
+
+
 def test_splits():
     groups = ["a", "a", "b", "c", "c", "d"]
     tr, te = P.split_by_group(groups, test_groups=["c"])
@@ -130,21 +169,24 @@ def test_project_out_and_identity_ablation(model):
 
 
 def _subject_number_data(model, n, nouns, seed):
+    """Residual stream at the last prompt position, subject number, and the word type the
+    probe reads (the token at that position), as Hewitt & Liang's control task needs."""
     feats, labels, types = [], [], []
     for attractor in ("same", "opposite"):
         ds = make_sva(model, n=n, frames_split="train", nouns=nouns, attractor=attractor,
                       seed=seed)
         feats.append(P.residual_stream(model, ds.clean_tokens, pos=ds.answer_pos))
         labels += [int(p) for p in ds.meta["plural"]]
-        types += ds.meta["subject"]
+        types += P.probed_word_types(ds.clean_tokens, ds.answer_pos)
     return torch.cat(feats, 1), torch.tensor(labels), types
 
 
 def test_probe_beats_its_control_task_on_subject_number(model):
     """Subject number at the last prompt position (where the verb is predicted). Attractors of
     both numbers, so the last token's own number says nothing about the subject's. The task
-    probe must beat the Hewitt-Liang control task on the same split: selectivity > 0.1 at the
-    probe's best layer; on held-out nouns it must also beat chance."""
+    probe must beat the Hewitt-Liang control task (one random label per type of the token at
+    the probed position, which the representation there encodes) on the same split:
+    selectivity > 0.1 at the probe's best layer; on held-out nouns it must also beat chance."""
     acts, y, types = _subject_number_data(model, 150, "all", seed=0)
     ctrl = P.control_labels(types, y, seed=0)
     tr, te = P.random_split(len(y), 0.3, seed=0)

@@ -10,11 +10,14 @@ probe finds.
       z_n = (x_n - mean) / scale,
 
   so no scikit-learn is needed; the optimum satisfies ``grad L = 0`` (tested).
-* :func:`control_labels` and :func:`selectivity`: the control task of Hewitt & Liang (2019,
-  "Designing and Interpreting Probes with Control Tasks"): every word *type* gets a random label,
-  drawn from the empirical label distribution, so the only way to predict it is to memorise
-  word identity. ``selectivity = accuracy(task) - accuracy(control)`` on the same split: a
-  probe that is accurate but not selective may be memorising rather than reading a property.
+* :func:`control_task`, :func:`control_labels` and :func:`selectivity`: the control task of
+  Hewitt & Liang (2019, "Designing and Interpreting Probes with Control Tasks"). Every word
+  *type* ``v`` gets one random label ``C(v)``, drawn from the empirical distribution of the real
+  labels over the examples; an example whose representation is read at position ``t`` gets
+  ``C(token at t)``, the label of the word *at the probed position*, so the only way to predict
+  it is to memorise the identity of the token the representation sits on.
+  ``selectivity = accuracy(task) - accuracy(control)`` on the same split: a probe that is
+  accurate but not selective may be memorising rather than reading a property.
 * :func:`probe_layers`: one probe per layer, the task and its control, accuracy by layer.
 * :func:`ablate_direction`: a causal check (in the spirit of amnesic probing, Elazar et al.
   2021, and of Ravichander et al. 2021, "Probing the probing paradigm"): set the component of
@@ -36,6 +39,7 @@ from .validation import TutorialError
 
 __all__ = [
     "collect_activations", "residual_stream", "LinearProbe", "train_probe", "control_labels",
+    "control_task", "probed_word_types",
     "split_by_group", "random_split", "LayerProbes", "probe_layers", "selectivity",
     "project_out", "ablate_direction", "random_unit_vectors",
 ]
@@ -228,19 +232,45 @@ def probe_loss(Z: Tensor, y: Tensor, W: Tensor, b: Tensor, weight_decay: float) 
 
 def control_labels(word_types: Sequence[Any], labels: Tensor | Sequence[int],
                    seed: int = 0) -> Tensor:
-    """Hewitt & Liang (2019) control task: each distinct word type gets one random label,
-    drawn from the empirical distribution of the real labels over types; every example of
-    that type gets it. Returns ``[N]`` control labels."""
+    """Hewitt & Liang (2019) control labels for given word types: each distinct type ``v``
+    gets one label ``C(v)`` drawn (independently, with :class:`random.Random` ``(seed)``, types
+    in sorted order) from the empirical distribution of ``labels`` over the examples, and
+    example ``n`` gets ``C(word_types[n])``. Returns ``[N]`` control labels.
+
+    ``word_types[n]`` must be the word the probed representation of example ``n`` sits on;
+    :func:`control_task` takes it from the tokens and the probed positions."""
     labels = torch.as_tensor(labels, dtype=torch.long)
     if len(word_types) != labels.shape[0]:
         raise TutorialError(f"{len(word_types)} word types for {labels.shape[0]} labels")
-    first: dict[Any, int] = {}
-    for i, w in enumerate(word_types):
-        first.setdefault(w, int(labels[i]))
+    if labels.numel() == 0:
+        raise TutorialError("no examples")
     rng = random.Random(seed)
-    pool = list(first.values())  # the label of each type, i.e. the distribution over types
-    assigned = {w: rng.choice(pool) for w in sorted(first, key=str)}
+    pool = labels.tolist()  # sampling from it = the empirical label distribution
+    assigned = {w: rng.choice(pool) for w in sorted(set(word_types), key=str)}
     return torch.tensor([assigned[w] for w in word_types], dtype=torch.long)
+
+
+def probed_word_types(tokens: Tensor, pos: int | Sequence[int] | Tensor) -> list[int]:
+    """The token id at the probed position of each example: ``tokens[n, pos[n]]`` (``[N]``
+    as a list), the word type a representation read at ``pos`` belongs to."""
+    if tokens.ndim != 2:
+        raise TutorialError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
+    p = _check_pos(pos, tokens.shape[0], tokens.shape[1])
+    return [int(t) for t in _gather_pos(tokens, p)]
+
+
+def control_task(tokens: Tensor, pos: int | Sequence[int] | Tensor,
+                 labels: Tensor | Sequence[int], seed: int = 0) -> Tensor:
+    """Hewitt & Liang (2019) control task for a probe that reads position ``pos`` of
+    ``tokens`` ``[N, T]``: ``C(tokens[n, pos[n]])`` for every example, with one random label per
+    token type drawn from the empirical distribution of ``labels`` ``[N]`` (see
+    :func:`control_labels`). Returns ``[N]``.
+
+    The control label is a function of the token *at the probed position* alone, the token
+    whose identity the representation there certainly encodes; labelling by another word (e.g.
+    the subject, when the probe reads the last position) makes the control task harder than
+    Hewitt & Liang's for a reason unrelated to memorisation, and inflates selectivity."""
+    return control_labels(probed_word_types(tokens, pos), labels, seed=seed)
 
 
 def split_by_group(groups: Sequence[Any], test_groups: Sequence[Any] | None = None,
