@@ -1,0 +1,189 @@
+"""Concept erasure by iterative nullspace projection (INLP), and running a model with a concept
+erased at every position.
+
+Ravfogel et al. (2020), "Null It Out: Guarding Protected Attributes by Iterative Nullspace
+Projection". Given representations ``X`` ``[N, d]`` and labels ``y`` ``[N]`` of a concept:
+
+    repeat k times:
+        train a linear probe on P (x - mu)           (P = I at the start)
+        u_i = its weight vector, made orthogonal to u_1 .. u_{i-1} and normalised
+        P = I - sum_i u_i u_i^T                      (the projection onto their nullspace)
+
+so after ``k`` iterations of a binary concept ``P`` is the orthogonal projection that removes a
+rank-``k`` subspace, ``P^2 = P = P^T``. The eraser maps ``x -> mu + P (x - mu)``: the
+component of ``x - mu`` in the removed subspace is set to zero, i.e. every removed coordinate
+is replaced by its mean over the fitting data (a mean-ablation of ``k`` directions at once,
+rather than of one). Each new probe is trained on data from which the earlier directions are
+gone, so it finds another direction that still carries the concept; iterating until a fresh
+probe is at chance removes all *linearly* decodable information on the fitting distribution.
+A multi-class probe contributes ``C - 1`` directions per iteration (its weight rows minus their
+mean).
+
+* :func:`nullspace_projection`: ``P`` from any set of directions (orthonormalised by QR).
+* :func:`inlp`: the iteration; returns a :class:`NullspaceEraser`.
+* :func:`random_eraser`: the control, a random subspace of the same rank and the same ``mu``.
+* :func:`run_with_eraser`: a model's logits with the eraser applied to the activation at one
+  hook, at every position (or at chosen ones).
+
+Decodable is not the same as used (Elazar et al. 2021, "Amnesic Probing"): if behaviour
+survives the removal of every linearly decodable direction of a concept, the model does not
+rely on that linear information at that place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from .validation import TutorialError
+
+__all__ = ["NullspaceEraser", "nullspace_projection", "inlp", "random_eraser",
+           "run_with_eraser"]
+
+
+def nullspace_projection(directions: Tensor, tol: float = 1e-6) -> Tensor:
+    """``P = I - Q Q^T`` ``[d, d]``, the orthogonal projection onto the nullspace of the rows
+    of ``directions`` ``[k, d]`` (``Q`` an orthonormal basis of their span, by QR).
+
+    Raises if the directions are linearly dependent (their rank is below ``k``)."""
+    if directions.ndim != 2 or directions.shape[0] == 0:
+        raise TutorialError(f"directions must be [k, d] with k >= 1, got "
+                            f"{tuple(directions.shape)}")
+    q = _orthonormal_basis(directions, tol)
+    d = directions.shape[1]
+    return torch.eye(d, dtype=q.dtype) - q.T @ q
+
+
+def _orthonormal_basis(directions: Tensor, tol: float = 1e-6) -> Tensor:
+    """Orthonormal rows spanning the rows of ``directions`` ``[k, d]`` (``[k, d]``)."""
+    a = directions.detach().double()
+    q, r = torch.linalg.qr(a.T)  # a.T = q r, q [d, k]
+    diag = r.diagonal().abs()
+    if bool((diag <= tol * max(float(diag.max()), 1e-30)).any()):
+        raise TutorialError(f"the {directions.shape[0]} directions are linearly dependent "
+                            f"(rank below {directions.shape[0]})")
+    return q.T.contiguous()
+
+
+@dataclass
+class NullspaceEraser:
+    """``x -> mean + P (x - mean)`` with ``P = I - basis^T basis``.
+
+    ``basis`` ``[k, d]``: orthonormal rows spanning the removed subspace (float64);
+    ``mean`` ``[d]``: the mean of the fitting data; ``probe_accuracies``: for :func:`inlp`,
+    the training accuracy of each iteration's probe *before* its direction was removed.
+    """
+
+    basis: Tensor
+    mean: Tensor
+    probe_accuracies: list[float] = field(default_factory=list)
+
+    @property
+    def rank(self) -> int:
+        """Dimension of the removed subspace."""
+        return int(self.basis.shape[0])
+
+    @property
+    def projection(self) -> Tensor:
+        """``P`` ``[d, d]`` (float64)."""
+        d = self.basis.shape[1]
+        return torch.eye(d, dtype=self.basis.dtype) - self.basis.T @ self.basis
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Erase from ``x`` ``[..., d]`` (any float dtype; returns the same dtype)."""
+        if x.shape[-1] != self.basis.shape[1]:
+            raise TutorialError(f"activations of size {x.shape[-1]}, eraser fitted on size "
+                                f"{self.basis.shape[1]}")
+        b = self.basis.to(x)
+        centred = x - self.mean.to(x)
+        return x - (centred @ b.T) @ b
+
+
+def inlp(X: Tensor, y: Tensor, n_iterations: int, weight_decay: float = 1e-2,
+         max_iter: int = 200) -> NullspaceEraser:
+    """Iterative nullspace projection (Ravfogel et al. 2020) of the concept ``y`` ``[N]``
+    (integer classes) from ``X`` ``[N, d]``.
+
+    Each iteration trains :func:`tutorial_utils.probing.train_probe` (L2-regularised logistic
+    regression, unstandardised so that its weights live in the current subspace) on
+    ``(X - mean) P``, takes its direction(s) (``C - 1`` of them for ``C`` classes), projects them
+    into the current subspace, orthonormalises them against those already removed, and updates
+    ``P``. The removed rank is ``n_iterations * (C - 1)``, or less when a probe's weights
+    vanish (nothing linear about ``y`` is left; the iteration stops there, see
+    :attr:`NullspaceEraser.rank`). Deterministic.
+    """
+    from .probing import train_probe
+
+    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
+        raise TutorialError(f"X must be [N, d] and y [N], got {tuple(X.shape)} and "
+                            f"{tuple(y.shape)}")
+    C = int(y.max()) + 1
+    if C < 2 or int(y.min()) < 0:
+        raise TutorialError("y must hold integer classes 0..C-1 with at least two classes")
+    d = X.shape[1]
+    if not 1 <= n_iterations * (C - 1) < d:
+        raise TutorialError(f"n_iterations * (classes - 1) = {n_iterations * (C - 1)} must be in "
+                            f"[1, d = {d})")
+    Xd = X.detach().double()
+    mean = Xd.mean(0)
+    Z = Xd - mean
+    basis = torch.zeros(0, d, dtype=torch.float64)
+    accs: list[float] = []
+    for _ in range(n_iterations):
+        Zp = Z - (Z @ basis.T) @ basis
+        probe = train_probe(Zp, y, n_classes=C, weight_decay=weight_decay, max_iter=max_iter,
+                            standardize=False)
+        accs.append(probe.accuracy(Zp, y))
+        W = probe.weight - probe.weight.mean(0, keepdim=True)  # [C, d], rank C - 1
+        new = W[1:] if C == 2 else W[:-1]
+        for w in new:
+            w = w - (w @ basis.T) @ basis  # stay in the current subspace
+            w = w - (w @ basis.T) @ basis  # (twice: Gram-Schmidt is unstable once)
+            n = float(w.norm())
+            if n < 1e-8 * max(1.0, float(Z.norm(dim=1).max())):
+                # the probe's weights vanished: no linear information about y is left
+                return NullspaceEraser(basis, mean, accs)
+            basis = torch.cat([basis, (w / n)[None]])
+    return NullspaceEraser(basis, mean, accs)
+
+
+def random_eraser(d: int, rank: int, mean: Tensor, seed: int = 0) -> NullspaceEraser:
+    """The control: a uniformly random ``rank``-dimensional subspace of ``R^d`` erased around
+    the same ``mean`` ``[d]``."""
+    if not 1 <= rank < d:
+        raise TutorialError(f"rank must be in [1, {d}), got {rank}")
+    g = torch.Generator().manual_seed(seed)
+    return NullspaceEraser(_orthonormal_basis(torch.randn(rank, d, generator=g,
+                                                          dtype=torch.float64)),
+                           mean.detach().double())
+
+
+def run_with_eraser(model: Any, tokens: Tensor, hook_name: str, eraser: NullspaceEraser,
+                    positions: Sequence[int] | None = None, batch_size: int = 256) -> Tensor:
+    """Logits ``[B, T, V]`` of ``model`` on ``tokens`` with ``eraser`` applied to the activation
+    at ``hook_name`` (``[B, T, d]``) at every position, or only at ``positions``."""
+    from .validation import check_hook_names
+
+    check_hook_names(model, [hook_name])
+    if tokens.ndim != 2:
+        raise TutorialError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
+    T = tokens.shape[1]
+    pos = list(range(T)) if positions is None else [int(p) for p in positions]
+    if any(not 0 <= p < T for p in pos):
+        raise TutorialError(f"positions {pos} outside a sequence of length {T}")
+
+    def hook(act: Tensor, hook: Any) -> Tensor:
+        act = act.clone()
+        act[:, pos] = eraser(act[:, pos])
+        return act
+
+    dev = next(model.parameters()).device
+    outs = []
+    for s in range(0, tokens.shape[0], batch_size):
+        with torch.no_grad():
+            outs.append(model.run_with_hooks(tokens[s:s + batch_size].to(dev),
+                                             fwd_hooks=[(hook_name, hook)]))
+    return torch.cat(outs)
