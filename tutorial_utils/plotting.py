@@ -15,7 +15,8 @@ import torch
 
 from .validation import TutorialError
 
-__all__ = ["attention_grid", "attention_heatmap", "bar", "heatmap", "plot_dla", "plot_logit_lens"]
+__all__ = ["attention_grid", "attention_heatmap", "bar", "heatmap", "heatmap_pair", "plot_dla",
+           "plot_edge_scores_vs_exact", "plot_faithfulness_curves", "plot_logit_lens"]
 
 
 def _np(x) -> np.ndarray:
@@ -107,26 +108,106 @@ def attention_heatmap(pattern, tokens: Sequence[str], title: str, ax: plt.Axes |
                    figsize=(1.5 + 0.32 * len(tokens), 1.0 + 0.3 * len(tokens)))
 
 
-def attention_grid(patterns, tokens: Sequence[str], title: str, layer_labels=None):
-    """All heads of one or more layers: ``patterns`` ``[layer, head, query, key]``."""
+def attention_grid(patterns, tokens: Sequence[str], title: str, layer_labels=None,
+                   head_labels=None, cbar_label: str = "attention weight",
+                   vmax: float | None = 1.0, axis_labels: tuple[str, str] = ("query", "key")):
+    """Several ``[query, key]`` maps on one colour scale: ``patterns [rows, cols, T, T]`` (e.g.
+    layers x heads; a single ``[T, T]`` or ``[cols, T, T]`` is one row).
+
+    Token labels sit on the left column (queries) and the bottom row (keys), one colour bar is
+    shared by every panel (``vmax=None``: the largest value shown, else ``[0, vmax]``). Panel
+    titles are ``"{layer_labels[r]} {head_labels[c]}"`` (default ``L{r}`` and ``H{c}``);
+    ``axis_labels`` names the rows and columns of each map (``("query", "source")`` for
+    context-mixing maps). Keep it
+    to a few rows: at about ten tokens two rows of four panels stay readable.
+    """
     p = _np(patterns)
-    n_layers, n_heads = p.shape[:2]
-    fig, axes = plt.subplots(n_layers, n_heads, figsize=(2.6 * n_heads + 1, 2.4 * n_layers + 0.8),
-                             squeeze=False)
-    for l in range(n_layers):
-        for h in range(n_heads):
-            ax = axes[l, h]
-            im = ax.imshow(p[l, h], cmap="Blues", vmin=0, vmax=1)
-            name = layer_labels[l] if layer_labels is not None else f"L{l}"
-            ax.set_title(f"{name} H{h}", fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if h == 0:
-                ax.set_ylabel("query")
-            if l == n_layers - 1:
-                ax.set_xlabel("key")
-    fig.colorbar(im, ax=axes, shrink=0.8, label="attention weight")
-    fig.suptitle(f"{title} ({len(tokens)} tokens)")
+    if p.ndim == 2:
+        p = p[None, None]
+    elif p.ndim == 3:
+        p = p[None]
+    if p.ndim != 4 or p.shape[-1] != p.shape[-2] or p.shape[-1] != len(tokens):
+        raise TutorialError(f"patterns {p.shape} must be [rows, cols, T, T] with T = {len(tokens)} tokens")
+    n_rows, n_cols, T = p.shape[0], p.shape[1], p.shape[-1]
+    rows = list(layer_labels) if layer_labels is not None else [f"L{r}" for r in range(n_rows)]
+    cols = list(head_labels) if head_labels is not None else [f"H{c}" for c in range(n_cols)]
+    if len(rows) != n_rows or len(cols) != n_cols:
+        raise TutorialError(f"{len(rows)} row labels and {len(cols)} column labels for a "
+                            f"{n_rows} x {n_cols} grid")
+    top = float(np.nanmax(p)) if vmax is None else float(vmax)
+    side = max(1.9, 0.21 * T + 0.3)
+    fig, axes = plt.subplots(n_rows, n_cols, squeeze=False, layout="constrained",
+                             figsize=(side * n_cols + 2.2, side * n_rows + 1.6))
+    labels = list(tokens)
+    for r in range(n_rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            im = ax.imshow(p[r, c], cmap="Blues", vmin=0, vmax=top)
+            ax.set_title(f"{rows[r]} {cols[c]}", fontsize=9)
+            ax.set_xticks(range(T))
+            ax.set_yticks(range(T))
+            if c == 0:
+                ax.set_yticklabels(labels, fontsize=7)
+                ax.set_ylabel(axis_labels[0])
+            else:
+                ax.set_yticklabels([])
+            if r == n_rows - 1:
+                ax.set_xticklabels(labels, fontsize=7, rotation=90)
+                ax.set_xlabel(axis_labels[1])
+            else:
+                ax.set_xticklabels([])
+            ax.tick_params(length=2)
+    fig.colorbar(im, ax=axes, shrink=0.9 if n_rows > 1 else 1.0,
+                 label=f"{cbar_label} (one scale, all panels)")
+    fig.suptitle(title)
+    return fig
+
+
+def heatmap_pair(left, right, titles: Sequence[str], ticklabels, xlabel: str, ylabel: str,
+                 suptitle: str, cbar_label: str, vmax: float | None = None,
+                 cmap: str = "Blues", missing: str = "not defined for this model"):
+    """Two heatmaps side by side on ONE colour scale with one colour bar, so that the same
+    colour means the same value in both panels.
+
+    ``left``/``right``: 2-D arrays ``[rows, cols]`` (``right=None`` leaves the right panel as a
+    note, ``missing``); ``titles``: the two panel titles; ``ticklabels``: ``((x_left, y_left),
+    (x_right, y_right))`` (token or row labels). The scale runs from 0 to ``vmax`` (default the
+    larger maximum of the two); values must be non-negative (shares, norms, scores).
+    """
+    a = _np(left)
+    b = None if right is None else _np(right)
+    for v in (a, b):
+        if v is not None and v.ndim != 2:
+            raise TutorialError(f"heatmap_pair needs 2-D arrays, got shape {v.shape}")
+    if len(titles) != 2 or len(ticklabels) != 2:
+        raise TutorialError("heatmap_pair needs two titles and two (xticklabels, yticklabels)")
+    top = float(vmax) if vmax is not None else float(max(np.nanmax(v) for v in (a, b) if v is not None))
+    if float(np.nanmin(a)) < -1e-6 or (b is not None and float(np.nanmin(b)) < -1e-6):
+        raise TutorialError("heatmap_pair draws non-negative values on a 0..vmax scale")
+    # a missing right panel only holds a note: keep it narrow instead of an empty band
+    widths = [a.shape[1], b.shape[1] if b is not None else max(2.0, 0.35 * a.shape[1])]
+    n_rows = max(a.shape[0], (b if b is not None else a).shape[0])
+    fig, axes = plt.subplots(1, 2, layout="constrained", width_ratios=widths,
+                             figsize=(min(2.5 + 0.42 * sum(widths), 15), min(1.8 + 0.36 * n_rows, 9)))
+    im = None
+    for ax, v, t, (xt, yt) in zip(axes, (a, b), titles, ticklabels):
+        ax.set_title(t, fontsize=10)
+        if v is None:
+            ax.text(0.5, 0.5, missing, ha="center", va="center", wrap=True, fontsize=9)
+            ax.axis("off")
+            continue
+        im = ax.imshow(v, cmap=cmap, vmin=0, vmax=top, aspect="auto")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if xt is not None:
+            ax.set_xticks(range(len(xt)))
+            ax.set_xticklabels(list(xt), rotation=60, ha="right", fontsize=8)
+        if yt is not None:
+            ax.set_yticks(range(len(yt)))
+            ax.set_yticklabels(list(yt), fontsize=8)
+    both = " (one scale, both panels)" if b is not None else ""
+    fig.colorbar(im, ax=list(axes), label=cbar_label + both, shrink=0.9)
+    fig.suptitle(suptitle)
     return fig
 
 
@@ -307,4 +388,96 @@ def plot_dla(values: Any, labels: Sequence[str] | None = None, title: str | None
     ax1.set_title("embeddings, MLPs and biases")
     fig.suptitle(title or "Direct logit attribution")
     fig.get_layout_engine().set(wspace=0.12)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Edge attribution against exact patching, and faithfulness curves (tutorial_utils.circuits)
+# --------------------------------------------------------------------------------------------
+
+def plot_edge_scores_vs_exact(scores: dict, graph: Any, n_label: int = 6,
+                              methods: Sequence[str] = ("EAP", "EAP-IG"),
+                              linthresh: float | None = None, title: str | None = None) -> Any:
+    """One scatter panel per method: its score (y) against exact edge patching (x) for every real
+    edge of ``graph``, on symmetric-log axes (hundreds of near-zero edges and a few large ones
+    stay readable), the ``n_label`` largest exact effects highlighted and named, and the
+    diagonal y = x. ``scores``: ``{"exact": [S, R], method: [S, R], ...}``. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if "exact" not in scores:
+        raise TutorialError("scores needs an 'exact' entry (exact_scores) to compare with")
+    real = graph.real_edges
+    ex = _np(scores["exact"][real])
+    names = graph.edge_names(real)
+    top = np.argsort(-np.abs(ex))[:n_label]
+    if linthresh is None:
+        nz = np.abs(ex[np.abs(ex) > 0])
+        linthresh = float(np.quantile(nz, 0.9)) / 10 if nz.size else 1e-3
+    fig, axes = plt.subplots(1, len(methods), figsize=(5.6 * len(methods), 5.0), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        y = _np(scores[method][real])
+        lim = 1.5 * float(max(np.abs(ex).max(), np.abs(y).max()))
+        ax.scatter(ex, y, s=9, alpha=0.35, color="tab:grey", label=f"all {len(ex)} edges")
+        ax.scatter(ex[top], y[top], s=30, color="tab:red",
+                   label=f"{n_label} largest |exact| (numbered)")
+        for rank, i in enumerate(top, 1):
+            ax.annotate(str(rank), (ex[i], y[i]), fontsize=8, xytext=(-9 if rank % 2 else 4, 3),
+                        textcoords="offset points", color="tab:red")
+        key = "\n".join(f"{rank}: {names[i]}" for rank, i in enumerate(top, 1))
+        ax.text(0.98, 0.02, key, transform=ax.transAxes, fontsize=7, ha="right", va="bottom",
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "lightgrey"})
+        ax.plot([-lim, lim], [-lim, lim], color="black", lw=0.8, ls="--", label="y = x")
+        ax.set_xscale("symlog", linthresh=linthresh)
+        ax.set_yscale("symlog", linthresh=linthresh)
+        decades = range(int(np.floor(np.log10(linthresh))) + 1, int(np.ceil(np.log10(lim))), 2)
+        ticks = sorted([0.0] + [s * 10.0 ** d for d in decades for s in (-1, 1)])
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.axvline(0, color="grey", lw=0.5)
+        ax.set_xlabel("exact edge patching: metric change")
+        ax.set_ylabel(f"{method} score")
+        ax.set_title(f"{method} vs exact (linear within ±{linthresh:.0e})")
+        ax.legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_faithfulness_curves(curves: dict, targets: Sequence[float] = (0.8, 0.9),
+                             linthresh: float = 20, title: str | None = None) -> Any:
+    """Faithfulness against the number of edges kept, one panel per task.
+
+    ``curves``: ``{task: {method: FaithfulnessCurve}}`` (or ``{method: curve}`` for one task).
+    The x axis is linear up to ``linthresh`` edges (where rankings differ) and logarithmic
+    beyond; dashed lines mark the ``targets``. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if curves and not isinstance(next(iter(curves.values())), dict):
+        curves = {"": curves}
+    fig, axes = plt.subplots(1, len(curves), figsize=(6.2 * len(curves), 4.2), squeeze=False)
+    styles = ["-", "--", ":", "-."]
+    for ax, (task, cs) in zip(axes[0], curves.items()):
+        total = 1
+        for i, (method, c) in enumerate(cs.items()):
+            ax.plot(_np(c.n_edges), _np(c.faithfulness), marker="o", ms=3, ls=styles[i % 4],
+                    lw=2.2 - 0.4 * i, label=method)
+            total = max(total, int(c.total_edges))
+        for t in targets:
+            ax.axhline(t, color="grey", ls="--", lw=0.8)
+            ax.text(0.3, t, f"{t:g}", va="bottom", fontsize=7, color="grey")
+        ax.set_xscale("symlog", linthresh=linthresh, linscale=2)
+        ticks = [t for t in (0, 5, 10, 15, 20, 50, 100, 200, 500, 1000, 10000) if t < total]
+        ax.set_xticks(ticks + [total], [str(t) for t in ticks + [total]])
+        ax.set_xlim(0, total * 1.05)
+        ax.set_xlabel(f"edges kept (top-n by |score|; linear up to {linthresh:g}, log beyond)")
+        ax.set_ylabel("normalised faithfulness")
+        ax.set_title(task or "faithfulness curve")
+        ax.legend(loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return fig

@@ -14,7 +14,7 @@ from ..graph import Graph, count_edges
 from ..interchange import sender_activations
 from .drawing import draw_circuit
 from .edge_attribution import (METHODS, attribute, eap_ig_scores, eap_scores, exact_scores,
-                               node_attribution)
+                               node_attribution, receiver_gradients)
 from .circuit_evaluation import (FaithfulnessCurve, evaluate_baselines, evaluate_graph,
                          faithfulness_curve, interchange_logits, rank_correlation)
 from .selection import greedy, prune, threshold, top_n
@@ -23,5 +23,5 @@ __all__ = [
     "METHODS", "FaithfulnessCurve", "Graph", "attribute", "count_edges", "draw_circuit",
     "eap_ig_scores", "eap_scores", "evaluate_baselines", "evaluate_graph", "exact_scores",
     "faithfulness_curve", "greedy", "interchange_logits", "node_attribution", "prune",
-    "rank_correlation", "sender_activations", "threshold", "top_n",
+    "rank_correlation", "receiver_gradients", "sender_activations", "threshold", "top_n",
 ]

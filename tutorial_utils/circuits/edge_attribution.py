@@ -33,7 +33,7 @@ from ..tasks.base import TaskDataset
 from ..validation import TutorialError, check_batch_size, check_dataset
 
 __all__ = ["METHODS", "attribute", "eap_ig_scores", "eap_scores", "exact_scores",
-           "node_attribution"]
+           "node_attribution", "receiver_gradients"]
 
 Method = Literal["eap", "eap-ig", "exact"]
 METHODS = ("eap", "eap-ig", "exact")
@@ -88,6 +88,34 @@ def _check_common(model: Any, graph: Graph, dataset: TaskDataset, batch_size: in
     check_dataset(dataset, model)
     graph.check_model(model)
     check_batch_size(batch_size)
+
+
+def receiver_gradients(model: Any, graph: Graph, dataset: TaskDataset,
+                       metric: Metric | None = None, embed: Tensor | None = None) -> Tensor:
+    """``∂M/∂in_r`` at every receiver input, on the clean prompts, in one forward and one
+    backward over the whole dataset: FloatTensor[B, T, n_backward, D].
+
+    ``M`` is the metric averaged over the dataset (as in :func:`eap_scores`), so
+    ``einsum('btsd,btrd->sr', Δ, receiver_gradients(...))`` with
+    ``Δ = sender_activations(corrupted) - sender_activations(clean)`` is EAP. ``embed``
+    (``[B, T, D]``) replaces the ``embed`` node's output: a point on EAP-IG's straight path
+    ``x' + (k/m)(x - x')`` between the corrupted and clean embeddings. Exposed so that the
+    notebooks can assemble EAP and EAP-IG from their parts; the scoring functions above use the
+    same computation.
+    """
+    check_dataset(dataset, model)
+    graph.check_model(model)
+    B, T = dataset.clean_tokens.shape
+    if embed is not None and tuple(embed.shape) != (B, T, model.cfg.d_model):
+        raise TutorialError(f"embed must be [batch, pos, d_model] = {(B, T, model.cfg.d_model)}, "
+                            f"got {tuple(embed.shape)}")
+    metric_fn = metric or default_metric
+    dev = model_device(model)
+    grads = torch.zeros(B, T, graph.n_backward, model.cfg.d_model, device=dev)
+    _receiver_grads(model, graph, dataset.clean_tokens.to(dev),
+                    lambda lg: check_metric_output(metric_fn(lg, dataset), 1), grads,
+                    input_override=None if embed is None else embed.to(dev))
+    return grads.cpu()
 
 
 def eap_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric | None = None,

@@ -1,4 +1,11 @@
-"""Checks for the exercises of ``notebooks/05_circuits_high_level.ipynb``."""
+"""Checks for the exercises of ``notebooks/05_circuits_high_level.ipynb``.
+
+Each check first runs the student's function on a synthetic case whose answer is known by
+construction and, when it is wrong, names the likely conceptual mistake; then it compares the
+function with a reference on random inputs. Checks return a
+:class:`~tutorial_utils.grading.CheckResult`; the notebook prints it with
+:func:`~tutorial_utils.grading.report`.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +14,155 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..grading import CheckResult, check_value, compare_to_reference, report
+from ..grading import CheckResult, compare_to_reference
 
-__all__ = ["check_circuit_metric", "check_edge_score", "check_interchange_input",
-           "check_smallest_circuit", "check_top_n_edges", "reference_edge_score",
-           "reference_interchange_input", "reference_smallest_circuit", "reference_top_n_edges"]
-
-
-def reference_edge_score(delta: Tensor, grad: Tensor) -> Tensor:
-    """EAP score of one edge: ``Σ_{b,t} Δ_s[b,t] · ∂M/∂in_r[b,t]`` for ``[B, T, D]`` inputs."""
-    return (delta * grad).sum()
+__all__ = ["check_eap_all_edges", "check_faithfulness_curve", "check_ig_gradient",
+           "check_top_n_edges", "reference_eap_all_edges", "reference_faithfulness_curve",
+           "reference_ig_gradient", "reference_top_n_edges"]
 
 
-def check_edge_score(student_fn: Callable) -> CheckResult:
-    """``student_fn(delta [B,T,D], grad [B,T,D]) -> scalar`` on random tensors."""
+def _raised(name: str, error: BaseException) -> CheckResult:
+    if isinstance(error, NotImplementedError):
+        return CheckResult(name, False, "not implemented yet: fill in the exercise cell, run it, "
+                                        "then re-run this check")
+    return CheckResult(name, False, f"your function raised {type(error).__name__}: {error}")
 
-    def make_inputs(gen: torch.Generator):
-        B, T, D = (int(x) for x in torch.randint(2, 7, (3,), generator=gen))
-        return (torch.randn(B, T, D, generator=gen), torch.randn(B, T, D, generator=gen))
 
-    return report(compare_to_reference("edge_score", student_fn, reference_edge_score,
-                                       make_inputs, atol=1e-4))
+def _close(a: object, b: Tensor, atol: float = 1e-5) -> bool:
+    return (isinstance(a, Tensor) and a.shape == b.shape
+            and bool(torch.allclose(a.detach().float(), b.float(), atol=atol, rtol=1e-4)))
 
+
+# --------------------------------------------------------------------------------------------
+# EAP over all edges as one einsum
+# --------------------------------------------------------------------------------------------
+
+def reference_eap_all_edges(act_clean: Tensor, act_corrupted: Tensor, grads: Tensor,
+                            real_edges: Tensor) -> Tensor:
+    """``score[s, r] = Σ_{b,t} (out_s(corr) - out_s(clean))[b,t] · ∂M/∂in_r[b,t]`` on the real
+    edges, 0 elsewhere. Shapes: acts [B,T,S,D], grads [B,T,R,D], real_edges bool [S,R]."""
+    delta = act_corrupted - act_clean
+    scores = torch.einsum("btsd,btrd->sr", delta, grads)
+    return scores.masked_fill(~real_edges, 0.0)
+
+
+def check_eap_all_edges(fn: Callable) -> CheckResult:
+    """``fn(act_clean [B,T,S,D], act_corrupted [B,T,S,D], grads [B,T,R,D], real_edges [S,R])
+    -> [S,R]``."""
+    name = "eap_all_edges"
+    B, T, S, R = 2, 3, 3, 4
+    # synthetic: sender s changes by (s+1) along direction s; every receiver's gradient is all
+    # ones, so the score of every real edge s->r is B*T*(s+1)
+    clean = torch.zeros(B, T, S, S)
+    corr = torch.zeros(B, T, S, S)
+    for s in range(S):
+        corr[:, :, s, s] = s + 1.0
+    grads = torch.ones(B, T, R, S)
+    real = torch.ones(S, R, dtype=torch.bool).triu()
+    expected = reference_eap_all_edges(clean, corr, grads, real)
+    try:
+        got = fn(clean, corr, grads, real)
+    except Exception as e:  # noqa: BLE001
+        return _raised(name, e)
+    if not isinstance(got, Tensor) or tuple(got.shape) != (S, R):
+        shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+        return CheckResult(name, False, f"return one score per (sender, receiver): shape {(S, R)}, "
+                                        f"got {shape}. Sum over batch, positions and d_model in "
+                                        f"one einsum, e.g. 'btsd,btrd->sr'")
+    if _close(got, -expected):
+        return CheckResult(name, False, "every score has the wrong sign: Δ is out(corrupted) - "
+                                        "out(clean) (what the edge carries when it is corrupted)")
+    if _close(got.masked_fill(~real, 0.0), expected) and not _close(got, expected):
+        return CheckResult(name, False, "entries that are not edges (a receiver reading a later "
+                                        "sender) must be 0: mask them with real_edges")
+    if _close(got, expected / B) or _close(got, expected / (B * T)):
+        return CheckResult(name, False, "your scores are averaged over examples/positions: the "
+                                        "gradient is already that of the *mean* metric, so sum "
+                                        "over examples and positions")
+    if not _close(got, expected):
+        return CheckResult(name, False, f"sender s moves by s+1 along direction s and every "
+                                        f"gradient is 1, so edge s->r must score {B}*{T}*(s+1) = "
+                                        f"{expected[0, 0]:.0f}, {expected[1, 1]:.0f}, "
+                                        f"{expected[2, 2]:.0f} for s = 0, 1, 2; got "
+                                        f"{got[0, 0]:.3g}, {got[1, 1]:.3g}, {got[2, 2]:.3g}")
+
+    def make(g: torch.Generator):
+        B_, T_, S_, R_, D_ = (int(x) for x in torch.randint(2, 6, (5,), generator=g))
+        return (torch.randn(B_, T_, S_, D_, generator=g), torch.randn(B_, T_, S_, D_, generator=g),
+                torch.randn(B_, T_, R_, D_, generator=g), torch.rand(S_, R_, generator=g) < 0.6)
+
+    return compare_to_reference(name, fn, reference_eap_all_edges, make, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# EAP-IG: the Riemann sum of gradients along the path
+# --------------------------------------------------------------------------------------------
+
+def reference_ig_gradient(grad_fn: Callable[[Tensor], Tensor], x_clean: Tensor,
+                          x_corrupted: Tensor, steps: int) -> Tensor:
+    """``(1/m) Σ_{k=1..m} grad_fn(x' + (k/m)(x - x'))`` with ``x'`` corrupted, ``x`` clean."""
+    total = None
+    for k in range(1, steps + 1):
+        g = grad_fn(x_corrupted + (k / steps) * (x_clean - x_corrupted))
+        total = g if total is None else total + g
+    return total / steps
+
+
+def check_ig_gradient(fn: Callable) -> CheckResult:
+    """``fn(grad_fn, x_clean, x_corrupted, steps) -> averaged gradient`` (right Riemann sum)."""
+    name = "ig_gradient"
+    x_corr, x_clean = torch.full((2, 3), 1.0), torch.full((2, 3), 3.0)
+    calls: list[Tensor] = []
+
+    def square(x: Tensor) -> Tensor:  # the gradient of x^3 / 3: non-linear, so points matter
+        calls.append(x.detach().clone())
+        return x ** 2
+
+    try:
+        got = fn(square, x_clean, x_corr, 4)
+        n_calls = len(calls)
+        calls.clear()
+        got1 = fn(square, x_clean, x_corr, 1)
+    except Exception as e:  # noqa: BLE001
+        return _raised(name, e)
+    points = torch.tensor([1.5, 2.0, 2.5, 3.0])
+    value = float((points ** 2).mean())
+    if not isinstance(got, Tensor) or got.shape != x_clean.shape:
+        return CheckResult(name, False, "return the averaged gradient, shaped like the input")
+    got_v = float(got.mean())
+    if n_calls != 4:
+        return CheckResult(name, False, f"with steps=4 the gradient must be taken at 4 points "
+                                        f"(k = 1..4), you called grad_fn {n_calls} times")
+    if _close(got1, x_clean ** 2) is False:
+        hint = (" You evaluated it at the corrupted input: the points are x' + (k/m)(x - x') "
+                "for k = 1..m, so the last one is the clean input." if _close(got1, x_corr ** 2)
+                else "")
+        return CheckResult(name, False, "with steps=1 EAP-IG is EAP: one gradient, at the clean "
+                                        "input." + hint)
+    if abs(got_v - value * 4) < 1e-4:
+        return CheckResult(name, False, "you summed the gradients: divide by the number of "
+                                        "steps (a Riemann sum is an average)")
+    if abs(got_v - float((torch.tensor([1.0, 1.5, 2.0, 2.5]) ** 2).mean())) < 1e-4:
+        return CheckResult(name, False, "your points are k = 0..m-1 (a left Riemann sum, which "
+                                        "includes the corrupted input and misses the clean one); "
+                                        "use k = 1..m")
+    if abs(got_v - value) > 1e-4:
+        return CheckResult(name, False, f"from x' = 1 to x = 3 in 4 steps the points are 1.5, 2, "
+                                        f"2.5, 3 and the mean of x^2 there is {value:.4f}; got "
+                                        f"{got_v:.4f}")
+
+    W = torch.randn(4, 4, generator=torch.Generator().manual_seed(7))
+
+    def make(g: torch.Generator):
+        return (lambda x: torch.tanh(x @ W) @ W.T, torch.randn(3, 4, generator=g),
+                torch.randn(3, 4, generator=g), int(torch.randint(1, 8, (1,), generator=g)))
+
+    return compare_to_reference(name, fn, reference_ig_gradient, make, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# top-n selection
+# --------------------------------------------------------------------------------------------
 
 def reference_top_n_edges(scores: Tensor, real_edges: Tensor, n: int) -> Tensor:
     """BoolTensor like ``scores``: the ``n`` real edges of largest ``|score|``."""
@@ -38,67 +172,105 @@ def reference_top_n_edges(scores: Tensor, real_edges: Tensor, n: int) -> Tensor:
     return mask.reshape(scores.shape)
 
 
-def check_top_n_edges(student_fn: Callable) -> CheckResult:
-    """``student_fn(scores [S,R], real_edges bool [S,R], n) -> bool [S,R]`` on random scores
-    (some non-edges carry large scores, which must be ignored)."""
+def check_top_n_edges(fn: Callable) -> CheckResult:
+    """``fn(scores [S,R], real_edges bool [S,R], n) -> bool [S,R]``: a synthetic case, then
+    random scores (some non-edges carry large scores, which must be ignored)."""
+    name = "top_n_edges"
+    scores = torch.tensor([[-5.0, 3.0], [10.0, 0.5]])
+    real = torch.tensor([[True, True], [False, True]])
+    try:
+        got = fn(scores, real, 2)
+    except Exception as e:  # noqa: BLE001
+        return _raised(name, e)
+    if not isinstance(got, Tensor) or got.dtype != torch.bool or got.shape != scores.shape:
+        return CheckResult(name, False, "return a boolean mask shaped like the scores")
+    if bool(got[1, 0]):
+        return CheckResult(name, False, "you chose an entry that is not an edge (score 10 where "
+                                        "real_edges is False): exclude non-edges before ranking")
+    if not bool(got[0, 0]):
+        return CheckResult(name, False, "the edge with score -5 matters more than the one with 3: "
+                                        "rank by |score| (a negative score means the edge helps)")
+    if int(got.sum()) != 2:
+        return CheckResult(name, False, f"n=2 must select exactly 2 edges, got {int(got.sum())}")
 
-    def make_inputs(gen: torch.Generator):
-        S, R = (int(x) for x in torch.randint(4, 12, (2,), generator=gen))
-        real = torch.rand(S, R, generator=gen) < 0.6
-        real[0, 0] = True
-        scores = torch.randn(S, R, generator=gen) * 3
-        n = int(torch.randint(1, int(real.sum()) + 1, (1,), generator=gen))
-        return (scores, real, n)
+    def make(g: torch.Generator):
+        S, R = (int(x) for x in torch.randint(4, 12, (2,), generator=g))
+        real_ = torch.rand(S, R, generator=g) < 0.6
+        real_[0, 0] = True
+        sc = torch.randn(S, R, generator=g) * 3
+        n = int(torch.randint(1, int(real_.sum()) + 1, (1,), generator=g))
+        return (sc, real_, n)
 
-    return report(compare_to_reference("top_n_edges", student_fn, reference_top_n_edges,
-                                       make_inputs))
-
-
-def reference_interchange_input(current_input: Tensor, sender_diff: Tensor,
-                                in_circuit: Tensor) -> Tensor:
-    """Receiver input when only the edges ``in_circuit`` keep their value:
-    ``in + Σ_{s not in circuit} (out_s(corrupted) - out_s(current))``.
-
-    Shapes: current_input [B,T,D]; sender_diff [B,T,S,D] (corrupted - current);
-    in_circuit bool [S]."""
-    removed = (~in_circuit).to(sender_diff.dtype)
-    return current_input + torch.einsum("btsd,s->btd", sender_diff, removed)
-
-
-def check_interchange_input(student_fn: Callable) -> CheckResult:
-    """``student_fn(current_input, sender_diff, in_circuit) -> [B,T,D]`` on random tensors."""
-
-    def make_inputs(gen: torch.Generator):
-        B, T, S, D = (int(x) for x in torch.randint(2, 6, (4,), generator=gen))
-        return (torch.randn(B, T, D, generator=gen), torch.randn(B, T, S, D, generator=gen),
-                torch.rand(S, generator=gen) < 0.5)
-
-    return report(compare_to_reference("interchange_input", student_fn,
-                                       reference_interchange_input, make_inputs, atol=1e-5))
+    return compare_to_reference(name, fn, reference_top_n_edges, make)
 
 
-def check_circuit_metric(value: float, expected: float) -> CheckResult:
-    """The student's evaluated circuit metric against the library's evaluation."""
-    return report(check_value("circuit_metric", value, expected, atol=1e-4, rtol=1e-3))
+# --------------------------------------------------------------------------------------------
+# a faithfulness curve
+# --------------------------------------------------------------------------------------------
+
+def reference_faithfulness_curve(evaluate: Callable[[Tensor], Tensor], scores: Tensor,
+                                 real_edges: Tensor, grid: list[int], m_clean: float,
+                                 m_corrupted: float) -> Tensor:
+    """``F(n) = (M(top-n circuit) - M(corrupted)) / (M(clean) - M(corrupted))`` for each n."""
+    masks = torch.stack([reference_top_n_edges(scores, real_edges, n) for n in grid])
+    metrics = torch.as_tensor(evaluate(masks), dtype=torch.float32)
+    return (metrics - m_corrupted) / (m_clean - m_corrupted)
 
 
-def reference_smallest_circuit(n_edges: Tensor, faithfulness: Tensor, target: float) -> int | None:
-    """Fewest edges among the measured points whose faithfulness reaches ``target`` (None if
-    none does)."""
-    ok = faithfulness >= target
-    return int(n_edges[ok].min()) if bool(ok.any()) else None
+def _toy_evaluate(importance: Tensor, m_clean: float, m_corr: float) -> Callable[[Tensor], Tensor]:
+    """A fake circuit evaluation: the metric moves from corrupted to clean in proportion to the
+    |importance| the circuit keeps (so faithfulness = kept share of the importance)."""
+    total = importance.abs().sum()
+
+    def evaluate(masks: Tensor) -> Tensor:
+        if masks.ndim == 2:
+            masks = masks[None]
+        kept = (importance.abs()[None] * masks.float()).flatten(1).sum(1) / total
+        return m_corr + (m_clean - m_corr) * kept
+
+    return evaluate
 
 
-def check_smallest_circuit(student_fn: Callable) -> CheckResult:
-    """``student_fn(n_edges [P], faithfulness [P], target) -> int | None`` on random curves
-    (not necessarily monotone, not necessarily sorted, sometimes never reaching the target)."""
+def check_faithfulness_curve(fn: Callable) -> CheckResult:
+    """``fn(evaluate, scores, real_edges, grid, m_clean, m_corrupted) -> [len(grid)]`` where
+    ``evaluate(masks [K,S,R]) -> metrics [K]``."""
+    name = "faithfulness_curve"
+    importance = torch.tensor([[4.0, -3.0, 0.0], [0.0, 2.0, 1.0]])
+    real = torch.tensor([[True, True, False], [False, True, True]])
+    m_clean, m_corr = 0.9, 0.5
+    grid = [0, 1, 2, 4]
+    expected = torch.tensor([0.0, 0.4, 0.7, 1.0])
+    try:
+        got = fn(_toy_evaluate(importance, m_clean, m_corr), importance.clone(), real, grid,
+                 m_clean, m_corr)
+    except Exception as e:  # noqa: BLE001
+        return _raised(name, e)
+    got = torch.as_tensor(got, dtype=torch.float32).flatten() if not isinstance(got, Tensor) \
+        else got.detach().float().flatten()
+    if got.shape != expected.shape:
+        return CheckResult(name, False, f"return one faithfulness per grid point ({len(grid)}), "
+                                        f"got {tuple(got.shape)}")
+    if torch.allclose(got, 1 - expected, atol=1e-4):
+        return CheckResult(name, False, "you measured the part of the gap the circuit *loses*: "
+                                        "F = (M(circuit) - M(corrupted)) / (M(clean) - M(corrupted))")
+    if torch.allclose(got, expected * (m_clean - m_corr) + m_corr, atol=1e-4):
+        return CheckResult(name, False, "these are the raw metrics: normalise them so that the "
+                                        "corrupted run gives 0 and the clean run 1")
+    if not torch.allclose(got, expected, atol=1e-4):
+        return CheckResult(name, False, f"edges of importance 4, -3, 2, 1: the top 1, 2 and 4 "
+                                        f"by |score| keep 0.4, 0.7 and 1.0 of it, so the curve is "
+                                        f"{expected.tolist()}; got {[round(x, 3) for x in got.tolist()]}"
+                                        f" (rank by |score|? empty circuit first?)")
 
-    def make_inputs(gen: torch.Generator):
-        P = int(torch.randint(3, 12, (1,), generator=gen))
-        n = torch.randperm(200, generator=gen)[:P] + 1
-        faith = torch.rand(P, generator=gen) * 1.1
-        target = float(torch.rand(1, generator=gen)) * 1.2
-        return (n, faith, target)
+    def make(g: torch.Generator):
+        S, R = (int(x) for x in torch.randint(3, 7, (2,), generator=g))
+        real_ = torch.rand(S, R, generator=g) < 0.7
+        real_[0, 0] = True
+        imp = torch.randn(S, R, generator=g)
+        sc = imp + 0.3 * torch.randn(S, R, generator=g)
+        n_real = int(real_.sum())
+        grid_ = sorted({0, n_real, *torch.randint(0, n_real + 1, (3,), generator=g).tolist()})
+        mc, mx = float(torch.rand(1, generator=g)) + 0.5, float(torch.rand(1, generator=g)) - 0.5
+        return (_toy_evaluate(imp * real_, mc, mx), sc, real_, grid_, mc, mx)
 
-    return report(compare_to_reference("smallest_circuit", student_fn, reference_smallest_circuit,
-                                       make_inputs, n_trials=6))
+    return compare_to_reference(name, fn, reference_faithfulness_curve, make, atol=1e-4)
