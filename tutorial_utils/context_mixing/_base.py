@@ -95,10 +95,17 @@ def original_hf_model(model: Any, dtype: torch.dtype = torch.float32) -> Any:
 
     post = is_post_ln(model)
     kwargs = {"add_pooling_layer": False} if post else {}
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar would be saved in the notebooks
     try:
         raw = AutoModel.from_pretrained(source, attn_implementation="eager", **kwargs)
     except Exception as exc:  # pragma: no cover - depends on the environment
         raise TutorialError(f"could not load the original weights from {source!r}: {exc}") from exc
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     raw = raw.to(model.cfg.device).eval()
     for p in raw.parameters():
         p.requires_grad_(False)
