@@ -681,7 +681,7 @@ print(f"encoder, Value Zeroing rolled out: subject > attractor {evals['encoder']
 # a sanity check, not a verdict.
 
 # %% [markdown]
-# ## 6. Bonus: every layer of one method (3 min)
+# ## 6. Bonus: every layer, method by method (3 min)
 #
 # The layer-by-layer table in pictures: each layer's map for two methods on the encoder
 # sentence, one colour scale for all panels. Value Zeroing is layer-local: on this sentence its
