@@ -29,7 +29,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -131,6 +132,20 @@ def _batched_logits(model: Any, tokens: Tensor, batch_size: int) -> Tensor:
         for i in range(0, tokens.shape[0], batch_size):
             out.append(model(tokens[i:i + batch_size].to(model.cfg.device)).float().cpu())
     return torch.cat(out)
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Hugging Face's "Loading weights" bars off (they would be saved in a notebook)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def _check_positive(**sizes: int) -> None:
@@ -396,13 +411,14 @@ def section_02(encoder: Any, decoder: Any, *, n_examples: int = 8, seed: int = 0
     text = "The keys on the cabinet [MASK] red."
     toks = encoder.to_tokens(text)
     special = [0, toks.shape[1] - 1]  # [CLS] and [SEP]
-    att = cm.raw_attention(encoder, toks[0])
-    nrm = cm.attention_norm(encoder, toks[0], "attn")
-    res = ContextMixingSection(
-        _mixing_scores(encoder, n_examples, seed), _mixing_scores(decoder, n_examples, seed),
-        _shape(encoder), _shape(decoder),
-        att[:, :, special].sum(-1).mean(-1).float().cpu(),
-        nrm[:, :, special].sum(-1).mean(-1).float().cpu())
+    with _no_progress_bars():  # the methods reload the original Hugging Face weights
+        att = cm.raw_attention(encoder, toks[0])
+        nrm = cm.attention_norm(encoder, toks[0], "attn")
+        res = ContextMixingSection(
+            _mixing_scores(encoder, n_examples, seed), _mixing_scores(decoder, n_examples, seed),
+            _shape(encoder), _shape(decoder),
+            att[:, :, special].sum(-1).mean(-1).float().cpu(),
+            nrm[:, :, special].sum(-1).mean(-1).float().cpu())
     if verbose:
         print(res.summary())
     return res
@@ -721,16 +737,8 @@ def run_section(notebook: str, run: bool | None = None, **kwargs: Any) -> Any:
             models.append(load_model(str(src), device=device, hooks=hooks))
         else:
             models.append(load_encoder(str(src), device=device))
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Loading weights" bars in a saved notebook
-    try:
-        with torch.no_grad():
-            return fn(*models, **kwargs)
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
+    with _no_progress_bars(), torch.no_grad():
+        return fn(*models, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -773,7 +781,6 @@ def build_random_checkpoint(kind: str, out_dir: str | Path, seed: int = 0) -> Pa
     """
     from transformers import (AutoTokenizer, BertConfig, BertForMaskedLM, GPT2Config,
                               GPT2LMHeadModel)
-    from transformers.utils import logging as hf_logging
 
     out = Path(out_dir)
     torch.manual_seed(seed)
@@ -787,12 +794,7 @@ def build_random_checkpoint(kind: str, out_dir: str | Path, seed: int = 0) -> Pa
         model, tok = BertForMaskedLM(BertConfig()), AutoTokenizer.from_pretrained(_minilm_dir())
     else:
         raise TutorialError(f"kind must be 'gpt2' or 'bert-base-uncased', got {kind!r}")
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
+    with _no_progress_bars():
         model.eval().save_pretrained(out)
         tok.save_pretrained(out)
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
     return out
