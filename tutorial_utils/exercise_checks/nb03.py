@@ -1,116 +1,329 @@
 """Exercise checks for notebook 03 (low-level circuit finding).
 
-Each check compares the student's function with a reference on fresh inputs (or recomputes a
-number with the library) and returns a :class:`~tutorial_utils.grading.CheckResult`; the notebook
-prints it with :func:`~tutorial_utils.grading.report`.
+Each check first runs the student's function on a case whose answer is known by construction
+(patching a run into itself changes nothing, the full circuit scores 1 and the empty one 0, an
+identity-like read-out gives a known score, ...) and, when it is wrong, names the likely
+conceptual mistake; then it compares with a reference on random inputs or with the library on
+the notebook's model. Checks return a :class:`~tutorial_utils.grading.CheckResult`; the
+notebook prints it with :func:`~tutorial_utils.grading.report`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import torch
+from torch import Tensor
 
 from ..grading import CheckResult, check_value, compare_to_reference
-from ..validation import TutorialError
 
-__all__ = ["check_add_to_head_input", "check_component_logits", "check_head_sweep",
-           "check_mean_ablate_head", "check_sva_faithfulness", "check_zero_ablate_head"]
+__all__ = ["check_ablate_head", "check_head_sweep", "check_node_faithfulness",
+           "check_patch_edge", "check_sva_faithfulness", "check_upweight_score",
+           "reference_ablate_head", "reference_upweight_score"]
 
 
-def _ref_zero_ablate_head(z: torch.Tensor, head: int) -> torch.Tensor:
+def _raised(name: str, error: BaseException) -> CheckResult:
+    if isinstance(error, NotImplementedError):
+        return CheckResult(name, False, "not implemented yet: fill in the exercise cell, run it, "
+                                        "then re-run this check")
+    return CheckResult(name, False, f"your function raised {type(error).__name__}: {error}")
+
+
+def _self_patched(dataset: Any) -> Any:
+    """The dataset with its corrupted prompts replaced by the clean ones: every patch from the
+    'corrupted' run is then a patch of the clean run into itself and must change nothing."""
+    return dataclasses.replace(dataset, corrupted_tokens=dataset.clean_tokens,
+                               corrupted_prompts=list(dataset.clean_prompts))
+
+
+def _metric(model: Any, dataset: Any, tokens: Tensor, fwd_hooks: list | None = None) -> float:
+    with torch.no_grad():
+        logits = model.run_with_hooks(tokens, fwd_hooks=fwd_hooks or [])
+    return float(dataset.metric(logits))
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 1.1: ablate one head three ways
+# --------------------------------------------------------------------------------------------
+
+def reference_ablate_head(z: Tensor, head: int, method: str, reference_z: Tensor | None = None
+                          ) -> Tensor:
+    """``z`` ``[B, T, H, d_head]`` with head ``head`` zeroed, replaced by its mean over the
+    reference batch (per position), or by the reference run's value (resample, paired)."""
     out = z.clone()
-    out[:, :, head] = 0
+    if method == "zero":
+        out[:, :, head] = 0.0
+    elif method == "mean":
+        out[:, :, head] = reference_z[:, :, head].mean(0)
+    elif method == "resample":
+        out[:, :, head] = reference_z[:, :, head]
+    else:
+        raise ValueError(method)
     return out
 
 
-def _ref_mean_ablate_head(z: torch.Tensor, reference_z: torch.Tensor, head: int) -> torch.Tensor:
-    out = z.clone()
-    out[:, :, head] = reference_z[:, :, head].mean(0)
-    return out
+def check_ablate_head(fn: Callable) -> CheckResult:
+    """``fn(z, head, method, reference_z)`` for method in zero / mean / resample."""
+    name = "ablate_head"
+    B, T, H, d = 3, 4, 2, 5
+    z = torch.ones(B, T, H, d)
+    ref = torch.arange(B, dtype=torch.float32)[:, None, None, None].expand(B, T, H, d) * 2.0 + 10
+    ref = ref + torch.arange(T, dtype=torch.float32)[None, :, None, None]  # differs by position
+    expected = {m: reference_ablate_head(z, 1, m, ref) for m in ("zero", "mean", "resample")}
+    got = {}
+    try:
+        for m in expected:
+            zin, rin = z.clone(), ref.clone()
+            got[m] = fn(zin, 1, m, rin)
+            if not torch.equal(zin, z):
+                return CheckResult(name, False, f"method {m!r} modified the input in place: clone "
+                                                f"it first (the hook's tensor feeds the rest of "
+                                                f"the forward)")
+    except Exception as e:  # noqa: BLE001
+        return _raised(name, e)
+    for m, exp in expected.items():
+        out = got[m]
+        if not isinstance(out, Tensor) or out.shape != z.shape:
+            return CheckResult(name, False, f"method {m!r}: return a tensor shaped like z "
+                                            f"{tuple(z.shape)}")
+        if not torch.equal(out[:, :, 0], z[:, :, 0]):
+            return CheckResult(name, False, f"method {m!r} changed head 0: only head `head` "
+                                            f"(the third axis) may change")
+        if torch.allclose(out, exp):
+            continue
+        if m == "mean" and torch.allclose(out[:, :, 1], ref[:, :, 1].mean((0, 1))[None, None]
+                                          .expand(B, T, d)):
+            return CheckResult(name, False, "mean ablation averages over the batch only, per "
+                                            "position: you also averaged over positions")
+        if m == "mean" and torch.allclose(out, expected["resample"]):
+            return CheckResult(name, False, "for mean ablation you copied each prompt's reference "
+                                            "value (that is resampling): average over the batch")
+        if m == "resample" and torch.allclose(out, expected["mean"]):
+            return CheckResult(name, False, "resampling gives each prompt its *own* reference "
+                                            "(paired) value, not the batch mean")
+        return CheckResult(name, False, f"method {m!r}: head 1 should be "
+                                        f"{exp[:, 0, 1, 0].tolist()} at position 0 (one value "
+                                        f"per prompt), got {out[:, 0, 1, 0].tolist()}")
+
+    def make(g: torch.Generator):
+        Hr = int(torch.randint(2, 5, (1,), generator=g))
+        zr = torch.randn(3, 5, Hr, 8, generator=g)
+        m = ("zero", "mean", "resample")[int(torch.randint(0, 3, (1,), generator=g))]
+        return (zr, int(torch.randint(0, Hr, (1,), generator=g)), m,
+                torch.randn(3, 5, Hr, 8, generator=g))
+
+    return compare_to_reference(name, fn, reference_ablate_head, make, n_trials=6)
 
 
-def _ref_add_to_head_input(x: torch.Tensor, delta: torch.Tensor, head: int) -> torch.Tensor:
-    out = x.clone()
-    out[:, :, head] = out[:, :, head] + delta
-    return out
-
-
-def _ref_component_logits(c: torch.Tensor, scale: torch.Tensor, W_U: torch.Tensor) -> torch.Tensor:
-    return ((c - c.mean(-1, keepdim=True)) / scale) @ W_U
-
-
-def _head_inputs(g: torch.Generator) -> tuple:
-    H = int(torch.randint(2, 5, (1,), generator=g))
-    return (torch.randn(3, 5, H, 8, generator=g), int(torch.randint(0, H, (1,), generator=g)))
-
-
-def check_zero_ablate_head(fn: Callable) -> CheckResult:
-    """``fn(z [B, T, H, d_head], head) -> z`` with head ``head`` set to 0, input unchanged."""
-    def make(g):
-        return _head_inputs(g)
-
-    def student(z, head):
-        before = z.clone()
-        out = fn(z, head)
-        if not torch.equal(z, before):
-            raise TutorialError("the input was modified in place: clone it first")
-        return out
-
-    return compare_to_reference("zero_ablate_head", student, _ref_zero_ablate_head, make)
-
-
-def check_mean_ablate_head(fn: Callable) -> CheckResult:
-    """``fn(z, reference_z, head)``: head ``head`` replaced by its mean over the reference batch
-    (per position)."""
-    def make(g):
-        z, head = _head_inputs(g)
-        ref = torch.randn(7, *z.shape[1:], generator=g)
-        return (z, ref, head)
-
-    return compare_to_reference("mean_ablate_head", fn, _ref_mean_ablate_head, make)
-
-
-def check_add_to_head_input(fn: Callable) -> CheckResult:
-    """``fn(x [B, T, H, d_model], delta [B, T, d_model], head)``: delta added to one head's input."""
-    def make(g):
-        H = int(torch.randint(2, 5, (1,), generator=g))
-        x = torch.randn(2, 4, H, 6, generator=g)
-        return (x, torch.randn(2, 4, 6, generator=g), int(torch.randint(0, H, (1,), generator=g)))
-
-    return compare_to_reference("add_to_head_input", fn, _ref_add_to_head_input, make)
-
-
-def check_component_logits(fn: Callable) -> CheckResult:
-    """``fn(c [B, d], scale [B, 1], W_U [d, V])``: the component read through the frozen final
-    LayerNorm scale and the unembedding."""
-    def make(g):
-        return (torch.randn(3, 8, generator=g), torch.rand(3, 1, generator=g) + 0.5,
-                torch.randn(8, 11, generator=g))
-
-    return compare_to_reference("component_logits", fn, _ref_component_logits, make)
-
+# --------------------------------------------------------------------------------------------
+# Exercise 2.1: a patching sweep by hand
+# --------------------------------------------------------------------------------------------
 
 def check_head_sweep(fn: Callable, model: Any, dataset: Any, layer: int) -> CheckResult:
     """``fn(model, dataset, layer) -> [n_heads]``: the metric with each head of ``layer`` patched
     (all positions) from the corrupted run into the clean run."""
     from ..patching import patching_sweep
 
+    name = "patch_heads_of_layer"
     try:
-        got = fn(model, dataset, layer)
-    except NotImplementedError:
-        return check_value("patch_heads_of_layer", ..., None)
-    except Exception as error:  # noqa: BLE001
-        return CheckResult("patch_heads_of_layer", False, f"your function raised {error!r}")
+        same = torch.as_tensor(fn(model, _self_patched(dataset), layer)).detach().float().cpu()
+        got = torch.as_tensor(fn(model, dataset, layer)).detach().float().cpu()
+    except Exception as e:  # noqa: BLE001
+        return _raised(name, e)
+    H = model.cfg.n_heads
+    if got.shape != (H,):
+        return CheckResult(name, False, f"return one metric per head: shape ({H},), got "
+                                        f"{tuple(got.shape)}")
+    m_clean = _metric(model, dataset, dataset.clean_tokens)
+    if not torch.allclose(same, torch.full_like(same, m_clean), atol=1e-4):
+        return CheckResult(name, False, f"patching the clean run into itself must leave the clean "
+                                        f"metric {m_clean:.3f} for every head, got "
+                                        f"{[round(x, 3) for x in same.tolist()]}: do you run the "
+                                        f"clean prompts with the patch applied?")
     ref = patching_sweep(model, dataset, "z", ("layer", "head"), progress=False).values[layer]
-    got = torch.as_tensor(got).detach().float().cpu()
-    return check_value("patch_heads_of_layer", got, ref, atol=1e-4)
+    if not torch.allclose(got, ref, atol=1e-4):
+        den = patching_sweep(model, dataset, "z", ("layer", "head"), direction="denoise",
+                             progress=False).values[layer]
+        if torch.allclose(got, den, atol=1e-4):
+            return CheckResult(name, False, "you patched clean activations into the corrupted run "
+                                            "(denoising); this sweep runs the *clean* prompts with "
+                                            "one head's corrupted output")
+    return check_value(name, got, ref, atol=1e-4)
 
 
-def check_sva_faithfulness(model: Any, dataset: Any, circuit: Any, faithfulness: Any
-                           ) -> CheckResult:
-    """The student's circuit must be a non-empty node set and the faithfulness they report must
-    be the one the library measures for it (resample ablation)."""
+# --------------------------------------------------------------------------------------------
+# Exercise 3.1: one path-patching step into a chosen input
+# --------------------------------------------------------------------------------------------
+
+def _edge_by_hand(model: Any, dataset: Any, sender: str, receiver: str, sign: float = 1.0,
+                  all_heads: bool = False) -> float:
+    """The metric with edge sender -> receiver patched (and two wrong variants)."""
+    from ..graph import Graph
+    from ..patching import get_activations
+
+    g = Graph.from_model(model)
+    s = g.node(sender)
+    head_name, which = receiver.rsplit(".", 1)
+    r = g.node(head_name)
+    outs = []
+    for tokens in (dataset.corrupted_tokens, dataset.clean_tokens):
+        _, acts = get_activations(model, tokens, [s.out_hook])
+        a = acts[s.out_hook]
+        outs.append(a if s.head is None else a[:, :, s.head])
+    delta = sign * (outs[0] - outs[1])
+
+    def hook(x: Tensor, hook: Any) -> Tensor:
+        x = x.clone()
+        if all_heads:
+            x += delta[:, :, None]
+        else:
+            x[:, :, r.head] += delta
+        return x
+
+    return _metric(model, dataset, dataset.clean_tokens, [(r.in_hooks[which], hook)])
+
+
+def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[str, str]]
+                     ) -> CheckResult:
+    """``fn(model, dataset, sender, receiver) -> float``: the metric of the clean run with the
+    single edge ``sender -> receiver`` (``"aL.hH.q"``/``.k``/``.v``) carrying the corrupted
+    value, compared with :func:`tutorial_utils.path_patching.edge_patching` on ``edges``."""
+    from ..path_patching import edge_patching
+
+    name = "patch_edge"
+    try:
+        same = float(fn(model, _self_patched(dataset), *edges[0]))
+        got = [float(fn(model, dataset, s, r)) for s, r in edges]
+    except Exception as e:  # noqa: BLE001
+        return _raised(name, e)
+    m_clean = _metric(model, dataset, dataset.clean_tokens)
+    if abs(same - m_clean) > 1e-4:
+        return CheckResult(name, False, f"patching an edge of the clean run into itself must give "
+                                        f"the clean metric {m_clean:.4f}, got {same:.4f}: the "
+                                        f"receiver's input changes by out_S(corrupted) - "
+                                        f"out_S(clean), which is 0 here")
+    ref = edge_patching(model, dataset, [[e] for e in edges]).tolist()
+    for (s, r), g_, ref_ in zip(edges, got, ref):
+        if abs(g_ - ref_) <= 1e-3:
+            continue
+        if abs(g_ - _edge_by_hand(model, dataset, s, r, sign=-1.0)) <= 1e-3:
+            return CheckResult(name, False, f"{s} -> {r}: sign error, add out_S(corrupted) - "
+                                            f"out_S(clean) to the receiver's input (you added "
+                                            f"clean - corrupted)")
+        if abs(g_ - _edge_by_hand(model, dataset, s, r, all_heads=True)) <= 1e-3:
+            return CheckResult(name, False, f"{s} -> {r}: you changed the input of every head of "
+                                            f"the layer; index the head axis (third) so that "
+                                            f"only the receiving head reads the patched stream")
+        return CheckResult(name, False, f"{s} -> {r}: metric {g_:.4f}, expected {ref_:.4f}. Is "
+                                        f"the hook on the right input (q, k or v) of the right "
+                                        f"layer, and is the sender's output the one it writes "
+                                        f"into the residual stream?")
+    return CheckResult(name, True, f"matches edge_patching on {len(edges)} edges, and patching "
+                                   f"the clean run into itself changes nothing")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 4.1: the faithfulness of a node circuit
+# --------------------------------------------------------------------------------------------
+
+def check_node_faithfulness(fn: Callable, model: Any, dataset: Any, circuit: list[str]
+                            ) -> CheckResult:
+    """``fn(model, dataset, nodes) -> float``: resample-ablate every node outside ``nodes`` and
+    normalise, compared with :func:`tutorial_utils.faithfulness.circuit_faithfulness`."""
+    from ..faithfulness import all_nodes, circuit_faithfulness
+
+    name = "node_circuit_faithfulness"
+    every = all_nodes(model)
+    try:
+        f_full = float(fn(model, dataset, list(every)))
+        f_empty = float(fn(model, dataset, []))
+        got = float(fn(model, dataset, list(circuit)))
+    except Exception as e:  # noqa: BLE001
+        return _raised(name, e)
+    if abs(f_full - 1) > 1e-3:
+        return CheckResult(name, False, f"the circuit of every node is the model itself and must "
+                                        f"score 1, got {f_full:.3f}: are you patching nodes "
+                                        f"*inside* the circuit, or normalising in the wrong order?")
+    if abs(f_empty) > 1e-3:
+        hint = (" With no node kept, the embeddings are patched too, so the run is exactly the "
+                "corrupted one: did you leave out 'embed'?" if abs(f_empty) < 0.99 else
+                " You seem to patch the nodes *in* the circuit instead of the ones outside it.")
+        return CheckResult(name, False, f"the empty circuit must score 0, got {f_empty:.3f}.{hint}")
+    ref = circuit_faithfulness(model, dataset, circuit).faithfulness
+    if abs(got - ref) > 1e-3:
+        complement = [n for n in every if n not in set(circuit)]
+        comp = circuit_faithfulness(model, dataset, complement).faithfulness
+        if abs(got - comp) <= 1e-3:
+            return CheckResult(name, False, f"{got:.3f} is the faithfulness of the *complement*: "
+                                            f"patch the nodes outside the circuit, keep the ones in it")
+        if abs(got - (1 - ref)) <= 1e-3:
+            return CheckResult(name, False, f"{got:.3f} = 1 - {ref:.3f}: you measured the share of "
+                                            f"the gap the circuit loses; F = (M(circuit) - "
+                                            f"M(corrupted)) / (M(clean) - M(corrupted))")
+        return CheckResult(name, False, f"faithfulness {got:.3f}, the library measures {ref:.3f} "
+                                        f"for {sorted(circuit)} (resample ablation)")
+    return CheckResult(name, True, f"full circuit 1, empty circuit 0, and {ref:.3f} for "
+                                   f"{sorted(circuit)} as the library measures")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 5.1: the "upweight y > YY" score of one component
+# --------------------------------------------------------------------------------------------
+
+def reference_upweight_score(c: Tensor, scale: Tensor, W_U: Tensor, yy: Tensor) -> Tensor:
+    """Per example: the component's direct logits over the years (final LayerNorm centring and
+    frozen scale, then ``W_U``), mean over the years above ``yy`` minus mean over the others."""
+    logits = ((c - c.mean(-1, keepdim=True)) / scale) @ W_U
+    above = (torch.arange(W_U.shape[1])[None, :] > yy[:, None]).float()
+    weights = above / above.sum(1, keepdim=True) - (1 - above) / (1 - above).sum(1, keepdim=True)
+    return (logits * weights).sum(-1)
+
+
+def check_upweight_score(fn: Callable) -> CheckResult:
+    """``fn(c [B, d], scale [B, 1], W_U [d, Y], yy [B]) -> [B]``."""
+    name = "upweight_score"
+    d, Y = 4, 10
+    yy = torch.tensor([3, 6])
+    # centred c = (3, -1, -1, -1); W_U's first row reads +1/3 above YY and -1/3 at or below it
+    # (for example 0's YY = 3), so the direct logits are +1 / -1 and the score is exactly 2
+    W_U = torch.zeros(d, Y)
+    W_U[0] = torch.where(torch.arange(Y) > 3, 1 / 3, -1 / 3)
+    c = torch.tensor([[4.0, 0.0, 0.0, 0.0], [4.0, 0.0, 0.0, 0.0]])
+    scale = torch.tensor([[1.0], [2.0]])
+    try:
+        got = fn(c, scale, W_U, yy)
+    except Exception as e:  # noqa: BLE001
+        return _raised(name, e)
+    if not isinstance(got, Tensor) or got.shape != (2,):
+        return CheckResult(name, False, "return one score per example: shape [batch]")
+    if abs(float(got[0]) - 2.0) > 1e-5:
+        v = float(got[0])
+        if abs(v - 8 / 3) < 1e-4:
+            hint = "subtract the mean of c over d_model first (the final LayerNorm centres it)"
+        elif abs(v - 1.0) < 1e-4 or abs(v + 1.0) < 1e-4:
+            hint = "the score is mean(above) - mean(at or below), both sides weighted"
+        else:
+            hint = "logits = ((c - mean) / scale) @ W_U, then mean over years > YY minus the rest"
+        return CheckResult(name, False, f"this component writes +1 on every year above YY and -1 "
+                                        f"on the others, so its score is 2; got {v:.4f}: {hint}")
+
+    def make(g: torch.Generator):
+        B = int(torch.randint(2, 6, (1,), generator=g))
+        return (torch.randn(B, 8, generator=g), torch.rand(B, 1, generator=g) + 0.5,
+                torch.randn(8, 20, generator=g), torch.randint(1, 18, (B,), generator=g))
+
+    return compare_to_reference(name, fn, reference_upweight_score, make)
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 7.1: your own SVA circuit, with a target
+# --------------------------------------------------------------------------------------------
+
+def check_sva_faithfulness(model: Any, dataset: Any, circuit: Any, faithfulness: Any,
+                           target: float = 0.8) -> CheckResult:
+    """The student's circuit must be a non-empty node set whose faithfulness (resample
+    ablation, as the library measures it) is the one they report **and** reaches ``target``."""
     from ..faithfulness import circuit_faithfulness
 
     name = "sva_faithfulness"
@@ -124,7 +337,16 @@ def check_sva_faithfulness(model: Any, dataset: Any, circuit: Any, faithfulness:
     except Exception as error:  # noqa: BLE001
         return CheckResult(name, False, f"could not evaluate your circuit: {error}")
     res = check_value(name, float(faithfulness), ref.faithfulness, atol=1e-3)
-    if res.passed:
-        res.message = (f"faithfulness {ref.faithfulness:.3f} of your {len(circuit)}-node circuit "
-                       "matches the library's")
-    return res
+    if not res.passed:
+        res.message = (f"you report {float(faithfulness):.3f} but the library measures "
+                       f"{ref.faithfulness:.3f} for {sorted(circuit)}: compute it with "
+                       f"circuit_faithfulness on the SVA dataset")
+        return res
+    if not ref.faithfulness >= target:
+        return CheckResult(name, False, f"your {len(circuit)}-node circuit reaches "
+                                        f"{ref.faithfulness:.3f}, {target - ref.faithfulness:.3f} "
+                                        f"short of the {target} target: look for the nodes it "
+                                        f"misses (a lower path-patching threshold, or the inputs "
+                                        f"of the nodes you have)")
+    return CheckResult(name, True, f"faithfulness {ref.faithfulness:.3f} >= {target} with "
+                                   f"{len(circuit)} nodes (as the library measures it)")
