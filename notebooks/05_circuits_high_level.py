@@ -146,7 +146,7 @@ print(f"agreement probability difference: clean {sva_clean:.3f}, corrupted {sva_
 # still favours late years when the start year is `01`. Faithfulness is measured against the gap
 # between the two runs, so the baseline only sets the zero of the scale.)
 #
-# ## 2. Ablating one edge by hand (3 min)
+# ## 2. Ablating one edge by hand (2 min)
 #
 # **Edge-level interchange.** To remove edge $s \to r$, receiver $r$ must see sender $s$'s output
 # from the *corrupted* run while everything else stays as it is. Because $r$'s input is a sum,
@@ -330,7 +330,7 @@ if RUN_EXACT:
 # along the diagonal down to 1e-5, EAP-IG's scatter into the wrong-sign quadrants.
 
 # %% [markdown]
-# ## 6. Select the top edges; faithfulness curves (6 min)
+# ## 6. Select the top edges; faithfulness curves (7 min)
 #
 # A circuit is the top-$n$ edges by |score|. Its **normalised faithfulness**
 # (`tutorial_utils.faithfulness`) is
