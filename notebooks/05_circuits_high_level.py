@@ -327,7 +327,8 @@ if RUN_EXACT:
 # logarithmic in both directions, linear within ±1e-5. The six largest exact effects (red,
 # numbered) sit on the diagonal for EAP-IG and between it and zero for EAP (2 to 8 times too
 # small, the table above). The hundreds of tiny edges show the other half of the story: EAP's lie
-# along the diagonal down to 1e-5, EAP-IG's scatter into the wrong-sign quadrants.
+# along the diagonal down to 1e-5, with a few exceptions, while EAP-IG's spread into the
+# wrong-sign quadrants (upper left, lower right).
 
 # %% [markdown]
 # ## 6. Select the top edges; faithfulness curves (7 min)
