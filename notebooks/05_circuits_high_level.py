@@ -420,9 +420,11 @@ plt.show()
 # choice of method hardly matters, and calling one of them "best" would be a tie-break.
 # **Agreement** separates them. Its metric is saturated (clean 0.998, corrupted -0.998: the model
 # is certain), so the gradient at the clean point understates every large effect by two orders of
-# magnitude (next cell: -1.994 exact, -0.0093 EAP), and at that scale EAP's ranking of the
-# important edges is no longer reliable: its curve stalls at 0.93-0.96 from 10 to 50 edges,
-# while EAP-IG and exact patching reach 0.99 with 11. This is the saturation EAP-IG was designed
+# magnitude (next cell: -1.994 exact, -0.0093 EAP), some by far more: EAP scores the query edge
+# `m2 -> a3.h0.q` at -0.00007 where exact patching measures -0.019, so it ranks a negligible edge
+# (`a3.h0 -> logits`, exact -0.001) above it. That single swap in the top 11 is why EAP's curve
+# stalls at 0.93-0.96 from 10 to 50 edges, while EAP-IG (same top 11 as exact patching) and exact
+# patching reach 0.99 with 11. This is the saturation EAP-IG was designed
 # for, and it shows where a circuit needs it: at the top of the ranking.
 
 # %%
@@ -441,6 +443,12 @@ if RUN_EXACT:
         s_, r_ = real.nonzero()[i].tolist()
         print(f"  {graph.edge_name(s_, r_):18s}            {float(sva_scores['exact'][s_, r_]):+.3f}  "
               f"{float(sva_scores['EAP'][s_, r_]):+.4f}  {float(sva_scores['EAP-IG'][s_, r_]):+.3f}")
+    top11 = {m: set(graph.edge_names(top_n(graph, s_, 11))) for m, s_ in sva_scores.items()}
+    print("agreement, top 11 edges: EAP-IG's equal exact's:", top11["EAP-IG"] == top11["exact"])
+    for e_ in sorted(top11["exact"] ^ top11["EAP"]):
+        i_ = graph.edge_index(e_)
+        print(f"  only in {'exact' if e_ in top11['exact'] else 'EAP':5s}: {e_:15s} exact "
+              f"{float(sva_scores['exact'][i_]):+.4f}, EAP {float(sva_scores['EAP'][i_]):+.5f}")
 
 # %% [markdown]
 # ## 7. Bonus: the circuit itself, and the hand-found one (6 min)
