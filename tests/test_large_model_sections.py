@@ -175,6 +175,8 @@ def test_section_03(gpt2):
     assert res.lens_labels[0] == "embed" and res.lens_labels[-1] == f"L{N_LAYERS - 1}"
     assert all(parse_head(h) < (N_LAYERS, N_HEADS) for h, _ in res.top_heads)
     assert "0.817" in res.summary()
+    assert res.dla_upweight.shape == (len(res.dla_labels),) and _finite(res.dla_upweight)
+    assert "a11.h11" in res.dla_labels and f"m{N_LAYERS - 1}" in res.dla_labels
 
 
 @pytest.mark.large_model

@@ -434,7 +434,9 @@ class PatchingSection:
     """Notebook 03 on a large model, Greater-Than: every head's output and every MLP patched
     from the corrupted run (normalised metric: 1 = clean, 0 = corrupted; ``heads [L, H]``,
     ``mlps [L]``), and the logit lens's probability difference after each block
-    (``lens_pd [n_layers + 1]``, index 0 = embeddings)."""
+    (``lens_pd [n_layers + 1]``, index 0 = embeddings), and each component's direct logit
+    attribution to the mean logit of the years above YY minus those at or below
+    (``dla_upweight [n_components]``, labels ``dla_labels``)."""
 
     model: str
     shape: str
@@ -446,6 +448,8 @@ class PatchingSection:
     lens_pd: Tensor
     lens_labels: list[str]
     top_heads: list[tuple[str, float]]
+    dla_labels: list[str] = field(default_factory=list)
+    dla_upweight: Tensor = field(default_factory=lambda: torch.zeros(0))
 
     def summary(self) -> str:
         order = self.mlps.nan_to_num(float("inf")).argsort()[:4]
@@ -459,6 +463,9 @@ class PatchingSection:
             + ", ".join(f"m{int(i)} {float(self.mlps[i]):.2f}" for i in order),
             "  logit lens, probability difference by layer: "
             + ", ".join(f"{n} {float(v):.2f}" for n, v in zip(self.lens_labels, self.lens_pd)),
+            "  direct logit attribution, mean logit of years > YY minus years <= YY, largest: "
+            + ", ".join(f"{self.dla_labels[int(i)]} {float(self.dla_upweight[i]):+.2f}"
+                        for i in self.dla_upweight.abs().argsort(descending=True)[:5]),
             _published("greater_than", "greater_than_circuit"),
             _gpu_hint("03", "n_examples=64"),
         ])
@@ -468,8 +475,10 @@ def section_03(model: Any, *, n_examples: int = 6, seed: int = 0, top_k: int = 5
                verbose: bool = True) -> PatchingSection:
     """Notebook 03's activation patching and logit lens on Greater-Than (canonical frame):
     :func:`tutorial_utils.patching.patch_heads` and an ``mlp_out`` sweep by layer, then
-    :func:`tutorial_utils.logit_lens.logit_lens` over the 100 year tokens."""
+    :func:`tutorial_utils.logit_lens.logit_lens` and
+    :func:`tutorial_utils.dla.direct_logit_attribution` over the 100 year tokens."""
     from . import patching as P
+    from .dla import direct_logit_attribution
     from .logit_lens import logit_lens
     from .tasks import make_greater_than
     from .tasks.greater_than import year_token_ids
@@ -484,10 +493,16 @@ def section_03(model: Any, *, n_examples: int = 6, seed: int = 0, top_k: int = 5
     yy = torch.tensor(ds.meta["yy"])
     sign = torch.where(torch.arange(100)[None] > yy[:, None], 1.0, -1.0)  # [B, 100]
     lens_pd = (probs * sign[None]).sum(-1).mean(-1)
+    dla = direct_logit_attribution(model, ds.clean_tokens, ds.answer_pos, years)
+    above = (sign > 0).float()
+    weights = above / above.sum(1, keepdim=True).clamp(min=1) \
+        - (1 - above) / (1 - above).sum(1, keepdim=True).clamp(min=1)
+    upweight = dla.project(weights).mean(1).float().cpu()  # [components]
     nh = heads.normalized()
     res = PatchingSection(_name(model), _shape(model), n_examples, float(heads.metric_clean),
                           float(heads.metric_corrupted), nh, mlps.normalized(), lens_pd,
-                          list(lens.labels), _top(nh, top_k, largest=False))
+                          list(lens.labels), _top(nh, top_k, largest=False), list(dla.labels),
+                          upweight)
     if verbose:
         print(res.summary())
     return res
@@ -634,20 +649,21 @@ class EdgeAttributionSection:
             f"{self.metric_corrupted:.3f}",
             "  top EAP-IG edges: " + ", ".join(f"{e} {s:+.4f}" for e, s in self.top_edges),
             f"  Spearman(EAP, EAP-IG) over all edges: {self.rank_correlation:.2f}",
-            "  faithfulness of the top-n edges:",
+            "  faithfulness of the top-n edges (0 edges: 0, all edges: 1, by definition):",
             "    edges " + "".join(f"{n:>8d}" for n in self.n_edges),
         ]
         for m, f in self.faithfulness.items():
             lines.append(f"    {m:<6}" + "".join(f"{float(x):>8.2f}" for x in f))
         lines += [_published("greater_than", "greater_than_circuit"),
-                  _gpu_hint("05", "n_examples=64, ig_steps=10")]
+                  _gpu_hint("05", "n_examples=64, ig_steps=10, n_edges=[30, 100, 300, 1000, 3000, 10000]")]
         return "\n".join(lines)
 
 
 def _edge_grid(total: int) -> list[int]:
-    """0, then powers of two times 100 up to a quarter of the edges, then every edge."""
-    grid = [0] + [n for n in (50, 100, 200, 400, 800, 1600, 3200, 6400) if n < total]
-    return grid + [total]
+    """Circuit sizes whose faithfulness the section measures by default (each point is one
+    stacked interchange run, the section's main cost; 0 edges and all of them give 0 and 1 by
+    definition, so they are not run)."""
+    return [n for n in (100, 300, 1000, 3000) if n < total] or [total // 2]
 
 
 def section_05(model: Any, *, n_examples: int = 8, ig_steps: int = 5, batch_size: int = 8,
@@ -656,7 +672,8 @@ def section_05(model: Any, *, n_examples: int = 8, ig_steps: int = 5, batch_size
     """Notebook 05's edge attribution on Greater-Than: :class:`~tutorial_utils.graph.Graph`
     from the model (GPT-2 small: 32,491 edges), :func:`~tutorial_utils.circuits.eap_scores`,
     :func:`~tutorial_utils.circuits.eap_ig_scores` and a
-    :func:`~tutorial_utils.circuits.faithfulness_curve` for each. Needs ``hooks=True``."""
+    :func:`~tutorial_utils.circuits.faithfulness_curve` for each at the circuit sizes
+    ``n_edges`` (default 100, 300, 1,000 and 3,000 edges). Needs ``hooks=True``."""
     from .circuits import (Graph, eap_ig_scores, eap_scores, evaluate_baselines,
                            faithfulness_curve, rank_correlation)
     from .tasks import make_greater_than
