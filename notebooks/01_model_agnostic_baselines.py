@@ -222,7 +222,7 @@ print(f"{acts_train.shape[1]} training prompts, {acts_test.shape[1]} test prompt
       f"nouns); {len(probed_train.unique())} distinct words at the probed (last) position")
 
 # %% [markdown]
-# #### Exercise 2.1 · a logistic-regression probe ⭐⭐ 🔵🔵 · 5 min
+# #### Exercise 2.1 · a logistic-regression probe ⭐⭐ 🔵🔵 · 4 min
 # Train a binary logistic-regression probe by gradient descent: minimise
 # `mean BCE(sigmoid(X w + b), y) + weight_decay / 2 · ||w||²` and return `(w, b)`. The check
 # compares your loss with the exact optimum on synthetic data and names the usual mistakes.
@@ -345,7 +345,7 @@ ax.legend(fontsize=8, loc="lower right"); fig.tight_layout()
 # Each check first runs your function on a toy model whose answer is known exactly.
 
 # %% [markdown]
-# #### Exercise 3.1 · gradient x input ⭐ 🔵🔵 · 3 min
+# #### Exercise 3.1 · gradient x input ⭐ 🔵🔵 · 2 min
 # Gradient x input, summed over the embedding dimension: `[B, T]`.
 
 # %%
@@ -516,8 +516,10 @@ fig = plotting.heatmap(avg, "Mean normalised attribution, 'The {subject} on the 
 # 9.12 to about 0 (last line above), so every deletion looks equally important. That is a
 # property of the off-distribution input, not of the tokens. Deleting and reading one position
 # earlier separates them: removing *on* barely matters (0.01), each of the other tokens about
-# equally (0.22 to 0.26). Every erasure or occlusion method asks the model about an input it may
-# never have seen; check what the model does on it.
+# equally (0.22 to 0.26). (Deleting the attractor, the last token, leaves a prompt ending in
+# *the*, where no verb is expected, so that score says little about the attractor itself.) Every
+# erasure or occlusion method asks the model about an input it may never have seen; check what
+# the model does on it.
 
 # %% [markdown]
 # ## 4. Limits: the methods disagree, and may not depend on the model (3 min)
