@@ -189,6 +189,8 @@ def test_section_04(gpt2):
     for grid in list(res.attention.values()) + [res.prev_token, res.induction_scores]:
         assert grid.shape == (N_LAYERS, N_HEADS) and _finite(grid)
     assert set(res.composition) == {"q", "k", "v"}
+    assert 0.0 <= res.k_composition <= 1.0 and 0.0 < res.k_composition_baseline < 1.0
+    assert parse_head(res.prev_heads[0])[0] < parse_head(res.induction_heads[0])[0]
     assert all(math.isfinite(v) for v in res.composition.values())
     for h in res.prev_heads + res.induction_heads:
         assert parse_head(h)[0] < N_LAYERS

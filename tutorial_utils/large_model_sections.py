@@ -257,7 +257,9 @@ class BaselinesSection:
             f"difference {self.sva_pd:.3f}",
             f"  Greater-Than (canonical frame): accuracy {self.gt_accuracy:.2f}, probability "
             f"difference {self.gt_pd:.3f}",
-            f"  subject-number probe after block {self.probe_layer - 1} (held-out nouns): "
+            f"  subject-number probe on the residual stream "
+            f"{'at the embeddings' if self.probe_layer == 0 else f'after block {self.probe_layer - 1}'}"
+            " (held-out nouns): "
             f"accuracy {self.probe_accuracy:.2f}, control task {self.control_accuracy:.2f}, "
             f"selectivity {self.selectivity:+.2f}",
             f"  input attribution ({', '.join(self.methods)}; occlusion by "
@@ -296,7 +298,7 @@ def section_01(model: Any, *, n_examples: int = 48, n_attribution: int = 4, ig_s
         ds = make_sva(model, n=n_examples, frames_split="train", nouns=split,
                       attractor="opposite", seed=s)
         feats[split] = P.residual_stream(model, ds.clean_tokens, pos=ds.answer_pos,
-                                         batch_size=batch_size)[layer].float()
+                                         batch_size=batch_size)[layer].float().cpu()
         labels[split] = torch.tensor([int(p) for p in ds.meta["plural"]])
         words[split] = ds.meta["subject"]
     probe = P.train_probe(feats["train"], labels["train"])
@@ -519,7 +521,8 @@ class CompositionSection:
 
     Induction: previous-token and induction head classes on repeated random tokens and the
     share of the induction effect removed by path patching the previous-token heads into the
-    induction heads' query, key or value (``composition``). IOI: every head's direct effect on
+    induction heads' query, key or value (``composition``); the weight-based K-composition
+    score of the strongest pair (heads listed first) with its random-matrix baseline. IOI: every head's direct effect on
     the logit difference (``direct [L, H]``, share of clean - corrupted) and attention between
     the named positions (``attention[name] [L, H]``: ``END->IO``, ``END->S2``, ``S2->S1``
     (duplicate token), ``S2->S1+1`` (induction)); ``prev_token [L, H]``."""
@@ -531,6 +534,8 @@ class CompositionSection:
     prev_heads: list[str]
     induction_heads: list[str]
     composition: dict[str, float]
+    k_composition: float
+    k_composition_baseline: float
     n_ioi: int
     ld_clean: float
     ld_corrupted: float
@@ -546,6 +551,9 @@ class CompositionSection:
             f"Notebook 04 on {self.model} ({self.shape}):",
             f"  induction ({self.batch} x 2 x {self.seq_len} random tokens): previous-token heads "
             f"{self.prev_heads[:4]}, induction heads {self.induction_heads[:6]}",
+            f"  K-composition {self.prev_heads[0]} -> {self.induction_heads[0]} from the weights: "
+            f"{self.k_composition:.3f} (random matrices of these shapes: "
+            f"{self.k_composition_baseline:.3f})",
             "  path patching previous-token heads -> induction heads, share of the effect "
             "removed: " + ", ".join(f"{k} {v:.2f}" for k, v in self.composition.items()),
             f"  IOI ({self.n_ioi} prompts): logit difference clean {self.ld_clean:.2f}, corrupted "
@@ -579,6 +587,13 @@ def section_04(model: Any, *, n_ioi: int = 8, batch: int = 8, seq_len: int = 20,
         raise TutorialError(f"direct_from_layer must be an int in [0, {L}), got {start!r}")
     clean_rep, _ = C.induction_patching_data(model, seq_len=seq_len, batch=batch, seed=seed)
     classes = C.induction_classes(model, clean_rep, seq_len)
+    best_prev = max(classes.prev_heads, key=lambda h: classes.prev_token_scores[C.parse_head(h)])
+    best_ind = max(classes.induction_heads,
+                   key=lambda h: classes.induction_scores[C.parse_head(h)])
+    prev_first = [best_prev] + [h for h in classes.prev_heads if h != best_prev]
+    ind_first = [best_ind] + [h for h in classes.induction_heads if h != best_ind]
+    k_comp = C.composition_score(model, C.parse_head(best_prev), C.parse_head(best_ind), "k")
+    k_base = C.composition_baseline(model, "k", n_samples=20, seed=seed)
     evidence = C.induction_composition_patching(model, classes.prev_heads, classes.induction_heads,
                                                 seq_len=seq_len, batch=batch, seed=seed)
     ioi = make_ioi(model, n=n_ioi, frames_split="canonical", seed=seed)
@@ -608,8 +623,8 @@ def section_04(model: Any, *, n_ioi: int = 8, batch: int = 8, seq_len: int = 20,
     published = {cls: f"{what}: {_fmt_heads(model, grid, IOI_CLASSES[cls])}"
                  for cls, (what, grid) in measures.items()}
     res = CompositionSection(
-        _name(model), _shape(model), seq_len, batch, list(classes.prev_heads),
-        list(classes.induction_heads), dict(evidence.effects), n_ioi,
+        _name(model), _shape(model), seq_len, batch, prev_first, ind_first,
+        dict(evidence.effects), k_comp, k_base, n_ioi,
         float(ioi.metric(logits_c)), float(ioi.metric(logits_k)), direct, attention, prev, ind,
         start, published)
     if verbose:
