@@ -16,11 +16,11 @@
 # %% [markdown]
 # # 02 · Context mixing: attention, rollout, attention-norm, GlobEnc, ALTI, Value Zeroing, DecompX
 #
-# **Estimated time: 30 minutes core + 14 minutes bonus.**
+# **Estimated time: 30 minutes core + 22 minutes bonus.**
 #
-# The core is sections 1, 2, 3 and 5; sections 4, 6 and 7 are bonus (LayerNorm and the FFN:
-# RES1+LN1, GlobEnc and DecompX; every layer of one method; the same evaluation on BERT-base and
-# GPT-2 small).
+# The core is sections 1, 2, 3 and 5; sections 4, 6 and 7 are bonus (Value Zeroing by hand on a
+# Hugging Face layer; LayerNorm and the FFN: RES1+LN1, GlobEnc and DecompX; every layer of one
+# method; the same evaluation on BERT-base and GPT-2 small).
 #
 # A Transformer moves information between tokens only in its attention layers. *Context-mixing*
 # methods ask, for every layer: **how much does token *i*'s representation draw on token *j*?**
@@ -29,8 +29,8 @@
 # **Learning objectives**
 # - read attention maps, and explain three reasons why raw attention weights mislead
 #   (value norms, the residual stream, LayerNorm);
-# - implement attention rollout, the attention-norm decomposition (+ residual), ALTI's layer
-#   matrix and Value Zeroing for one token, and check each against known answers;
+# - implement attention rollout, the attention-norm decomposition (+ residual) and ALTI's layer
+#   matrix (bonus: Value Zeroing for one token), and check each against known answers;
 # - evaluate the methods on a task with a known cue (subject-verb agreement), and explain where
 #   and why they disagree.
 #
@@ -176,17 +176,18 @@ for name, (m, toks, _) in MODELS.items():
 # attention adds more than the token brings.
 
 # %% [markdown]
-# ## 2. Rollout and attention-norm (9 min)
+# ## 2. Rollout and attention-norm (10 min)
 #
 # Every method below returns `[layer, query, source]` with rows summing to 1. The figures show
 # the last layer (for a *rolled-out* method that aggregates the whole model), encoder on the
-# left, decoder on the right (causal, so its upper triangle is empty), **on one colour scale**:
-# the same blue means the same share in both panels. In the decoder the first row is always 1 on
+# left, decoder on the right (causal, so its upper triangle is empty), **on one colour scale**
+# from 0 to 1 for every method: the same blue means the same share in both panels and in every
+# figure. In the decoder the first row is always 1 on
 # `<|endoftext|>`: the first token can only read itself.
 
 # %%
 def show_pair(method: str, title: str):
-    """Last layer of `method` for both sentences, on one shared colour scale."""
+    """Last layer of `method` for both sentences, on one colour scale (0 to 1, every method)."""
     mats, labels = [], []
     for name, (m, toks, strs) in MODELS.items():
         defined = method in cm.methods_for(m)
@@ -195,7 +196,7 @@ def show_pair(method: str, title: str):
     return plotting.heatmap_pair(
         mats[0], mats[1], [f"encoder: {title}", f"decoder: {title}"], labels,
         "source token j", "query token i", f"{method}, last layer",
-        "share of row i", missing=f"{method}:\nnot defined for a pre-LN decoder")
+        "share of row i", vmax=1.0, missing=f"{method}:\nnot defined for a pre-LN decoder")
 
 
 # %% [markdown]
@@ -296,7 +297,7 @@ show_pair("attention_norm_res", "attention-norm + residual (RES1)");
 # With the residual, every row's largest entry moves to the diagonal: what a token keeps of
 # itself outweighs what attention brings in (the ratios of section 1).
 #
-# ## 3. ALTI and Value Zeroing (11 min)
+# ## 3. ALTI and Value Zeroing (7 min)
 #
 # ### 3.1 ALTI (Ferrando et al. 2022)
 # Norms can overrate a piece that points *away* from the output. ALTI scores each piece
@@ -350,8 +351,20 @@ for name, (m, toks, _) in MODELS.items():
               for l in range(L))
     print(f"{name}: nothing zeroed reproduces every layer's output (max error < 1e-5): {err < 1e-5}")
 
+# %%
+show_pair("value_zeroing", "Value Zeroing (last layer only)");
+
 # %% [markdown]
-# #### Exercise 3.2 · Value Zeroing for one token ⭐⭐⭐ 🔵🔵 · 5 min
+# In the encoder's last layer Value Zeroing sends the `[MASK]` row almost entirely to `red`, and
+# the `[MASK]`'s own entry is near 0: a token's own entry only measures what its own *value*
+# vector adds through attention to itself, never its residual stream, which no zeroing touches.
+# Section 5 shows what that does to Value Zeroing rolled out; bonus exercise 4.1 has you
+# implement Value Zeroing yourself, the way the paper does, on one Hugging Face layer.
+
+# %% [markdown]
+# ## 4. Bonus: Value Zeroing by hand; LayerNorm, the FFN and the original weights (14 min)
+#
+# #### Exercise 4.1 · Value Zeroing for one token ⭐⭐⭐ 🔵🔵 · 8 min
 # Do it the way the paper does, on one Hugging Face BERT layer: `layer` is e.g.
 # `cm.original_hf_model(encoder).encoder.layer[2]` (the original weights, not the bridge whose
 # value bias is folded away) and `x [1, T, d]` the hidden state entering it
@@ -386,18 +399,7 @@ def my_value_zeroing_one_token(layer, x: torch.Tensor, j: int) -> torch.Tensor:
 
 report(nb02.check_value_zeroing_one_token(my_value_zeroing_one_token, encoder, enc_tokens))
 
-# %%
-show_pair("value_zeroing", "Value Zeroing (last layer only)");
-
 # %% [markdown]
-# In the encoder's last layer Value Zeroing sends the `[MASK]` row almost entirely to `red`, and
-# the `[MASK]`'s own entry is near 0: a token's own entry only measures what its own *value*
-# vector adds through attention to itself, never its residual stream, which no zeroing touches.
-# Section 5 shows what that does to Value Zeroing rolled out.
-
-# %% [markdown]
-# ## 4. Bonus: LayerNorm, the FFN and the original weights (6 min)
-#
 # **RES1+LN1.** In the post-LN encoder the block output is
 # $\text{LN}(\sum_j (z_{ij} + [i=j] x_i) + b_O)$; at the observed scale $\sigma_i$ LayerNorm is
 # linear, $g_i(u) = \gamma \odot (u - \bar u)/\sigma_i$, so **RES1+LN1** (Kobayashi et al. 2021)
@@ -461,7 +463,7 @@ for name, (m, toks, _) in MODELS.items():
     print(f"  attention-norm of layer 0 moves by up to {diff:.3f} when b_V is left out")
 
 # %% [markdown]
-# ## 5. Which method finds the cue? Subject-verb agreement (6 min)
+# ## 5. Which method finds the cue? Subject-verb agreement (9 min)
 #
 # Agreement has a known cue: the verb's number comes from the **subject**, not the **attractor**.
 # For each prompt we read the query row of the verb position (encoder: the `[MASK]` in

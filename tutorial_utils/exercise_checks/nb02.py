@@ -295,7 +295,7 @@ def check_alti_layer(student_fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
 
 
 # --------------------------------------------------------------------------------------------
-# Exercise 3.2: Value Zeroing for one token
+# Exercise 4.1 (bonus): Value Zeroing for one token
 # --------------------------------------------------------------------------------------------
 
 def run_layer(layer: Any, x: torch.Tensor) -> torch.Tensor:
