@@ -322,8 +322,8 @@ ax.legend(fontsize=8, loc="lower right"); fig.tight_layout()
 # word there, so memorising word → label works) and gets harder with depth as context is mixed
 # in (0.75 after L2), so selectivity is 0.25 after L2 and 0.23 after L3. An earlier version of
 # this notebook labelled the control task by the *subject* word, which the representation at the
-# last position does not hold: the control probe then failed for a reason that has nothing to do
-# with memorisation, and selectivity looked larger (0.34 and 0.28 on the line above). Decodable,
+# last position does not hold: the control task was then harder for a reason that has nothing
+# to do with memorisation, and selectivity looked larger (0.34 and 0.28 on the line above). Decodable,
 # and selective; whether the model *uses* this information is a different question (section 5).
 
 # %% [markdown]
@@ -582,8 +582,8 @@ ax.legend(fontsize=8, loc="lower left"); fig.tight_layout(); fig.subplots_adjust
 # behaviour. Two things make such a test convincing:
 # - a **metric that is not saturated**: the logit difference (section 1), not accuracy, which
 #   stays at 1.00 while the model becomes far less confident;
-# - a **removal that leaves nothing linear behind**: removing one probe direction is not enough
-#   when the property is spread over several directions. **Iterative nullspace projection**
+# - a **removal that leaves nothing linear behind**: removing one probe direction may not be
+#   enough when the property is spread over several directions. **Iterative nullspace projection**
 #   (INLP, Ravfogel et al. 2020) trains a probe, projects its direction out, trains a new probe
 #   on the projected data, and repeats, until a fresh probe is at chance. The eraser is
 #   $x \mapsto \mu + P(x - \mu)$ with $P = I - \sum_i u_i u_i^\top$ (orthonormal $u_i$): a
@@ -681,8 +681,9 @@ ax.set_title("Erasing subject number (INLP) and the agreement it supports")
 ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)); fig.tight_layout()
 
 # %% [markdown]
-# **What the numbers show.** With 8 directions per position a fresh probe on held-out nouns is
-# near chance at the last position (after L2: 1.00 → 0.59), and erasing at every position drops
+# **What the numbers show.** With 8 directions per position a fresh probe on held-out nouns drops
+# to or towards chance at the last position (0.49 after L0, 0.47 after L1, 1.00 → 0.59 after L2:
+# some number is still linearly readable there on unseen nouns), and erasing at every position drops
 # the agreement logit difference from 8.71 to 0.93 (after L0), 0.55 (after L1) and 0.76 (after
 # L2), while 8 random directions at every position leave it at 8.34 or more. So the model does
 # use linearly decodable subject number. *Where* it reads it moves with depth: erasing at the
@@ -782,8 +783,8 @@ fig.tight_layout()
 # - **Input attributions** answer "which tokens matter for this output"; contrastive targets make
 #   the question sharper, but the methods disagree with each other, IG depends on its baseline
 #   and its step count, and erasure-style methods run the model on inputs it may never have seen.
-# - Only an **intervention** shows whether the model uses what a probe finds, and a weak one (one
-#   direction, one position) can mislead.
+# - Only an **intervention** shows whether the model uses what a probe finds, and a weak test (a
+#   saturated metric, one arbitrarily chosen direction) can mislead.
 # - None of these methods looks at the *mechanism*: which heads move which information where. The
 #   next notebooks do: context mixing (02), then circuits (03, 04, 05).
 #
@@ -796,8 +797,8 @@ fig.tight_layout()
 # The same measurements on GPT-2 small: agreement and Greater-Than behaviour, a subject-number
 # probe with its control task, and input attributions on agreement prompts, printed next to the
 # published figures for GPT-2 small (its probability difference on Greater-Than, 0.817 in Hanna
-# et al. 2023, and on agreement, 0.351 in the EACL 2024 tutorial). It needs the Hugging Face hub (Colab has it); offline this cell prints one line and
-# skips.
+# et al. 2023, and on agreement, 0.351 in the EACL 2024 tutorial). It needs the Hugging Face
+# hub (Colab has it); offline this cell prints one line and skips.
 
 # %%
 from tutorial_utils.large_model_sections import run_section
