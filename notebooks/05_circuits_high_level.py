@@ -230,7 +230,7 @@ report(check_value("your EAP vs eap_scores", eap_all_edges(act_clean, act_corr, 
 # $$\text{score}(s\to r) = \Delta_s \cdot \frac{1}{m}\sum_{k=1}^{m} \frac{\partial M}{\partial \text{in}_r}\Big|_{\text{embed} = x' + \frac{k}{m}(x - x')}.$$
 # With $m = 1$ the only point is $x$ itself: EAP. It costs $m$ backward passes instead of one.
 #
-# #### Exercise 4.1 · the EAP-IG Riemann sum ⭐⭐⭐ 🔵🔵🔵 · 6 min
+# #### Exercise 4.1 · the EAP-IG Riemann sum ⭐⭐ 🔵🔵🔵 · 6 min
 #
 # Write `ig_gradient(grad_fn, x_clean, x_corrupted, steps)`: evaluate `grad_fn` at the `steps`
 # points of the path above and return the average. On the model, `grad_fn(x)` is
@@ -325,10 +325,13 @@ if RUN_EXACT:
 # %% [markdown]
 # Points on the dashed diagonal are edges whose effect the estimate gets right; the axes are
 # logarithmic in both directions, linear within ±1e-5. The six largest exact effects (red,
-# numbered) sit on the diagonal for EAP-IG and between it and zero for EAP (2 to 8 times too
-# small, the table above). The hundreds of tiny edges show the other half of the story: EAP's lie
-# along the diagonal down to 1e-5, with a few exceptions, while EAP-IG's spread into the
-# wrong-sign quadrants (upper left, lower right).
+# numbered) lie between the diagonal and zero for EAP, 1.7 to 8 times too small (the table
+# above: `m1->m3` -0.015 for -0.026, `m3->logits` -0.037 for -0.285). EAP-IG is close for the
+# two largest (-0.358 and -0.331 for -0.405 and -0.378) and overshoots the next four, by up to
+# about 2.5 times (`m0->m1`: -0.084 for -0.034); on these log axes both gaps look small. The
+# hundreds of tiny edges show the other half of the story: EAP's lie along the diagonal down to
+# 1e-5, with a few exceptions, while EAP-IG's spread into the wrong-sign quadrants (upper left,
+# lower right).
 
 # %% [markdown]
 # ## 6. Select the top edges; faithfulness curves (7 min)
@@ -423,8 +426,8 @@ plt.show()
 # magnitude (next cell: -1.994 exact, -0.0093 EAP), some by far more: EAP scores the query edge
 # `m2 -> a3.h0.q` at -0.00007 where exact patching measures -0.019, so it ranks a negligible edge
 # (`a3.h0 -> logits`, exact -0.001) above it. That single swap in the top 11 is why EAP's curve
-# stalls at 0.93-0.96 from 10 to 50 edges, while EAP-IG (same top 11 as exact patching) and exact
-# patching reach 0.99 with 11. This is the saturation EAP-IG was designed
+# stalls at 0.93-0.96 from 10 to 30 edges (0.98 only at 60), while EAP-IG (same top 11 as exact
+# patching) and exact patching reach 0.99 with 11. This is the saturation EAP-IG was designed
 # for, and it shows where a circuit needs it: at the top of the ranking.
 
 # %%
@@ -554,9 +557,10 @@ plt.show()
 #   EAP-IG replaces the gradient by its average along the corrupted -> clean path (a Riemann sum
 #   over $m$ points, $m$ backward passes).
 # - A rank correlation over all edges mostly measures the noise floor: judge a method at the top
-#   of its ranking. Where the metric is not saturated (Greater-Than here) EAP, EAP-IG and exact
-#   patching pick the same edges; where it is (agreement), EAP's circuit falls short and EAP-IG
-#   matches exact patching.
+#   of its ranking. On Greater-Than, where EAP understates the largest effects (up to 8 times)
+#   but still ranks them on top, EAP, EAP-IG and exact patching pick the same top-10 edges; on
+#   agreement, whose metric is saturated (EAP two orders of magnitude too small), EAP's circuit
+#   falls short and EAP-IG matches exact patching.
 # - A circuit is only as good as its faithfulness: report the curve, not a single circuit.
 #
 # ## 8. Bonus: Now on GPT-2 small (5 min)
