@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 03 · Circuits, low level: ablation, activation patching, path patching, faithfulness, logit lens
 #
-# **Estimated time: 30 minutes core + 26 minutes bonus.**
+# **Estimated time: 30 minutes core + 29 minutes bonus.**
 # The hands-on core of mechanistic interpretability: we intervene on the model's internals one
 # component (and one *edge*) at a time, assemble a circuit by hand and measure how faithful it is;
 # the bonus sections read components out in vocabulary space (logit lens, direct logit
@@ -29,7 +29,7 @@
 # - read activation-patching heatmaps (residual stream by layer x position, heads by layer);
 # - patch single *edges* using the linearity of the residual stream, and walk back from the logits
 #   with iterative path patching;
-# - measure the faithfulness, completeness and minimality of a hand-found circuit;
+# - measure the faithfulness of a hand-found circuit (bonus: its completeness and minimality);
 # - (bonus) use the logit lens and direct logit attribution to see what each component writes
 #   about the years, and find a subject-verb agreement circuit that reaches a faithfulness target.
 #
@@ -145,7 +145,7 @@ print(f"metric of a uniform guess over 02..99 on these start years: "
 # between clean and corrupted (0.926 - 0.507 = 0.42): all our effects are normalised by it.
 
 # %% [markdown]
-# ## 1. Hooks, `run_with_hooks`, and three ways to ablate (7 min)
+# ## 1. Hooks, `run_with_hooks`, and three ways to ablate (6 min)
 #
 # Every intermediate activation passes through a *hook point* with a name such as
 # `blocks.1.attn.hook_z` (the per-head attention outputs before `W_O`, `[batch, pos, head, d_head]`)
@@ -171,7 +171,7 @@ for name in names:
 # prompt (an interchange intervention): the only one of the three that removes exactly the
 # information the corruption removes.
 #
-# #### Exercise 1.1 · ablate one head three ways ⭐ 🔵🔵 · 4 min
+# #### Exercise 1.1 · ablate one head three ways ⭐ 🔵🔵 · 3 min
 #
 # Write `ablate_head(z, head, method, reference_z)` for `z` `[batch, pos, head, d_head]`: a copy of
 # `z` in which head `head` is zero (`"zero"`), its mean over the batch of `reference_z` at each
@@ -313,6 +313,9 @@ for site, r in layer_out.items():
     worst = [(int(i) // n.shape[1], int(i) % n.shape[1]) for i in n.flatten().argsort()[:3]]
     print(f"{site:9s}: lowest normalised metric at (layer, pos) "
           + ", ".join(f"({l}, {p}) {float(n[l, p]):.2f}" for l, p in worst))
+rp = layer_out["resid_pre"].normalized()
+print(f"resid_pre entering layer 1 (after layer 0): at YY (pos {YY_POS}) {float(rp[1, YY_POS]):.2f}, "
+      f"at the last position ({LAST}) {float(rp[1, LAST]):.2f}")
 nh = head_res.normalized()
 order = nh.flatten().argsort()[:5]
 print("heads (all positions), lowest normalised metric:",
@@ -334,8 +337,9 @@ heatmap(head_res.normalized(), "Each head patched (all positions)", "head", "lay
 
 # %% [markdown]
 # **What the heatmaps show.** The start year enters at `YY` (position 8): patching the residual
-# stream there before layer 0 gives the corrupted behaviour (0.00). From layer 2 on it sits only at
-# the last position ((2, 12): 0.01). Layer 0's attention moved it there (`attn_out` at (0, 12):
+# stream there before layer 0 gives the corrupted behaviour (0.00). After layer 0 it has left `YY`
+# for the last position (entering layer 1: 0.99 at `YY`, 0.03 at position 12) and stays there
+# ((2, 12): 0.01). Layer 0's attention moved it there (`attn_out` at (0, 12):
 # 0.03), and within layer 0 a single head, `a0.h0` (0.04 when patched at all positions; every other
 # head stays at 0.99 or above). MLP 0 at the last position is also necessary (0.09), and MLP 3
 # partly (0.32). **In GPT-2 small** (Hanna et al. 2023) several attention heads in layers 5-9 move
@@ -458,12 +462,12 @@ print("nodes:", circuit_nodes)
 # from `a0.h0` (0.90); into `a0.h0`, from the embeddings through its value input (0.97: the
 # `embed -> a0.h0.v` edge you patched, 0.521 against the corrupted 0.507). A 4-node path:
 # `embed -> a0.h0 (v) -> m0 -> m3 -> logits`. Single edges do not add up: `m0 -> m3` alone carries
-# 0.20 of the gap although patching MLP 0's whole output removes 0.91 of it, so MLP 0 also acts
-# through other readers (MLPs 1-2 and the logits), each below the threshold. The threshold is a
-# choice; lower it and the circuit grows.
+# 0.20 of the gap although patching MLP 0's output at the last position removes 0.91 of it
+# (section 2: 0.09 left), so MLP 0 also acts through other readers (MLPs 1-2 and the logits),
+# each below the threshold. The threshold is a choice; lower it and the circuit grows.
 
 # %% [markdown]
-# ## 4. Faithfulness, completeness, minimality (6 min)
+# ## 4. Faithfulness (7 min)
 #
 # **Faithfulness**: ablate everything *outside* the circuit (resample from the corrupted prompts by
 # default) and compare:
@@ -471,7 +475,7 @@ print("nodes:", circuit_nodes)
 # the nodes outside output their corrupted value; for an edge circuit every edge outside carries its
 # sender's corrupted value. The full circuit scores 1 and the empty one 0.
 #
-# #### Exercise 4.1 · the faithfulness of a node circuit ⭐⭐ 🔵🔵🔵 · 4 min
+# #### Exercise 4.1 · the faithfulness of a node circuit ⭐⭐ 🔵🔵🔵 · 6 min
 #
 # Write `node_circuit_faithfulness(model, ds, nodes)`: run the clean prompts with every node of
 # `all_nodes(model)` that is *not* in `nodes` replaced by its output on the corrupted prompts
@@ -516,10 +520,23 @@ for method in ("mean", "zero"):
     f = circuit_faithfulness(model, ds, circuit_nodes, method=method)
     print(f"node circuit, {method} ablation: faithfulness {f.faithfulness:.3f}")
 
+
 # %% [markdown]
-# **Completeness** (Wang et al. 2023): a complete circuit should behave like the whole model
-# when we knock out the same subset `K` of its nodes in both: `|F(C \ K) - F(M \ K)|` small for
-# every `K`. **Minimality**: every node should matter, `F(C) - F(C \ {v})` clearly positive.
+# **What the numbers show.** The hand-found circuit `{embed, a0.h0, m0, m3}` (4 of the model's 21
+# nodes) recovers **0.812** of the clean - corrupted gap under resample ablation (metric 0.847 vs
+# 0.926 full and 0.507 corrupted) and 0.824 under mean ablation; zero ablation gives 0.536, the
+# harsher, off-distribution intervention again. As an *edge* circuit (only the 4 edges the walk
+# kept) it scores 0.618: the node circuit also keeps every edge between its nodes, e.g.
+# `embed -> m0`, `a0.h0 -> m3` and `m0 -> logits`, which the walk did not list. That is the end
+# of the core; notebook 05 finds circuits like this one automatically, edge by edge.
+
+# %% [markdown]
+# ## 5. Bonus: completeness and minimality (3 min)
+#
+# Faithfulness asks whether the circuit *suffices*. **Completeness** (Wang et al. 2023) asks
+# whether it misses anything: a complete circuit should behave like the whole model when we knock
+# out the same subset `K` of its nodes in both, `|F(C \ K) - F(M \ K)|` small for every `K`.
+# **Minimality**: every node should matter, `F(C) - F(C \ {v})` clearly positive.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -532,19 +549,14 @@ mins = minimality_scores(model, ds, circuit_nodes)
 print("minimality, F(C) - F(C \\ {v}):", ", ".join(f"{v} {x:+.3f}" for v, x in mins.items()))
 
 # %% [markdown]
-# **What the numbers show.** The hand-found circuit `{embed, a0.h0, m0, m3}` (4 of the model's 21
-# nodes) recovers **0.812** of the clean - corrupted gap under resample ablation (metric 0.847 vs
-# 0.926 full and 0.507 corrupted) and 0.824 under mean ablation; zero ablation gives 0.536, the
-# harsher, off-distribution intervention again. As an *edge* circuit (only the 4 edges the walk
-# kept) it scores 0.618: the node circuit also keeps every edge between its nodes, e.g.
-# `embed -> m0`, `a0.h0 -> m3` and `m0 -> logits`, which the walk did not list. Completeness: with
-# the same nodes knocked out of circuit and model the metrics stay close, and the largest gaps are
-# with nothing removed (0.079, the part of the behaviour the circuit misses) or MLP 3 removed (0.071).
-# Minimality: every node matters (removing any one costs at least 0.277). That is the end of the
-# core; notebook 05 finds circuits like this one automatically, edge by edge.
+# **What the numbers show.** With the same nodes knocked out of circuit and model the metrics stay
+# close, and the largest gaps are with nothing removed (0.079, the part of the behaviour the
+# circuit misses) or MLP 3 removed (0.071). Minimality: every node matters (removing any one costs
+# at least 0.277).
+
 
 # %% [markdown]
-# ## 5. Bonus: logit lens and direct logit attribution over the years (8 min)
+# ## 6. Bonus: logit lens and direct logit attribution over the years (8 min)
 #
 # The **logit lens** reads the residual stream after each block through the final LayerNorm and the
 # unembedding, as if the model stopped there. **Direct logit attribution** (DLA) splits the final
@@ -619,7 +631,7 @@ fig2 = plot_logit_lens(dla, token_labels=[f"{y:02d}" for y in range(100)], examp
 # and writes it to the logits, as Hanna et al. found for MLPs 8-11 of GPT-2 small; here it is the
 # last MLP, and it reads a year that `a0.h0` copied and MLP 0 processed.
 #
-# #### Exercise 5.1 · the "upweight y > YY" score of one component ⭐⭐ 🔵🔵 · 4 min
+# #### Exercise 6.1 · the "upweight y > YY" score of one component ⭐⭐ 🔵🔵 · 4 min
 #
 # With the final LayerNorm scale `s` frozen from the clean run, a component's direct contribution to
 # the logits is `(c - mean(c)) / s @ W_U` (compatibility mode folds the LayerNorm weight into
@@ -654,7 +666,7 @@ report(check_value(f"m{L_last} upweight score vs the library's DLA row", mine,
                    upweight[dla.labels.index(f"m{L_last}")], atol=1e-4));
 
 # %% [markdown]
-# ## 6. Bonus: attention patterns of the key head (3 min)
+# ## 7. Bonus: attention patterns of the key head (3 min)
 #
 # An interactive view with `circuitsvis` (it needs a browser; on GitHub and in CI only the static
 # figure below it shows), and a static matplotlib fallback.
@@ -680,11 +692,11 @@ yy_attn = pats[f"blocks.{KEY_LAYER}.attn.hook_pattern"][:, KEY_HEAD, LAST, YY_PO
 print(f"mean attention from the last position to YY (position {YY_POS}) over {len(ds)} prompts: {float(yy_attn.mean()):.2f}")
 
 # %% [markdown]
-# ## 7. Bonus: your turn, a subject-verb agreement circuit (10 min)
+# ## 8. Bonus: your turn, a subject-verb agreement circuit (10 min)
 #
 # `make_sva` builds agreement prompts (the corrupted prompt flips the subject's number).
 #
-# #### Exercise 7.1 · your own SVA circuit, faithfulness >= 0.8 ⭐⭐⭐ 🔵🔵 · 10 min
+# #### Exercise 8.1 · your own SVA circuit, faithfulness >= 0.8 ⭐⭐⭐ 🔵🔵 · 10 min
 #
 # Use the tools above (head patching, `PP.path_patching` into the logits, iterative path
 # patching) to choose a small set of nodes, then compute its faithfulness with
@@ -731,7 +743,7 @@ report(nb03.check_sva_faithfulness(model, sva, sva_circuit, sva_faith, target=SV
 #   years, not the start year; direct logit attribution over the 100 years: MLP 3 writes "upweight y > YY" (+4.12 centred logits on
 #   average), MLP 0 a little (+0.62), heads almost nothing directly.
 #
-# ## 8. Bonus: Now on GPT-2 small (5 min)
+# ## 9. Bonus: Now on GPT-2 small (5 min)
 # The same calls on GPT-2 small: activation patching of its 144 heads on Greater-Than, the logit
 # lens and direct logit attribution over the years, next to Hanna et al.'s published findings for
 # GPT-2 small (probability difference 0.817; heads of layers 5-9 such as 9.1 moving the year, MLPs

@@ -268,7 +268,7 @@ def check_node_faithfulness(fn: Callable, model: Any, dataset: Any, circuit: lis
 
 
 # --------------------------------------------------------------------------------------------
-# Exercise 5.1: the "upweight y > YY" score of one component
+# Exercise 6.1: the "upweight y > YY" score of one component
 # --------------------------------------------------------------------------------------------
 
 def reference_upweight_score(c: Tensor, scale: Tensor, W_U: Tensor, yy: Tensor) -> Tensor:
@@ -317,7 +317,7 @@ def check_upweight_score(fn: Callable) -> CheckResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Exercise 7.1: your own SVA circuit, with a target
+# Exercise 8.1: your own SVA circuit, with a target
 # --------------------------------------------------------------------------------------------
 
 def check_sva_faithfulness(model: Any, dataset: Any, circuit: Any, faithfulness: Any,
