@@ -83,7 +83,7 @@ from tutorial_utils.tasks import make_greater_than, make_sva
 from tutorial_utils.tasks.greater_than import year_token_ids
 
 seed_everything(0)
-torch.set_grad_enabled(False)  # every intervention here is forward-only
+torch.set_grad_enabled(False);  # every intervention here is forward-only
 
 # %%
 # NBVAL_IGNORE_OUTPUT

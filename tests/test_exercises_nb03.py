@@ -137,6 +137,19 @@ def test_patch_edge_check(hooked_model, ds):
     assert not res.passed and "sign" in res.message
 
 
+def test_patch_edge_check_rejects_patching_every_head(hooked_model, ds):
+    """Adding the change to every head of the layer can pass on edges where the other heads do
+    not matter (the notebook's own edges: within 3e-3); the sibling-head edge catches it."""
+    def every_head(model, ds, sender, receiver):
+        return nb03._edge_by_hand(model, ds, sender, receiver, all_heads=True)
+
+    edges = [("embed", "a0.h0.v"), ("embed", "a0.h0.q"), ("a0.h3", "a1.h0.k")]
+    res = nb03.check_patch_edge(every_head, hooked_model, ds, edges)
+    assert not res.passed and "every head" in res.message
+    res = nb03.check_patch_edge(patch_edge, hooked_model, ds, edges)
+    assert res.passed and "sibling" in res.message, res.message
+
+
 def test_node_faithfulness_check(hooked_model, ds):
     circuit = ["embed", "a0.h0", "m0", "m3"]
     res = nb03.check_node_faithfulness(node_faithfulness, hooked_model, ds, circuit)

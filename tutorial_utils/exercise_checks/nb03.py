@@ -219,8 +219,36 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
                                         f"the hook on the right input (q, k or v) of the right "
                                         f"layer, and is the sender's output the one it writes "
                                         f"into the residual stream?")
-    return CheckResult(name, True, f"matches edge_patching on {len(edges)} edges, and patching "
-                                   f"the clean run into itself changes nothing")
+    # Only the receiving head may read the patched stream. On a sibling head of the edge with the
+    # largest effect (same layer, same input) adding the change to every head shows clearly:
+    # it then also patches the original receiver.
+    from ..graph import Graph
+
+    (s0, r0), _ = max(zip(edges, ref), key=lambda e: abs(e[1] - m_clean))
+    head_name, which = r0.rsplit(".", 1)
+    node = Graph.from_model(model).node(head_name)
+    n_heads = model.cfg.n_heads
+    kv_shared = getattr(model.cfg, "n_key_value_heads", None) not in (None, n_heads)
+    if node.head is not None and n_heads > 1 and not (kv_shared and which in ("k", "v")):
+        sibling = f"a{node.layer}.h{(node.head + 1) % n_heads}.{which}"
+        try:
+            got_sib = float(fn(model, dataset, s0, sibling))
+        except Exception as e:  # noqa: BLE001
+            return _raised(name, e)
+        ref_sib = float(edge_patching(model, dataset, [[(s0, sibling)]])[0])
+        if abs(got_sib - ref_sib) > 1e-3:
+            if abs(got_sib - _edge_by_hand(model, dataset, s0, sibling, all_heads=True)) <= 1e-3:
+                return CheckResult(name, False, f"{s0} -> {sibling}: metric {got_sib:.4f}, expected "
+                                                f"{ref_sib:.4f}. You changed the input of every head "
+                                                f"of the layer (so {r0} was patched too); index the "
+                                                f"head axis (third) so that only the receiving head "
+                                                f"reads the patched stream")
+            return CheckResult(name, False, f"{s0} -> {sibling}: metric {got_sib:.4f}, expected "
+                                            f"{ref_sib:.4f}")
+        edges = [*edges, (s0, sibling)]
+    return CheckResult(name, True, f"matches edge_patching on {len(edges)} edges (one into a "
+                                   f"sibling head of the same layer), and patching the clean run "
+                                   f"into itself changes nothing")
 
 
 # --------------------------------------------------------------------------------------------
