@@ -85,7 +85,7 @@ from tutorial_utils.exercise_checks import nb02
 from tutorial_utils.models import load_course_model, load_encoder, seed_everything
 
 seed_everything(0)
-torch.set_grad_enabled(False)  # the attribution functions switch gradients on where they need them
+torch.set_grad_enabled(False);  # the attribution functions switch gradients on where they need them
 
 # %%
 # NBVAL_IGNORE_OUTPUT  (load messages and timings)

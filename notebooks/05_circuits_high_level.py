@@ -84,7 +84,7 @@ from tutorial_utils.plotting import plot_edge_scores_vs_exact, plot_faithfulness
 from tutorial_utils.tasks import make_greater_than, make_sva
 
 seed_everything(0)
-torch.set_grad_enabled(False)  # the attribution functions turn gradients on where they need them
+torch.set_grad_enabled(False);  # the attribution functions turn gradients on where they need them
 
 # %%
 # NBVAL_IGNORE_OUTPUT
