@@ -130,6 +130,7 @@ def test_section_00_through_run_section(checkpoints, capsys):
     assert res.scores.shape == (N_LAYERS, N_HEADS) and _finite(res.scores)
     assert bool(((res.scores >= 0) & (res.scores <= 1)).all())
     assert math.isfinite(res.loss_first) and math.isfinite(res.loss_second)
+    assert res.residual_error < 1e-3  # an identity of the architecture, not behaviour
     assert all(parse_head(h)[0] < N_LAYERS for h, _ in res.top)
     assert res.scores[parse_head(head_name(11, 11))].isfinite()
 
