@@ -656,7 +656,9 @@ print(f"encoder, Value Zeroing rolled out: subject > attractor {evals['encoder']
 #   layer-by-layer table says why: the `[MASK]` reads the subject in **layer 1** (every
 #   layer-local method 1.00), the attractor in layer 2 (0.00 to 0.06), and in the last layer it
 #   reads mostly the word after it (attention 0.54, Value Zeroing 0.95 of the row), leaving crumbs
-#   for subject and attractor.
+#   for subject and attractor. Where a method leaves only crumbs for both, the share compares
+#   noise: ALTI's layer 0 (0.35, the one low entry of layer 0) gives the verb row 0.80 on itself
+#   and 0.00 to both subject and attractor.
 # - **Value Zeroing rolled out prefers the attractor (0.19).** The `[MASK]` row's own entry is
 #   near 0 in every layer (0.00 to 0.04): it only measures what the `[MASK]`'s own value vector
 #   adds through attention to itself, while its residual stream, never zeroed, gets no credit.
