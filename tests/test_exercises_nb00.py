@@ -43,3 +43,60 @@ def test_synthetic_patterns_are_distributions():
     p = nb00._synthetic_patterns(4, offset=1)
     assert torch.allclose(p.sum(-1), torch.ones_like(p.sum(-1)))
     assert float(induction_scores_from_patterns(p, 4).min()) == 1.0
+
+
+# ---- exercise 2.1: rebuild the residual stream -------------------------------------------------
+
+def _residual(cache, n_layers, embed=True, pos=True, attn=True, mlp=True, layers=None):
+    total = 0
+    if embed:
+        total = total + cache["hook_embed"]
+    if pos:
+        total = total + cache["hook_pos_embed"]
+    for layer in range(n_layers if layers is None else layers):
+        if attn:
+            total = total + cache[f"blocks.{layer}.hook_attn_out"]
+        if mlp:
+            total = total + cache[f"blocks.{layer}.hook_mlp_out"]
+    return total
+
+
+def _short_keys(cache, n_layers):
+    total = cache["embed"] + cache["pos_embed"]
+    for layer in range(n_layers):
+        total = total + cache["attn_out", layer] + cache["mlp_out", layer]
+    return total
+
+
+def test_residual_sum_check_passes_the_reference_and_short_keys(model):
+    assert nb00.check_residual_sum(nb00.reference_residual_sum, model).passed
+    assert nb00.check_residual_sum(_residual, model).passed
+    assert nb00.check_residual_sum(_short_keys, model).passed
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"pos": False}, "hook_pos_embed"),
+    ({"embed": False}, "hook_embed"),
+    ({"mlp": False}, "MLP outputs"),
+    ({"attn": False}, "attention outputs"),
+    ({"layers": 2}, "one layer early"),
+])
+def test_residual_sum_check_names_the_missing_term(model, kwargs, words):
+    result = nb00.check_residual_sum(lambda cache, n: _residual(cache, n, **kwargs), model)
+    assert not result.passed and words in result.message, result.message
+
+
+def test_residual_sum_check_rejects_reading_the_stream_back(model):
+    """Returning the cached final residual stream equals the sum on a real cache, but skips the
+    exercise: the synthetic cache has no hook_resid_* entry, and the message says so."""
+    result = nb00.check_residual_sum(
+        lambda cache, n: cache[f"blocks.{n - 1}.hook_resid_post"], model)
+    assert not result.passed and "do not read it back" in result.message, result.message
+
+
+def test_residual_sum_check_reports_not_implemented(model):
+    def stub(cache, n_layers):
+        raise NotImplementedError
+
+    result = nb00.check_residual_sum(stub, model)
+    assert not result.passed and "not implemented" in result.message

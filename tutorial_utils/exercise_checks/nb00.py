@@ -7,6 +7,7 @@ from typing import Any, Callable
 import torch
 
 from ..grading import CheckResult, compare_to_reference, report
+from ..hook_names import SITES, hook_name
 from ..induction import induction_scores_from_patterns
 
 __all__ = ["check_induction_score", "check_residual_sum", "reference_residual_sum"]
@@ -20,9 +21,77 @@ def reference_residual_sum(cache: Any, n_layers: int) -> torch.Tensor:
     return total
 
 
+class _WriterCache(dict):
+    """A dict of hook name -> tensor that, like TransformerLens's ``ActivationCache``, also
+    accepts the short keys ``"embed"`` and ``("attn_out", layer)``."""
+
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        if isinstance(key, tuple) and len(key) == 2 and key[0] in SITES:
+            key = hook_name(key[0], int(key[1]))
+        elif isinstance(key, str) and key in SITES and "{layer}" not in SITES[key][0]:
+            key = hook_name(key)
+        return super().__getitem__(key)
+
+
+def _synthetic_writer_cache(n_layers: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A cache holding only the writers' hooks (``hook_embed``, ``hook_pos_embed``,
+    ``blocks.{l}.hook_attn_out``, ``blocks.{l}.hook_mlp_out``), each a random ``[1, 4, 8]``
+    tensor: the known answer is their sum, and no ``hook_resid_*`` entry can be read back."""
+    g = torch.Generator().manual_seed(seed)
+    names = ["hook_embed", "hook_pos_embed"] + [f"blocks.{l}.hook_{kind}_out"
+                                               for l in range(n_layers) for kind in ("attn", "mlp")]
+    return _WriterCache({name: torch.randn(1, 4, 8, generator=g) for name in names})
+
+
+def _residual_mistake(out: torch.Tensor, cache: dict[str, torch.Tensor], n_layers: int) -> str:
+    """Name the likely mistake when ``out`` is not the sum of the writers."""
+    full = reference_residual_sum(cache, n_layers)
+    attn = sum(cache[f"blocks.{l}.hook_attn_out"] for l in range(n_layers))
+    mlp = sum(cache[f"blocks.{l}.hook_mlp_out"] for l in range(n_layers))
+    last = n_layers - 1
+    candidates = [
+        (full - cache["hook_pos_embed"], "you left out hook_pos_embed: x_0 is the token embedding "
+                                         "plus the position embedding"),
+        (full - cache["hook_embed"], "you left out hook_embed: x_0 is the token embedding plus the "
+                                     "position embedding"),
+        (full - mlp, "you left out the MLP outputs: every block adds attn_out and mlp_out"),
+        (full - attn, "you left out the attention outputs: every block adds attn_out and mlp_out"),
+        (full - cache[f"blocks.{last}.hook_attn_out"] - cache[f"blocks.{last}.hook_mlp_out"],
+         "you stopped one layer early: loop over range(n_layers), all of them"),
+    ]
+    for wrong, why in candidates:
+        if out.shape == wrong.shape and torch.allclose(out, wrong, atol=1e-5):
+            return why
+    return ("on a synthetic cache of random writer outputs your result is not their sum: add "
+            "hook_embed, hook_pos_embed and, for every layer, hook_attn_out and hook_mlp_out")
+
+
 def check_residual_sum(student_fn: Callable, model: Any) -> CheckResult:
-    """Compare the student's residual sum with the reference on fresh prompts, and with the
-    model's real final residual stream."""
+    """Known answer first: on a synthetic cache of random writer outputs (and no
+    ``hook_resid_*`` entries, so the stream cannot be read back instead of rebuilt) the result
+    must be their sum, and a wrong sum names the missing term. Then the reference on fresh
+    prompts run through ``model``."""
+    name = "residual_sum"
+    for seed in range(2):
+        cache = _synthetic_writer_cache(n_layers=3, seed=seed)
+        try:
+            out = student_fn(cache, 3)
+        except NotImplementedError:
+            return report(CheckResult(name, False, "not implemented yet: fill in the exercise "
+                                                   "cell, run it, then re-run this check"))
+        except KeyError as error:
+            return report(CheckResult(name, False, f"your function read {error} from the cache: "
+                                                   "rebuild the stream from the writers only "
+                                                   "(hook_embed, hook_pos_embed, hook_attn_out, "
+                                                   "hook_mlp_out), do not read it back"))
+        except Exception as error:  # noqa: BLE001 - a check reports, it does not raise
+            return report(CheckResult(name, False, f"your function raised "
+                                                   f"{type(error).__name__}: {error}"))
+        out = torch.as_tensor(out)
+        if out.shape != (1, 4, 8) or not torch.allclose(out, reference_residual_sum(cache, 3),
+                                                         atol=1e-5):
+            return report(CheckResult(name, False, _residual_mistake(out, cache, 3)))
+
     prompts = ["The keys on the cabinet are old.", "When Mary and John went to the park,",
                "The capital of France is Paris."]
 
@@ -32,8 +101,11 @@ def check_residual_sum(student_fn: Callable, model: Any) -> CheckResult:
             _, cache = model.run_with_cache(model.to_tokens(prompt))
         return (cache, model.cfg.n_layers)
 
-    result = compare_to_reference("residual_sum", student_fn, reference_residual_sum, make_inputs,
+    result = compare_to_reference(name, student_fn, reference_residual_sum, make_inputs,
                                   atol=1e-4)
+    if result.passed:
+        result.message = ("the sum of the writers on a synthetic cache, and the reference on 3 "
+                          "prompts")
     return report(result)
 
 
