@@ -202,6 +202,10 @@ fig.tight_layout()
 
 
 # %% [markdown]
+# The loss falls from the second token of the repeat on. The first one (position 21) cannot be
+# predicted: it follows the last token of the first copy, which has not occurred before, so
+# there is nothing to look back at (the mean above starts after it).
+#
 # #### Exercise 4.1 · the induction score ⭐⭐ 🔵🔵🔵 · 4 min
 # Write the induction score: for patterns `[batch, head, query, key]`
 # of `BOS + r + r` with `len(r) = seq_len`, the attention from each query $q$ of the second copy
