@@ -100,11 +100,27 @@ def gpt2(checkpoints):
     return load_model(str(checkpoints["gpt2"]), hooks=True, verbose=False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # per test: freed before the GPT-2 sections run (peak memory)
 def bert(checkpoints):
     from tutorial_utils.models import load_encoder
 
     return load_encoder(str(checkpoints["bert"]), verbose=False)
+
+
+@pytest.mark.large_model
+@pytest.mark.slow
+def test_section_00_through_run_section(checkpoints, capsys):
+    """The notebook's entry point loads the checkpoints itself (as it loads gpt2 online); run
+    first, before the module's models are loaded, to keep the peak memory low."""
+    res = LMS.run_section("00", run=True, decoder=str(checkpoints["gpt2"]))
+    out = capsys.readouterr().out
+    assert "[published, not this run]" in out and "a6.h9" in out
+    assert res.scores.shape == (N_LAYERS, N_HEADS) and _finite(res.scores)
+    assert bool(((res.scores >= 0) & (res.scores <= 1)).all())
+    assert math.isfinite(res.loss_first) and math.isfinite(res.loss_second)
+    assert res.residual_error < 1e-3  # an identity of the architecture, not behaviour
+    assert all(parse_head(h)[0] < N_LAYERS for h, _ in res.top)
+    assert res.scores[parse_head(head_name(11, 11))].isfinite()
 
 
 @pytest.mark.large_model
@@ -118,21 +134,6 @@ def test_checkpoints_have_the_published_shapes(gpt2, bert):
     assert gpt2.tokenizer.unk_token == gpt2.tokenizer.bos_token == ENDOFTEXT
     assert gpt2.to_str_tokens("from the year 1741")[-2:] == [" 17", "41"]
     assert bert.to_str_tokens("The keys [MASK].")[0] == "[CLS]"
-
-
-@pytest.mark.large_model
-@pytest.mark.slow
-def test_section_00_through_run_section(checkpoints, capsys):
-    """The notebook's entry point loads the checkpoints itself (as it loads gpt2 online)."""
-    res = LMS.run_section("00", run=True, decoder=str(checkpoints["gpt2"]))
-    out = capsys.readouterr().out
-    assert "[published, not this run]" in out and "a6.h9" in out
-    assert res.scores.shape == (N_LAYERS, N_HEADS) and _finite(res.scores)
-    assert bool(((res.scores >= 0) & (res.scores <= 1)).all())
-    assert math.isfinite(res.loss_first) and math.isfinite(res.loss_second)
-    assert res.residual_error < 1e-3  # an identity of the architecture, not behaviour
-    assert all(parse_head(h)[0] < N_LAYERS for h, _ in res.top)
-    assert res.scores[parse_head(head_name(11, 11))].isfinite()
 
 
 @pytest.mark.large_model
