@@ -26,7 +26,6 @@ tokenizer (GPT-2 has no ``<unk>``: its unknown, BOS and EOS token is ``<|endofte
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from contextlib import contextmanager
@@ -96,7 +95,8 @@ def _gpu_hint(notebook: str, example: str) -> str:
 
 
 def _name(model: Any) -> str:
-    return str(getattr(model, "tutorial_model_name", None) or getattr(model.cfg, "model_name", "model"))
+    return str(getattr(model, "tutorial_model_name", None)
+               or getattr(model.cfg, "model_name", "model"))
 
 
 def _shape(model: Any) -> str:
@@ -321,7 +321,8 @@ def section_01(model: Any, *, n_examples: int = 48, n_attribution: int = 4, ig_s
     # input attribution on a few canonical agreement prompts
     canon = make_sva(model, n=n_attribution, frames_split="canonical", attractor="opposite",
                      seed=seed + 3)
-    agree, disagree = canon.candidate_ids[:, 0], canon.candidate_ids[:, canon.candidate_ids.shape[1] // 2]
+    K = canon.candidate_ids.shape[1]  # agreeing forms first, then the disagreeing ones
+    agree, disagree = canon.candidate_ids[:, 0], canon.candidate_ids[:, K // 2]
     target = A.contrastive_target(agree, disagree, pos=canon.answer_pos)
     toks = canon.clean_tokens
     occ_id = model.tokenizer.unk_token_id
@@ -533,9 +534,9 @@ class CompositionSection:
     Induction: previous-token and induction head classes on repeated random tokens and the
     share of the induction effect removed by path patching the previous-token heads into the
     induction heads' query, key or value (``composition``); the weight-based K-composition
-    score of the strongest pair (heads listed first) with its random-matrix baseline. IOI: every head's direct effect on
-    the logit difference (``direct [L, H]``, share of clean - corrupted) and attention between
-    the named positions (``attention[name] [L, H]``: ``END->IO``, ``END->S2``, ``S2->S1``
+    score of the strongest pair (heads listed first) with its random-matrix baseline.
+    IOI: each head's direct effect on the logit difference (``direct [L, H]``, share of clean -
+    corrupted; NaN below ``direct_from_layer``) and attention between the named positions (``attention[name] [L, H]``: ``END->IO``, ``END->S2``, ``S2->S1``
     (duplicate token), ``S2->S1+1`` (induction)); ``prev_token [L, H]``."""
 
     model: str
@@ -574,7 +575,8 @@ class CompositionSection:
             "  this run's measures at Wang et al.'s heads:",
         ]
         lines += [f"    {k:<16} {v}" for k, v in self.published.items()]
-        lines += [_published("ioi", "induction"), _gpu_hint("04", "n_ioi=64, batch=32, direct_from_layer=0")]
+        lines += [_published("ioi", "induction"),
+                  _gpu_hint("04", "n_ioi=64, batch=32, direct_from_layer=0")]
         return "\n".join(lines)
 
 
@@ -681,7 +683,8 @@ class EdgeAttributionSection:
         for m, f in self.faithfulness.items():
             lines.append(f"    {m:<6}" + "".join(f"{float(x):>8.2f}" for x in f))
         lines += [_published("greater_than", "greater_than_circuit"),
-                  _gpu_hint("05", "n_examples=64, ig_steps=10, n_edges=[30, 100, 300, 1000, 3000, 10000]")]
+                  _gpu_hint("05", "n_examples=64, ig_steps=10, "
+                                  "n_edges=[30, 100, 300, 1000, 3000, 10000]")]
         return "\n".join(lines)
 
 
