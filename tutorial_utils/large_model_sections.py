@@ -304,17 +304,18 @@ def section_01(model: Any, *, n_examples: int = 48, n_attribution: int = 4, ig_s
     gt = make_greater_than(model, n=n_examples, frames_split="canonical", seed=seed)
     gt_logits = _batched_logits(model, gt.clean_tokens, batch_size)
     # probe for subject number at one layer: train nouns -> held-out nouns, and a control task
-    feats, labels, words = {}, {}, {}
+    feats, labels, probed = {}, {}, {}
     for split, s in (("train", seed), ("heldout", seed + 1)):
         ds = make_sva(model, n=n_examples, frames_split="train", nouns=split,
                       attractor="opposite", seed=s)
         feats[split] = P.residual_stream(model, ds.clean_tokens, pos=ds.answer_pos,
                                          batch_size=batch_size)[layer].float().cpu()
         labels[split] = torch.tensor([int(p) for p in ds.meta["plural"]])
-        words[split] = ds.meta["subject"]
+        probed[split] = (ds.clean_tokens, ds.answer_pos)  # the token the probe reads
     probe = P.train_probe(feats["train"], labels["train"])
     probe_acc = float(probe.accuracy(feats["heldout"], labels["heldout"]))
-    control = P.control_labels(words["train"], labels["train"], seed=seed)
+    # Hewitt & Liang: one random label per type of the token at the probed position
+    control = P.control_task(*probed["train"], labels["train"], seed=seed)
     tr, te = P.random_split(len(control), test_frac=0.3, seed=seed)
     ctrl_acc = float(P.train_probe(feats["train"][tr], control[tr])
                      .accuracy(feats["train"][te], control[te]))
