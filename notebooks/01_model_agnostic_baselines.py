@@ -320,7 +320,9 @@ ax.legend(fontsize=8, loc="lower right"); fig.tight_layout()
 # **Reading the probe table.** Subject number is decodable on unseen nouns from "after L2" on
 # (accuracy 1.00). The control task is easy at the embeddings (0.88: the representation *is* the
 # word there, so memorising word → label works) and gets harder with depth as context is mixed
-# in (0.75 after L2), so selectivity is 0.25 after L2 and 0.23 after L3. An earlier version of
+# in (0.75 after L2), so selectivity is 0.25 after L2 and 0.23 after L3. (It is negative at the
+# embeddings and after L0, -0.35 and -0.26, because there the task itself is at chance, 0.53,
+# while the control task is not.) An earlier version of
 # this notebook labelled the control task by the *subject* word, which the representation at the
 # last position does not hold: the control task was then harder for a reason that has nothing
 # to do with memorisation, and selectivity looked larger (0.34 and 0.28 on the line above). Decodable,
@@ -334,10 +336,15 @@ ax.legend(fontsize=8, loc="lower right"); fig.tight_layout()
 # - **saliency** (Simonyan et al. 2014): $\lVert \partial f / \partial x_t \rVert_2$ (how sensitive, not in which direction);
 # - **gradient x input**: $\sum_d \frac{\partial f}{\partial x_{t,d}} x_{t,d}$ (a first-order Taylor term);
 # - **integrated gradients** (Sundararajan et al. 2017): $(x_t - x'_t)\cdot\int_0^1 \nabla_{x_t} f(x' + \alpha (x - x'))\,d\alpha$
-#   from a baseline $x'$; **completeness**: the scores sum to $f(x) - f(x')$;
-# - **occlusion / erasure**: $f(x) - f(x \text{ with token } t \text{ replaced or deleted})$.
+#   from a baseline $x'$ (BOS keeps its own embedding in $x'$, so it scores 0); **completeness**:
+#   the scores sum to $f(x) - f(x')$;
+# - **occlusion / erasure**: $f(x) - f(x \text{ with token } t \text{ replaced or deleted})$ (Li et
+#   al. 2016 report the drop relative to the unerased score of the correct label; dividing by a
+#   per-prompt constant does not change how a prompt's tokens rank).
 #
-# **Contrastive** targets ask "why A and not B" (Yin & Neubig 2022): $f = \text{logit}(A) - \text{logit}(B)$.
+# **Contrastive** targets ask "why A and not B" (Yin & Neubig 2022): $f = \text{logit}(A) - \text{logit}(B)$,
+# as in their gradient-based methods (their contrastive erasure uses $p(A) - p(B)$; we keep one
+# target for every method so that the methods can be compared).
 #
 # For the exercises, use `A.embedding_gradients(model, tokens, target_fn, embeds=None)`, which
 # returns `(f(x) [B], df/dx [B, T, d])` (with `embeds` overriding the token embeddings),
@@ -503,6 +510,9 @@ f_x = A.target_values(model, canon.clean_tokens, contrast)
 f_del = f_x[None] - canon_scores["erasure (BOS shift)"][:, 1:].T
 print(f"f(x) = {float(f_x.mean()):.2f}; after a BOS-shift deletion of each position: "
       + ", ".join(f"{float(v):.2f}" for v in f_del.mean(1)))
+f_unk = f_x[None] - canon_scores["occlusion (<unk>)"][:, 1:].T
+print(f"f(x) = {float(f_x.mean()):.2f}; after replacing each position by <unk>:      "
+      + ", ".join(f"{float(v):.2f}" for v in f_unk.mean(1)))
 
 # %%
 fig = plotting.heatmap(avg, "Mean normalised attribution, 'The {subject} on the {attractor}' (50 prompts)",
@@ -513,8 +523,12 @@ fig = plotting.heatmap(avg, "Mean normalised attribution, 'The {subject} on the 
 # %% [markdown]
 # The BOS-shift erasure gives every position the same share (0.20) because the model collapses
 # on a prompt that starts with two BOS tokens: whichever token is deleted, the target falls from
-# 9.12 to about 0 (last line above), so every deletion looks equally important. That is a
-# property of the off-distribution input, not of the tokens. Deleting and reading one position
+# 9.12 to about 0 (second-to-last line above), so every deletion looks equally important. That is a
+# property of the off-distribution input, not of the tokens. Occlusion by `<unk>` is nearly as flat
+# (0.22 to 0.25 on the first four positions) for the same reason: `<unk>` never occurs in the
+# model's training corpus, and putting it in place of *The*, the subject, *on* or *the* drops the
+# target from 9.12 to between -1.55 and -0.13 (last line); only in place of the attractor, the
+# last token, does it leave 5.69. Deleting and reading one position
 # earlier separates them: removing *on* barely matters (0.01), each of the other tokens about
 # equally (0.22 to 0.26). (Deleting the attractor, the last token, leaves a prompt ending in
 # *the*, where no verb is expected, so that score says little about the attractor itself.) Every
@@ -553,7 +567,7 @@ for name in mixed_scores:
     print(f"{name:21s} {s:30.2f} {s_abs:9.2f}")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(15, 5), gridspec_kw={"width_ratios": [1.1, 1]})
+fig, axes = plt.subplots(1, 2, figsize=(14, 5.2), gridspec_kw={"width_ratios": [0.85, 1]})
 plotting.heatmap(rho, "Rank agreement between methods (signed scores)", "method", "method", names,
                  names, cbar_label="mean Spearman rho", center=0, annotate=True, ax=axes[0])
 ax = axes[1]
@@ -564,7 +578,7 @@ ax.axhline(0, color="black", lw=0.5)
 ax.set_xticks(xs); ax.set_xticklabels(list(sanity), rotation=30, ha="right")
 ax.set_ylabel("mean Spearman rho"); ax.set_ylim(-1, 1)
 ax.set_title("Trained vs randomised weights: how similar are the attributions?")
-ax.legend(fontsize=8, loc="lower left"); fig.tight_layout(); fig.subplots_adjust(wspace=0.35)
+ax.legend(fontsize=8, loc="lower left"); fig.tight_layout(w_pad=4)
 
 # %% [markdown]
 # The methods rank the tokens differently (mean pairwise rho 0.22): "which token matters" has no
@@ -585,12 +599,17 @@ ax.legend(fontsize=8, loc="lower left"); fig.tight_layout(); fig.subplots_adjust
 # - a **removal that leaves nothing linear behind**: removing one probe direction may not be
 #   enough when the property is spread over several directions. **Iterative nullspace projection**
 #   (INLP, Ravfogel et al. 2020) trains a probe, projects its direction out, trains a new probe
-#   on the projected data, and repeats, until a fresh probe is at chance. The eraser is
-#   $x \mapsto \mu + P(x - \mu)$ with $P = I - \sum_i u_i u_i^\top$ (orthonormal $u_i$): a
-#   mean-ablation of $k$ directions at once.
+#   on the projected data, and repeats, until a fresh probe is at chance. With orthonormal probe
+#   directions $u_i$, $P = I - \sum_i u_i u_i^\top$ projects onto the intersection of their
+#   nullspaces. Ravfogel et al. apply $x \mapsto Px$; we apply $x \mapsto \mu + P(x - \mu)$
+#   ($\mu$ the mean of the fitting data), which sets the removed coordinates to their mean
+#   instead of to 0: a mean-ablation of $k$ directions at once, which moves the activations less
+#   far from what the next layer expects. The two differ by a constant vector, so a probe with a
+#   bias reads exactly as much from one as from the other.
 #
-# Because the subject's number can be carried by any token after the subject, we erase at
-# **every position**, with one eraser per position (fitted on that position's activations), on
+# Because the subject's number can be carried by the subject and any token after it, we erase
+# at **every position** from the subject on (positions 2-5; *The* and BOS come before it and
+# cannot carry it), with one eraser per position (fitted on that position's activations), on
 # the prepositional frames, whose positions are aligned.
 
 # %% [markdown]
@@ -682,9 +701,11 @@ ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)); fig.tight_lay
 
 # %% [markdown]
 # **What the numbers show.** With 8 directions per position a fresh probe on held-out nouns drops
-# to or towards chance at the last position (0.49 after L0, 0.47 after L1, 1.00 → 0.59 after L2:
-# some number is still linearly readable there on unseen nouns), and erasing at every position drops
-# the agreement logit difference from 8.71 to 0.93 (after L0), 0.55 (after L1) and 0.76 (after
+# to or towards chance at the last position (0.72 → 0.49 after L0, 0.85 → 0.47 after L1,
+# 1.00 → 0.59 after L2: some number is still linearly readable there on unseen nouns; the
+# "before" values differ from section 2's table because these are other prompts, the
+# prepositional frames only, with about twice as many for training), and erasing at every
+# position drops the agreement logit difference from 8.71 to 0.93 (after L0), 0.55 (after L1) and 0.76 (after
 # L2), while 8 random directions at every position leave it at 8.34 or more. So the model does
 # use linearly decodable subject number. *Where* it reads it moves with depth: erasing at the
 # last position alone does nothing after L0 and L1 (8.75, 8.60: the number is still on the
@@ -704,19 +725,27 @@ ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)); fig.tight_lay
 l, hook = 3, "blocks.3.hook_resid_pre"  # residual stream after L2, last prompt position
 print(f"no ablation: prob. diff {np.mean([float(ds.metric(model(ds.clean_tokens))) for ds in test_sets]):.2f}, "
       f"logit diff {np.mean([sva_logit_diff(model(ds.clean_tokens), ds) for ds in test_sets]):.2f}")
-for label, std in (("standardised probe (the earlier test)", True), ("probe on raw activations", False)):
-    u = P.train_probe(acts_train[l], y_train, standardize=std).direction()
+print("mean-ablating one direction after L2, at the last position:")
+directions = {"a standardised probe's (the earlier test)": P.train_probe(acts_train[l], y_train).direction(),
+              "a raw-activation probe's": P.train_probe(acts_train[l], y_train, standardize=False).direction()}
+directions.update({f"a random one (seed {s})": u for s, u in
+                   enumerate(P.random_unit_vectors(model.cfg.d_model, 3, seed=0))})
+for label, u in directions.items():
     value = float((acts_test[l] @ u).mean())  # mean-ablation along u
     out = [P.ablate_direction(model, ds.clean_tokens, hook, u, pos=ds.answer_pos, value=value) for ds in test_sets]
-    print(f"one direction from a {label:38s}: prob. diff "
+    print(f"  {label:41s} prob. diff "
           f"{np.mean([float(ds.metric(o)) for ds, o in zip(test_sets, out)]):.2f}, "
           f"logit diff {np.mean([sva_logit_diff(o, ds) for ds, o in zip(test_sets, out)]):.2f}")
+u_std, u_raw = list(directions.values())[:2]  # unit vectors
+print(f"cosine between the two probe directions: {float(u_std @ u_raw):.2f}")
 
 # %% [markdown]
-# With the standardised probe's direction, the probability difference moves from 1.00 to 0.94
-# while the logit difference falls from 8.60 to 4.80; the raw-activation probe's direction
-# brings it to 0.97. The earlier conclusion came from the saturated metric and the choice of
-# direction, not from the model ignoring subject number.
+# (These are section 2's held-out prompts, all frames, hence 8.60 rather than the 8.71 of the
+# prepositional frames above.) With the standardised probe's direction, the probability
+# difference moves from 1.00 to 0.94 while the logit difference falls from 8.60 to 4.80; the
+# raw-activation probe's direction, at cosine 0.78 to it, brings it to 0.97; three random
+# directions leave it between 8.56 and 8.61. The earlier conclusion came from the saturated
+# metric and the choice of direction, not from the model ignoring subject number.
 #
 # Two caveats: the eraser is linear, so nonlinearly encoded number could survive it; and an
 # eraser moves activations off their distribution, which is why the random-subspace control of
@@ -742,6 +771,13 @@ for k, b in baselines.items():
           f"max {float(comp.relative_error.max()):.4f}")
 print("Spearman between IG baselines: zero-mean {:.2f}, zero-unk {:.2f}, mean-unk {:.2f}".format(
     float(rho_base[0, 1]), float(rho_base[0, 2]), float(rho_base[1, 2])))
+# is the <unk> baseline's disagreement an integration error? Redo it with 4x the steps
+ig_unk_256 = A.integrated_gradients(model, mixed.clean_tokens, mixed_target, baseline=unk, n_steps=256)
+err_256 = float(A.ig_completeness(model, mixed.clean_tokens, mixed_target, ig_unk_256,
+                                  baseline=unk).relative_error.median())
+rho_256 = float(A.method_agreement({"zero": ig_by_base["zero"], "<unk>": ig_unk_256}, mask)[1][0, 1])
+print(f"<unk> baseline, 256 steps: median completeness error "
+      f"{'<1e-3' if err_256 < 1e-3 else f'{err_256:.4f}'}, Spearman with zero {rho_256:.2f}")
 steps = [16, 64, 256]
 sva_metric = A.metric_target(mixed)  # probability difference: a sharper function than a logit difference
 step_err = {"logit diff, zero baseline": [], "prob. diff, zero baseline": []}
@@ -761,16 +797,24 @@ plotting.heatmap(rho_base, "IG with different baselines (mean Spearman)", "basel
                  annotate=True, ax=axes[0])
 for key, errs in step_err.items():
     axes[1].loglog(steps, [max(e, 1e-4) for e in errs], "o-", label=key)  # below 1e-4: float noise
+for n, errs_at_n in zip(steps, zip(*step_err.values())):
+    if min(errs_at_n) < 1e-4:  # plotted at 1e-4: say so on the figure
+        axes[1].annotate("below 1e-4\n(float noise)", (n, 1e-4), textcoords="offset points",
+                         xytext=(-10, -2), ha="right", va="top", fontsize=8)
+axes[1].set_ylim(2e-5, 2)
 axes[1].set_xticks(steps); axes[1].set_xticklabels([str(n) for n in steps]); axes[1].minorticks_off()
 axes[1].axhline(0.01, color="grey", ls=":", label="1%")
 axes[1].set_xlabel("integration steps"); axes[1].set_ylabel("median |sum IG - (f(x) - f(x'))| / |f(x) - f(x')|")
 axes[1].set_title("IG completeness error vs number of steps"); axes[1].legend(fontsize=8)
-fig.tight_layout()
+fig.tight_layout(w_pad=3)
 
 # %% [markdown]
 # The zero and mean baselines rank tokens alike (0.85) while the `<unk>` baseline ranks them
-# almost independently (-0.01 with both): the choice of "absence" is part of the question IG
-# answers. The probability difference needs far more steps than the logit difference for the
+# almost independently (-0.01 with both). That is not the `<unk>` baseline's larger integration
+# error at 64 steps (median 0.0666): with 256 steps its completeness error is below 1e-3 and the
+# correlation with the zero baseline is still -0.01. The choice of "absence" is part of the
+# question IG answers (and `<unk>`, which this model never saw in training, is an absence it
+# reacts to strongly, as the occlusion results of section 3 showed). The probability difference needs far more steps than the logit difference for the
 # same completeness error (16 steps: 7.8e-01 vs 8.1e-02).
 
 # %% [markdown]

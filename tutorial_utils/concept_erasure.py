@@ -13,7 +13,9 @@ so after ``k`` iterations of a binary concept ``P`` is the orthogonal projection
 rank-``k`` subspace, ``P^2 = P = P^T``. The eraser maps ``x -> mu + P (x - mu)``: the
 component of ``x - mu`` in the removed subspace is set to zero, i.e. every removed coordinate
 is replaced by its mean over the fitting data (a mean-ablation of ``k`` directions at once,
-rather than of one). Each new probe is trained on data from which the earlier directions are
+rather than of one). Ravfogel et al. apply ``x -> P x`` (removed coordinates set to 0); the two
+differ by the constant ``(I - P) mu``, so a probe with a bias reads the same from both, but the
+affine form keeps activations patched into a model closer to their distribution. Each new probe is trained on data from which the earlier directions are
 gone, so it finds another direction that still carries the concept; iterating until a fresh
 probe is at chance removes all *linearly* decodable information on the fitting distribution.
 A multi-class probe contributes ``C - 1`` directions per iteration (its weight rows minus their
