@@ -16,9 +16,9 @@
 # %% [markdown]
 # # 01 · Model-agnostic baselines: behaviour, probing, input attribution, and their limits
 #
-# **Estimated time: 30 minutes core + 21 minutes bonus.**
+# **Estimated time: 30 minutes core + 25 minutes bonus.**
 #
-# Core: sections 1-4 (4 + 10 + 13 + 3 minutes); bonus: sections 5-7 (12 + 4 + 5 minutes).
+# Core: sections 1-4 (4 + 10 + 13 + 3 minutes); bonus: sections 5-8 (12 + 4 + 4 + 5 minutes).
 # Before opening a Transformer up, we apply the methods people
 # already use on *any* model: test its behaviour, probe its hidden states, attribute its output to
 # its input tokens. Each answers a real question, and each stops short of telling us *how* the
@@ -459,15 +459,21 @@ fig.tight_layout()
 # Compare the two panels: which tokens gain or lose credit when the question becomes
 # "*are* rather than *is*", and do the four methods agree on the ranking? The completeness line
 # above is the check to run every time you use IG: if the relative error is not small, use more
-# steps.
+# steps. (Occlusion by `<unk>` gives every token but the last nearly the full score: bonus
+# section 6 shows that this says more about `<unk>` than about the tokens.)
+
+# %% [markdown]
+# ## 4. Limits: the methods disagree, and may not depend on the model (3 min)
 #
-# **On average over a dataset.** With the canonical frame *"The {subject} on the {attractor}"*
-# every token sits at the same position, so we can average (contrastive target: agreeing minus
-# disagreeing form of *is/are*; each example's scores divided by their total absolute value).
-# **Erasure** needs care. Deleting a token shortens the prompt; the library's
-# `occlusion(..., replacement="delete")` keeps positions by shifting the prompt right and
-# repeating BOS at the start, a sequence this model never saw. We also run an erasure that keeps
-# the input well-formed: delete the token and read the prediction one position earlier.
+# Spearman rank correlation between every pair of methods, per prompt, averaged over prompts of
+# varied frames (positions 1 to the last prompt token); then the sanity check of Adebayo et al.
+# (2018): replace every learned weight but the embeddings by random ones of the same scale and
+# see whether the attributions change. High correlation with the randomised model means the
+# method mostly describes the input, not the model.
+#
+# Six methods: the four above, IG from the mean token embedding, and an **erasure** that deletes
+# token $t$ and reads the prediction one position earlier (deleting shortens the prompt; bonus
+# section 6 shows why shifting it right to keep the positions is worse).
 
 # %%
 unk = model.tokenizer.unk_token_id
@@ -494,55 +500,6 @@ def all_methods(model, tokens, target, target_ids, answer_pos):
             "occlusion (<unk>)": A.occlusion(model, tokens, target, replacement=unk),
             "erasure (shift left)": erasure_shift_left(model, tokens, target_ids, answer_pos)}
 
-# %%
-# NBVAL_CHECK_OUTPUT
-canon = make_sva(model, n=50, frames_split="canonical", attractor="opposite", seed=3)
-canon_ids = (canon.candidate_ids[:, 0], canon.candidate_ids[:, 6])  # is/are first in each list
-contrast = A.contrastive_target(*canon_ids, pos=canon.answer_pos)
-canon_scores = all_methods(model, canon.clean_tokens, contrast, canon_ids, canon.answer_pos)
-canon_scores["erasure (BOS shift)"] = A.occlusion(model, canon.clean_tokens, contrast, replacement="delete")
-avg = torch.stack([(s[:, 1:] / s[:, 1:].abs().sum(-1, keepdim=True)).mean(0) for s in canon_scores.values()])
-positions = ["The", "<subject>", "on", "the", "<attractor>"]
-print(f"{'method':21s}" + "".join(f"{p:>12s}" for p in positions))
-for name, row in zip(canon_scores, avg):
-    print(f"{name:21s}" + "".join(f"{v:12.2f}" for v in row))
-f_x = A.target_values(model, canon.clean_tokens, contrast)
-f_del = f_x[None] - canon_scores["erasure (BOS shift)"][:, 1:].T
-print(f"f(x) = {float(f_x.mean()):.2f}; after a BOS-shift deletion of each position: "
-      + ", ".join(f"{float(v):.2f}" for v in f_del.mean(1)))
-f_unk = f_x[None] - canon_scores["occlusion (<unk>)"][:, 1:].T
-print(f"f(x) = {float(f_x.mean()):.2f}; after replacing each position by <unk>:      "
-      + ", ".join(f"{float(v):.2f}" for v in f_unk.mean(1)))
-
-# %%
-fig = plotting.heatmap(avg, "Mean normalised attribution, 'The {subject} on the {attractor}' (50 prompts)",
-                       "input position", "method", positions, list(canon_scores),
-                       cbar_label="score / sum |scores| (mean over prompts)", center=0, annotate=True,
-                       figsize=(8.5, 4.2))
-
-# %% [markdown]
-# The BOS-shift erasure gives every position the same share (0.20) because the model collapses
-# on a prompt that starts with two BOS tokens: whichever token is deleted, the target falls from
-# 9.12 to about 0 (second-to-last line above), so every deletion looks equally important. That is a
-# property of the off-distribution input, not of the tokens. Occlusion by `<unk>` is nearly as flat
-# (0.22 to 0.25 on the first four positions) for the same reason: `<unk>` never occurs in the
-# model's training corpus, and putting it in place of *The*, the subject, *on* or *the* drops the
-# target from 9.12 to between -1.55 and -0.13 (last line); only in place of the attractor, the
-# last token, does it leave 5.69. Deleting and reading one position
-# earlier separates them: removing *on* barely matters (0.01), each of the other tokens about
-# equally (0.22 to 0.26). (Deleting the attractor, the last token, leaves a prompt ending in
-# *the*, where no verb is expected, so that score says little about the attractor itself.) Every
-# erasure or occlusion method asks the model about an input it may never have seen; check what
-# the model does on it.
-
-# %% [markdown]
-# ## 4. Limits: the methods disagree, and may not depend on the model (3 min)
-#
-# Spearman rank correlation between every pair of methods, per prompt, averaged over prompts of
-# varied frames (positions 1 to the last prompt token); then the sanity check of Adebayo et al.
-# (2018): replace every learned weight but the embeddings by random ones of the same scale and
-# see whether the attributions change. High correlation with the randomised model means the
-# method mostly describes the input, not the model.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -752,7 +709,58 @@ print(f"cosine between the two probe directions: {float(u_std @ u_raw):.2f}")
 # the same rank, around the same mean, is needed.
 
 # %% [markdown]
-# ## 6. Bonus: IG depends on its baseline and its number of steps (4 min)
+# ## 6. Bonus: Attribution over a dataset, and the inputs erasure creates (4 min)
+#
+# With the canonical frame *"The {subject} on the {attractor}"* every token sits at the same
+# position, so we can average (contrastive target: agreeing minus disagreeing form of *is/are*;
+# each example's scores divided by their total absolute value). **Erasure** needs care.
+# Deleting a token shortens the prompt; the library's `occlusion(..., replacement="delete")`
+# keeps positions by shifting the prompt right and repeating BOS at the start, a sequence this
+# model never saw. We run it next to the erasure of section 4, which keeps the input well-formed
+# (delete the token and read the prediction one position earlier).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+canon = make_sva(model, n=50, frames_split="canonical", attractor="opposite", seed=3)
+canon_ids = (canon.candidate_ids[:, 0], canon.candidate_ids[:, 6])  # is/are first in each list
+contrast = A.contrastive_target(*canon_ids, pos=canon.answer_pos)
+canon_scores = all_methods(model, canon.clean_tokens, contrast, canon_ids, canon.answer_pos)
+canon_scores["erasure (BOS shift)"] = A.occlusion(model, canon.clean_tokens, contrast, replacement="delete")
+avg = torch.stack([(s[:, 1:] / s[:, 1:].abs().sum(-1, keepdim=True)).mean(0) for s in canon_scores.values()])
+positions = ["The", "<subject>", "on", "the", "<attractor>"]
+print(f"{'method':21s}" + "".join(f"{p:>12s}" for p in positions))
+for name, row in zip(canon_scores, avg):
+    print(f"{name:21s}" + "".join(f"{v:12.2f}" for v in row))
+f_x = A.target_values(model, canon.clean_tokens, contrast)
+f_del = f_x[None] - canon_scores["erasure (BOS shift)"][:, 1:].T
+print(f"f(x) = {float(f_x.mean()):.2f}; after a BOS-shift deletion of each position: "
+      + ", ".join(f"{float(v):.2f}" for v in f_del.mean(1)))
+f_unk = f_x[None] - canon_scores["occlusion (<unk>)"][:, 1:].T
+print(f"f(x) = {float(f_x.mean()):.2f}; after replacing each position by <unk>:      "
+      + ", ".join(f"{float(v):.2f}" for v in f_unk.mean(1)))
+
+# %%
+fig = plotting.heatmap(avg, "Mean normalised attribution, 'The {subject} on the {attractor}' (50 prompts)",
+                       "input position", "method", positions, list(canon_scores),
+                       cbar_label="score / sum |scores| (mean over prompts)", center=0, annotate=True,
+                       figsize=(8.5, 4.2))
+
+# %% [markdown]
+# The BOS-shift erasure gives every position the same share (0.20) because the model collapses
+# on a prompt that starts with two BOS tokens: whichever token is deleted, the target falls from
+# 9.12 to about 0 (second-to-last line above), so every deletion looks equally important. That
+# is a property of the off-distribution input, not of the tokens. Occlusion by `<unk>` is nearly
+# as flat (0.22 to 0.25 on the first four positions) for the same reason: `<unk>` never occurs in
+# the model's training corpus, and putting it in place of *The*, the subject, *on* or *the* drops
+# the target from 9.12 to between -1.55 and -0.13 (last line); only in place of the attractor,
+# the last token, does it leave 5.69. Deleting and reading one position earlier separates the
+# tokens: removing *on* barely matters (0.01), each of the other tokens about equally (0.22 to
+# 0.26). (Deleting the attractor, the last token, leaves a prompt ending in *the*, where no verb
+# is expected, so that score says little about the attractor itself.) Every erasure or occlusion
+# method asks the model about an input it may never have seen; check what the model does on it.
+
+# %% [markdown]
+# ## 7. Bonus: IG depends on its baseline and its number of steps (4 min)
 # The baseline defines "absence of input". Zero vectors, the mean embedding and the `<unk>`
 # embedding are all defensible, and completeness holds for each in the limit of many steps, yet
 # they explain different differences $f(x) - f(x')$. And completeness only holds up to the
@@ -814,8 +822,9 @@ fig.tight_layout(w_pad=3)
 # error at 64 steps (median 0.0666): with 256 steps its completeness error is below 1e-3 and the
 # correlation with the zero baseline is still -0.01. The choice of "absence" is part of the
 # question IG answers (and `<unk>`, which this model never saw in training, is an absence it
-# reacts to strongly, as the occlusion results of section 3 showed). The probability difference needs far more steps than the logit difference for the
-# same completeness error (16 steps: 7.8e-01 vs 8.1e-02).
+# reacts to strongly, as the occlusion results of section 6 showed). The probability difference
+# needs far more steps than the logit difference for the same completeness error (16 steps:
+# 7.8e-01 vs 8.1e-02).
 
 # %% [markdown]
 # ## Summary
@@ -826,7 +835,8 @@ fig.tight_layout(w_pad=3)
 #   position*, and selectivity guards against memorisation.
 # - **Input attributions** answer "which tokens matter for this output"; contrastive targets make
 #   the question sharper, but the methods disagree with each other, IG depends on its baseline
-#   and its step count, and erasure-style methods run the model on inputs it may never have seen.
+#   and its step count, and erasure-style methods run the model on inputs it may never have seen
+#   (bonus sections 6 and 7).
 # - Only an **intervention** shows whether the model uses what a probe finds, and a weak test (a
 #   saturated metric, one arbitrarily chosen direction) can mislead.
 # - None of these methods looks at the *mechanism*: which heads move which information where. The
@@ -837,7 +847,7 @@ fig.tight_layout(w_pad=3)
 # Sundararajan et al. 2017; Li et al. 2016; Yin & Neubig 2022; Adebayo et al. 2018.
 
 # %% [markdown]
-# ## 7. Bonus: Now on GPT-2 small (5 min)
+# ## 8. Bonus: Now on GPT-2 small (5 min)
 # The same measurements on GPT-2 small: agreement and Greater-Than behaviour, a subject-number
 # probe with its control task, and input attributions on agreement prompts, printed next to the
 # published figures for GPT-2 small (its probability difference on Greater-Than, 0.817 in Hanna
