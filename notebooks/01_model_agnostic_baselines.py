@@ -124,9 +124,10 @@ for label, attractor, frames in conditions:
 
 # %% [markdown]
 # The "no attractor" row looks like a failure (prob. diff 0.19) but is not one: after a bare
-# subject (*"The keys"*) the model puts most of its probability on *" that"* and on
-# prepositions, because in its training sentences the subject is followed by a phrase, so only
-# 0.20 of the mass is on verbs at all and the probability difference cannot exceed that. The
+# subject (*"The keys"*) the model puts much of its probability on *" that"* (0.21) and on
+# prepositions, because in four out of five agreement sentences of its training corpus the
+# subject is followed by a prepositional phrase or a relative clause, so only 0.20 of the mass
+# is on verbs at all and the probability difference cannot exceed that. The
 # logit difference, which ignores the other words, is 5.46: agreement is right but less
 # confident than with an attractor (9.04). Read a probability difference together with the
 # mass it is taken from.
