@@ -552,8 +552,9 @@ ax.legend(fontsize=8, loc="lower left"); fig.tight_layout(w_pad=4)
 # A probe shows the information is *there*, not that the model *reads* it (Ravichander et al.
 # 2021; Elazar et al. 2021). The causal test is to remove the information and measure the
 # behaviour. Two things make such a test convincing:
-# - a **metric that is not saturated**: the logit difference (section 1), not accuracy, which
-#   stays at 1.00 while the model becomes far less confident;
+# - a **metric that is not saturated**: the logit difference (section 1), not the probability
+#   difference, which sits at its ceiling of 1.00 on these prompts and can barely move (to 0.94
+#   in the last cell of this section, while the logit difference falls from 8.60 to 4.80);
 # - a **removal that leaves nothing linear behind**: removing one probe direction may not be
 #   enough when the property is spread over several directions. **Iterative nullspace projection**
 #   (INLP, Ravfogel et al. 2020) trains a probe, projects its direction out, trains a new probe
