@@ -209,3 +209,12 @@ def test_verdict_prints_once_under_nbconvert_execution() -> None:
     joined = "\n".join(texts)
     assert joined.count("once: passed") == 1, joined
     assert joined.count("bare: no") == 1, joined
+
+
+def test_raised_names_a_stub_and_other_errors():
+    from tutorial_utils.grading import raised
+
+    stub = raised("x", NotImplementedError())
+    assert not stub.passed and stub.message.startswith("not implemented yet")
+    other = raised("x", IndexError("index 5 is out of bounds"))
+    assert not other.passed and "IndexError: index 5 is out of bounds" in other.message

@@ -43,6 +43,7 @@ __all__ = [
     "STRICT_ENV_VAR",
     "compare_to_reference",
     "check_value",
+    "raised",
     "report",
 ]
 
@@ -193,6 +194,15 @@ def _compare(actual: Any, expected: Any, where: str, atol: float, rtol: float) -
     if actual != expected:
         return f"{where} is {actual!r}, expected {expected!r}"
     return None
+
+
+def raised(name: str, error: BaseException) -> CheckResult:
+    """The failed :class:`CheckResult` for a student function that raised ``error``: "not
+    implemented yet" for ``NotImplementedError`` (the student stub), else the error's type and
+    message."""
+    if isinstance(error, NotImplementedError):
+        return CheckResult(name, False, _NOT_IMPLEMENTED_MESSAGE)
+    return CheckResult(name, False, f"your function raised {_describe(error)}")
 
 
 def _call(fn: Callable[..., Any], inputs: Any) -> Any:

@@ -16,18 +16,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ..grading import CheckResult, check_value, compare_to_reference
+from ..grading import CheckResult, check_value, compare_to_reference, raised
 
 __all__ = ["check_ablate_head", "check_head_sweep", "check_node_faithfulness",
            "check_patch_edge", "check_sva_faithfulness", "check_upweight_score",
            "reference_ablate_head", "reference_upweight_score"]
-
-
-def _raised(name: str, error: BaseException) -> CheckResult:
-    if isinstance(error, NotImplementedError):
-        return CheckResult(name, False, "not implemented yet: fill in the exercise cell, run it, "
-                                        "then re-run this check")
-    return CheckResult(name, False, f"your function raised {type(error).__name__}: {error}")
 
 
 def _self_patched(dataset: Any) -> Any:
@@ -81,7 +74,7 @@ def check_ablate_head(fn: Callable) -> CheckResult:
                                                 f"it first (the hook's tensor feeds the rest of "
                                                 f"the forward)")
     except Exception as e:  # noqa: BLE001
-        return _raised(name, e)
+        return raised(name, e)
     for m, exp in expected.items():
         out = got[m]
         if not isinstance(out, Tensor) or out.shape != z.shape:
@@ -130,7 +123,7 @@ def check_head_sweep(fn: Callable, model: Any, dataset: Any, layer: int) -> Chec
         same = torch.as_tensor(fn(model, _self_patched(dataset), layer)).detach().float().cpu()
         got = torch.as_tensor(fn(model, dataset, layer)).detach().float().cpu()
     except Exception as e:  # noqa: BLE001
-        return _raised(name, e)
+        return raised(name, e)
     H = model.cfg.n_heads
     if got.shape != (H,):
         return CheckResult(name, False, f"return one metric per head: shape ({H},), got "
@@ -196,7 +189,7 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
         same = float(fn(model, _self_patched(dataset), *edges[0]))
         got = [float(fn(model, dataset, s, r)) for s, r in edges]
     except Exception as e:  # noqa: BLE001
-        return _raised(name, e)
+        return raised(name, e)
     m_clean = _metric(model, dataset, dataset.clean_tokens)
     if abs(same - m_clean) > 1e-4:
         return CheckResult(name, False, f"patching an edge of the clean run into itself must give "
@@ -234,7 +227,7 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
         try:
             got_sib = float(fn(model, dataset, s0, sibling))
         except Exception as e:  # noqa: BLE001
-            return _raised(name, e)
+            return raised(name, e)
         ref_sib = float(edge_patching(model, dataset, [[(s0, sibling)]])[0])
         if abs(got_sib - ref_sib) > 1e-3:
             if abs(got_sib - _edge_by_hand(model, dataset, s0, sibling, all_heads=True)) <= 1e-3:
@@ -268,7 +261,7 @@ def check_node_faithfulness(fn: Callable, model: Any, dataset: Any, circuit: lis
         f_empty = float(fn(model, dataset, []))
         got = float(fn(model, dataset, list(circuit)))
     except Exception as e:  # noqa: BLE001
-        return _raised(name, e)
+        return raised(name, e)
     if abs(f_full - 1) > 1e-3:
         return CheckResult(name, False, f"the circuit of every node is the model itself and must "
                                         f"score 1, got {f_full:.3f}: are you patching nodes "
@@ -322,7 +315,7 @@ def check_upweight_score(fn: Callable) -> CheckResult:
     try:
         got = fn(c, scale, W_U, yy)
     except Exception as e:  # noqa: BLE001
-        return _raised(name, e)
+        return raised(name, e)
     if not isinstance(got, Tensor) or got.shape != (2,):
         return CheckResult(name, False, "return one score per example: shape [batch]")
     if abs(float(got[0]) - 2.0) > 1e-5:

@@ -14,18 +14,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..grading import CheckResult, compare_to_reference
+from ..grading import CheckResult, compare_to_reference, raised
 
 __all__ = ["check_eap_all_edges", "check_faithfulness_curve", "check_ig_gradient",
            "check_top_n_edges", "reference_eap_all_edges", "reference_faithfulness_curve",
            "reference_ig_gradient", "reference_top_n_edges"]
-
-
-def _raised(name: str, error: BaseException) -> CheckResult:
-    if isinstance(error, NotImplementedError):
-        return CheckResult(name, False, "not implemented yet: fill in the exercise cell, run it, "
-                                        "then re-run this check")
-    return CheckResult(name, False, f"your function raised {type(error).__name__}: {error}")
 
 
 def _close(a: object, b: Tensor, atol: float = 1e-5) -> bool:
@@ -63,7 +56,7 @@ def check_eap_all_edges(fn: Callable) -> CheckResult:
     try:
         got = fn(clean, corr, grads, real)
     except Exception as e:  # noqa: BLE001
-        return _raised(name, e)
+        return raised(name, e)
     if not isinstance(got, Tensor) or tuple(got.shape) != (S, R):
         shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
         return CheckResult(name, False, f"return one score per (sender, receiver): shape {(S, R)}, "
@@ -124,7 +117,7 @@ def check_ig_gradient(fn: Callable) -> CheckResult:
         calls.clear()
         got1 = fn(square, x_clean, x_corr, 1)
     except Exception as e:  # noqa: BLE001
-        return _raised(name, e)
+        return raised(name, e)
     points = torch.tensor([1.5, 2.0, 2.5, 3.0])
     value = float((points ** 2).mean())
     if not isinstance(got, Tensor) or got.shape != x_clean.shape:
@@ -181,7 +174,7 @@ def check_top_n_edges(fn: Callable) -> CheckResult:
     try:
         got = fn(scores, real, 2)
     except Exception as e:  # noqa: BLE001
-        return _raised(name, e)
+        return raised(name, e)
     if not isinstance(got, Tensor) or got.dtype != torch.bool or got.shape != scores.shape:
         return CheckResult(name, False, "return a boolean mask shaped like the scores")
     if bool(got[1, 0]):
@@ -244,7 +237,7 @@ def check_faithfulness_curve(fn: Callable) -> CheckResult:
         got = fn(_toy_evaluate(importance, m_clean, m_corr), importance.clone(), real, grid,
                  m_clean, m_corr)
     except Exception as e:  # noqa: BLE001
-        return _raised(name, e)
+        return raised(name, e)
     got = torch.as_tensor(got, dtype=torch.float32).flatten() if not isinstance(got, Tensor) \
         else got.detach().float().flatten()
     if got.shape != expected.shape:
