@@ -19,6 +19,7 @@
 # **Estimated time: 30 minutes core + 25 minutes bonus.**
 #
 # Core: sections 1-4 (4 + 10 + 13 + 3 minutes); bonus: sections 5-8 (12 + 4 + 4 + 5 minutes).
+#
 # Before opening a Transformer up, we apply the methods people
 # already use on *any* model: test its behaviour, probe its hidden states, attribute its output to
 # its input tokens. Each answers a real question, and each stops short of telling us *how* the
@@ -323,11 +324,12 @@ ax.legend(fontsize=8, loc="lower right"); fig.tight_layout()
 # word there, so memorising word → label works) and gets harder with depth as context is mixed
 # in (0.75 after L2), so selectivity is 0.25 after L2 and 0.23 after L3. (It is negative at the
 # embeddings and after L0, -0.35 and -0.26, because there the task itself is at chance, 0.53,
-# while the control task is not.) An earlier version of
-# this notebook labelled the control task by the *subject* word, which the representation at the
-# last position does not hold: the control task was then harder for a reason that has nothing
-# to do with memorisation, and selectivity looked larger (0.34 and 0.28 on the line above). Decodable,
-# and selective; whether the model *uses* this information is a different question (section 5).
+# while the control task is not.) Labelling the control task by the *subject* word instead, a
+# tempting mistake, gives the probe a word that the representation at the last position does
+# not hold: the control task becomes harder for a reason that has nothing to do with
+# memorisation, and selectivity looks larger than it is (0.34 and 0.28 on the line above).
+# Decodable, and selective; whether the model *uses* this information is a different question
+# (section 5).
 
 # %% [markdown]
 # ## 3. Input attribution (13 min)
@@ -671,9 +673,9 @@ ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)); fig.tight_lay
 # subject and the tokens after it) and almost everything after L2 (1.04), once it has been moved
 # to the position that predicts the verb; there even one INLP direction is enough (1.15).
 #
-# **Why an earlier version of this notebook concluded "decodable but not used".** It mean-ablated
-# one probe direction at the last position after L2 and read the probability difference. The
-# next cell repeats that test: the probability difference barely moves because it is saturated,
+# **Why a weaker test concludes "decodable but not used".** Mean-ablate one probe direction at
+# the last position after L2 and read the probability difference. The next cell runs that
+# test: the probability difference barely moves because it is saturated,
 # while the logit difference shows a large drop; and the direction matters, since a probe fitted
 # on standardised features (as `P.train_probe` does by default) and one fitted on the raw
 # activations point in different directions, of which the model's agreement depends on one far
@@ -685,7 +687,7 @@ l, hook = 3, "blocks.3.hook_resid_pre"  # residual stream after L2, last prompt 
 print(f"no ablation: prob. diff {np.mean([float(ds.metric(model(ds.clean_tokens))) for ds in test_sets]):.2f}, "
       f"logit diff {np.mean([sva_logit_diff(model(ds.clean_tokens), ds) for ds in test_sets]):.2f}")
 print("mean-ablating one direction after L2, at the last position:")
-directions = {"a standardised probe's (the earlier test)": P.train_probe(acts_train[l], y_train).direction(),
+directions = {"a standardised probe's (the weak test)": P.train_probe(acts_train[l], y_train).direction(),
               "a raw-activation probe's": P.train_probe(acts_train[l], y_train, standardize=False).direction()}
 directions.update({f"a random one (seed {s})": u for s, u in
                    enumerate(P.random_unit_vectors(model.cfg.d_model, 3, seed=0))})
@@ -703,8 +705,8 @@ print(f"cosine between the two probe directions: {float(u_std @ u_raw):.2f}")
 # prepositional frames above.) With the standardised probe's direction, the probability
 # difference moves from 1.00 to 0.94 while the logit difference falls from 8.60 to 4.80; the
 # raw-activation probe's direction, at cosine 0.78 to it, brings it to 0.97; three random
-# directions leave it between 8.56 and 8.61. The earlier conclusion came from the saturated
-# metric and the choice of direction, not from the model ignoring subject number.
+# directions leave it between 8.56 and 8.61. The weak test's conclusion comes from the
+# saturated metric and the choice of direction, not from the model ignoring subject number.
 #
 # Two caveats: the eraser is linear, so nonlinearly encoded number could survive it; and an
 # eraser moves activations off their distribution, which is why the random-subspace control of
