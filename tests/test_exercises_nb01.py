@@ -59,7 +59,7 @@ def occlusion_flipped(model, tokens, target_fn, replacement_id):
     return -occlusion(model, tokens, target_fn, replacement_id)
 
 
-def probe(X, y, weight_decay, bias=True, decay=True):
+def probe(X, y, weight_decay, bias=True, decay=True, decay_scale=0.5, penalise_bias=False):
     w = torch.zeros(X.shape[1], requires_grad=True)
     b = torch.zeros((), requires_grad=bias)
     opt = torch.optim.LBFGS([w, b] if bias else [w], max_iter=200, line_search_fn="strong_wolfe")
@@ -68,7 +68,9 @@ def probe(X, y, weight_decay, bias=True, decay=True):
         opt.zero_grad()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(X @ w + b, y.float())
         if decay:
-            loss = loss + 0.5 * weight_decay * (w ** 2).sum()
+            loss = loss + decay_scale * weight_decay * (w ** 2).sum()
+        if penalise_bias:
+            loss = loss + decay_scale * weight_decay * b ** 2
         loss.backward()
         return loss
 
@@ -171,6 +173,20 @@ def test_train_probe_check():
     assert not r.passed and "bias" in r.message, r.message
     r = nb01.check_train_probe(lambda X, y, wd: probe(X, y, wd, decay=False))
     assert not r.passed and "unregularised" in r.message, r.message
+    r = nb01.check_train_probe(lambda X, y, wd: probe(X, y, wd, decay_scale=1.0))
+    assert not r.passed and "weight_decay / 2" in r.message, r.message
+    r = nb01.check_train_probe(lambda X, y, wd: probe(X, y, wd, penalise_bias=True))
+    assert not r.passed and "no penalty on b" in r.message, r.message
+
+
+def test_train_probe_check_reports_a_flipped_float32_probe_instead_of_crashing():
+    """A float32 w pointing the wrong way reaches the cosine test against the float64 optimum
+    (it used to raise a dtype error there)."""
+    def flipped(X, y, wd):
+        w, b = probe(X, y, wd)
+        return -w.float(), b
+    r = nb01.check_train_probe(flipped)
+    assert not r.passed and "wrong way" in r.message, r.message
 
 
 def test_control_task_check():

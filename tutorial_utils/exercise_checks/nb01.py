@@ -414,10 +414,16 @@ def check_train_probe(student_fn: Callable, weight_decay: float = 1e-2,
         elif float(binary_probe_loss(X, y, w, b, 0.0)) < _optimum(X, y, 0.0)[0] + 0.02:
             msg += ("You are close to the *unregularised* optimum: add weight_decay / 2 * "
                     "||w||^2 to the loss (on w only, not on b)")
-        elif float((w @ w_best) / (w.norm() * w_best.norm() + 1e-12)) < 0:
+        elif float(binary_probe_loss(X, y, w, b, 2 * weight_decay)) < \
+                _optimum(X, y, 2 * weight_decay)[0] + tolerance:
+            msg += ("You reached the optimum of weight_decay * ||w||^2: the penalty is "
+                    "weight_decay / 2 * ||w||^2")
+        elif float((w.double() @ w_best) / (w.double().norm() * w_best.norm() + 1e-12)) < 0:
             msg += "Your w points the wrong way: BCE takes the logits X @ w + b and y, in that order"
         else:
-            msg += "Train longer (more iterations or a larger learning rate) or use L-BFGS"
+            msg += ("Train longer (more iterations or a larger learning rate) or use L-BFGS; and "
+                    "check the loss: mean BCE of the logits X @ w + b, plus weight_decay / 2 * "
+                    "||w||^2 on w only (no penalty on b)")
         return CheckResult(name, False, msg)
     return CheckResult(name, True, f"reaches the optimal loss within {tolerance:g} on 3 "
                        "synthetic data sets")
