@@ -100,3 +100,21 @@ def test_residual_sum_check_reports_not_implemented(model):
 
     result = nb00.check_residual_sum(stub, model)
     assert not result.passed and "not implemented" in result.message
+
+
+def test_checks_accept_any_float_dtype_and_report_non_tensors(model):
+    """float64 or numpy answers are judged, not crashed on (torch.allclose refuses mixed
+    dtypes); a non-numeric answer gets a message."""
+    assert nb00.check_induction_score(
+        lambda p, L: induction_scores_from_patterns(p, L).double()).passed
+    assert nb00.check_induction_score(
+        lambda p, L: induction_scores_from_patterns(p, L).numpy()).passed
+    wrong = nb00.check_induction_score(lambda p, L: _wrong_offset(p, L).double())
+    assert not wrong.passed and "q - seq_len + 1" in wrong.message
+    assert "return a tensor" in nb00.check_induction_score(lambda p, L: None).message
+    assert nb00.check_residual_sum(
+        lambda cache, n: nb00.reference_residual_sum(cache, n).double(), model).passed
+    missing = nb00.check_residual_sum(lambda cache, n: _residual(cache, n, pos=False).double(),
+                                      model)
+    assert not missing.passed and "hook_pos_embed" in missing.message
+    assert "return a tensor" in nb00.check_residual_sum(lambda cache, n: None, model).message

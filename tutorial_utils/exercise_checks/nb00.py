@@ -87,7 +87,11 @@ def check_residual_sum(student_fn: Callable, model: Any) -> CheckResult:
         except Exception as error:  # noqa: BLE001 - a check reports, it does not raise
             return report(CheckResult(name, False, f"your function raised "
                                                    f"{type(error).__name__}: {error}"))
-        out = torch.as_tensor(out)
+        try:
+            out = torch.as_tensor(out).detach().float()
+        except (TypeError, ValueError, RuntimeError):
+            return report(CheckResult(name, False, f"return a tensor [batch, pos, d_model], got "
+                                                   f"{type(out).__name__}"))
         if out.shape != (1, 4, 8) or not torch.allclose(out, reference_residual_sum(cache, 3),
                                                          atol=1e-5):
             return report(CheckResult(name, False, _residual_mistake(out, cache, 3)))
@@ -138,7 +142,12 @@ def check_induction_score(student_fn: Callable) -> CheckResult:
                                                "run it, then re-run this check"))
     except Exception as error:  # noqa: BLE001 - a check reports, it does not raise
         return report(CheckResult(name, False, f"your function raised {type(error).__name__}: {error}"))
-    perfect, duplicate = torch.as_tensor(perfect), torch.as_tensor(duplicate)
+    try:  # any float dtype (or a numpy array) is fine; compare in float32
+        perfect = torch.as_tensor(perfect).detach().float()
+        duplicate = torch.as_tensor(duplicate).detach().float()
+    except (TypeError, ValueError, RuntimeError):
+        return report(CheckResult(name, False, f"return a tensor of scores [head], got "
+                                               f"{type(perfect).__name__}"))
     if perfect.shape != (2,):
         return report(CheckResult(name, False, f"expected one score per head, shape (2,), got "
                                                f"{tuple(perfect.shape)}: average over the batch "
