@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..checks import CheckResult, check_value, compare_to_reference
+from ..grading import CheckResult, check_value, compare_to_reference
 from ..composition import copying_fraction
 
 __all__ = ["check_k_composition", "check_copying_score", "check_patch_key_input",
@@ -47,9 +47,38 @@ def check_k_composition(fn: Callable) -> CheckResult:
     if not 0 < aligned <= 1 + 1e-6:
         return CheckResult(name, False, f"a normalised score lies in (0, 1] when the spaces "
                                         f"overlap, got {aligned:.4f}: divide by both norms")
-    return compare_to_reference(name, fn, _ref_k_composition,
-                                lambda g: (torch.randn(6, 6, generator=g),
-                                           torch.randn(6, 6, generator=g)))
+    result = compare_to_reference(name, fn, _ref_k_composition,
+                                  lambda g: (torch.randn(6, 6, generator=g),
+                                             torch.randn(6, 6, generator=g)))
+    if not result.passed:
+        g = torch.Generator().manual_seed(5)
+        qk, ov = torch.randn(6, 6, generator=g), torch.randn(6, 6, generator=g)
+        prod = (qk @ ov.T).norm()
+        variants = {"the un-normalised norm ||W_QK W_OV^T||_F: divide by both matrices' norms":
+                    prod,
+                    "the product divided by ||W_QK||_F only: divide by ||W_OV||_F too":
+                    prod / qk.norm(),
+                    "the product divided by ||W_OV||_F only: divide by ||W_QK||_F too":
+                    prod / ov.norm()}
+        result = _diagnose(result, fn, (qk, ov), variants)
+    return result
+
+
+def _diagnose(result: CheckResult, fn: Callable, args: tuple, variants: dict[str, Any]
+              ) -> CheckResult:
+    """If ``fn(*args)`` equals one of the ``variants`` (description -> value of a known wrong
+    formula), add that description to a failed result's message."""
+    try:
+        got = fn(*args)
+        got_t = torch.as_tensor(got, dtype=torch.float32)
+    except Exception:  # noqa: BLE001
+        return result
+    for why, value in variants.items():
+        value = torch.as_tensor(value, dtype=torch.float32)
+        if got_t.shape == value.shape and torch.allclose(got_t, value, atol=1e-5, rtol=1e-4):
+            return CheckResult(result.name, False, f"{result.message}. Your output equals "
+                                                   f"{why.strip()}.")
+    return result
 
 
 def check_copying_score(fn: Callable) -> CheckResult:
@@ -71,12 +100,26 @@ def check_copying_score(fn: Callable) -> CheckResult:
         return CheckResult(name, False, f"an identity OV circuit copies every token, so the score "
                                         f"must be 1.0; got {ident:.3f}.{hint}")
     if neg > 1e-6:
+        hint = (" It scored 1.0 as with the identity: did you leave W_OV out of the product?"
+                if abs(neg - 1.0) < 1e-6 else "")
         return CheckResult(name, False, f"OV = -identity pushes each token *down*; it must score "
-                                        f"0, got {neg:.3f}")
-    return compare_to_reference(
+                                        f"0, got {neg:.3f}.{hint}")
+    result = compare_to_reference(
         name, fn, copying_fraction,
         lambda g: (torch.randn(12, 8, generator=g), torch.randn(8, 8, generator=g),
                    torch.randn(8, 30, generator=g), torch.randint(0, 30, (12,), generator=g)))
+    if not result.passed:
+        g = torch.Generator().manual_seed(6)
+        emb, ov = torch.randn(40, 8, generator=g), torch.randn(8, 8, generator=g)
+        W_U, ids = torch.randn(8, 60, generator=g), torch.randperm(60, generator=g)[:40]
+        logits = emb @ ov @ W_U
+        top5 = (logits.topk(5, dim=-1).indices == ids[:, None]).any(-1).float().mean()
+        among_ids = (ids[logits[:, ids].argmax(-1)] == ids).float().mean()
+        result = _diagnose(result, fn, (emb, ov, W_U, ids), {
+            "the top-5 rate: this course's score asks for top-1 (the argmax)": top5,
+            "the score over the listed tokens only: take the argmax over the whole vocabulary "
+            "(every column of W_U)": among_ids})
+    return result
 
 
 def _ref_patch_key_input(k_input: torch.Tensor, out_current: torch.Tensor,
@@ -109,6 +152,9 @@ def check_patch_key_input(fn: Callable) -> CheckResult:
     if torch.allclose(out[:, :, 1], k[:, :, 1] + (cur - src), atol=1e-6):
         return CheckResult(name, False, "sign error: the patched input is input - current + "
                                         "source (you added current - source)")
+    if torch.allclose(out[:, :, 1], k[:, :, 1] + src, atol=1e-6):
+        return CheckResult(name, False, "you added the source output without removing the "
+                                        "sender's current output: the input then holds both")
     if torch.allclose(out[:, :, 1], src, atol=1e-6):
         return CheckResult(name, False, "you replaced the whole input by the sender's output; the "
                                         "input is a *sum* of every sender's output, so swap only "
@@ -132,10 +178,17 @@ def check_faithfulness(fn: Callable, m_circuit: float, m_full: float, m_corrupte
     except Exception as e:  # noqa: BLE001
         return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
     if abs(perfect - 1) > 1e-6 or abs(empty) > 1e-6:
+        if abs(perfect) < 1e-6 and abs(empty - 1) < 1e-6:
+            why = ("you computed the share *lost* (1 - faithfulness): subtract the corrupted "
+                   "score from the circuit's, not the circuit's from the full model's")
+        elif abs(perfect - 1) < 1e-6 and abs(empty - 1 / 3) < 1e-6:
+            why = ("that is the unnormalised F(C) / F(M): it is 0 only if the corrupted run "
+                   "scores 0, which ours does not; measure both from the corrupted score")
+        else:
+            why = "normalise by (full - corrupted) after subtracting the corrupted score"
         return CheckResult(name, False, f"a circuit that scores like the full model must give 1 "
                                         f"and one that scores like the corrupted run 0; got "
-                                        f"{perfect:.3f} and {empty:.3f}: normalise by "
-                                        f"(full - corrupted) after subtracting the corrupted score")
+                                        f"{perfect:.3f} and {empty:.3f}: {why}")
     return check_value(name, got, library_value, atol=1e-4)
 
 
@@ -146,9 +199,16 @@ def check_receivers_above(fn: Callable, scores: dict[str, float], threshold: flo
     try:
         got = fn(dict(scores), threshold)
         neg = fn({"a0.h0": -0.5, "a0.h1": 0.01}, 0.1)
+        order = fn({"a1.h0": 0.5, "a0.h3": 0.2, "a0.h1": 0.01}, 0.1)
+        edge = fn({"a0.h0": 0.25, "a0.h1": 0.01}, 0.25)
     except Exception as e:  # noqa: BLE001
         return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
     if list(neg) != ["a0.h0"]:
         return CheckResult(name, False, "a head whose patching moves the metric by -0.5 matters as "
                                         "much as one at +0.5: compare the absolute effect")
-    return check_value(name, sorted(got), sorted(expected))
+    if list(edge) != ["a0.h0"]:
+        return CheckResult(name, False, "an effect equal to the threshold *reaches* it: use >=")
+    if list(order) != ["a0.h3", "a1.h0"]:
+        return CheckResult(name, False, f"return the heads sorted by name (got {list(order)} for "
+                                        f"a1.h0 0.5 and a0.h3 0.2): sorted(...)")
+    return check_value(name, list(got), sorted(expected))
