@@ -68,6 +68,7 @@ import torch
 from tutorial_utils import composition as C
 from tutorial_utils import path_patching as PP
 from tutorial_utils.checks import report
+from tutorial_utils.dla import direct_logit_attribution, logit_diff_attribution
 from tutorial_utils.exercise_checks import nb04
 from tutorial_utils.faithfulness import circuit_faithfulness, completeness_check, minimality_scores
 from tutorial_utils.models import load_course_model, load_model, seed_everything
@@ -87,7 +88,7 @@ GRID = dict(xlabel="head", ylabel="layer", xticklabels=[str(h) for h in range(cf
             yticklabels=[str(l) for l in range(cfg.n_layers)])  # axis labels of every head grid
 
 # %% [markdown]
-# ## 1. Induction: two heads, one circuit (12 min)
+# ## 1. Induction: two heads, one circuit (11 min)
 #
 # On a random sequence of tokens repeated twice, the second copy is predictable from the first:
 # after token `A`, predict whatever followed `A` last time. Olsson et al. (2022) showed that two
@@ -147,7 +148,7 @@ plt.show()
 # K-composition multiplies B's query-key matrix `W_QK = W_Q W_K^T` by A's output-value matrix
 # `W_OV = W_V W_O` on the *key* side.
 #
-# #### Exercise 1.1 · K-composition score ⭐⭐ 🔵🔵 · 3 min
+# #### Exercise 1.1 · K-composition score ⭐⭐ 🔵🔵 · 2 min
 # Write `k_composition(W_QK, W_OV)`: `||W_QK @ W_OV^T||_F / (||W_QK||_F ||W_OV||_F)`.
 
 # %%
@@ -320,7 +321,7 @@ print(f"median rank of a token's own logit among {cfg.d_vocab} (random OV: about
 # bottom), so they copy, weakly per head, better summed. The test also reads only `W_E[t]`,
 # while at the attended position the residual holds layers 0-2's outputs too.
 #
-# ## 2. Indirect object identification: a circuit of classes? (13 min)
+# ## 2. Indirect object identification: a circuit of classes? (14 min)
 #
 # "When Mary and John went to the store, John gave a drink to" -> " Mary". Wang et al. (2023)
 # found in GPT-2 small a circuit of head *classes*: **name movers** (late heads that attend from
@@ -375,20 +376,49 @@ heatmap(copy_names, title=f"Copying score over {len(name_ids)} names (max {copy_
         **GRID)
 plt.show()
 
+# %% [markdown]
+# A third view needs no corruption at all: **direct logit attribution** (DLA). The final
+# residual stream at END is a sum of every head's output; the final LayerNorm divides it by one
+# scale per prompt, then `W_U` reads it. So each head's *direct* share of `logit(IO) -
+# logit(S)` is its output at END, divided by that scale, projected on `W_U[:, IO] - W_U[:, S]`.
+#
+# #### Exercise 2.1 · direct logit attribution of each head ⭐⭐ 🔵🔵🔵 · 3 min
+# `result [B, H, d]`: each head's output at END (one layer); `scale [B, 1]`: the final
+# LayerNorm's scale; `io_ids`, `s_ids [B]`. Return `[H]`: the mean over prompts of each head's DLA.
+
+# %%
+def head_dla(result, scale, W_U, io_ids, s_ids):
+    ### BEGIN SOLUTION
+    direction = (W_U[:, io_ids] - W_U[:, s_ids]).T  # [B, d]: one direction per prompt
+    normalised = result / scale[:, :, None]  # what W_U sees of each head's output
+    return (normalised * direction[:, None]).sum(-1).mean(0)
+    ### END SOLUTION
+    ### HINT: the logits read the *normalised* stream: x / scale @ W_U (the LayerNorm's weight is folded into W_U).
+    ### HINT: broadcast the per-prompt direction over the head axis, dot over d_model, then average over prompts.
+
+
+# %%
+report(nb04.check_head_dla(head_dla))
+
 # %%
 # NBVAL_CHECK_OUTPUT
 anti_names = C.copying_scores(model, name_ids, negative=True)  # top-1 of -W_E W_OV W_U
 # attention in the corrupted run, to the same positions (S2's position now holds the third name)
 att_io_c = C.attention_between(model, ioi.corrupted_tokens, pos["END"], pos["IO"])
 att_s2_c = C.attention_between(model, ioi.corrupted_tokens, pos["END"], pos["S2"])
-# direct logit attribution (clean run, no corruption): each head's output at END, divided by the
-# final layer norm's scale, projected on the unembedding direction W_U[IO] - W_U[S]
+# your DLA on the clean run, every layer, checked against the library's (tutorial_utils.dla)
 _, cache_ioi = model.run_with_cache(ioi.clean_tokens)
 b, end = torch.arange(len(ioi)), pos["END"]
-io_minus_s = (model.W_U[:, ioi.candidate_ids[:, 0]] - model.W_U[:, ioi.candidate_ids[:, 1]]).T
+io_ids, s_ids = ioi.candidate_ids[:, 0], ioi.candidate_ids[:, 1]
 scale = cache_ioi["ln_final.hook_scale"][b, end]  # [batch, 1]
-dla = torch.stack([(cache_ioi[f"blocks.{l}.attn.hook_result"][b, end] / scale[:, None]
-                    * io_minus_s[:, None]).sum(-1).mean(0) for l in range(cfg.n_layers)])
+dla = torch.stack([head_dla(cache_ioi[f"blocks.{l}.attn.hook_result"][b, end], scale, model.W_U,
+                            io_ids, s_ids) for l in range(cfg.n_layers)])  # [L, H]
+res = direct_logit_attribution(model, ioi.clean_tokens, end, ioi.candidate_ids[:, :2],
+                               cache=cache_ioi)
+per_component = logit_diff_attribution(res, io_ids, s_ids).mean(1)  # [n_components]
+lib_grid = torch.tensor([[float(per_component[res.labels.index(C.head_name(l, h))])
+                          for h in range(cfg.n_heads)] for l in range(cfg.n_layers)])
+print(f"your DLA against tutorial_utils.dla: max difference {(dla - lib_grid).abs().max():.3f}")
 TO_IO = [h for h in C.top_heads(att_io, 3) if att_io[C.parse_head(h)] >= 0.3]
 for h in DIRECT_HEADS + NEGATIVE + TO_IO:
     lh = C.parse_head(h)
@@ -402,9 +432,7 @@ for h in DIRECT_HEADS + NEGATIVE + TO_IO:
 # The two heads that carry this model's decision (first two lines) fail both tests: they
 # attend from END to the *second mention of the subject* (S2), almost never to IO, and their OV
 # circuits copy no name; negated they do (anti-copying), so they push the subject's logit
-# *down*. Their direct logit attribution (DLA: the head's output at END projected on the
-# unembedding direction `W_U[IO] - W_U[S]` in the clean run, no corruption involved) is large
-# and positive because lowering S raises IO - S. Where Wang et al.'s S-inhibition heads tell the
+# *down*. Their DLA is large and positive because lowering S raises IO - S. Where Wang et al.'s S-inhibition heads tell the
 # name movers not to look at S, these heads act on the logits themselves.
 #
 # The red cells of the middle panel are two layer-3 heads that *do* attend from END to IO (last
@@ -447,25 +475,11 @@ plt.show()
 # both (2.1: END -> S2's position 0.90 and 0.96 clean, 0.85 and 0.96 corrupted, where it holds
 # the third name). They look for *the last name*, not the repeated one. What they *move* comes
 # from an earlier head through their values: V-composition.
-#
-# #### Exercise 2.1 · read off the heads that matter ⭐ 🔵🔵 · 2 min
-# Given `{head: effect}` and a threshold, return the heads whose **absolute** effect reaches it,
-# sorted by name.
-
-# %%
-def receivers_above(scores: dict, threshold: float) -> list:
-    ### BEGIN SOLUTION
-    return sorted(h for h, x in scores.items() if abs(x) >= threshold)
-    ### END SOLUTION
-    ### HINT: a negative effect (patching *raises* the metric) is as informative as a positive one.
-
 
 # %%
 v_scores = {C.head_name(l, h): float(by_input["v"][l, h])
             for l in range(cfg.n_layers) for h in range(cfg.n_heads)}
-VALUE_SOURCES = receivers_above(v_scores, 0.1)
-report(nb04.check_receivers_above(receivers_above, v_scores, 0.1,
-                                  sorted(h for h, x in v_scores.items() if abs(x) >= 0.1)))
+VALUE_SOURCES = sorted(h for h, x in v_scores.items() if abs(x) >= 0.1)  # |effect| >= 0.10
 print("heads feeding the deciding heads' values:", VALUE_SOURCES)
 
 # %% [markdown]

@@ -113,25 +113,49 @@ def test_copying_score_rejects_mistakes(wrong, words):
     assert not r.passed and words in r.message, r.message
 
 
-# -- Exercise 2.1: heads above a threshold -------------------------------------------------------
+# -- Exercise 2.1: direct logit attribution per head --------------------------------------------
 
-SCORES = {"a0.h0": 0.71, "a0.h7": 0.12, "a1.h2": -0.3, "a2.h1": 0.01}
-EXPECTED = ["a0.h0", "a0.h7", "a1.h2"]
+def head_dla(result, scale, W_U, io_ids, s_ids):
+    direction = (W_U[:, io_ids] - W_U[:, s_ids]).T
+    normalised = result / scale[:, :, None]
+    return (normalised * direction[:, None]).sum(-1).mean(0)
 
 
-def test_receivers_above_accepts_the_solution():
-    fn = lambda s, t: sorted(h for h, x in s.items() if abs(x) >= t)  # noqa: E731
-    assert nb04.check_receivers_above(fn, SCORES, 0.1, EXPECTED).passed
+def test_head_dla_accepts_the_solution():
+    assert nb04.check_head_dla(head_dla).passed
+
+
+def test_head_dla_matches_the_library_on_a_model(hooked_model):
+    """Independent path: tutorial_utils.dla on the offline model, per head, IO - S."""
+    from tutorial_utils.dla import direct_logit_attribution, logit_diff_attribution
+    from tutorial_utils.tasks import make_ioi
+
+    m = hooked_model
+    ioi = make_ioi(m, n=6, seed=0)
+    _, cache = m.run_with_cache(ioi.clean_tokens)
+    b, end = torch.arange(len(ioi)), ioi.answer_pos
+    io, s = ioi.candidate_ids[:, 0], ioi.candidate_ids[:, 1]
+    scale = cache["ln_final.hook_scale"][b, end]
+    mine = torch.stack([head_dla(cache[f"blocks.{l}.attn.hook_result"][b, end], scale, m.W_U, io, s)
+                        for l in range(m.cfg.n_layers)])
+    lib = direct_logit_attribution(m, ioi.clean_tokens, end, ioi.candidate_ids[:, :2], cache=cache)
+    ld = logit_diff_attribution(lib, io, s)
+    ref = torch.stack([torch.stack([ld[lib.labels.index(f"a{l}.h{h}")].mean()
+                                    for h in range(m.cfg.n_heads)]) for l in range(m.cfg.n_layers)])
+    assert torch.allclose(mine, ref, atol=1e-3)
 
 
 @pytest.mark.parametrize("wrong, words", [
-    (lambda s, t: sorted(h for h, x in s.items() if x >= t), "absolute"),
-    (lambda s, t: sorted(h for h, x in s.items() if abs(x) > t), ">="),
-    (lambda s, t: [h for h, x in sorted(s.items(), key=lambda i: -abs(i[1])) if abs(x) >= t],
-     "sorted by name"),
+    (lambda r, sc, u, io, s: head_dla(r, sc, u, s, io), "sign is reversed"),
+    (lambda r, sc, u, io, s: (r * (u[:, io] - u[:, s]).T[:, None]).sum(-1).mean(0),
+     "divide each output"),
+    (lambda r, sc, u, io, s: head_dla(r * sc[:, :, None] ** 2, sc, u, io, s), "do not multiply"),
+    (lambda r, sc, u, io, s: head_dla(r, sc, u, io, s) * r.shape[0], "do not sum"),
+    (lambda r, sc, u, io, s: ((r / sc[:, :, None]) * (u[:, io] - u[:, s]).T[:, None]).sum(-1),
+     "Average over the prompts"),
 ])
-def test_receivers_above_rejects_mistakes(wrong, words):
-    r = nb04.check_receivers_above(wrong, SCORES, 0.1, EXPECTED)
+def test_head_dla_rejects_mistakes(wrong, words):
+    r = nb04.check_head_dla(wrong)
     assert not r.passed and words in r.message, r.message
 
 

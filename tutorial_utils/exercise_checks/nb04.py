@@ -15,7 +15,7 @@ from ..grading import CheckResult, check_value, compare_to_reference
 from ..composition import copying_fraction
 
 __all__ = ["check_k_composition", "check_copying_score", "check_patch_key_input",
-           "check_faithfulness", "check_receivers_above"]
+           "check_head_dla", "check_faithfulness"]
 
 
 def _ref_k_composition(W_QK: torch.Tensor, W_OV: torch.Tensor) -> torch.Tensor:
@@ -192,23 +192,54 @@ def check_faithfulness(fn: Callable, m_circuit: float, m_full: float, m_corrupte
     return check_value(name, got, library_value, atol=1e-4)
 
 
-def check_receivers_above(fn: Callable, scores: dict[str, float], threshold: float,
-                          expected: list[str]) -> CheckResult:
-    """``fn(scores {head: effect}, threshold) -> sorted list`` of heads with |effect| >= threshold."""
-    name = "receivers_above"
+def _ref_head_dla(result: torch.Tensor, scale: torch.Tensor, W_U: torch.Tensor,
+                  io_ids: torch.Tensor, s_ids: torch.Tensor) -> torch.Tensor:
+    direction = (W_U[:, io_ids] - W_U[:, s_ids]).T  # [B, d]
+    return (result / scale[:, :, None] * direction[:, None]).sum(-1).mean(0)
+
+
+def check_head_dla(fn: Callable) -> CheckResult:
+    """``fn(result [B, H, d], scale [B, 1], W_U [d, V], io_ids [B], s_ids [B]) -> [H]``: each
+    head's direct logit attribution to logit(IO) - logit(S), averaged over prompts."""
+    name = "head_dla"
+    W_U = torch.cat([torch.eye(4), torch.zeros(4, 1)], dim=1)  # token t < 4 reads coordinate t
+    io_ids, s_ids = torch.tensor([0, 1]), torch.tensor([2, 3])
+    scale = torch.tensor([[2.0], [0.5]])
+    direction = (W_U[:, io_ids] - W_U[:, s_ids]).T  # [2, 4], each of squared norm 2
+    # head 0 writes exactly scale * direction (its DLA is |direction|^2 = 2 on both prompts);
+    # head 1 writes nothing
+    result = torch.stack([scale * direction, torch.zeros(2, 4)], dim=1)  # [B=2, H=2, d=4]
     try:
-        got = fn(dict(scores), threshold)
-        neg = fn({"a0.h0": -0.5, "a0.h1": 0.01}, 0.1)
-        order = fn({"a1.h0": 0.5, "a0.h3": 0.2, "a0.h1": 0.01}, 0.1)
-        edge = fn({"a0.h0": 0.25, "a0.h1": 0.01}, 0.25)
+        got = torch.as_tensor(fn(result.clone(), scale.clone(), W_U.clone(), io_ids, s_ids),
+                              dtype=torch.float32)
+    except NotImplementedError:
+        return CheckResult(name, False, "not implemented yet: fill in the exercise cell, run it, "
+                                        "then re-run this check")
     except Exception as e:  # noqa: BLE001
         return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
-    if list(neg) != ["a0.h0"]:
-        return CheckResult(name, False, "a head whose patching moves the metric by -0.5 matters as "
-                                        "much as one at +0.5: compare the absolute effect")
-    if list(edge) != ["a0.h0"]:
-        return CheckResult(name, False, "an effect equal to the threshold *reaches* it: use >=")
-    if list(order) != ["a0.h3", "a1.h0"]:
-        return CheckResult(name, False, f"return the heads sorted by name (got {list(order)} for "
-                                        f"a1.h0 0.5 and a0.h3 0.2): sorted(...)")
-    return check_value(name, list(got), sorted(expected))
+    if got.shape != (2,):
+        hint = (" Average over the prompts (dimension 0)." if got.shape == (2, 2) else "")
+        return CheckResult(name, False, f"return one number per head, shape [H] = (2,); got "
+                                        f"{tuple(got.shape)}.{hint}")
+    if abs(float(got[1])) > 1e-5:
+        return CheckResult(name, False, f"a head that writes nothing must score 0, got "
+                                        f"{float(got[1]):.3f}")
+    h0 = float(got[0])
+    known = {-2.0: "the sign is reversed: project on W_U[IO] - W_U[S], not S - IO",
+             2.5: "the final LayerNorm divides the residual by its scale before W_U: divide "
+                  "each output by `scale` (the logits never see the raw output)",
+             4.25: "divide by the final LayerNorm's scale, do not multiply",
+             4.0: "average over the prompts, do not sum"}
+    if abs(h0 - 2.0) > 1e-4:
+        why = next((m for v, m in known.items() if abs(h0 - v) < 1e-4),
+                   "project each head's output, divided by the scale, on W_U[:, IO] - W_U[:, S]")
+        return CheckResult(name, False, f"a head writing exactly scale * (W_U[IO] - W_U[S]) must "
+                                        f"score |W_U[IO] - W_U[S]|^2 = 2, got {h0:.3f}: {why}")
+
+    def inputs(g: torch.Generator) -> tuple:
+        B, H, d, V = 5, 3, 6, 11
+        return (torch.randn(B, H, d, generator=g), torch.rand(B, 1, generator=g) + 0.5,
+                torch.randn(d, V, generator=g), torch.randint(0, V, (B,), generator=g),
+                torch.randint(0, V, (B,), generator=g))
+
+    return compare_to_reference(name, fn, _ref_head_dla, inputs)
