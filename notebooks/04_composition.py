@@ -19,16 +19,19 @@
 # **Estimated time: 30 minutes core + 18 minutes bonus.**
 #
 # A circuit is more than a list of important heads: a later head *reads* what an earlier head
-# wrote, through its query, key or value. Here we find two of the best-known circuits of the
-# field and show *how* their heads compose: the induction circuit (a previous-token head feeding
-# an induction head's keys) and the indirect-object-identification (IOI) circuit (heads that
-# detect the repeated name feeding the queries of the heads that copy the answer).
+# wrote, through its query, key or value. We take two of the best-known circuits of the field
+# and ask how their heads compose in our model: the induction circuit (a previous-token head
+# feeding an induction head's keys), which our model has as GPT-2 does; and the
+# indirect-object-identification (IOI) circuit, which in GPT-2 small has heads that detect the
+# repeated name feeding the queries of heads that copy the answer (name movers). Our model
+# solves IOI differently, without name movers, and the notebook shows how we can tell.
 #
 # **Learning objectives**
 # - read Q-, K- and V-composition from the weights, and know what such a score can and cannot say;
 # - prove a composition with path patching into one receiver input (query, key or value) alone;
 # - recognise a copying OV circuit and measure it (copying score);
-# - assemble the IOI circuit class by class, and measure its faithfulness.
+# - look for the IOI circuit class by class (attention, OV copying, direct logit attribution),
+#   and measure the faithfulness of what is found.
 #
 # Labels: each exercise carries a difficulty (⭐ easy · ⭐⭐ medium · ⭐⭐⭐ hard) and an importance
 # (🔵 optional · 🔵🔵 useful · 🔵🔵🔵 core), as in every notebook of the course.
@@ -88,7 +91,7 @@ GRID = dict(xlabel="head", ylabel="layer", xticklabels=[str(h) for h in range(cf
             yticklabels=[str(l) for l in range(cfg.n_layers)])  # axis labels of every head grid
 
 # %% [markdown]
-# ## 1. Induction: two heads, one circuit (11 min)
+# ## 1. Induction: two heads, one circuit (12 min)
 #
 # On a random sequence of tokens repeated twice, the second copy is predictable from the first:
 # after token `A`, predict whatever followed `A` last time. Olsson et al. (2022) showed that two
@@ -144,43 +147,56 @@ plt.show()
 #
 # ### 1.1 Composition read from the weights
 # Elhage et al. measure how much head B can read what head A writes by the Frobenius norm of the
-# product of their matrices, normalised (formulas in `tutorial_utils/composition.py`):
-# K-composition multiplies B's query-key matrix `W_QK = W_Q W_K^T` by A's output-value matrix
-# `W_OV = W_V W_O` on the *key* side.
+# product of their matrices, divided by both matrices' norms. With row vectors (`x @ W`), A
+# writes `x @ W_OV` (`W_OV = W_V W_O`) and B scores `x_q @ W_QK @ x_k^T` (`W_QK = W_Q W_K^T`), so
+# A's output can enter B's **query** (`W_OV^A @ W_QK^B`), its **key** (`W_QK^B @ (W_OV^A)^T`)
+# or its **value** (`W_OV^A @ W_OV^B`); the package's version is `tutorial_utils/composition.py`.
 #
-# #### Exercise 1.1 · K-composition score ⭐⭐ 🔵🔵 · 2 min
-# Write `k_composition(W_QK, W_OV)`: `||W_QK @ W_OV^T||_F / (||W_QK||_F ||W_OV||_F)`.
+# #### Exercise 1.1 · Q-, K- and V-composition scores ⭐⭐ 🔵🔵 · 3 min
+# Write `composition_score(W_later, W_OV, kind)`: `W_later` is B's `W_QK` for `kind` "q" or "k"
+# and B's `W_OV` for "v"; `W_OV` is A's. Return `||product||_F / (||W_later||_F ||W_OV||_F)`.
 
 # %%
-def k_composition(W_QK: torch.Tensor, W_OV: torch.Tensor) -> torch.Tensor:
+def composition_score(W_later: torch.Tensor, W_OV: torch.Tensor, kind: str) -> torch.Tensor:
     ### BEGIN SOLUTION
-    return (W_QK @ W_OV.T).norm() / (W_QK.norm() * W_OV.norm())
+    if kind == "k":
+        product = W_later @ W_OV.T  # keys: x_q @ W_QK @ (x @ W_OV)^T
+    else:
+        product = W_OV @ W_later  # query or value: (x @ W_OV) @ W_QK or @ W_OV^B
+    return product.norm() / (W_later.norm() * W_OV.norm())
     ### END SOLUTION
-    ### HINT: keys are x_k @ W_OV (row vectors), so the score is x_q @ W_QK @ (x_k @ W_OV)^T.
+    ### HINT: follow A's output x @ W_OV into the formula of B's score or value; the key side sits transposed on the right of W_QK.
     ### HINT: `.norm()` of a matrix is its Frobenius norm.
 
 
 # %%
-report(nb04.check_k_composition(k_composition))
+report(nb04.check_composition_score(composition_score))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-K_COMP = C.composition_scores(model, "k")
-baseline = C.composition_baseline(model, "k")
 lp, hp = C.parse_head(PREV_HEAD)
 li, hi = C.parse_head(IND_HEAD)
-mine = float(k_composition(C.qk_matrix(model, li, hi), C.ov_matrix(model, lp, hp)))
-print(f"K-composition {PREV_HEAD} -> {IND_HEAD}: {mine:.3f} (random matrices of these shapes: "
-      f"{baseline:.3f})")
+qk_ind, ov_ind, ov_prev = (C.qk_matrix(model, li, hi), C.ov_matrix(model, li, hi),
+                           C.ov_matrix(model, lp, hp))
+for kind, later in (("q", qk_ind), ("k", qk_ind), ("v", ov_ind)):
+    print(f"{kind.upper()}-composition {PREV_HEAD} -> {IND_HEAD}: "
+          f"{float(composition_score(later, ov_prev, kind)):.3f} "
+          f"(random matrices of these shapes: {C.composition_baseline(model, kind):.3f})")
+K_COMP = C.composition_scores(model, "k")
+baseline = C.composition_baseline(model, "k")
 print(f"largest K-composition into {IND_HEAD} from any earlier head: "
       f"{C.top_heads(K_COMP[:, :, li, hi][:li], 1)[0]} ({K_COMP[:, :, li, hi][:li].max():.3f})")
 pairs = K_COMP[~K_COMP.isnan()]  # every (earlier head, later head) pair of the model
-print(f"pairs above the random baseline: {int((pairs > baseline).sum())} of {pairs.numel()}")
+print(f"K-composition pairs above the random baseline: {int((pairs > baseline).sum())} of "
+      f"{pairs.numel()}")
 
 # %% [markdown]
-# A weight-based score says what *could* compose on any input. It does not say what the model
-# *uses* on this task; and an attention-only model's heads all read the same residual stream, so
-# scores well above the random baseline are common. Path patching answers the causal question.
+# For the strongest previous-token -> induction pair only the K-score clears the random baseline
+# (Q and V stay below it): the weights point at K-composition. But a weight-based score says
+# what *could* compose on any input, not what the model *uses* on this task; and an
+# attention-only model's heads all read the same residual stream, so K-scores above the
+# baseline are common (last line), and another sender outscores the previous-token head. Path
+# patching answers the causal question.
 #
 # ### 1.2 Composition proved by path patching
 # Corrupt the first copy (other random tokens, so nothing predicts the second copy), and patch
@@ -275,7 +291,7 @@ print(f"one edge only, {PREV_HEAD} -> {IND_HEAD}.k: removes {one_edge.effects['k
 # `W_E[t] W_OV W_U`. (Wang et al. feed the name's residual after GPT-2's first MLP, not the bare
 # embedding, and count a name as copied when it is among the top 5 logits: a looser test.)
 #
-# #### Exercise 1.3 · copying score ⭐⭐ 🔵🔵 · 3 min
+# #### Exercise 1.3 · copying score ⭐⭐ 🔵🔵 · 2 min
 # `emb [n, d]` holds the tokens' embeddings, `ids [n]` their ids.
 
 # %%
@@ -321,7 +337,7 @@ print(f"median rank of a token's own logit among {cfg.d_vocab} (random OV: about
 # bottom), so they copy, weakly per head, better summed. The test also reads only `W_E[t]`,
 # while at the attended position the residual holds layers 0-2's outputs too.
 #
-# ## 2. Indirect object identification: a circuit of classes? (14 min)
+# ## 2. Indirect object identification: a circuit of classes? (13 min)
 #
 # "When Mary and John went to the store, John gave a drink to" -> " Mary". Wang et al. (2023)
 # found in GPT-2 small a circuit of head *classes*: **name movers** (late heads that attend from

@@ -24,6 +24,41 @@ def test_k_composition_accepts_the_solution():
     assert nb04.check_k_composition(k_composition).passed
 
 
+def composition_score(W_later, W_OV, kind):
+    if kind == "k":
+        product = W_later @ W_OV.T
+    else:
+        product = W_OV @ W_later
+    return product.norm() / (W_later.norm() * W_OV.norm())
+
+
+def test_composition_score_accepts_the_solution():
+    r = nb04.check_composition_score(composition_score)
+    assert r.passed, r.message
+
+
+def test_composition_score_is_zero_for_orthogonal_spaces_and_one_for_a_shared_direction():
+    """The defining invariants: a head that writes where the later head never reads scores 0;
+    two rank-1 matrices through one shared unit direction score 1 (the bound is attained)."""
+    e = torch.eye(4)
+    ov = e[:, :1] @ e[:1]                 # writes along e0 only
+    assert float(composition_score(e[:, 1:2] @ e[1:2], ov, "q")) == 0.0
+    assert abs(float(composition_score(e[:, :1] @ e[:1], ov, "q")) - 1.0) < 1e-6
+
+
+@pytest.mark.parametrize("wrong, words", [
+    (lambda w, ov, kind: (w @ ov.T).norm() / (w.norm() * ov.norm()), "K-composition product"),
+    (lambda w, ov, kind: composition_score(w, ov, "q"), "Q-composition"),
+    (lambda w, ov, kind: (ov @ w).norm() / (w.norm() * ov.norm()) if kind != "v"
+     else (w @ ov).norm() / (w.norm() * ov.norm()), "kind 'k'"),
+    (lambda w, ov, kind: (w @ ov).norm() / (w.norm() * ov.norm()) if kind == "v"
+     else composition_score(w, ov, kind), "W_OV @ W_later"),
+])
+def test_composition_score_rejects_mistakes(wrong, words):
+    r = nb04.check_composition_score(wrong)
+    assert not r.passed and words in r.message, r.message
+
+
 @pytest.mark.parametrize("wrong, words", [
     (lambda qk, ov: (ov @ qk).norm() / (qk.norm() * ov.norm()), "Q-composition"),
     (lambda qk, ov: (qk.T @ ov).norm() / (qk.norm() * ov.norm()), "which side"),

@@ -14,7 +14,7 @@ import torch
 from ..grading import CheckResult, check_value, compare_to_reference
 from ..composition import copying_fraction
 
-__all__ = ["check_k_composition", "check_copying_score", "check_patch_key_input",
+__all__ = ["check_composition_score", "check_k_composition", "check_copying_score", "check_patch_key_input",
            "check_head_dla", "check_faithfulness"]
 
 
@@ -62,6 +62,56 @@ def check_k_composition(fn: Callable) -> CheckResult:
                     prod / ov.norm()}
         result = _diagnose(result, fn, (qk, ov), variants)
     return result
+
+
+def _ref_composition_score(W_later: torch.Tensor, W_OV: torch.Tensor, kind: str) -> torch.Tensor:
+    prod = W_later @ W_OV.T if kind == "k" else W_OV @ W_later
+    return prod.norm() / (W_later.norm() * W_OV.norm())
+
+
+def check_composition_score(fn: Callable) -> CheckResult:
+    """``fn(W_later [d, d], W_OV_earlier [d, d], kind) -> scalar``: Elhage et al.'s Q-, K- or
+    V-composition (``W_later`` is the later head's W_QK for "q"/"k", its W_OV for "v")."""
+    name = "composition_score"
+    result = check_k_composition(lambda qk, ov: fn(qk, ov, "k"))
+    if not result.passed:
+        return CheckResult(name, False, f"kind 'k': {result.message}")
+    d = 8
+    g = torch.Generator().manual_seed(3)
+    basis = torch.linalg.qr(torch.randn(d, d, generator=g))[0]
+    a, b = basis[:, :4], basis[:, 4:]
+    ov = torch.randn(d, 4, generator=g) @ a.T  # the earlier head writes only into span(a)
+    reads_b = b @ torch.randn(4, d, generator=g)  # a later matrix that reads only span(b)
+    reads_a = a @ torch.randn(4, d, generator=g)
+    for kind, what in (("q", "query"), ("v", "value")):
+        try:
+            zero = float(fn(reads_b, ov, kind))
+            aligned = float(fn(reads_a, ov, kind))
+        except Exception as e:  # noqa: BLE001
+            return CheckResult(name, False, f"kind {kind!r}: your function raised "
+                                            f"{type(e).__name__}: {e}")
+        if abs(zero) > 1e-5:
+            k_form = float((reads_b @ ov.T).norm() / (reads_b.norm() * ov.norm()))
+            hint = (" You used the K-composition product for it: the earlier head's output "
+                    f"x @ W_OV enters the {what} side as x @ W_OV @ W_later."
+                    if abs(zero - k_form) < 1e-4 else
+                    f" The earlier head's output x @ W_OV is what the later head's {what} reads: "
+                    "W_OV @ W_later.")
+            return CheckResult(name, False, f"kind {kind!r}: a later head whose {what} reads only "
+                                            f"where the earlier head never writes must score 0, "
+                                            f"got {zero:.4f}.{hint}")
+        if not 0 < aligned <= 1 + 1e-6:
+            return CheckResult(name, False, f"kind {kind!r}: a normalised score lies in (0, 1] "
+                                            f"when the spaces overlap, got {aligned:.4f}: divide "
+                                            f"by both norms")
+    for kind in ("q", "k", "v"):
+        r = compare_to_reference(name, lambda x, y, k=kind: fn(x, y, k),
+                                 lambda x, y, k=kind: _ref_composition_score(x, y, k),
+                                 lambda g: (torch.randn(6, 6, generator=g),
+                                            torch.randn(6, 6, generator=g)))
+        if not r.passed:
+            return CheckResult(name, False, f"kind {kind!r}: {r.message}")
+    return CheckResult(name, True, "Q, K and V match the reference on synthetic and random inputs")
 
 
 def _diagnose(result: CheckResult, fn: Callable, args: tuple, variants: dict[str, Any]
