@@ -91,7 +91,7 @@ GRID = dict(xlabel="head", ylabel="layer", xticklabels=[str(h) for h in range(cf
             yticklabels=[str(l) for l in range(cfg.n_layers)])  # axis labels of every head grid
 
 # %% [markdown]
-# ## 1. Induction: two heads, one circuit (12 min)
+# ## 1. Induction: two heads, one circuit (13 min)
 #
 # On a random sequence of tokens repeated twice, the second copy is predictable from the first:
 # after token `A`, predict whatever followed `A` last time. Olsson et al. (2022) showed that two
@@ -286,21 +286,24 @@ print(f"one edge only, {PREV_HEAD} -> {IND_HEAD}.k: removes {one_edge.effects['k
 #
 # ### 1.3 What the induction head moves: a copying OV circuit
 # Once the induction head attends to the right token, its OV circuit must write *that token*
-# into the stream. The **copying score** of a head, in this course's strict form: the fraction of
-# tokens `t` whose own logit is the largest of the *whole vocabulary* (top-1) under
-# `W_E[t] W_OV W_U`. (Wang et al. feed the name's residual after GPT-2's first MLP, not the bare
-# embedding, and count a name as copied when it is among the top 5 logits: a looser test.)
+# into the stream. The **copying score** of a head: the fraction of tokens `t` whose own logit
+# is among the top `k` of the *whole vocabulary* under `W_E[t] W_OV W_U`. This course uses the
+# strict `k = 1`; Wang et al. use `k = 5` and feed the name's residual after GPT-2's first MLP
+# instead of the bare embedding (this model has no MLPs).
 #
-# #### Exercise 1.3 · copying score ⭐⭐ 🔵🔵 · 2 min
-# `emb [n, d]` holds the tokens' embeddings, `ids [n]` their ids.
+# #### Exercise 1.3 · copying score ⭐⭐ 🔵🔵 · 3 min
+# `emb [n, d]` holds the tokens' embeddings, `ids [n]` their ids. A token is copied when fewer
+# than `k` tokens have a larger logit than its own.
 
 # %%
-def copying_score(emb, W_OV, W_U, ids) -> float:
+def copying_score(emb, W_OV, W_U, ids, k: int = 1) -> float:
     ### BEGIN SOLUTION
-    logits = emb @ W_OV @ W_U
-    return float((logits.argmax(-1) == ids).float().mean())
+    logits = emb @ W_OV @ W_U  # [n, d_vocab]
+    beaten_by = (logits > logits.gather(1, ids[:, None])).sum(-1)  # tokens above the own logit
+    return float((beaten_by < k).float().mean())
     ### END SOLUTION
-    ### HINT: logits = emb @ W_OV @ W_U has one row per token; compare each row's argmax with its id.
+    ### HINT: logits = emb @ W_OV @ W_U has one row per token; pick each row's own logit with gather.
+    ### HINT: count the tokens whose logit is *strictly* larger than the own one; copied when that count < k.
 
 
 # %%
@@ -310,13 +313,13 @@ report(nb04.check_copying_score(copying_score))
 # NBVAL_CHECK_OUTPUT
 all_ids = torch.arange(2, cfg.d_vocab)  # every token but BOS and <unk>
 emb = model.W_E[all_ids]
-ind_copy = copying_score(emb, C.ov_matrix(model, li, hi), model.W_U, all_ids)
+ov_ind_head = C.ov_matrix(model, li, hi)
 class_ov = sum(C.ov_matrix(model, *C.parse_head(h)) for h in IND_HEADS)
-class_copy = copying_score(emb, class_ov, model.W_U, all_ids)
-prev_copy = copying_score(emb, C.ov_matrix(model, lp, hp), model.W_U, all_ids)
-print(f"copying score over all {len(all_ids)} tokens: induction head {IND_HEAD} {ind_copy:.2f}, "
-      f"the {len(IND_HEADS)} induction heads' OV summed {class_copy:.2f}, "
-      f"previous-token head {PREV_HEAD} {prev_copy:.2f}")
+for k in (1, 5):
+    print(f"copying score (top-{k}) over all {len(all_ids)} tokens: induction head {IND_HEAD} "
+          f"{copying_score(emb, ov_ind_head, model.W_U, all_ids, k):.2f}, the {len(IND_HEADS)} "
+          f"induction heads' OV summed {copying_score(emb, class_ov, model.W_U, all_ids, k):.2f}, "
+          f"previous-token head {PREV_HEAD} {copying_score(emb, ov_prev, model.W_U, all_ids, k):.2f}")
 
 
 def own_rank(W_OV):
@@ -326,13 +329,13 @@ def own_rank(W_OV):
 
 
 print(f"median rank of a token's own logit among {cfg.d_vocab} (random OV: about "
-      f"{cfg.d_vocab // 2}): {IND_HEAD} {own_rank(C.ov_matrix(model, li, hi))}, induction heads "
-      f"summed {own_rank(class_ov)}, {PREV_HEAD} {own_rank(C.ov_matrix(model, lp, hp))}")
+      f"{cfg.d_vocab // 2}): {IND_HEAD} {own_rank(ov_ind_head)}, induction heads "
+      f"summed {own_rank(class_ov)}, {PREV_HEAD} {own_rank(ov_prev)}")
 
 # %% [markdown]
-# Top-1 among 1,819 tokens is strict: a head's OV circuit has rank `d_head` (16), which does not
+# Top-1 among 1,819 logits is strict: a head's OV circuit has rank `d_head` (16), which does not
 # forbid top-1 copying but crowds every token into 16 dimensions, where its own logit rarely
-# beats all its neighbours'. The *rank* of the own logit (second line) is finer: the induction
+# beats all its neighbours'. Top-5 is looser, and the *rank* of the own logit (last line) finer: the induction
 # heads put it far above a random circuit's middle rank (the previous-token head near the
 # bottom), so they copy, weakly per head, better summed. The test also reads only `W_E[t]`,
 # while at the attended position the residual holds layers 0-2's outputs too.
@@ -448,8 +451,9 @@ for h in DIRECT_HEADS + NEGATIVE + TO_IO:
 # The two heads that carry this model's decision (first two lines) fail both tests: they
 # attend from END to the *second mention of the subject* (S2), almost never to IO, and their OV
 # circuits copy no name; negated they do (anti-copying), so they push the subject's logit
-# *down*. Their DLA is large and positive because lowering S raises IO - S. Where Wang et al.'s S-inhibition heads tell the
-# name movers not to look at S, these heads act on the logits themselves.
+# *down*. Their DLA is large and positive because lowering S raises IO - S. Where Wang et al.'s
+# S-inhibition heads tell the name movers not to look at S, these heads act on the logits
+# themselves.
 #
 # The red cells of the middle panel are two layer-3 heads that *do* attend from END to IO (last
 # lines): name movers by attention only. Their direct effect is near 0 because they attend to
@@ -472,7 +476,7 @@ def into(receivers):
 by_input = {kind: into([f"{h}.{kind}" for h in DIRECT_HEADS]) for kind in ("q", "k", "v")}
 for kind, grid in by_input.items():
     top = C.top_heads(grid.abs(), 2)
-    print(f"into the direct heads' {kind}: " +
+    print(f"into the deciding heads' {kind}: " +
           ", ".join(f"{h} {grid[C.parse_head(h)]:+.2f}" for h in top))
 
 # %%
@@ -524,12 +528,12 @@ print(f"the head attending most from S2 to S1 (a duplicate-token pattern): {dup}
 # heads attend to the last name whether or not it repeats (2.1). The reason is in the training
 # data: in every IOI sentence the corpus contained, the repeated name was also the *most recent*
 # name. "Push down the last name mentioned" therefore solves the task without ever detecting a
-# repetition, and a cheap rule beats an expensive one. GPT-2, trained on natural text, cannot rely on that and builds
-# the duplicate-token -> S-inhibition -> name-mover chain. The model card of `tiny-attn-tasks`
-# names the data change that would remove the shortcut.
+# repetition, and a cheap rule beats an expensive one. GPT-2, trained on natural text, cannot
+# rely on that and builds the duplicate-token -> S-inhibition -> name-mover chain. The model
+# card of `tiny-attn-tasks` names the data change that would remove the shortcut.
 
 # %% [markdown]
-# ## 3. The whole circuit, and how faithful it is (5 min)
+# ## 3. The whole circuit, and how faithful it is (4 min)
 # `iterative_path_patching` automates the walk we just did by hand: from the logits it keeps
 # every edge whose patching moves the logit difference by at least `threshold` of the gap, then
 # examines what feeds the nodes it kept.
@@ -547,7 +551,7 @@ print("nodes:", circuit_nodes)
 # Besides the head -> head edges, the walk keeps two edges from the embeddings into `a0.h0`
 # (its value and its query): the value source reads the names themselves.
 #
-# #### Exercise 3.1 · faithfulness ⭐⭐ 🔵🔵🔵 · 3 min
+# #### Exercise 3.1 · faithfulness ⭐⭐ 🔵🔵🔵 · 2 min
 # Run the circuit alone (every edge outside it carries its value from the corrupted prompt:
 # resample ablation) and compare its metric `F(C)` with the full model's `F(M)` and the fully
 # ablated run's `F(∅)`: `(F(C) - F(∅)) / (F(M) - F(∅))`, 1 when the circuit does everything the
@@ -630,8 +634,8 @@ for n, v in sorted(mini.items(), key=lambda t: -abs(t[1])):
 # (here through values), and a representation of the name built by an early component (GPT-2's
 # MLP0, here a layer-0 head). What does not: the chain that *detects* the repetition, because
 # this model's training data let it skip that step. Induction (section 1), by contrast, is the
-# same circuit as in GPT-2 and every other transformer studied: K-composition of previous-token
-# and induction heads.
+# same circuit as in GPT-2 and the other models Olsson et al. studied: K-composition of
+# previous-token and induction heads.
 #
 # ## 6. Bonus: Now on GPT-2 small (5 min)
 # The same calls on GPT-2 small: previous-token and induction scores of its 144 heads with

@@ -12,7 +12,6 @@ from typing import Any, Callable
 import torch
 
 from ..grading import CheckResult, check_value, compare_to_reference
-from ..composition import copying_fraction
 
 __all__ = ["check_composition_score", "check_k_composition", "check_copying_score", "check_patch_key_input",
            "check_head_dla", "check_faithfulness"]
@@ -131,21 +130,35 @@ def _diagnose(result: CheckResult, fn: Callable, args: tuple, variants: dict[str
     return result
 
 
+def _ref_copying_score(emb: torch.Tensor, W_OV: torch.Tensor, W_U: torch.Tensor,
+                       ids: torch.Tensor, k: int = 1) -> float:
+    logits = emb @ W_OV @ W_U
+    rank = (logits > logits.gather(1, ids[:, None])).sum(-1)  # tokens that beat the own logit
+    return float((rank < k).float().mean())
+
+
 def check_copying_score(fn: Callable) -> CheckResult:
-    """``fn(emb [n, d], W_OV [d, d], W_U [d, V], ids [n]) -> float``."""
+    """``fn(emb [n, d], W_OV [d, d], W_U [d, V], ids [n], k) -> float``: the fraction of tokens
+    whose own logit is among the top ``k`` of the whole vocabulary under ``emb @ W_OV @ W_U``."""
     name = "copying_score"
     d, n = 16, 10
     g = torch.Generator().manual_seed(1)
     E = torch.linalg.qr(torch.randn(d, d, generator=g))[0][:n]
     W_U = torch.cat([torch.zeros(d, 3), E.T], dim=1)  # tokens 3..12 are the rows of E
     ids = torch.arange(3, 3 + n)
+    # a circuit that maps token i to 2 * token i+1 + 1 * token i: its own logit comes second
+    shift = torch.roll(torch.eye(n), 1, dims=1)  # row i -> token i+1
+    second = E.T @ (torch.eye(n) + 2 * shift) @ E  # [d, d]
     try:
-        ident = float(fn(E, torch.eye(d), W_U, ids))
-        neg = float(fn(E, -torch.eye(d), W_U, ids))
+        ident = float(fn(E, torch.eye(d), W_U, ids, 1))
+        neg = float(fn(E, -torch.eye(d), W_U, ids, 1))
+        top1 = float(fn(E, second, W_U, ids, 1))
+        top2 = float(fn(E, second, W_U, ids, 2))
     except Exception as e:  # noqa: BLE001
         return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
     if abs(ident - 1.0) > 1e-6:
-        hint = (" Did you compare the argmax with 0..n-1 instead of the tokens' ids?"
+        hint = (" Did you compare with positions 0..n-1 instead of the tokens' ids, or count a "
+                "token as beating itself (count only *strictly* larger logits)?"
                 if abs(ident) < 1e-6 else "")
         return CheckResult(name, False, f"an identity OV circuit copies every token, so the score "
                                         f"must be 1.0; got {ident:.3f}.{hint}")
@@ -154,21 +167,27 @@ def check_copying_score(fn: Callable) -> CheckResult:
                 if abs(neg - 1.0) < 1e-6 else "")
         return CheckResult(name, False, f"OV = -identity pushes each token *down*; it must score "
                                         f"0, got {neg:.3f}.{hint}")
+    if abs(top1) > 1e-6 or abs(top2 - 1) > 1e-6:
+        return CheckResult(name, False, f"a circuit that puts each token's own logit second must "
+                                        f"score 0 with k=1 and 1 with k=2; got {top1:.2f} and "
+                                        f"{top2:.2f}: the token is copied when fewer than k tokens "
+                                        f"beat its own logit")
     result = compare_to_reference(
-        name, fn, copying_fraction,
+        name, fn, _ref_copying_score,
         lambda g: (torch.randn(12, 8, generator=g), torch.randn(8, 8, generator=g),
-                   torch.randn(8, 30, generator=g), torch.randint(0, 30, (12,), generator=g)))
+                   torch.randn(8, 30, generator=g), torch.randint(0, 30, (12,), generator=g),
+                   int(torch.randint(1, 6, (1,), generator=g))))
     if not result.passed:
         g = torch.Generator().manual_seed(6)
         emb, ov = torch.randn(40, 8, generator=g), torch.randn(8, 8, generator=g)
         W_U, ids = torch.randn(8, 60, generator=g), torch.randperm(60, generator=g)[:40]
         logits = emb @ ov @ W_U
-        top5 = (logits.topk(5, dim=-1).indices == ids[:, None]).any(-1).float().mean()
-        among_ids = (ids[logits[:, ids].argmax(-1)] == ids).float().mean()
-        result = _diagnose(result, fn, (emb, ov, W_U, ids), {
-            "the top-5 rate: this course's score asks for top-1 (the argmax)": top5,
-            "the score over the listed tokens only: take the argmax over the whole vocabulary "
-            "(every column of W_U)": among_ids})
+        among_ids = logits[:, ids]
+        own = among_ids.diagonal()[:, None]
+        names_only = ((among_ids > own).sum(-1) < 3).float().mean()
+        result = _diagnose(result, fn, (emb, ov, W_U, ids, 3), {
+            "the score over the listed tokens only: rank the own logit among the whole "
+            "vocabulary (every column of W_U)": names_only})
     return result
 
 
