@@ -10,10 +10,7 @@ from tutorial_utils import context_mixing as cm
 from tutorial_utils.exercise_checks import nb02
 
 
-@pytest.fixture(autouse=True)
-def _lenient(monkeypatch):
-    """Checks report failures to students instead of raising (strict mode is for CI notebooks)."""
-    monkeypatch.delenv("TUTORIAL_CHECKS_STRICT", raising=False)
+pytestmark = pytest.mark.usefixtures("lenient_checks")
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,7 @@ from tutorial_utils.graph import Graph
 from tutorial_utils.tasks import make_greater_than, make_sva
 
 
-@pytest.fixture(autouse=True)
-def _not_strict(monkeypatch):
-    monkeypatch.delenv("TUTORIAL_CHECKS_STRICT", raising=False)
+pytestmark = pytest.mark.usefixtures("lenient_checks")
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,7 @@ import torch
 from tutorial_utils.exercise_checks import nb04
 
 
-@pytest.fixture(autouse=True)
-def _not_strict(monkeypatch):
-    monkeypatch.delenv("TUTORIAL_CHECKS_STRICT", raising=False)
+pytestmark = pytest.mark.usefixtures("lenient_checks")
 
 
 # -- Exercise 1.1: K-composition ---------------------------------------------------------------

@@ -13,9 +13,7 @@ from tutorial_utils.exercise_checks import nb05
 from tutorial_utils.tasks import make_greater_than
 
 
-@pytest.fixture(autouse=True)
-def _not_strict(monkeypatch):
-    monkeypatch.delenv("TUTORIAL_CHECKS_STRICT", raising=False)
+pytestmark = pytest.mark.usefixtures("lenient_checks")
 
 
 def test_checks_pass_references():
