@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 
 from .. import input_attribution as A
-from ..grading import CheckResult, compare_to_reference
+from ..grading import CheckResult, compare_to_reference, raised
 
 __all__ = ["ToyModel", "binary_probe_loss", "check_control_task", "check_gradient_x_input",
            "check_inlp", "check_integrated_gradients", "check_occlusion", "check_train_probe",
@@ -38,7 +38,6 @@ PROMPTS = (
     "After Kate and Tom arrived at the park, Tom handed the ball to",
 )
 
-_NOT_IMPLEMENTED = "not implemented yet: fill in the exercise cell, run it, then re-run this check"
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,11 +102,8 @@ def _run(name: str, fn: Callable, *args) -> tuple[Any, CheckResult | None]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             return fn(*args), None
-    except NotImplementedError:
-        return None, CheckResult(name, False, _NOT_IMPLEMENTED)
     except Exception as error:  # noqa: BLE001 - a check never raises
-        return None, CheckResult(name, False, f"your function raised {type(error).__name__}: "
-                                              f"{error}")
+        return None, raised(name, error)
 
 
 def _as_bt(name: str, out: Any, shape: tuple[int, int]) -> tuple[torch.Tensor | None,
@@ -121,6 +117,14 @@ def _as_bt(name: str, out: Any, shape: tuple[int, int]) -> tuple[torch.Tensor | 
         return None, CheckResult(name, False, f"output has shape {tuple(out.shape)}, expected "
                                               f"[batch, seq] = {shape}{hint}")
     return out.detach().float(), None
+
+
+def _run_bt(name: str, fn: Callable, tokens: torch.Tensor, *args
+            ) -> tuple[torch.Tensor | None, CheckResult | None]:
+    """:func:`_run` on ``(model, tokens, *args)``-style calls whose answer is ``[batch, seq]``
+    like ``tokens``: returns the output as float, or the failed result."""
+    out, bad = _run(name, fn, *args[:1], tokens, *args[1:])
+    return (None, bad) if bad else _as_bt(name, out, tuple(tokens.shape))
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
@@ -146,10 +150,7 @@ def check_gradient_x_input(student_fn: Callable, model: Any) -> CheckResult:
     name = "gradient_x_input"
     for seed in range(2):
         toy, tokens, a, b = _toy_case(seed)
-        out, bad = _run(name, student_fn, toy, tokens, A.contrastive_target(a, b))
-        if bad:
-            return bad
-        out, bad = _as_bt(name, out, tuple(tokens.shape))
+        out, bad = _run_bt(name, student_fn, tokens, toy, A.contrastive_target(a, b))
         if bad:
             return bad
         x = toy.embed(tokens)
@@ -219,10 +220,7 @@ def check_integrated_gradients(student_fn: Callable, model: Any) -> CheckResult:
         target = A.contrastive_target(a, b)
         x = toy.embed(tokens)
         base = 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
-        out, bad = _run(name, student_fn, toy, tokens, target, base, 3)
-        if bad:
-            return bad
-        out, bad = _as_bt(name, out, tuple(tokens.shape))
+        out, bad = _run_bt(name, student_fn, tokens, toy, target, base, 3)
         if bad:
             return bad
         w = toy.W_U[:, a] - toy.W_U[:, b]
@@ -249,10 +247,7 @@ def check_integrated_gradients(student_fn: Callable, model: Any) -> CheckResult:
     target = A.contrastive_target(a, b)
     x = toy.embed(tokens)
     base = torch.zeros_like(x)
-    out, bad = _run(name, student_fn, toy, tokens, target, base, 200)
-    if bad:
-        return bad
-    out, bad = _as_bt(name, out, tuple(tokens.shape))
+    out, bad = _run_bt(name, student_fn, tokens, toy, target, base, 200)
     if bad:
         return bad
     delta = A.target_values(toy, tokens, target) - A.target_values(toy, tokens, target,
@@ -311,10 +306,7 @@ def check_occlusion(student_fn: Callable, model: Any) -> CheckResult:
     for seed in range(2):
         toy, tokens, a, b = _toy_case(seed)
         rep = int((tokens.max() + 1) % toy.cfg.d_vocab)
-        out, bad = _run(name, student_fn, toy, tokens, A.contrastive_target(a, b), rep)
-        if bad:
-            return bad
-        out, bad = _as_bt(name, out, tuple(tokens.shape))
+        out, bad = _run_bt(name, student_fn, tokens, toy, A.contrastive_target(a, b), rep)
         if bad:
             return bad
         w = toy.W_U[:, a] - toy.W_U[:, b]
