@@ -475,24 +475,11 @@ fig.tight_layout()
 # method mostly describes the input, not the model.
 #
 # Six methods: the four above, IG from the mean token embedding, and an **erasure** that deletes
-# token $t$ and reads the prediction one position earlier (deleting shortens the prompt; bonus
-# section 6 shows why shifting it right to keep the positions is worse).
+# token $t$ and reads the prediction one position earlier (`A.contrastive_erasure`: deleting
+# shortens the prompt; bonus section 6 shows why shifting it right to keep the positions is worse).
 
 # %%
 unk = model.tokenizer.unk_token_id
-
-
-def erasure_shift_left(model, tokens, target_ids, answer_pos):
-    """f(x) - f(x without token t), the prediction read one position earlier, [B, T]
-    (positions after the answer position and position 0 score 0)."""
-    agree, disagree = target_ids
-    f_x = A.target_values(model, tokens, A.contrastive_target(agree, disagree, pos=answer_pos))
-    earlier = A.contrastive_target(agree, disagree, pos=answer_pos - 1)
-    scores = torch.zeros(tokens.shape)
-    for t in range(1, tokens.shape[1]):
-        kept = torch.cat([tokens[:, :t], tokens[:, t + 1:], tokens[:, -1:]], 1)  # last column never read
-        scores[:, t] = torch.where(answer_pos >= t, f_x - A.target_values(model, kept, earlier), 0.0)
-    return scores
 
 
 def all_methods(model, tokens, target, target_ids, answer_pos):
@@ -501,7 +488,7 @@ def all_methods(model, tokens, target, target_ids, answer_pos):
             "IG (zero)": A.integrated_gradients(model, tokens, target, baseline="zero", n_steps=64),
             "IG (mean)": A.integrated_gradients(model, tokens, target, baseline="mean", n_steps=64),
             "occlusion (<unk>)": A.occlusion(model, tokens, target, replacement=unk),
-            "erasure (shift left)": erasure_shift_left(model, tokens, target_ids, answer_pos)}
+            "erasure (shift left)": A.contrastive_erasure(model, tokens, *target_ids, answer_pos)}
 
 
 # %%

@@ -176,6 +176,30 @@ def test_occlusion_matches_real_token_replacement(model, ioi):
     assert float(dele[:, [1, 2, 4]].abs().max()) == 0.0
 
 
+def test_contrastive_erasure_is_the_shorter_prompt_read_one_place_earlier(model, sva_contrast):
+    """Each score is f(x) minus the contrast of an unpadded, genuinely shorter prompt (the
+    model's own logits, read at answer_pos - 1); positions after the answer score 0."""
+    ds, _ = sva_contrast
+    tokens, pos = ds.clean_tokens[:3], ds.answer_pos[:3]
+    a, b = ds.candidate_ids[:3, 0], ds.candidate_ids[:3, 6]
+    scores = A.contrastive_erasure(model, tokens, a, b, pos)
+    assert scores.shape == tokens.shape and float(scores[:, 0].abs().max()) == 0.0
+    with torch.no_grad():
+        for i in range(3):
+            full = model(tokens[i:i + 1])[0, pos[i]]
+            f_x = full[a[i]] - full[b[i]]
+            for t in range(1, tokens.shape[1]):
+                if t > pos[i]:
+                    assert float(scores[i, t]) == 0.0
+                    continue
+                short = torch.cat([tokens[i, :t], tokens[i, t + 1:pos[i] + 1]])[None]
+                logits = model(short)[0, pos[i] - 1]
+                expected = f_x - (logits[a[i]] - logits[b[i]])
+                torch.testing.assert_close(scores[i, t], expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="answer_pos"):
+        A.contrastive_erasure(model, tokens, a, b, torch.zeros(3, dtype=torch.long))
+
+
 def test_occlusion_of_missing_token_raises(model):
     tokens = model.to_tokens(IOI_PROMPT)
     target = A.logit_target(model.to_single_token(" Mary"))
@@ -270,3 +294,12 @@ def test_works_on_an_encoder_bridge():
     assert occ.shape == tokens.shape and float(occ.abs().max()) > 0
     with pytest.raises(ValueError, match="causal decoders"):
         A.occlusion(enc, tokens, target, replacement="delete", target_hook=target_hook)
+
+
+def test_contrastive_erasure_refuses_an_encoder():
+    from tutorial_utils.models import load_encoder
+
+    enc = load_encoder("offline", device="cpu", verbose=False)
+    tokens = enc.to_tokens("the keys to the cabinet are on the table")
+    with pytest.raises(ValueError, match="causal decoders"):
+        A.contrastive_erasure(enc, tokens, [5], [6], [3])

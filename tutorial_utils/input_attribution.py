@@ -63,7 +63,7 @@ __all__ = [
     "metric_target", "token_embeddings", "baseline_embeddings", "embed_hook", "run_from_embeddings",
     "target_values", "embedding_gradients", "saliency", "gradient_x_input",
     "ig_alphas_and_weights", "integrated_gradients", "ig_completeness", "IGCompleteness",
-    "occlusion", "attribute", "spearman", "method_agreement", "randomized_weights",
+    "occlusion", "contrastive_erasure", "attribute", "spearman", "method_agreement", "randomized_weights",
 ]
 
 
@@ -544,6 +544,42 @@ def occlusion(model: Any, tokens: Tensor, target_fn: TargetFn,
             vals = _blockwise_target(target_fn, out, len(ps), B)
         for k, p in enumerate(ps):
             scores[:, p] = f_x - vals[k]
+    return scores
+
+
+def contrastive_erasure(model: Any, tokens: Tensor, target_ids: Sequence[int] | Tensor,
+                        foil_ids: Sequence[int] | Tensor, answer_pos: Sequence[int] | Tensor
+                        ) -> Tensor:
+    """Erasure that keeps the prompt well-formed (Li et al. 2016; contrastive target as in Yin &
+    Neubig 2022): ``score[b, t] = f_b(x) - f_b(x without token t)``, ``[B, T]``, with
+    ``f_b = logit(target_ids[b]) - logit(foil_ids[b])`` read at ``answer_pos[b]`` in ``x`` and at
+    ``answer_pos[b] - 1`` in the shortened prompt (every token after ``t`` moves one place left).
+
+    Unlike :func:`occlusion` with ``replacement="delete"`` (which shifts right and starts the
+    prompt with two BOS tokens), the erased prompt is an ordinary, shorter prompt. Decoders only.
+    Position 0 (BOS) and positions after ``answer_pos[b]`` score 0. To keep one batch, each
+    shortened prompt is padded with a copy of its last token, a position the causal model never
+    reads from ``answer_pos - 1``. All ``T - 1`` erased copies run in one stacked forward pass.
+    """
+    tokens = check_tokens(model, tokens).to(_device(model))
+    if _is_encoder(model):
+        raise TutorialError("contrastive_erasure is for causal decoders (it reads the prediction "
+                            "one position earlier)")
+    B, T = tokens.shape
+    pos = torch.as_tensor(answer_pos, dtype=torch.long).flatten().to(tokens.device)
+    if pos.shape != (B,) or int(pos.min()) < 1 or int(pos.max()) >= T:
+        raise TutorialError(f"answer_pos must hold one position in [1, {T - 1}] per example "
+                            f"({B}), got {answer_pos!r}")
+    f_x = target_values(model, tokens, contrastive_target(target_ids, foil_ids, pos=pos))
+    erased = torch.cat([torch.cat([tokens[:, :t], tokens[:, t + 1:], tokens[:, -1:]], 1)
+                        for t in range(1, T)])  # [(T-1)*B, T]
+    earlier = contrastive_target(target_ids, foil_ids, pos=pos - 1)
+    with torch.no_grad():
+        out = run_from_embeddings(model, erased, token_embeddings(model, erased), None)
+        vals = _blockwise_target(earlier, out, T - 1, B)  # [T-1, B]
+    scores = torch.zeros(B, T, dtype=f_x.dtype, device=f_x.device)
+    t = torch.arange(1, T, device=f_x.device)
+    scores[:, 1:] = torch.where(t[None] <= pos[:, None], f_x[:, None] - vals.T, 0.0)
     return scores
 
 
