@@ -493,8 +493,8 @@ def occlusion(model: Any, tokens: Tensor, target_fn: TargetFn,
     the sequence is shifted right and a copy of the first token (BOS) fills position 0, so
     the positions after ``t`` keep their index; caveat: that input starts with two BOS tokens,
     which a model may never have seen: notebook 01 shows the course model collapsing on it, so
-    every deletion scores alike; where the target allows, delete and read the prediction one
-    position earlier instead), or anything :func:`baseline_embeddings`
+    every deletion scores alike; for a contrastive target use :func:`contrastive_erasure`, which
+    deletes and reads the prediction one position earlier), or anything :func:`baseline_embeddings`
     accepts (``"zero"``, ``"mean"``, a token id such as ``<unk>``, a tensor) to replace token
     ``t``'s embedding. ``positions`` to occlude default to every position but the first (BOS);
     positions not occluded score 0. All occluded copies are stacked along the batch and run in
