@@ -842,7 +842,7 @@ fig.tight_layout(w_pad=3)
 # The same measurements on GPT-2 small: agreement and Greater-Than behaviour, a subject-number
 # probe with its control task, and input attributions on agreement prompts, printed next to the
 # published figures for GPT-2 small (its probability difference on Greater-Than, 0.817 in Hanna
-# et al. 2023, and on agreement, 0.351 in the EACL 2024 tutorial). It needs the Hugging Face
+# et al. 2023, and on agreement, 0.351 in the EACL 2024 tutorial's slides). It needs the Hugging Face
 # hub (Colab has it); offline this cell prints one line and skips.
 
 # %%

@@ -59,10 +59,12 @@ PUBLISHED: dict[str, str] = {
     "induction": "Olsson et al. 2022 / ARENA: GPT-2 small has induction heads, e.g. 5.1, 5.5, "
                  "6.9",
     "greater_than": "Hanna et al. 2023: GPT-2 small's probability difference on Greater-Than "
-                    "0.817; their circuit 0.78",
+                    "0.817; their path-patching circuit 0.727 (89.5% of it); the EACL 2024 "
+                    "tutorial slides show a smaller-dataset circuit at 0.78",
     "greater_than_circuit": "Hanna et al. 2023: the Greater-Than circuit runs through MLPs 8-11 "
                             "and attention heads of layers 5-9 (e.g. 9.1)",
-    "sva": "EACL 2024 tutorial: GPT-2 small's probability difference on its agreement set 0.351",
+    "sva": "EACL 2024 tutorial slides (slide 14, 'The keys on the cabinet' vs 'The key'): "
+           "mean probability difference on its agreement set 0.351",
     "ioi": "Wang et al. 2023 (IOI) head classes: name movers 9.9, 9.6, 10.0; S-inhibition 7.3, "
            "7.9, 8.6, 8.10; induction 5.5, 6.9; duplicate token 0.1, 3.0; previous token 2.2, "
            "4.11",
