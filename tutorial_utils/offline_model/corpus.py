@@ -73,6 +73,17 @@ IOI_DISTRACTOR_ACTIONS = (
     "{s} and {c} brought a {obj} to",
     "{s} helped {c} and passed the {obj} to",
 )
+#: Name-recall sentences (used with w_name_recall): one name is mentioned and later predicted,
+#: with no second name, so copying a name from the context is rewarded outside IOI too (the
+#: pressure that makes GPT-2's name movers copy). {a} is the name; the giver is never a name.
+NAME_RECALL_FRAMES = (
+    "{a} went to the {place}, and the clerk gave a {obj} to",
+    "When {a} came back from the {place}, a friend handed the {obj} to",
+    "After {a} had lunch at the {place}, the clerk brought a {obj} to",
+    "{a} was at the {place}. Later, a friend sent a {obj} to",
+    "Since {a} was at the {place}, the clerk sold the {obj} to",
+    "On that day, {a} visited the {place}, and a friend lent a {obj} to",
+)
 #: Extra prepositions and relative-clause verbs for agreement sentences (the tasks hold out
 #: "above", "beside" and "wanted"; these widen the training frames).
 SVA_EXTRA_PREPOSITIONS = ("at", "from", "of", "without", "below", "beneath", "outside",
@@ -96,6 +107,8 @@ class CorpusConfig:
     #: ("..., John saw Tom and gave a drink to Mary."): the repeated name is then not the most
     #: recent one, so "push down the last name" no longer solves IOI (0 in the shipped v3 run).
     p_ioi_distractor: float = 0.0
+    #: Weight of name-recall sentences (``NAME_RECALL_FRAMES``; 0 in the shipped v3 run).
+    w_name_recall: float = 0.0
 
 
 class CorpusGenerator:
@@ -115,6 +128,7 @@ class CorpusGenerator:
             (config.w_sva, self.sva_sentence),
             (config.w_facts, self.fact_sentence),
             (config.w_filler, self.filler_sentence),
+            (config.w_name_recall, self.name_recall_sentence),
         ]
         self._cum = []
         total = 0.0
@@ -166,6 +180,16 @@ class CorpusGenerator:
         text = frame.format(a=a, b=b, s=s, place=r.choice(IOI_PLACES.train),
                             obj=r.choice(IOI_OBJECTS.train))
         return f"{text} {io}."
+
+    def name_recall_sentence(self) -> str:
+        """A single name, mentioned once and predicted at the end (any name, held-out ones
+        included, as in the filler's "{name} gave a {obj} to {other}."; the frames are not IOI
+        frames and hold no second name)."""
+        r = self.rng
+        frame = r.choice(NAME_RECALL_FRAMES)
+        a = r.choice(NAMES.all)
+        text = frame.format(a=a, place=r.choice(IOI_PLACES.train), obj=r.choice(IOI_OBJECTS.train))
+        return f"{text} {a}."
 
     def fact_sentence(self) -> str:
         r = self.rng

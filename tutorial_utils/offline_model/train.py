@@ -62,7 +62,15 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 500
     ioi_distractor: float = 0.0
+    name_recall: float = 0.0
+    w_filler: float = 0.24
     threads: int = 1
+
+
+def corpus_config(cfg: TrainConfig) -> CorpusConfig:
+    """The corpus options a training run sets."""
+    return CorpusConfig(n_ctx=cfg.n_ctx, p_ioi_distractor=cfg.ioi_distractor,
+                        w_name_recall=cfg.name_recall, w_filler=cfg.w_filler)
 
 
 def build_model(vocab_size: int, cfg: TrainConfig):
@@ -127,7 +135,7 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.98))
-    gen = CorpusGenerator(cfg.seed, CorpusConfig(n_ctx=cfg.n_ctx, p_ioi_distractor=cfg.ioi_distractor))
+    gen = CorpusGenerator(cfg.seed, corpus_config(cfg))
     history = []
     best = {"score": -1.0, "step": 0, "state": None}
     t0 = time.time()
@@ -183,7 +191,7 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
     final = evaluate_model(model, tokenizer, n=200)
     record = {
         "train_config": asdict(cfg),
-        "corpus_config": asdict(CorpusConfig(n_ctx=cfg.n_ctx, p_ioi_distractor=cfg.ioi_distractor)),
+        "corpus_config": asdict(corpus_config(cfg)),
         "vocab_size": len(vocab),
         "parameters": n_params,
         "trainable_parameters": n_trainable,
