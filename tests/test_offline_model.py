@@ -49,6 +49,29 @@ def test_corpus_is_seeded_and_has_no_unknown_tokens():
     assert not any(1 in d for d in a)  # <unk> is id 1
 
 
+def test_name_recall_sentences_hold_one_name_and_predict_it():
+    """A name-recall sentence mentions exactly one name and ends with it; its frame is not an
+    IOI task frame (so no held-out IOI frame leaks), and its place and object are training ones."""
+    from tutorial_utils.offline_model.corpus import NAME_RECALL_FRAMES, CorpusConfig
+    from tutorial_utils.tasks import ioi
+    from tutorial_utils.tasks.vocab import IOI_OBJECTS, IOI_PLACES, NAMES
+
+    vocab = corpus_vocab()
+    gen = CorpusGenerator(seed=3, config=CorpusConfig(w_name_recall=1.0))
+    names = set(NAMES.all)
+    frames = set(ioi.frames("all"))
+    for _ in range(300):
+        text = gen.name_recall_sentence()
+        words = text.rstrip(".").replace(",", " ").split()
+        mentioned = [w for w in words if w in names]
+        assert len(mentioned) == 2 and mentioned[0] == mentioned[1] == words[-1], text
+        assert not any(w in words for w in set(IOI_PLACES.all) - set(IOI_PLACES.train)), text
+        assert not any(w in words for w in set(IOI_OBJECTS.all) - set(IOI_OBJECTS.train)), text
+        assert 1 not in encode_fast(text, vocab), text
+    assert all("{b}" not in f and "{s}" not in f for f in NAME_RECALL_FRAMES)
+    assert not frames & set(NAME_RECALL_FRAMES)
+
+
 def test_shipped_vocab_matches_the_corpus_vocab(hf_offline_model):
     assert hf_offline_model[1].get_vocab() == corpus_vocab()
 
@@ -199,7 +222,12 @@ def test_training_defaults_are_the_shipped_run():
 
     from tutorial_utils.offline_model.train import TrainConfig
 
-    recorded = json.loads((OFFLINE_DIR / "training_record.json").read_text())["train_config"]
+    record = json.loads((OFFLINE_DIR / "training_record.json").read_text())
+    recorded, corpus = record["train_config"], record["corpus_config"]
+    # options added after a run was recorded: the corpus configuration it recorded says what
+    # that run used
+    from_corpus = {"ioi_distractor": corpus.get("p_ioi_distractor", 0.0),
+                   "name_recall": corpus.get("w_name_recall", 0.0), "w_filler": corpus["w_filler"]}
     defaults = asdict(TrainConfig())
     for key, value in defaults.items():
-        assert recorded.get(key, 0.0 if key == "ioi_distractor" else None) == value, key
+        assert recorded.get(key, from_corpus.get(key)) == value, key
