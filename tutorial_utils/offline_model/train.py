@@ -64,6 +64,9 @@ class TrainConfig:
     ioi_distractor: float = 0.0
     name_recall: float = 0.0
     w_filler: float = 0.24
+    #: Also save every evaluated checkpoint under ``OUT/snapshots/step-N`` (for auditing the
+    #: checkpoint selection; not part of a shipped model).
+    snapshots: bool = False
     threads: int = 1
 
 
@@ -170,6 +173,9 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
                             "selection_score": round(score, 4), **m.as_dict()})
             log(f"eval step {step} (validation, seed 1) score {score:.3f}: "
                 + json.dumps(m.as_dict()))
+            if cfg.snapshots:
+                model.save_pretrained(out_dir / "snapshots" / f"step-{step}")
+                tokenizer.save_pretrained(out_dir / "snapshots" / f"step-{step}")
             if score >= best["score"]:
                 best = {"score": score, "step": step,
                         "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
