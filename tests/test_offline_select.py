@@ -9,8 +9,9 @@ import pytest
 from tutorial_utils.offline_model.select import choose, composition_score, snapshot_dirs
 
 
-def evidence(movers=(), k=0.0, edges=()):
-    return {"ioi": {"name_movers": list(movers), "head_to_head_edges": list(edges)},
+def evidence(movers=(), k=0.0, edges=(), gap=5.0):
+    return {"ioi": {"name_movers": list(movers), "head_to_head_edges": list(edges),
+                    "logit_diff_clean": gap - 2.0, "logit_diff_corrupted": -2.0},
             "induction": {"effect_removed_via": {"q": 0.0, "k": k, "v": 0.0}}}
 
 
@@ -35,6 +36,13 @@ def test_a_head_attending_to_the_subject_is_not_a_name_mover():
     assert composition_score(ev) == 0.0
     ev = evidence([mover(0.9, 0.1, 0.8, "a1.h5"), mover(0.4, 0.6, 0.0)])
     assert composition_score(ev) == pytest.approx(0.5)
+
+
+def test_ioi_terms_count_zero_when_the_model_does_not_do_ioi():
+    """Shares of a clean - corrupted gap near 0 are noise (an untrained model's edges can read
+    +1.0); only the induction term remains."""
+    ev = evidence([mover(0.9, 0.7, 0.0)], k=0.5, edges=[{"effect": 0.9}], gap=0.3)
+    assert composition_score(ev) == pytest.approx(1.0)
 
 
 def test_negative_k_share_counts_zero():

@@ -112,6 +112,34 @@ def render_card(record: dict, name: str) -> str:
             "Metric: IOI logit difference, SVA probability difference (opposite-number "
             "attractors).\n\n| task | frames | words | metric | accuracy |\n"
             "| --- | --- | --- | --- | --- |\n" + "\n".join(lines) + "\n")
+    extra_kinds = ""
+    if cc.get("w_name_recall"):
+        extra_kinds += (f", name recall {cc['w_name_recall']:.2f} (one name mentioned, then "
+                        "predicted: \"Maria was at the garden. Later, a friend sent a drink to "
+                        "Maria.\")")
+    if cc.get("p_ioi_distractor"):
+        extra_kinds += (f"; {cc['p_ioi_distractor']:.0%} of IOI sentences hold a third, "
+                        "once-mentioned name after the subject (\"..., John saw Tom and gave a "
+                        "drink to Mary.\")")
+    flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in tc.items()
+                    if k in ("lr", "ioi_distractor", "name_recall", "w_filler"))
+    recipe_command = (f"`python -m tutorial_utils.offline_model.train --out runs/{name} "
+                      f"--seed {tc['seed']}` (defaults; explicitly:{flags})")
+    selection_text = " and the best checkpoint kept"
+    if record.get("selection"):
+        recipe_command += (f", then `python -m tutorial_utils.offline_model.select runs/{name} "
+                           f"--out data/models/{name}`")
+        rows_sel = "\n".join(
+            f"| {step} | {v['task_score']:.2f} | {v['composition_score']:.2f} | {v['total']:.2f} "
+            f"| {', '.join(v['name_movers']) or '-'} | {v['induction_k']:.2f} |"
+            for step, v in sorted(record["selection"]["scores"].items(), key=lambda t: int(t[0])))
+        selection_text = (
+            ", every checkpoint saved, and `select` chose among them on the task score plus a "
+            "composition score (name mover copying / 0.8 + induction K-composition share / 0.5 + "
+            "strongest head -> head edge / 0.10, each capped at 1; measured on IOI prompts drawn "
+            "with seed 1)\n\n| step | task score (of 7) | composition score (of 3) | total | "
+            "name movers | induction K share |\n| --- | --- | --- | --- | --- | --- |\n"
+            + rows_sel + "\n\nChosen")
     return f"""# {name}: a small GPT-2-architecture model trained on the course's tasks
 
 This model exists so that the course runs offline, in CI and on a student's laptop, on a model
@@ -140,7 +168,7 @@ and every name, noun and answer word of the tasks is a single token.
 Generated on the fly by `tutorial_utils/offline_model/corpus.py` (seed {tc['seed']}): documents of
 {cc['n_ctx']} tokens starting with BOS, filled with sentences drawn with weights IOI
 {cc['w_ioi']:.2f}, Greater-Than {cc['w_greater_than']:.2f}, agreement {cc['w_sva']:.2f}, facts
-{cc['w_facts']:.2f}, filler {cc['w_filler']:.2f}; {cc['p_induction_doc']:.0%} of documents contain a
+{cc['w_facts']:.2f}, filler {cc['w_filler']:.2f}{extra_kinds}; {cc['p_induction_doc']:.0%} of documents contain a
 random span of tokens that is repeated later (induction). {record['documents_seen']:,} documents,
 {record['tokens_seen']:,} tokens in all.
 
@@ -158,14 +186,14 @@ parts (e.g. the subject, verb and span of the canonical Greater-Than frame each 
 training frames).
 
 ## Training recipe
-`python -m tutorial_utils.offline_model.train --out data/models/{name} --seed {tc['seed']}`:
+{recipe_command}:
 AdamW (betas 0.9/0.98, weight decay {tc['weight_decay']} on matrices), peak learning rate
 {tc['lr']}, {tc['warmup']} warm-up steps then cosine decay to {tc['min_lr_ratio']} x peak,
 batch {tc['batch_size']} x {tc['n_ctx']} tokens, {record.get('steps_run', tc['steps'])} steps
 (schedule over {tc['steps']} steps{f" or {tc['max_minutes']:.0f} minutes, whichever came first" if tc.get('max_minutes') else ""}),
 gradient clipping at 1.0. Checkpoint selection: every {tc['eval_every']} steps the model was
-scored on a validation draw of held-out prompts (seed 1; the table below uses seed 0) and the
-best checkpoint kept: step **{record.get('selected_step', record.get('steps_run', tc['steps']))}**.
+scored on a validation draw of held-out prompts (seed 1; the table below uses seed 0){selection_text}:
+step **{record.get('selected_step', record.get('steps_run', tc['steps']))}**.
 Wall time **{record['wall_time_s'] / 60:.0f} min** ({record['wall_time_s']:.0f} s) on
 {record['machine']} (a 2-core CPU machine shared with other work, so times vary).
 

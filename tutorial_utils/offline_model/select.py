@@ -22,6 +22,8 @@ Score of a snapshot (every term capped, so one cannot buy another):
 The chosen snapshot is copied to ``--out`` with the run's ``training_record.json``, whose
 ``selected_step`` becomes that snapshot's step, ``selection`` holds every snapshot's scores, and
 ``final_metrics``/``bar`` are re-measured on the held-out test draw (seed 0, 200 prompts).
+Scores are cached in ``RUN/selection_scores.json`` (per step, with the snapshot file's time), so
+running ``select`` again, or while training still writes snapshots, measures only new ones.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ from pathlib import Path
 from typing import Any
 
 
+#: Below this clean - corrupted IOI logit difference the IOI terms count 0.
+MIN_IOI_GAP = 1.0
+
+
 def composition_score(evidence: dict[str, Any]) -> float:
     """How much of the composition bar a checkpoint shows, in [0, 3]:
 
@@ -41,9 +47,15 @@ def composition_score(evidence: dict[str, Any]) -> float:
     strongest *name mover* (a head with a direct effect on the IOI logit difference that attends
     from END more to IO than to S2; 0 if none), ``k`` the share of the induction effect removed by
     patching the previous-token heads into the induction heads' keys alone (negative counts 0),
-    ``e`` the largest ``|effect|`` of a head -> head edge into a query, key or value input.
+    ``e`` the largest ``|effect|`` of a head -> head edge into a query, key or value input. The
+    IOI terms (``c``, ``e``) count 0 when the clean - corrupted logit difference is below
+    ``MIN_IOI_GAP``: they are shares of that gap, and a model that does not do IOI yet makes
+    them noise.
     """
     ioi = evidence["ioi"]
+    gap = ioi["logit_diff_clean"] - ioi["logit_diff_corrupted"]
+    if gap < MIN_IOI_GAP:  # the IOI shares are fractions of this gap: noise when it is small
+        ioi = {"name_movers": [], "head_to_head_edges": []}
     movers = [m for m in ioi["name_movers"]
               if m["attention_end_to_io"] > m["attention_end_to_s2"]]
     copy = max((m["copying_score"] for m in movers), default=0.0)
@@ -77,13 +89,22 @@ def score_snapshot(path: Path) -> dict[str, Any]:
     metrics = evaluate_model(hf, AutoTokenizer.from_pretrained(str(path)), n=100, seed=1)
     evidence = composition_evidence(load_model(str(path), device="cpu", hooks=True,
                                                verbose=False), seed=1)
-    task, comp = selection_score(metrics), composition_score(evidence)
-    movers = [m for m in evidence["ioi"]["name_movers"]
+    return {"task_score": round(selection_score(metrics), 4), "metrics": metrics.as_dict(),
+            "evidence": evidence}
+
+
+def summarise(measured: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot's scores from what :func:`score_snapshot` measured."""
+    ev = measured["evidence"]
+    comp = composition_score(ev)
+    movers = [m for m in ev["ioi"]["name_movers"]
               if m["attention_end_to_io"] > m["attention_end_to_s2"]]
-    return {"task_score": round(task, 4), "composition_score": round(comp, 4),
-            "total": round(task + comp, 4), "metrics": metrics.as_dict(),
+    return {"task_score": measured["task_score"], "composition_score": round(comp, 4),
+            "total": round(measured["task_score"] + comp, 4),
             "name_movers": [m["head"] for m in movers],
-            "induction_k": evidence["induction"]["effect_removed_via"]["k"]}
+            "name_mover_copying": max((m["copying_score"] for m in movers), default=0.0),
+            "induction_k": ev["induction"]["effect_removed_via"]["k"],
+            "ioi_gap": round(ev["ioi"]["logit_diff_clean"] - ev["ioi"]["logit_diff_corrupted"], 4)}
 
 
 def choose(scores: dict[int, dict[str, Any]]) -> int:
@@ -99,9 +120,16 @@ def select(run_dir: str | Path, out: str | Path, log=print) -> dict[str, Any]:
     from .evaluate import evaluate_model
 
     run_dir, out = Path(run_dir), Path(out)
+    cache_path = run_dir / "selection_scores.json"  # scores already measured, by step
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     scores = {}
     for step, path in snapshot_dirs(run_dir):
-        scores[step] = score_snapshot(path)
+        stamp = (path / "model.safetensors").stat().st_mtime
+        hit = cache.get(str(step))
+        if hit is None or hit.get("mtime") != stamp:
+            cache[str(step)] = {**score_snapshot(path), "mtime": stamp}
+            cache_path.write_text(json.dumps(cache, indent=1) + "\n")
+        scores[step] = summarise(cache[str(step)])
         s = scores[step]
         log(f"step {step}: task {s['task_score']:.3f} + composition "
             f"{s['composition_score']:.3f} = {s['total']:.3f} (name movers {s['name_movers']}, "
@@ -118,8 +146,7 @@ def select(run_dir: str | Path, out: str | Path, log=print) -> dict[str, Any]:
         "selected_step": best,
         "selection": {"command": f"python -m tutorial_utils.offline_model.select RUN --out "
                                  f"{out}",
-                      "scores": {str(k): {kk: v for kk, v in s.items() if kk != "metrics"}
-                                 for k, s in scores.items()}},
+                      "scores": {str(k): s for k, s in scores.items()}},
         "final_metrics": final.as_dict(), "bar": final.meets_bar(),
     })
     record.pop("composition", None)  # re-measured by model_card --measure on this checkpoint
