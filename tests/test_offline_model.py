@@ -1,9 +1,9 @@
 """The shipped offline decoders still do what their model cards say (a retrain that breaks a task
 fails here), and the current recipe's tokenizer and corpus agree with the task definitions.
 
-* ``tiny-attn-tasks`` (version 3, attention-only; the current recipe): card reproduced, targets,
-  attention-only, and the composition evidence (IOI across layers, name movers, induction by
-  K-composition) re-measured;
+* ``tiny-attn-tasks`` (version 6, attention-only; the current recipe): card reproduced, targets,
+  attention-only, and the composition evidence (IOI across layers, a name mover fed through its
+  query by S-inhibition heads, induction by K-composition) re-measured;
 * ``tiny-gpt2-tasks`` (version 2, with MLPs; notebooks 00-03 and 05): the canonical frames the notebooks
   use still work, and the bridge agrees with Hugging Face.
 """
@@ -86,8 +86,8 @@ def hf_offline_model():
 
 #: Targets this model misses (see its model card), with floors that guard against regression.
 KNOWN_MISSES = {"greater_than_pd>=0.85": ("greater_than_pd", 0.72),
-                "sva_pd>=0.80": ("sva_pd", 0.58), "sva_acc>=0.95": ("sva_acc", 0.82),
-                "ioi_logit_diff>=3.0": ("ioi_logit_diff", 2.5), "ioi_acc>=0.90": ("ioi_acc", 0.77)}
+                "sva_pd>=0.80": ("sva_pd", 0.65), "sva_acc>=0.95": ("sva_acc", 0.82),
+                "ioi_acc>=0.90": ("ioi_acc", 0.80)}
 
 
 def test_shipped_model_reproduces_its_card_and_meets_the_bar(hf_offline_model):
@@ -108,9 +108,9 @@ def test_shipped_model_reproduces_its_card_and_meets_the_bar(hf_offline_model):
 
 
 #: Floors on the canonical frames (100 prompts, all words): (Greater-Than PD, SVA PD, IOI LD,
-#: IOI accuracy). tiny-attn-tasks measured 0.86, 0.92, 6.44 and 0.76 (most of its 476 names
+#: IOI accuracy). tiny-attn-tasks (version 6) measured 0.87, 0.99, 8.86 and 0.84 (most of its 476 names
 #: never occur in IOI training sentences; see its card).
-CANONICAL_FLOORS = {"tiny-attn-tasks": (0.80, 0.85, 4.5, 0.7),
+CANONICAL_FLOORS = {"tiny-attn-tasks": (0.80, 0.85, 5.0, 0.75),
                     "tiny-gpt2-tasks": (0.85, 0.9, 4.0, 0.9)}
 
 
@@ -187,21 +187,36 @@ def test_ioi_circuit_composes_across_layers(composition):
                if abs(e["effect"]) >= 0.10)
 
 
-def test_ioi_decision_heads_attend_to_the_repeated_subject(composition):
-    """What the card reports about this model's IOI heads (no name movers: the heads with the
-    largest direct effect attend END -> S2 and do not copy), re-measured."""
+def test_ioi_has_a_name_mover_whose_query_reads_the_subject_heads(composition):
+    """Wang et al.'s signature, re-measured: the head with the largest direct effect is a name
+    mover (attends END -> IO, not to S2, and copies names), and the heads feeding its *query*
+    with >= 0.10 of the effect attend END -> S2 (S-inhibition). The copying target of 0.8 is
+    missed (0.65, see the card): the floor guards against regression."""
     movers = sorted(composition["ioi"]["name_movers"], key=lambda m: -m["direct_effect"])
     assert movers, "no head has a direct effect on the logit difference"
-    top = movers[:2]
-    assert all(m["direct_effect"] >= 0.3 for m in top), top
-    assert all(m["attention_end_to_s2"] >= 0.5 > m["attention_end_to_io"] for m in top), top
-    assert max(m["copying_score"] for m in movers) < 0.8, movers
+    nm = movers[0]
+    assert nm["direct_effect"] >= 0.3, nm
+    assert nm["attention_end_to_io"] >= 0.4 > 0.1 > nm["attention_end_to_s2"], nm
+    assert nm["copying_score"] >= 0.55, nm
+    into_query = [e for e in composition["ioi"]["head_to_head_edges"]
+                  if e["receiver"] == f"{nm['head']}.q" and e["effect"] >= 0.10]
+    assert into_query, composition["ioi"]["head_to_head_edges"]
+    by_head = {m["head"]: m for m in movers}
+    for e in into_query:
+        sender = by_head[e["sender"]]  # the S-inhibition heads also act on the logits directly
+        assert sender["attention_end_to_s2"] >= 0.5 > sender["attention_end_to_io"], sender
 
 
 def test_induction_is_k_composition(composition):
+    """Only the key path carries the previous-token heads' effect. The 0.5 target is met with the
+    two strongest previous-token heads as senders (0.63), not with the thresholded class alone
+    (0.41: the role is split, see the card)."""
     eff = composition["induction"]["effect_removed_via"]
-    assert eff["k"] >= 0.5, eff
-    assert eff["k"] > max(eff["q"], eff["v"]), eff
+    assert eff["k"] >= 0.35, eff
+    assert eff["k"] > 10 * max(abs(eff["q"]), abs(eff["v"])), eff
+    two = composition["induction"]["effect_removed_via_two_strongest"]
+    assert two["k"] >= 0.5, two
+    assert two["k"] > 10 * max(abs(two["q"]), abs(two["v"])), two
 
 
 def test_card_records_the_measured_composition(composition):

@@ -176,6 +176,16 @@ def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
                            "attention_end_to_io": round(float(att_io[l, h]), 4),
                            "attention_end_to_s2": round(float(att_s2[l, h]), 4)})
     ind = induction_composition_patching(bridge)
+    # the same with the two heads of highest previous-token score (no threshold), since a model
+    # can split the previous-token role between a strong head and a weaker one
+    from ..composition import induction_classes, induction_patching_data, top_heads
+
+    tokens, _ = induction_patching_data(bridge, 20, 16, 0)
+    cls = induction_classes(bridge, tokens, 20)
+    lowest = min(parse_head(h)[0] for h in cls.induction_heads)
+    prev = top_heads(cls.prev_token_scores[:lowest], 2)
+    ind2 = induction_composition_patching(bridge, prev_heads=prev[:2],
+                                          induction_heads=ind.induction_heads)
     return {
         "ioi": {"n_prompts": n_ioi, "threshold": threshold,
                 "edges": [{"sender": s, "receiver": r, "effect": round(x, 4)} for (s, r), x in kept],
@@ -186,6 +196,9 @@ def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
         "induction": {"prev_token_heads": ind.prev_heads, "induction_heads": ind.induction_heads,
                       "prev_token_scores": [round(x, 4) for x in ind.prev_token_scores],
                       "induction_scores": [round(x, 4) for x in ind.induction_scores],
-                      "effect_removed_via": {k: round(v, 4) for k, v in ind.effects.items()}},
+                      "effect_removed_via": {k: round(v, 4) for k, v in ind.effects.items()},
+                      "two_strongest_prev_heads": list(prev[:2]),
+                      "effect_removed_via_two_strongest":
+                          {k: round(v, 4) for k, v in ind2.effects.items()}},
         "command": "python -m tutorial_utils.offline_model.model_card DIR --measure",
     }

@@ -59,6 +59,12 @@ def render_composition(ev: dict | None) -> str:
         f"{m['attention_end_to_s2']:.2f} | {m['copying_score']:.2f} | "
         f"{m['anti_copying_score']:.2f} |" for m in ioi["name_movers"]) or "| - | - | - | - | - | - |"
     eff = ind["effect_removed_via"]
+    two_strongest = ""
+    if ind.get("effect_removed_via_two_strongest"):
+        e2 = ind["effect_removed_via_two_strongest"]
+        two_strongest = (
+            f" With the two heads of highest previous-token score ({', '.join(ind['two_strongest_prev_heads'])}; no "
+            f"threshold) as senders: query {e2['q']:.2f}, **key {e2['k']:.2f}**, value {e2['v']:.2f}.")
     return f"""
 ## Composition (measured)
 Command: `{ev['command']}` (IOI: {ioi['n_prompts']} canonical prompts, ABBA and BABA, ABC
@@ -91,7 +97,7 @@ would attend END -> IO and copy; heads that attend to S2 and anti-copy push the 
 the first copy replaced by other random tokens). Patching the previous-token heads' outputs into
 the induction heads' inputs alone removes this share of the induction effect (mean
 log-probability of the second copy): query {eff['q']:.2f}, **key {eff['k']:.2f}**, value
-{eff['v']:.2f} (K-composition).
+{eff['v']:.2f} (K-composition).{two_strongest}
 """
 
 
@@ -121,6 +127,8 @@ def render_card(record: dict, name: str) -> str:
         extra_kinds += (f"; {cc['p_ioi_distractor']:.0%} of IOI sentences hold a third, "
                         "once-mentioned name after the subject (\"..., John saw Tom and gave a "
                         "drink to Mary.\")")
+    recall_note = (" (and held-out names in name-recall sentences, which hold one name and no "
+                   "IOI frame)" if cc.get("w_name_recall") else "")
     flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in tc.items()
                     if k in ("lr", "ioi_distractor", "name_recall", "w_filler"))
     recipe_command = (f"`python -m tutorial_utils.offline_model.train --out runs/{name} "
@@ -139,7 +147,8 @@ def render_card(record: dict, name: str) -> str:
             "strongest head -> head edge / 0.10, each capped at 1; measured on IOI prompts drawn "
             "with seed 1)\n\n| step | task score (of 7) | composition score (of 3) | total | "
             "name movers | induction K share |\n| --- | --- | --- | --- | --- | --- |\n"
-            + rows_sel + "\n\nChosen")
+            + rows_sel + "\n\n(name movers: heads with a direct effect that attend from END more "
+            "to IO than to S2, listed once the clean - corrupted IOI gap is >= 1). Chosen")
     return f"""# {name}: a small GPT-2-architecture model trained on the course's tasks
 
 This model exists so that the course runs offline, in CI and on a student's laptop, on a model
@@ -180,7 +189,7 @@ intro/action frame combinations with (i + j) divisible by 4 (the canonical "When
 the place, B gave a drink to" among them), 276 of the 476 names, 2 places and 2 objects (half of
 the IOI training sentences use corpus-only openings and actions, some with the repeated name as
 an object: "the clerk asked B to give a drink to"). Held-out words still
-appear in neutral filler sentences, so their embeddings are trained; they never appear in the
+appear in neutral filler sentences{recall_note}, so their embeddings are trained; they never appear in the
 task's own sentences. The canonical frames of the held-out sets are recombinations of trained
 parts (e.g. the subject, verb and span of the canonical Greater-Than frame each occur in other
 training frames).

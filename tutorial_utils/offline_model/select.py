@@ -97,14 +97,15 @@ def summarise(measured: dict[str, Any]) -> dict[str, Any]:
     """A snapshot's scores from what :func:`score_snapshot` measured."""
     ev = measured["evidence"]
     comp = composition_score(ev)
+    gap = ev["ioi"]["logit_diff_clean"] - ev["ioi"]["logit_diff_corrupted"]
     movers = [m for m in ev["ioi"]["name_movers"]
-              if m["attention_end_to_io"] > m["attention_end_to_s2"]]
+              if m["attention_end_to_io"] > m["attention_end_to_s2"] and gap >= MIN_IOI_GAP]
     return {"task_score": measured["task_score"], "composition_score": round(comp, 4),
             "total": round(measured["task_score"] + comp, 4),
             "name_movers": [m["head"] for m in movers],
             "name_mover_copying": max((m["copying_score"] for m in movers), default=0.0),
             "induction_k": ev["induction"]["effect_removed_via"]["k"],
-            "ioi_gap": round(ev["ioi"]["logit_diff_clean"] - ev["ioi"]["logit_diff_corrupted"], 4)}
+            "ioi_gap": round(gap, 4)}
 
 
 def choose(scores: dict[int, dict[str, Any]]) -> int:

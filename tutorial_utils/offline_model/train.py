@@ -1,6 +1,7 @@
 """Train the offline GPT-2-architecture model from scratch on the synthetic corpus.
 
-    python -m tutorial_utils.offline_model.train --out data/models/tiny-attn-tasks --seed 0
+    python -m tutorial_utils.offline_model.train --out runs/v6 --seed 0
+    python -m tutorial_utils.offline_model.select runs/v6 --out data/models/tiny-attn-tasks
 
 The script builds the tokenizer (:mod:`.tokenizer`), streams seeded documents from
 :class:`.corpus.CorpusGenerator`, trains a ``GPT2LMHeadModel`` with AdamW (linear warm-up,
@@ -8,7 +9,7 @@ cosine decay), evaluates task metrics every ``--eval-every`` steps, and saves th
 the tokenizer and ``training_record.json`` (config, data sizes, steps, wall time, history,
 final metrics) into ``--out``.
 
-Version 3 is **attention-only** (``--attn-only``, the default): every MLP block of the GPT-2
+The model is **attention-only** (``--attn-only``, the default): every MLP block of the GPT-2
 checkpoint is zero and frozen, so the checkpoint keeps the standard GPT-2 format (it loads in
 ``transformers`` and TransformerLens unchanged) while the model can compute only with attention
 heads. Without MLPs a model cannot turn "which names occur how often" into an IOI answer (every
@@ -16,9 +17,19 @@ head's output is linear in the name counts it attends to), so it has to compose 
 layers, as GPT-2 small does (Wang et al. 2023); induction needs the previous-token head ->
 induction head K-composition as before (Elhage et al. 2021; Olsson et al. 2022).
 
+Version 6 (shipped as ``tiny-attn-tasks``; version 3 was the previous one) adds two kinds of
+sentences to the corpus (:mod:`.corpus`): *name recall* (one name mentioned, then predicted, so
+copying a name from the context pays off outside IOI too) and IOI sentences with a third,
+once-mentioned distractor name after the subject (so "push down the most recent name" no longer
+solves IOI), and halves the peak learning rate. With them, IOI is solved by a name mover whose
+query is fed by heads that attend to the repeated subject (Wang et al.'s S-inhibition ->
+name-mover Q-composition); without them (v3-v5) it never was.
+
 Checkpoint selection: every ``--eval-every`` steps the model is scored on a *validation* draw
 of the held-out prompts (seed 1; the card reports seed 0) and the best-scoring weights are the
-ones saved. The schedule can be driven by wall time (``--max-minutes``): the learning rate
+ones saved in ``--out``; with ``--snapshots`` (the default) every evaluated checkpoint is also
+saved under ``--out/snapshots``, and :mod:`.select` chooses the shipped one on task metrics
+*and* composition evidence. The schedule can be driven by wall time (``--max-minutes``): the learning rate
 follows ``max(step / steps, elapsed / max_minutes)`` and training stops when it reaches 1, so
 a slow or shared machine still finishes with a fully decayed learning rate. The same script
 runs on CUDA when available.
@@ -44,8 +55,8 @@ from .tokenizer import make_hf_tokenizer
 
 @dataclass
 class TrainConfig:
-    """Defaults = the shipped ``tiny-attn-tasks`` run (so its card's command reproduces it, up to
-    the wall-time part of the schedule on a machine of another speed)."""
+    """Defaults = the shipped ``tiny-attn-tasks`` run (version 6; so its card's commands reproduce
+    it, up to the wall-time part of the schedule on a machine of another speed)."""
     n_layer: int = 4
     n_embd: int = 128
     n_head: int = 8
@@ -53,20 +64,20 @@ class TrainConfig:
     attn_only: bool = True
     n_ctx: int = 64
     batch_size: int = 64
-    steps: int = 8000
-    max_minutes: float = 65.0
-    lr: float = 2e-3
+    steps: int = 10000
+    max_minutes: float = 70.0
+    lr: float = 1e-3
     warmup: int = 200
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.05
     seed: int = 0
     eval_every: int = 500
-    ioi_distractor: float = 0.0
-    name_recall: float = 0.0
-    w_filler: float = 0.24
+    ioi_distractor: float = 0.25
+    name_recall: float = 0.08
+    w_filler: float = 0.16
     #: Also save every evaluated checkpoint under ``OUT/snapshots/step-N`` (for auditing the
     #: checkpoint selection; not part of a shipped model).
-    snapshots: bool = False
+    snapshots: bool = True
     threads: int = 1
 
 
@@ -219,7 +230,7 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    p.add_argument("--out", type=Path, default=Path("data/models/tiny-attn-tasks"))
+    p.add_argument("--out", type=Path, default=Path("runs/tiny-attn-tasks"))
     for name, field in TrainConfig.__dataclass_fields__.items():
         if isinstance(field.default, bool):
             p.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
