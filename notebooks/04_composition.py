@@ -22,9 +22,10 @@
 # wrote, through its query, key or value. We take two of the best-known circuits of the field
 # and ask how their heads compose in our model: the induction circuit (a previous-token head
 # feeding an induction head's keys), which our model has as GPT-2 does; and the
-# indirect-object-identification (IOI) circuit, which in GPT-2 small has heads that detect the
-# repeated name feeding the queries of heads that copy the answer (name movers). Our model
-# solves IOI differently, without name movers, and the notebook shows how we can tell.
+# indirect-object-identification (IOI) circuit, which in GPT-2 small has heads that attend to the
+# repeated name feeding the queries of heads that copy the answer (name movers). Our model has
+# that core too, a name mover whose query reads the heads that attend to the subject; the
+# notebook finds it step by step and says where it differs from GPT-2's.
 #
 # **Learning objectives**
 # - read Q-, K- and V-composition from the weights, and know what such a score can and cannot say;
@@ -279,10 +280,12 @@ print(f"one edge only, {PREV_HEAD} -> {IND_HEAD}.k: removes {one_edge.effects['k
 # Your number equals the library's. Only the **key** path carries the effect: the
 # previous-token heads matter to the induction heads as *what they search for*, not as what they
 # ask (query) or move (value): K-composition, shown causally. One edge alone removes almost
-# nothing, because five induction heads and three previous-token heads share the work: patch a
-# *class* of heads when a model is redundant. And the weight score ranked another sender (1.1)
-# above the previous-token head for this receiver: weights say what could compose, patching
-# what does.
+# nothing, because several induction heads share the work: patch a *class* of heads when a
+# model is redundant. The class itself is a threshold choice: this model splits the
+# previous-token role between a strong head and a weaker one below the 0.4 threshold (try
+# `prev_threshold=0.3` in `C.induction_classes` and rerun: the key share rises, while query and
+# value stay at 0). And the weight score ranked another sender (1.1) above the previous-token
+# head for this receiver: weights say what could compose, patching what does.
 #
 # ### 1.3 What the induction head moves: a copying OV circuit
 # Once the induction head attends to the right token, its OV circuit must write *that token*
@@ -365,7 +368,7 @@ print(f"logit difference IO - S: clean {ld_clean:.2f}, corrupted {ld_corr:.2f}")
 # ### 2.1 The heads that decide: direct effect, attention, copying
 # Path patching each head into the logits alone gives its *direct* effect: the share of the
 # clean - corrupted logit difference lost when only that head's direct path sees the corrupted
-# run. If this model had name movers, they would be among these heads.
+# run. If this model has name movers, they are among these heads.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -439,7 +442,7 @@ lib_grid = torch.tensor([[float(per_component[res.labels.index(C.head_name(l, h)
                           for h in range(cfg.n_heads)] for l in range(cfg.n_layers)])
 print(f"your DLA against tutorial_utils.dla: max difference {(dla - lib_grid).abs().max():.3f}")
 TO_IO = [h for h in C.top_heads(att_io, 3) if att_io[C.parse_head(h)] >= 0.3]
-for h in DIRECT_HEADS + NEGATIVE + TO_IO:
+for h in dict.fromkeys(DIRECT_HEADS + NEGATIVE + TO_IO):  # each head once, in this order
     lh = C.parse_head(h)
     print(f"{h}: direct effect {direct_grid[lh]:+.2f}, DLA {dla[lh]:+.2f}; attention END->IO "
           f"{att_io[lh]:.2f} (corrupted {att_io_c[lh]:.2f}), END->S2 {att_s2[lh]:.2f} (corrupted "
@@ -448,23 +451,31 @@ for h in DIRECT_HEADS + NEGATIVE + TO_IO:
 # %% [markdown]
 # A name mover is identified two ways at once: its **attention** (from END to the indirect
 # object, not to the subject) and its **OV circuit** (it copies whatever name it attends to).
-# The two heads that carry this model's decision (first two lines) fail both tests: they
-# attend from END to the *second mention of the subject* (S2), almost never to IO, and their OV
-# circuits copy no name; negated they do (anti-copying), so they push the subject's logit
-# *down*. Their DLA is large and positive because lowering S raises IO - S. Where Wang et al.'s
-# S-inhibition heads tell the name movers not to look at S, these heads act on the logits
-# themselves.
-#
-# The red cells of the middle panel are two layer-3 heads that *do* attend from END to IO (last
-# lines): name movers by attention only. Their direct effect is near 0 because they attend to
-# the same IO in the corrupted run (our corruption's blind spot), but their DLA, which needs no
-# corruption, is small and of either sign, and they copy almost no name. **This model has no
-# name movers.**
-#
-# ### 2.2 What feeds the deciding heads?
+# The head with the largest direct effect (first line) passes both tests: it attends from END to
+# IO, almost never to the second mention of the subject (S2), and its OV circuit copies about two
+# names in three (top-1 among every token of the vocabulary; our strict test). **It is a name
+# mover.** The next two heads do the opposite: they attend from END to S2 and their OV circuits,
+# negated, copy (anti-copying): they push the subject's logit *down*, so their DLA is positive
+# too. Wang et al. call heads that attend to S2 at END **S-inhibition heads**; in GPT-2 their
+# job is to tell the name movers, through their queries, not to attend to S. Do ours?
+
+# %%
+lh_of = C.parse_head
+NAME_MOVERS = [h for h in DIRECT_HEADS if att_io[lh_of(h)] > att_s2[lh_of(h)]
+               and copy_names[lh_of(h)] > anti_names[lh_of(h)]]
+S_INHIBITION = [h for h in DIRECT_HEADS if att_s2[lh_of(h)] > att_io[lh_of(h)]]
+print("name movers (attend END -> IO, copy):", NAME_MOVERS)
+print("S-inhibition candidates (attend END -> S2):", S_INHIBITION)
+
+# %% [markdown]
+# ### 2.2 What feeds the name mover? Q-composition
 # A head's behaviour depends on its **query** (what END asks for), its **keys** (what each
 # position offers) and its **values** (what it moves). Path patch every earlier head into the
-# deciding heads' queries, keys and values separately.
+# name mover's query, keys and values separately.
+#
+# The library call below does this for every sender at once. Written out for one sender and
+# the query, it is the step you wrote for a key in Exercise 1.2, on another hook
+# (`hook_q_input`) and another position (END).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -473,10 +484,10 @@ def into(receivers):
     return C.head_grid(model, PP.path_patching(model, ioi, senders=None, receivers=receivers))
 
 
-by_input = {kind: into([f"{h}.{kind}" for h in DIRECT_HEADS]) for kind in ("q", "k", "v")}
+by_input = {kind: into([f"{h}.{kind}" for h in NAME_MOVERS]) for kind in ("q", "k", "v")}
 for kind, grid in by_input.items():
     top = C.top_heads(grid.abs(), 2)
-    print(f"into the deciding heads' {kind}: " +
+    print(f"into the name movers' {kind}: " +
           ", ".join(f"{h} {grid[C.parse_head(h)]:+.2f}" for h in top))
 
 # %%
@@ -484,27 +495,36 @@ for kind, grid in by_input.items():
 vmax = max(float(g.abs().max()) for g in by_input.values())
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
 for ax, (kind, grid) in zip(axes, by_input.items()):
-    heatmap(grid, title=f"Each head -> the deciding heads' {kind} (shared scale)", ax=ax,
+    heatmap(grid, title=f"Each head -> the name movers' {kind} (shared scale)", ax=ax,
             center=0, cbar_label="share of clean - corrupted", **GRID)
     ax.images[0].set_clim(-vmax, vmax)
 plt.show()
 
 # %% [markdown]
-# On one scale the query and key panels are blank (no edge above 0.01): nothing that *differs
-# between the runs* reaches their queries or keys, because they attend to the same position in
-# both (2.1: END -> S2's position 0.90 and 0.96 clean, 0.85 and 0.96 corrupted, where it holds
-# the third name). They look for *the last name*, not the repeated one. What they *move* comes
-# from an earlier head through their values: V-composition.
+# On one scale, the **query** panel lights up: the two S-inhibition candidates of 2.1 feed the
+# name mover's query, while its keys and values get almost nothing that differs between the
+# runs. The name mover attends to IO *because* of what these heads write at END: Q-composition,
+# Wang et al.'s S-inhibition -> name-mover edge, shown causally. (The corruption changes only
+# S2, so the name mover's keys, IO and S1, are the same in both runs: a blind spot of this
+# corruption for K-composition, not evidence against it.)
 
 # %%
-v_scores = {C.head_name(l, h): float(by_input["v"][l, h])
+q_scores = {C.head_name(l, h): float(by_input["q"][l, h])
             for l in range(cfg.n_layers) for h in range(cfg.n_heads)}
-VALUE_SOURCES = sorted(h for h, x in v_scores.items() if abs(x) >= 0.1)  # |effect| >= 0.10
-print("heads feeding the deciding heads' values:", VALUE_SOURCES)
+QUERY_SOURCES = sorted(h for h, x in q_scores.items() if abs(x) >= 0.1)  # |effect| >= 0.10
+print("heads feeding the name movers' queries:", QUERY_SOURCES,
+      "= the S-inhibition candidates" if set(QUERY_SOURCES) <= set(S_INHIBITION) else "")
+into_s_inh_v = into([f"{h}.v" for h in S_INHIBITION])
+VALUE_SOURCES = [h for h in C.top_heads(into_s_inh_v.abs(), 2)
+                 if abs(into_s_inh_v[C.parse_head(h)]) >= 0.1]
+print("heads feeding the S-inhibition heads' values:",
+      {h: round(float(into_s_inh_v[C.parse_head(h)]), 2) for h in VALUE_SOURCES})
 
 # %% [markdown]
-# ### 2.3 What the value source does, and why this circuit is a shortcut
-# Where does the strongest value source attend from a name, S2 say?
+# ### 2.3 What the S-inhibition heads move, and how they find S
+# They move S2's representation to END; it comes from an earlier head (printed above). Where
+# does that head attend from a name, S2 say? And is there a head that notices the repetition
+# (S2 attending back to S1, Wang et al.'s duplicate-token heads)?
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -518,19 +538,39 @@ print(f"the head attending most from S2 to S1 (a duplicate-token pattern): {dup}
       f"{att_s2_s1[C.parse_head(dup)]:.2f}, direct effect {direct_grid[C.parse_head(dup)]:+.2f}")
 
 # %% [markdown]
-# The strongest value source attends from a name to that name itself: it re-writes the token
-# as a richer "extended embedding", the role GPT-2's first MLP plays for its name movers (Wang
-# et al. 2023). The deciding heads move this representation of S2 to END and write it with a
-# negative sign.
-#
-# **Why no duplicate detection?** A head that attends from S2 back to S1 exists (printed above)
-# but its direct effect is near 0 and the walk of section 3 does not keep it; the deciding
-# heads attend to the last name whether or not it repeats (2.1). The reason is in the training
-# data: in every IOI sentence the corpus contained, the repeated name was also the *most recent*
-# name. "Push down the last name mentioned" therefore solves the task without ever detecting a
-# repetition, and a cheap rule beats an expensive one. GPT-2, trained on natural text, cannot
-# rely on that and builds the duplicate-token -> S-inhibition -> name-mover chain. The model
-# card of `tiny-attn-tasks` names the data change that would remove the shortcut.
+# The value source attends from a name to that name itself: it re-writes the token as a richer
+# "extended embedding", the role GPT-2's first MLP plays for its name movers (Wang et al. 2023).
+# A duplicate-token pattern exists, but it carries nothing to the logits, and the S-inhibition
+# heads attend to S2's *position* as much in the corrupted run, where it holds a name that is
+# not repeated (2.1: 0.86 and 0.89 clean, 0.85 and 0.88 corrupted). So they find the subject by
+# its place in the sentence, not by its repetition. Is that "the most recent name"? A
+# hand-written test: put a third name after the subject, as some training sentences did.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+probe = ["When Anna and Tom went to the store, Tom called Jack and sent a drink to",
+         "When Maria and Steve went to the store, Steve saw Fred and gave a key to"]
+_, probe_cache = model.run_with_cache(model.to_tokens(probe))
+assert len(set(map(len, map(model.to_str_tokens, probe)))) == 1  # same length: no padding
+for i, text in enumerate(probe):
+    toks = model.to_str_tokens(text)  # BOS first, as in the forward pass
+    top = model.to_str_tokens(model(model.to_tokens(text))[0, -1].argmax())
+    print(f"{text!r} -> {top[0]!r}")
+    for h in S_INHIBITION + NAME_MOVERS:
+        l, hh = C.parse_head(h)
+        pat = probe_cache[f"blocks.{l}.attn.hook_pattern"][i, hh, -1]  # from END
+        j = pat.topk(2).indices.tolist()
+        print(f"  {h} from END: " + ", ".join(f"{toks[k]!r} {pat[k]:.2f}" for k in j))
+
+# %% [markdown]
+# The S-inhibition heads still attend mostly to the subject, not to the most recent name: they
+# read the sentence's structure (the subject of the second clause), which the training
+# sentences with a third name forced. In the second prompt the third name draws a quarter to a
+# third of their attention, and the name mover no longer attends to IO (its top positions are
+# not names); the answer survives there through the S-inhibition heads' own push on S (their
+# DLA in 2.1): the chain seen weakening on a harder input. GPT-2 has a further step this model
+# skips: duplicate-token and induction heads that *detect* the repetition and feed the
+# S-inhibition heads.
 
 # %% [markdown]
 # ## 3. The whole circuit, and how faithful it is (4 min)
@@ -548,8 +588,9 @@ circuit_nodes = sorted({s for (s, _), _ in kept} | {r.rsplit(".", 1)[0] for (_, 
 print("nodes:", circuit_nodes)
 
 # %% [markdown]
-# Besides the head -> head edges, the walk keeps two edges from the embeddings into `a0.h0`
-# (its value and its query): the value source reads the names themselves.
+# Besides the head -> head edges, the walk keeps edges from the embeddings into `a0.h0` (its
+# value and its query) and into an S-inhibition head's value: the value source reads the names
+# themselves.
 #
 # #### Exercise 3.1 · faithfulness ⭐⭐ 🔵🔵🔵 · 2 min
 # Run the circuit alone (every edge outside it carries its value from the corrupted prompt:
@@ -577,11 +618,11 @@ print(f"edge circuit of {len(kept)} edges: logit difference {fr.metric_circuit:.
       f"(unnormalised F(C) / F(M): {fr.metric_circuit / fr.metric_full:.2f})")
 
 # %% [markdown]
-# The circuit found by path patching reproduces about half of the clean - corrupted gap
-# (faithfulness printed above; Wang et al.'s unnormalised ratio would read 0.22 for the same
-# circuit, measured from 0 instead of from the corrupted run): the two deciding heads and their
-# value source are the core of the mechanism, not all of it. Lower the threshold to see what
-# else contributes.
+# The circuit found by path patching reproduces about three fifths of the clean - corrupted gap
+# (faithfulness printed above; Wang et al.'s unnormalised ratio reads a little lower here,
+# measured from 0 instead of from the corrupted run): the name mover, the S-inhibition heads
+# and their value source are the core of the mechanism, not all of it. Lower the threshold to
+# see what else contributes (the weaker name mover `a2.h4` of the card, for one).
 #
 # ## 4. Bonus: completeness and minimality (8 min)
 # Faithfulness is one number: a circuit can reach it while leaving out components that back
@@ -610,12 +651,13 @@ for n, v in sorted(mini.items(), key=lambda t: -abs(t[1])):
 # %% [markdown]
 # Reading the table: with nothing removed, the difference is the faithfulness gap of the *node*
 # circuit (it keeps every edge between its nodes, so it scores above the edge circuit of
-# section 3: 1.36 against 0.92). Removing any one head costs the circuit more than the full
+# section 3: 5.33 against 4.53). Removing any one head costs the circuit more than the full
 # model: outside the circuit, other heads (the small cells of the direct-effect grid in 2.1)
-# partly make up for it. Those differences, about a fifth of the clean - corrupted gap, say the
-# circuit is the core of the mechanism but not all of it, as its faithfulness did. Removing
-# *both* deciding heads brings circuit and model alike to about the corrupted run (-2.52 and
-# -2.18, against -2.38): nothing outside the circuit replaces the pair.
+# partly make up for it, most for the S-inhibition head `a1.h5` and the name mover. Those
+# differences, up to a quarter of the clean - corrupted gap, say the circuit is the core of the
+# mechanism but not all of it, as its faithfulness did. Removing the name mover and both
+# S-inhibition heads brings circuit and model alike to the corrupted run (-0.69 and -0.76,
+# against -0.68): nothing outside the circuit replaces the three.
 # Minimality holds in its simplest form: removing any node from the circuit costs a large part
 # of the gap. (Wang et al. search, for each node v, for a subset K that makes v matter most,
 # `|F(C \ (K ∪ {v})) - F(C \ K)|`; we show K = {} only, which already suffices here.)
@@ -624,18 +666,19 @@ for n, v in sorted(mini.items(), key=lambda t: -abs(t[1])):
 #
 # | class (Wang et al. 2023, GPT-2 small, published) | heads in GPT-2 small | role | in this model (printed above) |
 # | --- | --- | --- | --- |
-# | name movers | 9.9, 9.6, 10.0 | attend END -> IO, copy it | none: the deciding heads (2.1) attend to S2 and do not copy; two heads attend END -> IO but neither copy nor carry the decision |
+# | name movers | 9.9, 9.6, 10.0 | attend END -> IO, copy it | one, `a3.h6` (2.1): attends END -> IO, copies about two names in three (top-1); a weaker one, `a2.h4`, in the card |
 # | negative name movers | 10.7, 11.10 | attend to IO, write *against* it | none with a direct effect <= -0.10 |
-# | S-inhibition | 7.3, 7.9, 8.6, 8.10 | attend to S2; tell the name movers, through their **queries**, not to attend to S | the deciding heads attend to S2 too, but write to the logits directly; nothing that differs between the runs feeds their queries (2.2) |
-# | duplicate token / induction | 0.1, 3.0 / 5.5, 6.9 | mark S2 as a repeat | a duplicate-token pattern exists (2.3) but carries little |
+# | S-inhibition | 7.3, 7.9, 8.6, 8.10 | attend to S2; tell the name movers, through their **queries**, not to attend to S | `a1.h5`, `a1.h1`: attend END -> S2 and feed the name mover's query (2.2); they also push S down directly, which GPT-2's do not |
+# | duplicate token / induction | 0.1, 3.0 / 5.5, 6.9 | detect that S repeats; feed S-inhibition | a duplicate-token pattern exists (2.3) but carries nothing: the S-inhibition heads find S by its place |
 # | previous token | 2.2, 4.11 | feed the induction heads' keys | the previous-token heads of section 1 feed induction, not IOI |
 #
-# What carries over from GPT-2: heads that attend from END to a name, composition across layers
-# (here through values), and a representation of the name built by an early component (GPT-2's
-# MLP0, here a layer-0 head). What does not: the chain that *detects* the repetition, because
-# this model's training data let it skip that step. Induction (section 1), by contrast, is the
-# same circuit as in GPT-2 and the other models Olsson et al. studied: K-composition of
-# previous-token and induction heads.
+# What carries over from GPT-2: the name mover, its query fed by heads that attend to the
+# subject (Q-composition), and a representation of the name built by an early component
+# (GPT-2's MLP0, here the layer-0 head that attends to itself). What does not: the upstream
+# chain that *detects* the repetition, and the clean division of labour (our S-inhibition heads
+# also write to the logits). Induction (section 1), by contrast, is the same circuit as in
+# GPT-2 and the other models Olsson et al. studied: K-composition of previous-token and
+# induction heads.
 #
 # ## 6. Bonus: Now on GPT-2 small (5 min)
 # The same calls on GPT-2 small: previous-token and induction scores of its 144 heads with

@@ -73,7 +73,7 @@ DECODERS: dict[str, ModelSpec] = {
     "tiny-attn-tasks": ModelSpec(
         "tiny-attn-tasks", "decoder", False,
         lambda: str(DATA_DIR / "models" / "tiny-attn-tasks"),
-        "the offline attention-only 4-layer model (v3) whose circuits compose, for notebook 04"),
+        "the offline attention-only 4-layer model (version 6) whose circuits compose, for notebook 04"),
 }
 ENCODERS: dict[str, ModelSpec] = {
     "bert-base-uncased": ModelSpec("bert-base-uncased", "encoder", True,
