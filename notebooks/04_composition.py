@@ -353,7 +353,7 @@ print(f"median rank of a token's own logit among {cfg.d_vocab} (random OV: about
 # for each class in our model, from the logits backwards. The corruption replaces the second
 # subject mention by a third name, so no name is repeated: an ABC prompt. (Wang et al.'s ABC
 # distribution draws all three names afresh; we keep IO and S1, so the runs differ *only* in
-# the repetition, at a price met in 2.1.)
+# the repetition, at a price met in 2.2.)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -454,9 +454,9 @@ for h in dict.fromkeys(DIRECT_HEADS + NEGATIVE + TO_IO):  # each head once, in t
 # The head with the largest direct effect (first line) passes both tests: it attends from END to
 # IO, almost never to the second mention of the subject (S2), and its OV circuit copies about two
 # names in three (top-1 among every token of the vocabulary; our strict test). **It is a name
-# mover.** The next two heads do the opposite: they attend from END to S2 and their OV circuits,
-# negated, copy (anti-copying): they push the subject's logit *down*, so their DLA is positive
-# too. Wang et al. call heads that attend to S2 at END **S-inhibition heads**; in GPT-2 their
+# mover.** The next two heads do the opposite: they attend from END to S2, and their OV circuits,
+# negated, copy a share of the names (anti-copying): they push the subject's logit *down*, so
+# their DLA is positive too. Wang et al. call heads that attend to S2 at END **S-inhibition heads**; in GPT-2 their
 # job is to tell the name movers, through their queries, not to attend to S. Do ours?
 
 # %%
