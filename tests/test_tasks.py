@@ -173,3 +173,38 @@ def test_shipped_csvs_are_up_to_date(tmp_path, gpt2_tokenizer, offline_tokenizer
         shipped = TASK_DIR / path.name
         assert shipped.exists(), f"{shipped} missing: run python -m tutorial_utils.tasks.export"
         assert shipped.read_text() == path.read_text(), f"{shipped} is stale"
+
+
+@pytest.mark.parametrize("tok_name", TOKENIZERS)
+def test_ioi_corruptions_change_exactly_the_names_they_name(tok_name, request):
+    """s2: only S2 changes; io: only IO's intro mention changes; abc: IO, S1 and S2 all change,
+    to three names distinct from each other and from the clean ones. Prompts align token by
+    token (single-token names) and the candidates stay the clean IO and S."""
+    tok = request.getfixturevalue(tok_name)
+    n = 40
+    for corruption, changed in (("s2", {"S2"}), ("io", {"IO"}), ("abc", {"IO", "S1", "S2"})):
+        ds = make_ioi(tok, n=n, corruption=corruption, seed=4)
+        assert ds.clean_tokens.shape == ds.corrupted_tokens.shape
+        assert set(ds.meta["corruption"]) == {corruption}
+        for i in range(n):
+            clean = tok.convert_ids_to_tokens(ds.clean_tokens[i].tolist())
+            corr = tok.convert_ids_to_tokens(ds.corrupted_tokens[i].tolist())
+            io, s = "Ġ" + ds.meta["io"][i], "Ġ" + ds.meta["s"][i]
+            roles = {"IO": [j for j, t in enumerate(clean) if t == io]}
+            s_pos = [j for j, t in enumerate(clean) if t == s]
+            roles["S1"], roles["S2"] = s_pos[:1], s_pos[1:]
+            diff = {j for j, (a, b) in enumerate(zip(clean, corr)) if a != b}
+            expected = {j for r in changed for j in roles[r]}
+            assert diff == expected, (corruption, ds.clean_prompts[i], ds.corrupted_prompts[i])
+            new_names = {corr[j] for j in diff}
+            assert len(new_names) == len(changed) and not new_names & {io, s}, corr
+        assert torch.equal(ds.candidate_ids[:, 0], make_ioi(tok, n=n, seed=4).candidate_ids[:, 0]) \
+            or corruption == "abc"  # abc draws two more names per prompt, so its stream differs
+
+
+def test_ioi_default_corruption_is_s2_and_bad_corruptions_are_refused(gpt2_tokenizer):
+    a, b = make_ioi(gpt2_tokenizer, n=6, seed=2), make_ioi(gpt2_tokenizer, n=6, seed=2,
+                                                           corruption="s2")
+    assert a.corrupted_prompts == b.corrupted_prompts
+    with pytest.raises(ValueError, match="corruption must be s2, abc or io"):
+        make_ioi(gpt2_tokenizer, n=2, corruption="ABC")

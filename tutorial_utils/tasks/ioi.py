@@ -2,8 +2,11 @@
 
 Clean (ABBA): "When Mary and John went to the store, John gave a drink to" -> " Mary".
 Clean (BABA): "When John and Mary went to the store, John gave a drink to" -> " Mary".
-Corrupted (ABC): the repeated subject S is replaced by a third name C, so neither name is
-marked as the one to avoid: "When Mary and John went to the store, Tom gave a drink to".
+Corrupted (``corruption="s2"``, the default): the repeated subject S is replaced by a third name
+C, so neither name is marked as the one to avoid: "When Mary and John went to the store, Tom
+gave a drink to". ``"abc"``: all three names fresh, Wang et al.'s ABC distribution ("When Anna
+and Paul went to the store, Tom gave a drink to"). ``"io"``: the indirect object replaced by a
+fresh name ("When Tom and John went to the store, John gave a drink to"), so the answer moves.
 
 Metric: logit difference  LD = logit(IO) - logit(S)  at the last position.
 """
@@ -79,6 +82,7 @@ def make_ioi(
     names: str = "all",
     order: str = "both",
     seed: int = 0,
+    corruption: str = "s2",
 ) -> TaskDataset:
     """Build ``n`` IOI prompt pairs (clean ABBA/BABA, corrupted ABC).
 
@@ -87,37 +91,54 @@ def make_ioi(
         names: ``train``, ``heldout`` or ``all`` names (for A, B and C alike), restricted to
             the ones that are single tokens for this tokenizer (:func:`valid_names`).
         order: ``ABBA``, ``BABA`` or ``both`` (alternating).
+        corruption: ``s2`` (S2 -> C), ``abc`` (IO, S1 and S2 -> three fresh names) or ``io``
+            (IO -> C); names are single tokens, so clean and corrupted align token by token.
 
-    Returns a :class:`TaskDataset` with ``meta`` keys io, s, c, order, frame.
+    Returns a :class:`TaskDataset` with ``meta`` keys io, s, c, order, frame, corruption. The
+    metric is ``logit(IO) - logit(S)`` of the clean names in both runs.
     """
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
     if order not in ("ABBA", "BABA", "both"):
         raise ValueError(f"order must be ABBA, BABA or both; got {order!r}")
+    if corruption not in ("s2", "abc", "io"):
+        raise ValueError(f"corruption must be s2, abc or io; got {corruption!r}")
     tok = get_tokenizer(tokenizer_or_model)
     frame_list = frames(frames_split)
     name_list = valid_names(tok, names)
-    if len(name_list) < 3:
-        raise TaskBuildError(f"IOI needs at least 3 names that are single tokens for this "
-                             f"tokenizer; only {len(name_list)} of the {names!r} names are")
+    need = 5 if corruption == "abc" else 3
+    if len(name_list) < need:
+        raise TaskBuildError(f"IOI ({corruption} corruption) needs at least {need} names that are "
+                             f"single tokens for this tokenizer; only {len(name_list)} of the "
+                             f"{names!r} names are")
     split = "heldout" if frames_split == "heldout" else "all"
     places, objects = IOI_PLACES.get(split), IOI_OBJECTS.get(split)
     rng = random.Random(seed)
     clean, corrupted, cands, signs, answers = [], [], [], [], []
-    meta: dict[str, list[Any]] = {"io": [], "s": [], "c": [], "order": [], "frame": []}
+    meta: dict[str, list[Any]] = {"io": [], "s": [], "c": [], "order": [], "frame": [],
+                                  "corruption": []}
     for i in range(n):
         frame = rng.choice(frame_list)
         io, s, c = rng.sample(name_list, 3)
+        if corruption == "abc":  # drawn only here, so the s2 and io streams stay as they were
+            io2, s2 = rng.sample([x for x in name_list if x not in (io, s, c)], 2)
         kind = order if order != "both" else ("ABBA" if i % 2 == 0 else "BABA")
         a, b = (io, s) if kind == "ABBA" else (s, io)
-        fields = dict(a=a, b=b, place=rng.choice(places), obj=rng.choice(objects))
-        clean.append(frame.format(s=s, **fields))
-        corrupted.append(frame.format(s=c, **fields))
+        place, obj = rng.choice(places), rng.choice(objects)
+        clean.append(frame.format(s=s, a=a, b=b, place=place, obj=obj))
+        if corruption == "s2":
+            corrupted.append(frame.format(s=c, a=a, b=b, place=place, obj=obj))
+        elif corruption == "io":
+            swap = {io: c, s: s}
+            corrupted.append(frame.format(s=s, a=swap[a], b=swap[b], place=place, obj=obj))
+        else:
+            swap = {io: io2, s: s2}
+            corrupted.append(frame.format(s=c, a=swap[a], b=swap[b], place=place, obj=obj))
         io_id = single_token_id(tok, f" {io}", f"IOI example {i}")
         s_id = single_token_id(tok, f" {s}", f"IOI example {i}")
         cands.append([io_id, s_id])
         signs.append([1.0, -1.0])
         answers.append(f" {io}")
-        for key, val in zip(meta, (io, s, c, kind, frame)):
+        for key, val in zip(meta, (io, s, c, kind, frame, corruption)):
             meta[key].append(val)
     return assemble(tok, "ioi", "logit_diff", clean, corrupted, cands, signs, answers, meta)
