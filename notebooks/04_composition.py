@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 04 · Composition: how heads work together (induction and IOI)
 #
-# **Estimated time: 30 minutes core + 22 minutes bonus.**
+# **Estimated time: 30 minutes core + 25 minutes bonus.**
 #
 # A circuit is more than a list of important heads: a later head *reads* what an earlier head
 # wrote, through its query, key or value. We take two of the best-known circuits of the field
@@ -662,7 +662,38 @@ for n, v in sorted(mini.items(), key=lambda t: -abs(t[1])):
 # of the gap. (Wang et al. search, for each node v, for a subset K that makes v matter most,
 # `|F(C \ (K ∪ {v})) - F(C \ K)|`; we show K = {} only, which already suffices here.)
 #
-# ## 5. Bonus: The automatic circuit on the same task (4 min)
+# ## 5. Bonus: Other corruptions, and the automatic circuit (7 min)
+# A corruption decides what path patching can see: ours changes only S2, so the name mover's
+# keys (IO, S1) are the same in both runs and K-composition into it cannot show. Wang et al.'s
+# ABC distribution replaces all three names; a third choice replaces only IO, so the answer
+# itself moves. Same prompts, same heads, three corruptions:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+nm, nm_lh = NAME_MOVERS[0], C.parse_head(NAME_MOVERS[0])
+for corruption in ("s2", "abc", "io"):
+    ds_c = make_ioi(model, n=24, frames_split="canonical", seed=0, corruption=corruption)
+    gap = float(ds_c.metric(model(ds_c.clean_tokens)) - ds_c.metric(model(ds_c.corrupted_tokens)))
+    d = C.head_grid(model, PP.path_patching(model, ds_c, senders=None, receivers=["logits"]))
+    q, k = (C.head_grid(model, PP.path_patching(model, ds_c, senders=None,
+                                                receivers=[f"{nm}.{kind}"])) for kind in "qk")
+    top = lambda g: ", ".join(f"{h} {g[C.parse_head(h)]:+.2f}" for h in C.top_heads(g.abs(), 2))
+    print(f"{corruption:>3}: gap {gap:5.2f}; direct effect {nm} {d[nm_lh]:+.2f}, "
+          f"{' '.join(f'{h} {d[C.parse_head(h)]:+.2f}' for h in S_INHIBITION)}; into {nm}.q: "
+          f"{top(q)}; into {nm}.k: {top(k)}")
+
+# %% [markdown]
+# Under the ABC distribution the same heads carry more (the name mover and the S-inhibition
+# heads' query edges), and a **key** edge appears: the layer-0 head `a0.h0`, whose
+# self-attention re-writes each name (2.3), feeds the name mover's keys. The name mover finds
+# names through that representation: K-composition our S2-only corruption could not see,
+# because it left the keys alone. Replacing only IO leaves the S-inhibition heads nothing to
+# report (S is the same in both runs: their effects are 0), and the name mover carries most of
+# the gap by itself, mostly through what it moves (its keys carry less). Each corruption asks
+# which heads carry the information that *differs* between its two runs, so a circuit is only
+# ever "the circuit for this corruption".
+#
+# ### 5.2 The automatic circuit
 # Notebook 05 scores every edge at once with EAP-IG (attribution patching with integrated
 # gradients). On the same IOI prompts: take its top edges, as many as the hand-found circuit of
 # section 3 has, and compare the two circuits edge by edge and by faithfulness (both evaluated by
