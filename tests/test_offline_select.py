@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tutorial_utils.offline_model.select import choose, composition_score, snapshot_dirs
+from tutorial_utils.offline_model.select import (choose, composition_score, select,
+                                                 snapshot_dirs)
 
 
 def evidence(movers=(), k=0.0, edges=(), gap=5.0):
@@ -65,3 +66,12 @@ def test_a_run_without_snapshots_says_how_to_get_them(tmp_path):
         (d / "model.safetensors").write_bytes(b"")
     (tmp_path / "snapshots" / "step-x").mkdir()
     assert [s for s, _ in snapshot_dirs(tmp_path)] == [500, 1000, 10000]
+
+
+def test_select_refuses_an_unfinished_run_before_measuring(tmp_path):
+    d = tmp_path / "snapshots" / "step-500"
+    d.mkdir(parents=True)
+    (d / "model.safetensors").write_bytes(b"not a model")  # would fail if it were read
+    with pytest.raises(FileNotFoundError, match="has not finished"):
+        select(tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -121,6 +121,10 @@ def select(run_dir: str | Path, out: str | Path, log=print) -> dict[str, Any]:
     from .evaluate import evaluate_model
 
     run_dir, out = Path(run_dir), Path(out)
+    if not (run_dir / "training_record.json").exists():  # checked before any measuring
+        raise FileNotFoundError(f"{run_dir / 'training_record.json'} is missing: the training run "
+                                "has not finished (select reads its record)")
+    snapshot_dirs(run_dir)  # raises if the run saved no snapshots
     cache_path = run_dir / "selection_scores.json"  # scores already measured, by step
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     scores = {}
