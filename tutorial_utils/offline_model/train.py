@@ -21,9 +21,11 @@ Version 6 (shipped as ``tiny-attn-tasks``; version 3 was the previous one) adds 
 sentences to the corpus (:mod:`.corpus`): *name recall* (one name mentioned, then predicted, so
 copying a name from the context pays off outside IOI too) and IOI sentences with a third,
 once-mentioned distractor name after the subject (so "push down the most recent name" no longer
-solves IOI), and halves the peak learning rate. With them, IOI is solved by a name mover whose
-query is fed by heads that attend to the repeated subject (Wang et al.'s S-inhibition ->
-name-mover Q-composition); without them (v3-v5) it never was.
+solves IOI), and halves the peak learning rate. In the shipped run (seed 0) IOI is solved by a
+name mover whose query is fed by heads that attend to the repeated subject (Wang et al.'s
+S-inhibition -> name-mover Q-composition), which no earlier recipe (v3-v5) produced. It is not
+yet seed-robust: a seed-1 run of this recipe (stopped at step 7,000) solved IOI by pushing the
+subject down again, with no name mover (see the model card).
 
 Checkpoint selection: every ``--eval-every`` steps the model is scored on a *validation* draw
 of the held-out prompts (seed 1; the card reports seed 0) and the best-scoring weights are the
