@@ -456,8 +456,9 @@ for h in dict.fromkeys(DIRECT_HEADS + NEGATIVE + TO_IO):  # each head once, in t
 # names in three (top-1 among every token of the vocabulary; our strict test). **It is a name
 # mover.** The next two heads do the opposite: they attend from END to S2, and their OV circuits,
 # negated, copy a share of the names (anti-copying): they push the subject's logit *down*, so
-# their DLA is positive too. Wang et al. call heads that attend to S2 at END **S-inhibition heads**; in GPT-2 their
-# job is to tell the name movers, through their queries, not to attend to S. Do ours?
+# their DLA is positive too. Wang et al. call heads that attend to S2 at END **S-inhibition
+# heads**; in GPT-2 their job is to tell the name movers, through their queries, not to attend
+# to S. Do ours?
 
 # %%
 lh_of = C.parse_head
