@@ -1,0 +1,15 @@
+"""What only the course needs, apart from the library a researcher imports.
+
+* :mod:`~tutorial_utils.course.grading` -- the exercise-check core (compare a student's answer
+  with the reference, report one line);
+* :mod:`~tutorial_utils.course.checks` -- one module of exercise checks per notebook
+  (``checks.nb00`` ... ``checks.nb05``);
+* :mod:`~tutorial_utils.course.exercises` -- the student-version generator
+  (``python -m tutorial_utils.course.exercises``);
+* :mod:`~tutorial_utils.course.colab` -- the first cell of every notebook (Colab install);
+* :mod:`~tutorial_utils.course.large_model_sections` -- the "Now on GPT-2 small / BERT" sections;
+* :mod:`~tutorial_utils.course.offline_model` -- the corpus, tokenizer, training, selection and
+  model cards of the shipped offline models.
+
+The course imports the library; the library never imports the course.
+"""
