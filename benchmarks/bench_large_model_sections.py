@@ -26,13 +26,13 @@ from pathlib import Path
 
 CHILD = """
 import sys
-from tutorial_utils.large_model_sections import run_section
+from tutorial_utils.course.large_model_sections import run_section
 run_section(sys.argv[1], run=True, decoder=sys.argv[2], encoder=sys.argv[3])
 """
 
 
 def _checkpoints(root: Path) -> tuple[Path, Path]:
-    from tutorial_utils.large_model_sections import build_random_checkpoint
+    from tutorial_utils.course.large_model_sections import build_random_checkpoint
 
     gpt2, bert = root / "gpt2", root / "bert"
     if not (gpt2 / "config.json").exists():
@@ -55,7 +55,7 @@ def run_one(nb: str, gpt2: Path, bert: Path, show: bool) -> tuple[float, float, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tutorial_utils.large_model_sections import SECTIONS
+    from tutorial_utils.course.large_model_sections import SECTIONS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sections", nargs="*", default=sorted(SECTIONS))

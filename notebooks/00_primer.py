@@ -59,7 +59,7 @@ import circuitsvis as cv
 import matplotlib.pyplot as plt
 
 from tutorial_utils import induction, plotting
-from tutorial_utils.exercise_checks import nb00
+from tutorial_utils.course.checks import nb00
 from tutorial_utils.models import load_course_model, seed_everything
 
 seed_everything(0)
@@ -263,6 +263,6 @@ plotting.attention_heatmap(rep_cache[f"blocks.{best_layer}.attn.hook_pattern"][0
 # it); offline this cell prints one line and skips.
 
 # %%
-from tutorial_utils.large_model_sections import run_section
+from tutorial_utils.course.large_model_sections import run_section
 RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
 large = run_section("00", run=RUN_LARGE)

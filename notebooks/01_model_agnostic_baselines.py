@@ -70,8 +70,8 @@ from tutorial_utils import concept_erasure as E
 from tutorial_utils import input_attribution as A
 from tutorial_utils import plotting
 from tutorial_utils import probing as P
-from tutorial_utils.exercise_checks import nb01
-from tutorial_utils.grading import report
+from tutorial_utils.course.checks import nb01
+from tutorial_utils.course.grading import report
 from tutorial_utils.models import load_course_model, seed_everything
 from tutorial_utils.tasks import accuracy, make_greater_than, make_sva
 
@@ -846,6 +846,6 @@ fig.tight_layout(w_pad=3)
 # hub (Colab has it); offline this cell prints one line and skips.
 
 # %%
-from tutorial_utils.large_model_sections import run_section
+from tutorial_utils.course.large_model_sections import run_section
 RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
 large = run_section("01", run=RUN_LARGE)

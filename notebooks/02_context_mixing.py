@@ -78,10 +78,10 @@ import torch
 
 from tutorial_utils import context_mixing as cm
 from tutorial_utils import plotting
-from tutorial_utils.checks import report
+from tutorial_utils.course.grading import report
 from tutorial_utils.context_mixing.evaluation import (all_methods, cue_ranking, cue_target,
                                                       evaluate_on_cue, sva_cue_examples)
-from tutorial_utils.exercise_checks import nb02
+from tutorial_utils.course.checks import nb02
 from tutorial_utils.models import load_course_model, load_encoder, seed_everything
 
 seed_everything(0)
@@ -739,6 +739,6 @@ if "google.colab" in sys.modules:
 # this cell prints one line and skips.
 
 # %%
-from tutorial_utils.large_model_sections import run_section
+from tutorial_utils.course.large_model_sections import run_section
 RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
 large = run_section("02", run=RUN_LARGE)

@@ -72,10 +72,10 @@ from tutorial_utils import patching as P
 from tutorial_utils import path_patching as PP
 from tutorial_utils.composition import parse_head
 from tutorial_utils.dla import direct_logit_attribution
-from tutorial_utils.exercise_checks import nb03
+from tutorial_utils.course.checks import nb03
 from tutorial_utils.faithfulness import (all_nodes, circuit_faithfulness, completeness_check,
                                          minimality_scores)
-from tutorial_utils.grading import check_value, report
+from tutorial_utils.course.grading import check_value, report
 from tutorial_utils.logit_lens import logit_lens
 from tutorial_utils.models import load_course_model, seed_everything
 from tutorial_utils.plotting import attention_heatmap, heatmap, plot_dla, plot_logit_lens
@@ -751,6 +751,6 @@ report(nb03.check_sva_faithfulness(model, sva, sva_circuit, sva_faith, target=SV
 # prints one line and skips.
 
 # %%
-from tutorial_utils.large_model_sections import run_section
+from tutorial_utils.course.large_model_sections import run_section
 RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
 large = run_section("03", run=RUN_LARGE)

@@ -71,9 +71,9 @@ import torch
 
 from tutorial_utils import composition as C
 from tutorial_utils import path_patching as PP
-from tutorial_utils.checks import report
+from tutorial_utils.course.grading import report
 from tutorial_utils.dla import direct_logit_attribution, logit_diff_attribution
-from tutorial_utils.exercise_checks import nb04
+from tutorial_utils.course.checks import nb04
 from tutorial_utils.faithfulness import circuit_faithfulness, completeness_check, minimality_scores
 from tutorial_utils.models import load_course_model, load_model, seed_everything
 from tutorial_utils.plotting import attention_heatmap, bar, heatmap
@@ -758,6 +758,6 @@ for label, m in (("hand-found", m_hand), ("EAP-IG top", m_auto)):
 # this cell prints one line and skips.
 
 # %%
-from tutorial_utils.large_model_sections import run_section
+from tutorial_utils.course.large_model_sections import run_section
 RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
 large = run_section("04", run=RUN_LARGE)

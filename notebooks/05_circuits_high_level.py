@@ -76,9 +76,9 @@ from tutorial_utils.circuits import (Graph, draw_circuit, eap_ig_scores, eap_sco
                                      faithfulness_curve, greedy, node_attribution, prune,
                                      rank_correlation, receiver_gradients, sender_activations,
                                      top_n)
-from tutorial_utils.exercise_checks import nb05
+from tutorial_utils.course.checks import nb05
 from tutorial_utils.faithfulness import normalized_faithfulness
-from tutorial_utils.grading import check_value, report
+from tutorial_utils.course.grading import check_value, report
 from tutorial_utils.models import load_course_model, seed_everything
 from tutorial_utils.plotting import plot_edge_scores_vs_exact, plot_faithfulness_curves
 from tutorial_utils.tasks import make_greater_than, make_sva
@@ -571,6 +571,6 @@ plt.show()
 # needs the Hugging Face hub (Colab has it); offline this cell prints one line and skips.
 
 # %%
-from tutorial_utils.large_model_sections import run_section
+from tutorial_utils.course.large_model_sections import run_section
 RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
 large = run_section("05", run=RUN_LARGE)

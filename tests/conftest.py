@@ -27,8 +27,8 @@ def offline_tokenizer():
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(str(OFFLINE_DIR))
-    from tutorial_utils.offline_model.corpus import corpus_vocab
-    from tutorial_utils.offline_model.tokenizer import make_hf_tokenizer
+    from tutorial_utils.course.offline_model.corpus import corpus_vocab
+    from tutorial_utils.course.offline_model.tokenizer import make_hf_tokenizer
 
     return make_hf_tokenizer(corpus_vocab())
 

@@ -44,7 +44,7 @@ from tutorial_utils.input_attribution import ig_completeness, integrated_gradien
 from tutorial_utils.interchange import interchange_logits, run_variants, sender_activations
 from tutorial_utils.logit_lens import logit_lens
 from tutorial_utils.tasks.base import TaskDataset
-from tutorial_utils.validation import TutorialError
+from tutorial_utils.errors import TutorialError
 
 ATOL = 1e-4
 VOCAB = {"<|endoftext|>": 0, "<unk>": 1, **{f"w{i}": i + 2 for i in range(60)}}
@@ -120,7 +120,7 @@ SHAPE = {"pythia": (4, 4, True), "llama": (6, 2, False), "qwen2": (4, 2, False),
 def _save_decoder(family: str, path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from tutorial_utils.offline_model.tokenizer import make_hf_tokenizer
+    from tutorial_utils.course.offline_model.tokenizer import make_hf_tokenizer
 
     torch.manual_seed(0)
     hf = AutoModelForCausalLM.from_config(_decoder_config(family)).eval()
@@ -559,7 +559,7 @@ def test_context_mixing_refuses_rotary_decoders(dec):
 def _save_encoder(family: str, path) -> None:
     import transformers as T
 
-    from tutorial_utils.offline_model.train_mlm import make_mlm_tokenizer, mlm_vocab
+    from tutorial_utils.course.offline_model.train_mlm import make_mlm_tokenizer, mlm_vocab
 
     torch.manual_seed(0)
     vocab = mlm_vocab()

@@ -16,7 +16,7 @@ from tutorial_utils import path_patching as PP
 from tutorial_utils.circuits import Graph, eap_scores, evaluate_graph
 from tutorial_utils.faithfulness import circuit_faithfulness
 from tutorial_utils.tasks import TaskDataset, make_task
-from tutorial_utils.validation import TutorialError
+from tutorial_utils.errors import TutorialError
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_truncated_checkpoint_files(tmp_path, no_boot):
 
 
 def test_corrupt_notebook_given_to_the_exercise_generator(tmp_path, capsys):
-    from tutorial_utils.exercises import generate_all, main
+    from tutorial_utils.course.exercises import generate_all, main
 
     (tmp_path / "01_broken.ipynb").write_text('{"cells": [')
     with pytest.raises(TutorialError, match=r"01_broken\.ipynb: not a readable notebook"):
@@ -196,7 +196,7 @@ def test_encoder_edge_methods_refuse_clearly():
     from tutorial_utils.graph import Graph
     from tutorial_utils.models import load_encoder
     from tutorial_utils.tasks.base import TaskDataset
-    from tutorial_utils.validation import TutorialError
+    from tutorial_utils.errors import TutorialError
 
     with pytest.raises(TutorialError, match="per-head attention outputs"):
         load_encoder("tiny-bert-tasks", hooks=True, verbose=False)

@@ -17,7 +17,7 @@ def tiny(tmp_path_factory):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from tutorial_utils.models import load_model
-    from tutorial_utils.offline_model.tokenizer import make_hf_tokenizer
+    from tutorial_utils.course.offline_model.tokenizer import make_hf_tokenizer
 
     torch.manual_seed(0)
     vocab = {"<|endoftext|>": 0, "<unk>": 1, **{f"w{i}": i + 2 for i in range(60)}}
@@ -135,7 +135,7 @@ def test_runs_on_a_twelve_layer_model_with_two_digit_layer_names(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from tutorial_utils.models import load_model
-    from tutorial_utils.offline_model.tokenizer import make_hf_tokenizer
+    from tutorial_utils.course.offline_model.tokenizer import make_hf_tokenizer
 
     torch.manual_seed(1)
     vocab = {"<|endoftext|>": 0, "<unk>": 1, **{f"w{i}": i + 2 for i in range(40)}}

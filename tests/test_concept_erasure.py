@@ -8,7 +8,7 @@ import torch
 
 from tutorial_utils import concept_erasure as E
 from tutorial_utils import probing as P
-from tutorial_utils.validation import TutorialError
+from tutorial_utils.errors import TutorialError
 
 
 def _synthetic(n: int, d: int = 20, seed: int = 0):

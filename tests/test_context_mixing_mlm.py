@@ -28,7 +28,7 @@ def record():
 
 
 def test_card_numbers_are_remeasured(hf_mlm, record):
-    from tutorial_utils.offline_model.train_mlm import evaluate_mlm, render_card
+    from tutorial_utils.course.offline_model.train_mlm import evaluate_mlm, render_card
 
     model, tok = hf_mlm
     torch.manual_seed(0)
@@ -47,7 +47,7 @@ def test_card_numbers_are_remeasured(hf_mlm, record):
 
 
 def test_meets_the_bar(record):
-    from tutorial_utils.offline_model.train_mlm import heldout_agreement
+    from tutorial_utils.course.offline_model.train_mlm import heldout_agreement
 
     m = record["final_metrics"]
     assert heldout_agreement(m) >= 0.9
@@ -72,7 +72,7 @@ def test_loads_through_the_course_loader():
 
 
 def test_pure_python_encoding_matches_the_tokenizer(hf_mlm):
-    from tutorial_utils.offline_model.train_mlm import encode
+    from tutorial_utils.course.offline_model.train_mlm import encode
 
     _, tok = hf_mlm
     vocab = tok.get_vocab()
@@ -85,6 +85,6 @@ def test_card_command_uses_the_shipped_config(record):
     """The card's command (train_mlm with its defaults) is the shipped run's configuration."""
     from dataclasses import asdict
 
-    from tutorial_utils.offline_model.train_mlm import MLMConfig
+    from tutorial_utils.course.offline_model.train_mlm import MLMConfig
 
     assert asdict(MLMConfig()) == record["train_config"]

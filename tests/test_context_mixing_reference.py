@@ -39,7 +39,7 @@ def random_bert(tmp_path_factory):
     from transformers import BertConfig, BertForMaskedLM
 
     from tutorial_utils.models import load_encoder
-    from tutorial_utils.offline_model.train_mlm import make_mlm_tokenizer, mlm_vocab
+    from tutorial_utils.course.offline_model.train_mlm import make_mlm_tokenizer, mlm_vocab
 
     torch.manual_seed(0)
     vocab = mlm_vocab()

@@ -1,4 +1,4 @@
-"""Tests for the student-notebook generator ``tutorial_utils.exercises``."""
+"""Tests for the student-notebook generator ``tutorial_utils.course.exercises``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbformat import v4
 
-from tutorial_utils.exercises import RAISE_LINE, generate_all, main, make_student_notebook, render_notebook
+from tutorial_utils.course.exercises import RAISE_LINE, generate_all, main, make_student_notebook, render_notebook
 
 EXERCISE_SOURCE = """\
 import math
@@ -65,7 +65,7 @@ def test_header_and_cell_layout() -> None:
     assert types == ["markdown", "markdown", "code", "markdown", "code", "code", "markdown"]
     assert student.cells[0].source == (
         "Student version generated from `notebooks/01_softmax.ipynb` by "
-        "`python -m tutorial_utils.exercises`; do not edit by hand."
+        "`python -m tutorial_utils.course.exercises`; do not edit by hand."
     )
     assert not any("SOLUTION ONLY" in src for src in _sources(student))
     assert student.metadata["kernelspec"]["name"] == "python3"

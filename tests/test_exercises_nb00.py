@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tutorial_utils.exercise_checks import nb00
+from tutorial_utils.course.checks import nb00
 from tutorial_utils.induction import induction_scores_from_patterns
 
 

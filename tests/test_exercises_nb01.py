@@ -10,7 +10,7 @@ import torch
 
 from tutorial_utils import input_attribution as A
 from tutorial_utils import probing as P
-from tutorial_utils.exercise_checks import nb01
+from tutorial_utils.course.checks import nb01
 
 
 # ---- reference solutions (as in the notebook) and typical mistakes ----------------------------

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tutorial_utils import context_mixing as cm
-from tutorial_utils.exercise_checks import nb02
+from tutorial_utils.course.checks import nb02
 
 
 pytestmark = pytest.mark.usefixtures("lenient_checks")

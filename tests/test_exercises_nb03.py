@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tutorial_utils import patching as P
-from tutorial_utils.exercise_checks import nb03
+from tutorial_utils.course.checks import nb03
 from tutorial_utils.faithfulness import all_nodes, circuit_faithfulness
 from tutorial_utils.graph import Graph
 from tutorial_utils.tasks import make_greater_than, make_sva

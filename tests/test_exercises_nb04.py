@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tutorial_utils.exercise_checks import nb04
+from tutorial_utils.course.checks import nb04
 
 
 pytestmark = pytest.mark.usefixtures("lenient_checks")

@@ -9,7 +9,7 @@ import torch
 
 from tutorial_utils.circuits import (Graph, eap_ig_scores, eap_scores, receiver_gradients,
                                      sender_activations)
-from tutorial_utils.exercise_checks import nb05
+from tutorial_utils.course.checks import nb05
 from tutorial_utils.tasks import make_greater_than
 
 
@@ -117,7 +117,7 @@ def test_receiver_gradients_one_entry_by_hand(hooked_model, parts):
 
 
 def test_receiver_gradients_refuse_a_wrong_embedding(hooked_model, parts):
-    from tutorial_utils.validation import TutorialError
+    from tutorial_utils.errors import TutorialError
 
     ds, graph, _, _ = parts
     with pytest.raises(TutorialError, match="embed must be"):

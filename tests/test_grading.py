@@ -1,4 +1,4 @@
-"""Tests for the exercise-check core ``tutorial_utils.grading``."""
+"""Tests for the exercise-check core ``tutorial_utils.course.grading``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from tutorial_utils.grading import CheckResult, check_value, compare_to_reference, report
+from tutorial_utils.course.grading import CheckResult, check_value, compare_to_reference, report
 
 
 def _reference_softmax(x: torch.Tensor) -> torch.Tensor:
@@ -178,7 +178,7 @@ def test_each_verdict_prints_once_when_reported_twice(capsys: pytest.CaptureFixt
     assert capsys.readouterr().out == "❌ g: bad\n"
 
 
-_SCRIPT = ("from tutorial_utils.grading import CheckResult, report\n"
+_SCRIPT = ("from tutorial_utils.course.grading import CheckResult, report\n"
            "def check():\n"
            "    return report(CheckResult('once', True, 'ok'))\n"
            "report(check())\n")
@@ -212,7 +212,7 @@ def test_verdict_prints_once_under_nbconvert_execution() -> None:
 
 
 def test_raised_names_a_stub_and_other_errors():
-    from tutorial_utils.grading import raised
+    from tutorial_utils.course.grading import raised
 
     stub = raised("x", NotImplementedError())
     assert not stub.passed and stub.message.startswith("not implemented yet")

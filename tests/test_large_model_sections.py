@@ -1,4 +1,4 @@
-"""The "Now on GPT-2 small / BERT" sections (tutorial_utils.large_model_sections), run end to
+"""The "Now on GPT-2 small / BERT" sections (tutorial_utils.course.large_model_sections), run end to
 end on random-weight checkpoints of GPT-2 small's and BERT-base's exact shapes, built here
 without any download (issue 12, item 3).
 
@@ -16,11 +16,11 @@ import math
 import pytest
 import torch
 
-from tutorial_utils import large_model_sections as LMS
+from tutorial_utils.course import large_model_sections as LMS
 from tutorial_utils.composition import head_name, parse_head
 from tutorial_utils.context_mixing import methods_for
 from tutorial_utils.gpt2_tokenizer import ENDOFTEXT, GPT2_VOCAB_SIZE, load_gpt2_tokenizer
-from tutorial_utils.validation import TutorialError
+from tutorial_utils.errors import TutorialError
 
 N_LAYERS = N_HEADS = 12  # GPT-2 small and BERT-base (transformers' config defaults)
 

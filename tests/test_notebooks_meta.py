@@ -7,8 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tutorial_utils.exercises import generate_all
-from tutorial_utils.notebook_setup import COLAB_SETUP_CELL
+from tutorial_utils.course.exercises import generate_all
+from tutorial_utils.course.colab import COLAB_SETUP_CELL
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))

@@ -15,9 +15,9 @@ import json
 import pytest
 import torch
 
-from tutorial_utils.offline_model.corpus import CorpusGenerator, corpus_vocab
-from tutorial_utils.offline_model.evaluate import evaluate_model
-from tutorial_utils.offline_model.tokenizer import encode_fast, make_hf_tokenizer, pieces
+from tutorial_utils.course.offline_model.corpus import CorpusGenerator, corpus_vocab
+from tutorial_utils.course.offline_model.evaluate import evaluate_model
+from tutorial_utils.course.offline_model.tokenizer import encode_fast, make_hf_tokenizer, pieces
 
 from tutorial_utils.paths import DATA_DIR
 
@@ -52,7 +52,7 @@ def test_corpus_is_seeded_and_has_no_unknown_tokens():
 def test_name_recall_sentences_hold_one_name_and_predict_it():
     """A name-recall sentence mentions exactly one name and ends with it; its frame is not an
     IOI task frame (so no held-out IOI frame leaks), and its place and object are training ones."""
-    from tutorial_utils.offline_model.corpus import NAME_RECALL_FRAMES, CorpusConfig
+    from tutorial_utils.course.offline_model.corpus import NAME_RECALL_FRAMES, CorpusConfig
     from tutorial_utils.tasks import ioi
     from tutorial_utils.tasks.vocab import IOI_OBJECTS, IOI_PLACES, NAMES
 
@@ -164,7 +164,7 @@ def test_the_model_is_attention_only(hf_offline_model):
 
 @pytest.fixture(scope="module")
 def composition(model_with_hooks):
-    from tutorial_utils.offline_model.evaluate import composition_evidence
+    from tutorial_utils.course.offline_model.evaluate import composition_evidence
 
     return composition_evidence(model_with_hooks)
 
@@ -235,7 +235,7 @@ def test_training_defaults_are_the_shipped_run():
     shipped model: every default equals the recorded configuration."""
     from dataclasses import asdict
 
-    from tutorial_utils.offline_model.train import TrainConfig
+    from tutorial_utils.course.offline_model.train import TrainConfig
 
     record = json.loads((OFFLINE_DIR / "training_record.json").read_text())
     recorded, corpus = record["train_config"], record["corpus_config"]

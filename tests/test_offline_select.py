@@ -1,4 +1,4 @@
-"""Snapshot selection of the offline decoder (:mod:`tutorial_utils.offline_model.select`): the
+"""Snapshot selection of the offline decoder (:mod:`tutorial_utils.course.offline_model.select`): the
 composition score reads the evidence the way the issue's bar states it, and the choice is the
 best total."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tutorial_utils.offline_model.select import (choose, composition_score, select,
+from tutorial_utils.course.offline_model.select import (choose, composition_score, select,
                                                  snapshot_dirs)
 
 

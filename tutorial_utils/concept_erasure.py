@@ -40,7 +40,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from .validation import TutorialError
+from .errors import TutorialError
 
 __all__ = ["NullspaceEraser", "nullspace_projection", "inlp", "random_eraser",
            "run_with_eraser"]

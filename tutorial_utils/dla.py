@@ -34,7 +34,8 @@ from torch import Tensor
 from .hook_names import hook_name
 from .readout import (MAX_FULL_VOCAB_VALUES, activations_at, check_decoder, check_pos,
                       check_token_ids, has_pos_embed, normalise, project, read_out_weights)
-from .validation import TutorialError, check_additive_writers, check_hook_names, check_tokens
+from .errors import TutorialError
+from .validation import check_additive_writers, check_hook_names, check_tokens
 
 __all__ = ["ComponentLensResult", "DLAResult", "MetricAttribution", "component_logit_lens",
            "direct_logit_attribution", "direct_path_removal", "logit_diff_attribution",

@@ -30,7 +30,7 @@ Public API
 Degenerate policy (the package's one, :mod:`tutorial_utils.metrics`): when
 ``|m(full) - m(corrupted)| <= 1e-6`` the ratio is undefined (the corruption does not change the
 metric, so there is nothing for a circuit to recover) and the result is NaN;
-``on_degenerate="raise"`` raises a :class:`~tutorial_utils.validation.TutorialError` instead.
+``on_degenerate="raise"`` raises a :class:`~tutorial_utils.errors.TutorialError` instead.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ from .graph import Graph
 from .interchange import metric_of_runs, run_variants
 from .metrics import Metric, normalize
 from .tasks.base import TaskDataset
-from .validation import TutorialError, check_dataset
+from .errors import TutorialError
+from .validation import check_dataset
 
 __all__ = ["CompletenessResult", "FaithfulnessResult", "all_nodes", "circuit_faithfulness",
            "completeness_check", "minimality_scores", "normalized_faithfulness"]

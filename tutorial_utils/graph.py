@@ -78,7 +78,8 @@ import torch
 from torch import Tensor
 
 from .hook_names import hook_name
-from .validation import TutorialError, check_additive_writers
+from .errors import TutorialError
+from .validation import check_additive_writers
 
 __all__ = ["Edge", "Graph", "Node", "QKV", "count_edges", "SenderHook", "ReceiverHook"]
 

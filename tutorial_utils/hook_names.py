@@ -43,7 +43,7 @@ SITES: dict[str, tuple[str, str]] = {
 
 def hook_name(site: str, layer: int | None = None) -> str:
     """The hook name of ``site`` at ``layer`` (``layer`` only for per-block sites)."""
-    from .validation import TutorialError
+    from .errors import TutorialError
 
     if site not in SITES:
         raise TutorialError(f"unknown site {site!r}; valid sites: {sorted(SITES)}")

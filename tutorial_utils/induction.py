@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .hook_names import hook_name
-from .validation import TutorialError
+from .errors import TutorialError
 
 __all__ = ["induction_scores", "induction_scores_from_patterns", "model_repeated_tokens",
            "per_token_loss", "repeated_random_tokens"]

@@ -48,7 +48,8 @@ import torch
 from torch import Tensor
 
 from .hook_names import hook_name
-from .validation import TutorialError, check_batch_size, check_tokens
+from .errors import TutorialError
+from .validation import check_batch_size, check_tokens
 
 TargetFn = Callable[[Tensor], Tensor]
 Baseline = str | int | Tensor

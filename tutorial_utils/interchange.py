@@ -40,7 +40,8 @@ from torch import Tensor
 from .graph import Graph
 from .metrics import Metric, check_metric_output, default_metric
 from .tasks.base import TaskDataset
-from .validation import TutorialError, check_batch_size, check_dataset
+from .errors import TutorialError
+from .validation import check_batch_size, check_dataset
 
 __all__ = ["Direction", "Source", "batches", "default_batch_rows", "interchange_logits",
            "metric_of_runs", "model_device", "run_variants", "sender_activations",

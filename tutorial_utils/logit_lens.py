@@ -39,7 +39,8 @@ from torch import Tensor
 from .hook_names import hook_name
 from .readout import (activations_at, check_decoder, check_pos, check_token_ids, normalise,
                       project, read_out_weights)
-from .validation import TutorialError, check_hook_names, check_tokens
+from .errors import TutorialError
+from .validation import check_hook_names, check_tokens
 
 __all__ = ["LogitLensResult", "logit_lens"]
 

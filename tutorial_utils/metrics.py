@@ -23,7 +23,7 @@ Normalisation
 2023; Heimersheim & Nanda 2024). **Degenerate policy, the same in every function of the
 package:** where ``|clean - corrupted| <= atol`` (default ``1e-6``) the corruption does not
 change the metric and the ratio is undefined; the result is NaN there (``on_degenerate="nan"``,
-the default) or a :class:`~tutorial_utils.validation.TutorialError` (``"raise"``).
+the default) or a :class:`~tutorial_utils.errors.TutorialError` (``"raise"``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Union
 import torch
 from torch import Tensor
 
-from .validation import TutorialError
+from .errors import TutorialError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .tasks.base import TaskDataset

@@ -94,9 +94,9 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` if given, else CUDA when available, else CPU. Apple MPS is never picked
     automatically: it gives wrong numbers for GPT-2.
 
-    Raises :class:`~tutorial_utils.validation.TutorialError` (before any weight is loaded) for
+    Raises :class:`~tutorial_utils.errors.TutorialError` (before any weight is loaded) for
     a device string torch does not know, or a CUDA/MPS device this machine does not have."""
-    from .validation import TutorialError
+    from .errors import TutorialError
 
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -183,7 +183,7 @@ HOOK_OPTIONS = ("attn_result", "split_qkv_input", "hook_mlp_in")
 
 def _hook_options(hooks: Any) -> dict[str, bool]:
     """``hooks`` (a bool or a dict of :data:`HOOK_OPTIONS`) as a dict, validated."""
-    from .validation import TutorialError
+    from .errors import TutorialError
 
     if isinstance(hooks, bool):
         return {k: hooks for k in HOOK_OPTIONS}
@@ -204,7 +204,7 @@ def check_checkpoint(path: str | Path) -> None:
     import json
     import struct
 
-    from .validation import TutorialError
+    from .errors import TutorialError
 
     path = Path(path)
     cfg = path / "config.json"
@@ -243,7 +243,7 @@ def _boot(source: str, device: torch.device | None, hooks: bool | dict[str, bool
     Accelerate places the layers, nothing here distributes anything."""
     from transformer_lens.model_bridge import TransformerBridge
 
-    from .validation import TutorialError
+    from .errors import TutorialError
 
     opts = _hook_options(hooks)
     from transformers.utils import logging as hf_logging
@@ -275,7 +275,7 @@ def _boot(source: str, device: torch.device | None, hooks: bool | dict[str, bool
         if opts.get("hook_mlp_in"):
             bridge.set_use_hook_mlp_in(True)
     except NotImplementedError as exc:
-        from .validation import TutorialError
+        from .errors import TutorialError
 
         raise TutorialError(
             f"hooks=True: TransformerLens cannot give this model "
@@ -291,7 +291,7 @@ def _placement(device: Any, device_map: Any, n_devices: Any, max_memory: Any
                ) -> dict[str, Any] | None:
     """The multi-device arguments for the bridge, or None; refuses them together with
     ``device`` (the bridge treats the two as mutually exclusive)."""
-    from .validation import TutorialError
+    from .errors import TutorialError
 
     placement = {k: v for k, v in (("device_map", device_map), ("n_devices", n_devices),
                                    ("max_memory", max_memory)) if v is not None}
@@ -342,7 +342,7 @@ def load_course_model(shipped: str, kind: str = "decoder", hooks: bool | dict[st
     banner says which model runs and that the text describes ``shipped``. (``load_model()``
     without a name keeps its online-first choice for researchers; notebooks do not use it.)
     """
-    from .validation import TutorialError
+    from .errors import TutorialError
 
     if kind not in ("decoder", "encoder"):
         raise TutorialError(f"kind must be 'decoder' or 'encoder', got {kind!r}")

@@ -69,8 +69,8 @@ from .hook_names import SITES as ALL_SITES
 from .interchange import default_batch_rows
 from .metrics import Metric, check_metric_output, default_metric, normalize
 from .tasks.base import TaskDataset
-from .validation import (TutorialError, check_dataset, check_hook_names, check_layer,
-                         check_same_shape)
+from .errors import TutorialError
+from .validation import check_dataset, check_hook_names, check_layer, check_same_shape
 
 __all__ = ["ablate", "ablation_source", "ablation_sources", "AblationMethod", "Component",
            "default_batch_rows", "Direction", "get_activations", "LAYOUT_AXES", "masked_set",

@@ -55,7 +55,8 @@ from .graph import Edge, Graph
 from .interchange import Source, default_batch_rows, metric_of_runs, run_variants
 from .metrics import Metric, normalize
 from .tasks.base import TaskDataset
-from .validation import TutorialError, check_dataset
+from .errors import TutorialError
+from .validation import check_dataset
 
 __all__ = ["Edge", "EdgeScores", "Graph", "PathPatchingStep", "default_batch_rows",
            "edge_patching", "edge_patching_sweep", "iterative_path_patching", "path_patching"]

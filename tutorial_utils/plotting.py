@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .validation import TutorialError
+from .errors import TutorialError
 
 __all__ = ["attention_grid", "attention_heatmap", "bar", "heatmap", "heatmap_pair", "plot_dla",
            "plot_edge_scores_vs_exact", "plot_faithfulness_curves", "plot_logit_lens"]

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from .hook_names import hook_name
-from .validation import TutorialError
+from .errors import TutorialError
 
 __all__ = [
     "collect_activations", "residual_stream", "LinearProbe", "train_probe", "control_labels",

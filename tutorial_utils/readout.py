@@ -26,7 +26,8 @@ from torch import Tensor
 
 from .hook_names import hook_name
 from .models import require_decoder
-from .validation import TutorialError, check_no_logit_softcap
+from .errors import TutorialError
+from .validation import check_no_logit_softcap
 
 __all__ = ["MAX_FULL_VOCAB_VALUES", "activations_at", "check_cache_tokens", "check_decoder",
            "check_pos", "check_token_ids", "final_norm_kind", "gather_pos", "ln_affine",

@@ -1,4 +1,4 @@
-"""Input validation shared by every module, and the package's one error type.
+"""Input validation shared by every module (the error type is :mod:`tutorial_utils.errors`).
 
 Every check runs *before* any forward pass, so a mistake fails at once with a
 :class:`TutorialError` that names the bad argument, what was expected, and the fix (the model
@@ -11,13 +11,10 @@ from typing import Any, Iterable
 
 import torch
 
-__all__ = ["TutorialError", "available_hooks", "check_batch_size", "check_hook_names",
+from .errors import TutorialError
+
+__all__ = ["available_hooks", "check_batch_size", "check_hook_names",
            "check_dataset", "check_layer", "check_head", "check_same_shape", "check_tokens"]
-
-
-class TutorialError(ValueError):
-    """A bad argument to a ``tutorial_utils`` function: the message names the argument, what
-    was expected and how to fix it. A ``ValueError``, so ``except ValueError`` still works."""
 
 
 def check_batch_size(batch_size: Any, what: str = "batch_size") -> int:

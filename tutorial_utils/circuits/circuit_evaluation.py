@@ -32,7 +32,7 @@ from ..graph import Graph
 from ..interchange import interchange_logits, metric_of_runs, run_variants
 from ..metrics import Metric, normalize
 from ..tasks.base import TaskDataset
-from ..validation import TutorialError
+from ..errors import TutorialError
 
 __all__ = ["FaithfulnessCurve", "evaluate_baselines", "evaluate_graph", "faithfulness_curve",
            "interchange_logits", "rank_correlation"]

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..graph import QKV, Graph
-from ..validation import TutorialError
+from ..errors import TutorialError
 
 __all__ = ["COLOURS", "draw_circuit", "graphviz_available"]
 

@@ -30,7 +30,8 @@ from ..graph import Graph
 from ..interchange import batches, metric_of_runs, model_device, run_variants, sender_activations
 from ..metrics import Metric, check_metric_output, default_metric
 from ..tasks.base import TaskDataset
-from ..validation import TutorialError, check_batch_size, check_dataset
+from ..errors import TutorialError
+from ..validation import check_batch_size, check_dataset
 
 __all__ = ["METHODS", "attribute", "eap_ig_scores", "eap_scores", "exact_scores",
            "node_attribution", "receiver_gradients"]

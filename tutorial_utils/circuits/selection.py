@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..graph import Graph
-from ..validation import TutorialError
+from ..errors import TutorialError
 
 __all__ = ["greedy", "prune", "threshold", "top_n"]
 

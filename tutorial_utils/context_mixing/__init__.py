@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from torch import Tensor
 
-from ..validation import TutorialError
+from ..errors import TutorialError
 
 from ._base import (LayerInternals, collect_internals, layout, original_hf_model, rollout,
                     row_normalize)

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..validation import TutorialError
+from ..errors import TutorialError
 
 #: Architectures (HF class names, substrings) and their block layout.
 _LAYOUTS = {"Bert": "post_ln", "Roberta": "post_ln", "GPT2": "pre_ln"}

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..validation import TutorialError
+from ..errors import TutorialError
 
 from ._base import as_tokens, collect_internals, is_post_ln, mask_maps, row_normalize, unbatch
 

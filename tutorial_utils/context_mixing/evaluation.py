@@ -12,7 +12,7 @@ verb position more mixing from the subject than from the attractor. The query is
 For every method we report the share of examples where the subject outranks the attractor,
 and the Spearman rank correlation, over source tokens, between the method's query row and a
 gradient-based attribution (gradient x input) and occlusion from
-:mod:`tutorial_utils.attribution`. Their target: the decoder's agreement metric (probability
+:mod:`tutorial_utils.input_attribution`. Their target: the decoder's agreement metric (probability
 difference of agreeing minus disagreeing verbs); for an encoder with a trained masked-LM head
 the same difference at ``[MASK]``, or (``encoder_target="direction"``, for MiniLM-L6 whose MLM
 head is untrained) the projection of the last layer's ``[MASK]`` state on the subject-number
@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..validation import TutorialError
+from ..errors import TutorialError
 
 from ._base import as_tokens, collect_internals, is_post_ln, mask_maps, rollout, row_normalize
 from .norms import _mixing_vectors, _norm_layer, _with_residual
@@ -220,7 +220,7 @@ def cue_ranking(maps: Tensor, ex: CueExamples, layer: int = -1) -> CueRanking:
 def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
                ) -> tuple[Callable[[Tensor], Tensor], str | None]:
     """The scalar the attributions explain, as ``(target_fn, target_hook)`` for
-    :mod:`tutorial_utils.attribution`.
+    :mod:`tutorial_utils.input_attribution`.
 
     Decoder: the agreement metric (probability difference of agreeing minus disagreeing verb
     forms at the last position). Encoder, ``encoder_target="mlm"`` (needs a trained masked-LM
@@ -292,7 +292,7 @@ def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None =
     """Score every method on ``ex`` (see the module docstring). ``maps`` may pass precomputed
     :func:`all_methods` output. Layer ``-1`` of an aggregated method (rollout, GlobEnc, ALTI,
     VZ rollout) covers the whole model; of a layer-local method, the last layer only."""
-    from ..attribution import gradient_x_input, occlusion, spearman
+    from ..input_attribution import gradient_x_input, occlusion, spearman
 
     if maps is None:
         maps = all_methods(model, ex.tokens, methods)

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..validation import TutorialError
+from ..errors import TutorialError
 
 from ._base import (LayerInternals, as_tokens, collect_internals, is_post_ln, ln_linear,
                     mask_maps, rollout, row_normalize, unbatch)

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from ..validation import TutorialError
+from ..errors import TutorialError
 
 from ._base import (after_attention, as_tokens, collect_internals, is_post_ln, mask_maps,
                     original_hf_model, position_ids, rollout as _rollout, row_normalize,

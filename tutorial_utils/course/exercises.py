@@ -8,8 +8,8 @@ The solution notebooks are executed, saved with outputs and run by nbval. This m
 derives the student versions ``notebooks/exercises/<same name>.ipynb`` from the solution
 notebooks::
 
-    python -m tutorial_utils.exercises           # (re)write the student notebooks
-    python -m tutorial_utils.exercises --check   # CI: fail if any is missing or stale
+    python -m tutorial_utils.course.exercises           # (re)write the student notebooks
+    python -m tutorial_utils.course.exercises --check   # CI: fail if any is missing or stale
 
 Marker contract (what notebook authors write)
 ---------------------------------------------
@@ -70,7 +70,8 @@ from typing import Any
 
 import nbformat
 
-from .validation import TutorialError
+from ..errors import TutorialError
+from ..paths import REPO_ROOT
 
 __all__ = [
     "RAISE_LINE",
@@ -91,7 +92,7 @@ _HINT_RE = re.compile(r"^\s*### HINT:[ \t]?(?P<text>.*?)\s*$")
 
 _HEADER_TEMPLATE = (
     "Student version generated from `notebooks/{name}` by "
-    "`python -m tutorial_utils.exercises`; do not edit by hand."
+    "`python -m tutorial_utils.course.exercises`; do not edit by hand."
 )
 
 
@@ -327,7 +328,7 @@ def _solution_notebooks(notebooks_dir: Path, out_dir: Path) -> list[Path]:
 def read_notebook(path: Path) -> Any:
     """The notebook at ``path``, or a :class:`TutorialError` naming the file when it is not a
     readable notebook (truncated or hand-edited JSON, not nbformat 4)."""
-    from .validation import TutorialError
+    from ..errors import TutorialError
 
     try:
         nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
@@ -400,9 +401,9 @@ def generate_all(notebooks_dir: Path, out_dir: Path, check: bool) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
-    repo_root = Path(__file__).resolve().parents[1]
+    repo_root = REPO_ROOT
     parser = argparse.ArgumentParser(
-        prog="python -m tutorial_utils.exercises",
+        prog="python -m tutorial_utils.course.exercises",
         description="Generate student notebooks from the solution notebooks.",
     )
     parser.add_argument("--check", action="store_true", help="only verify; exit 1 if anything is stale")
@@ -414,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         problems = generate_all(args.notebooks_dir, out_dir, check=True)
         if problems:
-            print("Student notebooks need attention (run `python -m tutorial_utils.exercises`):")
+            print("Student notebooks need attention (run `python -m tutorial_utils.course.exercises`):")
             for problem in problems:
                 print(f"  {problem}")
             return 1

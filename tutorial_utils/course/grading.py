@@ -5,7 +5,7 @@ Each exercise in a notebook is followed by a check cell such as::
     report(check_my_function(my_function))
 
 where ``check_my_function`` lives in a per-notebook module (for instance
-``tutorial_utils.exercise_checks.nb03``) and is built from the helpers here:
+``tutorial_utils.course.checks.nb03``) and is built from the helpers here:
 
 * :func:`compare_to_reference` runs the student's function and the reference
   implementation on the same freshly generated inputs, for a few seeds, and

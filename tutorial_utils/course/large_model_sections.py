@@ -2,7 +2,7 @@
 
 Each notebook ends with one cell::
 
-    from tutorial_utils.large_model_sections import run_section
+    from tutorial_utils.course.large_model_sections import run_section
     RUN_LARGE = None   # None: run when the Hugging Face hub answers; True: run; False: skip
     large = run_section("01", run=RUN_LARGE)
 
@@ -34,8 +34,8 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import Tensor
 
-from .models import hub_reachable
-from .validation import TutorialError
+from ..models import hub_reachable
+from ..errors import TutorialError
 
 __all__ = [
     "SECTIONS", "SECTION_FUNCTIONS", "PUBLISHED", "run_section", "section_00", "section_01",
@@ -113,7 +113,7 @@ def _heads_at(model: Any, heads: Any) -> list[tuple[int, int]]:
 
 
 def _fmt_heads(model: Any, grid: Tensor, heads: Any) -> str:
-    from .composition import head_name
+    from ..composition import head_name
 
     inside = _heads_at(model, heads)
     if not inside:
@@ -122,7 +122,7 @@ def _fmt_heads(model: Any, grid: Tensor, heads: Any) -> str:
 
 
 def _top(grid: Tensor, k: int, largest: bool = True) -> list[tuple[str, float]]:
-    from .composition import parse_head, top_heads
+    from ..composition import parse_head, top_heads
 
     return [(h, float(grid[parse_head(h)])) for h in top_heads(grid, k, largest)]
 
@@ -199,8 +199,8 @@ def section_00(model: Any, *, batch: int = 8, seq_len: int = 20, seed: int = 0, 
     """Notebook 00's analysis on ``model``, one forward pass over ``batch`` sequences
     ``BOS + r + r`` (``len(r) = seq_len``): the last residual stream rebuilt from the
     embeddings and every writer, per-token loss, and every head's induction score."""
-    from .hook_names import hook_name
-    from .induction import induction_scores_from_patterns, model_repeated_tokens, per_token_loss
+    from ..hook_names import hook_name
+    from ..induction import induction_scores_from_patterns, model_repeated_tokens, per_token_loss
 
     _check_positive(batch=batch, seq_len=seq_len, top_k=top_k)
     tokens = model_repeated_tokens(model, seq_len=seq_len, batch=batch, seed=seed)
@@ -290,9 +290,9 @@ def section_01(model: Any, *, n_examples: int = 48, n_attribution: int = 4, ig_s
 
     ``probe_layer`` indexes :func:`tutorial_utils.probing.residual_stream` (0 = embeddings,
     ``l`` = after block ``l - 1``); default the middle of the model."""
-    from . import input_attribution as A
-    from . import probing as P
-    from .tasks import accuracy, make_greater_than, make_sva
+    from .. import input_attribution as A
+    from .. import probing as P
+    from ..tasks import accuracy, make_greater_than, make_sva
 
     _check_positive(n_examples=n_examples, n_attribution=n_attribution, ig_steps=ig_steps,
                     batch_size=batch_size)
@@ -409,7 +409,7 @@ class ContextMixingSection:
 
 
 def _mixing_scores(model: Any, n: int, seed: int) -> MixingScores:
-    from .context_mixing.evaluation import evaluate_on_cue, sva_cue_examples
+    from ..context_mixing.evaluation import evaluate_on_cue, sva_cue_examples
 
     ex = sva_cue_examples(model, n=n, seed=seed)
     ev = evaluate_on_cue(model, ex)
@@ -422,7 +422,7 @@ def section_02(encoder: Any, decoder: Any, *, n_examples: int = 8, seed: int = 0
     """Notebook 02's cue test on ``encoder`` (a BERT-style masked LM) and ``decoder`` (GPT-2
     style): every method of :mod:`tutorial_utils.context_mixing` on ``n_examples`` agreement
     prompts each, scored against gradient x input and occlusion."""
-    from . import context_mixing as cm
+    from .. import context_mixing as cm
 
     _check_positive(n_examples=n_examples)
     text = "The keys on the cabinet [MASK] red."
@@ -494,11 +494,11 @@ def section_03(model: Any, *, n_examples: int = 6, seed: int = 0, top_k: int = 5
     :func:`tutorial_utils.patching.patch_heads` and an ``mlp_out`` sweep by layer, then
     :func:`tutorial_utils.logit_lens.logit_lens` and
     :func:`tutorial_utils.dla.direct_logit_attribution` over the 100 year tokens."""
-    from . import patching as P
-    from .dla import direct_logit_attribution
-    from .logit_lens import logit_lens
-    from .tasks import make_greater_than
-    from .tasks.greater_than import year_token_ids
+    from .. import patching as P
+    from ..dla import direct_logit_attribution
+    from ..logit_lens import logit_lens
+    from ..tasks import make_greater_than
+    from ..tasks.greater_than import year_token_ids
 
     _check_positive(n_examples=n_examples, top_k=top_k)
     ds = make_greater_than(model, n=n_examples, frames_split="canonical", seed=seed)
@@ -592,9 +592,9 @@ def section_04(model: Any, *, n_ioi: int = 8, batch: int = 8, seq_len: int = 20,
     each head of layers ``direct_from_layer`` and above into the logits (default: the upper
     half of the model, where Wang et al.'s name movers sit; ``0`` for every head, about twice
     the time) and every head's attention between IO, S1, S2 and END. Needs ``hooks=True``."""
-    from . import composition as C
-    from . import path_patching as PP
-    from .tasks import make_ioi
+    from .. import composition as C
+    from .. import path_patching as PP
+    from ..tasks import make_ioi
 
     _check_positive(n_ioi=n_ioi, batch=batch, seq_len=seq_len)
     L, H = model.cfg.n_layers, model.cfg.n_heads
@@ -706,9 +706,9 @@ def section_05(model: Any, *, n_examples: int = 8, ig_steps: int = 5, batch_size
     :func:`~tutorial_utils.circuits.eap_ig_scores` and a
     :func:`~tutorial_utils.circuits.faithfulness_curve` for each at the circuit sizes
     ``n_edges`` (default 100, 300, 1,000 and 3,000 edges). Needs ``hooks=True``."""
-    from .circuits import (Graph, eap_ig_scores, eap_scores, evaluate_baselines,
+    from ..circuits import (Graph, eap_ig_scores, eap_scores, evaluate_baselines,
                            faithfulness_curve, rank_correlation)
-    from .tasks import make_greater_than
+    from ..tasks import make_greater_than
 
     _check_positive(n_examples=n_examples, ig_steps=ig_steps, batch_size=batch_size)
     graph = Graph.from_model(model)
@@ -771,7 +771,7 @@ def run_section(notebook: str, run: bool | None = None, **kwargs: Any) -> Any:
     if not run:
         print(f"Skipped the large-model section ({what} on {' and '.join(needs)}): RUN_LARGE = False.")
         return None
-    from .models import load_encoder, load_model
+    from ..models import load_encoder, load_model
 
     fn, takes, hooks = SECTION_FUNCTIONS[notebook]
     sources = {"decoder": kwargs.pop("decoder", "gpt2"),
@@ -801,11 +801,11 @@ def task_counts(tokenizer_or_model: Any) -> dict[str, int]:
     rule), agreement subject noun pairs whose singular and plural forms have the same token
     length (and, with them, the verb pairs, all of which must be one token), and IOI names
     that are one token with a leading space."""
-    from .tasks.base import encode, get_tokenizer
-    from .tasks.greater_than import _year_splits
-    from .tasks.ioi import valid_names
-    from .tasks.sva import verb_token_ids
-    from .tasks.vocab import CENTURIES, NAMES, SVA_NOUNS
+    from ..tasks.base import encode, get_tokenizer
+    from ..tasks.greater_than import _year_splits
+    from ..tasks.ioi import valid_names
+    from ..tasks.sva import verb_token_ids
+    from ..tasks.vocab import CENTURIES, NAMES, SVA_NOUNS
 
     tok = get_tokenizer(tokenizer_or_model)
     years = sum(1 for cc in CENTURIES if _year_splits(tok, cc, 1)
@@ -834,11 +834,11 @@ def build_random_checkpoint(kind: str, out_dir: str | Path, seed: int = 0) -> Pa
     out = Path(out_dir)
     torch.manual_seed(seed)
     if kind == "gpt2":
-        from .gpt2_tokenizer import load_gpt2_tokenizer
+        from ..gpt2_tokenizer import load_gpt2_tokenizer
 
         model, tok = GPT2LMHeadModel(GPT2Config()), load_gpt2_tokenizer()
     elif kind == "bert-base-uncased":
-        from .models import _minilm_dir
+        from ..models import _minilm_dir
 
         model, tok = BertForMaskedLM(BertConfig()), AutoTokenizer.from_pretrained(_minilm_dir())
     else:

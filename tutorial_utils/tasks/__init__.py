@@ -14,7 +14,7 @@ from .facts import make_facts, top1_accuracy
 from .greater_than import make_greater_than
 from .ioi import make_ioi
 from .sva import make_sva
-from ..validation import TutorialError
+from ..errors import TutorialError
 
 TASKS = {
     "greater_than": make_greater_than,

@@ -23,7 +23,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 from torch import Tensor
 
-from ..validation import TutorialError
+from ..errors import TutorialError
 
 __all__ = ["accuracy", "assemble", "bos_id", "encode", "get_tokenizer", "MetricKind",
            "single_token_id", "task_metric", "TaskBuildError", "TaskDataset"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from .base import TaskBuildError, TaskDataset, assemble, encode, get_tokenizer, single_token_id
 from .vocab import CENTURIES, EVENT_NOUNS
-from ..validation import TutorialError
+from ..errors import TutorialError
 
 __all__ = ["CANONICAL_FRAME", "frames", "is_heldout_start_year", "make_greater_than", "SPANS",
            "SUBJECTS", "VERBS", "year_token_ids"]

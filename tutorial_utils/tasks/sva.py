@@ -18,7 +18,7 @@ from typing import Any
 
 from .base import TaskBuildError, TaskDataset, assemble, get_tokenizer, single_token_id
 from .vocab import SVA_NOUNS, SVA_VERBS
-from ..validation import TutorialError
+from ..errors import TutorialError
 
 __all__ = ["CANONICAL_FRAME", "frames", "make_sva", "PREPOSITIONS_HELDOUT", "PREPOSITIONS_TRAIN",
            "RC_VERBS_HELDOUT", "RC_VERBS_TRAIN", "verb_token_ids"]

@@ -1,2 +1,2 @@
 """Exercise checks, one module per notebook (``nb01``, ``nb02``, ...), built on
-:mod:`tutorial_utils.grading`."""
+:mod:`tutorial_utils.course.grading`."""

@@ -1,6 +1,6 @@
 """Checks for the exercises of ``notebooks/01_model_agnostic_baselines.ipynb``.
 
-Every check returns a :class:`~tutorial_utils.grading.CheckResult` (the notebook prints it with
+Every check returns a :class:`~tutorial_utils.course.grading.CheckResult` (the notebook prints it with
 ``report(...)``). Each one first tries the student's function on **synthetic cases with a known
 answer**, where a wrong idea gives a recognisable wrong number and the message names the likely
 mistake, then compares it with the library's reference on fresh random inputs:
@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from .. import input_attribution as A
+from ... import input_attribution as A
 from ..grading import CheckResult, compare_to_reference, raised
 
 __all__ = ["ToyModel", "binary_probe_loss", "check_control_task", "check_gradient_x_input",
@@ -506,8 +506,8 @@ def check_inlp(student_fn: Callable, n_iterations: int = 8) -> CheckResult:
     the removed subspace, ``k = n_iterations``; after projecting it out, a fresh probe trained
     on the erased training data must be at chance (|acc - 0.5| < 0.06) on erased held-out data,
     while a random subspace of the same rank leaves the concept readable."""
-    from ..concept_erasure import NullspaceEraser, random_eraser
-    from ..probing import train_probe
+    from ...concept_erasure import NullspaceEraser, random_eraser
+    from ...probing import train_probe
 
     name = "inlp"
     X, y = _concept_data(3000, 0)

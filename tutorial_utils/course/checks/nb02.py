@@ -5,8 +5,8 @@ attention rolls out to the identity; one head with equal value norms gives back 
 weights; a piece pointing away from the output gets no ALTI contribution; a value vector that is
 already zero changes nothing when zeroed...), recognising the common mistakes by name, then
 compares it with a reference on fresh random inputs and, where a model is passed, with the
-library on the real model. Each returns a :class:`~tutorial_utils.checks.CheckResult`; wrap it in
-:func:`~tutorial_utils.checks.report`.
+library on the real model. Each returns a :class:`~tutorial_utils.course.grading.CheckResult`; wrap it in
+:func:`~tutorial_utils.course.grading.report`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import torch
 
-from ..checks import CheckResult, compare_to_reference
-from ..context_mixing import rollout as _rollout
+from ..grading import CheckResult, compare_to_reference
+from ...context_mixing import rollout as _rollout
 
 __all__ = ["check_rollout", "check_attention_norm", "check_alti_layer",
            "check_value_zeroing_one_token", "check_cue_share_per_layer", "run_layer"]
@@ -187,7 +187,7 @@ def check_attention_norm(student_fn: Callable[..., torch.Tensor], model: Any = N
     res = compare_to_reference(name, student_fn, _ref_attention_norm, inputs, n_trials=4)
     if not res.passed or model is None:
         return res
-    from .. import context_mixing as cm
+    from ... import context_mixing as cm
 
     toks = tokens.reshape(1, -1)
     lib = cm.attention_norm(model, toks[0], "res")
@@ -277,7 +277,7 @@ def check_alti_layer(student_fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
     res = compare_to_reference(name, student_fn, _ref_alti_layer, inputs, n_trials=3)
     if not res.passed or model is None:
         return res
-    from .. import context_mixing as cm
+    from ... import context_mixing as cm
 
     toks = tokens.reshape(1, -1)
     lib = cm.alti(model, toks[0], rollout=False)
@@ -406,8 +406,8 @@ def check_value_zeroing_one_token(student_fn: Callable[..., torch.Tensor], model
                                         f"rerun the same layer on the same x, compare with cosine")
     if model is None:
         return CheckResult(name, True, "known answers right on synthetic BERT layers")
-    from .. import context_mixing as cm
-    from ..context_mixing.value_zeroing import _cosine_distance, value_zeroed_outputs
+    from ... import context_mixing as cm
+    from ...context_mixing.value_zeroing import _cosine_distance, value_zeroed_outputs
 
     toks = tokens.reshape(1, -1)
     hf = cm.original_hf_model(model)

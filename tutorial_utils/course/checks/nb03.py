@@ -4,8 +4,8 @@ Each check first runs the student's function on a case whose answer is known by 
 (patching a run into itself changes nothing, the full circuit scores 1 and the empty one 0, an
 identity-like read-out gives a known score, ...) and, when it is wrong, names the likely
 conceptual mistake; then it compares with a reference on random inputs or with the library on
-the notebook's model. Checks return a :class:`~tutorial_utils.grading.CheckResult`; the
-notebook prints it with :func:`~tutorial_utils.grading.report`.
+the notebook's model. Checks return a :class:`~tutorial_utils.course.grading.CheckResult`; the
+notebook prints it with :func:`~tutorial_utils.course.grading.report`.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def check_ablate_head(fn: Callable) -> CheckResult:
 def check_head_sweep(fn: Callable, model: Any, dataset: Any, layer: int) -> CheckResult:
     """``fn(model, dataset, layer) -> [n_heads]``: the metric with each head of ``layer`` patched
     (all positions) from the corrupted run into the clean run."""
-    from ..patching import patching_sweep
+    from ...patching import patching_sweep
 
     name = "patch_heads_of_layer"
     try:
@@ -152,8 +152,8 @@ def check_head_sweep(fn: Callable, model: Any, dataset: Any, layer: int) -> Chec
 def _edge_by_hand(model: Any, dataset: Any, sender: str, receiver: str, sign: float = 1.0,
                   all_heads: bool = False) -> float:
     """The metric with edge sender -> receiver patched (and two wrong variants)."""
-    from ..graph import Graph
-    from ..patching import get_activations
+    from ...graph import Graph
+    from ...patching import get_activations
 
     g = Graph.from_model(model)
     s = g.node(sender)
@@ -182,7 +182,7 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
     """``fn(model, dataset, sender, receiver) -> float``: the metric of the clean run with the
     single edge ``sender -> receiver`` (``"aL.hH.q"``/``.k``/``.v``) carrying the corrupted
     value, compared with :func:`tutorial_utils.path_patching.edge_patching` on ``edges``."""
-    from ..path_patching import edge_patching
+    from ...path_patching import edge_patching
 
     name = "patch_edge"
     try:
@@ -215,7 +215,7 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
     # Only the receiving head may read the patched stream. On a sibling head of the edge with the
     # largest effect (same layer, same input) adding the change to every head shows clearly:
     # it then also patches the original receiver.
-    from ..graph import Graph
+    from ...graph import Graph
 
     (s0, r0), _ = max(zip(edges, ref), key=lambda e: abs(e[1] - m_clean))
     head_name, which = r0.rsplit(".", 1)
@@ -252,7 +252,7 @@ def check_node_faithfulness(fn: Callable, model: Any, dataset: Any, circuit: lis
                             ) -> CheckResult:
     """``fn(model, dataset, nodes) -> float``: resample-ablate every node outside ``nodes`` and
     normalise, compared with :func:`tutorial_utils.faithfulness.circuit_faithfulness`."""
-    from ..faithfulness import all_nodes, circuit_faithfulness
+    from ...faithfulness import all_nodes, circuit_faithfulness
 
     name = "node_circuit_faithfulness"
     every = all_nodes(model)
@@ -345,7 +345,7 @@ def check_sva_faithfulness(model: Any, dataset: Any, circuit: Any, faithfulness:
                            target: float = 0.8) -> CheckResult:
     """The student's circuit must be a non-empty node set whose faithfulness (resample
     ablation, as the library measures it) is the one they report **and** reaches ``target``."""
-    from ..faithfulness import circuit_faithfulness
+    from ...faithfulness import circuit_faithfulness
 
     name = "sva_faithfulness"
     if circuit is Ellipsis or faithfulness is Ellipsis:

@@ -3,8 +3,8 @@
 Each check first runs the student's function on a synthetic case whose answer is known by
 construction and, when it is wrong, names the likely conceptual mistake; then it compares the
 function with a reference on random inputs. Checks return a
-:class:`~tutorial_utils.grading.CheckResult`; the notebook prints it with
-:func:`~tutorial_utils.grading.report`.
+:class:`~tutorial_utils.course.grading.CheckResult`; the notebook prints it with
+:func:`~tutorial_utils.course.grading.report`.
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from ..tasks import greater_than, ioi, sva
-from ..tasks.vocab import (ADJECTIVES, CAPITALS, CENTURIES, EVENT_NOUNS, IOI_OBJECTS,
+from ...tasks import greater_than, ioi, sva
+from ...tasks.vocab import (ADJECTIVES, CAPITALS, CENTURIES, EVENT_NOUNS, IOI_OBJECTS,
                            IOI_PLACES, NAMES, SVA_COMPLEMENTS, SVA_NOUNS, SVA_VERBS)
 from .tokenizer import BOS, build_vocab, encode_fast
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from ..induction import induction_scores_from_patterns, per_token_loss, repeated_random_tokens
-from ..tasks import accuracy, make_facts, make_greater_than, make_ioi, make_sva, top1_accuracy
+from ...induction import induction_scores_from_patterns, per_token_loss, repeated_random_tokens
+from ...tasks import accuracy, make_facts, make_greater_than, make_ioi, make_sva, top1_accuracy
 
 
 @dataclass
@@ -146,10 +146,10 @@ def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
     * Induction: :func:`tutorial_utils.composition.induction_composition_patching` (the
       previous-token head's output patched into the induction head's q, k or v input alone).
     """
-    from ..composition import (attention_between, copying_scores,
+    from ...composition import (attention_between, copying_scores,
                                induction_composition_patching, ioi_positions, parse_head)
-    from ..path_patching import iterative_path_patching
-    from ..tasks.ioi import valid_names
+    from ...path_patching import iterative_path_patching
+    from ...tasks.ioi import valid_names
 
     ds = make_ioi(bridge, n=n_ioi, frames_split="canonical", seed=seed)
     kept, steps = iterative_path_patching(bridge, ds, threshold=threshold, max_nodes=16)
@@ -178,7 +178,7 @@ def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
     ind = induction_composition_patching(bridge)
     # the same with the two heads of highest previous-token score (no threshold), since a model
     # can split the previous-token role between a strong head and a weaker one
-    from ..composition import induction_classes, induction_patching_data, top_heads
+    from ...composition import induction_classes, induction_patching_data, top_heads
 
     tokens, _ = induction_patching_data(bridge, 20, 16, 0)
     cls = induction_classes(bridge, tokens, 20)
@@ -200,5 +200,5 @@ def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
                       "two_strongest_prev_heads": list(prev[:2]),
                       "effect_removed_via_two_strongest":
                           {k: round(v, 4) for k, v in ind2.effects.items()}},
-        "command": "python -m tutorial_utils.offline_model.model_card DIR --measure",
+        "command": "python -m tutorial_utils.course.offline_model.model_card DIR --measure",
     }

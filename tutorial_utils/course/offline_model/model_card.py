@@ -1,7 +1,7 @@
 """Write the offline model's model card (``README.md`` beside the checkpoint) from its
 ``training_record.json``, so every number in the card is the measured one.
 
-    python -m tutorial_utils.offline_model.model_card data/models/tiny-attn-tasks [--measure]
+    python -m tutorial_utils.course.offline_model.model_card data/models/tiny-attn-tasks [--measure]
 
 ``--measure`` first adds the trained/held-out generalisation breakdown and the composition
 evidence (:func:`.evaluate.composition_evidence`) to the record. A
@@ -48,7 +48,7 @@ def render_composition(ev: dict | None) -> str:
     """The card's composition section, from the measured ``record["composition"]``."""
     if not ev:
         return ""
-    from ..tasks.vocab import NAMES
+    from ...tasks.vocab import NAMES
 
     ioi, ind = ev["ioi"], ev["induction"]
     n_names = len(NAMES.all)
@@ -131,11 +131,11 @@ def render_card(record: dict, name: str) -> str:
                    "IOI frame)" if cc.get("w_name_recall") else "")
     flags = "".join(f" --{k.replace('_', '-')} {v}" for k, v in tc.items()
                     if k in ("lr", "ioi_distractor", "name_recall", "w_filler"))
-    recipe_command = (f"`python -m tutorial_utils.offline_model.train --out runs/{name} "
+    recipe_command = (f"`python -m tutorial_utils.course.offline_model.train --out runs/{name} "
                       f"--seed {tc['seed']}` (defaults; explicitly:{flags})")
     selection_text = " and the best checkpoint kept"
     if record.get("selection"):
-        recipe_command += (f", then `python -m tutorial_utils.offline_model.select runs/{name} "
+        recipe_command += (f", then `python -m tutorial_utils.course.offline_model.select runs/{name} "
                            f"--out data/models/{name}`")
         rows_sel = "\n".join(
             f"| {step} | {v['task_score']:.2f} | {v['composition_score']:.2f} | {v['total']:.2f} "
@@ -168,13 +168,13 @@ trained), stored in float32 safetensors.
 (`TransformerBridge.boot_transformers` on this directory + `enable_compatibility_mode()`).
 
 ## Tokenizer
-Word level with GPT-2's conventions (`tutorial_utils/offline_model/tokenizer.py`): a word and its
+Word level with GPT-2's conventions (`tutorial_utils/course/offline_model/tokenizer.py`): a word and its
 leading space are one token (" war" -> `Ġwar`), a year splits into century + two digits
 (" 1741" -> " 17" + "41"), punctuation is its own token, `<|endoftext|>` (id 0) is BOS/EOS/pad,
 and every name, noun and answer word of the tasks is a single token.
 
 ## Training data
-Generated on the fly by `tutorial_utils/offline_model/corpus.py` (seed {tc['seed']}): documents of
+Generated on the fly by `tutorial_utils/course/offline_model/corpus.py` (seed {tc['seed']}): documents of
 {cc['n_ctx']} tokens starting with BOS, filled with sentences drawn with weights IOI
 {cc['w_ioi']:.2f}, Greater-Than {cc['w_greater_than']:.2f}, agreement {cc['w_sva']:.2f}, facts
 {cc['w_facts']:.2f}, filler {cc['w_filler']:.2f}{extra_kinds}; {cc['p_induction_doc']:.0%} of documents contain a
@@ -237,7 +237,7 @@ def measure_breakdown(model_dir: str | Path) -> None:
     record = json.loads(path.read_text())
     model = GPT2LMHeadModel.from_pretrained(str(model_dir), attn_implementation="eager")
     record["breakdown"] = generalisation_breakdown(model, AutoTokenizer.from_pretrained(str(model_dir)))
-    from ..models import load_model
+    from ...models import load_model
     from .evaluate import composition_evidence
 
     record["composition"] = composition_evidence(load_model(str(model_dir), device="cpu",

@@ -1,8 +1,8 @@
 """Choose the shipped checkpoint among a training run's snapshots, on task metrics *and* on the
 composition evidence the course needs.
 
-    python -m tutorial_utils.offline_model.train --out runs/v6 ... --snapshots
-    python -m tutorial_utils.offline_model.select runs/v6 --out data/models/tiny-attn-tasks
+    python -m tutorial_utils.course.offline_model.train --out runs/v6 ... --snapshots
+    python -m tutorial_utils.course.offline_model.select runs/v6 --out data/models/tiny-attn-tasks
 
 Why a second step: the trainer's own selection scores task metrics only (cheap, every 500
 steps), but a checkpoint can meet them with a circuit the course cannot teach from. In the v6
@@ -81,7 +81,7 @@ def score_snapshot(path: Path) -> dict[str, Any]:
     """Validation metrics, composition evidence (seed 1) and the two scores of one snapshot."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from ..models import load_model
+    from ...models import load_model
     from .evaluate import composition_evidence, evaluate_model
     from .train import selection_score
 
@@ -149,7 +149,7 @@ def select(run_dir: str | Path, out: str | Path, log=print) -> dict[str, Any]:
     final = evaluate_model(hf, AutoTokenizer.from_pretrained(str(out)), n=200)
     record.update({
         "selected_step": best,
-        "selection": {"command": f"python -m tutorial_utils.offline_model.select RUN --out "
+        "selection": {"command": f"python -m tutorial_utils.course.offline_model.select RUN --out "
                                  f"{out}",
                       "scores": {str(k): s for k, s in scores.items()}},
         "final_metrics": final.as_dict(), "bar": final.meets_bar(),

