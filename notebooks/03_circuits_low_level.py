@@ -751,6 +751,6 @@ report(nb03.check_sva_faithfulness(model, sva, sva_circuit, sva_faith, target=SV
 # prints one line and skips.
 
 # %%
-from tutorial_utils.course.large_model_sections import run_section
+from tutorial_utils.course.large_model import run_section
 RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
 large = run_section("03", run=RUN_LARGE)

@@ -39,7 +39,7 @@ from tutorial_utils.circuits.edge_attribution import (eap_ig_scores, eap_scores,
 from tutorial_utils.dla import direct_logit_attribution, logit_diff_attribution
 from tutorial_utils.faithfulness import all_nodes, circuit_faithfulness
 from tutorial_utils.graph import Graph, count_edges
-from tutorial_utils.hook_names import hook_name
+from tutorial_utils.names import hook_name
 from tutorial_utils.input_attribution import ig_completeness, integrated_gradients, logit_target
 from tutorial_utils.interchange import interchange_logits, run_variants, sender_activations
 from tutorial_utils.logit_lens import logit_lens

@@ -23,7 +23,7 @@ def test_normalized_faithfulness_formula_and_policy():
     assert normalized_faithfulness(-1.0, 1.0, 3.0) == pytest.approx(2.0)  # sign-agnostic
     out = normalized_faithfulness(torch.tensor([1.0, 3.0]), 2.0, torch.tensor(1.0))
     torch.testing.assert_close(out, torch.tensor([0.0, 2.0]))
-    # the package's one degenerate policy (tutorial_utils.metrics): NaN, or raise on request
+    # the package's one degenerate policy (tutorial_utils.tasks.metrics): NaN, or raise on request
     assert math.isnan(normalized_faithfulness(1.0, 0.5, 0.5))
     with pytest.raises(ValueError, match="undefined"):
         normalized_faithfulness(1.0, 0.5, 0.5, on_degenerate="raise")

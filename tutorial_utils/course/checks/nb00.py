@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 
 from ..grading import CheckResult, compare_to_reference, report
-from ...hook_names import SITES, hook_name
+from ...names import SITES, hook_name
 from ...induction import induction_scores_from_patterns
 
 __all__ = ["check_induction_score", "check_residual_sum", "reference_residual_sum"]
