@@ -612,11 +612,11 @@ def faithfulness(m_circuit: float, m_full: float, m_corrupted: float) -> float:
 # %%
 # NBVAL_CHECK_OUTPUT
 fr = circuit_faithfulness(model, ioi, [e for e, _ in kept])
-report(nb04.check_faithfulness(faithfulness, fr.metric_circuit, fr.metric_full, fr.metric_empty,
+report(nb04.check_faithfulness(faithfulness, fr.metric_circuit, fr.metric_clean, fr.metric_empty,
                                fr.faithfulness))
 print(f"edge circuit of {len(kept)} edges: logit difference {fr.metric_circuit:.2f} of "
-      f"{fr.metric_full:.2f} (corrupted {fr.metric_empty:.2f}); faithfulness {fr.faithfulness:.2f} "
-      f"(unnormalised F(C) / F(M): {fr.metric_circuit / fr.metric_full:.2f})")
+      f"{fr.metric_clean:.2f} (corrupted {fr.metric_empty:.2f}); faithfulness {fr.faithfulness:.2f} "
+      f"(unnormalised F(C) / F(M): {fr.metric_circuit / fr.metric_clean:.2f})")
 
 # %% [markdown]
 # The circuit found by path patching reproduces about three fifths of the clean - corrupted gap
@@ -640,7 +640,7 @@ subsets = [[]] + [[h] for h in heads_only] + [heads_only[1:]]  # K = {}, each he
 comp = completeness_check(model, ioi, node_circuit, subsets)
 mini = minimality_scores(model, ioi, node_circuit)
 print("completeness (logit difference; clean - corrupted gap "
-      f"{fr.metric_full - fr.metric_empty:.2f}):")
+      f"{fr.metric_clean - fr.metric_empty:.2f}):")
 print(f"  {'K removed':<18} {'F(C minus K)':>12} {'F(M minus K)':>12} {'|difference|':>12}")
 for k, fc, fm, inc in zip(comp.subsets, comp.metric_circuit_minus_k, comp.metric_model_minus_k,
                           comp.incompleteness):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tutorial_utils import composition as C
+from tutorial_utils.names import head_name, parse_head
 
 
 @pytest.fixture(scope="module")

@@ -41,16 +41,16 @@ def gt(hooked_model):
     return make_task("greater_than", hooked_model, n=4, seed=2)
 
 
-@pytest.mark.parametrize("method", ["resample", "mean", "zero"])
+@pytest.mark.parametrize("method", ["corrupted", "resample", "mean", "zero"])
 def test_full_graph_is_one_and_empty_graph_zero(hooked_model, gt, method):
-    full = circuit_faithfulness(hooked_model, gt, all_nodes(hooked_model), method=method)
-    empty = circuit_faithfulness(hooked_model, gt, [], method=method)
+    full = circuit_faithfulness(hooked_model, gt, all_nodes(hooked_model), ablation=method)
+    empty = circuit_faithfulness(hooked_model, gt, [], ablation=method)
     assert abs(full.faithfulness - 1) < 1e-4 and abs(empty.faithfulness) < 1e-4
-    assert abs(full.metric_circuit - full.metric_full) < ATOL
-    if method == "resample":  # everything resampled = the corrupted run
+    assert abs(full.metric_circuit - full.metric_clean) < ATOL
+    if method == "corrupted":  # everything from the paired prompt = the corrupted run
         assert abs(empty.metric_circuit - empty.metric_corrupted) < ATOL
     g = PP.Graph.from_model(hooked_model)
-    full_e = circuit_faithfulness(hooked_model, gt, g.edges, method=method)
+    full_e = circuit_faithfulness(hooked_model, gt, g.edges, ablation=method)
     assert abs(full_e.faithfulness - 1) < 1e-4
 
 
@@ -64,7 +64,7 @@ def test_node_and_edge_circuits_agree_under_resampling(hooked_model, gt):
     b = circuit_faithfulness(hooked_model, gt, edges)
     assert a.kind == "node" and b.kind == "edge"
     assert abs(a.metric_circuit - b.metric_circuit) < ATOL
-    assert abs(a.metric_circuit - a.metric_full) > 1e-4  # the circuit is not trivially the model
+    assert abs(a.metric_circuit - a.metric_clean) > 1e-4  # the circuit is not trivially the model
 
 
 def test_completeness_and_minimality_bookkeeping(hooked_model, gt):
@@ -76,7 +76,7 @@ def test_completeness_and_minimality_bookkeeping(hooked_model, gt):
     res = completeness_check(hooked_model, gt, nodes, subsets=[[], ["m0"]])
     f = circuit_faithfulness(hooked_model, gt, nodes)
     assert abs(float(res.metric_circuit_minus_k[0]) - f.metric_circuit) < ATOL
-    assert abs(float(res.metric_model_minus_k[0]) - f.metric_full) < ATOL
+    assert abs(float(res.metric_model_minus_k[0]) - f.metric_clean) < ATOL
     mins = minimality_scores(hooked_model, gt, nodes)
     assert set(mins) == set(nodes)
     f2 = circuit_faithfulness(hooked_model, gt, [n for n in nodes if n != "m1"])
@@ -88,8 +88,8 @@ def test_bad_circuits_get_clear_errors(hooked_model, gt):
         circuit_faithfulness(hooked_model, gt, ["a0.h9"])
     with pytest.raises(ValueError, match="not a mix"):
         circuit_faithfulness(hooked_model, gt, ["a0.h1", ("embed", "logits")])
-    with pytest.raises(ValueError, match="method"):
-        circuit_faithfulness(hooked_model, gt, ["a0.h1"], method="median")
+    with pytest.raises(ValueError, match="ablation must be"):
+        circuit_faithfulness(hooked_model, gt, ["a0.h1"], ablation="median")
     with pytest.raises(ValueError, match="not an edge"):
         circuit_faithfulness(hooked_model, gt, [("m3", "a0.h0.q")])
     with pytest.raises(ValueError, match="inside the circuit"):

@@ -46,10 +46,9 @@ def test_graph_counts_every_upstream_edge(graph, hooked_model):
 @pytest.mark.parametrize("source", ["corrupted", "mean", "zero"])
 def test_all_edges_out_of_a_node_equal_patching_the_node(hooked_model, gt, graph, node, source):
     out_edges = [e for e in graph.edges if e[0] == node]
-    got = PP.edge_patching(hooked_model, gt, [out_edges], source=source,
-                           reference_tokens=gt.corrupted_tokens)
-    method = {"corrupted": "resample", "mean": "mean", "zero": "zero"}[source]
-    logits = P.ablate(hooked_model, gt.clean_tokens, [node], method,
+    got = PP.edge_patching(hooked_model, gt, [out_edges], ablation=source,
+                           reference_tokens=gt.corrupted_tokens if source == "mean" else None)
+    logits = P.ablate(hooked_model, gt.clean_tokens, [node], source,
                       corrupted_tokens=gt.corrupted_tokens, reference_tokens=gt.corrupted_tokens)
     assert abs(float(got[0]) - float(gt.metric(logits))) < ATOL
 
@@ -127,8 +126,8 @@ def test_bad_edges_get_clear_errors(hooked_model, gt):
         PP.edge_patching(hooked_model, gt, [[("a9.h0", "logits")]])
     with pytest.raises(ValueError, match="unknown receiver"):
         PP.edge_patching(hooked_model, gt, [[("a0.h0", "a2.h1.z")]])
-    with pytest.raises(ValueError, match="source"):
-        PP.edge_patching(hooked_model, gt, [[("a0.h0", "logits")]], source="median")
+    with pytest.raises(ValueError, match="ablation must be"):
+        PP.edge_patching(hooked_model, gt, [[("a0.h0", "logits")]], ablation="median")
 
 
 def test_variant_blocks_change_nothing(hooked_model, gt, graph, monkeypatch):

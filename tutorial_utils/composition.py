@@ -180,6 +180,8 @@ def copying_scores(model: Any, token_ids: Sequence[int] | Tensor, negative: bool
     """``[L, H]``: for every head, the fraction of ``token_ids`` whose own logit is the largest
     of the whole vocabulary under ``W_E[t] @ W_OV @ W_U`` (``-`` that with ``negative=True``)."""
     raw = torch.as_tensor(token_ids)
+    if raw.numel() == 0:
+        raise TutorialError("token_ids is empty: pass the ids of the tokens to copy (e.g. names)")
     if raw.is_floating_point() or raw.is_complex() or raw.dtype == torch.bool:
         raise TutorialError(f"token_ids must be integer token ids, got dtype {raw.dtype} "
                             f"({raw.flatten()[:4].tolist()}); use model.to_single_token(word)")

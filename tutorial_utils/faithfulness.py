@@ -97,8 +97,8 @@ class FaithfulnessResult:
 
     def __str__(self) -> str:
         return (f"{self.kind} circuit of size {self.size} ({self.ablation} ablation): "
-                f"metric(circuit) = {self.metric_circuit:.3f}, metric(clean) = "
-                f"{self.metric_clean:.3f}, metric(empty) = {self.metric_empty:.3f}, "
+                f"metric(circuit) = {self.metric_circuit:.3f}, metric(full) = "
+                f"{self.metric_clean:.3f}, metric(corrupted) = {self.metric_corrupted:.3f}, "
                 f"faithfulness = {self.faithfulness:.3f}")
 
 
@@ -128,6 +128,8 @@ def _circuit_mask(g: Graph, circuit: Any) -> tuple[str, Tensor]:
     for x in items:
         if not isinstance(x, str):
             raise TutorialError(f"circuit: node names are strings such as 'a0.h1', got {x!r}")
+        if x != "logits" and x not in g.sender_index:
+            raise g.unknown_name_error(x, "node")
     return "node", g.node_mask([x for x in items if x != "logits"])
 
 

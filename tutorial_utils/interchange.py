@@ -250,10 +250,13 @@ class GraphInterventions:
             :class:`SingleEdges`).
         patched: BoolTensor[K, n_forward], senders whose output is the ablated value.
         runs: the token sets of the ablation (base, per-example source, mean reference).
+        values: optional FloatTensor[N or 1, T, n_forward, D] given directly as the senders'
+            ablated values (instead of computing them from ``runs``): e.g. a finite-difference
+            check of EAP patches ``out_s(clean) + eps * delta``.
     """
 
     def __init__(self, model: Any, graph: Graph, removed: Tensor | None, patched: Tensor | None,
-                 ablation: str, runs: AblationRuns) -> None:
+                 ablation: str, runs: AblationRuns, values: Tensor | None = None) -> None:
         self.model, self.graph = model, graph
         self.single: Tensor | None = None
         if isinstance(removed, SingleEdges):
@@ -266,13 +269,16 @@ class GraphInterventions:
                 raise TutorialError("SingleEdges variants patch no node")
         else:
             self.n_variants, self.removed, self.patched = _stack_masks(graph, removed, patched)
-        self.ablation, self.runs = ablation, runs
+        self.ablation, self.runs, self.values = ablation, runs, values
         self._shared: Tensor | None = None
         self._cached: tuple[int, Tensor] | None = None
 
     def sources(self, examples: slice) -> Tensor:
         """``[B or 1, T, n_forward, D]``: the ablated value of every sender."""
         model, g, r = self.model, self.graph, self.runs
+        if self.values is not None:
+            v = self.values.to(model_device(model))
+            return v if v.shape[0] == 1 else v[examples]
         if r.source is not None:
             if self._cached is None or self._cached[0] != examples.start:
                 self._cached = (examples.start, sender_activations(model, g, r.source[examples]))
