@@ -70,9 +70,10 @@ import torch
 
 from tutorial_utils import patching as P
 from tutorial_utils import path_patching as PP
-from tutorial_utils.composition import parse_head
 from tutorial_utils.dla import direct_logit_attribution
 from tutorial_utils.course.checks import nb03
+from tutorial_utils.graph import Graph
+from tutorial_utils.names import parse_head
 from tutorial_utils.faithfulness import (all_nodes, circuit_faithfulness, completeness_check,
                                          minimality_scores)
 from tutorial_utils.course.grading import check_value, report
@@ -89,7 +90,7 @@ torch.set_grad_enabled(False);  # every intervention here is forward-only
 # NBVAL_IGNORE_OUTPUT
 model = load_course_model("tiny-gpt2-tasks", hooks=True)  # per-head results, split q/k/v inputs, MLP input: edges need them
 cfg = model.cfg
-graph = PP.Graph.from_model(model)  # the model's nodes: each knows its hook names (notebook 05 explains the graph)
+graph = Graph.from_model(model)  # the model's nodes: each knows its hook names (notebook 05 explains the graph)
 N_EXAMPLES = 24
 print(f"{cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}, vocabulary {cfg.d_vocab}")
 
@@ -213,7 +214,8 @@ drop = {m: torch.zeros(cfg.n_layers, cfg.n_heads) for m in ("zero", "mean", "res
 for name in heads:
     l, h = parse_head(name)          # "a10.h3" -> (10, 3): any number of digits
     for m in drop:
-        logits = P.ablate(model, ds.clean_tokens, [name], m, corrupted_tokens=ds.corrupted_tokens,
+        ablation = "corrupted" if m == "resample" else m  # the package's name for the paired prompt
+        logits = P.ablate(model, ds.clean_tokens, [name], ablation, corrupted_tokens=ds.corrupted_tokens,
                           reference_tokens=ds.corrupted_tokens)
         drop[m][l, h] = m_clean - metric_of(logits)
 KEY_LAYER, KEY_HEAD = divmod(int(drop["resample"].flatten().argmax()), cfg.n_heads)
@@ -517,7 +519,7 @@ print(f"yours: {node_circuit_faithfulness(model, ds, circuit_nodes):.3f}")
 print(f_nodes)
 print(f_edges)
 for method in ("mean", "zero"):
-    f = circuit_faithfulness(model, ds, circuit_nodes, method=method)
+    f = circuit_faithfulness(model, ds, circuit_nodes, ablation=method)
     print(f"node circuit, {method} ablation: faithfulness {f.faithfulness:.3f}")
 
 

@@ -76,6 +76,7 @@ from tutorial_utils.dla import direct_logit_attribution, logit_diff_attribution
 from tutorial_utils.course.checks import nb04
 from tutorial_utils.faithfulness import circuit_faithfulness, completeness_check, minimality_scores
 from tutorial_utils.models import load_course_model, load_model, seed_everything
+from tutorial_utils.names import head_name, parse_head
 from tutorial_utils.plotting import attention_heatmap, bar, heatmap
 from tutorial_utils.tasks import make_ioi
 from tutorial_utils.tasks.ioi import valid_names

@@ -39,7 +39,7 @@ from tutorial_utils.circuits.edge_attribution import (eap_ig_scores, eap_scores,
 from tutorial_utils.dla import direct_logit_attribution, logit_diff_attribution
 from tutorial_utils.faithfulness import all_nodes, circuit_faithfulness
 from tutorial_utils.graph import Graph, count_edges
-from tutorial_utils.names import hook_name
+from tutorial_utils.names import hook_name, kv_head, n_kv_heads
 from tutorial_utils.input_attribution import ig_completeness, integrated_gradients, logit_target
 from tutorial_utils.interchange import (GraphInterventions, ablation_runs, run_variants,
                                         sender_activations, stacked_forward)
@@ -197,7 +197,7 @@ def test_graph_follows_the_architecture(dec):
     rep = H // G
     for h in range(H):
         assert g.bwd_index(f"a{L - 1}.h{h}.k") == g.bwd_index(f"a{L - 1}.h{h - h % rep}.k")
-        assert g.kv_head(h) == C._kv_head(model, h) == h // rep
+        assert g.kv_head(h) == kv_head(h, model.cfg.n_heads, n_kv_heads(model.cfg)) == h // rep
     assert Graph.from_dict(g.to_dict()).n_edges == g.n_edges
     from_cfg = Graph.from_config(_decoder_config(family))  # without building the model
     assert (from_cfg.n_kv_heads, from_cfg.parallel, from_cfg.n_edges) == (G, parallel, g.n_edges)
@@ -504,7 +504,7 @@ def test_composition_uses_the_shared_key_value_head(dec):
     v = cache[hook_name("v", L - 1)][0]  # [T, G, dh]
     assert v.shape[1] == G
     for h in range(H):
-        kv = C._kv_head(model, h)
+        kv = kv_head(h, model.cfg.n_heads, n_kv_heads(model.cfg))
         moved = v[:, kv] @ model.W_O[L - 1, h]
         bias = model.b_V[L - 1, kv] @ model.W_O[L - 1, h] if getattr(model, "b_V", None) is not None \
             else 0

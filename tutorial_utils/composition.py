@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from .errors import TutorialError
@@ -92,13 +93,13 @@ def _shared_kv(W: Tensor, model: Any, layer: int, head: int) -> Tensor:
     return W[layer, kv_head(head, model.cfg.n_heads, n_kv_heads(model.cfg))]
 
 
-def ov_matrix(model: Any, layer: int, head: int) -> Tensor:
+def ov_matrix(model: Any, layer: int, head: int) -> Float[Tensor, "d_model d_model"]:
     """``W_V @ W_O`` of one head: ``[d_model, d_model]`` (row vectors: ``x @ W_OV``)."""
     _check_head(model, layer, head)
     return (_shared_kv(model.W_V, model, layer, head) @ model.W_O[layer, head]).detach()
 
 
-def qk_matrix(model: Any, layer: int, head: int) -> Tensor:
+def qk_matrix(model: Any, layer: int, head: int) -> Float[Tensor, "d_model d_model"]:
     """``W_Q @ W_K^T`` of one head: ``[d_model, d_model]`` (score = ``x_q @ W_QK @ x_k^T``)."""
     _check_head(model, layer, head)
     return (model.W_Q[layer, head] @ _shared_kv(model.W_K, model, layer, head).T).detach()
@@ -127,7 +128,8 @@ def composition_score(model: Any, earlier: tuple[int, int], later: tuple[int, in
     return float(_comp(kind, ov_matrix(model, la, ha), later_m))
 
 
-def composition_scores(model: Any, kind: Kind) -> Tensor:
+def composition_scores(model: Any, kind: Kind
+                       ) -> Float[Tensor, "layer_a head_a layer_b head_b"]:
     """Every pair at once: ``[L, H, L, H]``, entry ``[la, ha, lb, hb]`` the score of head
     (la, ha) into head (lb, hb); NaN where ``la >= lb`` (no composition is possible)."""
     if kind not in ("q", "k", "v"):
@@ -163,7 +165,8 @@ def composition_baseline(model: Any, kind: Kind, n_samples: int = 200, seed: int
     return sum(vals) / len(vals)
 
 
-def copying_fraction(emb: Tensor, ov: Tensor, W_U: Tensor, ids: Tensor,
+def copying_fraction(emb: Float[Tensor, "n d_model"], ov: Float[Tensor, "d_model d_model"],
+                     W_U: Float[Tensor, "d_model vocab"], ids: Int[Tensor, " n"],
                      negative: bool = False) -> float:
     """Fraction of rows whose own token wins: ``mean_i [argmax(emb[i] @ ov @ W_U) == ids[i]]``.
 
@@ -175,8 +178,8 @@ def copying_fraction(emb: Tensor, ov: Tensor, W_U: Tensor, ids: Tensor,
     return float((logits.argmax(-1).cpu() == ids.cpu()).float().mean())
 
 
-def copying_scores(model: Any, token_ids: Sequence[int] | Tensor, negative: bool = False
-                   ) -> Tensor:
+def copying_scores(model: Any, token_ids: Sequence[int] | Int[Tensor, " n"], negative: bool = False
+                   ) -> Float[Tensor, "layer head"]:
     """``[L, H]``: for every head, the fraction of ``token_ids`` whose own logit is the largest
     of the whole vocabulary under ``W_E[t] @ W_OV @ W_U`` (``-`` that with ``negative=True``)."""
     raw = torch.as_tensor(token_ids)
@@ -211,7 +214,9 @@ def _patterns(model: Any, tokens: Tensor) -> Tensor:
     return torch.stack([cache[n] for n in names])
 
 
-def previous_token_scores(model: Any, tokens: Tensor, patterns: Tensor | None = None) -> Tensor:
+def previous_token_scores(model: Any, tokens: Int[Tensor, "batch pos"],
+                          patterns: Float[Tensor, "layer batch head query key"] | None = None
+                          ) -> Float[Tensor, "layer head"]:
     """``[L, H]``: mean attention from each position to the one before it (positions 2..T-1,
     skipping the BOS column so that a head resting on BOS does not count). ``patterns`` (from
     one forward pass, ``[L, B, H, q, k]``) may be passed to avoid running the model again."""
@@ -221,7 +226,7 @@ def previous_token_scores(model: Any, tokens: Tensor, patterns: Tensor | None = 
 
 
 def induction_patching_data(model: Any, seq_len: int = 20, batch: int = 16, seed: int = 0
-                            ) -> tuple[Tensor, Tensor]:
+                            ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
     """A clean/corrupted pair for induction: clean ``BOS + r + r``; corrupted ``BOS + r' + r``
     (the first copy replaced by other random tokens, so nothing in it predicts the second copy).
     Both ``[batch, 1 + 2 * seq_len]``."""
@@ -243,7 +248,7 @@ class InductionClasses:
     induction_scores: Tensor
 
 
-def induction_classes(model: Any, tokens: Tensor, seq_len: int, prev_threshold: float = 0.4,
+def induction_classes(model: Any, tokens: Int[Tensor, "batch pos"], seq_len: int, prev_threshold: float = 0.4,
                       induction_threshold: float = 0.5) -> InductionClasses:
     """Induction heads: the heads (layer >= 1) with induction score >= ``induction_threshold``
     (else the best one). Previous-token heads: the heads below the lowest induction head with
@@ -336,7 +341,7 @@ def induction_composition_patching(model: Any, prev_heads: Sequence[str] | None 
                                 [float(ind[l, h]) for l, h in ind_lh])
 
 
-def top_heads(scores: Tensor, k: int = 3, largest: bool = True) -> list[str]:
+def top_heads(scores: Float[Tensor, "layer head"], k: int = 3, largest: bool = True) -> list[str]:
     """Names of the ``k`` heads with the largest (or smallest) value in ``scores [L, H]``."""
     if scores.ndim != 2:
         raise TutorialError(f"scores must be [n_layers, n_heads], got {tuple(scores.shape)}")
@@ -346,7 +351,7 @@ def top_heads(scores: Tensor, k: int = 3, largest: bool = True) -> list[str]:
     return [head_name(int(i) // H, int(i) % H) for i in idx]
 
 
-def head_grid(model: Any, scores: Any) -> Tensor:
+def head_grid(model: Any, scores: Any) -> Float[Tensor, "layer head"]:
     """``[L, H]`` of the normalised effects of a path-patching result whose senders are heads
     (:class:`tutorial_utils.path_patching.EdgeScores`, e.g. every head into ``["logits"]``);
     senders that are not heads (``embed``, MLPs) are left out, heads not scored stay 0."""
@@ -357,7 +362,7 @@ def head_grid(model: Any, scores: Any) -> Tensor:
     return grid
 
 
-def ioi_positions(dataset: Any) -> dict[str, Tensor]:
+def ioi_positions(dataset: Any) -> dict[str, Int[Tensor, " batch"]]:
     """Positions of the indirect object (``IO``), the first and second subject mentions (``S1``,
     ``S2``) and the final position (``END``) in each clean IOI prompt, each ``[B]``."""
     toks, cand = dataset.clean_tokens, dataset.candidate_ids
@@ -375,7 +380,8 @@ def ioi_positions(dataset: Any) -> dict[str, Tensor]:
             "END": dataset.answer_pos.clone()}
 
 
-def attention_between(model: Any, tokens: Tensor, query_pos: Tensor, key_pos: Tensor) -> Tensor:
+def attention_between(model: Any, tokens: Int[Tensor, "batch pos"], query_pos: Int[Tensor, " batch"],
+                      key_pos: Int[Tensor, " batch"]) -> Float[Tensor, "layer head"]:
     """``[L, H]``: mean over the batch of every head's attention from ``query_pos[b]`` to
     ``key_pos[b]`` (one forward pass, patterns only)."""
     if query_pos.shape != key_pos.shape or query_pos.shape[0] != tokens.shape[0]:

@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from .names import QKV, Node, kv_head, nodes
@@ -207,13 +208,13 @@ class Graph:
                      None if self.scores is None else self.scores.clone(), dict(self.meta),
                      n_kv_heads=self.n_kv_heads, parallel=self.parallel)
 
-    def with_edges(self, in_graph: Tensor) -> "Graph":
+    def with_edges(self, in_graph: Bool[Tensor, "sender receiver"]) -> "Graph":
         """A copy of this graph (same scores and meta) whose circuit is ``in_graph``."""
         g = self.copy()
         g.in_graph = g.check_mask(in_graph, "in_graph")
         return g
 
-    def empty_mask(self) -> Tensor:
+    def empty_mask(self) -> Bool[Tensor, "sender receiver"]:
         """BoolTensor[n_forward, n_backward] of zeros (no edge)."""
         return torch.zeros_like(self.real_edges)
 
@@ -324,14 +325,14 @@ class Graph:
             out.append((self.senders[s], self.receivers[r]))
         return out
 
-    def edge_mask(self, edges: Iterable[str | Edge]) -> Tensor:
+    def edge_mask(self, edges: Iterable[str | Edge]) -> Bool[Tensor, "sender receiver"]:
         """BoolTensor[n_forward, n_backward] with the given edges set."""
         mask = self.empty_mask()
         for e in edges:
             mask[self.edge_index(e)] = True
         return mask
 
-    def node_mask(self, nodes: Iterable[str]) -> Tensor:
+    def node_mask(self, nodes: Iterable[str]) -> Bool[Tensor, " sender"]:
         """BoolTensor[n_forward] with the given senders set (``logits`` is ignored)."""
         mask = torch.zeros(self.n_forward, dtype=torch.bool)
         for n in nodes:
@@ -348,7 +349,7 @@ class Graph:
     def edge_name(self, s: int, r: int) -> str:
         return f"{self.senders[s]}->{self.receivers[r]}"
 
-    def edge_names(self, mask: Tensor | None = None) -> list[str]:
+    def edge_names(self, mask: Bool[Tensor, "sender receiver"] | None = None) -> list[str]:
         """Names of the edges in ``mask`` (default: the circuit), in index order."""
         mask = self.in_graph if mask is None else self.check_mask(mask, "mask")
         return [self.edge_name(s, r) for s, r in mask.nonzero().tolist()]
@@ -368,14 +369,14 @@ class Graph:
         self.bwd_index(receiver)
         return receiver.rsplit(".", 1)[0] if receiver.startswith("a") else receiver
 
-    def receiver_owner(self) -> Tensor:
+    def receiver_owner(self) -> Int[Tensor, " receiver"]:
         """LongTensor[n_backward]: the node (forward index; ``n_forward`` for logits) each
         receiver belongs to (q, k and v of a head all map to the head; under GQA a shared
         k/v receiver maps to its group's first query head, see :meth:`receiver_readers`)."""
         return torch.tensor([self.fwd_index(self.receiver_node(r)) if r != "logits"
                              else self.n_forward for r in self.receivers], dtype=torch.long)
 
-    def receiver_readers(self) -> Tensor:
+    def receiver_readers(self) -> Bool[Tensor, "receiver node"]:
         """BoolTensor[n_backward, n_nodes]: the nodes that read each receiver (one node, except
         a GQA key/value receiver, read by every query head of its group)."""
         out = torch.zeros(self.n_backward, self.n_nodes, dtype=torch.bool)
@@ -393,7 +394,7 @@ class Graph:
                 out[r, self.fwd_index(node.name)] = True
         return out
 
-    def nodes_in_graph(self, mask: Tensor | None = None) -> list[str]:
+    def nodes_in_graph(self, mask: Bool[Tensor, "sender receiver"] | None = None) -> list[str]:
         """Nodes touched by at least one edge of ``mask`` (default: the circuit); a GQA
         key/value receiver touches every query head of its group."""
         mask = self.in_graph if mask is None else self.check_mask(mask, "mask")
@@ -538,7 +539,8 @@ class Graph:
         check_additive_writers(model, "the edge graph (edge and path patching, EAP, circuits)")
         check_hook_names(model, self.hook_names())
 
-    def check_mask(self, mask: Tensor, what: str = "mask") -> Tensor:
+    def check_mask(self, mask: Bool[Tensor, "sender receiver"], what: str = "mask"
+                   ) -> Bool[Tensor, "sender receiver"]:
         """``mask`` as a CPU BoolTensor[n_forward, n_backward] of real edges, else a TutorialError."""
         shape = (self.n_forward, self.n_backward)
         if not isinstance(mask, Tensor) or tuple(mask.shape) != shape:

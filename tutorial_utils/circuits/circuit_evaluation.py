@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
@@ -63,7 +63,7 @@ def evaluate_graph(model: Any, graph: Graph, dataset: TaskDataset,
                    in_graph: Bool[Tensor, "... sender receiver"] | Sequence[Graph] | None = None,
                    metric: Metric | None = None, batch_size: int = 32, max_sequences: int = 512,
                    progress: bool = False, ablation: Ablation = "corrupted",
-                   reference_tokens: Tensor | None = None) -> Float[Tensor, " circuits"]:
+                   reference_tokens: Int[Tensor, "n pos"] | None = None) -> Float[Tensor, " circuits"]:
     """Metric of the model restricted to circuits, by edge-level interchange: every edge *not*
     in a circuit carries its sender's ablated value (default: the corrupted run; the one
     vocabulary of :mod:`tutorial_utils.interchange`). For the normalised faithfulness use

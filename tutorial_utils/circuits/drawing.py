@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ..graph import QKV, Graph
@@ -65,7 +66,8 @@ def _edges(graph: Graph, mask: Tensor, scores: Tensor | None) -> list[tuple[str,
     return out
 
 
-def draw_circuit(graph: Graph, mask: Tensor | None = None, scores: Tensor | None = None,
+def draw_circuit(graph: Graph, mask: Bool[Tensor, "sender receiver"] | None = None,
+                 scores: Float[Tensor, "sender receiver"] | None = None,
                  backend: str = "auto", title: str | None = None, ax: Any = None,
                  path: str | Path | None = None, max_width: float = 4.0) -> Any:
     """Draw the circuit ``mask`` (default ``graph.in_graph``) with edge widths from ``scores``

@@ -24,9 +24,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
-
 from jaxtyping import Bool, Float
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import TutorialError
@@ -71,7 +70,8 @@ def _check_common(model: Any, graph: Graph, dataset: TaskDataset, batch_size: in
 
 
 def receiver_gradients(model: Any, graph: Graph, dataset: TaskDataset,
-                       metric: Metric | None = None, embed: Tensor | None = None) -> Tensor:
+                       metric: Metric | None = None, embed: Float[Tensor, "batch pos d_model"] | None = None
+                       ) -> Float[Tensor, "batch pos receiver d_model"]:
     """``∂M/∂in_r`` at every receiver input, on the clean prompts, in one forward and one
     backward over the whole dataset: FloatTensor[B, T, n_backward, D].
 
@@ -98,7 +98,7 @@ def receiver_gradients(model: Any, graph: Graph, dataset: TaskDataset,
 
 
 def eap_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric | None = None,
-               batch_size: int = 16, progress: bool = False) -> Tensor:
+               batch_size: int = 16, progress: bool = False) -> Float[Tensor, "sender receiver"]:
     """EAP scores of every edge: FloatTensor[n_forward, n_backward] (0 off the real edges).
 
     Per batch: a corrupted forward (sender outputs), a clean forward with gradients and one
@@ -111,7 +111,7 @@ def eap_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric | 
 
 def eap_ig_scores(model: Any, graph: Graph, dataset: TaskDataset, steps: int = 5,
                   metric: Metric | None = None, batch_size: int = 16, progress: bool = False,
-                  max_batch: int | None = None, _desc: str = "EAP-IG") -> Tensor:
+                  max_batch: int | None = None, _desc: str = "EAP-IG") -> Float[Tensor, "sender receiver"]:
     """EAP-IG scores with ``steps`` interpolation points (right Riemann sum, ``k/m``,
     ``k = 1..m``; ``steps=1`` is EAP):
 
@@ -176,8 +176,8 @@ def eap_ig_scores(model: Any, graph: Graph, dataset: TaskDataset, steps: int = 5
 
 
 def exact_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric | None = None,
-                 edges: Tensor | None = None, batch_size: int = 32, max_sequences: int = 512,
-                 progress: bool = False) -> Tensor:
+                 edges: Bool[Tensor, "sender receiver"] | None = None, batch_size: int = 32, max_sequences: int = 512,
+                 progress: bool = False) -> Float[Tensor, "sender receiver"]:
     """Exact edge patching: ``M(edge s->r corrupted alone) - M(clean)`` for every edge.
 
     Each edge is one variant of the engine (:class:`tutorial_utils.interchange.SingleEdges`:
@@ -207,7 +207,7 @@ def exact_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric 
 
 def attribute(model: Any, graph: Graph, dataset: TaskDataset, method: Method = "eap-ig",
               steps: int = 5, metric: Metric | None = None, batch_size: int = 16,
-              progress: bool = False) -> Tensor:
+              progress: bool = False) -> Float[Tensor, "sender receiver"]:
     """Score every edge with ``method`` (``eap``, ``eap-ig`` or ``exact``), store the scores in
     ``graph.scores`` (and the method in ``graph.meta``) and return them."""
     if method not in METHODS:
@@ -225,7 +225,7 @@ def attribute(model: Any, graph: Graph, dataset: TaskDataset, method: Method = "
 
 
 def node_attribution(model: Any, graph: Graph, dataset: TaskDataset,
-                     metric: Metric | None = None, batch_size: int = 16) -> Tensor:
+                     metric: Metric | None = None, batch_size: int = 16) -> Float[Tensor, " sender"]:
     """Node-level attribution patching: ``score(s) = Σ_{b,t} Δ_s · ∂M/∂out_s`` for every sender
     (embed, heads, MLPs), the coarse view before edges.
 

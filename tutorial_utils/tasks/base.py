@@ -29,7 +29,8 @@ from ..models import require_decoder
 from ..validation import check_same_shape, check_tokens
 from .metrics import Metric, check_metric, check_metric_value
 
-__all__ = ["accuracy", "assemble", "bos_id", "check_dataset", "encode", "get_tokenizer",
+__all__ = ["accuracy", "assemble", "bos_id", "check_dataset", "check_example_count", "encode",
+           "get_tokenizer",
            "metric_of_variants", "MetricKind", "single_token_id", "task_metric", "TaskBuildError",
            "TaskDataset"]
 
@@ -43,12 +44,27 @@ class TaskBuildError(TutorialError):
 def get_tokenizer(tokenizer_or_model: Any) -> Any:
     """Return the HF tokenizer of a ``TransformerBridge`` (or the tokenizer itself).
 
-    Raises ``ValueError`` for an encoder model: every task here is next-token prediction.
+    Raises a :class:`TutorialError` for an encoder model (every task here is next-token
+    prediction) and for anything that is neither a model nor a tokenizer.
     """
+    if tokenizer_or_model is None or isinstance(tokenizer_or_model, (str, bytes, int, float)):
+        raise TutorialError(f"expected a model from load_model() or its tokenizer, got "
+                            f"{tokenizer_or_model!r}")
     if hasattr(tokenizer_or_model, "cfg"):
         require_decoder(tokenizer_or_model, "the course tasks")
     tok = getattr(tokenizer_or_model, "tokenizer", None)
-    return tok if tok is not None else tokenizer_or_model
+    tok = tok if tok is not None else tokenizer_or_model
+    if not callable(tok) or not hasattr(tok, "convert_ids_to_tokens"):
+        raise TutorialError(f"expected a model from load_model() or a Hugging Face tokenizer, got "
+                            f"{type(tokenizer_or_model).__name__}")
+    return tok
+
+
+def check_example_count(n: Any) -> int:
+    """``n`` examples: an integer >= 1 (a bool, a float or a string is refused)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise TaskBuildError(f"n must be a positive integer number of examples, got {n!r}")
+    return n
 
 
 def bos_id(tokenizer: Any) -> int:
