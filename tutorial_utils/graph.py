@@ -81,7 +81,7 @@ from torch import Tensor
 from .names import QKV, Node, kv_head, nodes
 from .names import n_kv_heads as cfg_kv_heads
 from .errors import TutorialError
-from .validation import check_additive_writers
+from .validation import check_additive_writers, check_hook_names
 
 __all__ = ["Edge", "Graph", "count_edges", "SenderHook", "ReceiverHook"]
 
@@ -512,8 +512,6 @@ class Graph:
     def check_model(self, model: Any) -> None:
         """The model must match the graph's shape and expose every hook the graph needs
         (``load_model(..., hooks=True)``)."""
-        from .validation import check_hook_names
-
         cfg = getattr(model, "cfg", None)
         if cfg is None:
             raise TutorialError(f"model: expected a TransformerBridge from load_model(..., "
