@@ -53,7 +53,7 @@ def test_nan_threshold_and_nan_scores_are_refused(graph):
     with pytest.raises(TutorialError, match="NaN"):
         top_n(graph, bad, 3)
     with pytest.raises(TutorialError, match="NaN"):
-        draw_circuit(graph, graph.real_edges & (s.abs() > 2), bad)
+        draw_circuit(graph, graph.real_edges, bad)
 
 
 def test_rank_correlation_refuses_nan_and_ties_are_averaged():
