@@ -94,3 +94,33 @@ def test_bad_circuits_get_clear_errors(hooked_model, gt):
         circuit_faithfulness(hooked_model, gt, [("m3", "a0.h0.q")])
     with pytest.raises(ValueError, match="inside the circuit"):
         completeness_check(hooked_model, gt, ["m0"], subsets=[["m1"]])
+
+
+def test_subset_minimality_is_wang_et_al_definition(hooked_model, gt):
+    """score(v) = max_K |F(C \\ (K u {v})) - F(C \\ K)| over subsets K of C \\ {v}, computed
+    here by brute force from circuit_faithfulness's metric of each sub-circuit."""
+    import itertools
+
+    from tutorial_utils.faithfulness import minimality_scores, subset_minimality
+
+    circuit = ["embed", "a0.h0", "m0", "m1", "m2", "m3"]
+    F = {}
+
+    def metric_without(removed):
+        key = frozenset(removed)
+        if key not in F:
+            F[key] = circuit_faithfulness(hooked_model, gt,
+                                          [n for n in circuit if n not in key]).metric_circuit
+        return F[key]
+
+    ex = subset_minimality(hooked_model, gt, circuit, search="exhaustive")
+    greedy = subset_minimality(hooked_model, gt, circuit, search="greedy")
+    empty = minimality_scores(hooked_model, gt, circuit)
+    for v in circuit:
+        rest = [u for u in circuit if u != v]
+        want = max(abs(metric_without(set(k) | {v}) - metric_without(k))
+                   for r in range(len(rest) + 1) for k in itertools.combinations(rest, r))
+        assert abs(ex.score[v] - want) < ATOL, v
+        assert greedy.score[v] <= ex.score[v] + ATOL
+        assert abs(ex.score_empty_subset[v] - abs(empty[v])) < ATOL
+        assert ex.score[v] >= ex.score_empty_subset[v] - ATOL
