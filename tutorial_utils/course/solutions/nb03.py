@@ -11,6 +11,7 @@ from torch import Tensor
 from ... import patching as P
 from ... import path_patching as PP
 from ...faithfulness import all_nodes, circuit_faithfulness
+from ...errors import TutorialError
 from ...graph import Graph
 
 __all__ = ["ablate_head", "node_circuit_faithfulness", "patch_edge", "patch_heads_of_layer",
@@ -31,7 +32,7 @@ def ablate_head(z: Float[Tensor, "batch pos head d_head"], head: int, method: st
     elif method == "resample":
         out[:, :, head] = reference_z[:, :, head]              # each prompt its own corrupted value
     else:
-        raise ValueError(f"unknown method {method!r}")
+        raise TutorialError(f"unknown method {method!r}: use \"zero\", \"mean\" or \"resample\"")
     return out
 
 
