@@ -329,7 +329,7 @@ def _check_plus_one(fn):
                                 lambda g: (torch.randn(3, generator=g),))
 
 
-@exercise("9.2", reference_from=lambda data: sum(data), answers=("total",))
+@exercise("9.2", reference_from=lambda data: float(sum(data)), answers=("total",))
 def _check_total(data, total):
     return check_value("total", as_number(total), float(sum(data)))
 
@@ -403,8 +403,27 @@ class TestExerciseCheck:
             _check_plus_one(lambda x: (_ for _ in ()).throw(NotImplementedError()))
         with pytest.raises(AssertionError, match="plus_one"):
             _check_plus_one(lambda x: x)
-        assert _check_plus_one(_reference) is _reference
+
+        def correct(x):
+            return x + 1
+
+        assert _check_plus_one(correct) is correct
         assert "not done" in capsys.readouterr().out
+
+    def test_rerunning_the_check_on_the_reference_it_gave_is_still_not_done(self, capsys):
+        """Run the stub's check, then the check cell again without re-running the exercise
+        cell: the name now holds the reference, and that is not the student's answer."""
+        def stub(x):
+            raise NotImplementedError
+
+        handed = _check_plus_one(stub)
+        assert _check_plus_one(handed) is _reference
+        values = _check_total([1, 2], ...)
+        assert _check_total([1, 2], values) == 3
+        out = capsys.readouterr().out
+        assert "passed" not in out
+        assert out.count("Exercise 9.1 not done") == 2 and out.count("Exercise 9.2 not done") == 2
+        assert _check_plus_one.judge(_reference).passed  # judging the reference itself passes
 
     def test_decorator_arguments_are_checked(self):
         with pytest.raises(TypeError, match="exactly one"):

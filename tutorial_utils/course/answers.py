@@ -39,13 +39,17 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .grading import (CheckResult, InvalidAnswer, _strict_from_env, describe,
                       guard_answer_function, is_stub_error, not_done, report)
 
 __all__ = ["ExerciseCheck", "exercise", "exercise_checks", "CONTINUING"]
+
+#: Values CPython may share between unrelated computations (small ints, strings...): a
+#: student's answer that *is* one of them is not recognised as the handed-out reference.
+_INTERNED = (bool, int, str, bytes, type(None))
 
 #: The end of every line that announces a fallback to the reference solution.
 CONTINUING = "continuing with the reference solution"
@@ -82,6 +86,10 @@ class ExerciseCheck:
         reference_from: for value answers: computes the reference value(s) from the check's
             other arguments (only those it names as parameters are passed).
         name: the verdict's name when the judge never ran (a value left as ``...``).
+
+    Called from a notebook, the check also recognises the reference it handed out: re-running
+    the check cell after a fallback (without re-running the exercise cell) is still "not done",
+    never "passed".
     """
 
     label: str
@@ -90,6 +98,7 @@ class ExerciseCheck:
     reference: Any = None
     reference_from: Callable[..., Any] | None = None
     name: str = ""
+    _handed_out: list[Any] = field(default_factory=list, repr=False)
 
     def _bind(self, args: tuple, kwargs: dict) -> inspect.BoundArguments:
         bound = inspect.signature(self.judge_fn).bind(*args, **kwargs)
@@ -144,7 +153,12 @@ class ExerciseCheck:
         answers). With ``TUTORIAL_CHECKS_STRICT=1`` a stub or a failure raises
         ``AssertionError`` after printing."""
         bound = self._bind(args, kwargs)
-        result = self.judge(*args, **kwargs)
+        given = [self.reference, *self._handed_out] if self.reference is not None else self._handed_out
+        given = [g for g in given if not isinstance(g, _INTERNED)]  # identity means nothing there
+        if any(bound.arguments[key] is obj for key in self.answers for obj in given):
+            result = not_done(self.name)  # the reference this check handed out earlier
+        else:
+            result = self.judge(*args, **kwargs)
         if result.passed:
             report(result)
             return self._answer(bound)
@@ -157,7 +171,10 @@ class ExerciseCheck:
         result._reported = True
         if _strict_from_env():
             raise AssertionError(line)
-        return self._reference_for(bound)
+        fallback = self._reference_for(bound)
+        if self.reference_from is not None:
+            self._handed_out[:] = list(fallback) if len(self.answers) > 1 else [fallback]
+        return fallback
 
     def __repr__(self) -> str:
         return f"<check of Exercise {self.label}: {self.judge_fn.__name__}>"
