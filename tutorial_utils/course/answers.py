@@ -127,9 +127,10 @@ class ExerciseCheck:
             if getattr(error, "__from_student__", False):
                 return CheckResult(self.name, False, f"your function raised "
                                                      f"{type(error).__name__}: {error}")
+            answer = describe(bound.arguments[self.answers[0]])
             return CheckResult(self.name, False, f"the check could not judge this answer "
                                                  f"({type(error).__name__}: {error}); the "
-                                                 f"answer was {describe(bound.arguments[self.answers[0]])}")
+                                                 f"answer was {answer}")
         if not isinstance(result, CheckResult):
             return CheckResult(self.name, False, f"the check returned {describe(result)} "
                                                  f"instead of a verdict (a bug in the check)")
@@ -153,8 +154,8 @@ class ExerciseCheck:
         answers). With ``TUTORIAL_CHECKS_STRICT=1`` a stub or a failure raises
         ``AssertionError`` after printing."""
         bound = self._bind(args, kwargs)
-        given = [self.reference, *self._handed_out] if self.reference is not None else self._handed_out
-        given = [g for g in given if not isinstance(g, _INTERNED)]  # identity means nothing there
+        given = [g for g in (self.reference, *self._handed_out)
+                 if g is not None and not isinstance(g, _INTERNED)]  # identity means nothing there
         if any(bound.arguments[key] is obj for key in self.answers for obj in given):
             result = not_done(self.name)  # the reference this check handed out earlier
         else:

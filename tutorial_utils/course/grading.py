@@ -2,17 +2,20 @@
 
 Each exercise in a notebook is followed by a check cell such as::
 
-    report(check_my_function(my_function))
+    my_function = nb03.check_my_function(my_function)
 
 where ``check_my_function`` lives in a per-notebook module (for instance
-``tutorial_utils.course.checks.nb03``) and is built from the helpers here:
+``tutorial_utils.course.checks.nb03``): a judging function decorated by
+:func:`tutorial_utils.course.answers.exercise`, which prints the verdict and returns what later
+cells use. The judging functions are built from the helpers here:
 
 * :func:`compare_to_reference` runs the student's function and the reference
   implementation on the same freshly generated inputs, for a few seeds, and
   compares the outputs within a tolerance;
 * :func:`check_value` compares one computed value (number, tensor, ...) with the
   expected one;
-* :func:`report` prints the one-line verdict and returns the :class:`CheckResult`.
+* :func:`report` prints the one-line verdict and returns the :class:`CheckResult`
+  (``report(check_value(...))`` in a notebook cell compares a number with the library's).
 
 The check functions never raise: a missing implementation, a crash or a wrong
 answer all become a failed :class:`CheckResult` with a message a student can act
