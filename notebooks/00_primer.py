@@ -131,7 +131,8 @@ def residual_sum(cache, n_layers: int) -> torch.Tensor:
     ### HINT: Start from the sum of the two embedding hooks, then add two cache entries per layer.
 
 
-nb00.check_residual_sum(residual_sum, model);
+# %%
+residual_sum = nb00.check_residual_sum(residual_sum, model)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -222,7 +223,8 @@ def induction_score(patterns: torch.Tensor, seq_len: int) -> torch.Tensor:
     ### HINT: With q = arange(seq_len + 1, 2 * seq_len + 1) the keys are q - seq_len + 1; then average over the batch axis and the query axis.
 
 
-nb00.check_induction_score(induction_score);
+# %%
+induction_score = nb00.check_induction_score(induction_score)
 
 # %%
 # NBVAL_CHECK_OUTPUT

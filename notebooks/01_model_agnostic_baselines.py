@@ -252,7 +252,7 @@ def train_binary_probe(X: torch.Tensor, y: torch.Tensor, weight_decay: float):
 
 
 # %%
-report(nb01.check_train_probe(train_binary_probe))
+train_binary_probe = nb01.check_train_probe(train_binary_probe)
 
 # %% [markdown]
 # #### Exercise 2.2 · the control task ⭐⭐ 🔵🔵🔵 · 4 min
@@ -277,7 +277,7 @@ def control_task_labels(tokens: torch.Tensor, pos: torch.Tensor, labels: torch.T
 
 
 # %%
-report(nb01.check_control_task(control_task_labels))
+control_task_labels = nb01.check_control_task(control_task_labels)
 
 # %% [markdown]
 # The package's `P.control_task(tokens, pos, labels, seed)` is the same definition. A control
@@ -369,7 +369,7 @@ def my_gradient_x_input(model, tokens, target_fn):
 
 
 # %%
-report(nb01.check_gradient_x_input(my_gradient_x_input, model))
+my_gradient_x_input = nb01.check_gradient_x_input(my_gradient_x_input, model)
 
 
 # %% [markdown]
@@ -396,7 +396,7 @@ def my_integrated_gradients(model, tokens, target_fn, baseline_embeds, n_steps):
 
 
 # %%
-report(nb01.check_integrated_gradients(my_integrated_gradients, model))
+my_integrated_gradients = nb01.check_integrated_gradients(my_integrated_gradients, model)
 
 
 # %% [markdown]
@@ -419,7 +419,7 @@ def my_occlusion(model, tokens, target_fn, replacement_id):
 
 
 # %%
-report(nb01.check_occlusion(my_occlusion, model))
+my_occlusion = nb01.check_occlusion(my_occlusion, model)
 
 # %% [markdown]
 # **One prompt.** Why does *"The keys on the cabinet"* continue with *" are"*, and why *" are"*
@@ -585,7 +585,7 @@ def my_inlp(X: torch.Tensor, y: torch.Tensor, n_iterations: int) -> torch.Tensor
 
 
 # %%
-report(nb01.check_inlp(my_inlp))
+my_inlp = nb01.check_inlp(my_inlp)
 
 # %%
 # NBVAL_CHECK_OUTPUT

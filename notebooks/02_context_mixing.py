@@ -234,7 +234,8 @@ def my_rollout(per_layer: torch.Tensor, add_residual: bool) -> torch.Tensor:
     ### END SOLUTION
 
 
-report(nb02.check_rollout(my_rollout))
+# %%
+my_rollout = nb02.check_rollout(my_rollout)
 
 # %%
 show_pair("rollout", "rollout (0.5 A + 0.5 I)");
@@ -285,7 +286,8 @@ def my_attention_norm(pattern: torch.Tensor, values: torch.Tensor, W_O: torch.Te
     ### END SOLUTION
 
 
-report(nb02.check_attention_norm(my_attention_norm, encoder, enc_tokens))
+# %%
+my_attention_norm = nb02.check_attention_norm(my_attention_norm, encoder, enc_tokens)
 
 # %%
 show_pair("attention_norm", "attention-norm ||z_ij||");
@@ -324,7 +326,8 @@ def my_alti_layer(pieces: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     ### END SOLUTION
 
 
-report(nb02.check_alti_layer(my_alti_layer, encoder, enc_tokens))
+# %%
+my_alti_layer = nb02.check_alti_layer(my_alti_layer, encoder, enc_tokens)
 
 # %%
 show_pair("alti", "ALTI (rolled out)");
@@ -397,7 +400,9 @@ def my_value_zeroing_one_token(layer, x: torch.Tensor, j: int) -> torch.Tensor:
     ### END SOLUTION
 
 
-report(nb02.check_value_zeroing_one_token(my_value_zeroing_one_token, encoder, enc_tokens))
+# %%
+my_value_zeroing_one_token = nb02.check_value_zeroing_one_token(my_value_zeroing_one_token,
+                                                                encoder, enc_tokens)
 
 # %% [markdown]
 # **RES1+LN1.** In the post-LN encoder the block output is
@@ -591,7 +596,8 @@ def my_cue_share_per_layer(maps: torch.Tensor, query: torch.Tensor, cue: torch.T
     ### END SOLUTION
 
 
-report(nb02.check_cue_share_per_layer(my_cue_share_per_layer))
+# %%
+my_cue_share_per_layer = nb02.check_cue_share_per_layer(my_cue_share_per_layer)
 
 # %% [markdown]
 # Layer by layer, for the layer-local methods (each reads one layer's mixing) and ALTI's

@@ -198,7 +198,7 @@ def ablate_head(z: torch.Tensor, head: int, method: str, reference_z: torch.Tens
 
 
 # %%
-report(nb03.check_ablate_head(ablate_head))
+ablate_head = nb03.check_ablate_head(ablate_head)
 
 # %% [markdown]
 # Now ablate every head of the model each way (`P.ablate` implements all three; the reference
@@ -297,7 +297,7 @@ def patch_heads_of_layer(model, ds, layer: int) -> torch.Tensor:
 
 
 # %%
-report(nb03.check_head_sweep(patch_heads_of_layer, model, ds, layer=KEY_LAYER))
+patch_heads_of_layer = nb03.check_head_sweep(patch_heads_of_layer, model, ds, layer=KEY_LAYER)
 
 # %% [markdown]
 # `P.patching_sweep` does the same for every site at once: it stacks all the patched variants along
@@ -427,7 +427,7 @@ key = f"a{KEY_LAYER}.h{KEY_HEAD}"
 check_edges = [("embed", f"{key}.v"), ("embed", f"{key}.q")]
 if cfg.n_layers > 1:
     check_edges.append((f"a0.h{cfg.n_heads - 1}", f"a1.h0.k"))
-report(nb03.check_patch_edge(patch_edge, model, ds, check_edges))
+patch_edge = nb03.check_patch_edge(patch_edge, model, ds, check_edges)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -509,7 +509,8 @@ def node_circuit_faithfulness(model, ds, nodes) -> float:
 
 
 # %%
-report(nb03.check_node_faithfulness(node_circuit_faithfulness, model, ds, circuit_nodes))
+node_circuit_faithfulness = nb03.check_node_faithfulness(node_circuit_faithfulness, model, ds,
+                                                         circuit_nodes)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -654,7 +655,7 @@ def upweight_score(c: torch.Tensor, scale: torch.Tensor, W_U: torch.Tensor, yy: 
 
 
 # %%
-report(nb03.check_upweight_score(upweight_score))
+upweight_score = nb03.check_upweight_score(upweight_score)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -703,7 +704,8 @@ print(f"mean attention from the last position to YY (position {YY_POS}) over {le
 # Use the tools above (head patching, `PP.path_patching` into the logits, iterative path
 # patching) to choose a small set of nodes, then compute its faithfulness with
 # `circuit_faithfulness`. The check recomputes the number for your circuit and **fails below the
-# target of 0.8**, saying how far you are. Reach it with as few nodes as you can.
+# target of 0.8**, saying how far you are. Reach it with as few nodes as you can: the check also
+# **fails above 8 nodes** (the whole model, 21 nodes, trivially scores 1).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -725,10 +727,11 @@ sva_faith = circuit_faithfulness(model, sva, sva_circuit).faithfulness
 ### END SOLUTION
 ### HINT: `PP.iterative_path_patching(model, sva, threshold=0.1)` gives edges; their senders and receivers are nodes.
 ### HINT: `circuit_faithfulness(model, sva, nodes).faithfulness` is the number to report; below the target, add the inputs of the nodes you have.
-print(f"SVA circuit {sva_circuit}: faithfulness {sva_faith:.3f}")
 
 # %%
-report(nb03.check_sva_faithfulness(model, sva, sva_circuit, sva_faith, target=SVA_TARGET))
+sva_circuit, sva_faith = nb03.check_sva_faithfulness(model, sva, sva_circuit, sva_faith,
+                                                     target=SVA_TARGET, max_nodes=8)
+print(f"SVA circuit {sva_circuit}: faithfulness {sva_faith:.3f}")
 
 # %% [markdown]
 # ## Summary

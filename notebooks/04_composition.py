@@ -172,7 +172,7 @@ def composition_score(W_later: torch.Tensor, W_OV: torch.Tensor, kind: str) -> t
 
 
 # %%
-report(nb04.check_composition_score(composition_score))
+composition_score = nb04.check_composition_score(composition_score)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -206,7 +206,7 @@ print(f"K-composition pairs above the random baseline: {int((pairs > baseline).s
 # its key or its value. The residual stream the induction head reads is a sum of every earlier
 # head's output, so this single term can be swapped while every other path stays clean.
 #
-# #### Exercise 1.2 · one path-patching step into a key ⭐⭐⭐ 🔵🔵🔵 · 4 min
+# #### Exercise 1.2 · one path-patching step into a key ⭐ 🔵🔵🔵 · 4 min
 # `k_input` is the induction head's key input, per head (`hook_k_input`, `[batch, pos, head,
 # d_model]`). Replace the sender's term `out_current` by `out_source` for head `head` only.
 
@@ -222,7 +222,7 @@ def patch_key_input(k_input, out_current, out_source, head: int):
 
 
 # %%
-report(nb04.check_patch_key_input(patch_key_input))
+patch_key_input = nb04.check_patch_key_input(patch_key_input)
 
 # %% [markdown]
 # Now use it in a hook. The model spreads each role over several heads, so we patch the whole
@@ -311,7 +311,7 @@ def copying_score(emb, W_OV, W_U, ids, k: int = 1) -> float:
 
 
 # %%
-report(nb04.check_copying_score(copying_score))
+copying_score = nb04.check_copying_score(copying_score)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -421,7 +421,7 @@ def head_dla(result, scale, W_U, io_ids, s_ids):
 
 
 # %%
-report(nb04.check_head_dla(head_dla))
+head_dla = nb04.check_head_dla(head_dla)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -594,7 +594,7 @@ print("nodes:", circuit_nodes)
 # value and its query) and into an S-inhibition head's value: the value source reads the names
 # themselves.
 #
-# #### Exercise 3.1 · faithfulness ⭐⭐ 🔵🔵🔵 · 2 min
+# #### Exercise 3.1 · faithfulness ⭐ 🔵🔵 · 2 min
 # Run the circuit alone (every edge outside it carries its value from the corrupted prompt:
 # resample ablation) and compare its metric `F(C)` with the full model's `F(M)` and the fully
 # ablated run's `F(∅)`: `(F(C) - F(∅)) / (F(M) - F(∅))`, 1 when the circuit does everything the
@@ -613,8 +613,8 @@ def faithfulness(m_circuit: float, m_full: float, m_corrupted: float) -> float:
 # %%
 # NBVAL_CHECK_OUTPUT
 fr = circuit_faithfulness(model, ioi, [e for e, _ in kept])
-report(nb04.check_faithfulness(faithfulness, fr.metric_circuit, fr.metric_clean, fr.metric_empty,
-                               fr.faithfulness))
+faithfulness = nb04.check_faithfulness(faithfulness, fr.metric_circuit, fr.metric_clean,
+                                      fr.metric_empty, fr.faithfulness)
 print(f"edge circuit of {len(kept)} edges: logit difference {fr.metric_circuit:.2f} of "
       f"{fr.metric_clean:.2f} (corrupted {fr.metric_empty:.2f}); faithfulness {fr.faithfulness:.2f} "
       f"(unnormalised F(C) / F(M): {fr.metric_circuit / fr.metric_clean:.2f})")

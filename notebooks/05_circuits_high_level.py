@@ -202,7 +202,7 @@ def eap_all_edges(act_clean: torch.Tensor, act_corrupted: torch.Tensor, grads: t
 
 
 # %%
-report(nb05.check_eap_all_edges(eap_all_edges))
+eap_all_edges = nb05.check_eap_all_edges(eap_all_edges)
 
 # %% [markdown]
 # Now on the model: `sender_activations` gives every sender's output, `receiver_gradients` every
@@ -250,7 +250,7 @@ def ig_gradient(grad_fn, x_clean: torch.Tensor, x_corrupted: torch.Tensor, steps
 
 
 # %%
-report(nb05.check_ig_gradient(ig_gradient))
+ig_gradient = nb05.check_ig_gradient(ig_gradient)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -359,7 +359,7 @@ def top_n_edges(scores: torch.Tensor, real_edges: torch.Tensor, n: int) -> torch
 
 
 # %%
-report(nb05.check_top_n_edges(top_n_edges))
+top_n_edges = nb05.check_top_n_edges(top_n_edges)
 
 
 # %% [markdown]
@@ -381,7 +381,7 @@ def faithfulness_by_size(evaluate, scores: torch.Tensor, real_edges: torch.Tenso
 
 
 # %%
-report(nb05.check_faithfulness_curve(faithfulness_by_size))
+faithfulness_by_size = nb05.check_faithfulness_curve(faithfulness_by_size)
 
 # %% [markdown]
 # The curves of the three rankings on **both tasks**, with many points among the first 20 edges

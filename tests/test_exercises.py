@@ -9,7 +9,8 @@ import nbformat
 import pytest
 from nbformat import v4
 
-from tutorial_utils.course.exercises import RAISE_LINE, generate_all, main, make_student_notebook, render_notebook
+from tutorial_utils.course.exercises import (RAISE_LINE, TOP_LEVEL_STUB_COMMENT, generate_all, main,
+                                             make_student_notebook, render_notebook)
 
 EXERCISE_SOURCE = """\
 import math
@@ -33,8 +34,10 @@ values = [1.0, 2.0]
 ### BEGIN SOLUTION
 answer = sum(values)
 ### END SOLUTION
-print(answer)
 """
+
+SOFTMAX_CHECK = "softmax = checks.check_softmax(softmax)"
+ANSWER_CHECK = "answer = checks.check_answer(answer, values)\nprint(answer)"
 
 
 def _solution_notebook() -> nbformat.NotebookNode:
@@ -45,11 +48,14 @@ def _solution_notebook() -> nbformat.NotebookNode:
     exercise = v4.new_code_cell(EXERCISE_SOURCE, execution_count=4)
     exercise.outputs = [v4.new_output("execute_result", data={"text/plain": "1"}, execution_count=4)]
     nb.cells = [
-        v4.new_markdown_cell("# Softmax\n\nLearning objectives: ..."),
+        v4.new_markdown_cell("# Softmax\n\nLearning objectives: ...\n\n#### Exercise 1.1 · softmax"),
         exercise,
         v4.new_code_cell("# SOLUTION ONLY\nassert softmax([0.0]) == [1.0]"),
+        v4.new_code_cell(SOFTMAX_CHECK),
         plain,
+        v4.new_markdown_cell("#### Exercise 1.2 · a sum"),
         v4.new_code_cell(TOP_LEVEL_SOURCE),
+        v4.new_code_cell(ANSWER_CHECK),
     ]
     return nb
 
@@ -61,8 +67,10 @@ def _sources(nb: nbformat.NotebookNode) -> list[str]:
 def test_header_and_cell_layout() -> None:
     student = make_student_notebook(_solution_notebook(), "01_softmax.ipynb")
     types = [cell.cell_type for cell in student.cells]
-    # header, markdown, exercise, help, plain (SOLUTION ONLY dropped), top-level exercise, help
-    assert types == ["markdown", "markdown", "code", "markdown", "code", "code", "markdown"]
+    # header, markdown, exercise, help, check (SOLUTION ONLY dropped), plain, markdown,
+    # top-level exercise, help, check
+    assert types == ["markdown", "markdown", "code", "markdown", "code", "code", "markdown", "code",
+                     "markdown", "code"]
     assert student.cells[0].source == (
         "Student version generated from `notebooks/01_softmax.ipynb` by "
         "`python -m tutorial_utils.course.exercises`; do not edit by hand."
@@ -94,9 +102,11 @@ def test_exercise_cell_is_stubbed_with_correct_indentation() -> None:
 
 def test_top_level_block_is_stubbed() -> None:
     student = make_student_notebook(_solution_notebook(), "01_softmax.ipynb")
-    code = student.cells[5].source
-    assert code.splitlines() == ["values = [1.0, 2.0]", RAISE_LINE, "print(answer)"]
-    compile(code, "<student cell>", "exec")
+    code = student.cells[7].source
+    assert code.splitlines() == ["values = [1.0, 2.0]", f"answer = ...  {TOP_LEVEL_STUB_COMMENT}"]
+    namespace: dict = {}
+    exec(code, namespace)  # runs: the stub is a value, not a raise
+    assert namespace["answer"] is Ellipsis
 
 
 def test_hints_and_solution_follow_exercise() -> None:
@@ -113,7 +123,7 @@ def test_hints_and_solution_follow_exercise() -> None:
     exec(solution, namespace)
     assert namespace["softmax"]([0.0, 0.0]) == [0.5, 0.5]
     # A cell without hints still gets the solution block, and no hint block.
-    top_help = student.cells[6].source
+    top_help = student.cells[8].source
     assert "Hint" not in top_help and "answer = sum(values)" in top_help
 
 
@@ -127,7 +137,7 @@ def test_outputs_cleared_and_input_untouched() -> None:
             assert cell.outputs == []
             assert cell.execution_count is None
             assert "execution" not in cell.metadata
-    plain = student.cells[4]
+    plain = student.cells[5]
     assert plain.source == "print('hello')"
     nbformat.validate(student)
 
@@ -214,3 +224,117 @@ def test_cli_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(args) == 0
     assert main([*args, "--check"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("OK")
+
+
+# --- the exercise / check-cell contract -------------------------------------------------------
+
+def _two_cells(exercise: str, check: str | None) -> nbformat.NotebookNode:
+    nb = v4.new_notebook()
+    nb.cells = [v4.new_markdown_cell("#### Exercise 1.1 · x"), v4.new_code_cell(exercise)]
+    if check is not None:
+        nb.cells.append(v4.new_code_cell(check))
+    return nb
+
+
+FUNCTION_EXERCISE = "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n"
+
+
+@pytest.mark.parametrize(("exercise", "check", "fragment"), [
+    (FUNCTION_EXERCISE, None, "must be followed by its check cell"),
+    (FUNCTION_EXERCISE, "checks.check_f(f)", "must rebind the exercise's answer"),
+    (FUNCTION_EXERCISE, "print(f(1))", "`f = nbXX.check_f(f, ...)`"),
+    (FUNCTION_EXERCISE, "g = checks.check_f(f)", "`f` holds a solution but its check"),
+    (FUNCTION_EXERCISE, "f, g = checks.check_f(f, g)", "does not define inside a solution block"),
+    (FUNCTION_EXERCISE, "f = checks.check_f(lambda x: f(x))", "pass `f`"),
+    (FUNCTION_EXERCISE + "print(f(1))\n", "f = checks.check_f(f)", "uses `f` outside its solution"),
+    ("### BEGIN SOLUTION\nanswer = 2\n### END SOLUTION\nprint(answer)\n",
+     "answer = checks.check_a(answer)", "uses `answer` outside its solution"),
+    ("### BEGIN SOLUTION\nkept = 3\nanswer = kept\n### END SOLUTION\nprint(kept)\n",
+     "answer = checks.check_a(answer)", "uses `kept` outside its solution"),
+    ("### BEGIN SOLUTION\nother = 2\n### END SOLUTION\n", "answer = checks.check_a(answer)",
+     "binds none of the names its check cell rebinds"),
+    ("for i in range(3):\n    ### BEGIN SOLUTION\n    x = i\n    ### END SOLUTION\n",
+     "x = checks.check_x(x)", "indented but not inside a function"),
+])
+def test_exercise_and_check_cells_must_follow_the_contract(exercise, check, fragment):
+    with pytest.raises(ValueError, match="c.ipynb: cell 1") as info:
+        make_student_notebook(_two_cells(exercise, check), "c.ipynb")
+    assert fragment in str(info.value)
+
+
+def test_contract_accepts_several_answers_and_solution_only_cells_in_between():
+    nb = _two_cells("### BEGIN SOLUTION\nkept = [1, 2]\nnodes = kept\nscore = 0.5\n"
+                    "### END SOLUTION\n", "nodes, score = checks.check_c(model, nodes, score)")
+    nb.cells.insert(2, v4.new_code_cell("# SOLUTION ONLY\nassert score == 0.5"))
+    student = make_student_notebook(nb, "c.ipynb")
+    assert student.cells[2].source.splitlines() == [f"nodes = ...  {TOP_LEVEL_STUB_COMMENT}",
+                                                    f"score = ...  {TOP_LEVEL_STUB_COMMENT}"]
+
+
+def _run_student(student: nbformat.NotebookNode, namespace: dict) -> list[str]:
+    """Execute the student version's code cells in order; return what was printed."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for cell in student.cells:
+            if cell.cell_type == "code":
+                exec(cell.source, namespace)
+    return out.getvalue().splitlines()
+
+
+def test_unsolved_student_version_runs_on_the_references(monkeypatch):
+    """The generator's stubs and the checks' fallback together: with nothing solved the
+    student version runs to its end, each exercise says "not done" once, and later cells get
+    the reference solutions; in the solution notebook the answers pass and are used as written."""
+    import math
+    from types import SimpleNamespace
+
+    from tutorial_utils.course.answers import exercise
+    from tutorial_utils.course.grading import CheckResult, compare_to_reference
+
+    monkeypatch.delenv("TUTORIAL_CHECKS_STRICT", raising=False)
+
+    def reference_softmax(x):
+        exps = [math.exp(v - max(x)) for v in x]
+        return [e / sum(exps) for e in exps]
+
+    @exercise("1.1", reference=reference_softmax)
+    def check_softmax(fn):
+        return compare_to_reference("softmax", fn, reference_softmax,
+                                    lambda g: ([float(v) for v in range(4)],))
+
+    @exercise("1.2", reference_from=lambda values: sum(values))
+    def check_answer(answer, values):
+        return CheckResult("answer", answer == sum(values), "the sum")
+
+    checks = SimpleNamespace(check_softmax=check_softmax, check_answer=check_answer)
+    namespace = {"checks": checks}
+    printed = _run_student(make_student_notebook(_solution_notebook(), "01_softmax.ipynb"),
+                           namespace)
+    assert printed == ["⏭ Exercise 1.1 not done: continuing with the reference solution.",
+                       "hello",
+                       "⏭ Exercise 1.2 not done: continuing with the reference solution.",
+                       "3.0"]
+    assert namespace["softmax"] is reference_softmax and namespace["answer"] == 3.0
+
+    solution = _solution_notebook()
+    solution.cells = [c for c in solution.cells
+                      if c.cell_type == "code" and "SOLUTION ONLY" not in c.source]
+    namespace = {"checks": checks}
+    printed = _run_student(solution, namespace)
+    assert printed[0].startswith("✅ softmax: passed") and printed[2] == "✅ answer: passed (the sum)"
+    assert namespace["softmax"] is not reference_softmax and printed[-1] == "3.0"
+
+
+def test_cli_refuses_a_missing_or_empty_notebooks_folder(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nonexistent"
+    assert main(["--notebooks-dir", str(missing)]) == 1
+    assert "no such folder" in capsys.readouterr().err
+    assert main(["--notebooks-dir", str(missing), "--check"]) == 1
+    assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["--notebooks-dir", str(tmp_path / "empty"), "--check"]) == 1
+    assert "no solution notebook" in capsys.readouterr().err

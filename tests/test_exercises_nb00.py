@@ -23,16 +23,16 @@ pytestmark = pytest.mark.usefixtures("lenient_checks")
 
 
 def test_induction_score_check_passes_the_reference():
-    assert nb00.check_induction_score(induction_scores_from_patterns).passed
+    assert nb00.check_induction_score.judge(induction_scores_from_patterns).passed
 
 
 def test_induction_score_check_names_the_duplicate_token_mistake():
-    result = nb00.check_induction_score(_wrong_offset)
+    result = nb00.check_induction_score.judge(_wrong_offset)
     assert not result.passed and "q - seq_len + 1" in result.message
 
 
 def test_induction_score_check_catches_a_sum_instead_of_a_mean():
-    result = nb00.check_induction_score(_summed)
+    result = nb00.check_induction_score.judge(_summed)
     assert not result.passed and "must score 1.0" in result.message
 
 
@@ -66,9 +66,9 @@ def _short_keys(cache, n_layers):
 
 
 def test_residual_sum_check_passes_the_reference_and_short_keys(model):
-    assert nb00.check_residual_sum(nb00.reference_residual_sum, model).passed
-    assert nb00.check_residual_sum(_residual, model).passed
-    assert nb00.check_residual_sum(_short_keys, model).passed
+    assert nb00.check_residual_sum.judge(nb00.reference_residual_sum, model).passed
+    assert nb00.check_residual_sum.judge(_residual, model).passed
+    assert nb00.check_residual_sum.judge(_short_keys, model).passed
 
 
 @pytest.mark.parametrize("kwargs, words", [
@@ -79,14 +79,14 @@ def test_residual_sum_check_passes_the_reference_and_short_keys(model):
     ({"layers": 2}, "one layer early"),
 ])
 def test_residual_sum_check_names_the_missing_term(model, kwargs, words):
-    result = nb00.check_residual_sum(lambda cache, n: _residual(cache, n, **kwargs), model)
+    result = nb00.check_residual_sum.judge(lambda cache, n: _residual(cache, n, **kwargs), model)
     assert not result.passed and words in result.message, result.message
 
 
 def test_residual_sum_check_rejects_reading_the_stream_back(model):
     """Returning the cached final residual stream equals the sum on a real cache, but skips the
     exercise: the synthetic cache has no hook_resid_* entry, and the message says so."""
-    result = nb00.check_residual_sum(
+    result = nb00.check_residual_sum.judge(
         lambda cache, n: cache[f"blocks.{n - 1}.hook_resid_post"], model)
     assert not result.passed and "do not read it back" in result.message, result.message
 
@@ -95,23 +95,23 @@ def test_residual_sum_check_reports_not_implemented(model):
     def stub(cache, n_layers):
         raise NotImplementedError
 
-    result = nb00.check_residual_sum(stub, model)
+    result = nb00.check_residual_sum.judge(stub, model)
     assert not result.passed and "not implemented" in result.message
 
 
 def test_checks_accept_any_float_dtype_and_report_non_tensors(model):
     """float64 or numpy answers are judged, not crashed on (torch.allclose refuses mixed
     dtypes); a non-numeric answer gets a message."""
-    assert nb00.check_induction_score(
+    assert nb00.check_induction_score.judge(
         lambda p, L: induction_scores_from_patterns(p, L).double()).passed
-    assert nb00.check_induction_score(
+    assert nb00.check_induction_score.judge(
         lambda p, L: induction_scores_from_patterns(p, L).numpy()).passed
-    wrong = nb00.check_induction_score(lambda p, L: _wrong_offset(p, L).double())
+    wrong = nb00.check_induction_score.judge(lambda p, L: _wrong_offset(p, L).double())
     assert not wrong.passed and "q - seq_len + 1" in wrong.message
-    assert "return a tensor" in nb00.check_induction_score(lambda p, L: None).message
-    assert nb00.check_residual_sum(
+    assert "is None" in nb00.check_induction_score.judge(lambda p, L: None).message
+    assert nb00.check_residual_sum.judge(
         lambda cache, n: nb00.reference_residual_sum(cache, n).double(), model).passed
-    missing = nb00.check_residual_sum(lambda cache, n: _residual(cache, n, pos=False).double(),
+    missing = nb00.check_residual_sum.judge(lambda cache, n: _residual(cache, n, pos=False).double(),
                                       model)
     assert not missing.passed and "hook_pos_embed" in missing.message
-    assert "return a tensor" in nb00.check_residual_sum(lambda cache, n: None, model).message
+    assert "is None" in nb00.check_residual_sum.judge(lambda cache, n: None, model).message

@@ -145,37 +145,37 @@ def test_toy_model_has_the_documented_attributions():
 
 
 def test_gradient_x_input_check(model):
-    assert nb01.check_gradient_x_input(gxi, model).passed
-    r = nb01.check_gradient_x_input(gxi_saliency, model)
+    assert nb01.check_gradient_x_input.judge(gxi, model).passed
+    r = nb01.check_gradient_x_input.judge(gxi_saliency, model)
     assert not r.passed and "saliency" in r.message
-    r = nb01.check_gradient_x_input(gxi_unsummed, model)
+    r = nb01.check_gradient_x_input.judge(gxi_unsummed, model)
     assert not r.passed and "sum over the embedding" in r.message
-    assert "not implemented" in nb01.check_gradient_x_input(raises, model).message
+    assert "not implemented" in nb01.check_gradient_x_input.judge(raises, model).message
 
 
 def test_integrated_gradients_check(model):
-    assert nb01.check_integrated_gradients(_ig(0.5), model).passed
-    r = nb01.check_integrated_gradients(_ig(0.5, times_x=True), model)
+    assert nb01.check_integrated_gradients.judge(_ig(0.5), model).passed
+    r = nb01.check_integrated_gradients.judge(_ig(0.5, times_x=True), model)
     assert not r.passed and "(x - baseline)" in r.message
-    r = nb01.check_integrated_gradients(_ig(0.0), model)
+    r = nb01.check_integrated_gradients.judge(_ig(0.0), model)
     assert not r.passed and "left Riemann rule" in r.message, r.message
 
 
 def test_occlusion_check(model):
-    assert nb01.check_occlusion(occlusion, model).passed
-    r = nb01.check_occlusion(occlusion_flipped, model)
+    assert nb01.check_occlusion.judge(occlusion, model).passed
+    r = nb01.check_occlusion.judge(occlusion_flipped, model)
     assert not r.passed and "wrong sign" in r.message
 
 
 def test_train_probe_check():
-    assert nb01.check_train_probe(probe).passed
-    r = nb01.check_train_probe(lambda X, y, wd: probe(X, y, wd, bias=False))
+    assert nb01.check_train_probe.judge(probe).passed
+    r = nb01.check_train_probe.judge(lambda X, y, wd: probe(X, y, wd, bias=False))
     assert not r.passed and "bias" in r.message, r.message
-    r = nb01.check_train_probe(lambda X, y, wd: probe(X, y, wd, decay=False))
+    r = nb01.check_train_probe.judge(lambda X, y, wd: probe(X, y, wd, decay=False))
     assert not r.passed and "unregularised" in r.message, r.message
-    r = nb01.check_train_probe(lambda X, y, wd: probe(X, y, wd, decay_scale=1.0))
+    r = nb01.check_train_probe.judge(lambda X, y, wd: probe(X, y, wd, decay_scale=1.0))
     assert not r.passed and "weight_decay / 2" in r.message, r.message
-    r = nb01.check_train_probe(lambda X, y, wd: probe(X, y, wd, penalise_bias=True))
+    r = nb01.check_train_probe.judge(lambda X, y, wd: probe(X, y, wd, penalise_bias=True))
     assert not r.passed and "no penalty on b" in r.message, r.message
 
 
@@ -185,34 +185,34 @@ def test_train_probe_check_reports_a_flipped_float32_probe_instead_of_crashing()
     def flipped(X, y, wd):
         w, b = probe(X, y, wd)
         return -w.float(), b
-    r = nb01.check_train_probe(flipped)
+    r = nb01.check_train_probe.judge(flipped)
     assert not r.passed and "wrong way" in r.message, r.message
 
 
 def test_control_task_check():
-    r = nb01.check_control_task(control)
+    r = nb01.check_control_task.judge(control)
     assert r.passed, r.message
-    r = nb01.check_control_task(control_by_subject)
+    r = nb01.check_control_task.judge(control_by_subject)
     assert not r.passed and "position 2" in r.message, r.message
-    r = nb01.check_control_task(control_uniform)
+    r = nb01.check_control_task.judge(control_uniform)
     assert not r.passed and "empirical" in r.message
-    r = nb01.check_control_task(lambda tokens, pos, labels, seed: labels)
+    r = nb01.check_control_task.judge(lambda tokens, pos, labels, seed: labels)
     assert not r.passed
     # the package's control task passes too
-    assert nb01.check_control_task(P.control_task).passed
+    assert nb01.check_control_task.judge(P.control_task).passed
 
 
 def test_inlp_check():
-    r = nb01.check_inlp(inlp)
+    r = nb01.check_inlp.judge(inlp)
     assert r.passed, r.message
-    r = nb01.check_inlp(inlp_not_projected)
+    r = nb01.check_inlp.judge(inlp_not_projected)
     assert not r.passed and "orthogonal" in r.message, r.message
 
     def one_direction(X, y, n):
         return inlp(X, y, 1).repeat(n, 1)
 
-    assert not nb01.check_inlp(one_direction).passed
+    assert not nb01.check_inlp.judge(one_direction).passed
 
     from tutorial_utils.concept_erasure import inlp as library_inlp
 
-    assert nb01.check_inlp(lambda X, y, n: library_inlp(X, y, n).basis).passed
+    assert nb01.check_inlp.judge(lambda X, y, n: library_inlp(X, y, n).basis).passed

@@ -47,21 +47,21 @@ def _rollout_no_residual(per_layer, add_residual):
 
 
 def test_rollout_check_passes_the_reference():
-    assert nb02.check_rollout(_rollout_ok).passed
+    assert nb02.check_rollout.judge(_rollout_ok).passed
 
 
 def test_rollout_check_names_the_wrong_order():
-    r = nb02.check_rollout(_rollout_wrong_order)
+    r = nb02.check_rollout.judge(_rollout_wrong_order)
     assert not r.passed and "wrong order" in r.message
 
 
 def test_rollout_check_names_a_forgotten_residual():
-    r = nb02.check_rollout(_rollout_no_residual)
+    r = nb02.check_rollout.judge(_rollout_no_residual)
     assert not r.passed and "0.5 A + 0.5 I" in r.message
 
 
 def test_rollout_check_wants_every_layer():
-    r = nb02.check_rollout(lambda a, res: cm.rollout(a, add_residual=res)[-1])
+    r = nb02.check_rollout.judge(lambda a, res: cm.rollout(a, add_residual=res)[-1])
     assert not r.passed and "[L, T, T]" in r.message
 
 
@@ -91,7 +91,7 @@ def _no_W_O(pattern, values, W_O, resid=None):
 
 
 def test_attention_norm_check_passes_the_reference_and_the_real_model(encoder, enc_tokens):
-    r = nb02.check_attention_norm(nb02._ref_attention_norm, encoder, enc_tokens)
+    r = nb02.check_attention_norm.judge(nb02._ref_attention_norm, encoder, enc_tokens)
     assert r.passed, r.message
     assert "all 4 layers" in r.message
 
@@ -109,7 +109,7 @@ def test_attention_norm_equals_attention_when_value_norms_are_equal():
                                        (_residual_everywhere, "only to the piece j == i"),
                                        (_no_W_O, "W_O")])
 def test_attention_norm_check_names_the_mistake(fn, words):
-    r = nb02.check_attention_norm(fn)
+    r = nb02.check_attention_norm.judge(fn)
     assert not r.passed and words in r.message, r.message
 
 
@@ -133,14 +133,14 @@ def _alti_no_clamp(pieces, output):
 
 
 def test_alti_check_passes_the_reference_and_the_real_model(encoder, enc_tokens):
-    r = nb02.check_alti_layer(nb02._ref_alti_layer, encoder, enc_tokens)
+    r = nb02.check_alti_layer.judge(nb02._ref_alti_layer, encoder, enc_tokens)
     assert r.passed, r.message
 
 
 @pytest.mark.parametrize("fn, words", [(_alti_l2, "L2"), (_alti_norms, "proximity"),
                                        (_alti_no_clamp, "clamp")])
 def test_alti_check_names_the_mistake(fn, words):
-    r = nb02.check_alti_layer(fn)
+    r = nb02.check_alti_layer.judge(fn)
     assert not r.passed and words in r.message, r.message
 
 
@@ -151,7 +151,7 @@ def _vz(layer, x, j):
 
 
 def test_value_zeroing_check_passes_the_reference_and_the_real_model(encoder, enc_tokens):
-    r = nb02.check_value_zeroing_one_token(_vz, encoder, enc_tokens)
+    r = nb02.check_value_zeroing_one_token.judge(_vz, encoder, enc_tokens)
     assert r.passed, r.message
 
 
@@ -161,7 +161,7 @@ def test_value_zeroing_check_passes_the_reference_and_the_real_model(encoder, en
     (lambda layer, x, j: nb02._zeroed(layer, x, j, "key"), "everything changes"),
 ])
 def test_value_zeroing_check_names_the_mistake(fn, words):
-    r = nb02.check_value_zeroing_one_token(fn)
+    r = nb02.check_value_zeroing_one_token.judge(fn)
     assert not r.passed
     if words != "everything changes":
         assert words in r.message, r.message
@@ -171,7 +171,7 @@ def test_value_zeroing_check_leaves_the_global_rng_alone():
     torch.manual_seed(0)
     a = torch.rand(3)
     torch.manual_seed(0)
-    nb02.check_value_zeroing_one_token(_vz)
+    nb02.check_value_zeroing_one_token.judge(_vz)
     assert torch.equal(torch.rand(3), a)
 
 
@@ -193,7 +193,7 @@ def _share_swapped(maps, q, c, d):
 
 
 def test_cue_share_check_passes_the_reference_and_agrees_with_cue_ranking():
-    assert nb02.check_cue_share_per_layer(nb02._ref_share_per_layer).passed
+    assert nb02.check_cue_share_per_layer.judge(nb02._ref_share_per_layer).passed
     from tutorial_utils.context_mixing.evaluation import CueExamples, cue_ranking
 
     g = torch.Generator().manual_seed(0)
@@ -208,6 +208,6 @@ def test_cue_share_check_passes_the_reference_and_agrees_with_cue_ranking():
                                        (_share_columns, "not a column"),
                                        (_share_swapped, "swapped")])
 def test_cue_share_check_names_the_mistake(fn, words):
-    r = nb02.check_cue_share_per_layer(fn)
+    r = nb02.check_cue_share_per_layer.judge(fn)
     assert not r.passed and words in r.message, r.message
 

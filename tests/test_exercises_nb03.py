@@ -83,12 +83,12 @@ def node_faithfulness(model, ds, nodes, invert=False):
 # -- tensor exercises ------------------------------------------------------------------------
 
 def test_ablate_head_check():
-    assert nb03.check_ablate_head(nb03.reference_ablate_head).passed
+    assert nb03.check_ablate_head.judge(nb03.reference_ablate_head).passed
 
     def inplace(z, head, method, ref=None):
         z[:, :, head] = 0
         return z
-    res = nb03.check_ablate_head(inplace)
+    res = nb03.check_ablate_head.judge(inplace)
     assert not res.passed and "in place" in res.message
 
     def mean_over_pos(z, head, method, ref=None):
@@ -97,17 +97,17 @@ def test_ablate_head_check():
             out[:, :, head] = ref[:, :, head].mean((0, 1))
             return out
         return nb03.reference_ablate_head(z, head, method, ref)
-    res = nb03.check_ablate_head(mean_over_pos)
+    res = nb03.check_ablate_head.judge(mean_over_pos)
     assert not res.passed and "positions" in res.message
 
     def resample_is_mean(z, head, method, ref=None):
         return nb03.reference_ablate_head(z, head, "mean" if method == "resample" else method, ref)
-    res = nb03.check_ablate_head(resample_is_mean)
+    res = nb03.check_ablate_head.judge(resample_is_mean)
     assert not res.passed and "own" in res.message
 
 
 def test_upweight_score_check():
-    assert nb03.check_upweight_score(nb03.reference_upweight_score).passed
+    assert nb03.check_upweight_score.judge(nb03.reference_upweight_score).passed
 
     def _weights(W, yy):
         above = (torch.arange(W.shape[1])[None] > yy[:, None]).float()
@@ -115,23 +115,23 @@ def test_upweight_score_check():
 
     def no_centring(c, s, W, yy):
         return (((c / s) @ W) * _weights(W, yy)).sum(-1)
-    res = nb03.check_upweight_score(no_centring)
+    res = nb03.check_upweight_score.judge(no_centring)
     assert not res.passed and "mean of c" in res.message
 
 
 # -- model exercises -------------------------------------------------------------------------
 
 def test_head_sweep_check(hooked_model, ds):
-    assert nb03.check_head_sweep(patch_heads_of_layer, hooked_model, ds, layer=0).passed
-    res = nb03.check_head_sweep(lambda m, d, l: patch_heads_of_layer(m, d, l, denoise=True),
+    assert nb03.check_head_sweep.judge(patch_heads_of_layer, hooked_model, ds, layer=0).passed
+    res = nb03.check_head_sweep.judge(lambda m, d, l: patch_heads_of_layer(m, d, l, denoise=True),
                                 hooked_model, ds, layer=0)
     assert not res.passed and "denoising" in res.message
 
 
 def test_patch_edge_check(hooked_model, ds):
     edges = [("embed", "a0.h0.v"), ("a0.h1", "a1.h2.k"), ("m0", "a1.h0.q")]
-    assert nb03.check_patch_edge(patch_edge, hooked_model, ds, edges).passed
-    res = nb03.check_patch_edge(lambda *a: patch_edge(*a, sign=-1.0), hooked_model, ds, edges)
+    assert nb03.check_patch_edge.judge(patch_edge, hooked_model, ds, edges).passed
+    res = nb03.check_patch_edge.judge(lambda *a: patch_edge(*a, sign=-1.0), hooked_model, ds, edges)
     assert not res.passed and "sign" in res.message
 
 
@@ -142,20 +142,20 @@ def test_patch_edge_check_rejects_patching_every_head(hooked_model, ds):
         return nb03._edge_by_hand(model, ds, sender, receiver, all_heads=True)
 
     edges = [("embed", "a0.h0.v"), ("embed", "a0.h0.q"), ("a0.h3", "a1.h0.k")]
-    res = nb03.check_patch_edge(every_head, hooked_model, ds, edges)
+    res = nb03.check_patch_edge.judge(every_head, hooked_model, ds, edges)
     assert not res.passed and "every head" in res.message
-    res = nb03.check_patch_edge(patch_edge, hooked_model, ds, edges)
+    res = nb03.check_patch_edge.judge(patch_edge, hooked_model, ds, edges)
     assert res.passed and "sibling" in res.message, res.message
 
 
 def test_node_faithfulness_check(hooked_model, ds):
     circuit = ["embed", "a0.h0", "m0", "m3"]
-    res = nb03.check_node_faithfulness(node_faithfulness, hooked_model, ds, circuit)
+    res = nb03.check_node_faithfulness.judge(node_faithfulness, hooked_model, ds, circuit)
     assert res.passed, res.message
-    res = nb03.check_node_faithfulness(lambda m, d, n: node_faithfulness(m, d, n, invert=True),
+    res = nb03.check_node_faithfulness.judge(lambda m, d, n: node_faithfulness(m, d, n, invert=True),
                                        hooked_model, ds, circuit)
     assert not res.passed and "score 1" in res.message
-    res = nb03.check_node_faithfulness(
+    res = nb03.check_node_faithfulness.judge(
         lambda m, d, n: node_faithfulness(m, d, [x for x in n if x != "embed"])
         if len(n) < len(all_nodes(m)) else 1.0, hooked_model, ds, circuit)
     assert not res.passed
@@ -166,12 +166,40 @@ def test_sva_check_rejects_a_circuit_below_its_target(hooked_model):
     small = ["embed", "m0"]
     f_small = circuit_faithfulness(hooked_model, sva, small).faithfulness
     assert f_small < 0.8
-    res = nb03.check_sva_faithfulness(hooked_model, sva, small, f_small, target=0.8)
+    res = nb03.check_sva_faithfulness.judge(hooked_model, sva, small, f_small, target=0.8)
     assert not res.passed and "short of the 0.8 target" in res.message
     assert f"{0.8 - f_small:.3f}" in res.message
-    every = all_nodes(hooked_model)
-    res = nb03.check_sva_faithfulness(hooked_model, sva, every, 1.0, target=0.8)
+    reference, f_ref = nb03.solutions.sva_circuit(hooked_model, sva)
+    assert len(reference) <= nb03.SVA_MAX_NODES
+    res = nb03.check_sva_faithfulness.judge(hooked_model, sva, reference, f_ref, target=0.8)
     assert res.passed, res.message
-    res = nb03.check_sva_faithfulness(hooked_model, sva, every, 0.5, target=0.8)
+    res = nb03.check_sva_faithfulness.judge(hooked_model, sva, reference, 0.5, target=0.8)
     assert not res.passed and "library measures" in res.message
-    assert not nb03.check_sva_faithfulness(hooked_model, sva, [], 0.0).passed
+    assert not nb03.check_sva_faithfulness.judge(hooked_model, sva, [], 0.0).passed
+
+
+def test_sva_check_rejects_the_whole_model_and_oversized_circuits(hooked_model):
+    """"As few nodes as you can": every node scores 1.0 trivially and must fail, as must any
+    circuit above the stated size, even when its faithfulness is reported exactly."""
+    sva = make_sva(hooked_model, n=8, seed=0)
+    every = all_nodes(hooked_model)
+    res = nb03.check_sva_faithfulness.judge(hooked_model, sva, every, 1.0, target=0.8)
+    assert not res.passed and "whole model" in res.message and "at most 8" in res.message
+    nine = every[:nb03.SVA_MAX_NODES + 1]
+    f9 = circuit_faithfulness(hooked_model, sva, nine).faithfulness
+    res = nb03.check_sva_faithfulness.judge(hooked_model, sva, nine, f9, target=0.0)
+    assert not res.passed and "9 nodes" in res.message
+
+
+@pytest.mark.parametrize("circuit, faithfulness, words", [
+    (["embed", "m0"], None, "is None"),
+    (["embed", "m0"], "0.9", "a str"),
+    (["embed", "m0"], float("nan"), "NaN"),
+    ("embed m0", 0.5, "list of node names"),
+    (None, 0.5, "list of node names"),
+    (["embed", "a9.h9"], 0.5, "not node names"),
+])
+def test_sva_check_judges_unusable_answers(hooked_model, circuit, faithfulness, words):
+    sva = make_sva(hooked_model, n=8, seed=0)
+    res = nb03.check_sva_faithfulness.judge(hooked_model, sva, circuit, faithfulness)
+    assert not res.passed and words in res.message, res.message

@@ -31,7 +31,7 @@ def composition_score(W_later, W_OV, kind):
 
 
 def test_composition_score_accepts_the_solution():
-    r = nb04.check_composition_score(composition_score)
+    r = nb04.check_composition_score.judge(composition_score)
     assert r.passed, r.message
 
 
@@ -53,7 +53,7 @@ def test_composition_score_is_zero_for_orthogonal_spaces_and_one_for_a_shared_di
      else composition_score(w, ov, kind), "W_OV @ W_later"),
 ])
 def test_composition_score_rejects_mistakes(wrong, words):
-    r = nb04.check_composition_score(wrong)
+    r = nb04.check_composition_score.judge(wrong)
     assert not r.passed and words in r.message, r.message
 
 
@@ -77,7 +77,7 @@ def patch_key_input(k_input, out_current, out_source, head):
 
 
 def test_patch_key_input_accepts_the_solution():
-    assert nb04.check_patch_key_input(patch_key_input).passed
+    assert nb04.check_patch_key_input.judge(patch_key_input).passed
 
 
 def _in_place(k, cur, src, head):
@@ -112,7 +112,7 @@ def _replace(k, cur, src, head):
     (_add_only, "without removing"), (_replace, "*sum*"),
 ])
 def test_patch_key_input_rejects_mistakes(wrong, words):
-    r = nb04.check_patch_key_input(wrong)
+    r = nb04.check_patch_key_input.judge(wrong)
     assert not r.passed and words in r.message, r.message
 
 
@@ -125,7 +125,7 @@ def copying_score(emb, W_OV, W_U, ids, k=1):
 
 
 def test_copying_score_accepts_the_solution():
-    r = nb04.check_copying_score(copying_score)
+    r = nb04.check_copying_score.judge(copying_score)
     assert r.passed, r.message
 
 
@@ -170,7 +170,7 @@ def _names_only(e, ov, u, ids, k=1):
     (_no_ov, "W_OV out"), (_top1_always, "fewer than k"), (_names_only, "whole vocabulary"),
 ])
 def test_copying_score_rejects_mistakes(wrong, words):
-    r = nb04.check_copying_score(wrong)
+    r = nb04.check_copying_score.judge(wrong)
     assert not r.passed and words in r.message, r.message
 
 
@@ -183,7 +183,7 @@ def head_dla(result, scale, W_U, io_ids, s_ids):
 
 
 def test_head_dla_accepts_the_solution():
-    assert nb04.check_head_dla(head_dla).passed
+    assert nb04.check_head_dla.judge(head_dla).passed
 
 
 def test_head_dla_matches_the_library_on_a_model(hooked_model):
@@ -216,7 +216,7 @@ def test_head_dla_matches_the_library_on_a_model(hooked_model):
      "Average over the prompts"),
 ])
 def test_head_dla_rejects_mistakes(wrong, words):
-    r = nb04.check_head_dla(wrong)
+    r = nb04.check_head_dla.judge(wrong)
     assert not r.passed and words in r.message, r.message
 
 
@@ -227,7 +227,7 @@ def faithfulness(m_circuit, m_full, m_corrupted):
 
 
 def test_faithfulness_accepts_the_solution():
-    assert nb04.check_faithfulness(faithfulness, 0.92, 4.25, -2.38,
+    assert nb04.check_faithfulness.judge(faithfulness, 0.92, 4.25, -2.38,
                                    faithfulness(0.92, 4.25, -2.38)).passed
 
 
@@ -237,11 +237,11 @@ def test_faithfulness_accepts_the_solution():
     (lambda c, f, k: (c - k) / f, "normalise"),
 ])
 def test_faithfulness_rejects_mistakes(wrong, words):
-    r = nb04.check_faithfulness(wrong, 0.92, 4.25, -2.38, faithfulness(0.92, 4.25, -2.38))
+    r = nb04.check_faithfulness.judge(wrong, 0.92, 4.25, -2.38, faithfulness(0.92, 4.25, -2.38))
     assert not r.passed and words in r.message, r.message
 
 
 def test_faithfulness_rejects_a_value_for_another_circuit():
     """The formula is right but applied to other numbers than the notebook's circuit."""
-    r = nb04.check_faithfulness(faithfulness, 1.36, 4.25, -2.38, faithfulness(0.92, 4.25, -2.38))
+    r = nb04.check_faithfulness.judge(faithfulness, 1.36, 4.25, -2.38, faithfulness(0.92, 4.25, -2.38))
     assert not r.passed

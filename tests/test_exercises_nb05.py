@@ -17,23 +17,23 @@ pytestmark = pytest.mark.usefixtures("lenient_checks")
 
 
 def test_checks_pass_references():
-    assert nb05.check_eap_all_edges(nb05.reference_eap_all_edges).passed
-    assert nb05.check_ig_gradient(nb05.reference_ig_gradient).passed
-    assert nb05.check_top_n_edges(nb05.reference_top_n_edges).passed
-    assert nb05.check_faithfulness_curve(nb05.reference_faithfulness_curve).passed
+    assert nb05.check_eap_all_edges.judge(nb05.reference_eap_all_edges).passed
+    assert nb05.check_ig_gradient.judge(nb05.reference_ig_gradient).passed
+    assert nb05.check_top_n_edges.judge(nb05.reference_top_n_edges).passed
+    assert nb05.check_faithfulness_curve.judge(nb05.reference_faithfulness_curve).passed
 
 
 def test_eap_check_names_mistakes():
     ref = nb05.reference_eap_all_edges
-    res = nb05.check_eap_all_edges(lambda a, b, g, r: ref(b, a, g, r))
+    res = nb05.check_eap_all_edges.judge(lambda a, b, g, r: ref(b, a, g, r))
     assert not res.passed and "sign" in res.message
-    res = nb05.check_eap_all_edges(lambda a, b, g, r: torch.einsum("btsd,btrd->sr", b - a, g))
+    res = nb05.check_eap_all_edges.judge(lambda a, b, g, r: torch.einsum("btsd,btrd->sr", b - a, g))
     assert not res.passed and "not edges" in res.message
-    res = nb05.check_eap_all_edges(lambda a, b, g, r: ref(a, b, g, r) / a.shape[0])
+    res = nb05.check_eap_all_edges.judge(lambda a, b, g, r: ref(a, b, g, r) / a.shape[0])
     assert not res.passed and "averaged" in res.message
-    res = nb05.check_eap_all_edges(lambda a, b, g, r: torch.einsum("btsd,btrd->bsr", b - a, g))
+    res = nb05.check_eap_all_edges.judge(lambda a, b, g, r: torch.einsum("btsd,btrd->bsr", b - a, g))
     assert not res.passed and "shape" in res.message
-    assert "not implemented" in nb05.check_eap_all_edges(
+    assert "not implemented" in nb05.check_eap_all_edges.judge(
         lambda *a: (_ for _ in ()).throw(NotImplementedError())).message
 
 
@@ -47,27 +47,27 @@ def test_ig_check_names_mistakes():
     def at_clean(grad_fn, x, x0, m):
         return sum(grad_fn(x) for _ in range(m)) / m
 
-    res = nb05.check_ig_gradient(left)
+    res = nb05.check_ig_gradient.judge(left)
     assert not res.passed and "clean input" in res.message   # steps=1 lands on the corrupted input
-    res = nb05.check_ig_gradient(summed)
+    res = nb05.check_ig_gradient.judge(summed)
     assert not res.passed and "divide" in res.message
-    res = nb05.check_ig_gradient(at_clean)
+    res = nb05.check_ig_gradient.judge(at_clean)
     assert not res.passed and "1.5, 2, 2.5, 3" in res.message
 
 
 def test_top_n_and_curve_checks_name_mistakes():
     ref = nb05.reference_top_n_edges
-    res = nb05.check_top_n_edges(lambda s, r, n: ref(s, torch.ones_like(r), n))
+    res = nb05.check_top_n_edges.judge(lambda s, r, n: ref(s, torch.ones_like(r), n))
     assert not res.passed and "not an edge" in res.message
-    res = nb05.check_top_n_edges(lambda s, r, n: ref(s.clamp(min=0) + 1e-9 * s, r, n))
+    res = nb05.check_top_n_edges.judge(lambda s, r, n: ref(s.clamp(min=0) + 1e-9 * s, r, n))
     assert not res.passed and "|score|" in res.message
     curve = nb05.reference_faithfulness_curve
-    res = nb05.check_faithfulness_curve(lambda *a: 1 - curve(*a))
+    res = nb05.check_faithfulness_curve.judge(lambda *a: 1 - curve(*a))
     assert not res.passed and "loses" in res.message
-    res = nb05.check_faithfulness_curve(
+    res = nb05.check_faithfulness_curve.judge(
         lambda ev, s, r, grid, mc, mx: curve(ev, s, r, grid, mc, mx) * (mc - mx) + mx)
     assert not res.passed and "raw metrics" in res.message
-    res = nb05.check_faithfulness_curve(lambda ev, s, r, grid, mc, mx: curve(ev, s.clamp(min=0), r, grid, mc, mx))
+    res = nb05.check_faithfulness_curve.judge(lambda ev, s, r, grid, mc, mx: curve(ev, s.clamp(min=0), r, grid, mc, mx))
     assert not res.passed and "|score|" in res.message
 
 

@@ -218,3 +218,215 @@ def test_raised_names_a_stub_and_other_errors():
     assert not stub.passed and stub.message.startswith("not implemented yet")
     other = raised("x", IndexError("index 5 is out of bounds"))
     assert not other.passed and "IndexError: index 5 is out of bounds" in other.message
+
+
+# --- answers a check cannot be fooled by, by class (issue 23) ---------------------------------
+
+import math  # noqa: E402
+
+from tutorial_utils.course.grading import (InvalidAnswer, as_mask, as_number, as_tensor,  # noqa: E402
+                                           close, guard_answer_function)
+
+
+class TestNaNNeverPasses:
+    @pytest.mark.parametrize("value, expected", [
+        (float("nan"), 1.0), (float("nan"), float("nan")),
+        (torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0])),
+        (torch.full((2,), float("nan")), torch.full((2,), float("nan"))),
+        ([1.0, float("nan")], torch.tensor([1.0, 2.0])),
+    ])
+    def test_check_value(self, value, expected):
+        result = check_value("x", value, expected)
+        assert not result.passed and "NaN" in result.message
+
+    def test_compare_to_reference(self):
+        result = compare_to_reference("softmax", lambda x: x * float("nan"), _reference_softmax,
+                                      _make_inputs)
+        assert not result.passed and "NaN" in result.message
+
+    def test_close_and_coercion(self):
+        assert not close(float("nan"), float("nan"))
+        with pytest.raises(InvalidAnswer, match="NaN"):
+            as_number(torch.tensor(float("nan")))
+        with pytest.raises(InvalidAnswer, match="NaN"):
+            as_tensor([0.0, math.nan])
+
+    def test_guarded_function_refuses_nan_before_any_comparison(self):
+        """A check written as ``if abs(got - 1) > tol: fail`` would pass NaN: the guard makes
+        the function raise before the check compares anything."""
+        guarded = guard_answer_function(lambda: {"a": (1.0, torch.tensor([math.nan]))})
+        with pytest.raises(InvalidAnswer, match=r"\['a'\]\[1\] is NaN"):
+            guarded()
+        assert guard_answer_function(lambda: torch.ones(2))().sum() == 2
+
+
+class TestBoolIsNotANumber:
+    @pytest.mark.parametrize("value, expected", [
+        (True, 1.0), (False, 0.0), (True, 1), (1.0, True),
+        (torch.tensor([True, False]), torch.tensor([1.0, 0.0])),
+        (torch.tensor([1.0, 0.0]), torch.tensor([True, False])),
+    ])
+    def test_rejected(self, value, expected):
+        assert not check_value("x", value, expected).passed
+
+    def test_integer_masks_match_boolean_ones(self):
+        np = pytest.importorskip("numpy")
+        want = torch.tensor([[True, False], [False, True]])
+        for mask in (want.to(torch.uint8), want.long(), want.numpy(), want.int().tolist()):
+            assert check_value("mask", mask, want).passed, type(mask)
+        assert not check_value("mask", torch.tensor([[2, 0], [0, 1]]), want).passed
+        assert as_mask(np.array([1, 0], dtype=np.uint8)).dtype == torch.bool
+        with pytest.raises(InvalidAnswer, match="other than True/False"):
+            as_mask(torch.tensor([0.5, 1.0]))
+
+    def test_as_number_refuses_bools(self):
+        with pytest.raises(InvalidAnswer, match="truth value"):
+            as_number(True)
+        with pytest.raises(InvalidAnswer, match="truth value"):
+            as_number(torch.tensor(True))
+
+
+class TestAnyReasonableTypeIsJudged:
+    def test_lists_and_numpy_where_a_tensor_is_expected(self):
+        np = pytest.importorskip("numpy")
+        want = torch.tensor([[0.5, 1.5], [2.0, -1.0]])
+        for answer in (want.tolist(), want.numpy(), want.double(), tuple(want.tolist())):
+            assert check_value("x", answer, want).passed, type(answer)
+        assert check_value("x", [torch.tensor(0.5), torch.tensor(1.5)], want[0]).passed
+        assert check_value("x", np.array(2.0), 2.0).passed
+        assert as_tensor(np.float32(2.0)).item() == 2.0
+        assert as_number([3.0]) == 3.0 and as_number(np.int64(4)) == 4.0
+
+    @pytest.mark.parametrize("answer, words", [
+        (None, "is None"), ("0.5", "a str '0.5'"), (object(), "a object"),
+        ({"a": 1}, "a dict"), ([1.0, "x"], "a list of length 2"),
+    ])
+    def test_unusable_answers_are_refused_with_a_message(self, answer, words):
+        with pytest.raises(InvalidAnswer, match=re.escape(words)):
+            as_tensor(answer, "your answer")
+        result = check_value("x", answer, torch.ones(2))
+        assert not result.passed
+
+    def test_shape_and_many_numbers(self):
+        with pytest.raises(InvalidAnswer, match=r"shape \(2,\): return one number"):
+            as_number(torch.ones(2))
+        with pytest.raises(InvalidAnswer, match="expected"):
+            as_mask(torch.ones(3, dtype=torch.bool), shape=(2,))
+
+
+# --- ExerciseCheck: what later cells use --------------------------------------------------------
+
+from tutorial_utils.course.answers import CONTINUING, exercise  # noqa: E402
+
+
+def _reference(x):
+    return x + 1
+
+
+@exercise("9.1", reference=_reference)
+def _check_plus_one(fn):
+    return compare_to_reference("plus_one", fn, _reference,
+                                lambda g: (torch.randn(3, generator=g),))
+
+
+@exercise("9.2", reference_from=lambda data: float(sum(data)), answers=("total",))
+def _check_total(data, total):
+    return check_value("total", as_number(total), float(sum(data)))
+
+
+class TestExerciseCheck:
+    @pytest.fixture(autouse=True)
+    def _lenient(self, monkeypatch):
+        monkeypatch.delenv("TUTORIAL_CHECKS_STRICT", raising=False)
+
+    def test_a_passing_answer_is_used_as_written(self, capsys):
+        def mine(x):
+            return 1 + x
+
+        assert _check_plus_one(mine) is mine
+        assert capsys.readouterr().out.startswith("✅ plus_one: passed")
+
+    def test_a_stub_is_not_done_once_and_never_passes(self, capsys):
+        def stub(x):
+            raise NotImplementedError("Exercise: fill in this part")
+
+        assert _check_plus_one(stub) is _reference
+        out = capsys.readouterr().out
+        assert out == f"⏭ Exercise 9.1 not done: {CONTINUING}.\n"
+        result = _check_plus_one.judge(stub)
+        assert result.not_done and not result.passed
+        assert _check_total([1, 2], ...) == 3  # a value left as ... is a stub too
+        assert f"Exercise 9.2 not done: {CONTINUING}" in capsys.readouterr().out
+
+    def test_a_failure_says_why_and_continues_on_the_reference(self, capsys):
+        assert _check_plus_one(lambda x: x + 2) is _reference
+        out = capsys.readouterr().out
+        assert out.startswith("❌ plus_one: output differs") and f"Exercise 9.1: {CONTINUING}" in out
+        assert _check_total([1, 2], 4) == 3
+
+    @pytest.mark.parametrize("answer, words", [
+        (lambda x: None, "returned is None"), (lambda x: "abc", "a str 'abc'"),
+        (lambda x: x * float("nan"), "is NaN"), (lambda x: 1 / 0, "ZeroDivisionError"),
+    ])
+    def test_unjudgeable_answers_fail_without_raising(self, answer, words):
+        result = _check_plus_one.judge(answer)
+        assert not result.passed and not result.not_done and words in result.message
+
+    def test_value_answers_of_any_kind_are_judged(self):
+        np = pytest.importorskip("numpy")
+        assert _check_total.judge([1, 2], np.float64(3.0)).passed
+        assert _check_total.judge([1, 2], torch.tensor([3.0])).passed
+        for bad, words in ((None, "is None"), ("3", "a str"), (True, "truth value"),
+                           (float("nan"), "NaN")):
+            result = _check_total.judge([1, 2], bad)
+            assert not result.passed and words in result.message
+
+    def test_a_broken_check_is_reported_not_raised(self):
+        @exercise("9.3", reference=_reference)
+        def check_broken(fn):
+            raise KeyError("oops")
+
+        result = check_broken.judge(_reference)
+        assert not result.passed and "could not judge" in result.message
+
+    def test_student_errors_that_escape_a_check_are_the_students(self):
+        @exercise("9.4", reference=_reference)
+        def check_careless(fn):
+            return check_value("x", fn(1), 2)
+
+        result = check_careless.judge(lambda x: [][0])
+        assert not result.passed and "your function raised IndexError" in result.message
+
+    def test_strict_mode_raises_after_printing(self, monkeypatch, capsys):
+        monkeypatch.setenv("TUTORIAL_CHECKS_STRICT", "1")
+        with pytest.raises(AssertionError, match="not done"):
+            _check_plus_one(lambda x: (_ for _ in ()).throw(NotImplementedError()))
+        with pytest.raises(AssertionError, match="plus_one"):
+            _check_plus_one(lambda x: x)
+
+        def correct(x):
+            return x + 1
+
+        assert _check_plus_one(correct) is correct
+        assert "not done" in capsys.readouterr().out
+
+    def test_rerunning_the_check_on_the_reference_it_gave_is_still_not_done(self, capsys):
+        """Run the stub's check, then the check cell again without re-running the exercise
+        cell: the name now holds the reference, and that is not the student's answer."""
+        def stub(x):
+            raise NotImplementedError
+
+        handed = _check_plus_one(stub)
+        assert _check_plus_one(handed) is _reference
+        values = _check_total([1, 2], ...)
+        assert _check_total([1, 2], values) == 3
+        out = capsys.readouterr().out
+        assert "passed" not in out
+        assert out.count("Exercise 9.1 not done") == 2 and out.count("Exercise 9.2 not done") == 2
+        assert _check_plus_one.judge(_reference).passed  # judging the reference itself passes
+
+    def test_decorator_arguments_are_checked(self):
+        with pytest.raises(TypeError, match="exactly one"):
+            exercise("1.1")(lambda fn: None)
+        with pytest.raises(TypeError, match="no parameter"):
+            exercise("1.1", reference=_reference, answers=("nope",))(lambda fn: None)

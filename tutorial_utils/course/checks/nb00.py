@@ -1,4 +1,10 @@
-"""Checks for the exercises of ``notebooks/00_primer.ipynb``."""
+"""Checks for the exercises of ``notebooks/00_primer.ipynb``.
+
+Each check is an :class:`~tutorial_utils.course.answers.ExerciseCheck`: in the notebook
+``residual_sum = nb00.check_residual_sum(residual_sum, model)`` prints the verdict and returns
+the function later cells use; ``check_residual_sum.judge(...)`` returns the
+:class:`~tutorial_utils.course.grading.CheckResult` only.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,16 @@ from typing import Any, Callable
 
 import torch
 
-from ..grading import CheckResult, compare_to_reference, report
+from ..answers import exercise
+from ..grading import CheckResult, as_tensor, compare_to_reference, raised
+from ..solutions import nb00 as solutions
 from ...names import SITES, hook_name
 from ...induction import induction_scores_from_patterns
 
 __all__ = ["check_induction_score", "check_residual_sum", "reference_residual_sum"]
 
-
-def reference_residual_sum(cache: Any, n_layers: int) -> torch.Tensor:
-    """x_0 + sum_l attn_out_l + sum_l mlp_out_l, ``[batch, pos, d_model]``."""
-    total = cache["hook_embed"] + cache["hook_pos_embed"]
-    for layer in range(n_layers):
-        total = total + cache[f"blocks.{layer}.hook_attn_out"] + cache[f"blocks.{layer}.hook_mlp_out"]
-    return total
+#: The reference of Exercise 2.1 (kept under its former name).
+reference_residual_sum = solutions.residual_sum
 
 
 class _WriterCache(dict):
@@ -66,6 +69,7 @@ def _residual_mistake(out: torch.Tensor, cache: dict[str, torch.Tensor], n_layer
             "hook_embed, hook_pos_embed and, for every layer, hook_attn_out and hook_mlp_out")
 
 
+@exercise("2.1", reference=solutions.residual_sum)
 def check_residual_sum(student_fn: Callable, model: Any) -> CheckResult:
     """Known answer first: on a synthetic cache of random writer outputs (and no
     ``hook_resid_*`` entries, so the stream cannot be read back instead of rebuilt) the result
@@ -76,25 +80,17 @@ def check_residual_sum(student_fn: Callable, model: Any) -> CheckResult:
         cache = _synthetic_writer_cache(n_layers=3, seed=seed)
         try:
             out = student_fn(cache, 3)
-        except NotImplementedError:
-            return report(CheckResult(name, False, "not implemented yet: fill in the exercise "
-                                                   "cell, run it, then re-run this check"))
         except KeyError as error:
-            return report(CheckResult(name, False, f"your function read {error} from the cache: "
-                                                   "rebuild the stream from the writers only "
-                                                   "(hook_embed, hook_pos_embed, hook_attn_out, "
-                                                   "hook_mlp_out), do not read it back"))
+            return CheckResult(name, False, f"your function read {error} from the cache: "
+                                            "rebuild the stream from the writers only "
+                                            "(hook_embed, hook_pos_embed, hook_attn_out, "
+                                            "hook_mlp_out), do not read it back")
         except Exception as error:  # noqa: BLE001 - a check reports, it does not raise
-            return report(CheckResult(name, False, f"your function raised "
-                                                   f"{type(error).__name__}: {error}"))
-        try:
-            out = torch.as_tensor(out).detach().float()
-        except (TypeError, ValueError, RuntimeError):
-            return report(CheckResult(name, False, f"return a tensor [batch, pos, d_model], got "
-                                                   f"{type(out).__name__}"))
+            return raised(name, error)
+        out = as_tensor(out, "your residual stream [batch, pos, d_model]", torch.float32)
         if out.shape != (1, 4, 8) or not torch.allclose(out, reference_residual_sum(cache, 3),
                                                          atol=1e-5):
-            return report(CheckResult(name, False, _residual_mistake(out, cache, 3)))
+            return CheckResult(name, False, _residual_mistake(out, cache, 3))
 
     prompts = ["The keys on the cabinet are old.", "When Mary and John went to the park,",
                "The capital of France is Paris."]
@@ -110,7 +106,7 @@ def check_residual_sum(student_fn: Callable, model: Any) -> CheckResult:
     if result.passed:
         result.message = ("the sum of the writers on a synthetic cache, and the reference on 3 "
                           "prompts")
-    return report(result)
+    return result
 
 
 def _synthetic_patterns(seq_len: int, offset: int, n_heads: int = 2) -> torch.Tensor:
@@ -125,6 +121,7 @@ def _synthetic_patterns(seq_len: int, offset: int, n_heads: int = 2) -> torch.Te
     return patterns
 
 
+@exercise("4.1", reference=solutions.induction_score)
 def check_induction_score(student_fn: Callable) -> CheckResult:
     """Two synthetic patterns with known answers, then the reference on random patterns.
 
@@ -137,36 +134,30 @@ def check_induction_score(student_fn: Callable) -> CheckResult:
     try:
         perfect = student_fn(_synthetic_patterns(seq_len, offset=1), seq_len)
         duplicate = student_fn(_synthetic_patterns(seq_len, offset=0), seq_len)
-    except NotImplementedError:
-        return report(CheckResult(name, False, "not implemented yet: fill in the exercise cell, "
-                                               "run it, then re-run this check"))
     except Exception as error:  # noqa: BLE001 - a check reports, it does not raise
-        return report(CheckResult(name, False, f"your function raised {type(error).__name__}: {error}"))
-    try:  # any float dtype (or a numpy array) is fine; compare in float32
-        perfect = torch.as_tensor(perfect).detach().float()
-        duplicate = torch.as_tensor(duplicate).detach().float()
-    except (TypeError, ValueError, RuntimeError):
-        return report(CheckResult(name, False, f"return a tensor of scores [head], got "
-                                               f"{type(perfect).__name__}"))
-    if perfect.shape != (2,):
-        return report(CheckResult(name, False, f"expected one score per head, shape (2,), got "
-                                               f"{tuple(perfect.shape)}: average over the batch "
-                                               "axis and the query axis only"))
+        return raised(name, error)
+    # any float dtype, a numpy array or a list is fine; compare in float32
+    perfect = as_tensor(perfect, "your scores [head]", torch.float32)
+    duplicate = as_tensor(duplicate, "your scores [head]", torch.float32)
+    if perfect.shape != (2,) or duplicate.shape != (2,):
+        return CheckResult(name, False, f"expected one score per head, shape (2,), got "
+                                        f"{tuple(perfect.shape)}: average over the batch "
+                                        "axis and the query axis only")
     if torch.allclose(duplicate, torch.ones(2)) and not torch.allclose(perfect, torch.ones(2)):
-        return report(CheckResult(name, False, "a perfect duplicate-token pattern scored 1 and a "
-                                               "perfect induction pattern did not: you read key "
-                                               "q - seq_len (the earlier copy of the current token); "
-                                               "the induction head attends to the token after it, "
-                                               "q - seq_len + 1"))
+        return CheckResult(name, False, "a perfect duplicate-token pattern scored 1 and a "
+                                        "perfect induction pattern did not: you read key "
+                                        "q - seq_len (the earlier copy of the current token); "
+                                        "the induction head attends to the token after it, "
+                                        "q - seq_len + 1")
     if not torch.allclose(perfect, torch.ones(2), atol=1e-5):
-        return report(CheckResult(name, False, f"a perfect induction pattern (all attention on "
-                                               f"q - seq_len + 1) must score 1.0, got "
-                                               f"{perfect.tolist()}: check the query range "
-                                               "(the second copy is q = seq_len+1 .. 2*seq_len) and "
-                                               "that you average, not sum"))
+        return CheckResult(name, False, f"a perfect induction pattern (all attention on "
+                                        f"q - seq_len + 1) must score 1.0, got "
+                                        f"{perfect.tolist()}: check the query range "
+                                        "(the second copy is q = seq_len+1 .. 2*seq_len) and "
+                                        "that you average, not sum")
     if not torch.allclose(duplicate, torch.zeros(2), atol=1e-5):
-        return report(CheckResult(name, False, f"a pattern attending only to the earlier copy of the "
-                                               f"current token must score 0.0, got {duplicate.tolist()}"))
+        return CheckResult(name, False, f"a pattern attending only to the earlier copy of the "
+                                        f"current token must score 0.0, got {duplicate.tolist()}")
 
     def make_inputs(gen: torch.Generator):
         seq_len = int(torch.randint(3, 9, (1,), generator=gen))
@@ -174,8 +165,8 @@ def check_induction_score(student_fn: Callable) -> CheckResult:
         scores = torch.rand(2, 3, T, T, generator=gen).tril()
         return (scores / scores.sum(-1, keepdim=True), seq_len)
 
-    result = compare_to_reference(name, student_fn, induction_scores_from_patterns, make_inputs)
+    result = compare_to_reference(name, student_fn, solutions.induction_score, make_inputs)
     if result.passed:
         result.message = "a perfect induction pattern scores 1, a duplicate-token one 0, and " \
                          "random patterns match the reference"
-    return report(result)
+    return result

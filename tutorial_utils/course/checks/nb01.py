@@ -1,7 +1,9 @@
 """Checks for the exercises of ``notebooks/01_model_agnostic_baselines.ipynb``.
 
-Every check returns a :class:`~tutorial_utils.course.grading.CheckResult` (the notebook prints it with
-``report(...)``). Each one first tries the student's function on **synthetic cases with a known
+Every check is an :class:`~tutorial_utils.course.answers.ExerciseCheck`: in the notebook
+``my_occlusion = nb01.check_occlusion(my_occlusion, model)`` prints the verdict and returns the
+function later cells use; ``check_occlusion.judge(...)`` returns the
+:class:`~tutorial_utils.course.grading.CheckResult` only. Each one first tries the student's function on **synthetic cases with a known
 answer**, where a wrong idea gives a recognisable wrong number and the message names the likely
 mistake, then compares it with the library's reference on fresh random inputs:
 
@@ -24,7 +26,9 @@ from typing import Any, Callable
 import torch
 
 from ... import input_attribution as A
-from ..grading import CheckResult, compare_to_reference, raised
+from ..answers import exercise
+from ..grading import CheckResult, as_tensor, compare_to_reference, raised
+from ..solutions import nb01 as solutions
 
 __all__ = ["ToyModel", "binary_probe_loss", "check_control_task", "check_gradient_x_input",
            "check_inlp", "check_integrated_gradients", "check_occlusion", "check_train_probe",
@@ -108,9 +112,7 @@ def _run(name: str, fn: Callable, *args) -> tuple[Any, CheckResult | None]:
 
 def _as_bt(name: str, out: Any, shape: tuple[int, int]) -> tuple[torch.Tensor | None,
                                                                  CheckResult | None]:
-    if not isinstance(out, torch.Tensor):
-        return None, CheckResult(name, False, f"return a tensor [batch, seq], got "
-                                              f"{type(out).__name__}")
+    out = as_tensor(out, "your scores [batch, seq]")
     if tuple(out.shape) != shape:
         hint = (" (did you forget to sum over the embedding dimension?)"
                 if out.ndim == 3 else "")
@@ -142,6 +144,7 @@ def _make_prompt_inputs(model: Any, gen: torch.Generator) -> tuple[torch.Tensor,
     return tokens, A.contrastive_target(int(ids[0]), int(ids[1]))
 
 
+@exercise("3.1", reference=solutions.gradient_x_input)
 def check_gradient_x_input(student_fn: Callable, model: Any) -> CheckResult:
     """``student_fn(model, tokens, target_fn) -> [B, T]``. Known answer: on the linear
     :class:`ToyModel` the target ``logit(a) - logit(b)`` at the last position gives
@@ -189,7 +192,7 @@ def check_gradient_x_input(student_fn: Callable, model: Any) -> CheckResult:
 # Exercise 3.2: integrated gradients (midpoint rule)
 # --------------------------------------------------------------------------------------------
 
-def _reference_ig_midpoint(model: Any, tokens: torch.Tensor, target_fn: A.TargetFn,
+def _library_ig_midpoint(model: Any, tokens: torch.Tensor, target_fn: A.TargetFn,
                            baseline_embeds: torch.Tensor, n_steps: int) -> torch.Tensor:
     return A.integrated_gradients(model, tokens, target_fn, baseline=baseline_embeds,
                                   n_steps=n_steps, rule="riemann_middle",
@@ -208,6 +211,7 @@ def _ig_rule(model: Any, tokens: torch.Tensor, target_fn: A.TargetFn,
     return ((x - baseline) * total).sum(-1)
 
 
+@exercise("3.2", reference=solutions.integrated_gradients)
 def check_integrated_gradients(student_fn: Callable, model: Any) -> CheckResult:
     """``student_fn(model, tokens, target_fn, baseline_embeds, n_steps) -> [B, T]``, the
     midpoint Riemann sum. Known answers: on the linear :class:`ToyModel`, IG equals
@@ -266,7 +270,7 @@ def check_integrated_gradients(student_fn: Callable, model: Any) -> CheckResult:
         n_steps = int(torch.randint(4, 9, (1,), generator=gen))
         return (model, tokens, target, base, n_steps)
 
-    res = compare_to_reference(name, student_fn, _reference_ig_midpoint, make_inputs, atol=1e-4,
+    res = compare_to_reference(name, student_fn, _library_ig_midpoint, make_inputs, atol=1e-4,
                                rtol=1e-3)
     if not res.passed and "differs" in res.message:
         tokens, target = _make_prompt_inputs(model, torch.Generator().manual_seed(0))
@@ -275,7 +279,7 @@ def check_integrated_gradients(student_fn: Callable, model: Any) -> CheckResult:
         b0[:, 0] = xm[:, 0]
         got, _ = _run(name, student_fn, model, tokens, target, b0, 4)
         for offset, rule in ((0.0, "left"), (1.0, "right")):
-            if isinstance(got, torch.Tensor) and _close(got, _ig_rule(model, tokens, target, b0,
+            if isinstance(got, torch.Tensor) and got.shape == tokens.shape and _close(got, _ig_rule(model, tokens, target, b0,
                                                                       4, offset), 1e-3):
                 return CheckResult(name, False, f"you used the {rule} Riemann rule (alpha = "
                                    f"(k + {offset:g}) / n); the exercise asks for midpoints, "
@@ -292,11 +296,12 @@ def check_integrated_gradients(student_fn: Callable, model: Any) -> CheckResult:
 # Exercise 3.3: occlusion
 # --------------------------------------------------------------------------------------------
 
-def _reference_occlusion(model: Any, tokens: torch.Tensor, target_fn: A.TargetFn,
+def _library_occlusion(model: Any, tokens: torch.Tensor, target_fn: A.TargetFn,
                          replacement_id: int) -> torch.Tensor:
     return A.occlusion(model, tokens, target_fn, replacement=replacement_id)
 
 
+@exercise("3.3", reference=solutions.occlusion)
 def check_occlusion(student_fn: Callable, model: Any) -> CheckResult:
     """``student_fn(model, tokens, target_fn, replacement_id) -> [B, T]`` (position 0 not
     occluded, score 0). Known answer: on the linear :class:`ToyModel` only the last token
@@ -330,7 +335,7 @@ def check_occlusion(student_fn: Callable, model: Any) -> CheckResult:
         rep = int(torch.randint(model.cfg.d_vocab, (1,), generator=gen))
         return (model, tokens, target, rep)
 
-    res = compare_to_reference(name, student_fn, _reference_occlusion, make_inputs, atol=1e-4,
+    res = compare_to_reference(name, student_fn, _library_occlusion, make_inputs, atol=1e-4,
                                rtol=1e-4)
     if res.passed:
         res.message = "exact on a linear toy model, and matches the library on 3 random prompts"
@@ -373,6 +378,7 @@ def optimal_binary_probe_loss(X: torch.Tensor, y: torch.Tensor, weight_decay: fl
     return _optimum(X, y, weight_decay)[0]
 
 
+@exercise("2.1", reference=solutions.train_binary_probe)
 def check_train_probe(student_fn: Callable, weight_decay: float = 1e-2,
                       tolerance: float = 1e-3) -> CheckResult:
     """``student_fn(X [N, d], y [N] in {0, 1}, weight_decay) -> (w [d], b [])`` must reach the
@@ -387,12 +393,15 @@ def check_train_probe(student_fn: Callable, weight_decay: float = 1e-2,
         out, bad = _run(name, student_fn, X.clone(), y.clone(), weight_decay)
         if bad:
             return bad
-        try:
-            w, b = out
-            w, b = torch.as_tensor(w).detach().reshape(-1), torch.as_tensor(b).detach().reshape(())
-        except (TypeError, ValueError, RuntimeError):
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
             return CheckResult(name, False, "return a pair (w [d], b []), e.g. "
                                "`return w.detach(), b.detach()`")
+        w = as_tensor(out[0], "your w", torch.float32).reshape(-1)
+        b = as_tensor(out[1], "your b", torch.float32)
+        if b.numel() != 1:
+            return CheckResult(name, False, f"b has shape {tuple(b.shape)}: the bias is one "
+                               "number, shape []")
+        b = b.reshape(())
         if w.shape != (16,):
             return CheckResult(name, False, f"w has shape {tuple(w.shape)}, expected (16,)")
         got = float(binary_probe_loss(X, y, w, b, weight_decay))
@@ -425,6 +434,7 @@ def check_train_probe(student_fn: Callable, weight_decay: float = 1e-2,
 # Exercise 2.2: the control task
 # --------------------------------------------------------------------------------------------
 
+@exercise("2.2", reference=solutions.control_task_labels)
 def check_control_task(student_fn: Callable) -> CheckResult:
     """``student_fn(tokens [N, T], pos [N], labels [N], seed) -> [N]`` control labels (Hewitt &
     Liang 2019). Known properties: examples whose token at the probed position is the same get
@@ -440,9 +450,13 @@ def check_control_task(student_fn: Callable) -> CheckResult:
     out, bad = _run(name, student_fn, tokens.clone(), pos.clone(), labels.clone(), 0)
     if bad:
         return bad
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (N,):
-        return CheckResult(name, False, f"return a tensor [N] = ({N},) of labels, got "
-                           f"{getattr(out, 'shape', type(out).__name__)}")
+    out = as_tensor(out, "your control labels")
+    if tuple(out.shape) != (N,):
+        return CheckResult(name, False, f"return a tensor [N] = ({N},) of labels, got shape "
+                           f"{tuple(out.shape)}")
+    if out.is_floating_point() and not bool((out == out.round()).all()):
+        return CheckResult(name, False, "control labels must come from the task's label set "
+                           "(here 0 and 1), not fractions")
     out = out.long()
     if not set(out.unique().tolist()) <= {0, 1}:
         return CheckResult(name, False, "control labels must come from the task's label set "
@@ -463,7 +477,8 @@ def check_control_task(student_fn: Callable) -> CheckResult:
     out2, bad = _run(name, student_fn, other, pos.clone(), labels.clone(), 0)
     if bad:
         return bad
-    if not torch.equal(torch.as_tensor(out2).long(), out):
+    out2 = as_tensor(out2, "your control labels")
+    if out2.shape != out.shape or not torch.equal(out2.long(), out):
         return CheckResult(name, False, "changing the tokens at positions the probe does not "
                            "read changed the control labels: use only tokens[n, pos[n]]")
     types = at.unique()
@@ -479,7 +494,8 @@ def check_control_task(student_fn: Callable) -> CheckResult:
     out3, bad = _run(name, student_fn, tokens.clone(), pos.clone(), labels.clone(), 1)
     if bad:
         return bad
-    if torch.equal(torch.as_tensor(out3).long(), out):
+    out3 = as_tensor(out3, "your control labels")
+    if out3.shape == out.shape and torch.equal(out3.long(), out):
         return CheckResult(name, False, "the seed does not change the assignment: draw the "
                            "labels with a random generator seeded by `seed`")
     return CheckResult(name, True, "one label per token type at the probed position, "
@@ -501,6 +517,7 @@ def _concept_data(n: int, seed: int, d: int = 20):
     return X, y
 
 
+@exercise("5.1", reference=solutions.inlp)
 def check_inlp(student_fn: Callable, n_iterations: int = 8) -> CheckResult:
     """``student_fn(X [N, d], y [N], n_iterations) -> basis [k, d]``: orthonormal rows spanning
     the removed subspace, ``k = n_iterations``; after projecting it out, a fresh probe trained
@@ -515,10 +532,11 @@ def check_inlp(student_fn: Callable, n_iterations: int = 8) -> CheckResult:
     out, bad = _run(name, student_fn, X.clone(), y.clone(), n_iterations)
     if bad:
         return bad
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != X.shape[1]:
+    out = as_tensor(out, "your basis [k, d]")
+    if out.ndim != 2 or out.shape[1] != X.shape[1]:
         return CheckResult(name, False, f"return the basis as a tensor [k, d] (d = {X.shape[1]}), "
-                           f"got {getattr(out, 'shape', type(out).__name__)}")
-    basis = out.detach().double()
+                           f"got shape {tuple(out.shape)}")
+    basis = out.double()
     if basis.shape[0] != n_iterations:
         return CheckResult(name, False, f"{basis.shape[0]} directions for {n_iterations} "
                            "iterations: a binary probe removes one direction per iteration")

@@ -5,8 +5,10 @@ attention rolls out to the identity; one head with equal value norms gives back 
 weights; a piece pointing away from the output gets no ALTI contribution; a value vector that is
 already zero changes nothing when zeroed...), recognising the common mistakes by name, then
 compares it with a reference on fresh random inputs and, where a model is passed, with the
-library on the real model. Each returns a :class:`~tutorial_utils.course.grading.CheckResult`; wrap it in
-:func:`~tutorial_utils.course.grading.report`.
+library on the real model. Each check is an :class:`~tutorial_utils.course.answers.ExerciseCheck`:
+``my_rollout = nb02.check_rollout(my_rollout)`` prints the verdict and returns the function later
+cells use; ``check_rollout.judge(...)`` returns the
+:class:`~tutorial_utils.course.grading.CheckResult` only.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from typing import Any, Callable
 
 import torch
 
-from ..grading import CheckResult, compare_to_reference
+from ..answers import exercise
+from ..grading import CheckResult, as_tensor, close, compare_to_reference, raised
+from ..solutions import nb02 as solutions
+from ..solutions.nb02 import run_layer
 from ...context_mixing import rollout as _rollout
 
 __all__ = ["check_rollout", "check_attention_norm", "check_alti_layer",
@@ -30,25 +35,19 @@ def _call(name: str, fn: Callable, *args: Any) -> tuple[Any, CheckResult | None]
     """Run the student's function; a crash or a stub becomes a failed result."""
     try:
         return fn(*args), None
-    except NotImplementedError:
-        return None, CheckResult(name, False, "not implemented yet: fill in the exercise cell, "
-                                              "run it, then re-run this check")
     except Exception as e:  # noqa: BLE001 - a check never raises
-        return None, CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
+        return None, raised(name, e)
 
 
 def _close(a: Any, b: torch.Tensor, atol: float = 1e-5) -> bool:
-    try:
-        a = torch.as_tensor(a, dtype=b.dtype)
-    except (TypeError, ValueError, RuntimeError):
-        return False
-    return a.shape == b.shape and bool(torch.allclose(a, b, atol=atol, rtol=1e-4))
+    return close(a, b, atol=atol, rtol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------
 # Exercise 2.1: attention rollout
 # --------------------------------------------------------------------------------------------
 
+@exercise("2.1", reference=solutions.rollout)
 def check_rollout(student_fn: Callable[[torch.Tensor, bool], torch.Tensor]) -> CheckResult:
     """``student_fn(per_layer [L, T, T], add_residual) -> [L, T, T]``: ``R_0 = A~_0``,
     ``R_l = A~_l R_{l-1}`` with ``A~ = 0.5 A + 0.5 I`` when ``add_residual`` (else ``A``)."""
@@ -59,8 +58,9 @@ def check_rollout(student_fn: Callable[[torch.Tensor, bool], torch.Tensor]) -> C
         out, err = _call(name, student_fn, eye.clone(), res)
         if err:
             return err
-        if torch.as_tensor(out).shape != (L, T, T):
-            return CheckResult(name, False, f"returned shape {tuple(torch.as_tensor(out).shape)} "
+        out = as_tensor(out, "your rollout [L, T, T]")
+        if out.shape != (L, T, T):
+            return CheckResult(name, False, f"returned shape {tuple(out.shape)} "
                                             f"for {L} layers of {T} tokens: return every layer's "
                                             f"R_l stacked, shape [L, T, T]")
         if not _close(out, eye):
@@ -78,7 +78,8 @@ def check_rollout(student_fn: Callable[[torch.Tensor, bool], torch.Tensor]) -> C
     out, err = _call(name, student_fn, A.clone(), False)
     if err:
         return err
-    if _close(torch.as_tensor(out)[-1:], (to_last @ prev)[None]):
+    out = as_tensor(out, "your rollout [L, T, T]")
+    if _close(out[-1:], (to_last @ prev)[None]):
         return CheckResult(name, False, "the layers are multiplied in the wrong order: layer l "
                                         "mixes what layers 0..l-1 produced, so R_l = A_l @ R_{l-1} "
                                         "(you computed R_{l-1} @ A_l)")
@@ -112,17 +113,10 @@ def check_rollout(student_fn: Callable[[torch.Tensor, bool], torch.Tensor]) -> C
 # Exercise 2.2: attention-norm and RES1
 # --------------------------------------------------------------------------------------------
 
-def _ref_attention_norm(pattern: torch.Tensor, values: torch.Tensor, W_O: torch.Tensor,
-                        resid: torch.Tensor | None = None) -> torch.Tensor:
-    f = torch.einsum("jhk,hkd->hjd", values, W_O)            # f_h(x_j)
-    z = torch.einsum("hij,hjd->ijd", pattern, f)             # z_ij = sum_h alpha f_h(x_j)
-    if resid is not None:
-        idx = torch.arange(z.shape[0])
-        z = z.clone()
-        z[idx, idx] += resid
-    return z.norm(dim=-1)
+_ref_attention_norm = solutions.attention_norm
 
 
+@exercise("2.2", reference=solutions.attention_norm)
 def check_attention_norm(student_fn: Callable[..., torch.Tensor], model: Any = None,
                          tokens: torch.Tensor | None = None) -> CheckResult:
     """``student_fn(pattern [H, T, T], values [T, H, d_head], W_O [H, d_head, d], resid=None)
@@ -171,7 +165,7 @@ def check_attention_norm(student_fn: Callable[..., torch.Tensor], model: Any = N
     if err:
         return err
     if not _close(out, torch.diag(resid.norm(dim=-1))):
-        off = torch.as_tensor(out).float()
+        off = as_tensor(out, "your matrix [T, T]", torch.float32)
         hint = (" You added x to every source: the residual is the query's own vector x_i, "
                 "added only to the piece j == i." if off.shape == (T, T) and
                 float((off - torch.diag(torch.diag(off))).abs().max()) > 1e-4 else "")
@@ -195,7 +189,7 @@ def check_attention_norm(student_fn: Callable[..., torch.Tensor], model: Any = N
         out, err = _call(name, student_fn, it.pattern[0], it.values[0], it.W_O, it.resid_pre[0])
         if err:
             return err
-        mine = cm.row_normalize(torch.as_tensor(out).float())
+        mine = cm.row_normalize(as_tensor(out, "your matrix [T, T]", torch.float32))
         if not _close(mine, lib[layer].float(), atol=1e-4):
             return CheckResult(name, False, f"on layer {layer} of the real model your RES1 "
                                             f"(row-normalised) differs from cm.attention_norm")
@@ -210,12 +204,10 @@ def check_attention_norm(student_fn: Callable[..., torch.Tensor], model: Any = N
 # Exercise 3.1: ALTI for one layer
 # --------------------------------------------------------------------------------------------
 
-def _ref_alti_layer(pieces: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-    y = output[:, None, :]                                   # [T, 1, d]
-    c = (y.abs().sum(-1) - (y - pieces).abs().sum(-1)).clamp_min(0)
-    return c / c.sum(-1, keepdim=True)
+_ref_alti_layer = solutions.alti_layer
 
 
+@exercise("3.1", reference=solutions.alti_layer)
 def check_alti_layer(student_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                      model: Any = None, tokens: torch.Tensor | None = None) -> CheckResult:
     """``student_fn(pieces [T, T, d], output [T, d]) -> [T, T]``: ALTI's layer matrix,
@@ -240,7 +232,7 @@ def check_alti_layer(student_fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
     out, err = _call(name, student_fn, p1, y1)
     if err:
         return err
-    o = torch.as_tensor(out).float()
+    o = as_tensor(out, "your ALTI matrix [T, T]", torch.float32)
     if o.shape == (1, 2) and _close(o, torch.tensor([[0.25, 0.75]])):
         return CheckResult(name, False, "you scored each piece by its own norm (that is "
                                         "attention-norm); ALTI scores by proximity to the output, "
@@ -298,13 +290,6 @@ def check_alti_layer(student_fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
 # Exercise 4.1 (bonus): Value Zeroing for one token
 # --------------------------------------------------------------------------------------------
 
-def run_layer(layer: Any, x: torch.Tensor) -> torch.Tensor:
-    """Run a Hugging Face BERT layer on ``x [1, T, d]`` and return its output ``[1, T, d]``
-    (recent transformers return a tensor, older ones a tuple whose first entry it is)."""
-    out = layer(x)
-    return out[0] if isinstance(out, tuple) else out
-
-
 def _zeroed(layer: Any, x: torch.Tensor, j: int, module: str = "value",
             keep_bias: bool = False) -> torch.Tensor:
     """``1 - cos`` with token ``j``'s output of ``layer.attention.self.<module>`` zeroed."""
@@ -348,6 +333,7 @@ def _tiny_bert_layer(seed: int, zero_wv: bool = False, zero_bv: bool = False) ->
     return layer
 
 
+@exercise("4.1", reference=solutions.value_zeroing_one_token)
 def check_value_zeroing_one_token(student_fn: Callable[..., torch.Tensor], model: Any = None,
                                   tokens: torch.Tensor | None = None) -> CheckResult:
     """``student_fn(layer, x [1, T, d], j) -> [T]``: run the Hugging Face BERT layer ``layer``
@@ -390,7 +376,7 @@ def check_value_zeroing_one_token(student_fn: Callable[..., torch.Tensor], model
     out, err = _call(name, student_fn, layer, x, 1)
     if err:
         return err
-    o = torch.as_tensor(out).float()
+    o = as_tensor(out, "your scores [T]", torch.float32)
     if o.shape != expected.shape:
         return CheckResult(name, False, f"returned shape {tuple(o.shape)}, expected [T] = "
                                         f"{tuple(expected.shape)}: one score per token")
@@ -420,7 +406,7 @@ def check_value_zeroing_one_token(student_fn: Callable[..., torch.Tensor], model
             return err
         ref = value_zeroed_outputs(model, toks, [(0, layer_idx, j), (0, layer_idx, -1)])
         ref = _cosine_distance(ref[0], ref[1]).float()
-        if not _close(torch.as_tensor(out).float().reshape(-1), ref, atol=1e-5):
+        if not _close(as_tensor(out, "your scores [T]", torch.float32).reshape(-1), ref, atol=1e-5):
             return CheckResult(name, False, f"on layer {layer_idx} of the real encoder (token {j} "
                                             f"zeroed) your scores differ from the library's")
     return CheckResult(name, True, "known answers right on synthetic BERT layers (nothing to "
@@ -432,13 +418,10 @@ def check_value_zeroing_one_token(student_fn: Callable[..., torch.Tensor], model
 # Exercise 5.1: where does the verb read the subject? (cue share per layer)
 # --------------------------------------------------------------------------------------------
 
-def _ref_share_per_layer(maps: torch.Tensor, query: torch.Tensor, cue: torch.Tensor,
-                         distractor: torch.Tensor) -> torch.Tensor:
-    b = torch.arange(maps.shape[0])
-    rows = maps[b, :, query]                                  # [B, L, T]
-    return (rows[b, :, cue] > rows[b, :, distractor]).float().mean(0)
+_ref_share_per_layer = solutions.cue_share_per_layer
 
 
+@exercise("5.1", reference=solutions.cue_share_per_layer)
 def check_cue_share_per_layer(student_fn: Callable[..., torch.Tensor]) -> CheckResult:
     """``student_fn(maps [B, L, T, T], query [B], cue [B], distractor [B]) -> [L]``: per
     layer, the share of examples whose query row gives the cue strictly more than the
@@ -456,7 +439,7 @@ def check_cue_share_per_layer(student_fn: Callable[..., torch.Tensor]) -> CheckR
     out, err = _call(name, student_fn, maps, q, c, dis)
     if err:
         return err
-    o = torch.as_tensor(out).float()
+    o = as_tensor(out, "your shares [L]", torch.float32)
     if o.shape != (L,):
         return CheckResult(name, False, f"returned shape {tuple(o.shape)}: return one share per "
                                         f"layer, shape [L] = ({L},)")

@@ -4,8 +4,10 @@ Each check first runs the student's function on a case whose answer is known by 
 (patching a run into itself changes nothing, the full circuit scores 1 and the empty one 0, an
 identity-like read-out gives a known score, ...) and, when it is wrong, names the likely
 conceptual mistake; then it compares with a reference on random inputs or with the library on
-the notebook's model. Checks return a :class:`~tutorial_utils.course.grading.CheckResult`; the
-notebook prints it with :func:`~tutorial_utils.course.grading.report`.
+the notebook's model. Each check is an :class:`~tutorial_utils.course.answers.ExerciseCheck`:
+``ablate_head = nb03.check_ablate_head(ablate_head)`` prints the verdict and returns what later
+cells use; ``check_ablate_head.judge(...)`` returns the
+:class:`~tutorial_utils.course.grading.CheckResult` only.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ..grading import CheckResult, check_value, compare_to_reference, raised
+from ..answers import exercise
+from ..grading import (CheckResult, InvalidAnswer, as_number, as_tensor, check_value,
+                       compare_to_reference, raised)
+from ..grading import describe as _describe
+from ..solutions import nb03 as solutions
 
-__all__ = ["check_ablate_head", "check_head_sweep", "check_node_faithfulness",
+__all__ = ["SVA_MAX_NODES", "check_ablate_head", "check_head_sweep", "check_node_faithfulness",
            "check_patch_edge", "check_sva_faithfulness", "check_upweight_score",
            "reference_ablate_head", "reference_upweight_score"]
 
@@ -40,22 +46,12 @@ def _metric(model: Any, dataset: Any, tokens: Tensor, fwd_hooks: list | None = N
 # Exercise 1.1: ablate one head three ways
 # --------------------------------------------------------------------------------------------
 
-def reference_ablate_head(z: Tensor, head: int, method: str, reference_z: Tensor | None = None
-                          ) -> Tensor:
-    """``z`` ``[B, T, H, d_head]`` with head ``head`` zeroed, replaced by its mean over the
-    reference batch (per position), or by the reference run's value (resample, paired)."""
-    out = z.clone()
-    if method == "zero":
-        out[:, :, head] = 0.0
-    elif method == "mean":
-        out[:, :, head] = reference_z[:, :, head].mean(0)
-    elif method == "resample":
-        out[:, :, head] = reference_z[:, :, head]
-    else:
-        raise ValueError(method)
-    return out
+#: The references of Exercises 1.1 and 6.1 (kept under their former names).
+reference_ablate_head = solutions.ablate_head
+reference_upweight_score = solutions.upweight_score
 
 
+@exercise("1.1", reference=solutions.ablate_head)
 def check_ablate_head(fn: Callable) -> CheckResult:
     """``fn(z, head, method, reference_z)`` for method in zero / mean / resample."""
     name = "ablate_head"
@@ -76,8 +72,8 @@ def check_ablate_head(fn: Callable) -> CheckResult:
     except Exception as e:  # noqa: BLE001
         return raised(name, e)
     for m, exp in expected.items():
-        out = got[m]
-        if not isinstance(out, Tensor) or out.shape != z.shape:
+        out = as_tensor(got[m], f"your z for method {m!r}", torch.float32)
+        if out.shape != z.shape:
             return CheckResult(name, False, f"method {m!r}: return a tensor shaped like z "
                                             f"{tuple(z.shape)}")
         if not torch.equal(out[:, :, 0], z[:, :, 0]):
@@ -113,6 +109,7 @@ def check_ablate_head(fn: Callable) -> CheckResult:
 # Exercise 2.1: a patching sweep by hand
 # --------------------------------------------------------------------------------------------
 
+@exercise("2.1", reference=solutions.patch_heads_of_layer)
 def check_head_sweep(fn: Callable, model: Any, dataset: Any, layer: int) -> CheckResult:
     """``fn(model, dataset, layer) -> [n_heads]``: the metric with each head of ``layer`` patched
     (all positions) from the corrupted run into the clean run."""
@@ -120,12 +117,14 @@ def check_head_sweep(fn: Callable, model: Any, dataset: Any, layer: int) -> Chec
 
     name = "patch_heads_of_layer"
     try:
-        same = torch.as_tensor(fn(model, _self_patched(dataset), layer)).detach().float().cpu()
-        got = torch.as_tensor(fn(model, dataset, layer)).detach().float().cpu()
+        same = fn(model, _self_patched(dataset), layer)
+        got = fn(model, dataset, layer)
     except Exception as e:  # noqa: BLE001
         return raised(name, e)
+    same = as_tensor(same, "your metrics [head]", torch.float32)
+    got = as_tensor(got, "your metrics [head]", torch.float32)
     H = model.cfg.n_heads
-    if got.shape != (H,):
+    if got.shape != (H,) or same.shape != (H,):
         return CheckResult(name, False, f"return one metric per head: shape ({H},), got "
                                         f"{tuple(got.shape)}")
     m_clean = _metric(model, dataset, dataset.clean_tokens)
@@ -177,6 +176,7 @@ def _edge_by_hand(model: Any, dataset: Any, sender: str, receiver: str, sign: fl
     return _metric(model, dataset, dataset.clean_tokens, [(r.in_hooks[which], hook)])
 
 
+@exercise("3.1", reference=solutions.patch_edge)
 def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[str, str]]
                      ) -> CheckResult:
     """``fn(model, dataset, sender, receiver) -> float``: the metric of the clean run with the
@@ -186,10 +186,12 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
 
     name = "patch_edge"
     try:
-        same = float(fn(model, _self_patched(dataset), *edges[0]))
-        got = [float(fn(model, dataset, s, r)) for s, r in edges]
+        same = fn(model, _self_patched(dataset), *edges[0])
+        got = [fn(model, dataset, s, r) for s, r in edges]
     except Exception as e:  # noqa: BLE001
         return raised(name, e)
+    same = as_number(same, "your metric")
+    got = [as_number(g_, "your metric") for g_ in got]
     m_clean = _metric(model, dataset, dataset.clean_tokens)
     if abs(same - m_clean) > 1e-4:
         return CheckResult(name, False, f"patching an edge of the clean run into itself must give "
@@ -225,9 +227,10 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
     if node.head is not None and n_heads > 1 and not (kv_shared and which in ("k", "v")):
         sibling = f"a{node.layer}.h{(node.head + 1) % n_heads}.{which}"
         try:
-            got_sib = float(fn(model, dataset, s0, sibling))
+            got_sib = fn(model, dataset, s0, sibling)
         except Exception as e:  # noqa: BLE001
             return raised(name, e)
+        got_sib = as_number(got_sib, "your metric")
         ref_sib = float(edge_patching(model, dataset, [[(s0, sibling)]])[0])
         if abs(got_sib - ref_sib) > 1e-3:
             if abs(got_sib - _edge_by_hand(model, dataset, s0, sibling, all_heads=True)) <= 1e-3:
@@ -248,6 +251,7 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
 # Exercise 4.1: the faithfulness of a node circuit
 # --------------------------------------------------------------------------------------------
 
+@exercise("4.1", reference=solutions.node_circuit_faithfulness)
 def check_node_faithfulness(fn: Callable, model: Any, dataset: Any, circuit: list[str]
                             ) -> CheckResult:
     """``fn(model, dataset, nodes) -> float``: resample-ablate every node outside ``nodes`` and
@@ -257,11 +261,12 @@ def check_node_faithfulness(fn: Callable, model: Any, dataset: Any, circuit: lis
     name = "node_circuit_faithfulness"
     every = all_nodes(model)
     try:
-        f_full = float(fn(model, dataset, list(every)))
-        f_empty = float(fn(model, dataset, []))
-        got = float(fn(model, dataset, list(circuit)))
+        f_full = fn(model, dataset, list(every))
+        f_empty = fn(model, dataset, [])
+        got = fn(model, dataset, list(circuit))
     except Exception as e:  # noqa: BLE001
         return raised(name, e)
+    f_full, f_empty, got = (as_number(v, "your faithfulness") for v in (f_full, f_empty, got))
     if abs(f_full - 1) > 1e-3:
         return CheckResult(name, False, f"the circuit of every node is the model itself and must "
                                         f"score 1, got {f_full:.3f}: are you patching nodes "
@@ -292,15 +297,7 @@ def check_node_faithfulness(fn: Callable, model: Any, dataset: Any, circuit: lis
 # Exercise 6.1: the "upweight y > YY" score of one component
 # --------------------------------------------------------------------------------------------
 
-def reference_upweight_score(c: Tensor, scale: Tensor, W_U: Tensor, yy: Tensor) -> Tensor:
-    """Per example: the component's direct logits over the years (final LayerNorm centring and
-    frozen scale, then ``W_U``), mean over the years above ``yy`` minus mean over the others."""
-    logits = ((c - c.mean(-1, keepdim=True)) / scale) @ W_U
-    above = (torch.arange(W_U.shape[1])[None, :] > yy[:, None]).float()
-    weights = above / above.sum(1, keepdim=True) - (1 - above) / (1 - above).sum(1, keepdim=True)
-    return (logits * weights).sum(-1)
-
-
+@exercise("6.1", reference=solutions.upweight_score)
 def check_upweight_score(fn: Callable) -> CheckResult:
     """``fn(c [B, d], scale [B, 1], W_U [d, Y], yy [B]) -> [B]``."""
     name = "upweight_score"
@@ -316,8 +313,10 @@ def check_upweight_score(fn: Callable) -> CheckResult:
         got = fn(c, scale, W_U, yy)
     except Exception as e:  # noqa: BLE001
         return raised(name, e)
-    if not isinstance(got, Tensor) or got.shape != (2,):
-        return CheckResult(name, False, "return one score per example: shape [batch]")
+    got = as_tensor(got, "your scores [batch]", torch.float32)
+    if got.shape != (2,):
+        return CheckResult(name, False, f"return one score per example: shape [batch] = (2,), got "
+                                        f"{tuple(got.shape)}")
     if abs(float(got[0]) - 2.0) > 1e-5:
         v = float(got[0])
         if abs(v - 8 / 3) < 1e-4:
@@ -341,26 +340,48 @@ def check_upweight_score(fn: Callable) -> CheckResult:
 # Exercise 8.1: your own SVA circuit, with a target
 # --------------------------------------------------------------------------------------------
 
+def _reference_sva(model: Any, dataset: Any) -> tuple[list[str], float]:
+    return solutions.sva_circuit(model, dataset)
+
+
+#: Exercise 8.1's size limit: the whole offline model has 21 nodes (embed, 16 heads, 4 MLPs),
+#: the reference circuit 6 (faithfulness 0.97 on the notebook's 24 prompts).
+SVA_MAX_NODES = 8
+
+
+@exercise("8.1", reference_from=_reference_sva, answers=("circuit", "faithfulness"))
 def check_sva_faithfulness(model: Any, dataset: Any, circuit: Any, faithfulness: Any,
-                           target: float = 0.8) -> CheckResult:
-    """The student's circuit must be a non-empty node set whose faithfulness (resample
-    ablation, as the library measures it) is the one they report **and** reaches ``target``."""
-    from ...faithfulness import circuit_faithfulness
+                           target: float = 0.8, max_nodes: int = SVA_MAX_NODES) -> CheckResult:
+    """The student's circuit must be a list of at most ``max_nodes`` node names whose
+    faithfulness (resample ablation, as the library measures it) is the one they report **and**
+    reaches ``target``: "as few nodes as you can" is enforced, so the whole model (which
+    trivially scores 1) fails."""
+    from ...faithfulness import all_nodes, circuit_faithfulness
 
     name = "sva_faithfulness"
-    if circuit is Ellipsis or faithfulness is Ellipsis:
-        return check_value(name, ..., None)
-    try:
-        circuit = list(circuit)
-        if not circuit:
-            return CheckResult(name, False, "the circuit is empty: list some nodes")
-        ref = circuit_faithfulness(model, dataset, circuit)
-    except Exception as error:  # noqa: BLE001
-        return CheckResult(name, False, f"could not evaluate your circuit: {error}")
-    res = check_value(name, float(faithfulness), ref.faithfulness, atol=1e-3)
+    if isinstance(circuit, str) or not isinstance(circuit, (list, tuple, set, frozenset)):
+        raise InvalidAnswer(f"your circuit is {_describe(circuit)}: give a list of node names, "
+                            f"e.g. ['embed', 'a0.h1', 'm0']")
+    circuit = list(circuit)
+    reported = as_number(faithfulness, "your faithfulness")
+    if not circuit:
+        return CheckResult(name, False, "the circuit is empty: list some nodes")
+    every = set(all_nodes(model))
+    unknown = [n for n in circuit if not isinstance(n, str) or n not in every]
+    if unknown:
+        return CheckResult(name, False, f"{unknown[:3]} are not node names of this model: use "
+                                        f"'embed', 'aL.hH' or 'mL' (all_nodes(model) lists them)")
+    circuit = sorted(set(circuit))
+    if len(circuit) > max_nodes:
+        whole = " (that is the whole model)" if len(circuit) == len(every) else ""
+        return CheckResult(name, False, f"your circuit has {len(circuit)} nodes{whole}; the "
+                                        f"exercise asks for at most {max_nodes}: keep the nodes "
+                                        f"that matter (path patching into the logits ranks them)")
+    ref = circuit_faithfulness(model, dataset, circuit)
+    res = check_value(name, reported, ref.faithfulness, atol=1e-3)
     if not res.passed:
-        res.message = (f"you report {float(faithfulness):.3f} but the library measures "
-                       f"{ref.faithfulness:.3f} for {sorted(circuit)}: compute it with "
+        res.message = (f"you report {reported:.3f} but the library measures "
+                       f"{ref.faithfulness:.3f} for {circuit}: compute it with "
                        f"circuit_faithfulness on the SVA dataset")
         return res
     if not ref.faithfulness >= target:
@@ -370,4 +391,5 @@ def check_sva_faithfulness(model: Any, dataset: Any, circuit: Any, faithfulness:
                                         f"misses (a lower path-patching threshold, or the inputs "
                                         f"of the nodes you have)")
     return CheckResult(name, True, f"faithfulness {ref.faithfulness:.3f} >= {target} with "
-                                   f"{len(circuit)} nodes (as the library measures it)")
+                                   f"{len(circuit)} nodes <= {max_nodes} (as the library "
+                                   f"measures it)")

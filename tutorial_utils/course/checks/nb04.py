@@ -2,7 +2,10 @@
 
 Each check runs the student's function on synthetic cases whose answer is known (and on random
 inputs against a reference), and says *why* a wrong answer is wrong where a common mistake
-can be recognised.
+can be recognised. Each check is an :class:`~tutorial_utils.course.answers.ExerciseCheck`:
+``head_dla = nb04.check_head_dla(head_dla)`` prints the verdict and returns the function later
+cells use; ``check_head_dla.judge(...)`` returns the
+:class:`~tutorial_utils.course.grading.CheckResult` only.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from typing import Any, Callable
 
 import torch
 
-from ..grading import CheckResult, check_value, compare_to_reference
+from ..answers import exercise
+from ..grading import CheckResult, as_number, as_tensor, check_value, compare_to_reference, raised
+from ..solutions import nb04 as solutions
 
 __all__ = ["check_composition_score", "check_k_composition", "check_copying_score", "check_patch_key_input",
            "check_head_dla", "check_faithfulness"]
@@ -32,10 +37,11 @@ def check_k_composition(fn: Callable) -> CheckResult:
     qk = torch.randn(d, 4, generator=g) @ b.T
     ov = torch.randn(d, 4, generator=g) @ a.T
     try:
-        zero = float(fn(qk, ov))
-        aligned = float(fn(qk, torch.randn(d, 4, generator=g) @ b.T))
+        zero = fn(qk, ov)
+        aligned = fn(qk, torch.randn(d, 4, generator=g) @ b.T)
     except Exception as e:  # noqa: BLE001
-        return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
+        return raised(name, e)
+    zero, aligned = as_number(zero, "your score"), as_number(aligned, "your score")
     if abs(zero) > 1e-5:
         q_comp = float((ov @ qk).norm() / (ov.norm() * qk.norm()))
         hint = (" That is the Q-composition formula: the key side reads the earlier head's "
@@ -63,18 +69,17 @@ def check_k_composition(fn: Callable) -> CheckResult:
     return result
 
 
-def _ref_composition_score(W_later: torch.Tensor, W_OV: torch.Tensor, kind: str) -> torch.Tensor:
-    prod = W_later @ W_OV.T if kind == "k" else W_OV @ W_later
-    return prod.norm() / (W_later.norm() * W_OV.norm())
+_ref_composition_score = solutions.composition_score
 
 
+@exercise("1.1", reference=solutions.composition_score)
 def check_composition_score(fn: Callable) -> CheckResult:
     """``fn(W_later [d, d], W_OV_earlier [d, d], kind) -> scalar``: Elhage et al.'s Q-, K- or
     V-composition (``W_later`` is the later head's W_QK for "q"/"k", its W_OV for "v")."""
     name = "composition_score"
     result = check_k_composition(lambda qk, ov: fn(qk, ov, "k"))
     if not result.passed:
-        return CheckResult(name, False, f"kind 'k': {result.message}")
+        return CheckResult(name, False, f"kind 'k': {result.message}", not_done=result.not_done)
     d = 8
     g = torch.Generator().manual_seed(3)
     basis = torch.linalg.qr(torch.randn(d, d, generator=g))[0]
@@ -84,11 +89,13 @@ def check_composition_score(fn: Callable) -> CheckResult:
     reads_a = a @ torch.randn(4, d, generator=g)
     for kind, what in (("q", "query"), ("v", "value")):
         try:
-            zero = float(fn(reads_b, ov, kind))
-            aligned = float(fn(reads_a, ov, kind))
+            zero = fn(reads_b, ov, kind)
+            aligned = fn(reads_a, ov, kind)
         except Exception as e:  # noqa: BLE001
-            return CheckResult(name, False, f"kind {kind!r}: your function raised "
-                                            f"{type(e).__name__}: {e}")
+            failed = raised(name, e)
+            failed.message = f"kind {kind!r}: {failed.message}"
+            return failed
+        zero, aligned = as_number(zero, "your score"), as_number(aligned, "your score")
         if abs(zero) > 1e-5:
             k_form = float((reads_b @ ov.T).norm() / (reads_b.norm() * ov.norm()))
             hint = (" You used the K-composition product for it: the earlier head's output "
@@ -130,13 +137,10 @@ def _diagnose(result: CheckResult, fn: Callable, args: tuple, variants: dict[str
     return result
 
 
-def _ref_copying_score(emb: torch.Tensor, W_OV: torch.Tensor, W_U: torch.Tensor,
-                       ids: torch.Tensor, k: int = 1) -> float:
-    logits = emb @ W_OV @ W_U
-    rank = (logits > logits.gather(1, ids[:, None])).sum(-1)  # tokens that beat the own logit
-    return float((rank < k).float().mean())
+_ref_copying_score = solutions.copying_score
 
 
+@exercise("1.3", reference=solutions.copying_score)
 def check_copying_score(fn: Callable) -> CheckResult:
     """``fn(emb [n, d], W_OV [d, d], W_U [d, V], ids [n], k) -> float``: the fraction of tokens
     whose own logit is among the top ``k`` of the whole vocabulary under ``emb @ W_OV @ W_U``."""
@@ -150,12 +154,11 @@ def check_copying_score(fn: Callable) -> CheckResult:
     shift = torch.roll(torch.eye(n), 1, dims=1)  # row i -> token i+1
     second = E.T @ (torch.eye(n) + 2 * shift) @ E  # [d, d]
     try:
-        ident = float(fn(E, torch.eye(d), W_U, ids, 1))
-        neg = float(fn(E, -torch.eye(d), W_U, ids, 1))
-        top1 = float(fn(E, second, W_U, ids, 1))
-        top2 = float(fn(E, second, W_U, ids, 2))
+        answers = [fn(E, torch.eye(d), W_U, ids, 1), fn(E, -torch.eye(d), W_U, ids, 1),
+                   fn(E, second, W_U, ids, 1), fn(E, second, W_U, ids, 2)]
     except Exception as e:  # noqa: BLE001
-        return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
+        return raised(name, e)
+    ident, neg, top1, top2 = (as_number(a, "your copying score") for a in answers)
     if abs(ident - 1.0) > 1e-6:
         hint = (" Did you compare with positions 0..n-1 instead of the tokens' ids, or count a "
                 "token as beating itself (count only *strictly* larger logits)?"
@@ -191,13 +194,10 @@ def check_copying_score(fn: Callable) -> CheckResult:
     return result
 
 
-def _ref_patch_key_input(k_input: torch.Tensor, out_current: torch.Tensor,
-                         out_source: torch.Tensor, head: int) -> torch.Tensor:
-    new = k_input.clone()
-    new[:, :, head] = new[:, :, head] + (out_source - out_current)
-    return new
+_ref_patch_key_input = solutions.patch_key_input
 
 
+@exercise("1.2", reference=solutions.patch_key_input)
 def check_patch_key_input(fn: Callable) -> CheckResult:
     """``fn(k_input [B, T, H, d], out_current [B, T, d], out_source [B, T, d], head)``: one
     receiving head's key input with the sender's current output swapped for its source output."""
@@ -209,11 +209,12 @@ def check_patch_key_input(fn: Callable) -> CheckResult:
         before = k.clone()
         out = fn(k, cur, src, 1)
     except Exception as e:  # noqa: BLE001
-        return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
+        return raised(name, e)
     if not torch.equal(k, before):
         return CheckResult(name, False, "the input was modified in place: clone it first (the "
                                         "hook's tensor is shared with the rest of the forward)")
-    if not isinstance(out, torch.Tensor) or out.shape != k.shape:
+    out = as_tensor(out, "your key input", torch.float32)
+    if out.shape != k.shape:
         return CheckResult(name, False, f"return a tensor of the input's shape {tuple(k.shape)}")
     if not torch.allclose(out[:, :, [0, 2]], k[:, :, [0, 2]]):
         return CheckResult(name, False, "only the receiving head's key input may change; the "
@@ -235,17 +236,17 @@ def check_patch_key_input(fn: Callable) -> CheckResult:
                                            int(torch.randint(0, 2, (1,), generator=g))))
 
 
+@exercise("3.1", reference=solutions.faithfulness)
 def check_faithfulness(fn: Callable, m_circuit: float, m_full: float, m_corrupted: float,
                        library_value: float) -> CheckResult:
     """``fn(m_circuit, m_full, m_corrupted) -> float``; also compared with the library's value
     for the circuit the notebook found."""
     name = "faithfulness"
     try:
-        perfect = float(fn(3.0, 3.0, 1.0))
-        empty = float(fn(1.0, 3.0, 1.0))
-        got = float(fn(m_circuit, m_full, m_corrupted))
+        answers = [fn(3.0, 3.0, 1.0), fn(1.0, 3.0, 1.0), fn(m_circuit, m_full, m_corrupted)]
     except Exception as e:  # noqa: BLE001
-        return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
+        return raised(name, e)
+    perfect, empty, got = (as_number(a, "your faithfulness") for a in answers)
     if abs(perfect - 1) > 1e-6 or abs(empty) > 1e-6:
         if abs(perfect) < 1e-6 and abs(empty - 1) < 1e-6:
             why = ("you computed the share *lost* (1 - faithfulness): subtract the corrupted "
@@ -261,12 +262,10 @@ def check_faithfulness(fn: Callable, m_circuit: float, m_full: float, m_corrupte
     return check_value(name, got, library_value, atol=1e-4)
 
 
-def _ref_head_dla(result: torch.Tensor, scale: torch.Tensor, W_U: torch.Tensor,
-                  io_ids: torch.Tensor, s_ids: torch.Tensor) -> torch.Tensor:
-    direction = (W_U[:, io_ids] - W_U[:, s_ids]).T  # [B, d]
-    return (result / scale[:, :, None] * direction[:, None]).sum(-1).mean(0)
+_ref_head_dla = solutions.head_dla
 
 
+@exercise("2.1", reference=solutions.head_dla)
 def check_head_dla(fn: Callable) -> CheckResult:
     """``fn(result [B, H, d], scale [B, 1], W_U [d, V], io_ids [B], s_ids [B]) -> [H]``: each
     head's direct logit attribution to logit(IO) - logit(S), averaged over prompts."""
@@ -279,13 +278,10 @@ def check_head_dla(fn: Callable) -> CheckResult:
     # head 1 writes nothing
     result = torch.stack([scale * direction, torch.zeros(2, 4)], dim=1)  # [B=2, H=2, d=4]
     try:
-        got = torch.as_tensor(fn(result.clone(), scale.clone(), W_U.clone(), io_ids, s_ids),
-                              dtype=torch.float32)
-    except NotImplementedError:
-        return CheckResult(name, False, "not implemented yet: fill in the exercise cell, run it, "
-                                        "then re-run this check")
+        got = fn(result.clone(), scale.clone(), W_U.clone(), io_ids, s_ids)
     except Exception as e:  # noqa: BLE001
-        return CheckResult(name, False, f"your function raised {type(e).__name__}: {e}")
+        return raised(name, e)
+    got = as_tensor(got, "your DLA [head]", torch.float32)
     if got.shape != (2,):
         hint = (" Average over the prompts (dimension 0)." if got.shape == (2, 2) else "")
         return CheckResult(name, False, f"return one number per head, shape [H] = (2,); got "

@@ -2,9 +2,11 @@
 
 Each check first runs the student's function on a synthetic case whose answer is known by
 construction and, when it is wrong, names the likely conceptual mistake; then it compares the
-function with a reference on random inputs. Checks return a
-:class:`~tutorial_utils.course.grading.CheckResult`; the notebook prints it with
-:func:`~tutorial_utils.course.grading.report`.
+function with a reference on random inputs. Each check is an
+:class:`~tutorial_utils.course.answers.ExerciseCheck`: ``top_n_edges =
+nb05.check_top_n_edges(top_n_edges)`` prints the verdict and returns the function later cells
+use; ``check_top_n_edges.judge(...)`` returns the
+:class:`~tutorial_utils.course.grading.CheckResult` only.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..grading import CheckResult, compare_to_reference, raised
+from ..answers import exercise
+from ..grading import CheckResult, as_mask, as_tensor, close, compare_to_reference, raised
+from ..solutions import nb05 as solutions
 
 __all__ = ["check_eap_all_edges", "check_faithfulness_curve", "check_ig_gradient",
            "check_top_n_edges", "reference_eap_all_edges", "reference_faithfulness_curve",
@@ -22,23 +26,21 @@ __all__ = ["check_eap_all_edges", "check_faithfulness_curve", "check_ig_gradient
 
 
 def _close(a: object, b: Tensor, atol: float = 1e-5) -> bool:
-    return (isinstance(a, Tensor) and a.shape == b.shape
-            and bool(torch.allclose(a.detach().float(), b.float(), atol=atol, rtol=1e-4)))
+    return close(a, b, atol=atol, rtol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------
 # EAP over all edges as one einsum
 # --------------------------------------------------------------------------------------------
 
-def reference_eap_all_edges(act_clean: Tensor, act_corrupted: Tensor, grads: Tensor,
-                            real_edges: Tensor) -> Tensor:
-    """``score[s, r] = Σ_{b,t} (out_s(corr) - out_s(clean))[b,t] · ∂M/∂in_r[b,t]`` on the real
-    edges, 0 elsewhere. Shapes: acts [B,T,S,D], grads [B,T,R,D], real_edges bool [S,R]."""
-    delta = act_corrupted - act_clean
-    scores = torch.einsum("btsd,btrd->sr", delta, grads)
-    return scores.masked_fill(~real_edges, 0.0)
+#: The references (kept under their former names).
+reference_eap_all_edges = solutions.eap_all_edges
+reference_ig_gradient = solutions.ig_gradient
+reference_top_n_edges = solutions.top_n_edges
+reference_faithfulness_curve = solutions.faithfulness_by_size
 
 
+@exercise("3.1", reference=solutions.eap_all_edges)
 def check_eap_all_edges(fn: Callable) -> CheckResult:
     """``fn(act_clean [B,T,S,D], act_corrupted [B,T,S,D], grads [B,T,R,D], real_edges [S,R])
     -> [S,R]``."""
@@ -57,8 +59,9 @@ def check_eap_all_edges(fn: Callable) -> CheckResult:
         got = fn(clean, corr, grads, real)
     except Exception as e:  # noqa: BLE001
         return raised(name, e)
-    if not isinstance(got, Tensor) or tuple(got.shape) != (S, R):
-        shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+    got = as_tensor(got, "your scores [sender, receiver]", torch.float32)
+    if tuple(got.shape) != (S, R):
+        shape = tuple(got.shape)
         return CheckResult(name, False, f"return one score per (sender, receiver): shape {(S, R)}, "
                                         f"got {shape}. Sum over batch, positions and d_model in "
                                         f"one einsum, e.g. 'btsd,btrd->sr'")
@@ -91,16 +94,7 @@ def check_eap_all_edges(fn: Callable) -> CheckResult:
 # EAP-IG: the Riemann sum of gradients along the path
 # --------------------------------------------------------------------------------------------
 
-def reference_ig_gradient(grad_fn: Callable[[Tensor], Tensor], x_clean: Tensor,
-                          x_corrupted: Tensor, steps: int) -> Tensor:
-    """``(1/m) Σ_{k=1..m} grad_fn(x' + (k/m)(x - x'))`` with ``x'`` corrupted, ``x`` clean."""
-    total = None
-    for k in range(1, steps + 1):
-        g = grad_fn(x_corrupted + (k / steps) * (x_clean - x_corrupted))
-        total = g if total is None else total + g
-    return total / steps
-
-
+@exercise("4.1", reference=solutions.ig_gradient)
 def check_ig_gradient(fn: Callable) -> CheckResult:
     """``fn(grad_fn, x_clean, x_corrupted, steps) -> averaged gradient`` (right Riemann sum)."""
     name = "ig_gradient"
@@ -120,7 +114,9 @@ def check_ig_gradient(fn: Callable) -> CheckResult:
         return raised(name, e)
     points = torch.tensor([1.5, 2.0, 2.5, 3.0])
     value = float((points ** 2).mean())
-    if not isinstance(got, Tensor) or got.shape != x_clean.shape:
+    got = as_tensor(got, "your averaged gradient", torch.float32)
+    got1 = as_tensor(got1, "your averaged gradient", torch.float32)
+    if got.shape != x_clean.shape:
         return CheckResult(name, False, "return the averaged gradient, shaped like the input")
     got_v = float(got.mean())
     if n_calls != 4:
@@ -157,14 +153,7 @@ def check_ig_gradient(fn: Callable) -> CheckResult:
 # top-n selection
 # --------------------------------------------------------------------------------------------
 
-def reference_top_n_edges(scores: Tensor, real_edges: Tensor, n: int) -> Tensor:
-    """BoolTensor like ``scores``: the ``n`` real edges of largest ``|score|``."""
-    key = scores.abs().masked_fill(~real_edges, float("-inf")).flatten()
-    mask = torch.zeros_like(key, dtype=torch.bool)
-    mask[key.topk(n).indices] = True
-    return mask.reshape(scores.shape)
-
-
+@exercise("6.1", reference=solutions.top_n_edges)
 def check_top_n_edges(fn: Callable) -> CheckResult:
     """``fn(scores [S,R], real_edges bool [S,R], n) -> bool [S,R]``: a synthetic case, then
     random scores (some non-edges carry large scores, which must be ignored)."""
@@ -175,8 +164,7 @@ def check_top_n_edges(fn: Callable) -> CheckResult:
         got = fn(scores, real, 2)
     except Exception as e:  # noqa: BLE001
         return raised(name, e)
-    if not isinstance(got, Tensor) or got.dtype != torch.bool or got.shape != scores.shape:
-        return CheckResult(name, False, "return a boolean mask shaped like the scores")
+    got = as_mask(got, "your mask", shape=tuple(scores.shape))
     if bool(got[1, 0]):
         return CheckResult(name, False, "you chose an entry that is not an edge (score 10 where "
                                         "real_edges is False): exclude non-edges before ranking")
@@ -201,15 +189,6 @@ def check_top_n_edges(fn: Callable) -> CheckResult:
 # a faithfulness curve
 # --------------------------------------------------------------------------------------------
 
-def reference_faithfulness_curve(evaluate: Callable[[Tensor], Tensor], scores: Tensor,
-                                 real_edges: Tensor, grid: list[int], m_clean: float,
-                                 m_corrupted: float) -> Tensor:
-    """``F(n) = (M(top-n circuit) - M(corrupted)) / (M(clean) - M(corrupted))`` for each n."""
-    masks = torch.stack([reference_top_n_edges(scores, real_edges, n) for n in grid])
-    metrics = torch.as_tensor(evaluate(masks), dtype=torch.float32)
-    return (metrics - m_corrupted) / (m_clean - m_corrupted)
-
-
 def _toy_evaluate(importance: Tensor, m_clean: float, m_corr: float) -> Callable[[Tensor], Tensor]:
     """A fake circuit evaluation: the metric moves from corrupted to clean in proportion to the
     |importance| the circuit keeps (so faithfulness = kept share of the importance)."""
@@ -224,6 +203,7 @@ def _toy_evaluate(importance: Tensor, m_clean: float, m_corr: float) -> Callable
     return evaluate
 
 
+@exercise("6.2", reference=solutions.faithfulness_by_size)
 def check_faithfulness_curve(fn: Callable) -> CheckResult:
     """``fn(evaluate, scores, real_edges, grid, m_clean, m_corrupted) -> [len(grid)]`` where
     ``evaluate(masks [K,S,R]) -> metrics [K]``."""
@@ -238,8 +218,7 @@ def check_faithfulness_curve(fn: Callable) -> CheckResult:
                  m_clean, m_corr)
     except Exception as e:  # noqa: BLE001
         return raised(name, e)
-    got = torch.as_tensor(got, dtype=torch.float32).flatten() if not isinstance(got, Tensor) \
-        else got.detach().float().flatten()
+    got = as_tensor(got, "your curve", torch.float32).flatten()
     if got.shape != expected.shape:
         return CheckResult(name, False, f"return one faithfulness per grid point ({len(grid)}), "
                                         f"got {tuple(got.shape)}")
