@@ -265,6 +265,6 @@ plotting.attention_heatmap(rep_cache[f"blocks.{best_layer}.attn.hook_pattern"][0
 # it); offline this cell prints one line and skips.
 
 # %%
-from tutorial_utils.course.large_model_sections import run_section
+from tutorial_utils.course.large_model import run_section
 RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
 large = run_section("00", run=RUN_LARGE)

@@ -846,6 +846,6 @@ fig.tight_layout(w_pad=3)
 # hub (Colab has it); offline this cell prints one line and skips.
 
 # %%
-from tutorial_utils.course.large_model_sections import run_section
+from tutorial_utils.course.large_model import run_section
 RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
 large = run_section("01", run=RUN_LARGE)

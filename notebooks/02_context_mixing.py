@@ -745,6 +745,6 @@ if "google.colab" in sys.modules:
 # this cell prints one line and skips.
 
 # %%
-from tutorial_utils.course.large_model_sections import run_section
+from tutorial_utils.course.large_model import run_section
 RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
 large = run_section("02", run=RUN_LARGE)

@@ -25,7 +25,7 @@
 #
 # **Learning objectives**
 # - write hooks and run the model with them; know why zero ablation misleads and what mean and
-#   resample ablation fix;
+#   corrupted (interchange) ablation fix, and how Chan et al.'s resampling differs;
 # - read activation-patching heatmaps (residual stream by layer x position, heads by layer);
 # - patch single *edges* using the linearity of the residual stream, and walk back from the logits
 #   with iterative path patching;
@@ -70,11 +70,12 @@ import torch
 
 from tutorial_utils import patching as P
 from tutorial_utils import path_patching as PP
-from tutorial_utils.composition import parse_head
 from tutorial_utils.dla import direct_logit_attribution
 from tutorial_utils.course.checks import nb03
+from tutorial_utils.graph import Graph
+from tutorial_utils.names import parse_head
 from tutorial_utils.faithfulness import (all_nodes, circuit_faithfulness, completeness_check,
-                                         minimality_scores)
+                                         minimality_scores, subset_minimality)
 from tutorial_utils.course.grading import check_value, report
 from tutorial_utils.logit_lens import logit_lens
 from tutorial_utils.models import load_course_model, seed_everything
@@ -89,7 +90,7 @@ torch.set_grad_enabled(False);  # every intervention here is forward-only
 # NBVAL_IGNORE_OUTPUT
 model = load_course_model("tiny-gpt2-tasks", hooks=True)  # per-head results, split q/k/v inputs, MLP input: edges need them
 cfg = model.cfg
-graph = PP.Graph.from_model(model)  # the model's nodes: each knows its hook names (notebook 05 explains the graph)
+graph = Graph.from_model(model)  # the model's nodes: each knows its hook names (notebook 05 explains the graph)
 N_EXAMPLES = 24
 print(f"{cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}, vocabulary {cfg.d_vocab}")
 
@@ -167,15 +168,17 @@ for name in names:
 # to the metric. *Zero* ablation sets it to 0, a value it never takes in normal operation, so the
 # rest of the network sees an input it was never trained on. *Mean* ablation replaces it by its
 # average over a reference dataset (per position): what is specific to the prompt goes, the typical
-# magnitude stays. *Resample* ablation gives each prompt the head's output on *its own* corrupted
+# magnitude stays. *Corrupted* ablation gives each prompt the head's output on *its own* corrupted
 # prompt (an interchange intervention): the only one of the three that removes exactly the
-# information the corruption removes.
+# information the corruption removes. (It is often called "resample ablation"; Chan et al.'s
+# resampling draws the value from *another, random* prompt instead, which the library offers as
+# `ablation="resample"` and the table below adds as a fourth column.)
 #
 # #### Exercise 1.1 · ablate one head three ways ⭐ 🔵🔵 · 3 min
 #
 # Write `ablate_head(z, head, method, reference_z)` for `z` `[batch, pos, head, d_head]`: a copy of
 # `z` in which head `head` is zero (`"zero"`), its mean over the batch of `reference_z` at each
-# position (`"mean"`), or `reference_z`'s value for the same prompt (`"resample"`). Do not modify
+# position (`"mean"`), or `reference_z`'s value for the same prompt (`"corrupted"`). Do not modify
 # `z` in place.
 
 # %%
@@ -186,22 +189,23 @@ def ablate_head(z: torch.Tensor, head: int, method: str, reference_z: torch.Tens
         out[:, :, head] = 0.0
     elif method == "mean":
         out[:, :, head] = reference_z[:, :, head].mean(0)      # [pos, d_head], broadcast over the batch
-    elif method == "resample":
+    elif method == "corrupted":
         out[:, :, head] = reference_z[:, :, head]              # each prompt its own corrupted value
     else:
         raise ValueError(f"unknown method {method!r}")
     return out
     ### END SOLUTION
     ### HINT: clone first, then index the head axis (the third one): `out[:, :, head] = ...`.
-    ### HINT: "mean" averages over the batch axis only; "resample" copies the paired prompt's value.
+    ### HINT: "mean" averages over the batch axis only; "corrupted" copies the paired prompt's value.
 
 
 # %%
 ablate_head = nb03.check_ablate_head(ablate_head)
 
 # %% [markdown]
-# Now ablate every head of the model each way (`P.ablate` implements all three; the reference
-# prompts are the corrupted ones) and compare.
+# Now ablate every head of the model each way (`P.ablate` implements all of them; the reference
+# prompts of "mean" are the corrupted ones, those of "resample" the other clean prompts) and
+# compare.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -209,32 +213,33 @@ def metric_of(logits):
     return float(ds.metric(logits))
 
 heads = [f"a{l}.h{h}" for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
-drop = {m: torch.zeros(cfg.n_layers, cfg.n_heads) for m in ("zero", "mean", "resample")}
+drop = {m: torch.zeros(cfg.n_layers, cfg.n_heads) for m in ("zero", "mean", "corrupted", "resample")}
 for name in heads:
     l, h = parse_head(name)          # "a10.h3" -> (10, 3): any number of digits
     for m in drop:
         logits = P.ablate(model, ds.clean_tokens, [name], m, corrupted_tokens=ds.corrupted_tokens,
-                          reference_tokens=ds.corrupted_tokens)
+                          reference_tokens=ds.corrupted_tokens if m == "mean" else None)
         drop[m][l, h] = m_clean - metric_of(logits)
-KEY_LAYER, KEY_HEAD = divmod(int(drop["resample"].flatten().argmax()), cfg.n_heads)
+KEY_LAYER, KEY_HEAD = divmod(int(drop["corrupted"].flatten().argmax()), cfg.n_heads)
 print("drop in the metric when one head is ablated (clean - ablated), largest |drop| of any method:")
-print("head    zero    mean  resample")
+print("head    zero    mean  corrupted  resample")
 for name in sorted(heads, key=lambda n: -max(abs(float(drop[m][parse_head(n)])) for m in drop))[:8]:
     l, h = parse_head(name)
-    print(f"{name:6s} {drop['zero'][l, h]:+.3f}  {drop['mean'][l, h]:+.3f}  {drop['resample'][l, h]:+.3f}")
-print(f"key head (largest resample drop): a{KEY_LAYER}.h{KEY_HEAD}")
+    print(f"{name:6s} {drop['zero'][l, h]:+.3f}  {drop['mean'][l, h]:+.3f}     "
+          f"{drop['corrupted'][l, h]:+.3f}    {drop['resample'][l, h]:+.3f}")
+print(f"key head (largest corrupted-ablation drop): a{KEY_LAYER}.h{KEY_HEAD}")
 
 # your hooks against the library, on the key head
 z_name = f"blocks.{KEY_LAYER}.attn.hook_z"
 _, ref_z = P.get_activations(model, ds.corrupted_tokens, [z_name])
-for m in drop:
+for m in ("zero", "mean", "corrupted"):
     mine = model.run_with_hooks(ds.clean_tokens, fwd_hooks=[
         (z_name, lambda z, hook, m=m: ablate_head(z, KEY_HEAD, m, ref_z[z_name]))])
-    print(f"a{KEY_LAYER}.h{KEY_HEAD} {m:8s}: your hook {metric_of(mine):.3f}, library "
+    print(f"a{KEY_LAYER}.h{KEY_HEAD} {m:9s}: your hook {metric_of(mine):.3f}, library "
           f"{m_clean - float(drop[m][KEY_LAYER, KEY_HEAD]):.3f}")
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), layout="constrained")
+fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), layout="constrained")
 lim = max(float(d.abs().max()) for d in drop.values())
 for ax, (m, d) in zip(axes, drop.items()):
     im = ax.imshow(d.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
@@ -252,12 +257,13 @@ fig.suptitle("Ablating one head at a time (Greater-Than)");
 # **What the numbers show (offline model).** One head dominates: resampling `a0.h0` drops the
 # probability difference by 0.404 (from 0.926 to 0.522, close to the corrupted 0.507); no other
 # head moves it by more than 0.005. Zero ablation tells a different story: it *understates*
-# `a0.h0` (0.315) and flags heads that resampling says do nothing for this task (`a0.h1` +0.064,
-# `a0.h3` +0.020, `a1.h3` +0.016, `a2.h3` -0.015). Setting an output to 0 pushes the residual
-# stream off its normal distribution and later layers react to that, not to the loss of the
-# year. Mean and resample ablation agree closely here because the reference prompts (the
-# corrupted ones) differ from the clean ones only in the start year; with a broader reference
-# distribution they would differ more.
+# `a0.h0` (0.315) and flags heads that corrupted ablation says do nothing for this task (`a0.h1`
+# +0.064, `a0.h3` +0.020, `a1.h3` +0.016, `a2.h3` -0.015). Setting an output to 0 pushes the
+# residual stream off its normal distribution and later layers react to that, not to the loss of
+# the year. Mean and corrupted ablation agree closely here because the reference prompts (the
+# corrupted ones) differ from the clean ones only in the start year. Chan et al.'s resampling
+# (last column) gives `a0.h0` another clean prompt's output, which carries *another* start year:
+# the drop is a little smaller (0.375), because that year is sometimes close to the right one.
 
 # %% [markdown]
 # ## 2. Activation patching heatmaps (8 min)
@@ -469,8 +475,8 @@ print("nodes:", circuit_nodes)
 # %% [markdown]
 # ## 4. Faithfulness (7 min)
 #
-# **Faithfulness**: ablate everything *outside* the circuit (resample from the corrupted prompts by
-# default) and compare:
+# **Faithfulness**: ablate everything *outside* the circuit (from the paired corrupted prompts by
+# default, `ablation="corrupted"`) and compare:
 # `(metric(circuit) - metric(corrupted)) / (metric(full) - metric(corrupted))`. For a node circuit
 # the nodes outside output their corrupted value; for an edge circuit every edge outside carries its
 # sender's corrupted value. The full circuit scores 1 and the empty one 0.
@@ -518,13 +524,13 @@ print(f"yours: {node_circuit_faithfulness(model, ds, circuit_nodes):.3f}")
 print(f_nodes)
 print(f_edges)
 for method in ("mean", "zero"):
-    f = circuit_faithfulness(model, ds, circuit_nodes, method=method)
+    f = circuit_faithfulness(model, ds, circuit_nodes, ablation=method)
     print(f"node circuit, {method} ablation: faithfulness {f.faithfulness:.3f}")
 
 
 # %% [markdown]
 # **What the numbers show.** The hand-found circuit `{embed, a0.h0, m0, m3}` (4 of the model's 21
-# nodes) recovers **0.812** of the clean - corrupted gap under resample ablation (metric 0.847 vs
+# nodes) recovers **0.812** of the clean - corrupted gap under corrupted ablation (metric 0.847 vs
 # 0.926 full and 0.507 corrupted) and 0.824 under mean ablation; zero ablation gives 0.536, the
 # harsher, off-distribution intervention again. As an *edge* circuit (only the 4 edges the walk
 # kept) it scores 0.618: the node circuit also keeps every edge between its nodes, e.g.
@@ -554,6 +560,47 @@ print("minimality, F(C) - F(C \\ {v}):", ", ".join(f"{v} {x:+.3f}" for v, x in m
 # close, and the largest gaps are with nothing removed (0.079, the part of the behaviour the
 # circuit misses) or MLP 3 removed (0.071). Minimality: every node matters (removing any one costs
 # at least 0.277).
+#
+# That minimality score is Wang et al.'s with the empty subset `K = {}` only. Their definition
+# searches subsets: `max_K |F(C \ (K ∪ {v})) - F(C \ K)|` over `K ⊆ C \ {v}`, so that two
+# redundant nodes, each dispensable while the other stays, both count (`subset_minimality`;
+# exhaustive over the 2^3 subsets here):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+sub = subset_minimality(model, ds, circuit_nodes, search="exhaustive")
+for v in circuit_nodes:
+    print(f"{v:6s} K = {{}}: {sub.score_empty_subset[v]:.3f}   best K = "
+          f"{{{', '.join(sub.best_subset[v])}}}: {sub.score[v]:.3f}")
+
+# %% [markdown]
+# Here the best `K` is the empty set for every node: no two nodes of this circuit back each other
+# up, so the quick score above was already Wang et al.'s. (On a circuit with redundant nodes, such
+# as two MLPs that each carry part of the year, the subset search is what reveals them.)
+
+# %% [markdown]
+# **Path patching, the other definition.** Section 3 patched *edges*: only the direct path from a
+# sender to a receiver changes. Wang et al. (2023) define path patching differently: patch the
+# sender, **freeze every other attention head** at its clean value, let the **MLPs recompute**,
+# record the receivers' inputs, then patch only those. Paths through MLPs then count. On an
+# attention-only model the two agree (a test checks it); here they need not:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+senders = [f"a{KEY_LAYER}.h{KEY_HEAD}", "m0", "m3"]
+edge_pp = PP.path_patching(model, ds, senders, ["logits"]).normalized_effect()
+wang_pp = PP.wang_path_patching(model, ds, senders, ["logits"]).normalized_effect()
+print("into the logits      edge (direct)   Wang et al. (through MLPs)")
+for s_, a_, b_ in zip(senders, edge_pp, wang_pp):
+    print(f"  {s_:6s}            {a_:+.3f}           {b_:+.3f}")
+
+# %% [markdown]
+# The key head has almost no *direct* path to the logits (0.002 of the gap) but Wang et al.'s path
+# patching gives it the whole effect (1.001): everything `a0.h0` writes reaches the logits through
+# the MLPs, which that definition lets recompute. MLP 0 likewise (0.036 direct, 0.941 through the
+# later MLPs). MLP 3 writes straight into the logits, so both definitions agree on it (0.680).
+# Which one to use depends on the question: the edge definition isolates one residual path, Wang
+# et al.'s asks what the sender does to the receiver through every non-attention route.
 
 
 # %% [markdown]
@@ -736,12 +783,14 @@ print(f"SVA circuit {sva_circuit}: faithfulness {sva_faith:.3f}")
 #
 # - Hooks replace activations; `run_with_hooks` runs the model with them. Zero ablation is an
 #   off-distribution intervention (here it understated the key head and flagged four heads that do
-#   nothing for the task); resample ablation removes exactly what the corruption removes.
+#   nothing for the task); corrupted (interchange) ablation removes exactly what the corruption
+#   removes.
 # - Activation patching localised the year in the offline model: the residual stream at `YY`, then
 #   head `a0.h0` (through its values) moving it to the last position, MLP 0 there, and MLP 3.
 # - Edge and path patching split node effects into paths; iterative path patching from the logits
 #   found the 4-node path `embed -> a0.h0 -> m0 -> m3 -> logits`.
-# - The hand-found circuit has faithfulness 0.812 (nodes, resample) and 0.618 (its 4 edges only).
+# - The hand-found circuit has faithfulness 0.812 (nodes, corrupted ablation) and 0.618 (its 4 edges
+#   only).
 # - (Bonus) After the early layers the logit lens mostly reads a prompt-independent prior for late
 #   years, not the start year; direct logit attribution over the 100 years: MLP 3 writes "upweight y > YY" (+4.12 centred logits on
 #   average), MLP 0 a little (+0.62), heads almost nothing directly.
@@ -754,6 +803,6 @@ print(f"SVA circuit {sva_circuit}: faithfulness {sva_faith:.3f}")
 # prints one line and skips.
 
 # %%
-from tutorial_utils.course.large_model_sections import run_section
+from tutorial_utils.course.large_model import run_section
 RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
 large = run_section("03", run=RUN_LARGE)

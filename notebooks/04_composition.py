@@ -76,6 +76,7 @@ from tutorial_utils.dla import direct_logit_attribution, logit_diff_attribution
 from tutorial_utils.course.checks import nb04
 from tutorial_utils.faithfulness import circuit_faithfulness, completeness_check, minimality_scores
 from tutorial_utils.models import load_course_model, load_model, seed_everything
+from tutorial_utils.names import head_name, parse_head
 from tutorial_utils.plotting import attention_heatmap, bar, heatmap
 from tutorial_utils.tasks import make_ioi
 from tutorial_utils.tasks.ioi import valid_names
@@ -117,10 +118,10 @@ classes = C.induction_classes(model, clean_rep, SEQ_LEN, prev_threshold=0.4,
                               induction_threshold=0.5)
 prev_scores, ind_scores = classes.prev_token_scores, classes.induction_scores
 PREV_HEADS, IND_HEADS = classes.prev_heads, classes.induction_heads
-PREV_HEAD = max(PREV_HEADS, key=lambda h: prev_scores[C.parse_head(h)])
-IND_HEAD = max(IND_HEADS, key=lambda h: ind_scores[C.parse_head(h)])
-print("previous-token heads:", {h: round(float(prev_scores[C.parse_head(h)]), 2) for h in PREV_HEADS})
-print("induction heads     :", {h: round(float(ind_scores[C.parse_head(h)]), 2) for h in IND_HEADS})
+PREV_HEAD = max(PREV_HEADS, key=lambda h: prev_scores[parse_head(h)])
+IND_HEAD = max(IND_HEADS, key=lambda h: ind_scores[parse_head(h)])
+print("previous-token heads:", {h: round(float(prev_scores[parse_head(h)]), 2) for h in PREV_HEADS})
+print("induction heads     :", {h: round(float(ind_scores[parse_head(h)]), 2) for h in IND_HEADS})
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -136,7 +137,7 @@ _, cache = model.run_with_cache(clean_rep[:1])
 labels = model.to_str_tokens(clean_rep[0])
 fig, axes = plt.subplots(1, 2, figsize=(16, 7.5))  # wide enough for 41 token labels
 for ax, name in zip(axes, (PREV_HEAD, IND_HEAD)):  # the strongest of each class
-    l, h = C.parse_head(name)
+    l, h = parse_head(name)
     attention_heatmap(cache[f"blocks.{l}.attn.hook_pattern"][0, h], labels,
                       title=f"{name} on a repeated random sequence", ax=ax)
 plt.show()
@@ -175,8 +176,8 @@ composition_score = nb04.check_composition_score(composition_score)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-lp, hp = C.parse_head(PREV_HEAD)
-li, hi = C.parse_head(IND_HEAD)
+lp, hp = parse_head(PREV_HEAD)
+li, hi = parse_head(IND_HEAD)
 qk_ind, ov_ind, ov_prev = (C.qk_matrix(model, li, hi), C.ov_matrix(model, li, hi),
                            C.ov_matrix(model, lp, hp))
 for kind, later in (("q", qk_ind), ("k", qk_ind), ("v", ov_ind)):
@@ -240,20 +241,20 @@ def second_copy_logprob(logits):
     return float(lp_.gather(-1, targets[..., None]).mean())
 
 
-res_names = sorted({f"blocks.{C.parse_head(h)[0]}.attn.hook_result" for h in PREV_HEADS})
+res_names = sorted({f"blocks.{parse_head(h)[0]}.attn.hook_result" for h in PREV_HEADS})
 _, c_clean = model.run_with_cache(clean_rep, names_filter=res_names)
 _, c_corr = model.run_with_cache(corrupted_rep, names_filter=res_names)
 
 
 def summed_output(cache):
     return sum(cache[f"blocks.{l}.attn.hook_result"][:, :, h]
-               for l, h in map(C.parse_head, PREV_HEADS))
+               for l, h in map(parse_head, PREV_HEADS))
 
 
 out_clean, out_corr = summed_output(c_clean), summed_output(c_corr)
 hooks = []
-for layer in sorted({C.parse_head(h)[0] for h in IND_HEADS}):
-    heads = [C.parse_head(h)[1] for h in IND_HEADS if C.parse_head(h)[0] == layer]
+for layer in sorted({parse_head(h)[0] for h in IND_HEADS}):
+    heads = [parse_head(h)[1] for h in IND_HEADS if parse_head(h)[0] == layer]
 
     def patch_keys(k, hook, heads=heads):
         for head in heads:
@@ -317,7 +318,7 @@ copying_score = nb04.check_copying_score(copying_score)
 all_ids = torch.arange(2, cfg.d_vocab)  # every token but BOS and <unk>
 emb = model.W_E[all_ids]
 ov_ind_head = C.ov_matrix(model, li, hi)
-class_ov = sum(C.ov_matrix(model, *C.parse_head(h)) for h in IND_HEADS)
+class_ov = sum(C.ov_matrix(model, *parse_head(h)) for h in IND_HEADS)
 for k in (1, 5):
     print(f"copying score (top-{k}) over all {len(all_ids)} tokens: induction head {IND_HEAD} "
           f"{copying_score(emb, ov_ind_head, model.W_U, all_ids, k):.2f}, the {len(IND_HEADS)} "
@@ -374,13 +375,13 @@ print(f"logit difference IO - S: clean {ld_clean:.2f}, corrupted {ld_corr:.2f}")
 # NBVAL_CHECK_OUTPUT
 direct = PP.path_patching(model, ioi, senders=None, receivers=["logits"])
 direct_grid = C.head_grid(model, direct)  # [layer, head] share of clean - corrupted
-DIRECT_HEADS = [h for h in C.top_heads(direct_grid, 3) if direct_grid[C.parse_head(h)] >= 0.1]
+DIRECT_HEADS = [h for h in C.top_heads(direct_grid, 3) if direct_grid[parse_head(h)] >= 0.1]
 NEGATIVE = [h for h in C.top_heads(direct_grid, 2, largest=False)
-            if direct_grid[C.parse_head(h)] <= -0.1]
+            if direct_grid[parse_head(h)] <= -0.1]
 print("heads with a direct effect >= 0.10:",
-      {h: round(float(direct_grid[C.parse_head(h)]), 2) for h in DIRECT_HEADS})
+      {h: round(float(direct_grid[parse_head(h)]), 2) for h in DIRECT_HEADS})
 print("negative heads (direct effect <= -0.10):",
-      {h: round(float(direct_grid[C.parse_head(h)]), 2) for h in NEGATIVE})
+      {h: round(float(direct_grid[parse_head(h)]), 2) for h in NEGATIVE})
 
 # %%
 pos = C.ioi_positions(ioi)
@@ -438,12 +439,12 @@ dla = torch.stack([head_dla(cache_ioi[f"blocks.{l}.attn.hook_result"][b, end], s
 res = direct_logit_attribution(model, ioi.clean_tokens, end, ioi.candidate_ids[:, :2],
                                cache=cache_ioi)
 per_component = logit_diff_attribution(res, io_ids, s_ids).mean(1)  # [n_components]
-lib_grid = torch.tensor([[float(per_component[res.labels.index(C.head_name(l, h))])
+lib_grid = torch.tensor([[float(per_component[res.labels.index(head_name(l, h))])
                           for h in range(cfg.n_heads)] for l in range(cfg.n_layers)])
 print(f"your DLA against tutorial_utils.dla: max difference {(dla - lib_grid).abs().max():.3f}")
-TO_IO = [h for h in C.top_heads(att_io, 3) if att_io[C.parse_head(h)] >= 0.3]
+TO_IO = [h for h in C.top_heads(att_io, 3) if att_io[parse_head(h)] >= 0.3]
 for h in dict.fromkeys(DIRECT_HEADS + NEGATIVE + TO_IO):  # each head once, in this order
-    lh = C.parse_head(h)
+    lh = parse_head(h)
     print(f"{h}: direct effect {direct_grid[lh]:+.2f}, DLA {dla[lh]:+.2f}; attention END->IO "
           f"{att_io[lh]:.2f} (corrupted {att_io_c[lh]:.2f}), END->S2 {att_s2[lh]:.2f} (corrupted "
           f"{att_s2_c[lh]:.2f}); copying {copy_names[lh]:.2f}, anti-copying {anti_names[lh]:.2f}")
@@ -461,7 +462,7 @@ for h in dict.fromkeys(DIRECT_HEADS + NEGATIVE + TO_IO):  # each head once, in t
 # to S. Do ours?
 
 # %%
-lh_of = C.parse_head
+lh_of = parse_head
 NAME_MOVERS = [h for h in DIRECT_HEADS if att_io[lh_of(h)] > att_s2[lh_of(h)]
                and copy_names[lh_of(h)] > anti_names[lh_of(h)]]
 S_INHIBITION = [h for h in DIRECT_HEADS if att_s2[lh_of(h)] > att_io[lh_of(h)]]
@@ -489,7 +490,7 @@ by_input = {kind: into([f"{h}.{kind}" for h in NAME_MOVERS]) for kind in ("q", "
 for kind, grid in by_input.items():
     top = C.top_heads(grid.abs(), 2)
     print(f"into the name movers' {kind}: " +
-          ", ".join(f"{h} {grid[C.parse_head(h)]:+.2f}" for h in top))
+          ", ".join(f"{h} {grid[parse_head(h)]:+.2f}" for h in top))
 
 # %%
 # one colour scale for the three panels, so that equal colours mean equal effects
@@ -510,16 +511,16 @@ plt.show()
 # corruption for K-composition, not evidence against it.)
 
 # %%
-q_scores = {C.head_name(l, h): float(by_input["q"][l, h])
+q_scores = {head_name(l, h): float(by_input["q"][l, h])
             for l in range(cfg.n_layers) for h in range(cfg.n_heads)}
 QUERY_SOURCES = sorted(h for h, x in q_scores.items() if abs(x) >= 0.1)  # |effect| >= 0.10
 print("heads feeding the name movers' queries:", QUERY_SOURCES,
       "= the S-inhibition candidates" if set(QUERY_SOURCES) <= set(S_INHIBITION) else "")
 into_s_inh_v = into([f"{h}.v" for h in S_INHIBITION])
 VALUE_SOURCES = [h for h in C.top_heads(into_s_inh_v.abs(), 2)
-                 if abs(into_s_inh_v[C.parse_head(h)]) >= 0.1]
+                 if abs(into_s_inh_v[parse_head(h)]) >= 0.1]
 print("heads feeding the S-inhibition heads' values:",
-      {h: round(float(into_s_inh_v[C.parse_head(h)]), 2) for h in VALUE_SOURCES})
+      {h: round(float(into_s_inh_v[parse_head(h)]), 2) for h in VALUE_SOURCES})
 
 # %% [markdown]
 # ### 2.3 What the S-inhibition heads move, and how they find S
@@ -532,11 +533,11 @@ print("heads feeding the S-inhibition heads' values:",
 att_s2_s2 = C.attention_between(model, ioi.clean_tokens, pos["S2"], pos["S2"])
 att_s2_s1 = C.attention_between(model, ioi.clean_tokens, pos["S2"], pos["S1"])
 for h in VALUE_SOURCES:
-    lh = C.parse_head(h)
+    lh = parse_head(h)
     print(f"{h} at S2: attention to itself {att_s2_s2[lh]:.2f}, to S1 {att_s2_s1[lh]:.2f}")
 dup = C.top_heads(att_s2_s1, 1)[0]
 print(f"the head attending most from S2 to S1 (a duplicate-token pattern): {dup} "
-      f"{att_s2_s1[C.parse_head(dup)]:.2f}, direct effect {direct_grid[C.parse_head(dup)]:+.2f}")
+      f"{att_s2_s1[parse_head(dup)]:.2f}, direct effect {direct_grid[parse_head(dup)]:+.2f}")
 
 # %% [markdown]
 # The value source attends from a name to that name itself: it re-writes the token as a richer
@@ -558,7 +559,7 @@ for i, text in enumerate(probe):
     top = model.to_str_tokens(model(model.to_tokens(text))[0, -1].argmax())
     print(f"{text!r} -> {top[0]!r}")
     for h in S_INHIBITION + NAME_MOVERS:
-        l, hh = C.parse_head(h)
+        l, hh = parse_head(h)
         pat = probe_cache[f"blocks.{l}.attn.hook_pattern"][i, hh, -1]  # from END
         j = pat.topk(2).indices.tolist()
         print(f"  {h} from END: " + ", ".join(f"{toks[k]!r} {pat[k]:.2f}" for k in j))
@@ -612,11 +613,11 @@ def faithfulness(m_circuit: float, m_full: float, m_corrupted: float) -> float:
 # %%
 # NBVAL_CHECK_OUTPUT
 fr = circuit_faithfulness(model, ioi, [e for e, _ in kept])
-faithfulness = nb04.check_faithfulness(faithfulness, fr.metric_circuit, fr.metric_full,
+faithfulness = nb04.check_faithfulness(faithfulness, fr.metric_circuit, fr.metric_clean,
                                       fr.metric_empty, fr.faithfulness)
 print(f"edge circuit of {len(kept)} edges: logit difference {fr.metric_circuit:.2f} of "
-      f"{fr.metric_full:.2f} (corrupted {fr.metric_empty:.2f}); faithfulness {fr.faithfulness:.2f} "
-      f"(unnormalised F(C) / F(M): {fr.metric_circuit / fr.metric_full:.2f})")
+      f"{fr.metric_clean:.2f} (corrupted {fr.metric_empty:.2f}); faithfulness {fr.faithfulness:.2f} "
+      f"(unnormalised F(C) / F(M): {fr.metric_circuit / fr.metric_clean:.2f})")
 
 # %% [markdown]
 # The circuit found by path patching reproduces about three fifths of the clean - corrupted gap
@@ -640,7 +641,7 @@ subsets = [[]] + [[h] for h in heads_only] + [heads_only[1:]]  # K = {}, each he
 comp = completeness_check(model, ioi, node_circuit, subsets)
 mini = minimality_scores(model, ioi, node_circuit)
 print("completeness (logit difference; clean - corrupted gap "
-      f"{fr.metric_full - fr.metric_empty:.2f}):")
+      f"{fr.metric_clean - fr.metric_empty:.2f}):")
 print(f"  {'K removed':<18} {'F(C minus K)':>12} {'F(M minus K)':>12} {'|difference|':>12}")
 for k, fc, fm, inc in zip(comp.subsets, comp.metric_circuit_minus_k, comp.metric_model_minus_k,
                           comp.incompleteness):
@@ -671,16 +672,16 @@ for n, v in sorted(mini.items(), key=lambda t: -abs(t[1])):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-nm, nm_lh = NAME_MOVERS[0], C.parse_head(NAME_MOVERS[0])
+nm, nm_lh = NAME_MOVERS[0], parse_head(NAME_MOVERS[0])
 for corruption in ("s2", "abc", "io"):
     ds_c = make_ioi(model, n=24, frames_split="canonical", seed=0, corruption=corruption)
     gap = float(ds_c.metric(model(ds_c.clean_tokens)) - ds_c.metric(model(ds_c.corrupted_tokens)))
     d = C.head_grid(model, PP.path_patching(model, ds_c, senders=None, receivers=["logits"]))
     q, k = (C.head_grid(model, PP.path_patching(model, ds_c, senders=None,
                                                 receivers=[f"{nm}.{kind}"])) for kind in "qk")
-    top = lambda g: ", ".join(f"{h} {g[C.parse_head(h)]:+.2f}" for h in C.top_heads(g.abs(), 2))
+    top = lambda g: ", ".join(f"{h} {g[parse_head(h)]:+.2f}" for h in C.top_heads(g.abs(), 2))
     print(f"{corruption:>3}: gap {gap:5.2f}; direct effect {nm} {d[nm_lh]:+.2f}, "
-          f"{' '.join(f'{h} {d[C.parse_head(h)]:+.2f}' for h in S_INHIBITION)}; into {nm}.q: "
+          f"{' '.join(f'{h} {d[parse_head(h)]:+.2f}' for h in S_INHIBITION)}; into {nm}.q: "
           f"{top(q)}; into {nm}.k: {top(k)}")
 
 # %% [markdown]
@@ -758,6 +759,6 @@ for label, m in (("hand-found", m_hand), ("EAP-IG top", m_auto)):
 # this cell prints one line and skips.
 
 # %%
-from tutorial_utils.course.large_model_sections import run_section
+from tutorial_utils.course.large_model import run_section
 RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
 large = run_section("04", run=RUN_LARGE)

@@ -72,7 +72,7 @@ import torch
 
 from tutorial_utils import path_patching as PP
 from tutorial_utils.circuits import (Graph, draw_circuit, eap_ig_scores, eap_scores,
-                                     evaluate_baselines, evaluate_graph, exact_scores,
+                                     baseline_metrics, evaluate_graph, exact_scores,
                                      faithfulness_curve, greedy, node_attribution, prune,
                                      rank_correlation, receiver_gradients, sender_activations,
                                      top_n)
@@ -133,11 +133,11 @@ print("a few edges:", graph.edge_names(graph.real_edges)[:3], "...",
 # NBVAL_CHECK_OUTPUT
 ds = make_greater_than(model, n=N_EXAMPLES, seed=0)
 sva = make_sva(model, n=N_EXAMPLES, seed=0)
-clean_metric, corrupted_metric = evaluate_baselines(model, ds)
+clean_metric, corrupted_metric = baseline_metrics(model, ds)
 print("example:", repr(ds.clean_prompts[0]), "->", ds.answers[0],
       "| corrupted:", repr(ds.corrupted_prompts[0]))
 print(f"Greater-Than probability difference: clean {clean_metric:.3f}, corrupted {corrupted_metric:.3f}")
-sva_clean, sva_corrupted = evaluate_baselines(model, sva)
+sva_clean, sva_corrupted = baseline_metrics(model, sva)
 print("example:", repr(sva.clean_prompts[0]), "| corrupted:", repr(sva.corrupted_prompts[0]))
 print(f"agreement probability difference: clean {sva_clean:.3f}, corrupted {sva_corrupted:.3f}")
 
@@ -397,11 +397,9 @@ sva_scores = {"EAP": eap_scores(model, graph, sva), "EAP-IG": eap_ig_scores(mode
 if RUN_EXACT:
     sva_scores["exact"] = exact_scores(model, graph, sva)
 curves = {"Greater-Than": {}, "agreement (SVA)": {}}
-for task, data, sc, base in [("Greater-Than", ds, scores, (clean_metric, corrupted_metric)),
-                             ("agreement (SVA)", sva, sva_scores, (sva_clean, sva_corrupted))]:
+for task, data, sc in [("Greater-Than", ds, scores), ("agreement (SVA)", sva, sva_scores)]:
     for method, s_ in sc.items():
-        curves[task][method] = faithfulness_curve(model, graph, data, s_, grid, method=method,
-                                                  clean_corrupted=base)
+        curves[task][method] = faithfulness_curve(model, graph, data, s_, grid, method=method)
 report(check_value("your curve vs faithfulness_curve (EAP-IG, Greater-Than)", mine,
                    curves["Greater-Than"]["EAP-IG"].faithfulness, atol=1e-4))
 for task, cs in curves.items():
@@ -571,6 +569,6 @@ plt.show()
 # needs the Hugging Face hub (Colab has it); offline this cell prints one line and skips.
 
 # %%
-from tutorial_utils.course.large_model_sections import run_section
+from tutorial_utils.course.large_model import run_section
 RUN_LARGE = None  # None: run when the Hugging Face hub answers; True: always; False: skip
 large = run_section("05", run=RUN_LARGE)

@@ -39,9 +39,10 @@ from tutorial_utils.circuits.edge_attribution import (eap_ig_scores, eap_scores,
 from tutorial_utils.dla import direct_logit_attribution, logit_diff_attribution
 from tutorial_utils.faithfulness import all_nodes, circuit_faithfulness
 from tutorial_utils.graph import Graph, count_edges
-from tutorial_utils.hook_names import hook_name
+from tutorial_utils.names import hook_name, kv_head, n_kv_heads
 from tutorial_utils.input_attribution import ig_completeness, integrated_gradients, logit_target
-from tutorial_utils.interchange import interchange_logits, run_variants, sender_activations
+from tutorial_utils.interchange import (GraphInterventions, ablation_runs, run_variants,
+                                        sender_activations, stacked_forward)
 from tutorial_utils.logit_lens import logit_lens
 from tutorial_utils.tasks.base import TaskDataset
 from tutorial_utils.errors import TutorialError
@@ -149,12 +150,17 @@ def dec(request, tmp_path_factory):
     corr[:, 2] = torch.randint(2, len(VOCAB), (4,), generator=g)
     corr[:, 4] = torch.randint(2, len(VOCAB), (4,), generator=g)
 
-    return request.param, model, TaskDataset.from_tokens(clean, corr, _metric)
+    return request.param, model, TaskDataset.from_tokens(clean, corr, _per_example)
+
+
+def _per_example(logits, ds):
+    """The package's metric contract: one run ``[B, T, V]`` -> ``[B]``."""
+    return logits[:, -1, A] - logits[:, -1, B]
 
 
 def _metric(logits, ds):
-    """The package's metric convention: stacked variants ``[n*B, T, V]`` -> ``[n]``."""
-    return (logits[:, -1, A] - logits[:, -1, B]).reshape(-1, len(ds)).mean(-1)
+    """The mean over the examples of each of ``n`` runs stacked along the batch: ``[n]``."""
+    return _per_example(logits, ds).reshape(-1, len(ds)).mean(-1)
 
 
 def _runs(model, ds):
@@ -191,7 +197,7 @@ def test_graph_follows_the_architecture(dec):
     rep = H // G
     for h in range(H):
         assert g.bwd_index(f"a{L - 1}.h{h}.k") == g.bwd_index(f"a{L - 1}.h{h - h % rep}.k")
-        assert g.kv_head(h) == C._kv_head(model, h) == h // rep
+        assert g.kv_head(h) == kv_head(h, model.cfg.n_heads, n_kv_heads(model.cfg)) == h // rep
     assert Graph.from_dict(g.to_dict()).n_edges == g.n_edges
     from_cfg = Graph.from_config(_decoder_config(family))  # without building the model
     assert (from_cfg.n_kv_heads, from_cfg.parallel, from_cfg.n_edges) == (G, parallel, g.n_edges)
@@ -291,10 +297,14 @@ def test_eap_is_eap_ig_1_and_the_metric_s_derivative(dec):
         masks[k, s, r] = True
     eps = 2e-3  # small: the metric is far from linear on these large random weights
     with torch.no_grad():
-        plus = _metric(interchange_logits(model, g, ds.clean_tokens, clean_acts + eps * delta,
-                                            removed=masks), ds)
-        minus = _metric(interchange_logits(model, g, ds.clean_tokens, clean_acts - eps * delta,
-                                             removed=masks), ds)
+        runs = ablation_runs(ds, "corrupted")
+
+        def shifted(values):
+            iv = GraphInterventions(model, g, masks, None, "corrupted", runs, values=values)
+            return stacked_forward(model, ds.clean_tokens, len(masks),
+                                   iv.hooks(slice(0, len(ds)), slice(0, len(masks))))
+        plus = _metric(shifted(clean_acts + eps * delta), ds)
+        minus = _metric(shifted(clean_acts - eps * delta), ds)
     fd = (plus - minus) / (2 * eps) * len(ds)  # EAP sums over examples of the mean metric
     want = torch.tensor([float(eap[s, r]) for s, r in picks]) * len(ds)
     scale = float(eap.abs().max()) * len(ds)
@@ -494,7 +504,7 @@ def test_composition_uses_the_shared_key_value_head(dec):
     v = cache[hook_name("v", L - 1)][0]  # [T, G, dh]
     assert v.shape[1] == G
     for h in range(H):
-        kv = C._kv_head(model, h)
+        kv = kv_head(h, model.cfg.n_heads, n_kv_heads(model.cfg))
         moved = v[:, kv] @ model.W_O[L - 1, h]
         bias = model.b_V[L - 1, kv] @ model.W_O[L - 1, h] if getattr(model, "b_V", None) is not None \
             else 0
@@ -526,7 +536,7 @@ def test_post_norm_and_soft_capped_models_refuse_what_is_undefined(family, tmp_p
     clean = torch.tensor([[0, 5, 9, 13, 22, 30]] * 2)
     corr = clean.clone()
     corr[:, 2] = 17
-    ds = TaskDataset.from_tokens(clean, corr, _metric)
+    ds = TaskDataset.from_tokens(clean, corr, _per_example)
     with pytest.raises(TutorialError, match="post-norms"):
         Graph.from_model(model)
     with pytest.raises(TutorialError, match="post-norms|soft-caps"):

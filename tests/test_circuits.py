@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tutorial_utils.circuits import (Graph, count_edges, draw_circuit, eap_ig_scores, eap_scores,
-                                     evaluate_baselines, evaluate_graph, exact_scores,
+                                     baseline_metrics, evaluate_graph, exact_scores,
                                      faithfulness_curve, greedy, node_attribution, prune,
                                      threshold, top_n)
 from tutorial_utils.interchange import sender_activations
@@ -45,7 +45,7 @@ def graph(tiny_model):
 
 @pytest.fixture(scope="module")
 def baselines(tiny_model, ds):
-    return evaluate_baselines(tiny_model, ds)
+    return baseline_metrics(tiny_model, ds)
 
 
 # ------------------------------------------------------------------------ graph

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tutorial_utils import composition as C
+from tutorial_utils.names import head_name, parse_head
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +145,7 @@ def test_runs_on_a_twelve_layer_model_with_two_digit_layer_names(tmp_path):
     GPT2LMHeadModel(cfg).save_pretrained(tmp_path)
     make_hf_tokenizer(vocab).save_pretrained(tmp_path)
     model = load_model(str(tmp_path), device="cpu", hooks=True, verbose=False)
-    assert C.parse_head("a11.h1") == (11, 1) and C.head_name(10, 0) == "a10.h0"
+    assert parse_head("a11.h1") == (11, 1) and head_name(10, 0) == "a10.h0"
     table = C.composition_scores(model, "q")
     assert table.shape == (12, 2, 12, 2) and torch.isfinite(table[3, 1, 11, 0])
     res = C.induction_composition_patching(model, ["a3.h1"], ["a11.h0", "a10.h1"], seq_len=8,

@@ -100,9 +100,9 @@ def test_ablate_head_check():
     res = nb03.check_ablate_head.judge(mean_over_pos)
     assert not res.passed and "positions" in res.message
 
-    def resample_is_mean(z, head, method, ref=None):
-        return nb03.reference_ablate_head(z, head, "mean" if method == "resample" else method, ref)
-    res = nb03.check_ablate_head.judge(resample_is_mean)
+    def corrupted_is_mean(z, head, method, ref=None):
+        return nb03.reference_ablate_head(z, head, "mean" if method == "corrupted" else method, ref)
+    res = nb03.check_ablate_head.judge(corrupted_is_mean)
     assert not res.passed and "own" in res.message
 
 

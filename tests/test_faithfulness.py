@@ -23,7 +23,7 @@ def test_normalized_faithfulness_formula_and_policy():
     assert normalized_faithfulness(-1.0, 1.0, 3.0) == pytest.approx(2.0)  # sign-agnostic
     out = normalized_faithfulness(torch.tensor([1.0, 3.0]), 2.0, torch.tensor(1.0))
     torch.testing.assert_close(out, torch.tensor([0.0, 2.0]))
-    # the package's one degenerate policy (tutorial_utils.metrics): NaN, or raise on request
+    # the package's one degenerate policy (tutorial_utils.tasks.metrics): NaN, or raise on request
     assert math.isnan(normalized_faithfulness(1.0, 0.5, 0.5))
     with pytest.raises(ValueError, match="undefined"):
         normalized_faithfulness(1.0, 0.5, 0.5, on_degenerate="raise")
@@ -41,16 +41,16 @@ def gt(hooked_model):
     return make_task("greater_than", hooked_model, n=4, seed=2)
 
 
-@pytest.mark.parametrize("method", ["resample", "mean", "zero"])
+@pytest.mark.parametrize("method", ["corrupted", "resample", "mean", "zero"])
 def test_full_graph_is_one_and_empty_graph_zero(hooked_model, gt, method):
-    full = circuit_faithfulness(hooked_model, gt, all_nodes(hooked_model), method=method)
-    empty = circuit_faithfulness(hooked_model, gt, [], method=method)
+    full = circuit_faithfulness(hooked_model, gt, all_nodes(hooked_model), ablation=method)
+    empty = circuit_faithfulness(hooked_model, gt, [], ablation=method)
     assert abs(full.faithfulness - 1) < 1e-4 and abs(empty.faithfulness) < 1e-4
-    assert abs(full.metric_circuit - full.metric_full) < ATOL
-    if method == "resample":  # everything resampled = the corrupted run
+    assert abs(full.metric_circuit - full.metric_clean) < ATOL
+    if method == "corrupted":  # everything from the paired prompt = the corrupted run
         assert abs(empty.metric_circuit - empty.metric_corrupted) < ATOL
     g = PP.Graph.from_model(hooked_model)
-    full_e = circuit_faithfulness(hooked_model, gt, g.edges, method=method)
+    full_e = circuit_faithfulness(hooked_model, gt, g.edges, ablation=method)
     assert abs(full_e.faithfulness - 1) < 1e-4
 
 
@@ -64,7 +64,7 @@ def test_node_and_edge_circuits_agree_under_resampling(hooked_model, gt):
     b = circuit_faithfulness(hooked_model, gt, edges)
     assert a.kind == "node" and b.kind == "edge"
     assert abs(a.metric_circuit - b.metric_circuit) < ATOL
-    assert abs(a.metric_circuit - a.metric_full) > 1e-4  # the circuit is not trivially the model
+    assert abs(a.metric_circuit - a.metric_clean) > 1e-4  # the circuit is not trivially the model
 
 
 def test_completeness_and_minimality_bookkeeping(hooked_model, gt):
@@ -76,7 +76,7 @@ def test_completeness_and_minimality_bookkeeping(hooked_model, gt):
     res = completeness_check(hooked_model, gt, nodes, subsets=[[], ["m0"]])
     f = circuit_faithfulness(hooked_model, gt, nodes)
     assert abs(float(res.metric_circuit_minus_k[0]) - f.metric_circuit) < ATOL
-    assert abs(float(res.metric_model_minus_k[0]) - f.metric_full) < ATOL
+    assert abs(float(res.metric_model_minus_k[0]) - f.metric_clean) < ATOL
     mins = minimality_scores(hooked_model, gt, nodes)
     assert set(mins) == set(nodes)
     f2 = circuit_faithfulness(hooked_model, gt, [n for n in nodes if n != "m1"])
@@ -88,9 +88,39 @@ def test_bad_circuits_get_clear_errors(hooked_model, gt):
         circuit_faithfulness(hooked_model, gt, ["a0.h9"])
     with pytest.raises(ValueError, match="not a mix"):
         circuit_faithfulness(hooked_model, gt, ["a0.h1", ("embed", "logits")])
-    with pytest.raises(ValueError, match="method"):
-        circuit_faithfulness(hooked_model, gt, ["a0.h1"], method="median")
+    with pytest.raises(ValueError, match="ablation must be"):
+        circuit_faithfulness(hooked_model, gt, ["a0.h1"], ablation="median")
     with pytest.raises(ValueError, match="not an edge"):
         circuit_faithfulness(hooked_model, gt, [("m3", "a0.h0.q")])
     with pytest.raises(ValueError, match="inside the circuit"):
         completeness_check(hooked_model, gt, ["m0"], subsets=[["m1"]])
+
+
+def test_subset_minimality_is_wang_et_al_definition(hooked_model, gt):
+    """score(v) = max_K |F(C \\ (K u {v})) - F(C \\ K)| over subsets K of C \\ {v}, computed
+    here by brute force from circuit_faithfulness's metric of each sub-circuit."""
+    import itertools
+
+    from tutorial_utils.faithfulness import minimality_scores, subset_minimality
+
+    circuit = ["embed", "a0.h0", "m0", "m1", "m2", "m3"]
+    F = {}
+
+    def metric_without(removed):
+        key = frozenset(removed)
+        if key not in F:
+            F[key] = circuit_faithfulness(hooked_model, gt,
+                                          [n for n in circuit if n not in key]).metric_circuit
+        return F[key]
+
+    ex = subset_minimality(hooked_model, gt, circuit, search="exhaustive")
+    greedy = subset_minimality(hooked_model, gt, circuit, search="greedy")
+    empty = minimality_scores(hooked_model, gt, circuit)
+    for v in circuit:
+        rest = [u for u in circuit if u != v]
+        want = max(abs(metric_without(set(k) | {v}) - metric_without(k))
+                   for r in range(len(rest) + 1) for k in itertools.combinations(rest, r))
+        assert abs(ex.score[v] - want) < ATOL, v
+        assert greedy.score[v] <= ex.score[v] + ATOL
+        assert abs(ex.score_empty_subset[v] - abs(empty[v])) < ATOL
+        assert ex.score[v] >= ex.score_empty_subset[v] - ATOL

@@ -11,9 +11,9 @@ socket.socket.connect = refuse
 socket.create_connection = refuse
 import tutorial_utils, tutorial_utils.models, tutorial_utils.tasks, tutorial_utils.validation
 import tutorial_utils.plotting, tutorial_utils.induction, tutorial_utils.gpt2_tokenizer
-import tutorial_utils.graph, tutorial_utils.interchange, tutorial_utils.metrics
+import tutorial_utils.graph, tutorial_utils.interchange, tutorial_utils.tasks.metrics
 import tutorial_utils.circuits, tutorial_utils.path_patching, tutorial_utils.faithfulness
-import tutorial_utils.readout, tutorial_utils.logit_lens, tutorial_utils.dla, tutorial_utils.hook_names
+import tutorial_utils.readout, tutorial_utils.logit_lens, tutorial_utils.dla, tutorial_utils.names
 print("ok")
 """
 

@@ -31,10 +31,10 @@ def pair(hooked_model):
     def metric(logits):
         return (logits[:, -1, 5] - logits[:, -1, 7]).mean()
 
-    def stacked(logits, ds):  # the package's convention: [n*B, T, V] -> [n]
-        return (logits[:, -1, 5] - logits[:, -1, 7]).reshape(-1, len(ds)).mean(1)
+    def per_example(logits, ds):  # the package's contract: one run [B, T, V] -> [B]
+        return logits[:, -1, 5] - logits[:, -1, 7]
 
-    return TaskDataset.from_tokens(clean, corr, stacked), metric
+    return TaskDataset.from_tokens(clean, corr, per_example), metric
 
 
 def _cache(model, tokens):
@@ -94,7 +94,7 @@ def test_skipping_noops_is_exact(hooked_model, gt):
                                      ("pattern", ("layer", "head"))])
 def test_patching_clean_into_clean_changes_nothing(hooked_model, gt, site, by):
     same = TaskDataset.from_tokens(gt.clean_tokens, gt.clean_tokens,
-                                   lambda lg, ds: gt.metric(lg).reshape(-1))
+                                   lambda lg, ds: gt.metric(lg, per_example=True))
     res = P.patching_sweep(hooked_model, same, site, by, skip_noops=False, progress=False)
     with torch.no_grad():
         m_clean = float(gt.metric(hooked_model(gt.clean_tokens)))
@@ -168,7 +168,7 @@ def test_ablations_match_hand_written_hooks(hooked_model, gt):
     torch.testing.assert_close(out, ref, atol=ATOL, rtol=0)
 
     # resample-ablating the embedding (residual entering block 0) is the corrupted run
-    out = P.ablate(m, toks, ["embed"], "resample", corrupted_tokens=gt.corrupted_tokens)
+    out = P.ablate(m, toks, ["embed"], "corrupted", corrupted_tokens=gt.corrupted_tokens)
     with torch.no_grad():
         torch.testing.assert_close(out, m(gt.corrupted_tokens), atol=ATOL, rtol=0)
 
@@ -196,7 +196,7 @@ def test_bad_input_gets_a_clear_error(hooked_model, gt):
         P.patching_sweep(m, gt, "resid_pre", ("layer", "head"))
     with pytest.raises(ValueError, match="differ in shape"):
         TaskDataset.from_tokens(gt.clean_tokens, gt.corrupted_tokens[:, :-1],
-                                lambda lg, ds: lg.mean().reshape(1))
+                                lambda lg, ds: lg.mean())
     with pytest.raises(ValueError, match="TaskDataset.from_tokens"):
         P.patching_sweep(m, (gt.clean_tokens, gt.corrupted_tokens), "z", ("layer",))
     with pytest.raises(ValueError, match="direction"):
@@ -205,7 +205,7 @@ def test_bad_input_gets_a_clear_error(hooked_model, gt):
         P.ablate(m, gt.clean_tokens, ["a9.h0"], "zero")
     with pytest.raises(ValueError, match="out of range"):
         P.ablate(m, gt.clean_tokens, ["a0.h0@99"], "zero")
-    with pytest.raises(ValueError, match="unknown ablation method"):
+    with pytest.raises(ValueError, match="ablation must be one of"):
         P.ablate(m, gt.clean_tokens, ["a0.h0"], "median")
     with pytest.raises(ValueError, match="corrupted_tokens"):
-        P.ablate(m, gt.clean_tokens, ["a0.h0"], "resample")
+        P.ablate(m, gt.clean_tokens, ["a0.h0"], "corrupted")

@@ -46,10 +46,9 @@ def test_graph_counts_every_upstream_edge(graph, hooked_model):
 @pytest.mark.parametrize("source", ["corrupted", "mean", "zero"])
 def test_all_edges_out_of_a_node_equal_patching_the_node(hooked_model, gt, graph, node, source):
     out_edges = [e for e in graph.edges if e[0] == node]
-    got = PP.edge_patching(hooked_model, gt, [out_edges], source=source,
-                           reference_tokens=gt.corrupted_tokens)
-    method = {"corrupted": "resample", "mean": "mean", "zero": "zero"}[source]
-    logits = P.ablate(hooked_model, gt.clean_tokens, [node], method,
+    got = PP.edge_patching(hooked_model, gt, [out_edges], ablation=source,
+                           reference_tokens=gt.corrupted_tokens if source == "mean" else None)
+    logits = P.ablate(hooked_model, gt.clean_tokens, [node], source,
                       corrupted_tokens=gt.corrupted_tokens, reference_tokens=gt.corrupted_tokens)
     assert abs(float(got[0]) - float(gt.metric(logits))) < ATOL
 
@@ -127,8 +126,8 @@ def test_bad_edges_get_clear_errors(hooked_model, gt):
         PP.edge_patching(hooked_model, gt, [[("a9.h0", "logits")]])
     with pytest.raises(ValueError, match="unknown receiver"):
         PP.edge_patching(hooked_model, gt, [[("a0.h0", "a2.h1.z")]])
-    with pytest.raises(ValueError, match="source"):
-        PP.edge_patching(hooked_model, gt, [[("a0.h0", "logits")]], source="median")
+    with pytest.raises(ValueError, match="ablation must be"):
+        PP.edge_patching(hooked_model, gt, [[("a0.h0", "logits")]], ablation="median")
 
 
 def test_variant_blocks_change_nothing(hooked_model, gt, graph, monkeypatch):
@@ -138,3 +137,75 @@ def test_variant_blocks_change_nothing(hooked_model, gt, graph, monkeypatch):
     monkeypatch.setattr(PP, "VARIANT_BLOCK", 3)
     blocks = PP.edge_patching(hooked_model, gt, [[e] for e in edges])
     torch.testing.assert_close(one, blocks, atol=ATOL, rtol=0)
+
+
+# --- Wang et al.'s path patching ------------------------------------------------------------
+def _wang_by_hand(model, ds, sender, receiver_hook, receiver_head):
+    """Wang et al.'s two runs written with plain hooks: run 1 on the clean prompts with the
+    sender's output from the corrupted run and every other head's output frozen at its clean
+    value (MLPs recompute), recording the receiver's input; run 2 on the clean prompts with that
+    input patched in. Returns the task metric of run 2."""
+    L = model.cfg.n_layers
+    res = [f"blocks.{l}.attn.hook_result" for l in range(L)]
+    with torch.no_grad():
+        _, clean = model.run_with_cache(ds.clean_tokens, names_filter=lambda n: n in res)
+        _, corr = model.run_with_cache(ds.corrupted_tokens, names_filter=lambda n: n in res)
+    s_layer, s_head = int(sender[1:].split(".")[0]), int(sender.split(".h")[1])
+    rec = {}
+
+    def freeze(x, hook):
+        new = clean[hook.name].clone() if hook.name in clean else None
+        name = next(n for n in res if n == hook.name) if new is None else hook.name
+        new = clean[name].clone()
+        if name == res[s_layer]:
+            new[:, :, s_head] = corr[name][:, :, s_head]
+        x.copy_(new)
+        return x
+
+    def record(x, hook):
+        rec["x"] = x.detach().clone()
+        return x
+
+    hooks = [(n, freeze) for n in res] + [(receiver_hook, record)]
+    with torch.no_grad():
+        model.run_with_hooks(ds.clean_tokens, fwd_hooks=hooks)
+
+        def patch(x, hook):
+            x = x.clone()
+            x[:, :, receiver_head] = rec["x"][:, :, receiver_head]
+            return x
+        logits = model.run_with_hooks(ds.clean_tokens, fwd_hooks=[(receiver_hook, patch)])
+    return float(ds.metric(logits))
+
+
+def test_wang_path_patching_equals_its_two_runs_written_by_hand(hooked_model, gt):
+    res = PP.wang_path_patching(hooked_model, gt, ["a0.h1", "a1.h2"], ["a2.h3.q"])
+    for (sender, _), value in zip(res.edges, res.values):
+        want = _wang_by_hand(hooked_model, gt, sender, "blocks.2.hook_q_input", 3)
+        assert abs(float(value) - want) < ATOL, sender
+
+
+def test_wang_and_edge_path_patching_agree_without_mlps():
+    """On an attention-only model every path from a sender to a receiver is the direct one or
+    runs through other heads, which Wang et al. freeze: the two definitions agree."""
+    from tutorial_utils.models import load_model
+    from tutorial_utils.paths import DATA_DIR
+
+    model = load_model(str(DATA_DIR / "models" / "tiny-attn-tasks"), device="cpu", hooks=True,
+                       verbose=False)
+    ds = make_task("ioi", model, n=6, seed=0)
+    senders = ["a0.h0", "a1.h5", "a1.h1", "a2.h3"]
+    for receivers in (["a3.h6.q"], ["logits"], ["a2.h4.k", "a3.h6.v"]):
+        wang = PP.wang_path_patching(model, ds, senders, receivers)
+        edge = PP.path_patching(model, ds, senders, receivers)
+        assert [e for e, _ in wang.edges] == [e for e, _ in edge.edges]
+        # float32 rounding of two different sums on logit differences of ~8: rtol 1e-4
+        torch.testing.assert_close(wang.values, edge.values, atol=ATOL, rtol=1e-4)
+
+
+def test_wang_path_patching_counts_paths_through_mlps(hooked_model, gt):
+    """With MLPs the two differ: a layer-0 head's effect on the logits through the MLPs is in
+    Wang et al.'s value and not in the direct edge's."""
+    wang = PP.wang_path_patching(hooked_model, gt, ["a0.h0"], ["logits"])
+    direct = PP.path_patching(hooked_model, gt, ["a0.h0"], ["logits"])
+    assert abs(float(wang.normalized_effect()[0]) - float(direct.normalized_effect()[0])) > 0.05

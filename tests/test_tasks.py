@@ -107,13 +107,13 @@ def test_greater_than_metric_on_hand_made_logits(gpt2_tokenizer):
     above = _logits_with_mass_on(ds, [[year[min(99, yy + 1)]] for yy in ds.meta["yy"]], V)
     below = _logits_with_mass_on(ds, [[year[yy]] for yy in ds.meta["yy"]], V)
     uniform = _logits_with_mass_on(ds, [year] * len(ds), V)
-    assert torch.allclose(task_metric(above, ds, per_example=True), torch.ones(4), atol=1e-5)
-    assert torch.allclose(task_metric(below, ds, per_example=True), -torch.ones(4), atol=1e-5)
+    assert torch.allclose(ds.metric(above, per_example=True), torch.ones(4), atol=1e-5)
+    assert torch.allclose(ds.metric(below, per_example=True), -torch.ones(4), atol=1e-5)
     expected = torch.tensor([((99 - yy) - (yy + 1)) / 100 for yy in ds.meta["yy"]])
-    assert torch.allclose(task_metric(uniform, ds, per_example=True), expected, atol=1e-5)
+    assert torch.allclose(task_metric(uniform, ds)[0], expected, atol=1e-5)
     # logits already taken at the answer position give the same numbers
     at_pos = uniform[torch.arange(4), ds.answer_pos]
-    assert torch.allclose(task_metric(at_pos, ds), expected.mean(), atol=1e-6)
+    assert torch.allclose(ds.metric(at_pos), expected.mean(), atol=1e-6)
 
 
 def test_sva_and_ioi_metrics_on_hand_made_logits(gpt2_tokenizer):
@@ -131,10 +131,13 @@ def test_sva_and_ioi_metrics_on_hand_made_logits(gpt2_tokenizer):
         logits[b, int(io.answer_pos[b]), io.candidate_ids[b, 0]] = 3.0
         logits[b, int(io.answer_pos[b]), io.candidate_ids[b, 1]] = 1.0 + b
     assert torch.allclose(io.metric(logits, per_example=True), torch.tensor([2.0, 1.0, 0.0]))
-    # a stack of two variants along the batch is scored variant by variant
+    # a stack of two runs along the batch is scored run by run (task_metric), and refused by
+    # the one-run dataset.metric
     stacked = torch.cat([logits, -logits])
-    assert io.metric(stacked, per_example=True).shape == (2, 3)
-    assert torch.allclose(io.metric(stacked), torch.tensor([1.0, -1.0]))
+    assert task_metric(stacked, io).shape == (2, 3)
+    assert torch.allclose(task_metric(stacked, io).mean(1), torch.tensor([1.0, -1.0]))
+    with pytest.raises(ValueError, match="stacked"):
+        io.metric(stacked)
 
 
 # --- bad input ---------------------------------------------------------------------------

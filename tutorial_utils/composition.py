@@ -43,11 +43,16 @@ from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
-from .hook_names import hook_name
+from .errors import TutorialError
 from .induction import induction_scores_from_patterns, model_repeated_tokens
-from .metrics import normalize
+from .interchange import baseline_metrics
+from .names import head_name, hook_name, kv_head, n_kv_heads, parse_head
+from .path_patching import edge_patching
+from .tasks.base import TaskDataset
+from .tasks.metrics import normalize
 
 __all__ = [
     "ov_matrix",
@@ -64,8 +69,6 @@ __all__ = [
     "InductionClasses",
     "induction_classes",
     "head_grid",
-    "head_name",
-    "parse_head",
     "top_heads",
     "ioi_positions",
     "attention_between",
@@ -77,30 +80,26 @@ Kind = Literal["q", "k", "v"]
 def _check_head(model: Any, layer: int, head: int) -> None:
     L, H = model.cfg.n_layers, model.cfg.n_heads
     if not (isinstance(layer, int) and 0 <= layer < L):
-        raise ValueError(f"layer must be an int in [0, {L}), got {layer!r}")
+        raise TutorialError(f"layer must be an int in [0, {L}), got {layer!r}")
     if not (isinstance(head, int) and 0 <= head < H):
-        raise ValueError(f"head must be an int in [0, {H}), got {head!r}")
-
-
-def _kv_head(model: Any, head: int) -> int:
-    """The key/value head a query head reads (grouped-query attention shares them)."""
-    n_kv = getattr(model.cfg, "n_key_value_heads", None) or model.cfg.n_heads
-    return head // (model.cfg.n_heads // n_kv)
+        raise TutorialError(f"head must be an int in [0, {H}), got {head!r}")
 
 
 def _shared_kv(W: Tensor, model: Any, layer: int, head: int) -> Tensor:
     """``W_K``/``W_V`` of the key/value head that query head ``head`` reads (its own without
     grouped-query attention)."""
-    return W[layer, _kv_head(model, head) if W.shape[1] != model.cfg.n_heads else head]
+    if W.shape[1] == model.cfg.n_heads:
+        return W[layer, head]
+    return W[layer, kv_head(head, model.cfg.n_heads, n_kv_heads(model.cfg))]
 
 
-def ov_matrix(model: Any, layer: int, head: int) -> Tensor:
+def ov_matrix(model: Any, layer: int, head: int) -> Float[Tensor, "d_model d_model"]:
     """``W_V @ W_O`` of one head: ``[d_model, d_model]`` (row vectors: ``x @ W_OV``)."""
     _check_head(model, layer, head)
     return (_shared_kv(model.W_V, model, layer, head) @ model.W_O[layer, head]).detach()
 
 
-def qk_matrix(model: Any, layer: int, head: int) -> Tensor:
+def qk_matrix(model: Any, layer: int, head: int) -> Float[Tensor, "d_model d_model"]:
     """``W_Q @ W_K^T`` of one head: ``[d_model, d_model]`` (score = ``x_q @ W_QK @ x_k^T``)."""
     _check_head(model, layer, head)
     return (model.W_Q[layer, head] @ _shared_kv(model.W_K, model, layer, head).T).detach()
@@ -109,7 +108,7 @@ def qk_matrix(model: Any, layer: int, head: int) -> Tensor:
 def _comp(kind: Kind, ov_a: Tensor, later: Tensor) -> Tensor:
     """The normalised product of the module docstring; ``later`` is W_QK (q, k) or W_OV (v)."""
     if kind not in ("q", "k", "v"):
-        raise ValueError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
+        raise TutorialError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
     prod = later @ ov_a.T if kind == "k" else ov_a @ later
     return prod.norm() / (ov_a.norm() * later.norm())
 
@@ -122,18 +121,19 @@ def composition_score(model: Any, earlier: tuple[int, int], later: tuple[int, in
     _check_head(model, la, ha)
     _check_head(model, lb, hb)
     if kind not in ("q", "k", "v"):
-        raise ValueError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
+        raise TutorialError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
     if la >= lb:
-        raise ValueError(f"the earlier head must be in a lower layer: got layers {la} and {lb}")
+        raise TutorialError(f"the earlier head must be in a lower layer: got layers {la} and {lb}")
     later_m = ov_matrix(model, lb, hb) if kind == "v" else qk_matrix(model, lb, hb)
     return float(_comp(kind, ov_matrix(model, la, ha), later_m))
 
 
-def composition_scores(model: Any, kind: Kind) -> Tensor:
+def composition_scores(model: Any, kind: Kind
+                       ) -> Float[Tensor, "layer_a head_a layer_b head_b"]:
     """Every pair at once: ``[L, H, L, H]``, entry ``[la, ha, lb, hb]`` the score of head
     (la, ha) into head (lb, hb); NaN where ``la >= lb`` (no composition is possible)."""
     if kind not in ("q", "k", "v"):
-        raise ValueError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
+        raise TutorialError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
     L, H = model.cfg.n_layers, model.cfg.n_heads
     ov = torch.stack([torch.stack([ov_matrix(model, l, h) for h in range(H)]) for l in range(L)])
     later = ov if kind == "v" else torch.stack(
@@ -151,9 +151,9 @@ def composition_baseline(model: Any, kind: Kind, n_samples: int = 200, seed: int
     """Mean score of random Gaussian ``W_Q, W_K, W_V, W_O`` of the model's shapes: the level a
     composition score must clearly exceed to mean anything."""
     if kind not in ("q", "k", "v"):
-        raise ValueError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
+        raise TutorialError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
     if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        raise TutorialError(f"n_samples must be >= 1, got {n_samples}")
     d, dh = model.cfg.d_model, model.cfg.d_head
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g)
@@ -165,7 +165,8 @@ def composition_baseline(model: Any, kind: Kind, n_samples: int = 200, seed: int
     return sum(vals) / len(vals)
 
 
-def copying_fraction(emb: Tensor, ov: Tensor, W_U: Tensor, ids: Tensor,
+def copying_fraction(emb: Float[Tensor, "n d_model"], ov: Float[Tensor, "d_model d_model"],
+                     W_U: Float[Tensor, "d_model vocab"], ids: Int[Tensor, " n"],
                      negative: bool = False) -> float:
     """Fraction of rows whose own token wins: ``mean_i [argmax(emb[i] @ ov @ W_U) == ids[i]]``.
 
@@ -177,16 +178,22 @@ def copying_fraction(emb: Tensor, ov: Tensor, W_U: Tensor, ids: Tensor,
     return float((logits.argmax(-1).cpu() == ids.cpu()).float().mean())
 
 
-def copying_scores(model: Any, token_ids: Sequence[int] | Tensor, negative: bool = False
-                   ) -> Tensor:
+def copying_scores(model: Any, token_ids: Sequence[int] | Int[Tensor, " n"], negative: bool = False
+                   ) -> Float[Tensor, "layer head"]:
     """``[L, H]``: for every head, the fraction of ``token_ids`` whose own logit is the largest
     of the whole vocabulary under ``W_E[t] @ W_OV @ W_U`` (``-`` that with ``negative=True``)."""
-    ids = torch.as_tensor(token_ids, dtype=torch.long).flatten()
+    raw = torch.as_tensor(token_ids)
+    if raw.numel() == 0:
+        raise TutorialError("token_ids is empty: pass the ids of the tokens to copy (e.g. names)")
+    if raw.is_floating_point() or raw.is_complex() or raw.dtype == torch.bool:
+        raise TutorialError(f"token_ids must be integer token ids, got dtype {raw.dtype} "
+                            f"({raw.flatten()[:4].tolist()}); use model.to_single_token(word)")
+    ids = raw.long().flatten()
     if ids.numel() == 0:
-        raise ValueError("token_ids is empty: pass the ids of the tokens to copy (e.g. names)")
+        raise TutorialError("token_ids is empty: pass the ids of the tokens to copy (e.g. names)")
     V = model.cfg.d_vocab
     if int(ids.min()) < 0 or int(ids.max()) >= V:
-        raise ValueError(f"token ids must be in [0, {V}), got range "
+        raise TutorialError(f"token ids must be in [0, {V}), got range "
                          f"[{int(ids.min())}, {int(ids.max())}]")
     L, H = model.cfg.n_layers, model.cfg.n_heads
     emb = model.W_E[ids.to(model.W_E.device)].detach()  # [n, d]
@@ -207,7 +214,9 @@ def _patterns(model: Any, tokens: Tensor) -> Tensor:
     return torch.stack([cache[n] for n in names])
 
 
-def previous_token_scores(model: Any, tokens: Tensor, patterns: Tensor | None = None) -> Tensor:
+def previous_token_scores(model: Any, tokens: Int[Tensor, "batch pos"],
+                          patterns: Float[Tensor, "layer batch head query key"] | None = None
+                          ) -> Float[Tensor, "layer head"]:
     """``[L, H]``: mean attention from each position to the one before it (positions 2..T-1,
     skipping the BOS column so that a head resting on BOS does not count). ``patterns`` (from
     one forward pass, ``[L, B, H, q, k]``) may be passed to avoid running the model again."""
@@ -217,7 +226,7 @@ def previous_token_scores(model: Any, tokens: Tensor, patterns: Tensor | None = 
 
 
 def induction_patching_data(model: Any, seq_len: int = 20, batch: int = 16, seed: int = 0
-                            ) -> tuple[Tensor, Tensor]:
+                            ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
     """A clean/corrupted pair for induction: clean ``BOS + r + r``; corrupted ``BOS + r' + r``
     (the first copy replaced by other random tokens, so nothing in it predicts the second copy).
     Both ``[batch, 1 + 2 * seq_len]``."""
@@ -239,7 +248,7 @@ class InductionClasses:
     induction_scores: Tensor
 
 
-def induction_classes(model: Any, tokens: Tensor, seq_len: int, prev_threshold: float = 0.4,
+def induction_classes(model: Any, tokens: Int[Tensor, "batch pos"], seq_len: int, prev_threshold: float = 0.4,
                       induction_threshold: float = 0.5) -> InductionClasses:
     """Induction heads: the heads (layer >= 1) with induction score >= ``induction_threshold``
     (else the best one). Previous-token heads: the heads below the lowest induction head with
@@ -250,7 +259,7 @@ def induction_classes(model: Any, tokens: Tensor, seq_len: int, prev_threshold: 
     prev = previous_token_scores(model, tokens, pats)
     L, H = ind.shape
     if L < 2:
-        raise ValueError("induction needs two layers: this model has one")
+        raise TutorialError("induction needs two layers: this model has one")
     no_layer0 = torch.cat([torch.full((1, H), float("nan")), ind[1:]])
     induction_heads = [head_name(l, h) for l in range(1, L) for h in range(H)
                        if ind[l, h] >= induction_threshold] or top_heads(no_layer0, 1)
@@ -291,12 +300,9 @@ def induction_composition_patching(model: Any, prev_heads: Sequence[str] | None 
     model often spreads a role over several heads and patching one edge of a redundant pair
     shows little. The model needs ``hooks=True``. Expected for K-composition: a large ``k``
     effect, small ``q`` and ``v`` effects. Effects are ``1 - normalize(patched, clean,
-    corrupted)`` (:func:`tutorial_utils.metrics.normalize`: NaN if the corruption changes
+    corrupted)`` (:func:`tutorial_utils.tasks.metrics.normalize`: NaN if the corruption changes
     nothing).
     """
-    from .path_patching import edge_patching
-    from .tasks.base import TaskDataset
-
     clean, corrupted = induction_patching_data(model, seq_len, batch, seed)
     classes = induction_classes(model, clean, seq_len, prev_threshold, induction_threshold)
     ind, prev = classes.induction_scores, classes.prev_token_scores
@@ -307,7 +313,7 @@ def induction_composition_patching(model: Any, prev_heads: Sequence[str] | None 
         _check_head(model, l, h)
     lowest = min(l for l, _ in ind_lh)
     if lowest == 0:
-        raise ValueError("an induction head in layer 0 has no earlier head to compose with")
+        raise TutorialError("an induction head in layer 0 has no earlier head to compose with")
     if prev_heads is None:
         prev_heads = [h for h in classes.prev_heads if parse_head(h)[0] < lowest] or \
             top_heads(prev[:lowest], 1)
@@ -315,58 +321,37 @@ def induction_composition_patching(model: Any, prev_heads: Sequence[str] | None 
     for l, h in prev_lh:
         _check_head(model, l, h)
         if l >= lowest:
-            raise ValueError(f"previous-token head {head_name(l, h)} must sit below every "
+            raise TutorialError(f"previous-token head {head_name(l, h)} must sit below every "
                              f"induction head (lowest induction layer {lowest})")
     targets = clean[:, seq_len + 2:]  # tokens predicted from positions seq_len+1 .. 2*seq_len-1
 
     def metric(logits: Tensor, dataset: Any) -> Tensor:
-        """Mean log-probability of the second copy's tokens 2..L, per stacked variant: [n]."""
-        B = targets.shape[0]
+        """Mean log-probability of the second copy's tokens 2..L, per example: [B]."""
         lp_ = logits[:, seq_len + 1:-1].log_softmax(-1)
-        tgt = targets.to(lp_.device).repeat(logits.shape[0] // B, 1)
-        per_row = lp_.gather(-1, tgt[..., None])[..., 0].mean(-1)
-        return per_row.reshape(-1, B).mean(-1)
+        return lp_.gather(-1, targets.to(lp_.device)[..., None])[..., 0].mean(-1)
 
     data = TaskDataset.from_tokens(clean, corrupted, metric, name="induction")
     variants = [[(p, f"{i}.{k}") for p in prev_heads for i in induction_heads]
                 for k in ("q", "k", "v")]
     vals = edge_patching(model, data, variants)
-    with torch.no_grad():
-        dev = model.cfg.device
-        mc = float(metric(model(clean.to(dev)), data)[0])
-        mk = float(metric(model(corrupted.to(dev)), data)[0])
+    mc, mk = baseline_metrics(model, data, batch_size=len(data))
     effects = {k: 1.0 - float(normalize(v, mc, mk)) for k, v in zip(("q", "k", "v"), vals)}
     return InductionComposition(list(prev_heads), list(induction_heads), mc, mk, effects,
                                 [float(prev[l, h]) for l, h in prev_lh],
                                 [float(ind[l, h]) for l, h in ind_lh])
 
 
-def head_name(layer: int, head: int) -> str:
-    """The course's node name of a head, ``"aL.hH"``."""
-    return f"a{layer}.h{head}"
-
-
-def parse_head(name: str) -> tuple[int, int]:
-    """``"a3.h1"`` -> ``(3, 1)`` (any number of digits, so 12-layer models work)."""
-    import re
-
-    m = re.fullmatch(r"a(\d+)\.h(\d+)", name)
-    if m is None:
-        raise ValueError(f"not a head name: {name!r} (expected 'aL.hH', e.g. 'a3.h1')")
-    return int(m.group(1)), int(m.group(2))
-
-
-def top_heads(scores: Tensor, k: int = 3, largest: bool = True) -> list[str]:
+def top_heads(scores: Float[Tensor, "layer head"], k: int = 3, largest: bool = True) -> list[str]:
     """Names of the ``k`` heads with the largest (or smallest) value in ``scores [L, H]``."""
     if scores.ndim != 2:
-        raise ValueError(f"scores must be [n_layers, n_heads], got {tuple(scores.shape)}")
+        raise TutorialError(f"scores must be [n_layers, n_heads], got {tuple(scores.shape)}")
     flat = scores.flatten().nan_to_num(float("-inf") if largest else float("inf"))
     idx = flat.topk(min(k, flat.numel()), largest=largest).indices
     H = scores.shape[1]
     return [head_name(int(i) // H, int(i) % H) for i in idx]
 
 
-def head_grid(model: Any, scores: Any) -> Tensor:
+def head_grid(model: Any, scores: Any) -> Float[Tensor, "layer head"]:
     """``[L, H]`` of the normalised effects of a path-patching result whose senders are heads
     (:class:`tutorial_utils.path_patching.EdgeScores`, e.g. every head into ``["logits"]``);
     senders that are not heads (``embed``, MLPs) are left out, heads not scored stay 0."""
@@ -377,7 +362,7 @@ def head_grid(model: Any, scores: Any) -> Tensor:
     return grid
 
 
-def ioi_positions(dataset: Any) -> dict[str, Tensor]:
+def ioi_positions(dataset: Any) -> dict[str, Int[Tensor, " batch"]]:
     """Positions of the indirect object (``IO``), the first and second subject mentions (``S1``,
     ``S2``) and the final position (``END``) in each clean IOI prompt, each ``[B]``."""
     toks, cand = dataset.clean_tokens, dataset.candidate_ids
@@ -386,7 +371,7 @@ def ioi_positions(dataset: Any) -> dict[str, Tensor]:
         io_hits = (row == io_id).nonzero().flatten()
         s_hits = (row == s_id).nonzero().flatten()
         if len(io_hits) != 1 or len(s_hits) != 2:
-            raise ValueError("not an IOI prompt: the indirect object must occur once and the "
+            raise TutorialError("not an IOI prompt: the indirect object must occur once and the "
                              "subject twice (build it with tasks.make_ioi)")
         io.append(int(io_hits[0]))
         s1.append(int(s_hits[0]))
@@ -395,11 +380,12 @@ def ioi_positions(dataset: Any) -> dict[str, Tensor]:
             "END": dataset.answer_pos.clone()}
 
 
-def attention_between(model: Any, tokens: Tensor, query_pos: Tensor, key_pos: Tensor) -> Tensor:
+def attention_between(model: Any, tokens: Int[Tensor, "batch pos"], query_pos: Int[Tensor, " batch"],
+                      key_pos: Int[Tensor, " batch"]) -> Float[Tensor, "layer head"]:
     """``[L, H]``: mean over the batch of every head's attention from ``query_pos[b]`` to
     ``key_pos[b]`` (one forward pass, patterns only)."""
     if query_pos.shape != key_pos.shape or query_pos.shape[0] != tokens.shape[0]:
-        raise ValueError("query_pos and key_pos must both be [batch] for tokens [batch, seq]")
+        raise TutorialError("query_pos and key_pos must both be [batch] for tokens [batch, seq]")
     b = torch.arange(tokens.shape[0])
     # per layer, pattern[b, :, q_b, k_b] is [B, H] (the indexed axes come first)
     return torch.stack([p[b, :, query_pos, key_pos].mean(0)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .hook_names import hook_name
+from .names import hook_name
 from .readout import (MAX_FULL_VOCAB_VALUES, activations_at, check_decoder, check_pos,
                       check_token_ids, has_pos_embed, normalise, project, read_out_weights)
 from .errors import TutorialError

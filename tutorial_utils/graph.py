@@ -32,7 +32,7 @@ The graph follows the model's architecture (:meth:`Graph.from_model` reads it fr
 * **Grouped-query attention** (Llama, Qwen2, Mistral, Gemma: ``G = n_key_value_heads < H``;
   ``n_kv_heads=G`` here): the key and value inputs are read once per *key/value head*, shared by
   the ``H/G`` query heads ``h`` with ``h // (H/G) = g`` (the ``repeat_kv`` order of Hugging Face
-  and :func:`tutorial_utils.composition._kv_head`). So the k and v receivers are **per key/value
+  and :func:`tutorial_utils.names.kv_head`). So the k and v receivers are **per key/value
   head**: there are ``H`` q receivers but only ``G`` k and ``G`` v receivers per layer. The
   receivers ``a{l}.h{h}.k`` of the query heads sharing key/value head ``g`` are *one* receiver,
   named after the group's first query head, ``a{l}.h{g*H/G}.k`` (likewise ``.v``); every other
@@ -56,9 +56,9 @@ Edges are dense tensors ``[n_forward, n_backward]``: ``real_edges`` (which entri
   value input ``l*(H+2G+1) + H + G + g``, MLP ``l`` = ``l*(H+2G+1) + H + 2G``, ``logits`` =
   ``L*(H+2G+1)``. (For ``G = H`` this is ``l*(3H+1) + c*H + h`` with q=0, k=1, v=2.)
 
-Hooks (TransformerLens 4 bridge, ``load_model(..., hooks=True)``): each :class:`Node` is the
-only place the graph's hooks are chosen (their names come from :mod:`tutorial_utils.hook_names`,
-where every hook name of the package is written). Each :class:`Node` carries its ``out_hook`` (what a sender
+Hooks (TransformerLens 4 bridge, ``load_model(..., hooks=True)``): every node and its hooks come
+from :func:`tutorial_utils.names.nodes`, where every hook and node name of the package is
+written. Each :class:`~tutorial_utils.names.Node` carries its ``out_hook`` (what a sender
 writes: ``blocks.0.hook_resid_pre``, the per-head ``blocks.l.attn.hook_result``,
 ``blocks.l.hook_mlp_out``) and its ``in_hooks`` (what a receiver reads: the per-head
 ``blocks.l.hook_{q,k,v}_input``, ``[B, T, G, D]`` for k and v under GQA, ``blocks.l.hook_mlp_in``, and the last block's
@@ -75,41 +75,19 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from .hook_names import hook_name
+from .names import QKV, Node, kv_head, nodes
+from .names import n_kv_heads as cfg_kv_heads
 from .errors import TutorialError
-from .validation import check_additive_writers
+from .validation import check_additive_writers, check_hook_names
 
-__all__ = ["Edge", "Graph", "Node", "QKV", "count_edges", "SenderHook", "ReceiverHook"]
+__all__ = ["Edge", "Graph", "count_edges", "SenderHook", "ReceiverHook"]
 
-QKV = ("q", "k", "v")
 Edge = tuple[str, str]
 _EDGE_RE = re.compile(r"^\s*(\S+?)\s*->\s*(\S+?)\s*$")
 _FORMAT = "tutorial_utils.Graph/2"
-
-
-@dataclass(frozen=True)
-class Node:
-    """One node of the graph and its hooks.
-
-    Attributes:
-        name: ``embed``, ``a{l}.h{h}``, ``m{l}`` or ``logits``.
-        kind: ``"embed"``, ``"head"``, ``"mlp"`` or ``"logits"``.
-        layer, head: ``None`` where they do not apply.
-        out_hook: the hook whose activation is what the node writes (``None`` for ``logits``);
-            for a head, the per-head ``hook_result`` ``[B, T, H, D]`` at index ``head``.
-        in_hooks: ``{input: hook}`` of what the node reads: ``{"q", "k", "v"}`` for a head
-            (``hook_{q,k,v}_input`` ``[B, T, H, D]`` at index ``head``), ``{"mlp"}`` for an MLP,
-            ``{"logits"}``; empty for ``embed``.
-    """
-
-    name: str
-    kind: str
-    layer: int | None = None
-    head: int | None = None
-    out_hook: str | None = None
-    in_hooks: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -130,20 +108,6 @@ class ReceiverHook:
     index: slice
     n_prior: int
     per_head: bool
-
-
-def _nodes(n_layers: int, n_heads: int) -> list[Node]:
-    """Every node in forward order, with its hooks (names from :mod:`tutorial_utils.hook_names`)."""
-    L = n_layers
-    nodes = [Node("embed", "embed", out_hook=hook_name("resid_pre", 0))]
-    for l in range(L):
-        for h in range(n_heads):
-            nodes.append(Node(f"a{l}.h{h}", "head", l, h, hook_name("result", l),
-                              {c: hook_name(f"{c}_input", l) for c in QKV}))
-        nodes.append(Node(f"m{l}", "mlp", l, None, hook_name("mlp_out", l),
-                          {"mlp": hook_name("mlp_in", l)}))
-    nodes.append(Node("logits", "logits", in_hooks={"logits": hook_name("resid_post", L - 1)}))
-    return nodes
 
 
 @dataclass
@@ -180,7 +144,7 @@ class Graph:
                                 f"n_kv_heads ({self.n_kv_heads}) (grouped-query attention)")
         self.parallel = bool(self.parallel)
         self.real_edges = _real_edges(self.n_layers, self.n_heads, self.n_kv_heads, self.parallel)
-        self.nodes = _nodes(self.n_layers, self.n_heads)
+        self.nodes = nodes(self.n_layers, self.n_heads)
         self._node_by_name = {n.name: n for n in self.nodes}
         self.senders = self.forward_names
         self.receivers = self.backward_names
@@ -209,7 +173,7 @@ class Graph:
             raise TutorialError(f"Graph.from_model: expected a TransformerBridge from "
                                 f"load_model(), got {type(model).__name__}")
         check_additive_writers(model, "the edge graph (edge and path patching, EAP, circuits)")
-        g = cls(int(cfg.n_layers), int(cfg.n_heads), n_kv_heads=_cfg_kv_heads(cfg),
+        g = cls(int(cfg.n_layers), int(cfg.n_heads), n_kv_heads=cfg_kv_heads(cfg),
                 parallel=bool(getattr(cfg, "parallel_attn_mlp", False)))
         g.meta["model"] = getattr(model, "tutorial_model_name", None) or getattr(cfg, "model_name", "")
         return g
@@ -244,13 +208,13 @@ class Graph:
                      None if self.scores is None else self.scores.clone(), dict(self.meta),
                      n_kv_heads=self.n_kv_heads, parallel=self.parallel)
 
-    def with_edges(self, in_graph: Tensor) -> "Graph":
+    def with_edges(self, in_graph: Bool[Tensor, "sender receiver"]) -> "Graph":
         """A copy of this graph (same scores and meta) whose circuit is ``in_graph``."""
         g = self.copy()
         g.in_graph = g.check_mask(in_graph, "in_graph")
         return g
 
-    def empty_mask(self) -> Tensor:
+    def empty_mask(self) -> Bool[Tensor, "sender receiver"]:
         """BoolTensor[n_forward, n_backward] of zeros (no edge)."""
         return torch.zeros_like(self.real_edges)
 
@@ -266,7 +230,7 @@ class Graph:
     def kv_head(self, head: int) -> int:
         """The key/value head query head ``head`` reads (``head // (H/G)``; itself without
         GQA)."""
-        return head // (self.n_heads // self.n_kv_heads)
+        return kv_head(head, self.n_heads, self.n_kv_heads)
 
     @property
     def n_nodes(self) -> int:
@@ -361,14 +325,14 @@ class Graph:
             out.append((self.senders[s], self.receivers[r]))
         return out
 
-    def edge_mask(self, edges: Iterable[str | Edge]) -> Tensor:
+    def edge_mask(self, edges: Iterable[str | Edge]) -> Bool[Tensor, "sender receiver"]:
         """BoolTensor[n_forward, n_backward] with the given edges set."""
         mask = self.empty_mask()
         for e in edges:
             mask[self.edge_index(e)] = True
         return mask
 
-    def node_mask(self, nodes: Iterable[str]) -> Tensor:
+    def node_mask(self, nodes: Iterable[str]) -> Bool[Tensor, " sender"]:
         """BoolTensor[n_forward] with the given senders set (``logits`` is ignored)."""
         mask = torch.zeros(self.n_forward, dtype=torch.bool)
         for n in nodes:
@@ -385,7 +349,7 @@ class Graph:
     def edge_name(self, s: int, r: int) -> str:
         return f"{self.senders[s]}->{self.receivers[r]}"
 
-    def edge_names(self, mask: Tensor | None = None) -> list[str]:
+    def edge_names(self, mask: Bool[Tensor, "sender receiver"] | None = None) -> list[str]:
         """Names of the edges in ``mask`` (default: the circuit), in index order."""
         mask = self.in_graph if mask is None else self.check_mask(mask, "mask")
         return [self.edge_name(s, r) for s, r in mask.nonzero().tolist()]
@@ -405,14 +369,14 @@ class Graph:
         self.bwd_index(receiver)
         return receiver.rsplit(".", 1)[0] if receiver.startswith("a") else receiver
 
-    def receiver_owner(self) -> Tensor:
+    def receiver_owner(self) -> Int[Tensor, " receiver"]:
         """LongTensor[n_backward]: the node (forward index; ``n_forward`` for logits) each
         receiver belongs to (q, k and v of a head all map to the head; under GQA a shared
         k/v receiver maps to its group's first query head, see :meth:`receiver_readers`)."""
         return torch.tensor([self.fwd_index(self.receiver_node(r)) if r != "logits"
                              else self.n_forward for r in self.receivers], dtype=torch.long)
 
-    def receiver_readers(self) -> Tensor:
+    def receiver_readers(self) -> Bool[Tensor, "receiver node"]:
         """BoolTensor[n_backward, n_nodes]: the nodes that read each receiver (one node, except
         a GQA key/value receiver, read by every query head of its group)."""
         out = torch.zeros(self.n_backward, self.n_nodes, dtype=torch.bool)
@@ -430,7 +394,7 @@ class Graph:
                 out[r, self.fwd_index(node.name)] = True
         return out
 
-    def nodes_in_graph(self, mask: Tensor | None = None) -> list[str]:
+    def nodes_in_graph(self, mask: Bool[Tensor, "sender receiver"] | None = None) -> list[str]:
         """Nodes touched by at least one edge of ``mask`` (default: the circuit); a GQA
         key/value receiver touches every query head of its group."""
         mask = self.in_graph if mask is None else self.check_mask(mask, "mask")
@@ -548,8 +512,6 @@ class Graph:
     def check_model(self, model: Any) -> None:
         """The model must match the graph's shape and expose every hook the graph needs
         (``load_model(..., hooks=True)``)."""
-        from .validation import check_hook_names
-
         cfg = getattr(model, "cfg", None)
         if cfg is None:
             raise TutorialError(f"model: expected a TransformerBridge from load_model(..., "
@@ -558,7 +520,7 @@ class Graph:
             raise TutorialError(
                 f"graph is for {self.n_layers} layers x {self.n_heads} heads, the model has "
                 f"{cfg.n_layers} x {cfg.n_heads}: build the graph with Graph.from_model(model)")
-        kv = _cfg_kv_heads(cfg)
+        kv = cfg_kv_heads(cfg)
         if kv != self.n_kv_heads:
             raise TutorialError(
                 f"graph is for {self.n_kv_heads} key/value heads, the model has {kv} "
@@ -575,7 +537,8 @@ class Graph:
         check_additive_writers(model, "the edge graph (edge and path patching, EAP, circuits)")
         check_hook_names(model, self.hook_names())
 
-    def check_mask(self, mask: Tensor, what: str = "mask") -> Tensor:
+    def check_mask(self, mask: Bool[Tensor, "sender receiver"], what: str = "mask"
+                   ) -> Bool[Tensor, "sender receiver"]:
         """``mask`` as a CPU BoolTensor[n_forward, n_backward] of real edges, else a TutorialError."""
         shape = (self.n_forward, self.n_backward)
         if not isinstance(mask, Tensor) or tuple(mask.shape) != shape:
@@ -594,11 +557,6 @@ class Graph:
             raise TutorialError(f"scores must have shape {shape}, got {tuple(scores.shape)}")
         return scores.detach().to("cpu", torch.float32).masked_fill(~self.real_edges, 0.0)
 
-
-def _cfg_kv_heads(cfg: Any) -> int:
-    """The number of key/value heads of a TransformerLens config (``n_heads`` without GQA)."""
-    kv = getattr(cfg, "n_key_value_heads", None)
-    return int(kv) if kv else int(cfg.n_heads)
 
 
 def _real_edges(n_layers: int, n_heads: int, n_kv_heads: int | None = None,

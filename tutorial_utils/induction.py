@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .hook_names import hook_name
+from .names import hook_name
 from .errors import TutorialError
 
 __all__ = ["induction_scores", "induction_scores_from_patterns", "model_repeated_tokens",

@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .hook_names import hook_name
+from .names import hook_name
 from .errors import TutorialError
 from .validation import check_batch_size, check_tokens
 

@@ -1,57 +1,76 @@
-"""The one intervention engine under node patching, edge/path patching and circuit evaluation.
+"""The one engine under every patched forward: stacked variants, ablation values, captures.
 
-The residual stream a receiver ``r`` reads is the sum of what the senders before it wrote, plus
-constant biases (Elhage et al. 2021; exact in TransformerLens compatibility mode). So one edge
-``s -> r`` can be given another value without touching any other path (Conmy et al. 2023, ACDC;
-Wang et al. 2023 and Goldowsky-Dill et al. 2023, path patching; Hanna et al. 2024, EAP-IG's
-evaluation):
+**Stacked variants.** ``K`` variants of a run over a batch of ``B`` examples are stacked along the
+batch (``K*B`` rows, variant-major: rows ``k*B:(k+1)*B`` are variant ``k``) and evaluated in one
+forward (:func:`stacked_forward`, the only place a patched forward runs). :func:`run_stacked`
+chunks the examples and the variants to bound memory and applies the metric to each variant
+(the metric contract of :mod:`tutorial_utils.tasks.metrics`). What a variant changes is given by
+an *intervention set*, an object whose ``hooks(examples, variants)`` returns the forward hooks of
+a chunk:
 
-    in_r  <-  in_r  +  sum_{s : removed[s, r]} ( src_s - out_s(current run) ),
+* :class:`GraphInterventions` (node patching and edge interchange on a
+  :class:`~tutorial_utils.graph.Graph`). The residual stream a receiver ``r`` reads is the sum of
+  what the senders before it wrote, plus constant biases (Elhage et al. 2021; exact in
+  TransformerLens compatibility mode), so one edge ``s -> r`` can carry another value without
+  touching any other path (Conmy et al. 2023, ACDC; Wang et al. 2023 and Goldowsky-Dill et al.
+  2023; Hanna et al. 2024, EAP-IG's evaluation)::
 
-and a node ``s`` is patched by replacing its output: ``out_s <- src_s`` (then every edge out of
-it carries the source value). ``src`` is what every sender writes on the *source* run:
+      in_r  <-  in_r  +  sum_{s : removed[s, r]} ( src_s - out_s(current run) ),
 
-* ``"corrupted"``: the paired other prompt (an interchange / resample ablation). With
-  ``direction="noise"`` (default) the base run is clean and the source corrupted; with
-  ``"denoise"`` the base run is corrupted and the source clean;
-* ``"mean"``: the per-position mean over ``reference_tokens`` (default the source prompts);
+  and a node ``s`` is patched by replacing its output, ``out_s <- src_s`` (then every edge out
+  of it carries the source value).
+* :class:`SiteInterventions` (activation patching over hook sites): each variant sets
+  ``act <- where(mask, src, act)`` at the hooks its components name
+  (:mod:`tutorial_utils.patching` builds them).
+
+**Ablation values** (the package's one vocabulary, ``ablation=``): what replaces an activation.
+
+* ``"corrupted"``: its value on the paired corrupted prompt (interchange, "paired corrupted
+  patching"; Vig et al. 2020, Wang et al. 2023). ``direction="noise"`` (default): base run
+  clean, values from the corrupted run; ``"denoise"``: base run corrupted, values from the clean
+  run;
+* ``"resample"``: its value on *another, random* prompt of ``reference_tokens`` (default the
+  dataset's clean prompts), drawn once per example with a seed and never the example itself
+  (resample ablation, Chan et al. 2022, causal scrubbing);
+* ``"mean"``: its per-position mean over ``reference_tokens`` (default the corrupted prompts);
 * ``"zero"``: zero.
 
-``K`` variants (each a mask of removed edges ``[K, n_forward, n_backward]`` and/or of patched
-nodes ``[K, n_forward]``) are stacked along the batch: a batch of ``B`` examples becomes ``K*B``
-sequences, variant-major (rows ``k*B:(k+1)*B`` are variant ``k``), and one forward evaluates
-them all. Invariants (tests/test_interchange.py, tests/test_path_patching.py): no mask gives
-the base run; every edge removed (or every node patched) from the corrupted run gives the
-corrupted run; removing every edge out of a node equals patching the node; a single removed
-edge equals a hand-written hook adding ``src_s - out_s`` to one receiver.
-
-Metric convention (the package's one): ``metric(logits[n*B, ...], dataset) -> [n]``, the
-metric of each stacked variant, averaged over the ``B`` examples (default: the dataset's task
-metric, :meth:`TaskDataset.metric`).
+Invariants (tests/test_interchange.py, tests/test_path_patching.py): no mask gives the base run;
+every edge removed (or every node patched) from the corrupted run gives the corrupted run;
+removing every edge out of a node equals patching the node; a single removed edge equals a
+hand-written hook adding ``src_s - out_s`` to one receiver.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 import torch
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from .graph import Graph
-from .metrics import Metric, check_metric_output, default_metric
-from .tasks.base import TaskDataset
 from .errors import TutorialError
-from .validation import check_batch_size, check_dataset
+from .graph import Graph
+from .tasks.base import TaskDataset, check_dataset, metric_of_variants
+from .tasks.metrics import Metric, check_metric
+from .validation import check_batch_size, check_hook_names, check_tokens
 
-__all__ = ["Direction", "Source", "batches", "default_batch_rows", "interchange_logits",
-           "metric_of_runs", "model_device", "run_variants", "sender_activations",
-           "source_activations"]
+__all__ = ["ABLATIONS", "Ablation", "AblationRuns", "Direction", "GraphInterventions", "Hook",
+           "SingleEdges",
+           "SiteInterventions", "ablation_runs", "baseline_metrics", "batches", "capture",
+           "check_ablation", "masked_set", "masked_set_hook",
+           "default_batch_rows", "model_device", "receiver_gradients_into", "resample_indices",
+           "run_stacked", "run_variants", "sender_activations", "stacked_forward"]
 
-Source = Literal["corrupted", "mean", "zero"]
+Ablation = Literal["corrupted", "resample", "mean", "zero"]
 Direction = Literal["noise", "denoise"]
-SOURCES = ("corrupted", "mean", "zero")
+ABLATIONS = ("corrupted", "resample", "mean", "zero")
+Hook = tuple[str, Callable[..., Tensor]]
 
 
+# ---------------------------------------------------------------------------------- basics
 def model_device(model: Any) -> torch.device:
     """The device of the model's parameters (CPU for a parameter-less model)."""
     try:
@@ -71,15 +90,76 @@ def batches(n: int, batch_size: int) -> list[slice]:
     return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
+def check_ablation(ablation: Any, direction: Any = "noise") -> None:
+    """Refuse an unknown ablation or direction, naming the valid ones."""
+    if ablation not in ABLATIONS:
+        hint = (" ('resample' is Chan et al.'s draw from other prompts; the paired corrupted "
+                "prompt is 'corrupted')" if ablation in ("paired", "interchange") else "")
+        raise TutorialError(f"ablation must be one of {ABLATIONS} (what replaces an ablated "
+                            f"activation), got {ablation!r}{hint}")
+    if direction not in ("noise", "denoise"):
+        raise TutorialError(f"direction must be 'noise' (corrupted values into the clean run) or "
+                            f"'denoise' (clean values into the corrupted run), got {direction!r}")
+    if direction == "denoise" and ablation != "corrupted":
+        raise TutorialError(f"direction='denoise' patches clean values into the corrupted run: "
+                            f"it applies to ablation='corrupted' only, got {ablation!r}")
+
+
+def resample_indices(n: int, n_reference: int, seed: int = 0) -> Int[Tensor, " n"]:
+    """For each of ``n`` examples, the index of another prompt among ``n_reference`` reference
+    prompts: uniform over the references, never the example's own index (when it is one)."""
+    if n_reference < 2:
+        raise TutorialError(f"resample ablation draws each example's values from another prompt: "
+                            f"it needs at least 2 reference prompts, got {n_reference}")
+    g = torch.Generator().manual_seed(int(seed))
+    idx = torch.randint(0, n_reference - 1, (n,), generator=g)
+    own = torch.arange(n)
+    return idx + (idx >= own).long() * (own < n_reference).long()
+
+
+def stacked_forward(model: Any, tokens: Int[Tensor, "batch pos"], n_variants: int,
+                    hooks: Sequence[Hook] = (), grad: bool = False
+                    ) -> Float[Tensor, "rows pos vocab"]:
+    """Logits of ``n_variants`` copies of ``tokens`` stacked along the batch, with ``hooks``
+    (which act on the stacked ``[n*B, ...]`` activations). The one place a patched forward
+    runs."""
+    stacked = tokens.to(model_device(model)).repeat(n_variants, 1)
+    with torch.set_grad_enabled(grad):
+        return model.run_with_hooks(stacked, fwd_hooks=list(hooks))
+
+
+def capture(model: Any, tokens: Int[Tensor, "batch pos"], names: Sequence[str],
+            hooks: Sequence[Hook] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+    """``(logits, {name: activation})`` of one forward of ``tokens`` (no gradient). ``hooks``
+    run before the recording ones, so patched values are recorded. Activations are recorded by
+    hooks registered under the names asked for (the bridge may report an alias such as
+    ``blocks.1.hook_in`` to hook functions; it is never relied on)."""
+    names = list(dict.fromkeys(names))
+    check_hook_names(model, names)
+    store: dict[str, Tensor] = {}
+
+    def grab(name: str) -> Callable[..., Tensor]:
+        def hook(act: Tensor, hook: Any = None) -> Tensor:
+            store[name] = act.detach().clone()
+            return act
+        return hook
+
+    logits = stacked_forward(model, tokens, 1, list(hooks) + [(n, grab(n)) for n in names])
+    missing = [n for n in names if n not in store]
+    if missing:  # pragma: no cover - a bridge whose hook did not fire
+        raise TutorialError(f"hooks did not fire on this model: {missing}")
+    return logits, store
+
+
 def _as_nd(x: Tensor, per_head: bool) -> Tensor:
     """View a sender/receiver activation as ``[B, T, n, D]`` (n = heads, or 1)."""
     return x if per_head else x.unsqueeze(2)
 
 
-@torch.no_grad()
-def sender_activations(model: Any, graph: Graph, tokens: Tensor) -> Tensor:
-    """FloatTensor[B, T, n_forward, D]: what every sender writes, in one forward of ``tokens``
-    (``out_s`` in the module docstring; index ``s`` as in :class:`~tutorial_utils.graph.Graph`)."""
+def sender_activations(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"]
+                       ) -> Float[Tensor, "batch pos sender d_model"]:
+    """What every sender of ``graph`` writes, in one forward of ``tokens`` (``out_s`` in the
+    module docstring; index ``s`` as in :class:`~tutorial_utils.graph.Graph`)."""
     B, T = tokens.shape
     out = torch.empty(B, T, graph.n_forward, model.cfg.d_model, device=model_device(model))
     hooks = []
@@ -88,34 +168,200 @@ def sender_activations(model: Any, graph: Graph, tokens: Tensor) -> Tensor:
             out[:, :, sl] = _as_nd(x, per_head).float()
             return x
         hooks.append((h.name, hook))
-    model.run_with_hooks(tokens.to(out.device), fwd_hooks=hooks)
+    stacked_forward(model, tokens, 1, hooks)
     return out
 
 
-def source_activations(model: Any, graph: Graph, source: Source, source_tokens: Tensor,
-                       reference_tokens: Tensor | None = None) -> Tensor:
-    """The senders' source values ``src``: ``[B, T, n_forward, D]`` for ``"corrupted"`` (the
-    run of ``source_tokens``), ``[1, T, n_forward, D]`` for ``"mean"`` (mean over
-    ``reference_tokens``, default ``source_tokens``, at each position) and ``"zero"``."""
-    if source not in SOURCES:
-        raise TutorialError(f"source must be one of {SOURCES} (the values patched in), got "
-                            f"{source!r}")
-    if source == "corrupted":
-        return sender_activations(model, graph, source_tokens)
-    T = source_tokens.shape[1]
-    if source == "zero":
-        return torch.zeros(1, T, graph.n_forward, model.cfg.d_model, device=model_device(model))
-    ref = source_tokens if reference_tokens is None else reference_tokens
-    if ref.ndim != 2 or ref.shape[1] != T:
-        raise TutorialError(f"reference_tokens must be [batch, {T}] (the prompts' length: the "
-                            f"mean is taken per position), got {tuple(ref.shape)}")
-    return sender_activations(model, graph, ref).mean(0, keepdim=True)
+def _write_in_place(x: Tensor, new: Tensor) -> Tensor:
+    """Return ``new``, written into ``x`` as well when possible: on the bridge an out-of-place
+    return at ``hook_resid_mid`` reaches the MLP branch but not the residual skip connection."""
+    if not x.requires_grad:
+        try:
+            x.copy_(new)
+            return x
+        except RuntimeError:  # pragma: no cover - an expanded, non-writable view
+            pass
+    return new
+
+
+# ------------------------------------------------------------------------- ablation values
+@dataclass
+class AblationRuns:
+    """The token sets of one ablation: the base run, the per-example source run (corrupted,
+    resample) and the reference set of a mean."""
+
+    base: Tensor
+    source: Tensor | None
+    reference: Tensor | None
+
+
+def ablation_runs(dataset: TaskDataset, ablation: str, direction: str = "noise",
+                  reference_tokens: Tensor | None = None, seed: int = 0) -> AblationRuns:
+    """The token sets of ``ablation`` on ``dataset``: the base run the interventions act on,
+    the per-example source run (``"corrupted"``: the other side of each pair; ``"resample"``:
+    another random prompt of the reference set for each example), and the reference set a
+    ``"mean"`` averages."""
+    check_ablation(ablation, direction)
+    clean, corrupted = dataset.clean_tokens, dataset.corrupted_tokens
+    T = clean.shape[1]
+    if reference_tokens is not None:
+        if not isinstance(reference_tokens, Tensor) or reference_tokens.ndim != 2 or \
+                reference_tokens.shape[1] != T:
+            got = tuple(reference_tokens.shape) if isinstance(reference_tokens, Tensor) else \
+                type(reference_tokens).__name__
+            raise TutorialError(f"reference_tokens must be [n, {T}] (the prompts' length: values "
+                                f"are taken per position), got {got}")
+        if ablation in ("corrupted", "zero"):
+            raise TutorialError(f"reference_tokens are for ablation='mean' or 'resample'; "
+                                f"ablation={ablation!r} does not use them")
+    if ablation == "corrupted":
+        base, other = (clean, corrupted) if direction == "noise" else (corrupted, clean)
+        return AblationRuns(base, other, None)
+    if ablation == "resample":
+        ref = clean if reference_tokens is None else reference_tokens
+        return AblationRuns(clean, ref[resample_indices(len(dataset), ref.shape[0], seed)], None)
+    if ablation == "mean":
+        return AblationRuns(clean, None, corrupted if reference_tokens is None else reference_tokens)
+    return AblationRuns(clean, None, None)
+
+
+class Interventions(Protocol):
+    """What the variants of a run change: the hooks of a chunk of variants on some examples."""
+
+    n_variants: int
+
+    def hooks(self, examples: slice, variants: slice) -> list[Hook]: ...
+
+
+@dataclass
+class SingleEdges:
+    """``K`` variants that each remove one edge, ``(sender, receiver)`` index pairs ``[K, 2]``:
+    the dense ``[K, n_forward, n_backward]`` mask is built one forward chunk at a time, so
+    scoring every edge of GPT-2 small (32,491) never holds more than a chunk's mask."""
+
+    pairs: Tensor
+
+
+class GraphInterventions:
+    """Node patching and edge interchange on a graph, ``K`` variants.
+
+    Args:
+        removed: BoolTensor[K, n_forward, n_backward], edges that carry the ablated value (or
+            :class:`SingleEdges`).
+        patched: BoolTensor[K, n_forward], senders whose output is the ablated value.
+        runs: the token sets of the ablation (base, per-example source, mean reference).
+        values: optional FloatTensor[N or 1, T, n_forward, D] given directly as the senders'
+            ablated values (instead of computing them from ``runs``): e.g. a finite-difference
+            check of EAP patches ``out_s(clean) + eps * delta``.
+    """
+
+    def __init__(self, model: Any, graph: Graph, removed: Tensor | None, patched: Tensor | None,
+                 ablation: str, runs: AblationRuns, values: Tensor | None = None) -> None:
+        self.model, self.graph = model, graph
+        self.single: Tensor | None = None
+        if isinstance(removed, SingleEdges):
+            pairs = removed.pairs.long().reshape(-1, 2).cpu()
+            if pairs.numel() and not bool(graph.real_edges[pairs[:, 0], pairs[:, 1]].all()):
+                raise TutorialError("SingleEdges: every pair must be an edge of the graph")
+            self.single, removed = pairs, None
+            self.n_variants, self.removed, self.patched = len(pairs), None, None
+            if patched is not None:
+                raise TutorialError("SingleEdges variants patch no node")
+        else:
+            self.n_variants, self.removed, self.patched = _stack_masks(graph, removed, patched)
+        self.ablation, self.runs, self.values = ablation, runs, values
+        self._shared: Tensor | None = None
+        self._cached: tuple[int, Tensor] | None = None
+
+    def sources(self, examples: slice) -> Tensor:
+        """``[B or 1, T, n_forward, D]``: the ablated value of every sender."""
+        model, g, r = self.model, self.graph, self.runs
+        if self.values is not None:
+            v = self.values.to(model_device(model))
+            return v if v.shape[0] == 1 else v[examples]
+        if r.source is not None:
+            if self._cached is None or self._cached[0] != examples.start:
+                self._cached = (examples.start, sender_activations(model, g, r.source[examples]))
+            return self._cached[1]
+        if self._shared is None:
+            T = r.base.shape[1]
+            if r.reference is not None:
+                n = r.reference.shape[0]
+                if n <= 64:
+                    self._shared = sender_activations(model, g, r.reference).mean(0, keepdim=True)
+                else:  # bounded memory: sums of 64 prompts at a time
+                    self._shared = sum(sender_activations(model, g, r.reference[b]).sum(0, keepdim=True)
+                                       for b in batches(n, 64)) / n
+            else:
+                self._shared = torch.zeros(1, T, g.n_forward, model.cfg.d_model,
+                                           device=model_device(model))
+        return self._shared
+
+    def hooks(self, examples: slice, variants: slice) -> list[Hook]:
+        g, dev = self.graph, model_device(self.model)
+        src = self.sources(examples)
+        K = variants.stop - variants.start
+        B = examples.stop - examples.start
+        if self.single is not None:
+            chunk = self.single[variants]
+            removed = torch.zeros(K, g.n_forward, g.n_backward, dtype=torch.bool)
+            removed[torch.arange(K), chunk[:, 0], chunk[:, 1]] = True
+            removed = removed.to(dev)
+        else:
+            removed = None if self.removed is None else self.removed[variants].to(dev)
+        patched = None if self.patched is None else self.patched[variants].to(dev)
+        diffs: dict[int, Tensor] = {}  # sender-hook start -> [K, B, T, n, D]
+        hooks: list[Hook] = []
+        for h in g.sender_hooks():
+            sl = h.index
+            node_mask = None if patched is None or not bool(patched[:, sl].any()) else patched[:, sl]
+            sends = removed is not None and bool(removed[:, sl].any())
+            if node_mask is None and not sends:
+                continue
+
+            def s_hook(x: Tensor, hook: Any, sl: slice = sl, per_head: bool = h.per_head,
+                       node_mask: Tensor | None = node_mask, sends: bool = sends) -> Tensor:
+                x5 = _as_nd(x, per_head).reshape(K, B, x.shape[1], sl.stop - sl.start, x.shape[-1])
+                s = src[None, :, :, sl].to(x.dtype)
+                out = x
+                if node_mask is not None:
+                    x5 = torch.where(node_mask[:, None, None, :, None], s, x5)
+                    out = _write_in_place(x, x5.reshape(x.shape))
+                if sends:
+                    diffs[sl.start] = (s - x5).float()
+                return out
+            hooks.append((h.name, s_hook))
+        if removed is None:
+            return hooks
+        for r in g.receiver_hooks():
+            rs = r.index
+            groups = [h.index for h in g.sender_hooks()
+                      if h.index.start < r.n_prior and bool(removed[:, h.index, rs].any())]
+            if not groups:
+                continue
+
+            def r_hook(x: Tensor, hook: Any, rs: slice = rs, groups: list = groups,
+                       per_head: bool = r.per_head) -> Tensor:
+                delta = None
+                for sl in groups:
+                    # the mask slice is cast to float per hook, never the whole [K, S, R] mask
+                    coef = removed[:, sl, rs].float()
+                    term = torch.einsum("kbtsd,ksr->kbtrd", diffs[sl.start], coef)
+                    delta = term if delta is None else delta + term
+                if not per_head:
+                    delta = delta[:, :, :, 0]
+                return x + delta.reshape(x.shape).to(x.dtype)
+            hooks.append((r.name, r_hook))
+        return hooks
 
 
 def _stack_masks(graph: Graph, removed: Tensor | None, patched: Tensor | None
                  ) -> tuple[int, Tensor | None, Tensor | None]:
     K = None
     if removed is not None:
+        if not isinstance(removed, Tensor):
+            raise TutorialError(f"removed must be a BoolTensor [K, n_forward, n_backward], got "
+                                f"{type(removed).__name__}")
         if removed.ndim == 2:
             removed = removed[None]
         if removed.ndim != 3 or tuple(removed.shape[1:]) != (graph.n_forward, graph.n_backward):
@@ -127,6 +373,9 @@ def _stack_masks(graph: Graph, removed: Tensor | None, patched: Tensor | None
                                 "graph.real_edges")
         K = removed.shape[0]
     if patched is not None:
+        if not isinstance(patched, Tensor):
+            raise TutorialError(f"patched must be a BoolTensor [K, n_forward], got "
+                                f"{type(patched).__name__}")
         if patched.ndim == 1:
             patched = patched[None]
         if patched.ndim != 2 or patched.shape[1] != graph.n_forward:
@@ -142,172 +391,178 @@ def _stack_masks(graph: Graph, removed: Tensor | None, patched: Tensor | None
     return K, removed, patched
 
 
-def interchange_logits(model: Any, graph: Graph, base_tokens: Tensor, source_acts: Tensor,
-                       removed: Tensor | None = None, patched: Tensor | None = None) -> Tensor:
-    """Logits of ``K`` stacked variants of the base run, each with its edges removed (carrying
-    the source value) and its nodes patched (writing the source value).
+class SiteInterventions:
+    """Activation patching at hook sites: variant ``k`` sets ``act <- where(mask[k], src, act)``
+    at each hook it names.
 
     Args:
-        base_tokens: LongTensor[B, T], the base run's prompts.
-        source_acts: FloatTensor[B or 1, T, n_forward, D] from :func:`source_activations`.
-        removed: BoolTensor[K, n_forward, n_backward] (or ``[n_forward, n_backward]``).
-        patched: BoolTensor[K, n_forward] (or ``[n_forward]``).
-
-    Returns:
-        FloatTensor[K*B, T, vocab], variant-major.
+        masks: one ``{hook_name: BoolTensor[*M]}`` per variant (``M`` broadcastable to one
+            example's activation; see :meth:`tutorial_utils.patching.Component.mask`).
+        sources: ``{hook_name: [N or 1, *S]}`` the values patched in (per example, or shared).
     """
-    K, removed, patched = _stack_masks(graph, removed, patched)
-    B, T = base_tokens.shape
-    dev = model_device(model)
-    src = source_acts.to(dev)
-    coef = None if removed is None else removed.to(dev, torch.float32)
-    diffs: dict[int, tuple[slice, Tensor]] = {}  # sender-hook start -> (slice, [K,B,T,n,D])
-    hooks = []
-    for g in graph.sender_hooks():
-        sl = g.index
-        node_mask = None if patched is None or not bool(patched[:, sl].any()) else \
-            patched[:, sl].to(dev)
-        sends = coef is not None and bool(coef[:, sl].any())
-        if node_mask is None and not sends:
-            continue
 
-        def s_hook(x: Tensor, hook: Any, sl: slice = sl, per_head: bool = g.per_head,
-                   node_mask: Tensor | None = node_mask, sends: bool = sends) -> Tensor:
-            x5 = _as_nd(x, per_head).reshape(K, B, T, sl.stop - sl.start, x.shape[-1])
-            s = src[None, :, :, sl].to(x.dtype)
-            if node_mask is not None:
-                x5 = torch.where(node_mask[:, None, None, :, None], s, x5)
-                new = x5.reshape(x.shape)
-                if not x.requires_grad:
-                    # in place as well: on the bridge an out-of-place return may reach one
-                    # branch only (see patching.patch_hook)
-                    try:
-                        x.copy_(new)
-                        new = x
-                    except RuntimeError:  # pragma: no cover - non-writable view
-                        pass
-                x_out = new
-            else:
-                x_out = x
-            if sends:
-                diffs[sl.start] = (sl, (s - x5).float())
-            return x_out
-        hooks.append((g.name, s_hook))
-    if coef is not None:
-        for r in graph.receiver_hooks():
-            rs = r.index
-            groups = [h.index for h in graph.sender_hooks()
-                      if h.index.start < r.n_prior and bool(coef[:, h.index, rs].any())]
-            if not groups:
-                continue
+    def __init__(self, masks: Sequence[dict[str, Tensor]], sources: dict[str, Tensor]) -> None:
+        for m in masks:
+            for name in m:
+                if name not in sources:
+                    raise TutorialError(f"no source activation for hook {name!r}")
+        self.masks, self.sources, self.n_variants = list(masks), sources, len(masks)
 
-            def r_hook(x: Tensor, hook: Any, rs: slice = rs, groups: list = groups,
-                       per_head: bool = r.per_head) -> Tensor:
-                delta = None
-                for sl in groups:
-                    d = diffs[sl.start][1]
-                    term = torch.einsum("kbtsd,ksr->kbtrd", d, coef[:, sl, rs])
-                    delta = term if delta is None else delta + term
-                if not per_head:
-                    delta = delta[:, :, :, 0]
-                return x + delta.reshape(x.shape).to(x.dtype)
-            hooks.append((r.name, r_hook))
-    tokens = base_tokens.to(dev).repeat(K, 1)
-    return model.run_with_hooks(tokens, fwd_hooks=hooks)
+    def hooks(self, examples: slice, variants: slice) -> list[Hook]:
+        chunk = self.masks[variants]
+        n = len(chunk)
+        hooks: list[Hook] = []
+        for name in sorted({name for m in chunk for name in m}):
+            shape = next(m[name].shape for m in chunk if name in m)
+            stacked = torch.zeros(n, *shape, dtype=torch.bool)
+            for i, m in enumerate(chunk):
+                if name in m:
+                    stacked[i] = m[name]
+            src = self.sources[name]
+            src = src if src.shape[0] == 1 else src[examples]
+            hooks.append((name, masked_set_hook(src, stacked)))
+        return hooks
 
 
-def _base_and_other(dataset: TaskDataset, direction: str) -> tuple[Tensor, Tensor]:
-    if direction not in ("noise", "denoise"):
-        raise TutorialError(f"direction must be 'noise' (corrupted values into the clean run) "
-                            f"or 'denoise' (clean values into the corrupted run), got "
-                            f"{direction!r}")
-    if direction == "noise":
-        return dataset.clean_tokens, dataset.corrupted_tokens
-    return dataset.corrupted_tokens, dataset.clean_tokens
+def masked_set(act: Tensor, source: Tensor, mask: Tensor) -> Tensor:
+    """``where(mask, source, act)`` for ``n`` stacked variants: ``act [n*B, *S]``, ``source
+    [B or 1 or n*B, *S]``, ``mask [n, *M]`` (row ``i`` says where variant ``i`` is patched).
+    Returns a new tensor (``act`` is not modified)."""
+    n = mask.shape[0]
+    if act.shape[0] % n:
+        raise TutorialError(f"activation batch {act.shape[0]} is not a multiple of {n} variants")
+    B, S = act.shape[0] // n, act.shape[1:]
+    a = act.view(n, B, *S)
+    src = source.view(n, B, *S) if source.shape[0] == act.shape[0] else source.unsqueeze(0)
+    m = mask.to(act.device).view(n, 1, *mask.shape[1:])
+    return torch.where(m, src.to(act.device, act.dtype), a).reshape(act.shape)
 
 
-def run_variants(model: Any, graph: Graph, dataset: TaskDataset, removed: Tensor | None = None,
-                 patched: Tensor | None = None, *, source: Source = "corrupted",
-                 direction: Direction = "noise", metric: Metric | None = None,
-                 per_example: bool = False, reference_tokens: Tensor | None = None,
-                 batch_size: int = 32, max_sequences: int = 512, progress: bool = False,
-                 desc: str = "patching") -> Tensor:
-    """The metric of every variant (removed edges and/or patched nodes), over the dataset.
+def masked_set_hook(source: Tensor, mask: Tensor) -> Callable[..., Tensor]:
+    """A forward hook applying :func:`masked_set` with a fixed source and mask (written in
+    place as well, see :func:`_write_in_place`)."""
+    def hook(act: Tensor, hook: Any = None) -> Tensor:
+        return _write_in_place(act, masked_set(act, source, mask))
+    return hook
 
-    Args:
-        removed: BoolTensor[K, n_forward, n_backward], edges that carry the source value.
-        patched: BoolTensor[K, n_forward], nodes whose output is the source value.
-        source, direction, reference_tokens: see the module docstring.
-        metric: ``metric(logits[n*B, ...], dataset) -> [n]`` (default: the task metric).
-        per_example: return ``[K, N]`` (one value per example; default metric only).
-        batch_size: examples per forward; ``max_sequences`` bounds ``K * batch`` per forward.
 
-    Returns:
-        FloatTensor[K] (the metric averaged over the dataset, batch means weighted by size),
-        or ``[K, N]`` with ``per_example``.
-    """
-    check_dataset(dataset, model)
-    graph.check_model(model)
+# ------------------------------------------------------------------------------ the runner
+def run_stacked(model: Any, dataset: TaskDataset, interventions: Any, base_tokens: Tensor, *,
+                metric: Metric | None = None, per_example: bool = False, batch_size: int = 32,
+                max_sequences: int = 512, progress: bool = False, desc: str = "patching"
+                ) -> Float[Tensor, " variants"] | Float[Tensor, "variants examples"]:
+    """The metric of every variant of ``interventions`` over the dataset: ``[K]`` (the mean over
+    the dataset, batch means weighted by size), or ``[K, N]`` with ``per_example``.
+
+    ``base_tokens`` ``[N, T]`` is the run the interventions act on; ``batch_size`` examples per
+    forward, ``max_sequences`` bounds ``K * batch`` rows per forward."""
     check_batch_size(batch_size)
     check_batch_size(max_sequences, "max_sequences")
-    K, removed, patched = _stack_masks(graph, removed, patched)
-    if per_example and metric is not None:
-        raise TutorialError("per_example=True needs the dataset's own metric (metric=None)")
-    metric_fn: Metric = metric or default_metric
-    base_all, other_all = _base_and_other(dataset, direction)
-    if source not in SOURCES:
-        raise TutorialError(f"source must be one of {SOURCES} (the values patched in), got "
-                            f"{source!r}")
-    N = len(dataset)
+    check_metric(metric)
+    K, N = interventions.n_variants, len(dataset)
     bs = min(batch_size, N)
-    shared = None
-    if source != "corrupted":
-        shared = source_activations(model, graph, source, other_all, reference_tokens)
     k_chunk = max(1, max_sequences // bs)
     work = [(b, k) for b in batches(N, bs) for k in batches(K, k_chunk)]
     if progress:
-        from tqdm.auto import tqdm
         work = tqdm(work, desc=desc)
     out = torch.zeros(K, N) if per_example else torch.zeros(K)
-    cached: tuple[int, Tensor] | None = None
-    with torch.no_grad():
-        for b, k in work:
-            sub = dataset.subset(b)
-            base = base_all[b]
-            if shared is not None:
-                src = shared
-            else:
-                if cached is None or cached[0] != b.start:
-                    cached = (b.start, source_activations(model, graph, "corrupted",
-                                                          other_all[b]))
-                src = cached[1]
-            logits = interchange_logits(model, graph, base, src,
-                                        None if removed is None else removed[k],
-                                        None if patched is None else patched[k])
-            n = k.stop - k.start
-            if per_example:
-                vals = sub.metric(logits, per_example=True).reshape(n, -1).float().cpu()
-                out[k, b] = vals
-            else:
-                vals = check_metric_output(metric_fn(logits, sub), n).detach().cpu()
-                out[k] += vals * (len(sub) / N)
+    for b, k in work:
+        sub = dataset if (b.start, b.stop) == (0, N) else dataset.subset(b)
+        n = k.stop - k.start
+        logits = stacked_forward(model, base_tokens[b], n, interventions.hooks(b, k))
+        vals = metric_of_variants(metric, logits, sub, n, per_example).detach().float().cpu()
+        if per_example:
+            out[k, b] = vals
+        else:
+            out[k] += vals * (len(sub) / N)
     return out
 
 
-def metric_of_runs(model: Any, dataset: TaskDataset, metric: Metric | None = None,
-                   batch_size: int = 32) -> tuple[float, float]:
-    """``(metric on the clean prompts, metric on the corrupted prompts)`` of the unmodified
-    model, batch means weighted by batch size."""
-    check_dataset(dataset, model)
-    metric_fn: Metric = metric or default_metric
-    dev = model_device(model)
-    clean = corrupted = 0.0
-    with torch.no_grad():
-        for b in batches(len(dataset), batch_size):
-            sub = dataset.subset(b)
-            w = len(sub) / len(dataset)
-            clean += float(check_metric_output(metric_fn(model(sub.clean_tokens.to(dev)), sub), 1)[0]) * w
-            corrupted += float(check_metric_output(
-                metric_fn(model(sub.corrupted_tokens.to(dev)), sub), 1)[0]) * w
-    return clean, corrupted
+class _NoIntervention:
+    n_variants = 1
 
+    def hooks(self, examples: slice, variants: slice) -> list[Hook]:
+        return []
+
+
+def baseline_metrics(model: Any, dataset: TaskDataset, metric: Metric | None = None,
+                     batch_size: int = 32) -> tuple[float, float]:
+    """``(metric on the clean prompts, metric on the corrupted prompts)`` of the unmodified
+    model (means over the dataset)."""
+    check_dataset(dataset, model)
+    none = _NoIntervention()
+    clean = run_stacked(model, dataset, none, dataset.clean_tokens, metric=metric,
+                        batch_size=batch_size)
+    corrupted = run_stacked(model, dataset, none, dataset.corrupted_tokens, metric=metric,
+                            batch_size=batch_size)
+    return float(clean[0]), float(corrupted[0])
+
+
+def run_variants(model: Any, graph: Graph, dataset: TaskDataset,
+                 removed: Bool[Tensor, "variants sender receiver"] | None = None,
+                 patched: Bool[Tensor, "variants sender"] | None = None, *,
+                 ablation: Ablation = "corrupted", direction: Direction = "noise",
+                 metric: Metric | None = None, per_example: bool = False,
+                 reference_tokens: Int[Tensor, "n pos"] | None = None, seed: int = 0,
+                 batch_size: int = 32, max_sequences: int = 512, progress: bool = False,
+                 desc: str = "patching") -> Float[Tensor, " variants"] | Float[Tensor, "variants examples"]:
+    """The metric of every graph variant (removed edges and/or patched nodes), over the dataset.
+
+    Args:
+        removed: BoolTensor[K, n_forward, n_backward], edges that carry the ablated value.
+        patched: BoolTensor[K, n_forward], nodes whose output is the ablated value.
+        ablation, direction, reference_tokens, seed: see the module docstring.
+        metric: the metric contract (:mod:`tutorial_utils.tasks.metrics`); default the task metric.
+        per_example: return ``[K, N]`` (one value per example).
+        batch_size: examples per forward; ``max_sequences`` bounds ``K * batch`` per forward.
+
+    Returns:
+        FloatTensor[K], or ``[K, N]`` with ``per_example``.
+    """
+    check_dataset(dataset, model)
+    graph.check_model(model)
+    check_metric(metric)
+    runs = ablation_runs(dataset, ablation, direction, reference_tokens, seed)
+    if runs.reference is not None or ablation == "resample":
+        check_tokens(model, runs.reference if runs.reference is not None else runs.source,
+                     "reference_tokens")
+    interventions = GraphInterventions(model, graph, removed, patched, ablation, runs)
+    return run_stacked(model, dataset, interventions, runs.base, metric=metric,
+                       per_example=per_example, batch_size=batch_size,
+                       max_sequences=max_sequences, progress=progress, desc=desc)
+
+
+# ------------------------------------------------------------------------------ gradients
+def receiver_gradients_into(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"],
+                            value_of_logits: Callable[[Tensor], Tensor],
+                            out: Float[Tensor, "batch pos receiver d_model"],
+                            embed: Float[Tensor, "batch pos d_model"] | None = None) -> None:
+    """Add ``∂ value / ∂ in_r`` for every receiver ``r`` to ``out`` (the one running sum of
+    gradients), where ``value = value_of_logits(logits)`` is a scalar.
+
+    ``embed`` replaces the ``embed`` node's output (how EAP-IG walks between the corrupted and
+    clean embeddings). The embedding is made a leaf that requires grad, so gradients reach every
+    receiver even if the model's parameters are frozen."""
+    held: list[tuple[slice, bool, Tensor]] = []
+
+    def set_input(x: Tensor, hook: Any) -> Tensor:
+        x = x if embed is None else embed.to(x.dtype)
+        return x.detach().requires_grad_(True)
+
+    hooks: list[Hook] = [(graph.node("embed").out_hook, set_input)]  # type: ignore[list-item]
+    for r in graph.receiver_hooks():
+        def hook(x: Tensor, hook: Any, sl: slice = r.index, per_head: bool = r.per_head) -> Tensor:
+            # A fresh tensor: the bridge feeds hook_mlp_in's output to ln2 only, but the
+            # un-cloned tensor is also the residual stream, whose gradient must not count.
+            x = x.clone()
+            held.append((sl, per_head, x))
+            return x
+        hooks.append((r.name, hook))
+    with torch.enable_grad():
+        logits = stacked_forward(model, tokens, 1, hooks, grad=True)
+        value = value_of_logits(logits)
+        grads = torch.autograd.grad(value, [x for _, _, x in held], allow_unused=True)
+    del logits, value
+    for (sl, per_head, x), g in zip(held, grads):
+        if g is not None:
+            out[:, :, sl] += (g if per_head else g.unsqueeze(2)).float()

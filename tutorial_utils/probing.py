@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
-from .hook_names import hook_name
+from .names import hook_name
 from .errors import TutorialError
 
 __all__ = [

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from .hook_names import hook_name
+from .names import hook_name
 from .models import require_decoder
 from .errors import TutorialError
 from .validation import check_no_logit_softcap

@@ -14,7 +14,7 @@ import torch
 from .errors import TutorialError
 
 __all__ = ["available_hooks", "check_batch_size", "check_hook_names",
-           "check_dataset", "check_layer", "check_head", "check_same_shape", "check_tokens"]
+           "check_layer", "check_head", "check_same_shape", "check_tokens"]
 
 
 def check_batch_size(batch_size: Any, what: str = "batch_size") -> int:
@@ -128,28 +128,6 @@ def check_tokens(model: Any, tokens: torch.Tensor, what: str = "tokens") -> torc
         raise TutorialError(f"{what}: sequence length {tokens.shape[1]} exceeds the model's "
                             f"context of {n_ctx} tokens; shorten the prompts")
     return tokens.long()
-
-
-def check_dataset(dataset: Any, model: Any = None, what: str = "dataset") -> None:
-    """A :class:`~tutorial_utils.tasks.TaskDataset` with at least one example, clean and
-    corrupted tokens of equal shape, and (given ``model``) token ids the model can read."""
-    from .tasks.base import TaskDataset
-
-    if not isinstance(dataset, TaskDataset):
-        hint = (" (for raw token pairs use TaskDataset.from_tokens(clean, corrupted, metric))"
-                if isinstance(dataset, (tuple, list)) else "")
-        raise TutorialError(f"{what} must be a TaskDataset (tasks.make_task(...)), got "
-                            f"{type(dataset).__name__}{hint}")
-    if len(dataset) == 0 or dataset.clean_tokens.shape[0] == 0:
-        raise TutorialError(f"{what} is empty: build it with n >= 1 examples")
-    if dataset.clean_tokens.shape != dataset.corrupted_tokens.shape:
-        raise TutorialError(
-            f"{what}: clean tokens {tuple(dataset.clean_tokens.shape)} and corrupted tokens "
-            f"{tuple(dataset.corrupted_tokens.shape)} differ in shape: patching needs prompt "
-            "pairs of equal token length")
-    if model is not None:
-        check_tokens(model, dataset.clean_tokens, f"{what}.clean_tokens")
-        check_tokens(model, dataset.corrupted_tokens, f"{what}.corrupted_tokens")
 
 
 def _arch(model: Any) -> str:

@@ -11,17 +11,17 @@ runs on the one engine :mod:`tutorial_utils.interchange`.
 """
 
 from ..graph import Graph, count_edges
-from ..interchange import sender_activations
+from ..interchange import baseline_metrics, sender_activations
+from ..stats import rank_correlation
+from .circuit_evaluation import FaithfulnessCurve, evaluate_graph, faithfulness_curve
 from .drawing import draw_circuit
 from .edge_attribution import (METHODS, attribute, eap_ig_scores, eap_scores, exact_scores,
                                node_attribution, receiver_gradients)
-from .circuit_evaluation import (FaithfulnessCurve, evaluate_baselines, evaluate_graph,
-                         faithfulness_curve, interchange_logits, rank_correlation)
 from .selection import greedy, prune, threshold, top_n
 
 __all__ = [
-    "METHODS", "FaithfulnessCurve", "Graph", "attribute", "count_edges", "draw_circuit",
-    "eap_ig_scores", "eap_scores", "evaluate_baselines", "evaluate_graph", "exact_scores",
-    "faithfulness_curve", "greedy", "interchange_logits", "node_attribution", "prune",
-    "rank_correlation", "receiver_gradients", "sender_activations", "threshold", "top_n",
+    "METHODS", "FaithfulnessCurve", "Graph", "attribute", "baseline_metrics", "count_edges",
+    "draw_circuit", "eap_ig_scores", "eap_scores", "evaluate_graph", "exact_scores",
+    "faithfulness_curve", "greedy", "node_attribution", "prune", "rank_correlation",
+    "receiver_gradients", "sender_activations", "threshold", "top_n",
 ]

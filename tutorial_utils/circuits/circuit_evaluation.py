@@ -16,7 +16,7 @@ Several circuits are evaluated in one forward by stacking them along the batch: 
 ``B`` examples give a batch of ``K*B`` sequences.
 
 Faithfulness curves (Hanna et al. 2024, Fig. 2; Miller et al. 2024): the normalised faithfulness
-(:func:`tutorial_utils.metrics.normalize`) of the top-``n`` circuit as ``n``
+(:func:`tutorial_utils.tasks.metrics.normalize`) of the top-``n`` circuit as ``n``
 grows, for each attribution method's ranking of the edges.
 """
 
@@ -26,16 +26,19 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from ..graph import Graph
-from ..interchange import interchange_logits, metric_of_runs, run_variants
-from ..metrics import Metric, normalize
-from ..tasks.base import TaskDataset
 from ..errors import TutorialError
+from ..faithfulness import masks_faithfulness, normalized_faithfulness
+from ..graph import Graph
+from ..interchange import Ablation, run_variants
+from .selection import prune as prune_mask
+from .selection import top_n
+from ..tasks.base import TaskDataset
+from ..tasks.metrics import Metric
 
-__all__ = ["FaithfulnessCurve", "evaluate_baselines", "evaluate_graph", "faithfulness_curve",
-           "interchange_logits", "rank_correlation"]
+__all__ = ["FaithfulnessCurve", "evaluate_graph", "faithfulness_curve"]
 
 
 def _as_masks(graph: Graph, in_graph: Tensor | Sequence[Graph] | None) -> Tensor:
@@ -57,20 +60,19 @@ def _as_masks(graph: Graph, in_graph: Tensor | Sequence[Graph] | None) -> Tensor
 
 
 def evaluate_graph(model: Any, graph: Graph, dataset: TaskDataset,
-                   in_graph: Tensor | Sequence[Graph] | None = None, metric: Metric | None = None,
-                   batch_size: int = 32, max_sequences: int = 512, progress: bool = False,
-                   source: str = "corrupted", reference_tokens: Tensor | None = None) -> Tensor:
-    """Metric of the model restricted to circuits, by edge-level interchange.
-
-    Every edge *not* in a circuit carries its sender's ``source`` value (default: the corrupted
-    run; ``"mean"``/``"zero"`` ablation too), on the one engine
-    :func:`tutorial_utils.interchange.run_variants`.
+                   in_graph: Bool[Tensor, "... sender receiver"] | Sequence[Graph] | None = None,
+                   metric: Metric | None = None, batch_size: int = 32, max_sequences: int = 512,
+                   progress: bool = False, ablation: Ablation = "corrupted",
+                   reference_tokens: Int[Tensor, "n pos"] | None = None) -> Float[Tensor, " circuits"]:
+    """Metric of the model restricted to circuits, by edge-level interchange: every edge *not*
+    in a circuit carries its sender's ablated value (default: the corrupted run; the one
+    vocabulary of :mod:`tutorial_utils.interchange`). For the normalised faithfulness use
+    :func:`tutorial_utils.faithfulness.circuit_faithfulness`.
 
     Args:
         graph: the model's :class:`Graph`; its ``in_graph`` is evaluated unless ``in_graph``
             gives circuits: a mask ``[n_forward, n_backward]``, a stack ``[K, ...]`` or a list of
             graphs/masks.
-        metric: ``metric(logits[n*B, ...], dataset) -> [n]`` (default: the task metric).
         batch_size: examples per forward; ``max_sequences`` bounds ``K * batch`` per forward.
 
     Returns:
@@ -78,32 +80,27 @@ def evaluate_graph(model: Any, graph: Graph, dataset: TaskDataset,
     """
     masks = _as_masks(graph, in_graph)
     removed = graph.real_edges[None] & ~masks
-    return run_variants(model, graph, dataset, removed, source=source, metric=metric,
+    return run_variants(model, graph, dataset, removed, ablation=ablation, metric=metric,
                         reference_tokens=reference_tokens, batch_size=batch_size,
                         max_sequences=max_sequences, progress=progress,
                         desc="evaluating circuits")
-
-
-def evaluate_baselines(model: Any, dataset: TaskDataset, metric: Metric | None = None,
-                       batch_size: int = 32) -> tuple[float, float]:
-    """``(metric on clean prompts, metric on corrupted prompts)`` of the unmodified model."""
-    return metric_of_runs(model, dataset, metric, batch_size)
 
 
 @dataclass
 class FaithfulnessCurve:
     """Metric and normalised faithfulness of the top-``n`` circuit of one edge ranking.
 
-    ``n_edges``: LongTensor[P]; ``metric``, ``faithfulness``: FloatTensor[P]; ``clean`` and
-    ``corrupted``: the metric of the full model and of the corrupted run; ``total_edges``.
+    ``n_edges``: LongTensor[P]; ``metric``, ``faithfulness``: FloatTensor[P]; ``metric_clean``
+    and ``metric_empty``: the metric of the full model and of the empty circuit (the corrupted
+    run for ``"corrupted"`` ablation); ``total_edges``.
     """
 
     method: str
     n_edges: Tensor
     metric: Tensor
     faithfulness: Tensor
-    clean: float
-    corrupted: float
+    metric_clean: float
+    metric_empty: float
     total_edges: int
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -114,62 +111,32 @@ class FaithfulnessCurve:
         return None if len(ok) == 0 else int(self.n_edges[ok[0, 0]])
 
 
-def faithfulness_curve(model: Any, graph: Graph, dataset: TaskDataset, scores: Tensor,
-                       n_edges: Sequence[int], method: str = "", absolute: bool = True,
-                       prune: bool = False, metric: Metric | None = None,
-                       clean_corrupted: tuple[float, float] | None = None,
-                       batch_size: int = 32, max_sequences: int = 512,
-                       progress: bool = False) -> FaithfulnessCurve:
-    """Faithfulness of the top-``n`` edges by ``scores`` (|score| if ``absolute``) for each ``n``.
-
-    All circuits are evaluated stacked along the batch (``max_sequences`` per forward).
-    ``prune`` removes dead edges first (which never changes the metric, see
+def faithfulness_curve(model: Any, graph: Graph, dataset: TaskDataset,
+                       scores: Float[Tensor, "sender receiver"], n_edges: Sequence[int],
+                       method: str = "", absolute: bool = True, prune: bool = False,
+                       metric: Metric | None = None, batch_size: int = 32,
+                       max_sequences: int = 512, progress: bool = False) -> FaithfulnessCurve:
+    """Faithfulness of the top-``n`` edges by ``scores`` (|score| if ``absolute``) for each ``n``
+    (Hanna et al. 2024, Fig. 2; Miller et al. 2024), all circuits and the two baselines stacked
+    along the batch (:func:`tutorial_utils.faithfulness.masks_faithfulness`). ``prune`` removes
+    dead edges first (which never changes the metric, see
     :func:`tutorial_utils.circuits.selection.prune`); the curve's ``n_edges`` are the edges
-    actually kept.
-    """
-    from .selection import prune as prune_fn, top_n
-
-    n_edges = [int(n) for n in n_edges]
-    if not n_edges or min(n_edges) < 0 or max(n_edges) > graph.n_edges:
-        raise TutorialError(f"n_edges must lie in [0, {graph.n_edges}], got {n_edges[:5]}...")
+    actually kept."""
+    if isinstance(n_edges, (int, Tensor)) or not isinstance(n_edges, Sequence):
+        raise TutorialError(f"n_edges must be a list of circuit sizes, got {n_edges!r}")
+    for n in n_edges:
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= graph.n_edges:
+            raise TutorialError(f"n_edges must be integers in [0, {graph.n_edges}], got {n!r}")
+    if not n_edges:
+        raise TutorialError("n_edges is empty: give at least one circuit size")
     masks = []
     for n in n_edges:
         m = top_n(graph, scores, n, absolute=absolute)
-        masks.append(prune_fn(graph, m) if prune else m)
-    vals = evaluate_graph(model, graph, dataset, torch.stack(masks), metric=metric,
-                          batch_size=batch_size, max_sequences=max_sequences, progress=progress)
-    if clean_corrupted is None:
-        full = graph.real_edges[None]
-        empty = torch.zeros_like(full)
-        base = evaluate_graph(model, graph, dataset, torch.cat([full, empty]), metric=metric,
-                              batch_size=batch_size, max_sequences=max_sequences)
-        clean_corrupted = (float(base[0]), float(base[1]))
-    clean, corrupted = clean_corrupted
-    faith = normalize(vals, torch.tensor(clean), torch.tensor(corrupted))
+        masks.append(prune_mask(graph, m) if prune else m)
+    vals, clean, empty = masks_faithfulness(model, graph, dataset, torch.stack(masks),
+                                            metric=metric, batch_size=batch_size,
+                                            max_sequences=max_sequences, progress=progress)
+    faith = normalized_faithfulness(vals, torch.tensor(clean), torch.tensor(empty))
     kept = torch.tensor([int(m.sum()) for m in masks])
-    return FaithfulnessCurve(method, kept, vals, torch.as_tensor(faith).float(),
-                             clean, corrupted, graph.n_edges)
-
-
-def rank_correlation(a: Tensor, b: Tensor) -> float:
-    """Spearman rank correlation of two 1-D score vectors (Pearson correlation of their ranks,
-    ties given their average rank)."""
-    a, b = a.detach().flatten().double().cpu(), b.detach().flatten().double().cpu()
-    if a.shape != b.shape or a.numel() < 2:
-        raise TutorialError(f"need two score vectors of equal length >= 2, got {tuple(a.shape)} and "
-                         f"{tuple(b.shape)}")
-
-    def ranks(x: Tensor) -> Tensor:
-        order = x.argsort()
-        r = torch.empty_like(x)
-        r[order] = torch.arange(len(x), dtype=x.dtype)
-        # average the ranks of ties
-        uniq, inv = torch.unique(x, return_inverse=True)
-        sums = torch.zeros(len(uniq), dtype=x.dtype).index_add_(0, inv, r)
-        counts = torch.zeros(len(uniq), dtype=x.dtype).index_add_(0, inv, torch.ones_like(r))
-        return (sums / counts)[inv]
-
-    ra, rb = ranks(a), ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = (ra.norm() * rb.norm()).item()
-    return float((ra @ rb) / denom) if denom > 0 else float("nan")
+    return FaithfulnessCurve(method, kept, vals, torch.as_tensor(faith).float(), clean, empty,
+                             graph.n_edges)

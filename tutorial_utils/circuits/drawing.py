@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ..graph import QKV, Graph
@@ -65,7 +66,8 @@ def _edges(graph: Graph, mask: Tensor, scores: Tensor | None) -> list[tuple[str,
     return out
 
 
-def draw_circuit(graph: Graph, mask: Tensor | None = None, scores: Tensor | None = None,
+def draw_circuit(graph: Graph, mask: Bool[Tensor, "sender receiver"] | None = None,
+                 scores: Float[Tensor, "sender receiver"] | None = None,
                  backend: str = "auto", title: str | None = None, ax: Any = None,
                  path: str | Path | None = None, max_width: float = 4.0) -> Any:
     """Draw the circuit ``mask`` (default ``graph.in_graph``) with edge widths from ``scores``
@@ -83,8 +85,13 @@ def draw_circuit(graph: Graph, mask: Tensor | None = None, scores: Tensor | None
         raise TutorialError(f"backend must be auto, graphviz or matplotlib, got {backend!r}")
     mask = graph.in_graph if mask is None else graph.check_mask(mask, "mask")
     scores = graph.scores if scores is None else scores
-    if scores is not None and tuple(scores.shape) != tuple(mask.shape):
-        raise TutorialError(f"scores must have shape {tuple(mask.shape)}, got {tuple(scores.shape)}")
+    if scores is not None:
+        if not isinstance(scores, Tensor) or tuple(scores.shape) != tuple(mask.shape):
+            got = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+            raise TutorialError(f"scores must be a tensor of shape {tuple(mask.shape)}, got {got}")
+        if not bool(torch.isfinite(scores.detach().cpu()[mask]).all()):
+            raise TutorialError("scores contain NaN or infinite values on the circuit's edges: "
+                                "edge widths would be meaningless")
     if backend == "graphviz" and not graphviz_available():
         raise TutorialError("the graphviz backend needs `pip install graphviz` and the `dot` program; "
                          "use backend='matplotlib'")
@@ -122,10 +129,13 @@ def _draw_matplotlib(graph: Graph, edges: list, top: float, title: str | None, a
         on = name in used
         colour = "#ffd966" if name.startswith("a") else "#9fc5e8" if name.startswith("m") \
             else "#d9d9d9"
-        ax.scatter([x], [y], s=420 if on else 120, c=colour if on else "#f3f3f3",
+        ax.scatter([x], [y], s=260 if on else 100, c=colour if on else "#f3f3f3",
                    edgecolors="black" if on else "#cccccc", zorder=2)
         if on or not name.startswith("a"):
-            ax.annotate(name, (x, y), ha="center", va="center", fontsize=6.5, zorder=3)
+            # beside the node, on a white ground: a name wider than its marker stays whole
+            ax.annotate(name, (x, y), xytext=(9, 0), textcoords="offset points", ha="left",
+                        va="center", fontsize=8, zorder=3, annotation_clip=False,
+                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
     handles = [Line2D([], [], color=COLOURS[k], lw=2, label=lab) for k, lab in
                (("q", "to query"), ("k", "to key"), ("v", "to value"), ("mlp", "to MLP"),
                 ("logits", "to logits"))]
@@ -140,7 +150,7 @@ def _draw_matplotlib(graph: Graph, edges: list, top: float, title: str | None, a
     ax.set_xlabel("head index")
     ax.set_ylabel("position in the forward pass")
     ax.set_title(title or f"circuit: {len(edges)} edges, {len(used)} nodes")
-    ax.set_xlim(-1, graph.n_heads + 2.5)
+    ax.set_xlim(-1, graph.n_heads + 3.0)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")

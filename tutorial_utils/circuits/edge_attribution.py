@@ -24,75 +24,54 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from ..graph import Graph
-from ..interchange import batches, metric_of_runs, model_device, run_variants, sender_activations
-from ..metrics import Metric, check_metric_output, default_metric
-from ..tasks.base import TaskDataset
 from ..errors import TutorialError
-from ..validation import check_batch_size, check_dataset
+from ..graph import Graph
+from ..interchange import (GraphInterventions, SingleEdges, ablation_runs, baseline_metrics,
+                           batches, model_device, receiver_gradients_into, run_stacked,
+                           sender_activations, stacked_forward)
+from ..tasks.base import TaskDataset, check_dataset, metric_of_variants
+from ..tasks.metrics import Metric, check_metric
+from ..validation import check_batch_size
 
 __all__ = ["METHODS", "attribute", "eap_ig_scores", "eap_scores", "exact_scores",
            "node_attribution", "receiver_gradients"]
 
 Method = Literal["eap", "eap-ig", "exact"]
 METHODS = ("eap", "eap-ig", "exact")
-#: edges whose one-hot masks :func:`exact_scores` builds at once (1024 x 157 x 445 booleans,
-#: 72 MB, for GPT-2 small)
-EXACT_BLOCK = 1024
+
+
+#: the most interpolation points EAP-IG accepts (Hanna et al. use 5 to 100)
+MAX_IG_STEPS = 1000
 
 
 def _progress(it: Any, on: bool, desc: str) -> Any:
-    if not on:
-        return it
-    from tqdm.auto import tqdm
-    return tqdm(it, desc=desc)
+    return tqdm(it, desc=desc) if on else it
 
 
-def _receiver_grads(model: Any, graph: Graph, tokens: Tensor, metric_fn: Any, out: Tensor,
-                    input_override: Tensor | None = None) -> None:
-    """Add ``∂(sum of metric_fn(logits))/∂in_r`` for every receiver to ``out``
-    (FloatTensor[N, T, n_backward, D], the one running sum of gradients).
-
-    ``input_override`` ([N, T, D]) replaces the ``embed`` node's output, which is how EAP-IG
-    walks between the corrupted and clean embeddings."""
-    held: list[tuple[slice, bool, Tensor]] = []
-    hooks = []
-    embed_hook = graph.node("embed").out_hook
-
-    # a leaf that requires grad, so gradients reach every receiver even if the model's
-    # parameters are frozen (and with the EAP-IG input override, which has no history)
-    def set_input(x: Tensor, hook: Any) -> Tensor:
-        x = x if input_override is None else input_override.to(x.dtype)
-        return x.detach().requires_grad_(True)
-    hooks.append((embed_hook, set_input))
-    for r in graph.receiver_hooks():
-        def hook(x: Tensor, hook: Any, sl: slice = r.index, per_head: bool = r.per_head) -> Tensor:
-            # A fresh tensor: the bridge feeds hook_mlp_in's output to ln2 only, but the
-            # un-cloned tensor is also the residual stream, whose gradient must not count.
-            x = x.clone()
-            held.append((sl, per_head, x))
-            return x
-        hooks.append((r.name, hook))
-    with torch.enable_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)
-        value = metric_fn(logits).sum()
-        grads = torch.autograd.grad(value, [x for _, _, x in held], allow_unused=True)
-    del logits, value
-    for (sl, per_head, x), g in zip(held, grads):
-        if g is not None:
-            out[:, :, sl] += (g if per_head else g.unsqueeze(2)).float()
+def _scalar_metric(metric: Metric | None, dataset: TaskDataset, n: int, weight: float) -> Any:
+    """``logits[n*B, ...] -> weight * sum over the n runs of the metric's mean`` (a scalar with a
+    gradient), the metric contract applied per run."""
+    return lambda logits: metric_of_variants(metric, logits, dataset, n, need_grad=True).sum() * weight
 
 
-def _check_common(model: Any, graph: Graph, dataset: TaskDataset, batch_size: int) -> None:
+def _check_common(model: Any, graph: Graph, dataset: TaskDataset, batch_size: int,
+                  metric: Metric | None) -> None:
+    if not isinstance(graph, Graph):
+        raise TutorialError(f"graph must be a Graph (Graph.from_model(model)), got "
+                            f"{type(graph).__name__}")
     check_dataset(dataset, model)
     graph.check_model(model)
     check_batch_size(batch_size)
+    check_metric(metric)
 
 
 def receiver_gradients(model: Any, graph: Graph, dataset: TaskDataset,
-                       metric: Metric | None = None, embed: Tensor | None = None) -> Tensor:
+                       metric: Metric | None = None, embed: Float[Tensor, "batch pos d_model"] | None = None
+                       ) -> Float[Tensor, "batch pos receiver d_model"]:
     """``∂M/∂in_r`` at every receiver input, on the clean prompts, in one forward and one
     backward over the whole dataset: FloatTensor[B, T, n_backward, D].
 
@@ -104,23 +83,22 @@ def receiver_gradients(model: Any, graph: Graph, dataset: TaskDataset,
     notebooks can assemble EAP and EAP-IG from their parts; the scoring functions above use the
     same computation.
     """
-    check_dataset(dataset, model)
-    graph.check_model(model)
+    _check_common(model, graph, dataset, 1, metric)
     B, T = dataset.clean_tokens.shape
-    if embed is not None and tuple(embed.shape) != (B, T, model.cfg.d_model):
+    if embed is not None and (not isinstance(embed, Tensor)
+                              or tuple(embed.shape) != (B, T, model.cfg.d_model)):
+        got = tuple(embed.shape) if isinstance(embed, Tensor) else type(embed).__name__
         raise TutorialError(f"embed must be [batch, pos, d_model] = {(B, T, model.cfg.d_model)}, "
-                            f"got {tuple(embed.shape)}")
-    metric_fn = metric or default_metric
+                            f"got {got}")
     dev = model_device(model)
     grads = torch.zeros(B, T, graph.n_backward, model.cfg.d_model, device=dev)
-    _receiver_grads(model, graph, dataset.clean_tokens.to(dev),
-                    lambda lg: check_metric_output(metric_fn(lg, dataset), 1), grads,
-                    input_override=None if embed is None else embed.to(dev))
+    receiver_gradients_into(model, graph, dataset.clean_tokens, _scalar_metric(metric, dataset, 1, 1.0),
+                            grads, None if embed is None else embed.to(dev))
     return grads.cpu()
 
 
 def eap_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric | None = None,
-               batch_size: int = 16, progress: bool = False) -> Tensor:
+               batch_size: int = 16, progress: bool = False) -> Float[Tensor, "sender receiver"]:
     """EAP scores of every edge: FloatTensor[n_forward, n_backward] (0 off the real edges).
 
     Per batch: a corrupted forward (sender outputs), a clean forward with gradients and one
@@ -133,7 +111,7 @@ def eap_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric | 
 
 def eap_ig_scores(model: Any, graph: Graph, dataset: TaskDataset, steps: int = 5,
                   metric: Metric | None = None, batch_size: int = 16, progress: bool = False,
-                  max_batch: int | None = None, _desc: str = "EAP-IG") -> Tensor:
+                  max_batch: int | None = None, _desc: str = "EAP-IG") -> Float[Tensor, "sender receiver"]:
     """EAP-IG scores with ``steps`` interpolation points (right Riemann sum, ``k/m``,
     ``k = 1..m``; ``steps=1`` is EAP):
 
@@ -147,13 +125,12 @@ def eap_ig_scores(model: Any, graph: Graph, dataset: TaskDataset, steps: int = 5
 
     Returns FloatTensor[n_forward, n_backward].
     """
-    _check_common(model, graph, dataset, batch_size)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise TutorialError(f"steps must be an integer >= 1 (IG interpolation points), got "
-                            f"{steps!r}")
+    _check_common(model, graph, dataset, batch_size, metric)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_IG_STEPS:
+        raise TutorialError(f"steps must be an integer in [1, {MAX_IG_STEPS}] (IG interpolation "
+                            f"points; Hanna et al. use 5 to 100), got {steps!r}")
     if max_batch is not None:
         check_batch_size(max_batch, "max_batch")
-    metric_fn = metric or default_metric
     dev = model_device(model)
     N = len(dataset)
     scores = torch.zeros(graph.n_forward, graph.n_backward, device=dev)
@@ -169,8 +146,8 @@ def eap_ig_scores(model: Any, graph: Graph, dataset: TaskDataset, steps: int = 5
         grads = torch.zeros(B, clean_tok.shape[1], graph.n_backward, model.cfg.d_model, device=dev)
         if steps == 1:
             del clean
-            _receiver_grads(model, graph, clean_tok,
-                            lambda lg: check_metric_output(metric_fn(lg, sub), 1) * w, grads)
+            receiver_gradients_into(model, graph, clean_tok, _scalar_metric(metric, sub, 1, w),
+                                    grads)
         else:
             x1 = clean[:, :, 0].clone()
             del clean
@@ -182,14 +159,14 @@ def eap_ig_scores(model: Any, graph: Graph, dataset: TaskDataset, steps: int = 5
                 inputs = (x0[None] + a[:, None, None, None] * (x1 - x0)[None]).flatten(0, 1)
                 tokens = clean_tok.repeat(n, 1)
                 if n == 1:
-                    _receiver_grads(model, graph, tokens,
-                                    lambda lg: check_metric_output(metric_fn(lg, sub), 1) * w / steps,
-                                    grads, input_override=inputs)
+                    receiver_gradients_into(model, graph, tokens,
+                                            _scalar_metric(metric, sub, 1, w / steps), grads,
+                                            inputs)
                 else:
                     view = torch.zeros(n * B, *grads.shape[1:], device=dev)
-                    _receiver_grads(model, graph, tokens,
-                                    lambda lg, n=n: check_metric_output(metric_fn(lg, sub), n).sum()
-                                    * w / steps, view, input_override=inputs)
+                    receiver_gradients_into(model, graph, tokens,
+                                            _scalar_metric(metric, sub, n, w / steps), view,
+                                            inputs)
                     grads += view.reshape(n, B, *grads.shape[1:]).sum(0)
                     del view
         scores += torch.einsum("btsd,btrd->sr", delta, grads)
@@ -199,45 +176,38 @@ def eap_ig_scores(model: Any, graph: Graph, dataset: TaskDataset, steps: int = 5
 
 
 def exact_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric | None = None,
-                 edges: Tensor | None = None, batch_size: int = 32, max_sequences: int = 512,
-                 progress: bool = False) -> Tensor:
+                 edges: Bool[Tensor, "sender receiver"] | None = None, batch_size: int = 32, max_sequences: int = 512,
+                 progress: bool = False) -> Float[Tensor, "sender receiver"]:
     """Exact edge patching: ``M(edge s->r corrupted alone) - M(clean)`` for every edge.
 
-    Each edge is one variant of the engine (:func:`tutorial_utils.interchange.run_variants`,
-    one removed edge); ``max_sequences // batch`` edges are stacked along the batch per forward.
+    Each edge is one variant of the engine (:class:`tutorial_utils.interchange.SingleEdges`:
+    one removed edge, its mask built per forward chunk, so memory does not grow with the number
+    of edges); ``max_sequences // batch`` edges are stacked along the batch per forward.
 
     Args:
         edges: optional BoolTensor mask restricting which edges to patch (others get 0).
 
     Returns FloatTensor[n_forward, n_backward].
     """
-    _check_common(model, graph, dataset, batch_size)
+    _check_common(model, graph, dataset, batch_size, metric)
     todo = graph.real_edges if edges is None else graph.check_mask(edges, "edges")
     pairs = todo.nonzero()  # [E, 2] (sender, receiver)
     scores = torch.zeros(graph.n_forward, graph.n_backward)
     if len(pairs) == 0:
         return scores
-    # one-hot masks built a block of edges at a time: [E, S, R] at once would be 2.3 GB of
-    # booleans for GPT-2 small's 32,491 edges
-    vals = []
-    blocks = batches(len(pairs), EXACT_BLOCK)
-    for blk in _progress(blocks, progress and len(blocks) > 1, "exact edge patching (blocks)"):
-        chunk = pairs[blk]
-        removed = torch.zeros(len(chunk), graph.n_forward, graph.n_backward, dtype=torch.bool)
-        removed[torch.arange(len(chunk)), chunk[:, 0], chunk[:, 1]] = True
-        vals.append(run_variants(model, graph, dataset, removed, metric=metric,
-                                 batch_size=batch_size, max_sequences=max_sequences,
-                                 progress=progress and len(blocks) == 1,
-                                 desc="exact edge patching"))
-    vals = torch.cat(vals)
-    base, _ = metric_of_runs(model, dataset, metric, batch_size)
+    runs = ablation_runs(dataset, "corrupted")
+    interventions = GraphInterventions(model, graph, SingleEdges(pairs), None, "corrupted", runs)
+    vals = run_stacked(model, dataset, interventions, runs.base, metric=metric,
+                       batch_size=batch_size, max_sequences=max_sequences, progress=progress,
+                       desc="exact edge patching")
+    base, _ = baseline_metrics(model, dataset, metric, batch_size)
     scores[pairs[:, 0], pairs[:, 1]] = vals - base
     return scores
 
 
 def attribute(model: Any, graph: Graph, dataset: TaskDataset, method: Method = "eap-ig",
               steps: int = 5, metric: Metric | None = None, batch_size: int = 16,
-              progress: bool = False) -> Tensor:
+              progress: bool = False) -> Float[Tensor, "sender receiver"]:
     """Score every edge with ``method`` (``eap``, ``eap-ig`` or ``exact``), store the scores in
     ``graph.scores`` (and the method in ``graph.meta``) and return them."""
     if method not in METHODS:
@@ -255,15 +225,14 @@ def attribute(model: Any, graph: Graph, dataset: TaskDataset, method: Method = "
 
 
 def node_attribution(model: Any, graph: Graph, dataset: TaskDataset,
-                     metric: Metric | None = None, batch_size: int = 16) -> Tensor:
+                     metric: Metric | None = None, batch_size: int = 16) -> Float[Tensor, " sender"]:
     """Node-level attribution patching: ``score(s) = Σ_{b,t} Δ_s · ∂M/∂out_s`` for every sender
     (embed, heads, MLPs), the coarse view before edges.
 
     Because the residual stream is a sum, ``∂M/∂out_s = Σ_{r after s} ∂M/∂in_r``, so this equals
     the row sums of the EAP edge scores (tested). Returns FloatTensor[n_forward].
     """
-    _check_common(model, graph, dataset, batch_size)
-    metric_fn = metric or default_metric
+    _check_common(model, graph, dataset, batch_size, metric)
     dev = model_device(model)
     N = len(dataset)
     out = torch.zeros(graph.n_forward, device=dev)
@@ -279,8 +248,8 @@ def node_attribution(model: Any, graph: Graph, dataset: TaskDataset,
                 return x
             hooks.append((h.name, hook))
         with torch.enable_grad():
-            logits = model.run_with_hooks(clean_tok, fwd_hooks=hooks)
-            value = check_metric_output(metric_fn(logits, sub), 1).sum() * (len(sub) / N)
+            logits = stacked_forward(model, clean_tok, 1, hooks, grad=True)
+            value = _scalar_metric(metric, sub, 1, len(sub) / N)(logits)
             grads = torch.autograd.grad(value, [x for _, _, x in held], allow_unused=True)
         for (sl, per_head, x), g in zip(held, grads):
             if g is None:

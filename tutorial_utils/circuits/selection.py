@@ -11,20 +11,32 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..graph import Graph
+from jaxtyping import Bool, Float
+
 from ..errors import TutorialError
+from ..graph import Graph
 
 __all__ = ["greedy", "prune", "threshold", "top_n"]
 
 
+def _check_count(graph: Graph, n: object) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= graph.n_edges:
+        raise TutorialError(f"n must be an integer in [0, {graph.n_edges}] (the graph's edges), "
+                            f"got {n!r}")
+    return n
+
+
 def _key(graph: Graph, scores: Tensor | None, absolute: bool) -> Tensor:
+    if not isinstance(graph, Graph):
+        raise TutorialError(f"graph must be a Graph, got {type(graph).__name__}")
     if scores is None:
         scores = graph.scores
     if scores is None:
         raise TutorialError("no scores given and the graph has none: run an attribution method first")
-    if tuple(scores.shape) != (graph.n_forward, graph.n_backward):
-        raise TutorialError(f"scores must have shape {(graph.n_forward, graph.n_backward)}, got "
-                         f"{tuple(scores.shape)}")
+    if not isinstance(scores, Tensor) or tuple(scores.shape) != (graph.n_forward, graph.n_backward):
+        got = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+        raise TutorialError(f"scores must be a tensor of shape "
+                            f"{(graph.n_forward, graph.n_backward)}, got {got}")
     scores = scores.detach().cpu().float()
     if not torch.isfinite(scores[graph.real_edges]).all():
         raise TutorialError("scores contain NaN or infinite values")
@@ -32,10 +44,10 @@ def _key(graph: Graph, scores: Tensor | None, absolute: bool) -> Tensor:
     return key.masked_fill(~graph.real_edges, float("-inf"))
 
 
-def top_n(graph: Graph, scores: Tensor | None, n: int, absolute: bool = True) -> Tensor:
+def top_n(graph: Graph, scores: Float[Tensor, "sender receiver"] | None, n: int,
+          absolute: bool = True) -> Bool[Tensor, "sender receiver"]:
     """The ``n`` edges with the highest score (|score| if ``absolute``); ties broken by index."""
-    if not 0 <= n <= graph.n_edges:
-        raise TutorialError(f"n must lie in [0, {graph.n_edges}] (the graph's edges), got {n}")
+    _check_count(graph, n)
     key = _key(graph, scores, absolute).flatten()
     mask = torch.zeros_like(key, dtype=torch.bool)
     if n:
@@ -45,20 +57,24 @@ def top_n(graph: Graph, scores: Tensor | None, n: int, absolute: bool = True) ->
     return mask.reshape(graph.n_forward, graph.n_backward)
 
 
-def threshold(graph: Graph, scores: Tensor | None, tau: float, absolute: bool = True) -> Tensor:
+def threshold(graph: Graph, scores: Float[Tensor, "sender receiver"] | None, tau: float,
+              absolute: bool = True) -> Bool[Tensor, "sender receiver"]:
     """Every edge whose score (|score| if ``absolute``) is at least ``tau``."""
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or tau != tau or \
+            abs(tau) == float("inf"):
+        raise TutorialError(f"tau must be a finite number (the score threshold), got {tau!r}")
     return (_key(graph, scores, absolute) >= tau) & graph.real_edges
 
 
-def greedy(graph: Graph, scores: Tensor | None, n: int, absolute: bool = True) -> Tensor:
+def greedy(graph: Graph, scores: Float[Tensor, "sender receiver"] | None, n: int,
+           absolute: bool = True) -> Bool[Tensor, "sender receiver"]:
     """Grow a connected circuit of ``n`` edges backwards from the logits (Hanna et al. 2024).
 
     Start with the node set {logits}; repeatedly add the highest-scoring edge whose *receiver*
     belongs to a node already in the circuit, and add its sender to the node set. Every edge of
     the result lies on a path to the logits.
     """
-    if not 0 <= n <= graph.n_edges:
-        raise TutorialError(f"n must lie in [0, {graph.n_edges}], got {n}")
+    _check_count(graph, n)
     key = _key(graph, scores, absolute)
     recv = graph.receiver_owner()
     active = torch.zeros(graph.n_forward + 1, dtype=torch.bool)
@@ -75,7 +91,8 @@ def greedy(graph: Graph, scores: Tensor | None, n: int, absolute: bool = True) -
     return mask
 
 
-def prune(graph: Graph, mask: Tensor | None = None) -> Tensor:
+def prune(graph: Graph, mask: Bool[Tensor, "sender receiver"] | None = None
+          ) -> Bool[Tensor, "sender receiver"]:
     """Drop the edges that cannot matter: those out of nodes with no path from ``embed`` and
     those into nodes with no path to ``logits`` (both along edges of ``mask``).
 

@@ -12,7 +12,7 @@
   (``python -m tutorial_utils.course.exercises``), with
   :mod:`~tutorial_utils.course.exercise_cells` reading an exercise's two cells;
 * :mod:`~tutorial_utils.course.colab` -- the first cell of every notebook (Colab install);
-* :mod:`~tutorial_utils.course.large_model_sections` -- the "Now on GPT-2 small / BERT" sections;
+* :mod:`~tutorial_utils.course.large_model` -- the "Now on GPT-2 small / BERT" sections;
 * :mod:`~tutorial_utils.course.offline_model` -- the corpus, tokenizer, training, selection and
   model cards of the shipped offline models.
 

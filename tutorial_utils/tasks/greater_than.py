@@ -16,7 +16,8 @@ import itertools
 import random
 from typing import Any
 
-from .base import TaskBuildError, TaskDataset, assemble, encode, get_tokenizer, single_token_id
+from .base import (TaskBuildError, TaskDataset, assemble, check_example_count, encode,
+                   get_tokenizer, single_token_id)
 from .vocab import CENTURIES, EVENT_NOUNS
 from ..errors import TutorialError
 
@@ -105,9 +106,7 @@ def make_greater_than(
 
     Returns a :class:`TaskDataset` with ``meta`` keys noun, cc, yy, frame.
     """
-    if n <= 0:
-        raise TaskBuildError(f"n must be a positive number of examples, got {n}: a dataset with "
-                             "no examples builds nothing to measure")
+    check_example_count(n)
     tok = get_tokenizer(tokenizer_or_model)
     frame_list = frames(frames_split)
     noun_list = EVENT_NOUNS.get(nouns)

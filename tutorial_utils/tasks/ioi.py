@@ -17,7 +17,8 @@ import itertools
 import random
 from typing import Any
 
-from .base import TaskBuildError, TaskDataset, assemble, encode, get_tokenizer, single_token_id
+from .base import (TaskBuildError, TaskDataset, assemble, check_example_count, encode,
+                   get_tokenizer, single_token_id)
 from .vocab import IOI_OBJECTS, IOI_PLACES, NAMES
 
 INTROS = (
@@ -58,7 +59,7 @@ def frames(which: str) -> list[str]:
         return [f for (i, j), f in combos if (i + j) % 4 == 0]
     if which == "train":
         return [f for (i, j), f in combos if (i + j) % 4 != 0]
-    raise ValueError(f"frames must be canonical, train, heldout or all; got {which!r}")
+    raise TaskBuildError(f"frames must be canonical, train, heldout or all; got {which!r}")
 
 
 def valid_names(tokenizer_or_model: Any, which: str = "all") -> list[str]:
@@ -97,12 +98,11 @@ def make_ioi(
     Returns a :class:`TaskDataset` with ``meta`` keys io, s, c, order, frame, corruption. The
     metric is ``logit(IO) - logit(S)`` of the clean names in both runs.
     """
-    if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
+    check_example_count(n)
     if order not in ("ABBA", "BABA", "both"):
-        raise ValueError(f"order must be ABBA, BABA or both; got {order!r}")
+        raise TaskBuildError(f"order must be ABBA, BABA or both; got {order!r}")
     if corruption not in ("s2", "abc", "io"):
-        raise ValueError(f"corruption must be s2, abc or io; got {corruption!r}")
+        raise TaskBuildError(f"corruption must be s2, abc or io; got {corruption!r}")
     tok = get_tokenizer(tokenizer_or_model)
     frame_list = frames(frames_split)
     name_list = valid_names(tok, names)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .base import TaskBuildError, TaskDataset, assemble, get_tokenizer, single_token_id
+from .base import (TaskBuildError, TaskDataset, assemble, check_example_count, get_tokenizer,
+                   single_token_id)
 from .vocab import SVA_NOUNS, SVA_VERBS
 from ..errors import TutorialError
 
@@ -77,9 +78,7 @@ def make_sva(
     Returns a :class:`TaskDataset` with ``meta`` keys subject, attractor, plural (the clean
     subject's number), frame.
     """
-    if n <= 0:
-        raise TaskBuildError(f"n must be a positive number of examples, got {n}: a dataset with "
-                             "no examples builds nothing to measure")
+    check_example_count(n)
     if attractor not in ("opposite", "same", "none"):
         raise TutorialError(f"attractor must be opposite, same or none; got {attractor!r}")
     tok = get_tokenizer(tokenizer_or_model)

@@ -13,6 +13,8 @@ Every word here is a single token for GPT-2's tokenizer when preceded by a space
 
 from __future__ import annotations
 
+from ..errors import TutorialError
+
 from dataclasses import dataclass
 
 
@@ -30,7 +32,7 @@ class Split:
     def get(self, which: str) -> tuple[str, ...]:
         """Return ``train``, ``heldout`` or ``all`` words."""
         if which not in ("train", "heldout", "all"):
-            raise ValueError(f"split must be 'train', 'heldout' or 'all', got {which!r}")
+            raise TutorialError(f"split must be 'train', 'heldout' or 'all', got {which!r}")
         return getattr(self, which)
 
 

@@ -15,7 +15,7 @@ import torch
 from ..answers import exercise
 from ..grading import CheckResult, as_tensor, compare_to_reference, raised
 from ..solutions import nb00 as solutions
-from ...hook_names import SITES, hook_name
+from ...names import SITES, hook_name
 from ...induction import induction_scores_from_patterns
 
 __all__ = ["check_induction_score", "check_residual_sum", "reference_residual_sum"]

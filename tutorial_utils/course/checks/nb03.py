@@ -53,13 +53,13 @@ reference_upweight_score = solutions.upweight_score
 
 @exercise("1.1", reference=solutions.ablate_head)
 def check_ablate_head(fn: Callable) -> CheckResult:
-    """``fn(z, head, method, reference_z)`` for method in zero / mean / resample."""
+    """``fn(z, head, method, reference_z)`` for method in zero / mean / corrupted."""
     name = "ablate_head"
     B, T, H, d = 3, 4, 2, 5
     z = torch.ones(B, T, H, d)
     ref = torch.arange(B, dtype=torch.float32)[:, None, None, None].expand(B, T, H, d) * 2.0 + 10
     ref = ref + torch.arange(T, dtype=torch.float32)[None, :, None, None]  # differs by position
-    expected = {m: reference_ablate_head(z, 1, m, ref) for m in ("zero", "mean", "resample")}
+    expected = {m: reference_ablate_head(z, 1, m, ref) for m in ("zero", "mean", "corrupted")}
     got = {}
     try:
         for m in expected:
@@ -85,12 +85,13 @@ def check_ablate_head(fn: Callable) -> CheckResult:
                                           .expand(B, T, d)):
             return CheckResult(name, False, "mean ablation averages over the batch only, per "
                                             "position: you also averaged over positions")
-        if m == "mean" and torch.allclose(out, expected["resample"]):
+        if m == "mean" and torch.allclose(out, expected["corrupted"]):
             return CheckResult(name, False, "for mean ablation you copied each prompt's reference "
-                                            "value (that is resampling): average over the batch")
-        if m == "resample" and torch.allclose(out, expected["mean"]):
-            return CheckResult(name, False, "resampling gives each prompt its *own* reference "
-                                            "(paired) value, not the batch mean")
+                                            "value (that is the paired 'corrupted' ablation): "
+                                            "average over the batch")
+        if m == "corrupted" and torch.allclose(out, expected["mean"]):
+            return CheckResult(name, False, "corrupted ablation gives each prompt its *own* "
+                                            "(paired) reference value, not the batch mean")
         return CheckResult(name, False, f"method {m!r}: head 1 should be "
                                         f"{exp[:, 0, 1, 0].tolist()} at position 0 (one value "
                                         f"per prompt), got {out[:, 0, 1, 0].tolist()}")
@@ -98,7 +99,7 @@ def check_ablate_head(fn: Callable) -> CheckResult:
     def make(g: torch.Generator):
         Hr = int(torch.randint(2, 5, (1,), generator=g))
         zr = torch.randn(3, 5, Hr, 8, generator=g)
-        m = ("zero", "mean", "resample")[int(torch.randint(0, 3, (1,), generator=g))]
+        m = ("zero", "mean", "corrupted")[int(torch.randint(0, 3, (1,), generator=g))]
         return (zr, int(torch.randint(0, Hr, (1,), generator=g)), m,
                 torch.randn(3, 5, Hr, 8, generator=g))
 

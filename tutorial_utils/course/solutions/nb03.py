@@ -23,16 +23,16 @@ def ablate_head(z: Float[Tensor, "batch pos head d_head"], head: int, method: st
                 ) -> Float[Tensor, "batch pos head d_head"]:
     """Exercise 1.1: a copy of ``z`` with head ``head`` zeroed (``"zero"``), replaced by its
     per-position mean over the reference batch (``"mean"``), or by the paired reference
-    prompt's value (``"resample"``)."""
+    prompt's value (``"corrupted"``: paired corrupted ablation, an interchange)."""
     out = z.clone()
     if method == "zero":
         out[:, :, head] = 0.0
     elif method == "mean":
         out[:, :, head] = reference_z[:, :, head].mean(0)      # [pos, d_head], broadcast over the batch
-    elif method == "resample":
+    elif method == "corrupted":
         out[:, :, head] = reference_z[:, :, head]              # each prompt its own corrupted value
     else:
-        raise TutorialError(f"unknown method {method!r}: use \"zero\", \"mean\" or \"resample\"")
+        raise TutorialError(f"unknown method {method!r}: use \"zero\", \"mean\" or \"corrupted\"")
     return out
 
 
