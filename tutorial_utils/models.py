@@ -23,17 +23,39 @@ numerics of the classic ``HookedTransformer``), then put in eval mode.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import random
+import struct
+import threading
 import time
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 
+from .errors import TutorialError
+from .model_checks import UnknownWordWarning, unknown_token_id, unknown_words
 from .paths import DATA_DIR
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    #: The model every method takes: TransformerLens 4's ``TransformerBridge`` in compatibility
+    #: mode, as :func:`load_model` / :func:`load_encoder` return it.
+    Model = TransformerBridge
+else:
+    # imported lazily (importing TransformerLens takes a second and sets the transformers
+    # logger); annotations name it as a string
+    Model = Any
+
+__all__ = ["DECODERS", "ENCODERS", "HOOK_OPTIONS", "TOKENIZER_FILES", "Model", "ModelSpec",
+           "check_checkpoint", "get_device", "hub_reachable", "in_vocabulary", "load_course_model",
+           "load_encoder", "load_model", "resolve_model_name", "seed_everything", "vocabulary"]
 
 HUB_URL = "https://huggingface.co/api/models/gpt2"
 HUB_TIMEOUT_S = 2.0
@@ -96,8 +118,6 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
 
     Raises :class:`~tutorial_utils.errors.TutorialError` (before any weight is loaded) for
     a device string torch does not know, or a CUDA/MPS device this machine does not have."""
-    from .errors import TutorialError
-
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -132,26 +152,48 @@ def seed_everything(seed: int = 0) -> None:
         pass
 
 
-def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
-    """True if the Hugging Face hub answers within ``timeout`` seconds (False when
-    ``HF_HUB_OFFLINE`` is set, without trying)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return False
+def _probe_hub(timeout: float, result: list[bool]) -> None:
     try:
         with urllib.request.urlopen(HUB_URL, timeout=timeout) as resp:
-            return 200 <= resp.status < 400
+            result.append(200 <= resp.status < 400)
     except Exception:
+        result.append(False)
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """True if the Hugging Face hub answers within ``timeout`` seconds (False when
+    ``HF_HUB_OFFLINE`` is set, without trying).
+
+    The whole probe has one deadline: the socket timeout of ``urlopen`` does not cover the DNS
+    lookup (a stalled resolver took 20 s), so the request runs in a daemon thread that is
+    abandoned, not waited for, once ``timeout`` has passed."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         return False
+    result: list[bool] = []
+    probe = threading.Thread(target=_probe_hub, args=(timeout, result), daemon=True,
+                             name="tutorial_utils-hub-probe")
+    probe.start()
+    probe.join(timeout)
+    return bool(result and result[0])
 
 
-def resolve_model_name(name: str | None, kind: str = "decoder") -> tuple[str, str]:
+def resolve_model_name(name: str | os.PathLike | None, kind: str = "decoder") -> tuple[str, str]:
     """Pick the model name and say why: returns ``(name_or_path, reason)``.
 
-    ``name`` may be a registered name, ``online``, ``offline``, or a local checkpoint directory.
-    Raises ``ValueError`` listing the valid names for anything else.
+    ``name`` may be a registered name, ``online``, ``offline``, or a local checkpoint directory
+    (a string or a ``Path``). Raises a :class:`TutorialError` listing the valid names for
+    anything else.
     """
+    if kind not in ("decoder", "encoder"):
+        raise TutorialError(f"kind must be 'decoder' or 'encoder', got {kind!r}")
     registry = DECODERS if kind == "decoder" else ENCODERS
     env = MODEL_ENV if kind == "decoder" else ENCODER_ENV
+    if name is not None and not isinstance(name, (str, os.PathLike)):
+        raise TutorialError(
+            f"the model name must be a string (one of {sorted(registry)}, 'online', 'offline') or "
+            f"a local checkpoint directory, got {name!r} ({type(name).__name__})")
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
     reason = "asked for explicitly"
     if name is None and os.environ.get(env):
         name, reason = os.environ[env], f"from ${env}"
@@ -169,10 +211,14 @@ def resolve_model_name(name: str | None, kind: str = "decoder") -> tuple[str, st
         return name, reason
     if Path(name).is_dir() and (Path(name) / "config.json").exists():
         return name, reason
+    if Path(name).is_dir():
+        raise TutorialError(f"{name} is a directory without config.json: not a Hugging Face "
+                            "checkpoint (save one with model.save_pretrained(dir) and "
+                            "tokenizer.save_pretrained(dir))")
     other = ENCODERS if kind == "decoder" else DECODERS
     hint = f" ({name!r} is an {'encoder' if kind == 'decoder' else 'decoder'}: use " \
            f"load_{'encoder' if kind == 'decoder' else 'model'})" if name in other else ""
-    raise ValueError(
+    raise TutorialError(
         f"unknown {kind} {name!r}{hint}; valid names: {sorted(registry)}, 'online', 'offline', "
         "or a local Hugging Face checkpoint directory"
     )
@@ -183,8 +229,6 @@ HOOK_OPTIONS = ("attn_result", "split_qkv_input", "hook_mlp_in")
 
 def _hook_options(hooks: Any) -> dict[str, bool]:
     """``hooks`` (a bool or a dict of :data:`HOOK_OPTIONS`) as a dict, validated."""
-    from .errors import TutorialError
-
     if isinstance(hooks, bool):
         return {k: hooks for k in HOOK_OPTIONS}
     if not isinstance(hooks, dict):
@@ -197,23 +241,35 @@ def _hook_options(hooks: Any) -> dict[str, bool]:
     return dict(hooks)
 
 
+#: A local checkpoint needs one of these for its tokenizer (fast ``tokenizer.json``, or the files
+#: of a slow WordPiece, BPE or SentencePiece tokenizer).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model",
+                   "spiece.model", "sentencepiece.bpe.model")
+
+
 def check_checkpoint(path: str | Path) -> None:
-    """Refuse a local checkpoint whose files are unreadable, naming the file: a ``config.json``
-    that is not JSON, or a ``*.safetensors`` file shorter than its header says (truncated by
-    an interrupted copy or download)."""
-    import json
-    import struct
+    """Refuse a local checkpoint whose files are missing or unreadable, naming the file: a
+    ``*.json`` that is not JSON (``config.json``, ``tokenizer.json``, ...), no tokenizer at all
+    (:data:`TOKENIZER_FILES`; transformers would blame a missing ``sentencepiece``), or a
+    ``*.safetensors`` file shorter than its header says (truncated by an interrupted copy).
 
-    from .errors import TutorialError
-
+    What the weights hold is checked after they are read (:func:`_check_loaded`): the
+    parameters the config describes against the file's, and every weight finite."""
     path = Path(path)
-    cfg = path / "config.json"
-    if cfg.exists():
+    for f in sorted(path.glob("*.json")):
         try:
-            json.loads(cfg.read_text())
+            json.loads(f.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
-            raise TutorialError(f"checkpoint file {cfg} is not valid JSON ({exc}); copy or "
+            raise TutorialError(f"checkpoint file {f} is not valid JSON ({exc}); copy or "
                                 "save the checkpoint again") from None
+    if not any((path / name).exists() for name in TOKENIZER_FILES):
+        raise TutorialError(
+            f"checkpoint {path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): save "
+            "it beside the weights with tokenizer.save_pretrained(directory)")
+    if (path / "vocab.json").exists() and not (path / "tokenizer.json").exists() \
+            and not (path / "merges.txt").exists():
+        raise TutorialError(f"checkpoint {path} has vocab.json but no merges.txt (a BPE "
+                            "tokenizer needs both); save it with tokenizer.save_pretrained()")
     for f in sorted(path.glob("*.safetensors")):
         size = f.stat().st_size
         with f.open("rb") as fh:
@@ -226,7 +282,7 @@ def check_checkpoint(path: str | Path) -> None:
                 header = json.loads(fh.read(n)) if n <= size else None
             except ValueError:
                 header = None
-        if header is None:
+        if not isinstance(header, dict):
             raise TutorialError(f"checkpoint file {f} is truncated or corrupt (bad header); "
                                 "copy or save the checkpoint again")
         end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
@@ -236,25 +292,137 @@ def check_checkpoint(path: str | Path) -> None:
                                 f"needs {8 + n + end}; copy or save the checkpoint again")
 
 
+def _transformers_level() -> int:
+    """The level the ``transformers`` logger has when TransformerLens has not touched it: its
+    level now if TransformerLens is not imported yet, else transformers' default
+    (``$TRANSFORMERS_VERBOSITY`` or WARNING). TransformerLens sets it to ERROR at import."""
+    import sys
+
+    if "transformer_lens" not in sys.modules:
+        return logging.getLogger("transformers").getEffectiveLevel()
+    from transformers.utils import logging as hf_logging
+
+    return hf_logging._get_default_logging_level()
+
+
+class _LoadReport:
+    """Capture what transformers reports about loading a checkpoint (its ``LoadStateDictInfo``:
+    missing, unexpected and mismatched keys), while the context is active."""
+
+    def __init__(self) -> None:
+        self.infos: list[Any] = []
+        self._module: Any = None
+        self._original: Any = None
+
+    def __enter__(self) -> "_LoadReport":
+        try:
+            import transformers.modeling_utils as mu
+        except ImportError:  # pragma: no cover
+            return self
+        original = getattr(mu, "log_state_dict_report", None)
+        if original is None:  # another transformers version: nothing to capture
+            return self
+
+        def capture(*args: Any, **kwargs: Any) -> Any:
+            info = kwargs.get("loading_info")
+            if info is not None:
+                self.infos.append(info)
+            return original(*args, **kwargs)
+
+        self._module, self._original = mu, original
+        mu.log_state_dict_report = capture
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._module is not None:
+            self._module.log_state_dict_report = self._original
+
+    def keys(self, kind: str) -> list[str]:
+        out: list[str] = []
+        for info in self.infos:
+            out += sorted(str(k) for k in (getattr(info, kind, None) or ()))
+        return out
+
+
+def _check_loaded(source: str, bridge: Any, report: _LoadReport) -> None:
+    """After the weights were read: refuse parameters of the model body that the checkpoint
+    does not hold or holds but the config does not use (a ``config.json`` that says 3 or 5
+    layers over 4 layers of weights), and any non-finite weight. Missing *head* weights (a
+    sentence encoder's checkpoint booted with a masked-LM head) are initialised at random by
+    transformers: a warning says so."""
+    hf = getattr(bridge, "original_model", None)
+    prefix = str(getattr(hf, "base_model_prefix", "") or "")
+    base = getattr(hf, prefix, None) if prefix else hf
+    body_parts = {name for name, _ in base.named_children()} if base is not None else set()
+    missing, unexpected = report.keys("missing_keys"), report.keys("unexpected_keys")
+
+    def in_body(key: str) -> bool:
+        """A parameter of the transformer body (embeddings, blocks, final norm), named with or
+        without the base model's prefix; heads (a masked-LM head, a pooler the model does not
+        have) are not."""
+        k = key[len(prefix) + 1:] if prefix and key.startswith(prefix + ".") else key
+        return k.split(".")[0] in body_parts
+
+    body = [k for k in missing + unexpected if in_body(k)]
+    if body:
+        n_layers = getattr(getattr(hf, "config", None), "num_hidden_layers", None)
+        n_missing = len(set(body) & set(missing))
+        raise TutorialError(
+            f"checkpoint {source} does not match its config.json: the config describes "
+            f"{n_layers} layers and these parameters are "
+            f"{'missing from the weights' if n_missing else 'in the weights but not in the config'}"
+            f": {body[:6]}{' ...' if len(body) > 6 else ''} ({n_missing} missing, "
+            f"{len(body) - n_missing} unexpected). Loading it would run a model with random or "
+            "ignored layers; fix config.json (n_layer / num_hidden_layers, sizes) or save the "
+            "checkpoint again")
+    head = [k for k in missing if not in_body(k)]
+    if head:
+        warnings.warn(f"checkpoint {source} has no weights for {head[:4]}"
+                      f"{' ...' if len(head) > 4 else ''}: transformers initialised them at "
+                      "random, so use the model's internals, not its predictions",
+                      stacklevel=_user_stacklevel())
+    for name, p in (hf.named_parameters() if hf is not None else bridge.named_parameters()):
+        if p.device.type == "meta" or not p.dtype.is_floating_point:
+            continue
+        if not bool(torch.isfinite(p).all()):
+            n_bad = int((~torch.isfinite(p)).sum())
+            raise TutorialError(
+                f"checkpoint {source}: weight {name!r} holds {n_bad} non-finite value(s) (NaN "
+                f"or inf) of {p.numel()}; every output would be NaN. The training run diverged "
+                "or the file was damaged: use another checkpoint")
+
+
 def _boot(source: str, device: torch.device | None, hooks: bool | dict[str, bool],
           placement: dict[str, Any] | None = None) -> Any:
     """Boot the bridge. ``placement`` (``device_map``, ``n_devices``, ``max_memory``) goes to
     ``TransformerBridge.boot_transformers`` unchanged (then ``device`` is None): Hugging Face
-    Accelerate places the layers, nothing here distributes anything."""
+    Accelerate places the layers, nothing here distributes anything.
+
+    The ``transformers`` logger is restored afterwards to the level it had before
+    TransformerLens set it to ERROR (at its import), and the load is checked against the
+    config (:func:`_check_loaded`)."""
+    opts = _hook_options(hooks)
+    level = _transformers_level()
+    tf_logger = logging.getLogger("transformers")
     from transformer_lens.model_bridge import TransformerBridge
 
-    from .errors import TutorialError
-
-    opts = _hook_options(hooks)
+    # quiet while booting: what transformers would report (missing, unexpected, mismatched
+    # weights) is captured and becomes a TutorialError or one warning below
+    tf_logger.setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a "Loading weights" bar would be saved in every notebook
     try:
-        bridge = TransformerBridge.boot_transformers(
-            source, device=None if device is None else str(device), **(placement or {}))
+        with _LoadReport() as report:
+            bridge = TransformerBridge.boot_transformers(
+                source, device=None if device is None else str(device), **(placement or {}))
     except ValueError as exc:
         if "Could not determine supported architecture" not in str(exc):
+            if "instantiate the backend tokenizer" in str(exc):
+                raise TutorialError(f"checkpoint {source}: its tokenizer files could not be "
+                                    f"read ({str(exc).splitlines()[0]}); save the tokenizer "
+                                    "again with tokenizer.save_pretrained(directory)") from None
             raise
         arch = str(exc).rsplit("Config architectures:", 1)[-1].strip()
         raise TutorialError(
@@ -262,9 +430,30 @@ def _boot(source: str, device: torch.device | None, hooks: bool | dict[str, bool
             "none of the hook-based methods can run on it; use a supported family (GPT-2, "
             "Pythia/GPT-NeoX, Llama, Qwen2, Mistral, Gemma, BERT, RoBERTa, ...: see "
             "README 'Your own model'), or convert the checkpoint to one") from None
+    except RuntimeError as exc:
+        mismatched = []
+        for info in report.infos:
+            for item in sorted(getattr(info, "mismatched_keys", None) or (), key=str):
+                if isinstance(item, tuple) and len(item) == 3:
+                    key, in_file, in_model = item
+                    mismatched.append(f"{key}: {list(in_file)} in the file, {list(in_model)} "
+                                      "from the config")
+                else:
+                    mismatched.append(str(item))
+        if not mismatched and "size mismatch" not in str(exc) \
+                and "ignore_mismatched_sizes" not in str(exc):
+            raise
+        raise TutorialError(
+            f"checkpoint {source} does not match its config.json: {len(mismatched) or 'some'} "
+            f"weight(s) have other shapes than the config describes ("
+            f"{'; '.join(mismatched[:4])}{' ...' if len(mismatched) > 4 else ''}): check "
+            "d_model, n_inner/intermediate_size, heads, vocabulary in config.json, or save the "
+            "checkpoint again") from None
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+        tf_logger.setLevel(level)
+    _check_loaded(source, bridge, report)
     bridge.enable_compatibility_mode(disable_warnings=True)
     bridge.eval()
     try:
@@ -275,8 +464,6 @@ def _boot(source: str, device: torch.device | None, hooks: bool | dict[str, bool
         if opts.get("hook_mlp_in"):
             bridge.set_use_hook_mlp_in(True)
     except NotImplementedError as exc:
-        from .errors import TutorialError
-
         raise TutorialError(
             f"hooks=True: TransformerLens cannot give this model "
             f"({getattr(bridge.cfg, 'architecture', None) or source}) "
@@ -287,12 +474,114 @@ def _boot(source: str, device: torch.device | None, hooks: bool | dict[str, bool
     return bridge
 
 
+# --------------------------------------------------------------------------------------------
+# Unknown words: said where text becomes tokens
+# --------------------------------------------------------------------------------------------
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside this package and
+    TransformerLens (the student's line), counted from the function that calls ``warn``."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if not name.startswith(("tutorial_utils", "transformer_lens")):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 2
+
+
+class _CheckedToTokens:
+    """``bridge.to_tokens`` that warns (:class:`UnknownWordWarning`) naming the words of the
+    text that became the unknown token (a word-level vocabulary such as the course models'
+    has no spelling for them). Installed on the instance at load time; holds the bridge, not
+    a bound method, so a deep copy of the bridge gets its own."""
+
+    def __init__(self, bridge: Any, unk: int) -> None:
+        self.bridge, self.unk = bridge, unk
+        self.__doc__ = type(bridge).to_tokens.__doc__
+
+    def __call__(self, input: Any, *args: Any, **kwargs: Any) -> Any:
+        tokens = type(self.bridge).to_tokens(self.bridge, input, *args, **kwargs)
+        if isinstance(tokens, torch.Tensor) and bool((tokens == self.unk).any()):
+            texts = [input] if isinstance(input, str) else \
+                [t for t in input if isinstance(t, str)] if isinstance(input, (list, tuple)) else []
+            words: list[str] = []
+            for text in texts:
+                words += [w for w in unknown_words(self.bridge, text) if w not in words]
+            if words:
+                name = getattr(self.bridge, "tutorial_model_name", "this model")
+                unk_str = self.bridge.tokenizer.convert_ids_to_tokens(self.unk)
+                warnings.warn(UnknownWordWarning(
+                    f"{len(words)} word(s) not in the vocabulary of {name!r} "
+                    f"({len(self.bridge.tokenizer)} tokens) became {unk_str}: "
+                    f"{', '.join(map(repr, words[:12]))}{' ...' if len(words) > 12 else ''}. "
+                    "Every method would run on the unknown token there; choose known words "
+                    "(tutorial_utils.models.in_vocabulary(model, words), vocabulary(model))."),
+                    stacklevel=_user_stacklevel())
+        return tokens
+
+
+class _CheckedToSingleToken:
+    """``bridge.to_single_token`` that refuses a word outside the vocabulary instead of
+    returning the unknown token's id (a target on ``<unk>`` is a silent wrong answer)."""
+
+    def __init__(self, bridge: Any, unk: int) -> None:
+        self.bridge, self.unk = bridge, unk
+        self.__doc__ = type(bridge).to_single_token.__doc__
+
+    def __call__(self, string: str) -> int:
+        words = unknown_words(self.bridge, string) if isinstance(string, str) else []
+        if words:
+            name = getattr(self.bridge, "tutorial_model_name", "this model")
+            raise TutorialError(
+                f"{string!r} is not in the vocabulary of {name!r}: it would be the unknown "
+                f"token (id {self.unk}); choose a known word "
+                "(tutorial_utils.models.in_vocabulary(model, words), vocabulary(model))")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnknownWordWarning)
+            return type(self.bridge).to_single_token(self.bridge, string)
+
+
+def _install_unknown_word_check(bridge: Any) -> None:
+    unk = unknown_token_id(bridge)
+    if unk is None:
+        return
+    bridge.to_tokens = _CheckedToTokens(bridge, unk)
+    bridge.to_single_token = _CheckedToSingleToken(bridge, unk)
+
+
+def vocabulary(model: Model) -> list[str]:
+    """Every token of ``model``'s vocabulary as a string, in id order (``vocabulary(m)[i]`` is
+    token ``i``). On the course's word-level models a word's token usually carries a leading
+    space (``' lasted'``), as in GPT-2."""
+    tk = getattr(model, "tokenizer", None)
+    if tk is None:
+        raise TutorialError("this model has no tokenizer")
+    return list(tk.convert_ids_to_tokens(list(range(len(tk)))))
+
+
+def in_vocabulary(model: Model, words: str | Iterable[str]) -> dict[str, bool]:
+    """For each word (a string of words is split on spaces), whether ``model`` has a token for
+    it where it would stand in a sentence: ``{'xylophone': False, 'war': True}``. A word the
+    model does not know becomes the unknown token in ``model.to_tokens``."""
+    if isinstance(words, str):
+        words = words.split()
+    out: dict[str, bool] = {}
+    for w in words:
+        if not isinstance(w, str):
+            raise TutorialError(f"words must be strings, got {w!r}")
+        # a word inside a sentence carries a leading space; check it there
+        out[w] = not unknown_words(model, "The " + w) if unknown_token_id(model) is not None \
+            else True
+    return out
+
+
 def _placement(device: Any, device_map: Any, n_devices: Any, max_memory: Any
                ) -> dict[str, Any] | None:
     """The multi-device arguments for the bridge, or None; refuses them together with
     ``device`` (the bridge treats the two as mutually exclusive)."""
-    from .errors import TutorialError
-
     placement = {k: v for k, v in (("device_map", device_map), ("n_devices", n_devices),
                                    ("max_memory", max_memory)) if v is not None}
     if not placement:
@@ -308,7 +597,7 @@ def _placement(device: Any, device_map: Any, n_devices: Any, max_memory: Any
 
 def _load(name: str | None, kind: str, device: Any, hooks: bool | dict[str, bool],
           verbose: bool, device_map: Any = None, n_devices: int | None = None,
-          max_memory: Any = None) -> Any:
+          max_memory: Any = None) -> Model:
     resolved, reason = resolve_model_name(name, kind)
     registry = DECODERS if kind == "decoder" else ENCODERS
     spec = registry.get(resolved)
@@ -328,11 +617,12 @@ def _load(name: str | None, kind: str, device: Any, hooks: bool | dict[str, bool
         print(f"Loaded {kind} {resolved!r} ({what}) on {dev or placement} in {time.time() - t0:.1f}s: "
               f"{reason}.")
     bridge.tutorial_model_name = resolved
+    _install_unknown_word_check(bridge)
     return bridge
 
 
 def load_course_model(shipped: str, kind: str = "decoder", hooks: bool | dict[str, bool] = False,
-                      device: str | torch.device | None = None, verbose: bool = True) -> Any:
+                      device: str | torch.device | None = None, verbose: bool = True) -> Model:
     """The model a notebook dissects: the shipped offline model ``shipped`` everywhere (CI, a
     laptop, Colab), whatever the network, so that the saved outputs, the prose and the exercise
     checks describe what the student's run shows.
@@ -342,8 +632,6 @@ def load_course_model(shipped: str, kind: str = "decoder", hooks: bool | dict[st
     banner says which model runs and that the text describes ``shipped``. (``load_model()``
     without a name keeps its online-first choice for researchers; notebooks do not use it.)
     """
-    from .errors import TutorialError
-
     if kind not in ("decoder", "encoder"):
         raise TutorialError(f"kind must be 'decoder' or 'encoder', got {kind!r}")
     registry = DECODERS if kind == "decoder" else ENCODERS
@@ -362,10 +650,10 @@ def load_course_model(shipped: str, kind: str = "decoder", hooks: bool | dict[st
     return model
 
 
-def load_model(name: str | None = None, device: str | torch.device | None = None,
+def load_model(name: str | os.PathLike | None = None, device: str | torch.device | None = None,
                hooks: bool | dict[str, bool] = False, verbose: bool = True, *,
                device_map: Any = None, n_devices: int | None = None,
-               max_memory: Any = None) -> Any:
+               max_memory: Any = None) -> Model:
     """Load the course's decoder as a ``TransformerBridge`` in compatibility mode.
 
     Args:
@@ -385,10 +673,10 @@ def load_model(name: str | None = None, device: str | torch.device | None = None
     return _load(name, "decoder", device, hooks, verbose, device_map, n_devices, max_memory)
 
 
-def load_encoder(name: str | None = None, device: str | torch.device | None = None,
+def load_encoder(name: str | os.PathLike | None = None, device: str | torch.device | None = None,
                  hooks: bool | dict[str, bool] = False, verbose: bool = True, *,
                  device_map: Any = None, n_devices: int | None = None,
-                 max_memory: Any = None) -> Any:
+                 max_memory: Any = None) -> Model:
     """Load the course's encoder (``bert-base-uncased`` online, ``minilm-l6`` offline; the masked
     LM ``tiny-bert-tasks`` by name); arguments as for :func:`load_model`.
 
@@ -405,22 +693,5 @@ def load_encoder(name: str | None = None, device: str | torch.device | None = No
         own = AutoTokenizer.from_pretrained(tk.name_or_path)
         if own("a")["input_ids"][:1] == [cls]:
             bridge.tokenizer = own
+            _install_unknown_word_check(bridge)
     return bridge
-
-
-def is_encoder(model: Any) -> bool:
-    """True for a bidirectional (BERT-style) model, False for a causal decoder."""
-    cfg = model.cfg
-    arch = " ".join(str(getattr(cfg, key, "") or "") for key in ("original_architecture", "architecture"))
-    encoders = ("Bert", "Roberta", "Electra", "Albert", "Deberta", "T5Encoder")
-    return any(name in arch for name in encoders) or bool(getattr(cfg, "is_encoder", False))
-
-
-def require_decoder(model: Any, what: str) -> None:
-    """Raise a clear ``ValueError`` if ``model`` is not a causal decoder (``what`` needs one)."""
-    if is_encoder(model):
-        raise ValueError(
-            f"{what} needs a causal decoder (next-token prediction), but "
-            f"{getattr(model, 'tutorial_model_name', 'this model')} is an encoder; "
-            "use load_model() rather than load_encoder()"
-        )

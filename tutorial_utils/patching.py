@@ -70,7 +70,8 @@ from .interchange import default_batch_rows
 from .metrics import Metric, check_metric_output, default_metric, normalize
 from .tasks.base import TaskDataset
 from .errors import TutorialError
-from .validation import check_dataset, check_hook_names, check_layer, check_same_shape
+from .model_checks import check_hook_names, check_layer
+from .validation import check_dataset, check_same_shape
 
 __all__ = ["ablate", "ablation_source", "ablation_sources", "AblationMethod", "Component",
            "default_batch_rows", "Direction", "get_activations", "LAYOUT_AXES", "masked_set",

@@ -41,7 +41,7 @@ def get_tokenizer(tokenizer_or_model: Any) -> Any:
     Raises ``ValueError`` for an encoder model: every task here is next-token prediction.
     """
     if hasattr(tokenizer_or_model, "cfg"):
-        from ..models import require_decoder
+        from ..model_checks import require_decoder
 
         require_decoder(tokenizer_or_model, "the course tasks")
     tok = getattr(tokenizer_or_model, "tokenizer", None)
