@@ -52,8 +52,7 @@ __all__ = ["UnknownWordWarning", "available_hooks", "check_additive_writers", "c
 def check_model(model: Any, what: str = "this function") -> None:
     """A ``TransformerBridge`` (from :func:`tutorial_utils.models.load_model` or
     ``load_encoder``), else an error saying how to get one."""
-    if not (hasattr(model, "cfg") and hasattr(model, "hook_dict")
-            and hasattr(model, "run_with_hooks")):
+    if not (hasattr(model, "cfg") and hasattr(model, "run_with_hooks")):
         raise TutorialError(f"{what} needs a model from tutorial_utils.models.load_model() (or "
                             f"load_encoder()), got {type(model).__name__}")
 
@@ -255,12 +254,14 @@ def check_token_ids(model: Model, token_ids: Any, B: int,
     return ids.cpu()
 
 
-def format_token_ids(model: Model) -> set[int]:
+def format_token_ids(model: Model) -> set[int] | None:
     """The ids that open a sequence as part of its format rather than of its text: the
-    decoder's BOS, the encoder's ``[CLS]`` (``<s>``)."""
+    decoder's BOS, the encoder's ``[CLS]`` (``<s>``); None for a model without a tokenizer
+    (unknown: callers then treat position 0 as the format token, the convention of prompts
+    made by ``to_tokens``)."""
     tk = getattr(model, "tokenizer", None)
     if tk is None:
-        return set()
+        return None
     keys = ("cls_token_id",) if is_encoder(model) else ("bos_token_id",)
     ids = {getattr(tk, k, None) for k in keys}
     if not is_encoder(model) and None in ids:
@@ -303,7 +304,7 @@ def padding_mask(model: Model, tokens: Int[Tensor, "batch pos"], attention_mask:
     is_pad = tokens == pad
     if not bool(is_pad.any()):
         return None
-    if is_encoder(model) or pad not in format_token_ids(model) | {
+    if is_encoder(model) or pad not in (format_token_ids(model) or set()) | {
             getattr(model.tokenizer, "eos_token_id", None)}:
         mask = ~is_pad
         if not bool(mask.any(1).all()):
