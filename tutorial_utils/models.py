@@ -553,13 +553,13 @@ def _install_unknown_word_check(bridge: Any) -> None:
 
 
 def vocabulary(model: Model) -> list[str]:
-    """Every token of ``model``'s vocabulary as a string, in id order (``vocabulary(m)[i]`` is
-    token ``i``). On the course's word-level models a word's token usually carries a leading
-    space (``' lasted'``), as in GPT-2."""
+    """Every token of ``model``'s vocabulary as the text it stands for, in id order
+    (``vocabulary(m)[i]`` is token ``i``, decoded). On the course's word-level models a word's
+    token usually carries a leading space (``' lasted'``), as in GPT-2."""
     tk = getattr(model, "tokenizer", None)
     if tk is None:
         raise TutorialError("this model has no tokenizer")
-    return list(tk.convert_ids_to_tokens(list(range(len(tk)))))
+    return list(tk.batch_decode([[i] for i in range(len(tk))]))
 
 
 def in_vocabulary(model: Model, words: str | Iterable[str]) -> dict[str, bool]:

@@ -159,7 +159,7 @@ def evaluate_target(target_fn: TargetFn, output: Tensor, n: int, B: int,
                         "read each example at a real position (pos=TaskDataset.answer_pos), "
                         "or pass attention_mask=torch.ones_like(tokens) if every token is real")
             raise TutorialError(
-                f"target_fn returned {float(v[b])} for example {b}: a non-finite target gives "
+                f"target_fn returned {float(v.detach()[b])} for example {b}: a non-finite target gives "
                 "non-finite attributions; check the target (a log of 0, a division by zero?)")
         values.append(v)
     return torch.stack(values)
