@@ -24,7 +24,6 @@ numbers nor appear in the results. The rule, the same as
 from __future__ import annotations
 
 import difflib
-import warnings
 from typing import TYPE_CHECKING, Any, Iterable
 
 import torch

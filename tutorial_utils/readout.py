@@ -26,7 +26,6 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .errors import TutorialError
-from .hook_names import hook_name
 from .model_checks import (check_cache, check_model, check_no_logit_softcap, check_real_positions,
                            check_tokens, forward_attention_mask, padding_mask, require_decoder)
 from .validation import check_batch_size, check_positions

@@ -11,7 +11,7 @@ Padded positions are never occluded and score 0.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from jaxtyping import Float, Int
