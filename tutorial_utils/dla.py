@@ -294,6 +294,9 @@ def logit_diff_attribution(dla: ComponentLensResult, correct_ids: Any, wrong_ids
     and subject); each must be among ``dla.token_ids`` for its example.
     Exact: summed over all rows (bias rows included) it equals the model's logit difference.
     """
+    if not isinstance(dla, ComponentLensResult):
+        raise TutorialError(f"dla must be the result of direct_logit_attribution (or "
+                            f"component_logit_lens), got {type(dla).__name__}")
     ids = dla.token_ids
     if ids is None:
         raise TutorialError("this result covers the full vocabulary; index it directly")

@@ -140,6 +140,8 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python's, NumPy's (if installed) and torch's random generators."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise TutorialError(f"seed must be a non-negative integer, got {seed!r}")
     random.seed(seed)
     torch.manual_seed(seed)
     if torch.cuda.is_available():

@@ -115,6 +115,10 @@ def run_from_embeddings(model: Model, tokens: Int[Tensor, "batch pos"],
     ``[B, T]``) is handed to the forward pass as it is. Returns the logits ``[B, T, V]``, or
     the activation at ``target_hook`` when given.
     """
+    check_model(model, "run_from_embeddings")
+    tokens = check_tokens(model, tokens)
+    if attention_mask is not None:
+        attention_mask = check_mask(attention_mask, tuple(tokens.shape), "attention_mask").long()
     if not isinstance(embeds, Tensor) or embeds.ndim != 3 or \
             tuple(embeds.shape[:2]) != tuple(tokens.shape) or embeds.shape[-1] != model.cfg.d_model:
         raise TutorialError(f"embeds {tuple(getattr(embeds, 'shape', ()))} do not match tokens "
