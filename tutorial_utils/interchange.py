@@ -55,7 +55,8 @@ from .errors import TutorialError
 from .graph import Graph
 from .tasks.base import TaskDataset, check_dataset, metric_of_variants
 from .tasks.metrics import Metric, check_metric
-from .validation import check_batch_size, check_hook_names, check_tokens
+from .model_checks import check_hook_names, check_tokens
+from .validation import check_batch_size
 
 __all__ = ["ABLATIONS", "Ablation", "AblationRuns", "Direction", "GraphInterventions", "Hook",
            "SingleEdges",

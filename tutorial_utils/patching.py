@@ -59,7 +59,8 @@ from .names import SITES as ALL_SITES
 from .names import parse_component, site_heads
 from .tasks.base import TaskDataset, check_dataset, metric_of_variants
 from .tasks.metrics import Metric, check_metric, normalize
-from .validation import check_hook_names, check_layer, check_same_shape, check_tokens
+from .model_checks import check_hook_names, check_layer, check_tokens
+from .validation import check_same_shape
 
 __all__ = ["ablate", "ablation_sources", "Component", "get_activations", "LAYOUT_AXES",
            "patch_heads", "patch_heads_every", "patch_layer_outputs", "patch_resid_by_layer_pos",
