@@ -23,7 +23,6 @@ attributed (a parameter shared with them, such as a tied unembedding, stays trai
 from __future__ import annotations
 
 import contextlib
-import math
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
