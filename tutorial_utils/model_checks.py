@@ -31,6 +31,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from .errors import TutorialError
+from .names import HOOK_OPTIONS, hook_name
 from .validation import check_int, check_int_ids, check_mask
 
 if TYPE_CHECKING:  # the alias lives with the loader; only annotations use it here
@@ -126,9 +127,8 @@ def available_hooks(model: Model) -> list[str]:
     return sorted(model.hook_dict.keys())
 
 
-_GATED = (("attn.hook_result", "use_attn_result"),
-          (("hook_q_input", "hook_k_input", "hook_v_input"), "use_split_qkv_input"),
-          ("hook_mlp_in", "use_hook_mlp_in"))
+_GATED = tuple((suffixes, flag) for flag, _, suffixes in HOOK_OPTIONS.values())
+_GATED_SUFFIXES = tuple(x for suffixes, _ in _GATED for x in suffixes)
 
 
 def check_hook_names(model: Model, names: Iterable[str]) -> None:
@@ -148,8 +148,7 @@ def check_hook_names(model: Model, names: Iterable[str]) -> None:
         if name not in have:
             close = difflib.get_close_matches(name, list(have), n=4)
             extra = ""
-            if name.endswith(("hook_result", "hook_q_input", "hook_k_input", "hook_v_input",
-                              "hook_mlp_in")):
+            if name.endswith(_GATED_SUFFIXES):
                 extra = " (this hook needs load_model(..., hooks=True))"
             raise TutorialError(f"model has no hook {name!r}{extra}; close matches: {close}")
         for suffix, flag in _GATED:
@@ -394,7 +393,7 @@ def check_cache(model: Model, tokens: Int[Tensor, "batch pos"], cache: Any) -> N
             raise TutorialError("cache: its tokens (cache.tokens) are not these tokens: the "
                                 "cache must come from a run of this model on these tokens")
     try:
-        emb = cache["hook_embed"]
+        emb = cache[hook_name("embed")]
     except (KeyError, TypeError):
         emb = None
     if emb is None:

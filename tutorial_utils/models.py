@@ -39,6 +39,7 @@ import torch
 from .checkpoints import (LoadReport, check_checkpoint, check_loaded, transformers_level,
                           user_stacklevel)
 from .errors import TutorialError
+from .names import HOOK_OPTIONS
 from .model_checks import UnknownWordWarning, unknown_token_id, unknown_words
 from .paths import DATA_DIR
 
@@ -226,7 +227,6 @@ def resolve_model_name(name: str | os.PathLike | None, kind: str = "decoder") ->
     )
 
 
-HOOK_OPTIONS = ("attn_result", "split_qkv_input", "hook_mlp_in")
 
 
 def _hook_options(hooks: Any) -> dict[str, bool]:
@@ -234,7 +234,7 @@ def _hook_options(hooks: Any) -> dict[str, bool]:
     if isinstance(hooks, bool):
         return {k: hooks for k in HOOK_OPTIONS}
     if not isinstance(hooks, dict):
-        raise TutorialError(f"hooks must be True/False or a dict of {HOOK_OPTIONS} -> bool, got "
+        raise TutorialError(f"hooks must be True/False or a dict of {tuple(HOOK_OPTIONS)} -> bool, got "
                             f"{type(hooks).__name__}")
     unknown = set(hooks) - set(HOOK_OPTIONS)
     if unknown:
@@ -326,12 +326,9 @@ def _boot(source: str, device: torch.device | None, hooks: bool | dict[str, bool
     bridge.enable_compatibility_mode(disable_warnings=True)
     bridge.eval()
     try:
-        if opts.get("attn_result"):
-            bridge.set_use_attn_result(True)
-        if opts.get("split_qkv_input"):
-            bridge.set_use_split_qkv_input(True)
-        if opts.get("hook_mlp_in"):
-            bridge.set_use_hook_mlp_in(True)
+        for option, (_, setter, _) in HOOK_OPTIONS.items():
+            if opts.get(option):
+                getattr(bridge, setter)(True)
     except NotImplementedError as exc:
         raise TutorialError(
             f"hooks=True: TransformerLens cannot give this model "

@@ -373,8 +373,8 @@ def random_split(n: int, test_frac: float = 0.3, seed: int = 0
     return perm[k:].sort().values, perm[:k].sort().values
 
 
-def selectivity(task_accuracy: float | Tensor, control_accuracy: float | Tensor
-                ) -> float | Tensor:
+def selectivity(task_accuracy: float | Float[Tensor, "..."],
+                control_accuracy: float | Float[Tensor, "..."]) -> float | Float[Tensor, "..."]:
     """Hewitt & Liang's selectivity: task accuracy minus control-task accuracy."""
     return task_accuracy - control_accuracy
 

@@ -56,7 +56,8 @@ def check_decoder(model: Model, what: str) -> None:
 
 
 def prepare_batch(model: Model, tokens: Any, pos: Any, attention_mask: Any, cache: Any,
-                  batch_size: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+                  batch_size: Any) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, " batch"],
+                                            Int[Tensor, "batch pos"] | None]:
     """The checks every read-out method runs first: ``(tokens [B, T], pos [B], forward mask)``.
 
     Tokens are checked against the model; padding is found (:func:`~tutorial_utils.

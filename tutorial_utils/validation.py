@@ -17,7 +17,7 @@ import numbers
 from typing import Any, Iterable, Sequence
 
 import torch
-from jaxtyping import Bool, Int
+from jaxtyping import Bool, Int, Shaped
 from torch import Tensor
 
 from .errors import TutorialError
@@ -104,7 +104,7 @@ def check_choice(value: Any, choices: Iterable[Any], what: str) -> Any:
     raise TutorialError(f"{what} must be one of {options}, got {value!r}{hint}")
 
 
-def as_tensor(value: Any, what: str) -> Tensor:
+def as_tensor(value: Any, what: str) -> Shaped[Tensor, "..."]:
     """A tensor from a tensor, a NumPy array, a list or a number; anything else refused."""
     if isinstance(value, Tensor):
         return value
@@ -118,7 +118,7 @@ def as_tensor(value: Any, what: str) -> Tensor:
                             f"{type(value).__name__} ({exc})") from None
 
 
-def check_finite(values: Any, what: str) -> Tensor:
+def check_finite(values: Any, what: str) -> Shaped[Tensor, "..."]:
     """``values`` as a tensor with no NaN and no inf; the message counts them and names the
     first index, so the place where they entered can be found."""
     t = as_tensor(values, what)
@@ -206,7 +206,7 @@ def check_positions(pos: Any, B: int, T: int, what: str = "pos") -> Int[Tensor, 
     return t % T
 
 
-def check_same_shape(clean: torch.Tensor, corrupted: torch.Tensor) -> None:
+def check_same_shape(clean: Int[Tensor, "batch pos"], corrupted: Int[Tensor, "batch pos"]) -> None:
     """Clean and corrupted token batches must have the same shape (same length, same batch)."""
     if clean.shape != corrupted.shape:
         raise TutorialError(

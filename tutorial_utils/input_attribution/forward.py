@@ -101,13 +101,14 @@ def embed_hook(model: Model) -> str:
     (word + position + type embeddings, normalised), so the word embedding is read at
     ``embed.hook_out`` instead (replacing ``hook_embed`` there would skip the position
     embeddings and the LayerNorm, attributing another function than the model's)."""
-    return "embed.hook_out" if is_encoder(model) else EMBED_HOOK
+    return hook_name("embed_out") if is_encoder(model) else EMBED_HOOK
 
 
 def run_from_embeddings(model: Model, tokens: Int[Tensor, "batch pos"],
                         embeds: Float[Tensor, "batch pos d_model"],
                         target_hook: str | None = None,
-                        attention_mask: Int[Tensor, "batch pos"] | None = None) -> Tensor:
+                        attention_mask: Int[Tensor, "batch pos"] | None = None
+                        ) -> Float[Tensor, "batch pos vocab"]:
     """Run ``model`` on ``tokens`` with the token embeddings (:func:`embed_hook`) replaced by
     ``embeds``.
 
@@ -165,7 +166,8 @@ def _check_embeds(embeds: Any, shape: tuple[int, ...], what: str = "embeds") -> 
 def target_values(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: TargetFn,
                   embeds: Float[Tensor, "nbatch pos d_model"] | None = None,
                   target_hook: str | None = None, grad: bool = False,
-                  attention_mask: Int[Tensor, "batch pos"] | None = None) -> Tensor:
+                  attention_mask: Int[Tensor, "batch pos"] | None = None
+                  ) -> Float[Tensor, " batch"] | Float[Tensor, "n batch"]:
     """``f(x)``: the target of each example, ``[B]``; ``embeds`` overrides the token
     embeddings (``[B, T, d]``) or, stacked, ``[n*B, T, d]`` for ``n`` variants (returns
     ``[n, B]``)."""

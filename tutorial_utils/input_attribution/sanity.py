@@ -68,7 +68,7 @@ def attribute(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: TargetF
 
 
 
-def method_agreement(scores: Mapping[str, Tensor], mask: Bool[Tensor, "batch pos"] | None = None,
+def method_agreement(scores: Mapping[str, Float[Tensor, "batch pos"]], mask: Bool[Tensor, "batch pos"] | None = None,
                      absolute: bool = False) -> tuple[list[str], Float[Tensor, "methods methods"]]:
     """Mean Spearman correlation (over examples) between every pair of methods.
 
@@ -239,7 +239,7 @@ class RandomisationCheck:
 
 def cascading_randomization(model: Model, tokens: Int[Tensor, "batch pos"],
                             target_fn: TargetFn | None,
-                            method: str | Callable[[Model], Tensor] = "integrated_gradients",
+                            method: str | Callable[[Model], Float[Tensor, "batch pos"]] = "integrated_gradients",
                             mode: str = "cascading", seed: int = 0,
                             mask: Bool[Tensor, "batch pos"] | None = None,
                             attention_mask: Int[Tensor, "batch pos"] | None = None,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
@@ -68,8 +68,8 @@ def _at_position(output: Tensor, pos: Any) -> Tensor:
     return output[torch.arange(B, device=output.device), p % T]
 
 
-def logit_target(token_ids: int | Sequence[int] | Tensor,
-                 pos: int | Sequence[int] | Tensor = -1) -> TargetFn:
+def logit_target(token_ids: int | Sequence[int] | Int[Tensor, "..."],
+                 pos: int | Sequence[int] | Int[Tensor, "..."] = -1) -> TargetFn:
     """Target ``logits[b, pos[b], token_ids[b]]`` (an int applies to every example)."""
     check_int_ids(token_ids, "logit_target: token_ids")
     _check_positions_arg(pos, "logit_target: pos")
@@ -83,8 +83,8 @@ def logit_target(token_ids: int | Sequence[int] | Tensor,
     return target
 
 
-def prob_target(token_ids: int | Sequence[int] | Tensor,
-                pos: int | Sequence[int] | Tensor = -1) -> TargetFn:
+def prob_target(token_ids: int | Sequence[int] | Int[Tensor, "..."],
+                pos: int | Sequence[int] | Int[Tensor, "..."] = -1) -> TargetFn:
     """Target ``softmax(logits[b, pos[b]])[token_ids[b]]``."""
     check_int_ids(token_ids, "prob_target: token_ids")
     _check_positions_arg(pos, "prob_target: pos")
@@ -98,9 +98,9 @@ def prob_target(token_ids: int | Sequence[int] | Tensor,
     return target
 
 
-def contrastive_target(target_ids: int | Sequence[int] | Tensor,
-                       foil_ids: int | Sequence[int] | Tensor,
-                       pos: int | Sequence[int] | Tensor = -1) -> TargetFn:
+def contrastive_target(target_ids: int | Sequence[int] | Int[Tensor, "..."],
+                       foil_ids: int | Sequence[int] | Int[Tensor, "..."],
+                       pos: int | Sequence[int] | Int[Tensor, "..."] = -1) -> TargetFn:
     """Contrastive target "why A and not B": ``logit(A) - logit(B)`` at ``pos``
     (Yin & Neubig 2022). The softmax normaliser cancels, so only evidence that separates the
     two candidates gets credit."""
@@ -126,7 +126,7 @@ def _poison_padding(output: Tensor, mask: Bool[Tensor, "rows pos"]) -> Tensor:
     return output.masked_fill(pad, float("nan"))
 
 
-def evaluate_target(target_fn: TargetFn, output: Tensor, n: int, B: int,
+def evaluate_target(target_fn: TargetFn, output: Float[Tensor, "rows pos vocab"], n: int, B: int,
                     mask: Bool[Tensor, "batch pos"] | None = None) -> Float[Tensor, "n batch"]:
     """Apply ``target_fn`` to each of the ``n`` blocks of ``B`` rows of ``output``; returns
     ``[n, B]``.
