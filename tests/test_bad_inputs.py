@@ -66,7 +66,7 @@ def test_empty_datasets(hooked_model, gt):
         circuit_faithfulness(hooked_model, empty, ["a0.h0"])
     with pytest.raises(TutorialError, match="empty"):
         empty.metric(torch.zeros(0, 3, hooked_model.cfg.d_vocab))
-    with pytest.raises(TutorialError, match="positive number of examples"):
+    with pytest.raises(TutorialError, match="positive integer number of examples"):
         make_task("greater_than", hooked_model, n=0)
 
 
