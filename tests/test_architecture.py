@@ -27,7 +27,7 @@ MAX_LINES = 700
 FLOORS: dict[str, int] = {
     "errors": 0, "paths": 0,
     "validation": 1, "stats": 1, "names": 1, "gpt2_tokenizer": 1,
-    "model_checks": 2,
+    "model_checks": 2, "checkpoints": 2,
     "models": 3,
     "tasks": 4,
     "graph": 5,

@@ -66,7 +66,7 @@ def test_empty_datasets(hooked_model, gt):
         circuit_faithfulness(hooked_model, empty, ["a0.h0"])
     with pytest.raises(TutorialError, match="empty"):
         empty.metric(torch.zeros(0, 3, hooked_model.cfg.d_vocab))
-    with pytest.raises(TutorialError, match="positive number of examples"):
+    with pytest.raises(TutorialError, match="positive integer number of examples"):
         make_task("greater_than", hooked_model, n=0)
 
 
@@ -124,7 +124,7 @@ def test_foreign_logit_target_id(model):
         A.saliency(model, toks, A.logit_target(V + 7))
     with pytest.raises(TutorialError, match="outside the vocabulary"):
         A.integrated_gradients(model, toks, A.prob_target(50256 if V < 50256 else V), n_steps=2)
-    with pytest.raises(TutorialError, match="integer token ids"):
+    with pytest.raises(TutorialError, match="must be integer ids.*3.5"):
         A.logit_target(3.5)
 
 
@@ -136,7 +136,7 @@ def test_cache_of_other_prompts_of_the_same_shape(model, gt):
     assert other.shape == gt.clean_tokens.shape and not torch.equal(other, gt.clean_tokens)
     with torch.no_grad():
         _, cache = model.run_with_cache(other)
-    with pytest.raises(TutorialError, match="token ids differ"):
+    with pytest.raises(TutorialError, match="token embeddings differ"):
         LL.logit_lens(model, gt.clean_tokens, -1, [5, 6], cache=cache)
 
 

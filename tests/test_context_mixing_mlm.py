@@ -57,7 +57,8 @@ def test_meets_the_bar(record):
 
 
 def test_loads_through_the_course_loader():
-    from tutorial_utils.models import is_encoder, load_encoder
+    from tutorial_utils.model_checks import is_encoder
+    from tutorial_utils.models import load_encoder
 
     enc = load_encoder("tiny-bert-tasks", device="cpu", verbose=False)
     assert is_encoder(enc)

@@ -16,7 +16,7 @@ import math
 import pytest
 import torch
 
-from tutorial_utils.course import large_model_sections as LMS
+from tutorial_utils.course import large_model as LMS
 from tutorial_utils.names import head_name, parse_head
 from tutorial_utils.context_mixing import methods_for
 from tutorial_utils.gpt2_tokenizer import ENDOFTEXT, GPT2_VOCAB_SIZE, load_gpt2_tokenizer

@@ -65,8 +65,10 @@ def test_final_point_is_model_logits(model, gt, years, gt_run, scale):
     torch.testing.assert_close(r.logits[-1], logits[:, years], atol=ATOL, rtol=0)
     # probabilities are the model's (normalised over the full vocabulary), not a subset softmax
     torch.testing.assert_close(r.probs()[-1], logits.softmax(-1)[:, years], atol=1e-5, rtol=0)
-    # full vocabulary, int position
-    full = LL.logit_lens(model, gt.clean_tokens, -1, None, scale=scale)
+    # full vocabulary, int position (the rows are right-padded with BOS: attention_mask says
+    # every token is real, else pos=-1 on a padded row is refused)
+    ones = torch.ones_like(gt.clean_tokens)
+    full = LL.logit_lens(model, gt.clean_tokens, -1, None, scale=scale, attention_mask=ones)
     torch.testing.assert_close(full.logits[-1], gt_run[0][:, -1], atol=ATOL, rtol=0)
     assert torch.equal(full.top_ids[-1, :, 0], gt_run[0][:, -1].argmax(-1))
     # ranks of the year tokens in the full vocabulary, against a direct count
@@ -172,8 +174,9 @@ def test_dla_matches_transformer_lens_cache_helpers(hooked_model, gt, years):
     stack = torch.stack([cache["hook_embed"][:, -1], cache["blocks.0.hook_mlp_out"][:, -1]])
     normed = cache.apply_ln_to_stack(stack, layer=m.cfg.n_layers, pos_slice=-1)
     torch.testing.assert_close(normed @ W, torch.stack([
-        D.direct_logit_attribution(m, gt.clean_tokens, -1, years, cache=cache,
-                                    per_head=False).get(c) for c in ("tok_embed", "m0")]),
+        D.direct_logit_attribution(m, gt.clean_tokens, -1, years, cache=cache, per_head=False,
+                                    attention_mask=torch.ones_like(gt.clean_tokens)).get(c)
+        for c in ("tok_embed", "m0")]),
         atol=ATOL, rtol=0)
 
 
@@ -269,14 +272,17 @@ def test_bad_input_fails_before_forward(model, gt, years, monkeypatch):
         D.direct_logit_attribution(model, gt.clean_tokens, bad, years)
     with pytest.raises(ValueError, match="shape"):
         LL.logit_lens(model, gt.clean_tokens, gt.answer_pos[:2], years)
+    at = gt.answer_pos
     with pytest.raises(ValueError, match="outside the vocabulary"):
-        LL.logit_lens(model, gt.clean_tokens, -1, [1, model.cfg.d_vocab])
-    with pytest.raises(ValueError, match="outside the vocabulary"):
-        D.direct_logit_attribution(model, gt.clean_tokens, -1, [-1])
+        LL.logit_lens(model, gt.clean_tokens, at, [1, model.cfg.d_vocab])
+    with pytest.raises(ValueError, match="non-negative"):
+        D.direct_logit_attribution(model, gt.clean_tokens, at, [-1])
     with pytest.raises(ValueError, match="token_ids is required"):
-        D.direct_logit_attribution(model, gt.clean_tokens, -1, None)
+        D.direct_logit_attribution(model, gt.clean_tokens, at, None)
     with pytest.raises(ValueError, match="scale"):
-        LL.logit_lens(model, gt.clean_tokens, -1, years, scale="mean")
+        LL.logit_lens(model, gt.clean_tokens, at, years, scale="mean")
+    with pytest.raises(ValueError, match=r"pos\[0\] = 12 is a padded position"):
+        LL.logit_lens(model, gt.clean_tokens, -1, years)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         LL.logit_lens(model, gt.clean_tokens + model.cfg.d_vocab, -1, years)
 
@@ -287,7 +293,7 @@ def test_cache_from_other_tokens_is_refused(model, gt, ioi, years):
     with pytest.raises(ValueError, match="cache must come from these tokens"):
         LL.logit_lens(model, gt.clean_tokens, -1, years, cache=cache)
     # same shape, other tokens: caught by the token ids read back from the cache
-    with pytest.raises(ValueError, match="token ids differ from these tokens"):
+    with pytest.raises(ValueError, match="token embeddings differ from this model's embedding"):
         D.direct_logit_attribution(model, ioi.corrupted_tokens, -1, years, cache=cache)
     # a cache without hook_embed cannot be matched: refused, not silently used
     with torch.no_grad():

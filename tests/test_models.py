@@ -107,7 +107,8 @@ def test_encoder_loads_offline_and_tasks_refuse_it(no_env):
     from tutorial_utils.tasks import make_sva
 
     enc = load_encoder("offline", device="cpu", verbose=False)
-    assert models.is_encoder(enc) and enc.cfg.n_layers == 6
+    from tutorial_utils.model_checks import is_encoder
+    assert is_encoder(enc) and enc.cfg.n_layers == 6
     with pytest.raises(ValueError, match="needs a causal decoder"):
         make_sva(enc, n=2)
 

@@ -16,12 +16,19 @@ def test_collect_activations_matches_run_with_cache(model):
     acts = P.collect_activations(model, ds.clean_tokens, names, batch_size=3)
     with torch.no_grad():
         _, cache = model.run_with_cache(ds.clean_tokens, names_filter=names)
+    # the rows are right-padded with BOS: real positions are the run's, padded ones NaN
+    real = torch.arange(ds.clean_tokens.shape[1])[None] <= ds.answer_pos[:, None]
+    assert not real.all()
     for n in names:
-        torch.testing.assert_close(acts[n], cache[n])
+        torch.testing.assert_close(acts[n][real], cache[n][real])
+        assert torch.isnan(acts[n][~real]).all()
     at = P.collect_activations(model, ds.clean_tokens, names, pos=ds.answer_pos, batch_size=4)
     rows = torch.arange(len(ds))
     torch.testing.assert_close(at[names[0]], cache[names[0]][rows, ds.answer_pos])
-    resid = P.residual_stream(model, ds.clean_tokens, pos=-1)
+    with pytest.raises(ValueError, match=r"pos\[\d+\] = \d+ is a padded position"):
+        P.residual_stream(model, ds.clean_tokens, pos=-1)
+    resid = P.residual_stream(model, ds.clean_tokens, pos=-1,
+                              attention_mask=torch.ones_like(ds.clean_tokens))
     assert resid.shape == (model.cfg.n_layers + 1, len(ds), model.cfg.d_model)
     with torch.no_grad():
         logits = model(ds.clean_tokens)
@@ -34,7 +41,7 @@ def test_collect_activations_bad_input(model):
     tokens = model.to_tokens("The keys on the cabinet")
     with pytest.raises(ValueError, match="no hook"):
         P.collect_activations(model, tokens, ["blocks.0.hook_resid_typo"])
-    with pytest.raises(ValueError, match="position"):
+    with pytest.raises(ValueError, match="pos 6 out of range for sequences of length 6"):
         P.collect_activations(model, tokens, ["blocks.0.hook_resid_pre"], pos=tokens.shape[1])
     with pytest.raises(ValueError, match="no hook"):
         P.collect_activations(model, tokens, [f"blocks.{model.cfg.n_layers}.hook_resid_pre"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tutorial_utils.validation import (available_hooks, check_head, check_hook_names, check_layer,
-                                  check_same_shape, check_tokens)
+from tutorial_utils.model_checks import (available_hooks, check_head, check_hook_names,
+                                         check_layer, check_tokens)
+from tutorial_utils.validation import check_same_shape
 
 
 def test_hook_names(model, hooked_model):

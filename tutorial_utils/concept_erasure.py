@@ -35,22 +35,33 @@ rely on that linear information at that place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from .errors import TutorialError
+from .model_checks import (check_hook_names, check_model, check_tokens, forward_attention_mask,
+                           padding_mask)
+from .probing import _labels, train_probe
+from .validation import check_batch_size, check_finite, check_int, check_number
+
+if TYPE_CHECKING:
+    from .models import Model
 
 __all__ = ["NullspaceEraser", "nullspace_projection", "inlp", "random_eraser",
            "run_with_eraser"]
 
 
-def nullspace_projection(directions: Tensor, tol: float = 1e-6) -> Tensor:
+def nullspace_projection(directions: Float[Tensor, "k d"], tol: float = 1e-6
+                         ) -> Float[Tensor, "d d"]:
     """``P = I - Q Q^T`` ``[d, d]``, the orthogonal projection onto the nullspace of the rows
     of ``directions`` ``[k, d]`` (``Q`` an orthonormal basis of their span, by QR).
 
     Raises if the directions are linearly dependent (their rank is below ``k``)."""
+    directions = check_finite(directions, "directions")
+    tol = check_number(tol, "tol", 0.0)
     if directions.ndim != 2 or directions.shape[0] == 0:
         raise TutorialError(f"directions must be [k, d] with k >= 1, got "
                             f"{tuple(directions.shape)}")
@@ -79,8 +90,8 @@ class NullspaceEraser:
     the training accuracy of each iteration's probe *before* its direction was removed.
     """
 
-    basis: Tensor
-    mean: Tensor
+    basis: Float[Tensor, "k d"]
+    mean: Float[Tensor, "d"]
     probe_accuracies: list[float] = field(default_factory=list)
 
     @property
@@ -89,13 +100,16 @@ class NullspaceEraser:
         return int(self.basis.shape[0])
 
     @property
-    def projection(self) -> Tensor:
+    def projection(self) -> Float[Tensor, "d d"]:
         """``P`` ``[d, d]`` (float64)."""
         d = self.basis.shape[1]
         return torch.eye(d, dtype=self.basis.dtype) - self.basis.T @ self.basis
 
-    def __call__(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
         """Erase from ``x`` ``[..., d]`` (any float dtype; returns the same dtype)."""
+        if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+            raise TutorialError(f"the eraser takes float activations [..., d], got "
+                                f"{getattr(x, 'dtype', type(x).__name__)}")
         if x.shape[-1] != self.basis.shape[1]:
             raise TutorialError(f"activations of size {x.shape[-1]}, eraser fitted on size "
                                 f"{self.basis.shape[1]}")
@@ -104,8 +118,8 @@ class NullspaceEraser:
         return x - (centred @ b.T) @ b
 
 
-def inlp(X: Tensor, y: Tensor, n_iterations: int, weight_decay: float = 1e-2,
-         max_iter: int = 200) -> NullspaceEraser:
+def inlp(X: Float[Tensor, "n d"], y: Int[Tensor, "n"], n_iterations: int,
+         weight_decay: float = 1e-2, max_iter: int = 200) -> NullspaceEraser:
     """Iterative nullspace projection (Ravfogel et al. 2020) of the concept ``y`` ``[N]``
     (integer classes) from ``X`` ``[N, d]``.
 
@@ -117,8 +131,11 @@ def inlp(X: Tensor, y: Tensor, n_iterations: int, weight_decay: float = 1e-2,
     vanish (nothing linear about ``y`` is left; the iteration stops there, see
     :attr:`NullspaceEraser.rank`). Deterministic.
     """
-    from .probing import train_probe
-
+    X = check_finite(X, "X (features)")
+    y = _labels(y, "y")
+    n_iterations = check_int(n_iterations, "n_iterations", 1)
+    weight_decay = check_number(weight_decay, "weight_decay", 0.0)
+    max_iter = check_int(max_iter, "max_iter", 1)
     if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
         raise TutorialError(f"X must be [N, d] and y [N], got {tuple(X.shape)} and "
                             f"{tuple(y.shape)}")
@@ -152,9 +169,14 @@ def inlp(X: Tensor, y: Tensor, n_iterations: int, weight_decay: float = 1e-2,
     return NullspaceEraser(basis, mean, accs)
 
 
-def random_eraser(d: int, rank: int, mean: Tensor, seed: int = 0) -> NullspaceEraser:
+def random_eraser(d: int, rank: int, mean: Float[Tensor, "d"], seed: int = 0
+                  ) -> NullspaceEraser:
     """The control: a uniformly random ``rank``-dimensional subspace of ``R^d`` erased around
     the same ``mean`` ``[d]``."""
+    d, rank, seed = check_int(d, "d", 2), check_int(rank, "rank"), check_int(seed, "seed")
+    mean = check_finite(mean, "mean")
+    if mean.shape != (d,):
+        raise TutorialError(f"mean must be a vector of size d={d}, got {tuple(mean.shape)}")
     if not 1 <= rank < d:
         raise TutorialError(f"rank must be in [1, {d}), got {rank}")
     g = torch.Generator().manual_seed(seed)
@@ -163,21 +185,37 @@ def random_eraser(d: int, rank: int, mean: Tensor, seed: int = 0) -> NullspaceEr
                            mean.detach().double())
 
 
-def run_with_eraser(model: Any, tokens: Tensor, hook_name: str, eraser: NullspaceEraser,
-                    positions: Sequence[int] | None = None, batch_size: int = 256) -> Tensor:
+def run_with_eraser(model: Model, tokens: Int[Tensor, "batch pos"], hook_name: str,
+                    eraser: NullspaceEraser, positions: Sequence[int] | None = None,
+                    batch_size: int = 256,
+                    attention_mask: Int[Tensor, "batch pos"] | None = None
+                    ) -> Float[Tensor, "batch pos vocab"]:
     """Logits ``[B, T, V]`` of ``model`` on ``tokens`` with ``eraser`` applied to the activation
-    at ``hook_name`` (``[B, T, d]``) at every position, or only at ``positions``."""
-    from .validation import check_hook_names
-
+    at ``hook_name`` (``[B, T, d]``) at every position, or only at ``positions``. With padding
+    (``attention_mask``, or found as :mod:`tutorial_utils.model_checks` says) the forward pass
+    gets the mask where it changes the real positions."""
+    check_model(model, "run_with_eraser")
+    tokens = check_tokens(model, tokens)
     check_hook_names(model, [hook_name])
-    if tokens.ndim != 2:
-        raise TutorialError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
+    if not isinstance(eraser, NullspaceEraser):
+        raise TutorialError(f"eraser must be a NullspaceEraser (from inlp or random_eraser), got "
+                            f"{type(eraser).__name__}")
     T = tokens.shape[1]
-    pos = list(range(T)) if positions is None else [int(p) for p in positions]
+    if positions is None:
+        pos = list(range(T))
+    else:
+        if isinstance(positions, (str, bytes)) or not hasattr(positions, "__iter__"):
+            raise TutorialError(f"positions must be a list of ints, got {positions!r}")
+        pos = [check_int(p, "positions[i]") for p in positions]
     if any(not 0 <= p < T for p in pos):
         raise TutorialError(f"positions {pos} outside a sequence of length {T}")
+    fwd_mask = forward_attention_mask(model, padding_mask(model, tokens, attention_mask))
+    batch_size = check_batch_size(batch_size)
 
     def hook(act: Tensor, hook: Any) -> Tensor:
+        if act.shape[-1] != eraser.basis.shape[1]:
+            raise TutorialError(f"{hook_name} has width {act.shape[-1]}, the eraser was fitted "
+                                f"on width {eraser.basis.shape[1]}")
         act = act.clone()
         act[:, pos] = eraser(act[:, pos])
         return act
@@ -185,7 +223,8 @@ def run_with_eraser(model: Any, tokens: Tensor, hook_name: str, eraser: Nullspac
     dev = next(model.parameters()).device
     outs = []
     for s in range(0, tokens.shape[0], batch_size):
+        kw = {} if fwd_mask is None else {"attention_mask": fwd_mask[s:s + batch_size].to(dev)}
         with torch.no_grad():
             outs.append(model.run_with_hooks(tokens[s:s + batch_size].to(dev),
-                                             fwd_hooks=[(hook_name, hook)]))
+                                             fwd_hooks=[(hook_name, hook)], **kw))
     return torch.cat(outs)

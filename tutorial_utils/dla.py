@@ -26,16 +26,21 @@ The read-out is :mod:`tutorial_utils.readout`; the figure :func:`tutorial_utils.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
-from .names import hook_name
-from .readout import (MAX_FULL_VOCAB_VALUES, activations_at, check_decoder, check_pos,
-                      check_token_ids, has_pos_embed, normalise, project, read_out_weights)
 from .errors import TutorialError
-from .validation import check_additive_writers, check_hook_names, check_tokens
+from .names import hook_name
+from .model_checks import check_additive_writers, check_hook_names, check_token_ids
+from .readout import (MAX_FULL_VOCAB_VALUES, activations_at, check_decoder, has_pos_embed,
+                      normalise, prepare_batch, project, read_out_weights)
+from .validation import check_choice, check_finite, check_int, check_int_ids
+
+if TYPE_CHECKING:
+    from .models import Model
 
 __all__ = ["ComponentLensResult", "DLAResult", "MetricAttribution", "component_logit_lens",
            "direct_logit_attribution", "direct_path_removal", "logit_diff_attribution",
@@ -46,7 +51,7 @@ __all__ = ["ComponentLensResult", "DLAResult", "MetricAttribution", "component_l
 # Components: their outputs at pos, projected
 # --------------------------------------------------------------------------------------------
 
-def _component_names(model: Any) -> list[str]:
+def _component_names(model: Model) -> list[str]:
     L = model.cfg.n_layers
     names = [hook_name("embed")] + ([hook_name("pos_embed")] if has_pos_embed(model) else []) + \
         [hook_name("ln_final_scale"), hook_name("resid_post", L - 1)]
@@ -55,7 +60,7 @@ def _component_names(model: Any) -> list[str]:
     return names
 
 
-def _component_stack(model: Any, acts: dict[str, Tensor], per_head: bool
+def _component_stack(model: Model, acts: dict[str, Tensor], per_head: bool
                      ) -> tuple[list[str], Tensor]:
     """Labels and outputs ``[C, B, d_model]`` of every component writing to the final residual
     stream (before normalisation), bias rows included; they sum to resid_post of the last block.
@@ -110,9 +115,9 @@ class ComponentLensResult:
     """
 
     labels: list[str]
-    values: Tensor
-    token_ids: Tensor | None
-    pos: Tensor
+    values: Float[Tensor, "components batch k"]
+    token_ids: Int[Tensor, "*batch k"] | None
+    pos: Int[Tensor, "batch"]
     scale: str
 
     def index(self, label: str) -> int:
@@ -120,11 +125,11 @@ class ComponentLensResult:
             raise TutorialError(f"no component {label!r}; components: {self.labels}")
         return self.labels.index(label)
 
-    def get(self, label: str) -> Tensor:
+    def get(self, label: str) -> Float[Tensor, "batch k"]:
         """``[B, K]`` values of one component."""
         return self.values[self.index(label)]
 
-    def head_grid(self) -> Tensor:
+    def head_grid(self) -> Float[Tensor, "layers heads batch k"]:
         """``[n_layers, n_heads, B, K]`` the per-head rows arranged by layer and head."""
         heads = [(lab, i) for i, lab in enumerate(self.labels)
                  if lab.startswith("a") and ".h" in lab]
@@ -139,10 +144,13 @@ class ComponentLensResult:
             grid[l, h] = self.values[i]
         return grid
 
-    def project(self, weights: Any) -> Tensor:
+    def project(self, weights: Any) -> Float[Tensor, "components batch"]:
         """``[n_components, B]``: ``sum_k weights[k] * values[..., k]`` (``weights`` ``[K]`` or
         ``[B, K]``). Exact for any linear function of the logits, e.g. a logit difference."""
-        w = torch.as_tensor(weights, dtype=self.values.dtype, device=self.values.device)
+        w = check_finite(weights, "weights")
+        if w.dtype == torch.bool or not w.dtype.is_floating_point:
+            w = w.to(self.values.dtype)
+        w = w.to(self.values.device, self.values.dtype)
         K = self.values.shape[-1]
         if w.shape not in ((K,), (self.values.shape[1], K)):
             raise TutorialError(f"weights must have shape [K={K}] or [B, K] = "
@@ -160,23 +168,22 @@ class DLAResult(ComponentLensResult):
             compatibility mode).
     """
 
-    logits: Tensor = field(default_factory=lambda: torch.zeros(0))
+    logits: Float[Tensor, "batch k"] = field(default_factory=lambda: torch.zeros(0))
 
-    def total(self) -> Tensor:
+    def total(self) -> Float[Tensor, "batch k"]:
         """``[B, K]`` the sum over all rows; equals :attr:`logits` up to float error."""
         return self.values.sum(0)
 
 
-def _components_projected(model: Any, tokens: Tensor, pos: Any, token_ids: Any, cache: Any,
+def _components_projected(model: Model, tokens: Any, pos: Any, token_ids: Any, cache: Any,
                           per_head: bool, scale: str, batch_size: int, required_ids: bool,
-                          what: str, with_bias: bool):
+                          what: str, with_bias: bool, attention_mask: Any = None):
     check_decoder(model, what)
     check_additive_writers(model, what)
-    if scale not in ("own", "final"):
-        raise TutorialError(f"scale must be 'own' or 'final', got {scale!r}")
-    tokens = check_tokens(model, tokens)
+    check_choice(scale, ("own", "final"), "scale")
+    check_choice(per_head, (True, False), "per_head")
+    tokens, p, fwd_mask = prepare_batch(model, tokens, pos, attention_mask, cache, batch_size)
     B, T = tokens.shape
-    p = check_pos(pos, B, T)
     ids = check_token_ids(model, token_ids, B, required=required_ids)
     L, H = model.cfg.n_layers, model.cfg.n_heads
     n_comp = 1 + int(has_pos_embed(model)) + L * ((H if per_head else 1) + 1) + 3
@@ -186,7 +193,7 @@ def _components_projected(model: Any, tokens: Tensor, pos: Any, token_ids: Any, 
     names = _component_names(model)
     if cache is None:
         check_hook_names(model, names)
-    acts = activations_at(model, tokens, p, names, cache, batch_size)
+    acts = activations_at(model, tokens, p, names, cache, batch_size, fwd_mask)
     labels, stack = _component_stack(model, acts, per_head)          # [C, B, d]
     frozen = acts[hook_name("ln_final_scale")].reshape(B, 1)
     W_U, b_U, ln_bias = read_out_weights(model, stack.device)
@@ -211,14 +218,15 @@ def _components_projected(model: Any, tokens: Tensor, pos: Any, token_ids: Any, 
 
 
 def component_logit_lens(
-    model: Any,
-    tokens: Tensor,
-    pos: int | Tensor = -1,
+    model: Model,
+    tokens: Int[Tensor, "batch pos"],
+    pos: int | Int[Tensor, "batch"] = -1,
     token_ids: Any = None,
     cache: Any = None,
     per_head: bool = True,
     scale: str = "final",
     batch_size: int = 64,
+    attention_mask: Int[Tensor, "batch pos"] | None = None,
 ) -> ComponentLensResult:
     """Each component's output at ``pos`` read out as logits (no ``b_U``):
     ``values[c, b] = LN_final(c[b, pos[b]]) @ W_U[:, token_ids]``.
@@ -233,22 +241,24 @@ def component_logit_lens(
     head ``a{l}.h{h}`` (``z @ W_O``, no ``b_O``) and,
     with heads split, ``bias.attn``; or each attention layer ``a{l}`` (``hook_attn_out``, with
     ``b_O``) when ``per_head=False``; each MLP ``m{l}`` (``hook_mlp_out``, with ``b_out``).
-    Shapes and other arguments as for :func:`logit_lens`; ``values`` is ``[n_components, B, K]``.
+    Shapes and other arguments (``attention_mask`` for padded prompts included) as for
+    :func:`~tutorial_utils.logit_lens.logit_lens`; ``values`` is ``[n_components, B, K]``.
     """
     labels, values, ids, p, _ = _components_projected(
         model, tokens, pos, token_ids, cache, per_head, scale, batch_size, False,
-        "component_logit_lens", with_bias=False)
+        "component_logit_lens", with_bias=False, attention_mask=attention_mask)
     return ComponentLensResult(labels=labels, values=values, token_ids=ids, pos=p, scale=scale)
 
 
 def direct_logit_attribution(
-    model: Any,
-    tokens: Tensor,
-    pos: int | Tensor,
+    model: Model,
+    tokens: Int[Tensor, "batch pos"],
+    pos: int | Int[Tensor, "batch"],
     token_ids: Any,
     cache: Any = None,
     per_head: bool = True,
     batch_size: int = 64,
+    attention_mask: Int[Tensor, "batch pos"] | None = None,
 ) -> DLAResult:
     """Direct logit attribution of every component to the logits of ``token_ids`` at ``pos``.
 
@@ -269,12 +279,13 @@ def direct_logit_attribution(
     """
     labels, values, ids, p, logits = _components_projected(
         model, tokens, pos, token_ids, cache, per_head, "final", batch_size, True,
-        "direct logit attribution", with_bias=True)
+        "direct logit attribution", with_bias=True, attention_mask=attention_mask)
     return DLAResult(labels=labels, values=values, token_ids=ids, pos=p, scale="final",
                      logits=logits)
 
 
-def logit_diff_attribution(dla: ComponentLensResult, correct_ids: Any, wrong_ids: Any) -> Tensor:
+def logit_diff_attribution(dla: ComponentLensResult, correct_ids: Any, wrong_ids: Any
+                           ) -> Float[Tensor, "components batch"]:
     """``[n_components, B]`` each component's direct contribution to
     ``mean_{c in correct} logit_c - mean_{w in wrong} logit_w``.
 
@@ -283,6 +294,9 @@ def logit_diff_attribution(dla: ComponentLensResult, correct_ids: Any, wrong_ids
     and subject); each must be among ``dla.token_ids`` for its example.
     Exact: summed over all rows (bias rows included) it equals the model's logit difference.
     """
+    if not isinstance(dla, ComponentLensResult):
+        raise TutorialError(f"dla must be the result of direct_logit_attribution (or "
+                            f"component_logit_lens), got {type(dla).__name__}")
     ids = dla.token_ids
     if ids is None:
         raise TutorialError("this result covers the full vocabulary; index it directly")
@@ -291,13 +305,13 @@ def logit_diff_attribution(dla: ComponentLensResult, correct_ids: Any, wrong_ids
 
     def weights(sel: Any, name: str) -> Tensor:
         if isinstance(sel, Tensor):                                   # per example
-            s = sel.long().cpu()
+            s = check_int_ids(sel, name).cpu()
             s = s[:, None] if s.ndim == 1 else s
             if s.ndim != 2 or s.shape[0] != B:
                 raise TutorialError(f"a tensor of {name} gives ids per example: shape [B={B}] or "
                                  f"[B, n], got {tuple(sel.shape)} (use a list for shared ids)")
         else:                                                         # shared by all examples
-            s = torch.as_tensor(sel).long().reshape(1, -1).expand(B, -1)
+            s = check_int_ids(sel, name, allow_empty=True).reshape(1, -1).expand(B, -1)
         if s.shape[1] == 0:
             raise TutorialError(f"{name} is empty")
         match = ids_bk[:, None, :] == s[:, :, None]                   # [B, n, K]
@@ -334,19 +348,19 @@ class MetricAttribution:
     """
 
     labels: list[str]
-    values: Tensor
-    target: Tensor
-    metric: Tensor
+    values: Float[Tensor, "components batch"]
+    target: Float[Tensor, "batch"]
+    metric: Float[Tensor, "batch"]
     exact: bool
-    weights: Tensor
+    weights: Float[Tensor, "batch k"]
 
-    def head_grid(self) -> Tensor:
+    def head_grid(self) -> Float[Tensor, "layers heads batch"]:
         """``[n_layers, n_heads, B]``."""
         tmp = ComponentLensResult(self.labels, self.values[..., None], None, torch.zeros(0), "final")
         return tmp.head_grid()[..., 0]
 
 
-def _metric_setup(model: Any, dataset: Any, cache: Any, per_head: bool, batch_size: int,
+def _metric_setup(model: Model, dataset: Any, cache: Any, per_head: bool, batch_size: int,
                   what: str):
     """Validate, run (or read the cache), and return the normalised component stack
     ``[C, B, d]`` (frozen final scale), the read-out, the full logits ``[B, V]`` at the answer
@@ -360,14 +374,14 @@ def _metric_setup(model: Any, dataset: Any, cache: Any, per_head: bool, batch_si
         raise TutorialError(f"unknown metric kind {dataset.metric_kind!r}")
     sign = dataset.candidate_sign.float().cpu()
     ids = dataset.candidate_ids.long().cpu()
-    tokens = check_tokens(model, dataset.clean_tokens)
+    tokens, p, fwd_mask = prepare_batch(model, dataset.clean_tokens, dataset.answer_pos, None,
+                                        cache, batch_size)
     B, T = tokens.shape
-    p = check_pos(dataset.answer_pos, B, T)
     check_token_ids(model, ids, B, required=True)
     names = _component_names(model)
     if cache is None:
         check_hook_names(model, names)
-    acts = activations_at(model, tokens, p, names, cache, batch_size)
+    acts = activations_at(model, tokens, p, names, cache, batch_size, fwd_mask)
     labels, stack = _component_stack(model, acts, per_head)
     frozen = acts[hook_name("ln_final_scale")].reshape(B, 1)
     W_U, b_U, ln_bias = read_out_weights(model, stack.device)
@@ -387,7 +401,7 @@ def _metric_of(full: Tensor, ids: Tensor, sign: Tensor, kind: str) -> Tensor:
     return (scores.gather(-1, idx) * sign).sum(-1)
 
 
-def direct_path_removal(model: Any, dataset: Any, cache: Any = None, per_head: bool = True,
+def direct_path_removal(model: Model, dataset: Any, cache: Any = None, per_head: bool = True,
                         batch_size: int = 64, chunk: int = 16) -> MetricAttribution:
     """The exact effect on the task metric of removing each component's *direct* contribution,
     with the final LayerNorm scale frozen::
@@ -402,8 +416,7 @@ def direct_path_removal(model: Any, dataset: Any, cache: Any = None, per_head: b
     direct path to the logits is removed (Wang et al. 2023 call this "direct effect").
     ``chunk`` components are evaluated at once (memory ``chunk x B x V``).
     """
-    if chunk <= 0:
-        raise TutorialError(f"chunk must be positive, got {chunk}")
+    chunk = check_int(chunk, "chunk", 1)
     st = _metric_setup(model, dataset, cache, per_head, batch_size, "direct_path_removal")
     labels, xn, W_U, b_U, ln_bias, full, ids, sign = st
     kind = dataset.metric_kind
@@ -420,7 +433,7 @@ def direct_path_removal(model: Any, dataset: Any, cache: Any = None, per_head: b
                              metric=metric, exact=False, weights=sign)
 
 
-def task_metric_attribution(model: Any, dataset: Any, cache: Any = None, per_head: bool = True,
+def task_metric_attribution(model: Model, dataset: Any, cache: Any = None, per_head: bool = True,
                             linearise: bool | None = None, batch_size: int = 64
                             ) -> MetricAttribution:
     """Direct attribution of a :class:`~tutorial_utils.tasks.TaskDataset`'s metric on the clean run.
@@ -442,6 +455,8 @@ def task_metric_attribution(model: Any, dataset: Any, cache: Any = None, per_hea
     each direct path.
     """
     kind = getattr(dataset, "metric_kind", None)
+    if linearise is not None:
+        check_choice(linearise, (True, False), "linearise")
     if linearise is None:
         linearise = kind == "prob_diff"
     if linearise and kind == "logit_diff":

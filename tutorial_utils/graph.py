@@ -45,7 +45,7 @@ The graph follows the model's architecture (:meth:`Graph.from_model` reads it fr
 * **Post-norms** (Gemma 2 and 3 normalise each attention and MLP output before adding it):
   a head's ``hook_result`` is not what it adds to the residual stream and the heads are not
   additive, so :meth:`Graph.from_model` and :meth:`Graph.check_model` refuse such a model
-  (:func:`tutorial_utils.validation.check_additive_writers`).
+  (:func:`tutorial_utils.model_checks.check_additive_writers`).
 
 Edges are dense tensors ``[n_forward, n_backward]``: ``real_edges`` (which entries are edges),
 ``in_graph`` (the circuit) and ``scores``. Index layout:
@@ -81,7 +81,7 @@ from torch import Tensor
 from .names import QKV, Node, kv_head, nodes
 from .names import n_kv_heads as cfg_kv_heads
 from .errors import TutorialError
-from .validation import check_additive_writers, check_hook_names
+from .model_checks import check_additive_writers, check_hook_names
 
 __all__ = ["Edge", "Graph", "count_edges", "SenderHook", "ReceiverHook"]
 

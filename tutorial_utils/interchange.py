@@ -55,7 +55,8 @@ from .errors import TutorialError
 from .graph import Graph
 from .tasks.base import TaskDataset, check_dataset, metric_of_variants
 from .tasks.metrics import Metric, check_metric
-from .validation import check_batch_size, check_hook_names, check_tokens
+from .model_checks import check_hook_names, check_tokens
+from .validation import check_batch_size
 
 __all__ = ["ABLATIONS", "Ablation", "AblationRuns", "Direction", "GraphInterventions", "Hook",
            "SingleEdges",
@@ -129,7 +130,8 @@ def stacked_forward(model: Any, tokens: Int[Tensor, "batch pos"], n_variants: in
 
 
 def capture(model: Any, tokens: Int[Tensor, "batch pos"], names: Sequence[str],
-            hooks: Sequence[Hook] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+            hooks: Sequence[Hook] = ()
+            ) -> tuple[Float[Tensor, "batch pos vocab"], dict[str, Float[Tensor, "batch ..."]]]:
     """``(logits, {name: activation})`` of one forward of ``tokens`` (no gradient). ``hooks``
     run before the recording ones, so patched values are recorded. Activations are recorded by
     hooks registered under the names asked for (the bridge may report an alias such as
@@ -196,7 +198,8 @@ class AblationRuns:
 
 
 def ablation_runs(dataset: TaskDataset, ablation: str, direction: str = "noise",
-                  reference_tokens: Tensor | None = None, seed: int = 0) -> AblationRuns:
+                  reference_tokens: Int[Tensor, "n pos"] | None = None, seed: int = 0
+                  ) -> AblationRuns:
     """The token sets of ``ablation`` on ``dataset``: the base run the interventions act on,
     the per-example source run (``"corrupted"``: the other side of each pair; ``"resample"``:
     another random prompt of the reference set for each example), and the reference set a
@@ -273,7 +276,7 @@ class GraphInterventions:
         self._shared: Tensor | None = None
         self._cached: tuple[int, Tensor] | None = None
 
-    def sources(self, examples: slice) -> Tensor:
+    def sources(self, examples: slice) -> Float[Tensor, "batch pos sender d_model"]:
         """``[B or 1, T, n_forward, D]``: the ablated value of every sender."""
         model, g, r = self.model, self.graph, self.runs
         if self.values is not None:
@@ -424,7 +427,8 @@ class SiteInterventions:
         return hooks
 
 
-def masked_set(act: Tensor, source: Tensor, mask: Tensor) -> Tensor:
+def masked_set(act: Float[Tensor, "rows ..."], source: Float[Tensor, "src ..."],
+               mask: Bool[Tensor, "variants ..."]) -> Float[Tensor, "rows ..."]:
     """``where(mask, source, act)`` for ``n`` stacked variants: ``act [n*B, *S]``, ``source
     [B or 1 or n*B, *S]``, ``mask [n, *M]`` (row ``i`` says where variant ``i`` is patched).
     Returns a new tensor (``act`` is not modified)."""
@@ -438,7 +442,8 @@ def masked_set(act: Tensor, source: Tensor, mask: Tensor) -> Tensor:
     return torch.where(m, src.to(act.device, act.dtype), a).reshape(act.shape)
 
 
-def masked_set_hook(source: Tensor, mask: Tensor) -> Callable[..., Tensor]:
+def masked_set_hook(source: Float[Tensor, "src ..."], mask: Bool[Tensor, "variants ..."]
+                    ) -> Callable[..., Float[Tensor, "rows ..."]]:
     """A forward hook applying :func:`masked_set` with a fixed source and mask (written in
     place as well, see :func:`_write_in_place`)."""
     def hook(act: Tensor, hook: Any = None) -> Tensor:
@@ -447,7 +452,8 @@ def masked_set_hook(source: Tensor, mask: Tensor) -> Callable[..., Tensor]:
 
 
 # ------------------------------------------------------------------------------ the runner
-def run_stacked(model: Any, dataset: TaskDataset, interventions: Any, base_tokens: Tensor, *,
+def run_stacked(model: Any, dataset: TaskDataset, interventions: Any,
+                base_tokens: Int[Tensor, "examples pos"], *,
                 metric: Metric | None = None, per_example: bool = False, batch_size: int = 32,
                 max_sequences: int = 512, progress: bool = False, desc: str = "patching"
                 ) -> Float[Tensor, " variants"] | Float[Tensor, "variants examples"]:
@@ -534,7 +540,8 @@ def run_variants(model: Any, graph: Graph, dataset: TaskDataset,
 
 # ------------------------------------------------------------------------------ gradients
 def receiver_gradients_into(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"],
-                            value_of_logits: Callable[[Tensor], Tensor],
+                            value_of_logits: Callable[[Float[Tensor, "batch pos vocab"]],
+                                                      Float[Tensor, ""]],
                             out: Float[Tensor, "batch pos receiver d_model"],
                             embed: Float[Tensor, "batch pos d_model"] | None = None) -> None:
     """Add ``∂ value / ∂ in_r`` for every receiver ``r`` to ``out`` (the one running sum of

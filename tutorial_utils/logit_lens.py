@@ -31,16 +31,21 @@ Direct logit attribution lives in :mod:`tutorial_utils.dla`; the read-out both u
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
-from .names import hook_name
-from .readout import (activations_at, check_decoder, check_pos, check_token_ids, normalise,
-                      project, read_out_weights)
 from .errors import TutorialError
-from .validation import check_hook_names, check_tokens
+from .names import hook_name
+from .model_checks import check_hook_names, check_token_ids
+from .readout import (activations_at, check_decoder, normalise, prepare_batch, project,
+                      read_out_weights)
+from .validation import check_choice, check_int
+
+if TYPE_CHECKING:
+    from .models import Model
 
 __all__ = ["LogitLensResult", "logit_lens"]
 
@@ -66,14 +71,14 @@ class LogitLensResult:
     """
 
     labels: list[str]
-    logits: Tensor
-    log_norm: Tensor
-    token_ids: Tensor | None
-    top_ids: Tensor
-    top_logits: Tensor
-    pos: Tensor
+    logits: Float[Tensor, "points batch k"]
+    log_norm: Float[Tensor, "points batch"]
+    token_ids: Int[Tensor, "*batch k"] | None
+    top_ids: Int[Tensor, "points batch top_k"]
+    top_logits: Float[Tensor, "points batch top_k"]
+    pos: Int[Tensor, "batch"]
     scale: str
-    ranks: Tensor | None = None
+    ranks: Int[Tensor, "points batch k"] | None = None
 
     def index(self, label: str) -> int:
         """Row of the point ``label``."""
@@ -81,15 +86,15 @@ class LogitLensResult:
             raise TutorialError(f"no point {label!r}; points: {self.labels}")
         return self.labels.index(label)
 
-    def log_probs(self) -> Tensor:
+    def log_probs(self) -> Float[Tensor, "points batch k"]:
         """``[n_points, B, K]`` log-probabilities (normalised over the full vocabulary)."""
         return self.logits - self.log_norm[..., None]
 
-    def probs(self) -> Tensor:
+    def probs(self) -> Float[Tensor, "points batch k"]:
         """``[n_points, B, K]`` probabilities (normalised over the full vocabulary)."""
         return self.log_probs().exp()
 
-    def rank_of(self) -> Tensor:
+    def rank_of(self) -> Int[Tensor, "points batch k"]:
         """``[n_points, B, K]`` the rank of each of ``token_ids`` in the full vocabulary (0 = the
         top token); see :attr:`ranks`."""
         if self.ranks is None:
@@ -100,16 +105,20 @@ class LogitLensResult:
                    ) -> list[list[str]]:
         """The ``k`` best tokens of the full vocabulary at each point for one example, decoded."""
         tok = getattr(tokenizer_or_model, "tokenizer", tokenizer_or_model)
+        if not hasattr(tok, "convert_ids_to_tokens"):
+            raise TutorialError(f"top_tokens needs the model or its tokenizer, got "
+                                f"{type(tokenizer_or_model).__name__}")
+        example = check_int(example, "example")
         if not 0 <= example < self.logits.shape[1]:
             raise TutorialError(f"example {example} out of range for a batch of {self.logits.shape[1]}")
-        k = self.top_ids.shape[-1] if k is None else k
+        k = self.top_ids.shape[-1] if k is None else check_int(k, "k", 0)
         if k > self.top_ids.shape[-1]:
             raise TutorialError(f"only the top {self.top_ids.shape[-1]} were kept; rerun with top_k={k}")
         return [tok.convert_ids_to_tokens(self.top_ids[p, example, :k].tolist())
                 for p in range(len(self.labels))]
 
 
-def _resid_names(model: Any, incl_mid: bool) -> tuple[list[str], list[str]]:
+def _resid_names(model: Model, incl_mid: bool) -> tuple[list[str], list[str]]:
     """Labels and hooks of the logit-lens points: ``embed`` (resid_pre of block 0), then for each
     block ``l`` optionally ``L{l}.mid`` (resid_mid) and ``L{l}`` (resid_post = resid_pre of l+1)."""
     labels, names = ["embed"], [hook_name("resid_pre", 0)]
@@ -123,15 +132,16 @@ def _resid_names(model: Any, incl_mid: bool) -> tuple[list[str], list[str]]:
 
 
 def logit_lens(
-    model: Any,
-    tokens: Tensor,
-    pos: int | Tensor = -1,
-    token_ids: Any = None,
+    model: Model,
+    tokens: Int[Tensor, "batch pos"],
+    pos: int | Int[Tensor, "batch"] = -1,
+    token_ids: Int[Tensor, "*batch k"] | Any = None,
     cache: Any = None,
     incl_mid: bool = False,
     scale: str = "own",
     top_k: int = 5,
     batch_size: int = 64,
+    attention_mask: Int[Tensor, "batch pos"] | None = None,
 ) -> LogitLensResult:
     """The logit lens at position ``pos`` of every example.
 
@@ -141,34 +151,38 @@ def logit_lens(
     Args:
         model: a decoder ``TransformerBridge`` (compatibility mode, as ``load_model`` returns).
         tokens: ``[B, T]`` token ids (BOS included), e.g. ``TaskDataset.clean_tokens``.
-        pos: an int (negative counts from the end) or ``LongTensor[B]`` (``TaskDataset.answer_pos``).
+        pos: an int (negative counts from the end) or ``LongTensor[B]`` (``TaskDataset.answer_pos``);
+            every position read must be a real token, not padding.
         token_ids: ``[K]`` ids shared by all examples, ``[B, K]`` per example, or None for the
             full vocabulary.
-        cache: an ``ActivationCache`` of ``model`` on ``tokens`` (no forward pass is run).
+        cache: an ``ActivationCache`` of ``model`` on ``tokens`` (no forward pass is run); it
+            must come from this model on these tokens (checked: its model, its tokens, its
+            token embeddings recomputed).
         incl_mid: also read resid_mid of every block.
         scale: ``"own"`` (each point normalised by its own LayerNorm statistics: the standard
             logit lens) or ``"final"`` (the last point's scale frozen: linear, matches DLA).
         top_k: how many best tokens of the full vocabulary to keep per point.
         batch_size: examples per forward pass.
+        attention_mask: ``[B, T]``, 1 = real token, 0 = padding (left-padded prompts need it;
+            a trailing run of BOS is taken as right padding; see
+            :mod:`tutorial_utils.model_checks`).
 
     Returns:
         a :class:`LogitLensResult` with ``logits`` ``[n_points, B, K]``.
     """
     check_decoder(model, "the logit lens")
-    if scale not in ("own", "final"):
-        raise TutorialError(f"scale must be 'own' or 'final', got {scale!r}")
-    tokens = check_tokens(model, tokens)
+    check_choice(scale, ("own", "final"), "scale")
+    check_choice(incl_mid, (True, False), "incl_mid")
+    tokens, p, fwd_mask = prepare_batch(model, tokens, pos, attention_mask, cache, batch_size)
     B, T = tokens.shape
-    p = check_pos(pos, B, T)
     ids = check_token_ids(model, token_ids, B)
     V = model.cfg.d_vocab
-    if not 0 <= top_k <= V:
-        raise TutorialError(f"top_k must be in [0, {V}], got {top_k}")
+    top_k = check_int(top_k, "top_k", 0, V)
     labels, names = _resid_names(model, incl_mid)
     names_all = names + [hook_name("ln_final_scale")]
     if cache is None:
         check_hook_names(model, names_all)
-    acts = activations_at(model, tokens, p, names_all, cache, batch_size)
+    acts = activations_at(model, tokens, p, names_all, cache, batch_size, fwd_mask)
     x = torch.stack([acts[n] for n in names], 0)                     # [P, B, d]
     frozen = acts[hook_name("ln_final_scale")].reshape(B, 1)
     xn = normalise(x, model, frozen if scale == "final" else None)

@@ -23,17 +23,40 @@ numerics of the classic ``HookedTransformer``), then put in eval mode.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
+import threading
 import time
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 
+from .checkpoints import (LoadReport, check_checkpoint, check_loaded, transformers_level,
+                          user_stacklevel)
+from .errors import TutorialError
+from .names import HOOK_OPTIONS
+from .model_checks import UnknownWordWarning, unknown_token_id, unknown_words
 from .paths import DATA_DIR
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    #: The model every method takes: TransformerLens 4's ``TransformerBridge`` in compatibility
+    #: mode, as :func:`load_model` / :func:`load_encoder` return it.
+    Model = TransformerBridge
+else:
+    # imported lazily (importing TransformerLens takes a second and sets the transformers
+    # logger); annotations name it as a string
+    Model = Any
+
+__all__ = ["DECODERS", "ENCODERS", "HOOK_OPTIONS", "Model", "ModelSpec", "get_device",
+           "hub_reachable", "in_vocabulary", "load_course_model", "load_encoder", "load_model",
+           "resolve_model_name", "seed_everything", "vocabulary"]
 
 HUB_URL = "https://huggingface.co/api/models/gpt2"
 HUB_TIMEOUT_S = 2.0
@@ -96,8 +119,6 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
 
     Raises :class:`~tutorial_utils.errors.TutorialError` (before any weight is loaded) for
     a device string torch does not know, or a CUDA/MPS device this machine does not have."""
-    from .errors import TutorialError
-
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -120,6 +141,8 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python's, NumPy's (if installed) and torch's random generators."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise TutorialError(f"seed must be a non-negative integer, got {seed!r}")
     random.seed(seed)
     torch.manual_seed(seed)
     if torch.cuda.is_available():
@@ -132,26 +155,48 @@ def seed_everything(seed: int = 0) -> None:
         pass
 
 
-def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
-    """True if the Hugging Face hub answers within ``timeout`` seconds (False when
-    ``HF_HUB_OFFLINE`` is set, without trying)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return False
+def _probe_hub(timeout: float, result: list[bool]) -> None:
     try:
         with urllib.request.urlopen(HUB_URL, timeout=timeout) as resp:
-            return 200 <= resp.status < 400
+            result.append(200 <= resp.status < 400)
     except Exception:
+        result.append(False)
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """True if the Hugging Face hub answers within ``timeout`` seconds (False when
+    ``HF_HUB_OFFLINE`` is set, without trying).
+
+    The whole probe has one deadline: the socket timeout of ``urlopen`` does not cover the DNS
+    lookup (a stalled resolver took 20 s), so the request runs in a daemon thread that is
+    abandoned, not waited for, once ``timeout`` has passed."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         return False
+    result: list[bool] = []
+    probe = threading.Thread(target=_probe_hub, args=(timeout, result), daemon=True,
+                             name="tutorial_utils-hub-probe")
+    probe.start()
+    probe.join(timeout)
+    return bool(result and result[0])
 
 
-def resolve_model_name(name: str | None, kind: str = "decoder") -> tuple[str, str]:
+def resolve_model_name(name: str | os.PathLike | None, kind: str = "decoder") -> tuple[str, str]:
     """Pick the model name and say why: returns ``(name_or_path, reason)``.
 
-    ``name`` may be a registered name, ``online``, ``offline``, or a local checkpoint directory.
-    Raises ``ValueError`` listing the valid names for anything else.
+    ``name`` may be a registered name, ``online``, ``offline``, or a local checkpoint directory
+    (a string or a ``Path``). Raises a :class:`TutorialError` listing the valid names for
+    anything else.
     """
+    if kind not in ("decoder", "encoder"):
+        raise TutorialError(f"kind must be 'decoder' or 'encoder', got {kind!r}")
     registry = DECODERS if kind == "decoder" else ENCODERS
     env = MODEL_ENV if kind == "decoder" else ENCODER_ENV
+    if name is not None and not isinstance(name, (str, os.PathLike)):
+        raise TutorialError(
+            f"the model name must be a string (one of {sorted(registry)}, 'online', 'offline') or "
+            f"a local checkpoint directory, got {name!r} ({type(name).__name__})")
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
     reason = "asked for explicitly"
     if name is None and os.environ.get(env):
         name, reason = os.environ[env], f"from ${env}"
@@ -169,26 +214,27 @@ def resolve_model_name(name: str | None, kind: str = "decoder") -> tuple[str, st
         return name, reason
     if Path(name).is_dir() and (Path(name) / "config.json").exists():
         return name, reason
+    if Path(name).is_dir():
+        raise TutorialError(f"{name} is a directory without config.json: not a Hugging Face "
+                            "checkpoint (save one with model.save_pretrained(dir) and "
+                            "tokenizer.save_pretrained(dir))")
     other = ENCODERS if kind == "decoder" else DECODERS
     hint = f" ({name!r} is an {'encoder' if kind == 'decoder' else 'decoder'}: use " \
            f"load_{'encoder' if kind == 'decoder' else 'model'})" if name in other else ""
-    raise ValueError(
+    raise TutorialError(
         f"unknown {kind} {name!r}{hint}; valid names: {sorted(registry)}, 'online', 'offline', "
         "or a local Hugging Face checkpoint directory"
     )
 
 
-HOOK_OPTIONS = ("attn_result", "split_qkv_input", "hook_mlp_in")
 
 
 def _hook_options(hooks: Any) -> dict[str, bool]:
     """``hooks`` (a bool or a dict of :data:`HOOK_OPTIONS`) as a dict, validated."""
-    from .errors import TutorialError
-
     if isinstance(hooks, bool):
         return {k: hooks for k in HOOK_OPTIONS}
     if not isinstance(hooks, dict):
-        raise TutorialError(f"hooks must be True/False or a dict of {HOOK_OPTIONS} -> bool, got "
+        raise TutorialError(f"hooks must be True/False or a dict of {tuple(HOOK_OPTIONS)} -> bool, got "
                             f"{type(hooks).__name__}")
     unknown = set(hooks) - set(HOOK_OPTIONS)
     if unknown:
@@ -197,64 +243,52 @@ def _hook_options(hooks: Any) -> dict[str, bool]:
     return dict(hooks)
 
 
-def check_checkpoint(path: str | Path) -> None:
-    """Refuse a local checkpoint whose files are unreadable, naming the file: a ``config.json``
-    that is not JSON, or a ``*.safetensors`` file shorter than its header says (truncated by
-    an interrupted copy or download)."""
-    import json
-    import struct
+class _RedundantPaddingAdvice(logging.Filter):
+    """Drops transformers' "We strongly recommend passing in an `attention_mask`" warning. It
+    fires on the first forward of any prompt that starts with the pad id, i.e. every
+    BOS-prefixed prompt of a model whose pad id is its BOS (GPT-2, the course models); the
+    package finds and handles padding itself (:func:`tutorial_utils.model_checks.padding_mask`).
+    Every other transformers message passes."""
 
-    from .errors import TutorialError
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(
+            "We strongly recommend passing in an `attention_mask`")
 
-    path = Path(path)
-    cfg = path / "config.json"
-    if cfg.exists():
-        try:
-            json.loads(cfg.read_text())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise TutorialError(f"checkpoint file {cfg} is not valid JSON ({exc}); copy or "
-                                "save the checkpoint again") from None
-    for f in sorted(path.glob("*.safetensors")):
-        size = f.stat().st_size
-        with f.open("rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                raise TutorialError(f"checkpoint file {f} is truncated ({size} bytes); copy "
-                                    "or save the checkpoint again")
-            n = struct.unpack("<Q", head)[0]
-            try:
-                header = json.loads(fh.read(n)) if n <= size else None
-            except ValueError:
-                header = None
-        if header is None:
-            raise TutorialError(f"checkpoint file {f} is truncated or corrupt (bad header); "
-                                "copy or save the checkpoint again")
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
-                  default=0)
-        if size < 8 + n + end:
-            raise TutorialError(f"checkpoint file {f} is truncated: {size} bytes, its header "
-                                f"needs {8 + n + end}; copy or save the checkpoint again")
+
+_PADDING_ADVICE_FILTER = _RedundantPaddingAdvice()
 
 
 def _boot(source: str, device: torch.device | None, hooks: bool | dict[str, bool],
           placement: dict[str, Any] | None = None) -> Any:
     """Boot the bridge. ``placement`` (``device_map``, ``n_devices``, ``max_memory``) goes to
     ``TransformerBridge.boot_transformers`` unchanged (then ``device`` is None): Hugging Face
-    Accelerate places the layers, nothing here distributes anything."""
+    Accelerate places the layers, nothing here distributes anything.
+
+    The ``transformers`` logger is restored afterwards to the level it had before
+    TransformerLens set it to ERROR (at its import), and the load is checked against the
+    config (:func:`~tutorial_utils.checkpoints.check_loaded`)."""
+    opts = _hook_options(hooks)
+    level = transformers_level()
+    tf_logger = logging.getLogger("transformers")
     from transformer_lens.model_bridge import TransformerBridge
 
-    from .errors import TutorialError
-
-    opts = _hook_options(hooks)
+    # quiet while booting: what transformers would report (missing, unexpected, mismatched
+    # weights) is captured and becomes a TutorialError or one warning below
+    tf_logger.setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a "Loading weights" bar would be saved in every notebook
     try:
-        bridge = TransformerBridge.boot_transformers(
-            source, device=None if device is None else str(device), **(placement or {}))
+        with LoadReport() as report:
+            bridge = TransformerBridge.boot_transformers(
+                source, device=None if device is None else str(device), **(placement or {}))
     except ValueError as exc:
         if "Could not determine supported architecture" not in str(exc):
+            if "instantiate the backend tokenizer" in str(exc):
+                raise TutorialError(f"checkpoint {source}: its tokenizer files could not be "
+                                    f"read ({str(exc).splitlines()[0]}); save the tokenizer "
+                                    "again with tokenizer.save_pretrained(directory)") from None
             raise
         arch = str(exc).rsplit("Config architectures:", 1)[-1].strip()
         raise TutorialError(
@@ -262,21 +296,40 @@ def _boot(source: str, device: torch.device | None, hooks: bool | dict[str, bool
             "none of the hook-based methods can run on it; use a supported family (GPT-2, "
             "Pythia/GPT-NeoX, Llama, Qwen2, Mistral, Gemma, BERT, RoBERTa, ...: see "
             "README 'Your own model'), or convert the checkpoint to one") from None
+    except RuntimeError as exc:
+        mismatched = []
+        for info in report.infos:
+            for item in sorted(getattr(info, "mismatched_keys", None) or (), key=str):
+                if isinstance(item, tuple) and len(item) == 3:
+                    key, in_file, in_model = item
+                    mismatched.append(f"{key}: {list(in_file)} in the file, {list(in_model)} "
+                                      "from the config")
+                else:
+                    mismatched.append(str(item))
+        if not mismatched and "size mismatch" not in str(exc) \
+                and "ignore_mismatched_sizes" not in str(exc):
+            raise
+        raise TutorialError(
+            f"checkpoint {source} does not match its config.json: {len(mismatched) or 'some'} "
+            f"weight(s) have other shapes than the config describes ("
+            f"{'; '.join(mismatched[:4])}{' ...' if len(mismatched) > 4 else ''}): check "
+            "d_model, n_inner/intermediate_size, heads, vocabulary in config.json, or save the "
+            "checkpoint again") from None
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+        tf_logger.setLevel(level)
+        mu_logger = logging.getLogger("transformers.modeling_utils")
+        if _PADDING_ADVICE_FILTER not in mu_logger.filters:
+            mu_logger.addFilter(_PADDING_ADVICE_FILTER)
+    check_loaded(source, bridge, report)
     bridge.enable_compatibility_mode(disable_warnings=True)
     bridge.eval()
     try:
-        if opts.get("attn_result"):
-            bridge.set_use_attn_result(True)
-        if opts.get("split_qkv_input"):
-            bridge.set_use_split_qkv_input(True)
-        if opts.get("hook_mlp_in"):
-            bridge.set_use_hook_mlp_in(True)
+        for option, (_, setter, _) in HOOK_OPTIONS.items():
+            if opts.get(option):
+                getattr(bridge, setter)(True)
     except NotImplementedError as exc:
-        from .errors import TutorialError
-
         raise TutorialError(
             f"hooks=True: TransformerLens cannot give this model "
             f"({getattr(bridge.cfg, 'architecture', None) or source}) "
@@ -287,12 +340,100 @@ def _boot(source: str, device: torch.device | None, hooks: bool | dict[str, bool
     return bridge
 
 
+# --------------------------------------------------------------------------------------------
+# Unknown words: said where text becomes tokens
+# --------------------------------------------------------------------------------------------
+
+class _CheckedToTokens:
+    """``bridge.to_tokens`` that warns (:class:`UnknownWordWarning`) naming the words of the
+    text that became the unknown token (a word-level vocabulary such as the course models'
+    has no spelling for them). Installed on the instance at load time; holds the bridge, not
+    a bound method, so a deep copy of the bridge gets its own."""
+
+    def __init__(self, bridge: Any, unk: int) -> None:
+        self.bridge, self.unk = bridge, unk
+        self.__doc__ = type(bridge).to_tokens.__doc__
+
+    def __call__(self, input: Any, *args: Any, **kwargs: Any) -> Any:
+        tokens = type(self.bridge).to_tokens(self.bridge, input, *args, **kwargs)
+        if isinstance(tokens, torch.Tensor) and bool((tokens == self.unk).any()):
+            texts = [input] if isinstance(input, str) else \
+                [t for t in input if isinstance(t, str)] if isinstance(input, (list, tuple)) else []
+            words: list[str] = []
+            for text in texts:
+                words += [w for w in unknown_words(self.bridge, text) if w not in words]
+            if words:
+                name = getattr(self.bridge, "tutorial_model_name", "this model")
+                unk_str = self.bridge.tokenizer.convert_ids_to_tokens(self.unk)
+                warnings.warn(UnknownWordWarning(
+                    f"{len(words)} word(s) not in the vocabulary of {name!r} "
+                    f"({len(self.bridge.tokenizer)} tokens) became {unk_str}: "
+                    f"{', '.join(map(repr, words[:12]))}{' ...' if len(words) > 12 else ''}. "
+                    "Every method would run on the unknown token there; choose known words "
+                    "(tutorial_utils.models.in_vocabulary(model, words), vocabulary(model))."),
+                    stacklevel=user_stacklevel())
+        return tokens
+
+
+class _CheckedToSingleToken:
+    """``bridge.to_single_token`` that refuses a word outside the vocabulary instead of
+    returning the unknown token's id (a target on ``<unk>`` is a silent wrong answer)."""
+
+    def __init__(self, bridge: Any, unk: int) -> None:
+        self.bridge, self.unk = bridge, unk
+        self.__doc__ = type(bridge).to_single_token.__doc__
+
+    def __call__(self, string: str) -> int:
+        words = unknown_words(self.bridge, string) if isinstance(string, str) else []
+        if words:
+            name = getattr(self.bridge, "tutorial_model_name", "this model")
+            raise TutorialError(
+                f"{string!r} is not in the vocabulary of {name!r}: it would be the unknown "
+                f"token (id {self.unk}); choose a known word "
+                "(tutorial_utils.models.in_vocabulary(model, words), vocabulary(model))")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnknownWordWarning)
+            return type(self.bridge).to_single_token(self.bridge, string)
+
+
+def _install_unknown_word_check(bridge: Any) -> None:
+    unk = unknown_token_id(bridge)
+    if unk is None:
+        return
+    bridge.to_tokens = _CheckedToTokens(bridge, unk)
+    bridge.to_single_token = _CheckedToSingleToken(bridge, unk)
+
+
+def vocabulary(model: Model) -> list[str]:
+    """Every token of ``model``'s vocabulary as the text it stands for, in id order
+    (``vocabulary(m)[i]`` is token ``i``, decoded). On the course's word-level models a word's
+    token usually carries a leading space (``' lasted'``), as in GPT-2."""
+    tk = getattr(model, "tokenizer", None)
+    if tk is None:
+        raise TutorialError("this model has no tokenizer")
+    return list(tk.batch_decode([[i] for i in range(len(tk))]))
+
+
+def in_vocabulary(model: Model, words: str | Iterable[str]) -> dict[str, bool]:
+    """For each word (a string of words is split on spaces), whether ``model`` has a token for
+    it where it would stand in a sentence: ``{'xylophone': False, 'war': True}``. A word the
+    model does not know becomes the unknown token in ``model.to_tokens``."""
+    if isinstance(words, str):
+        words = words.split()
+    out: dict[str, bool] = {}
+    for w in words:
+        if not isinstance(w, str):
+            raise TutorialError(f"words must be strings, got {w!r}")
+        # a word inside a sentence carries a leading space; check it there
+        out[w] = not unknown_words(model, "The " + w) if unknown_token_id(model) is not None \
+            else True
+    return out
+
+
 def _placement(device: Any, device_map: Any, n_devices: Any, max_memory: Any
                ) -> dict[str, Any] | None:
     """The multi-device arguments for the bridge, or None; refuses them together with
     ``device`` (the bridge treats the two as mutually exclusive)."""
-    from .errors import TutorialError
-
     placement = {k: v for k, v in (("device_map", device_map), ("n_devices", n_devices),
                                    ("max_memory", max_memory)) if v is not None}
     if not placement:
@@ -308,7 +449,7 @@ def _placement(device: Any, device_map: Any, n_devices: Any, max_memory: Any
 
 def _load(name: str | None, kind: str, device: Any, hooks: bool | dict[str, bool],
           verbose: bool, device_map: Any = None, n_devices: int | None = None,
-          max_memory: Any = None) -> Any:
+          max_memory: Any = None) -> Model:
     resolved, reason = resolve_model_name(name, kind)
     registry = DECODERS if kind == "decoder" else ENCODERS
     spec = registry.get(resolved)
@@ -328,11 +469,12 @@ def _load(name: str | None, kind: str, device: Any, hooks: bool | dict[str, bool
         print(f"Loaded {kind} {resolved!r} ({what}) on {dev or placement} in {time.time() - t0:.1f}s: "
               f"{reason}.")
     bridge.tutorial_model_name = resolved
+    _install_unknown_word_check(bridge)
     return bridge
 
 
 def load_course_model(shipped: str, kind: str = "decoder", hooks: bool | dict[str, bool] = False,
-                      device: str | torch.device | None = None, verbose: bool = True) -> Any:
+                      device: str | torch.device | None = None, verbose: bool = True) -> Model:
     """The model a notebook dissects: the shipped offline model ``shipped`` everywhere (CI, a
     laptop, Colab), whatever the network, so that the saved outputs, the prose and the exercise
     checks describe what the student's run shows.
@@ -342,8 +484,6 @@ def load_course_model(shipped: str, kind: str = "decoder", hooks: bool | dict[st
     banner says which model runs and that the text describes ``shipped``. (``load_model()``
     without a name keeps its online-first choice for researchers; notebooks do not use it.)
     """
-    from .errors import TutorialError
-
     if kind not in ("decoder", "encoder"):
         raise TutorialError(f"kind must be 'decoder' or 'encoder', got {kind!r}")
     registry = DECODERS if kind == "decoder" else ENCODERS
@@ -362,10 +502,10 @@ def load_course_model(shipped: str, kind: str = "decoder", hooks: bool | dict[st
     return model
 
 
-def load_model(name: str | None = None, device: str | torch.device | None = None,
+def load_model(name: str | os.PathLike | None = None, device: str | torch.device | None = None,
                hooks: bool | dict[str, bool] = False, verbose: bool = True, *,
                device_map: Any = None, n_devices: int | None = None,
-               max_memory: Any = None) -> Any:
+               max_memory: Any = None) -> Model:
     """Load the course's decoder as a ``TransformerBridge`` in compatibility mode.
 
     Args:
@@ -385,10 +525,10 @@ def load_model(name: str | None = None, device: str | torch.device | None = None
     return _load(name, "decoder", device, hooks, verbose, device_map, n_devices, max_memory)
 
 
-def load_encoder(name: str | None = None, device: str | torch.device | None = None,
+def load_encoder(name: str | os.PathLike | None = None, device: str | torch.device | None = None,
                  hooks: bool | dict[str, bool] = False, verbose: bool = True, *,
                  device_map: Any = None, n_devices: int | None = None,
-                 max_memory: Any = None) -> Any:
+                 max_memory: Any = None) -> Model:
     """Load the course's encoder (``bert-base-uncased`` online, ``minilm-l6`` offline; the masked
     LM ``tiny-bert-tasks`` by name); arguments as for :func:`load_model`.
 
@@ -405,22 +545,5 @@ def load_encoder(name: str | None = None, device: str | torch.device | None = No
         own = AutoTokenizer.from_pretrained(tk.name_or_path)
         if own("a")["input_ids"][:1] == [cls]:
             bridge.tokenizer = own
+            _install_unknown_word_check(bridge)
     return bridge
-
-
-def is_encoder(model: Any) -> bool:
-    """True for a bidirectional (BERT-style) model, False for a causal decoder."""
-    cfg = model.cfg
-    arch = " ".join(str(getattr(cfg, key, "") or "") for key in ("original_architecture", "architecture"))
-    encoders = ("Bert", "Roberta", "Electra", "Albert", "Deberta", "T5Encoder")
-    return any(name in arch for name in encoders) or bool(getattr(cfg, "is_encoder", False))
-
-
-def require_decoder(model: Any, what: str) -> None:
-    """Raise a clear ``ValueError`` if ``model`` is not a causal decoder (``what`` needs one)."""
-    if is_encoder(model):
-        raise ValueError(
-            f"{what} needs a causal decoder (next-token prediction), but "
-            f"{getattr(model, 'tutorial_model_name', 'this model')} is an encoder; "
-            "use load_model() rather than load_encoder()"
-        )

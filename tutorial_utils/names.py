@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import TutorialError
 
-__all__ = ["KV_SITES", "NODE_SITES", "Node", "QKV", "SITES", "head_name", "hook_name", "kv_head",
+__all__ = ["HOOK_OPTIONS", "KV_SITES", "NODE_SITES", "Node", "QKV", "SITES", "head_name", "hook_name", "kv_head",
            "n_kv_heads", "nodes", "parse_component", "parse_head", "site_heads"]
 
 #: site -> (hook-name template, layout)
@@ -59,6 +59,15 @@ SITES: dict[str, tuple[str, str]] = {
     "attn_scale": ("blocks.{layer}.ln1.hook_scale", "scale"),
     "mlp_scale": ("blocks.{layer}.ln2.hook_scale", "scale"),
     "ln_final_scale": ("ln_final.hook_scale", "scale"),
+}
+
+#: the bridge's hook options (``load_model(hooks=...)``): option -> (the config flag, the bridge's
+#: setter, the hook-name endings that fire only when the option is on)
+HOOK_OPTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "attn_result": ("use_attn_result", "set_use_attn_result", ("attn.hook_result",)),
+    "split_qkv_input": ("use_split_qkv_input", "set_use_split_qkv_input",
+                        ("hook_q_input", "hook_k_input", "hook_v_input")),
+    "hook_mlp_in": ("use_hook_mlp_in", "set_use_hook_mlp_in", ("hook_mlp_in",)),
 }
 
 #: graph node kind -> the site of its output (what a sender writes)

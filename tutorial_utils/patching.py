@@ -59,7 +59,8 @@ from .names import SITES as ALL_SITES
 from .names import parse_component, site_heads
 from .tasks.base import TaskDataset, check_dataset, metric_of_variants
 from .tasks.metrics import Metric, check_metric, normalize
-from .validation import check_hook_names, check_layer, check_same_shape, check_tokens
+from .model_checks import check_hook_names, check_layer, check_tokens
+from .validation import check_same_shape
 
 __all__ = ["ablate", "ablation_sources", "Component", "get_activations", "LAYOUT_AXES",
            "patch_heads", "patch_heads_every", "patch_layer_outputs", "patch_resid_by_layer_pos",
@@ -209,7 +210,7 @@ def set_pattern_rows(act: Float[Tensor, "batch head dest src"],
 
 
 def get_activations(model: Any, tokens: Int[Tensor, "batch pos"], names: Sequence[str]
-                    ) -> tuple[Float[Tensor, "batch pos vocab"], dict[str, Tensor]]:
+                    ) -> tuple[Float[Tensor, "batch pos vocab"], dict[str, Float[Tensor, "batch ..."]]]:
     """Run ``model`` on ``tokens`` and return ``(logits, {name: activation})`` for the hooks
     ``names`` (:func:`tutorial_utils.interchange.capture`)."""
     tokens = check_tokens(model, tokens)
@@ -217,9 +218,9 @@ def get_activations(model: Any, tokens: Int[Tensor, "batch pos"], names: Sequenc
 
 
 def ablation_sources(model: Any, base_tokens: Int[Tensor, "batch pos"], hook_names: Sequence[str],
-                     ablation: Ablation, corrupted_tokens: Tensor | None = None,
-                     reference_tokens: Tensor | None = None, seed: int = 0
-                     ) -> dict[str, Tensor]:
+                     ablation: Ablation, corrupted_tokens: Int[Tensor, "batch pos"] | None = None,
+                     reference_tokens: Int[Tensor, "n pos"] | None = None, seed: int = 0
+                     ) -> dict[str, Float[Tensor, "batch ..."]]:
     """The values an ablation patches in at each hook: ``[B, *S]`` for ``"corrupted"`` (the
     paired ``corrupted_tokens``' run) and ``"resample"`` (the run of another random prompt of
     ``reference_tokens``, default ``base_tokens``, for each example), ``[1, *S]`` for ``"mean"``
@@ -260,8 +261,9 @@ def _group_masks(components: Sequence[Component], seq_len: int, model: Any) -> d
 
 
 def ablate(model: Any, tokens: Int[Tensor, "batch pos"], components: Sequence[Component | str],
-           ablation: Ablation = "corrupted", *, corrupted_tokens: Tensor | None = None,
-           reference_tokens: Tensor | None = None, seed: int = 0
+           ablation: Ablation = "corrupted", *,
+           corrupted_tokens: Int[Tensor, "batch pos"] | None = None,
+           reference_tokens: Int[Tensor, "n pos"] | None = None, seed: int = 0
            ) -> Float[Tensor, "batch pos vocab"]:
     """Logits ``[B, T, V]`` of ``model`` on ``tokens`` with ``components`` ablated together.
 
@@ -313,11 +315,11 @@ class PatchingResult:
         """The unpatched metric of the base run (clean for noising, corrupted for denoising)."""
         return self.metric_clean if self.direction == "noise" else self.metric_corrupted
 
-    def effect(self) -> Tensor:
+    def effect(self) -> Float[Tensor, "..."]:
         """``values - metric_base``: how much each patch moves the metric."""
         return self.values - self.metric_base
 
-    def normalized(self) -> Tensor:
+    def normalized(self) -> Float[Tensor, "..."]:
         """``(values - metric_corrupted) / (metric_clean - metric_corrupted)``: 1 = clean
         behaviour, 0 = corrupted behaviour; :func:`tutorial_utils.tasks.metrics.normalize` (NaN
         where clean == corrupted)."""

@@ -124,7 +124,7 @@ class EdgeScores:
     metric_corrupted: float
     direction: str = "noise"
 
-    def normalized_effect(self) -> Tensor:
+    def normalized_effect(self) -> Float[Tensor, " edges"]:
         """Share of the clean - corrupted gap each edge accounts for: for noising,
         ``(clean - value) / (clean - corrupted)``; for denoising ``(value - corrupted) / (...)``
         (:func:`tutorial_utils.tasks.metrics.normalize`: NaN where clean == corrupted)."""

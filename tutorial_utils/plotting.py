@@ -19,10 +19,30 @@ __all__ = ["attention_grid", "attention_heatmap", "bar", "heatmap", "heatmap_pai
            "plot_edge_scores_vs_exact", "plot_faithfulness_curves", "plot_logit_lens"]
 
 
-def _np(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().float().cpu().numpy()
-    return np.asarray(x, dtype=float)
+def _np(x: Any, what: str = "values", allow_nan: bool = False) -> np.ndarray:
+    """``x`` (a tensor, an array, a list) as a float array. Infinities are refused; NaN too
+    unless ``allow_nan`` (heatmaps draw a NaN cell blank, a documented convention), and an
+    array with nothing but NaN is refused everywhere (there would be nothing to draw)."""
+    try:
+        if isinstance(x, torch.Tensor):
+            v = x.detach().float().cpu().numpy()
+        else:
+            v = np.asarray(x, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TutorialError(f"{what} must be numbers (a tensor, an array or a list), got "
+                            f"{type(x).__name__} ({exc})") from None
+    if np.isinf(v).any():
+        raise TutorialError(f"{what} contain {int(np.isinf(v).sum())} infinite value(s): find "
+                            "where they came from (a log of 0, a division by zero) before "
+                            "plotting")
+    nan = np.isnan(v)
+    if nan.any() and (not allow_nan or nan.all()):
+        raise TutorialError(
+            f"{what} contain {int(nan.sum())} NaN value(s) of {v.size}"
+            f"{' (all of them)' if nan.all() else ''}: a NaN would silently drop out of the "
+            "figure; find where it came from (e.g. a normalisation where clean and corrupted "
+            "metrics are equal)")
+    return v
 
 
 def heatmap(
@@ -43,9 +63,10 @@ def heatmap(
     """A labelled heatmap of a 2-D array ``[rows, cols]``.
 
     ``center`` (e.g. 0 for signed effects) makes a diverging colour map symmetric around it.
-    ``annotate`` writes each value in its cell (for small grids).
+    ``annotate`` writes each value in its cell (for small grids). A NaN cell is drawn blank
+    (e.g. an undefined pair); infinities, and an array of nothing but NaN, are refused.
     """
-    v = _np(values)
+    v = _np(values, "heatmap values", allow_nan=True)
     if v.ndim != 2:
         raise TutorialError(f"heatmap needs a 2-D array, got shape {v.shape}")
     if ax is None:
@@ -100,7 +121,7 @@ def annotation_color(cmap, norm, value: float) -> str:
 
 def attention_heatmap(pattern, tokens: Sequence[str], title: str, ax: plt.Axes | None = None):
     """One head's attention pattern ``[query, key]`` with token labels on both axes."""
-    p = _np(pattern)
+    p = _np(pattern, "pattern", allow_nan=True)
     if p.ndim != 2 or p.shape[0] != p.shape[1] or p.shape[0] != len(tokens):
         raise TutorialError(f"pattern {p.shape} does not match {len(tokens)} tokens")
     return heatmap(p, title, "key (attended-to) token", "query (attending) token", tokens,
@@ -121,7 +142,7 @@ def attention_grid(patterns, tokens: Sequence[str], title: str, layer_labels=Non
     context-mixing maps). Keep it
     to a few rows: at about ten tokens two rows of four panels stay readable.
     """
-    p = _np(patterns)
+    p = _np(patterns, "patterns", allow_nan=True)
     if p.ndim == 2:
         p = p[None, None]
     elif p.ndim == 3:
@@ -174,8 +195,8 @@ def heatmap_pair(left, right, titles: Sequence[str], ticklabels, xlabel: str, yl
     (x_right, y_right))`` (token or row labels). The scale runs from 0 to ``vmax`` (default the
     larger maximum of the two); values must be non-negative (shares, norms, scores).
     """
-    a = _np(left)
-    b = None if right is None else _np(right)
+    a = _np(left, "left", allow_nan=True)
+    b = None if right is None else _np(right, "right", allow_nan=True)
     for v in (a, b):
         if v is not None and v.ndim != 2:
             raise TutorialError(f"heatmap_pair needs 2-D arrays, got shape {v.shape}")
@@ -213,8 +234,12 @@ def heatmap_pair(left, right, titles: Sequence[str], ticklabels, xlabel: str, yl
 
 def bar(values, labels: Sequence[str], title: str, ylabel: str, xlabel: str = "",
         color=None, figsize=None):
-    """A labelled bar chart."""
-    v = _np(values)
+    """A labelled bar chart of ``values`` ``[n]`` (NaN and infinities refused: a NaN bar would
+    silently be missing)."""
+    v = _np(values, "bar values")
+    if v.ndim != 1 or len(v) != len(labels):
+        raise TutorialError(f"bar needs one value per label: {len(labels)} labels, values of "
+                            f"shape {v.shape}")
     fig, ax = plt.subplots(figsize=figsize or (max(4, 0.45 * len(v) + 1.5), 3.5))
     ax.bar(range(len(v)), v, color=color)
     ax.set_xticks(range(len(v)))
@@ -268,6 +293,10 @@ def plot_logit_lens(result: Any,
     """
     import matplotlib.pyplot as plt
 
+    if not (hasattr(result, "labels") and (hasattr(result, "log_norm")
+                                           or hasattr(result, "values"))):
+        raise TutorialError(f"plot_logit_lens needs a LogitLensResult or a ComponentLensResult / "
+                            f"DLAResult, got {type(result).__name__}")
     is_lens = hasattr(result, "log_norm")  # a LogitLensResult (duck-typed: plotting stands apart)
     value = value or ("prob" if is_lens else "logit")
     if value not in ("prob", "log_prob", "logit"):
@@ -284,8 +313,10 @@ def plot_logit_lens(result: Any,
             raise TutorialError("per-example token_ids: choose an example to plot")
         mat, who = data.mean(1), f"mean over {data.shape[1]} examples"
     else:
-        if not 0 <= example < data.shape[1]:
-            raise TutorialError(f"example {example} out of range for a batch of {data.shape[1]}")
+        if isinstance(example, bool) or not isinstance(example, int) \
+                or not 0 <= example < data.shape[1]:
+            raise TutorialError(f"example {example!r} out of range for a batch of "
+                                f"{data.shape[1]} (an int)")
         mat, who = data[:, example], f"example {example}"
     row_labels = list(result.labels)
     if rows is not None:
@@ -294,7 +325,7 @@ def plot_logit_lens(result: Any,
             raise TutorialError(f"unknown rows {unknown}; available: {row_labels}")
         mat = mat[[row_labels.index(r) for r in rows]]
         row_labels = list(rows)
-    mat = mat.detach().float().cpu().numpy()
+    mat = _np(mat, "logit-lens values")
     K = mat.shape[1]
     if token_labels is not None and len(token_labels) != K:
         raise TutorialError(f"{len(token_labels)} token labels for {K} tokens")
@@ -347,6 +378,7 @@ def plot_dla(values: Any, labels: Sequence[str] | None = None, title: str | None
         if labels is None:
             raise TutorialError("pass labels (e.g. dla.labels) with a tensor of values")
         vals = torch.as_tensor(values)
+    vals = torch.as_tensor(_np(vals, "plot_dla values"))
     if vals.ndim == 2:
         vals = vals.float().mean(1)
     if vals.ndim != 1 or len(labels) != vals.shape[0]:
@@ -407,7 +439,7 @@ def plot_edge_scores_vs_exact(scores: dict, graph: Any, n_label: int = 6,
     if "exact" not in scores:
         raise TutorialError("scores needs an 'exact' entry (exact_scores) to compare with")
     real = graph.real_edges
-    ex = _np(scores["exact"][real])
+    ex = _np(scores["exact"][real], "scores['exact']")
     names = graph.edge_names(real)
     top = np.argsort(-np.abs(ex))[:n_label]
     if linthresh is None:
@@ -415,7 +447,9 @@ def plot_edge_scores_vs_exact(scores: dict, graph: Any, n_label: int = 6,
         linthresh = float(np.quantile(nz, 0.9)) / 10 if nz.size else 1e-3
     fig, axes = plt.subplots(1, len(methods), figsize=(5.6 * len(methods), 5.0), squeeze=False)
     for ax, method in zip(axes[0], methods):
-        y = _np(scores[method][real])
+        if method not in scores:
+            raise TutorialError(f"scores has no {method!r} entry; entries: {sorted(scores)}")
+        y = _np(scores[method][real], f"scores[{method!r}]")
         lim = 1.5 * float(max(np.abs(ex).max(), np.abs(y).max()))
         ax.scatter(ex, y, s=9, alpha=0.35, color="tab:grey", label=f"all {len(ex)} edges")
         ax.scatter(ex[top], y[top], s=30, color="tab:red",
@@ -463,7 +497,8 @@ def plot_faithfulness_curves(curves: dict, targets: Sequence[float] = (0.8, 0.9)
     for ax, (task, cs) in zip(axes[0], curves.items()):
         total = 1
         for i, (method, c) in enumerate(cs.items()):
-            ax.plot(_np(c.n_edges), _np(c.faithfulness), marker="o", ms=3, ls=styles[i % 4],
+            ax.plot(_np(c.n_edges, f"{method}: n_edges"),
+                    _np(c.faithfulness, f"{method}: faithfulness"), marker="o", ms=3, ls=styles[i % 4],
                     lw=2.2 - 0.4 * i, label=method)
             total = max(total, int(c.total_edges))
         for t in targets:

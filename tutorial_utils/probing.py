@@ -29,13 +29,21 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
-from .names import hook_name
 from .errors import TutorialError
+from .names import hook_name
+from .model_checks import (check_hook_names, check_model, check_real_positions, check_tokens,
+                           forward_attention_mask, padding_mask)
+from .validation import (as_tensor, check_batch_size, check_choice, check_finite, check_int,
+                         check_int_ids, check_number, check_positions, check_probability)
+
+if TYPE_CHECKING:
+    from .models import Model
 
 __all__ = [
     "collect_activations", "residual_stream", "LinearProbe", "train_probe", "control_labels",
@@ -57,20 +65,9 @@ def _gather_pos(act: Tensor, pos: int | Tensor | None) -> Tensor:
     return act[torch.arange(act.shape[0], device=act.device), pos.to(act.device)]
 
 
-def _check_pos(pos: int | Sequence[int] | Tensor | None, B: int, T: int) -> int | Tensor | None:
-    if pos is None:
-        return None
-    if isinstance(pos, int):
-        if not -T <= pos < T:
-            raise TutorialError(f"position {pos} outside a sequence of length {T}")
-        return pos
-    p = torch.as_tensor(pos, dtype=torch.long)
-    if p.ndim != 1 or p.shape[0] != B:
-        raise TutorialError(f"pos must be an int or one position per example ({B}), got shape "
-                         f"{tuple(p.shape)}")
-    if bool(((p >= T) | (p < -T)).any()):
-        raise TutorialError(f"positions {p.tolist()} outside a sequence of length {T}")
-    return p % T
+def _check_pos(pos: int | Sequence[int] | Tensor | None, B: int, T: int) -> Tensor | None:
+    """None (every position) or one position per example as a LongTensor ``[B]``."""
+    return None if pos is None else check_positions(pos, B, T)
 
 
 def _max_block(names: Sequence[str]) -> int | None:
@@ -84,11 +81,13 @@ def _max_block(names: Sequence[str]) -> int | None:
     return max(layers) if layers else None
 
 
-def collect_activations(model: Any, tokens: Tensor,
+def collect_activations(model: Model, tokens: Int[Tensor, "batch pos"],
                         names_filter: str | Sequence[str] | Callable[[str], bool],
-                        pos: int | Sequence[int] | Tensor | None = None,
+                        pos: int | Sequence[int] | Int[Tensor, "batch"] | None = None,
                         batch_size: int = 64, progress: bool = False,
-                        device: str | torch.device = "cpu") -> dict[str, Tensor]:
+                        device: str | torch.device = "cpu",
+                        attention_mask: Int[Tensor, "batch pos"] | None = None
+                        ) -> dict[str, Float[Tensor, "batch ..."]]:
     """Activations of ``model`` on ``tokens`` ``[B, T]`` at the hooks ``names_filter`` selects.
 
     ``names_filter``: a hook name, a list of names (validated before any forward pass) or a
@@ -96,17 +95,29 @@ def collect_activations(model: Any, tokens: Tensor,
     position per example ``[B]`` keeps one (``[B, ...]``). Runs in batches of ``batch_size``
     and, when every requested hook lies in the blocks, stops after the last block needed.
     Returns ``{hook name: activations on device}``.
-    """
-    from .validation import check_hook_names
 
-    if tokens.ndim != 2:
-        raise TutorialError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
+    Padding (``attention_mask``, 1 = real token; or found as :mod:`tutorial_utils.model_checks`
+    says): the forward pass gets the mask where it changes the real positions, a ``pos`` on a
+    padded position is refused, and with ``pos=None`` the padded positions hold NaN (a mean
+    over positions that forgot the padding shows it, rather than giving a plausible number).
+    """
+    check_model(model, "collect_activations")
+    tokens = check_tokens(model, tokens)
     B, T = tokens.shape
     p = _check_pos(pos, B, T)
+    mask = padding_mask(model, tokens, attention_mask)
+    if p is not None:
+        check_real_positions(mask, p)
+    fwd_mask = forward_attention_mask(model, mask)
+    batch_size = check_batch_size(batch_size)
     if isinstance(names_filter, str):
         names_filter = [names_filter]
     stop = None
+    names: list[str] = []
     if not callable(names_filter):
+        if not isinstance(names_filter, (list, tuple)):
+            raise TutorialError(f"names_filter must be a hook name, a list of names or a "
+                                f"function name -> bool, got {type(names_filter).__name__}")
         names = list(names_filter)
         if not names:
             raise TutorialError("names_filter selects no hook")
@@ -123,26 +134,40 @@ def collect_activations(model: Any, tokens: Tensor,
         starts = tqdm(starts, desc="collecting activations")
     for s in starts:
         toks = tokens[s:s + batch_size].to(dev)
+        kw = {} if fwd_mask is None else {"attention_mask": fwd_mask[s:s + batch_size].to(dev)}
         with torch.no_grad():
-            _, cache = model.run_with_cache(toks, names_filter=names_filter, stop_at_layer=stop)
+            _, cache = model.run_with_cache(toks, names_filter=names_filter, stop_at_layer=stop,
+                                            **kw)
         keys = names if not callable(names_filter) else list(cache.keys())
-        pb = p if not isinstance(p, Tensor) else p[s:s + batch_size]
+        pb = None if p is None else p[s:s + batch_size]
         for k in keys:
-            out.setdefault(k, []).append(_gather_pos(cache[k], pb).to(device))
+            act = cache[k]
+            if pb is None and mask is not None and act.ndim >= 2 and act.shape[1] == T:
+                pad = ~mask[s:s + batch_size].to(act.device)
+                act = act.masked_fill(pad.reshape(*pad.shape, *([1] * (act.ndim - 2))),
+                                      float("nan"))
+            out.setdefault(k, []).append(_gather_pos(act, pb).to(device))
     if not out:
         raise TutorialError("names_filter selected no hook of this model")
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def residual_stream(model: Any, tokens: Tensor, pos: int | Sequence[int] | Tensor,
-                    batch_size: int = 64, progress: bool = False) -> Tensor:
+def residual_stream(model: Model, tokens: Int[Tensor, "batch pos"],
+                    pos: int | Sequence[int] | Int[Tensor, "batch"],
+                    batch_size: int = 64, progress: bool = False,
+                    attention_mask: Int[Tensor, "batch pos"] | None = None
+                    ) -> Float[Tensor, "points batch d_model"]:
     """The residual stream at ``pos`` before every block and after the last,
     ``[n_layers + 1, B, d_model]``: index ``l`` is ``blocks.l.hook_resid_pre`` (0 = the
     embeddings) and index ``n_layers`` is the last ``hook_resid_post``."""
+    check_model(model, "residual_stream")
+    if pos is None:
+        raise TutorialError("residual_stream needs pos (an int or one position per example, "
+                            "e.g. TaskDataset.answer_pos)")
     L = model.cfg.n_layers
     names = [hook_name("resid_pre", l) for l in range(L)] + [hook_name("resid_post", L - 1)]
     acts = collect_activations(model, tokens, names, pos=pos, batch_size=batch_size,
-                               progress=progress)
+                               progress=progress, attention_mask=attention_mask)
     return torch.stack([acts[n] for n in names])
 
 
@@ -157,30 +182,56 @@ class LinearProbe:
     ``weight`` ``[C, d]``, ``bias`` ``[C]``, ``mean`` and ``scale`` ``[d]``.
     """
 
-    weight: Tensor
-    bias: Tensor
-    mean: Tensor
-    scale: Tensor
+    weight: Float[Tensor, "classes d"]
+    bias: Float[Tensor, "classes"]
+    mean: Float[Tensor, "d"]
+    scale: Float[Tensor, "d"]
     weight_decay: float = 0.0
 
-    def logits(self, X: Tensor) -> Tensor:
-        z = (X.to(self.weight) - self.mean) / self.scale
+    def _features(self, X: Any) -> Tensor:
+        X = check_finite(X, "X")
+        if X.ndim != 2 or X.shape[1] != self.weight.shape[1]:
+            raise TutorialError(f"X must be [N, d={self.weight.shape[1]}] (the probe's width), "
+                                f"got {tuple(X.shape)}")
+        return X
+
+    def logits(self, X: Float[Tensor, "n d"]) -> Float[Tensor, "n classes"]:
+        z = (self._features(X).to(self.weight) - self.mean) / self.scale
         return z @ self.weight.T + self.bias
 
-    def predict(self, X: Tensor) -> Tensor:
+    def predict(self, X: Float[Tensor, "n d"]) -> Int[Tensor, "n"]:
         return self.logits(X).argmax(-1)
 
-    def accuracy(self, X: Tensor, y: Tensor) -> float:
-        return float((self.predict(X) == y.to(self.weight.device)).double().mean())
+    def accuracy(self, X: Float[Tensor, "n d"], y: Int[Tensor, "n"]) -> float:
+        y = _labels(y, "y")
+        pred = self.predict(X)
+        if y.shape != pred.shape:
+            raise TutorialError(f"y must hold one label per row of X ({pred.shape[0]}), got "
+                                f"{tuple(y.shape)}")
+        return float((pred == y.to(self.weight.device)).double().mean())
 
-    def direction(self, positive: int = 1, negative: int = 0) -> Tensor:
+    def direction(self, positive: int = 1, negative: int = 0) -> Float[Tensor, "d"]:
         """The unit vector in activation space along which the logit difference
         ``logit[positive] - logit[negative]`` grows: ``(w_pos - w_neg) / scale``, normalised."""
+        C = self.weight.shape[0]
+        positive = check_int(positive, "positive", 0, C - 1)
+        negative = check_int(negative, "negative", 0, C - 1)
+        if positive == negative:
+            raise TutorialError("positive and negative must be different classes")
         w = (self.weight[positive] - self.weight[negative]) / self.scale
         return (w / w.norm()).float()
 
 
-def train_probe(X: Tensor, y: Tensor, n_classes: int | None = None,
+def _labels(y: Any, what: str) -> Int[Tensor, "n"]:
+    """Integer class labels (a bool or a float label is refused: 0.5 is not a class)."""
+    t = as_tensor(y, what)
+    if t.dtype == torch.bool or t.dtype.is_floating_point or t.dtype.is_complex:
+        raise TutorialError(f"{what} must hold integer class labels 0..C-1, got dtype {t.dtype} "
+                            "(convert with .long() if they really are classes)")
+    return t.long()
+
+
+def train_probe(X: Float[Tensor, "n d"], y: Int[Tensor, "n"], n_classes: int | None = None,
                 weight_decay: float = 1e-2, max_iter: int = 200,
                 standardize: bool = True) -> LinearProbe:
     """Fit an L2-regularised multinomial logistic regression by full-batch L-BFGS.
@@ -192,13 +243,19 @@ def train_probe(X: Tensor, y: Tensor, n_classes: int | None = None,
 
     Deterministic (float64, no random initialisation: W = 0 at start).
     """
+    X = check_finite(X, "X (features)")
+    y = _labels(y, "y")
+    if not X.dtype.is_floating_point:
+        X = X.double()
     if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
         raise TutorialError(f"X must be [N, d] and y [N], got {tuple(X.shape)} and "
-                         f"{tuple(y.shape)}")
+                            f"{tuple(y.shape)}")
     if X.shape[0] < 2:
         raise TutorialError("need at least 2 training examples")
-    y = y.long()
-    C = int(y.max()) + 1 if n_classes is None else n_classes
+    weight_decay = check_number(weight_decay, "weight_decay", 0.0)
+    max_iter = check_int(max_iter, "max_iter", 1)
+    check_choice(standardize, (True, False), "standardize")
+    C = int(y.max()) + 1 if n_classes is None else check_int(n_classes, "n_classes", 2)
     if int(y.min()) < 0 or int(y.max()) >= C:
         raise TutorialError(f"labels must lie in [0, {C}), got [{int(y.min())}, {int(y.max())}]")
     if C < 2:
@@ -225,13 +282,14 @@ def train_probe(X: Tensor, y: Tensor, n_classes: int | None = None,
     return LinearProbe(W.detach(), b.detach(), mean, scale, weight_decay)
 
 
-def probe_loss(Z: Tensor, y: Tensor, W: Tensor, b: Tensor, weight_decay: float) -> Tensor:
+def probe_loss(Z: Float[Tensor, "n d"], y: Int[Tensor, "n"], W: Float[Tensor, "classes d"],
+               b: Float[Tensor, "classes"], weight_decay: float) -> Float[Tensor, ""]:
     """``mean CE(Z W^T + b, y) + weight_decay / 2 * ||W||^2`` (``Z`` already standardised)."""
     return torch.nn.functional.cross_entropy(Z @ W.T + b, y) + 0.5 * weight_decay * (W * W).sum()
 
 
-def control_labels(word_types: Sequence[Any], labels: Tensor | Sequence[int],
-                   seed: int = 0) -> Tensor:
+def control_labels(word_types: Sequence[Any], labels: Int[Tensor, "n"] | Sequence[int],
+                   seed: int = 0) -> Int[Tensor, "n"]:
     """Hewitt & Liang (2019) control labels for given word types: each distinct type ``v``
     gets one label ``C(v)`` drawn (independently, with :class:`random.Random` ``(seed)``, types
     in sorted order) from the empirical distribution of ``labels`` over the examples, and
@@ -239,8 +297,12 @@ def control_labels(word_types: Sequence[Any], labels: Tensor | Sequence[int],
 
     ``word_types[n]`` must be the word the probed representation of example ``n`` sits on;
     :func:`control_task` takes it from the tokens and the probed positions."""
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    if len(word_types) != labels.shape[0]:
+    labels = _labels(labels, "labels")
+    seed = check_int(seed, "seed")
+    if isinstance(word_types, (str, bytes)) or not hasattr(word_types, "__len__"):
+        raise TutorialError(f"word_types must be a sequence (one word type per example), got "
+                            f"{type(word_types).__name__}")
+    if labels.ndim != 1 or len(word_types) != labels.shape[0]:
         raise TutorialError(f"{len(word_types)} word types for {labels.shape[0]} labels")
     if labels.numel() == 0:
         raise TutorialError("no examples")
@@ -250,17 +312,19 @@ def control_labels(word_types: Sequence[Any], labels: Tensor | Sequence[int],
     return torch.tensor([assigned[w] for w in word_types], dtype=torch.long)
 
 
-def probed_word_types(tokens: Tensor, pos: int | Sequence[int] | Tensor) -> list[int]:
+def probed_word_types(tokens: Int[Tensor, "n pos"], pos: int | Sequence[int] | Int[Tensor, "n"]
+                      ) -> list[int]:
     """The token id at the probed position of each example: ``tokens[n, pos[n]]`` (``[N]``
     as a list), the word type a representation read at ``pos`` belongs to."""
+    tokens = check_int_ids(tokens, "tokens")
     if tokens.ndim != 2:
         raise TutorialError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
     p = _check_pos(pos, tokens.shape[0], tokens.shape[1])
     return [int(t) for t in _gather_pos(tokens, p)]
 
 
-def control_task(tokens: Tensor, pos: int | Sequence[int] | Tensor,
-                 labels: Tensor | Sequence[int], seed: int = 0) -> Tensor:
+def control_task(tokens: Int[Tensor, "n pos"], pos: int | Sequence[int] | Int[Tensor, "n"],
+                 labels: Int[Tensor, "n"] | Sequence[int], seed: int = 0) -> Int[Tensor, "n"]:
     """Hewitt & Liang (2019) control task for a probe that reads position ``pos`` of
     ``tokens`` ``[N, T]``: ``C(tokens[n, pos[n]])`` for every example, with one random label per
     token type drawn from the empirical distribution of ``labels`` ``[N]`` (see
@@ -274,9 +338,12 @@ def control_task(tokens: Tensor, pos: int | Sequence[int] | Tensor,
 
 
 def split_by_group(groups: Sequence[Any], test_groups: Sequence[Any] | None = None,
-                   test_frac: float = 0.3, seed: int = 0) -> tuple[Tensor, Tensor]:
+                   test_frac: float = 0.3, seed: int = 0
+                   ) -> tuple[Int[Tensor, "n_train"], Int[Tensor, "n_test"]]:
     """Train/test indices such that no group (e.g. noun lemma) is in both. ``test_groups``
     names the test groups; otherwise a ``test_frac`` share of the groups is drawn at random."""
+    test_frac = check_probability(test_frac, "test_frac", open_interval=True)
+    seed = check_int(seed, "seed")
     uniq = sorted(set(groups), key=str)
     if test_groups is None:
         rng = random.Random(seed)
@@ -293,17 +360,21 @@ def split_by_group(groups: Sequence[Any], test_groups: Sequence[Any] | None = No
     return torch.tensor(train), torch.tensor(test)
 
 
-def random_split(n: int, test_frac: float = 0.3, seed: int = 0) -> tuple[Tensor, Tensor]:
+def random_split(n: int, test_frac: float = 0.3, seed: int = 0
+                 ) -> tuple[Int[Tensor, "n_train"], Int[Tensor, "n_test"]]:
     """A random train/test split of ``range(n)`` (word types may occur on both sides)."""
-    if not 0 < test_frac < 1:
-        raise TutorialError(f"test_frac must be in (0, 1), got {test_frac}")
+    n = check_int(n, "n", 2)
+    test_frac = check_probability(test_frac, "test_frac", open_interval=True)
+    seed = check_int(seed, "seed")
+    if round(test_frac * n) >= n:
+        raise TutorialError(f"test_frac={test_frac} of n={n} leaves no training example")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     k = max(1, round(test_frac * n))
     return perm[k:].sort().values, perm[:k].sort().values
 
 
-def selectivity(task_accuracy: float | Tensor, control_accuracy: float | Tensor
-                ) -> float | Tensor:
+def selectivity(task_accuracy: float | Float[Tensor, "..."],
+                control_accuracy: float | Float[Tensor, "..."]) -> float | Float[Tensor, "..."]:
     """Hewitt & Liang's selectivity: task accuracy minus control-task accuracy."""
     return task_accuracy - control_accuracy
 
@@ -313,14 +384,14 @@ class LayerProbes:
     """One probe per layer. Accuracies are ``[L]`` tensors; ``control_*`` are NaN when no
     control labels were given. ``selectivity = test_accuracy - control_test_accuracy``."""
 
-    train_accuracy: Tensor
-    test_accuracy: Tensor
-    control_train_accuracy: Tensor
-    control_test_accuracy: Tensor
+    train_accuracy: Float[Tensor, "layers"]
+    test_accuracy: Float[Tensor, "layers"]
+    control_train_accuracy: Float[Tensor, "layers"]
+    control_test_accuracy: Float[Tensor, "layers"]
     probes: list[LinearProbe] = field(repr=False)
 
     @property
-    def selectivity(self) -> Tensor:
+    def selectivity(self) -> Float[Tensor, "layers"]:
         return self.test_accuracy - self.control_test_accuracy
 
     @property
@@ -328,12 +399,19 @@ class LayerProbes:
         return int(self.test_accuracy.argmax())
 
 
-def probe_layers(acts: Tensor, labels: Tensor, train_idx: Tensor, test_idx: Tensor,
-                 control: Tensor | None = None, progress: bool = False,
+def probe_layers(acts: Float[Tensor, "layers n d"], labels: Int[Tensor, "n"],
+                 train_idx: Int[Tensor, "n_train"], test_idx: Int[Tensor, "n_test"],
+                 control: Int[Tensor, "n"] | None = None, progress: bool = False,
                  **train_kwargs: Any) -> LayerProbes:
     """Train a probe on ``acts[l, train_idx]`` for every layer ``l`` (``acts`` ``[L, N, d]``)
     and test it on ``test_idx``; with ``control`` labels ``[N]``, also a control probe on the
     same split. Keyword arguments go to :func:`train_probe`."""
+    acts = check_finite(acts, "acts")
+    labels = _labels(labels, "labels")
+    control = None if control is None else _labels(control, "control")
+    N = labels.shape[0] if labels.ndim == 1 else -1
+    train_idx = check_int_ids(train_idx, "train_idx", N)
+    test_idx = check_int_ids(test_idx, "test_idx", N)
     if acts.ndim != 3 or acts.shape[1] != labels.shape[0]:
         raise TutorialError(f"acts must be [layers, N, d] with N = {labels.shape[0]}, got "
                          f"{tuple(acts.shape)}")
@@ -367,54 +445,95 @@ def probe_layers(acts: Tensor, labels: Tensor, train_idx: Tensor, test_idx: Tens
 # Causal check: ablate a direction
 # --------------------------------------------------------------------------------------------
 
-def project_out(x: Tensor, direction: Tensor, value: float | Tensor = 0.0) -> Tensor:
-    """Set the component of ``x`` (``[..., d]``) along the unit vector ``u = direction/|direction|``
-    to ``value``: ``x - ((x . u) - value) u``. ``value`` may be a scalar or broadcast against
-    ``x[..., 0]`` (e.g. the mean projection over a dataset: mean-ablation along ``u``)."""
+def _direction(direction: Any, d: int, what: str = "direction") -> Tensor:
+    """A finite, non-zero vector of size ``d``."""
+    u = check_finite(direction, what)
+    if not u.dtype.is_floating_point:
+        u = u.double()
+    if u.ndim != 1 or u.shape[0] != d:
+        raise TutorialError(f"{what} must be a vector of size {d}, got {tuple(u.shape)}")
+    if float(u.norm()) == 0:
+        raise TutorialError(f"{what} is the zero vector")
+    return u
+
+
+def _value(value: Any, what: str = "value") -> float | Tensor:
+    if isinstance(value, Tensor) and value.ndim:
+        return check_finite(value, what)
+    return check_number(value, what)
+
+
+def _project_out(x: Tensor, direction: Tensor, value: float | Tensor) -> Tensor:
     u = direction.to(x) / direction.norm()
     coef = x @ u
     return x - (coef - torch.as_tensor(value, dtype=x.dtype, device=x.device))[..., None] * u
 
 
-def ablate_direction(model: Any, tokens: Tensor, hook_name: str, direction: Tensor,
-                     pos: int | Sequence[int] | Tensor | None = None,
-                     value: float | Tensor = 0.0, batch_size: int = 256) -> Tensor:
+def project_out(x: Float[Tensor, "... d"], direction: Float[Tensor, "d"],
+                value: float | Float[Tensor, "..."] = 0.0) -> Float[Tensor, "... d"]:
+    """Set the component of ``x`` (``[..., d]``) along the unit vector ``u = direction/|direction|``
+    to ``value``: ``x - ((x . u) - value) u``. ``value`` may be a scalar or broadcast against
+    ``x[..., 0]`` (e.g. the mean projection over a dataset: mean-ablation along ``u``)."""
+    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+        raise TutorialError(f"x must be a float tensor [..., d], got {type(x).__name__}")
+    u = _direction(direction, x.shape[-1])
+    return _project_out(x, u, _value(value))
+
+
+def ablate_direction(model: Model, tokens: Int[Tensor, "batch pos"], hook_name: str,
+                     direction: Float[Tensor, "d_model"],
+                     pos: int | Sequence[int] | Int[Tensor, "batch"] | None = None,
+                     value: float | Float[Tensor, "batch"] = 0.0, batch_size: int = 256,
+                     attention_mask: Int[Tensor, "batch pos"] | None = None
+                     ) -> Float[Tensor, "batch pos vocab"]:
     """Logits ``[B, T, V]`` of ``model`` on ``tokens`` with the activation at ``hook_name``
     replaced by :func:`project_out` of it along ``direction`` at ``pos`` (None: every
-    position; an int or one position per example)."""
-    from .validation import check_hook_names
-
+    position; an int or one position per example). ``value``: a number, or one per example
+    ``[B]``. With padding (``attention_mask``, or found as :mod:`tutorial_utils.model_checks`
+    says) the forward pass gets the mask where it changes the real positions and a ``pos`` on
+    padding is refused; the logits at padded positions are those of the padded run, as the
+    model's own forward gives them."""
+    check_model(model, "ablate_direction")
+    tokens = check_tokens(model, tokens)
     check_hook_names(model, [hook_name])
-    if direction.ndim != 1 or direction.shape[0] != model.cfg.d_model:
-        raise TutorialError(f"direction must be a vector of size d_model={model.cfg.d_model}, got "
-                         f"{tuple(direction.shape)}")
-    if float(direction.norm()) == 0:
-        raise TutorialError("direction is the zero vector")
+    direction = _direction(direction, model.cfg.d_model,
+                           f"direction (of size d_model={model.cfg.d_model})")
+    value = _value(value)
     B, T = tokens.shape
+    if isinstance(value, Tensor) and value.shape not in ((B,), (1,)):
+        raise TutorialError(f"value must be a number or one value per example ({B}), got shape "
+                            f"{tuple(value.shape)}")
     p = _check_pos(pos, B, T)
+    mask = padding_mask(model, tokens, attention_mask)
+    if p is not None:
+        check_real_positions(mask, p)
+    fwd_mask = forward_attention_mask(model, mask)
+    batch_size = check_batch_size(batch_size)
     dev = next(model.parameters()).device
     outs = []
     for s in range(0, B, batch_size):
         toks = tokens[s:s + batch_size].to(dev)
         rows = torch.arange(toks.shape[0], device=dev)
-        pb = p if not isinstance(p, Tensor) else p[s:s + batch_size].to(dev)
-        val = value[s:s + batch_size] if isinstance(value, Tensor) and value.ndim else value
+        pb = None if p is None else p[s:s + batch_size].to(dev)
+        val = value[s:s + batch_size] if isinstance(value, Tensor) and value.shape == (B,) \
+            else value
 
-        def hook(act: Tensor, hook: Any) -> Tensor:
+        def hook(act: Tensor, hook: Any, pb=pb, val=val, rows=rows) -> Tensor:
             if pb is None:
                 v = val if not (isinstance(val, Tensor) and val.ndim) else val[:, None]
-                return project_out(act, direction, v)
+                return _project_out(act, direction, v)
             act = act.clone()
-            idx = (rows, pb) if isinstance(pb, Tensor) else (rows, torch.full_like(rows, pb))
-            act[idx] = project_out(act[idx], direction, val)
+            act[rows, pb] = _project_out(act[rows, pb], direction, val)
             return act
 
+        kw = {} if fwd_mask is None else {"attention_mask": fwd_mask[s:s + batch_size].to(dev)}
         with torch.no_grad():
-            outs.append(model.run_with_hooks(toks, fwd_hooks=[(hook_name, hook)]))
+            outs.append(model.run_with_hooks(toks, fwd_hooks=[(hook_name, hook)], **kw))
     return torch.cat(outs)
 
 
-def random_unit_vectors(d: int, n: int, seed: int = 0) -> Tensor:
+def random_unit_vectors(d: int, n: int, seed: int = 0) -> Float[Tensor, "n d"]:
     """``n`` random unit vectors in ``R^d`` (``[n, d]``), the control for a direction ablation."""
+    d, n, seed = check_int(d, "d", 1), check_int(n, "n", 1), check_int(seed, "seed")
     v = torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
     return v / v.norm(dim=-1, keepdim=True)

@@ -19,19 +19,22 @@ applied: the weight is folded into the read-out, and the bias read out becomes t
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
-from .names import hook_name
-from .models import require_decoder
 from .errors import TutorialError
-from .validation import check_no_logit_softcap
+from .model_checks import (check_cache, check_model, check_no_logit_softcap, check_real_positions,
+                           check_tokens, forward_attention_mask, padding_mask, require_decoder)
+from .validation import check_batch_size, check_positions
 
-__all__ = ["MAX_FULL_VOCAB_VALUES", "activations_at", "check_cache_tokens", "check_decoder",
-           "check_pos", "check_token_ids", "final_norm_kind", "gather_pos", "ln_affine",
-           "normalise", "project", "read_out_weights"]
+if TYPE_CHECKING:
+    from .models import Model
+
+__all__ = ["MAX_FULL_VOCAB_VALUES", "activations_at", "check_decoder", "final_norm_kind",
+           "gather_pos", "has_pos_embed", "ln_affine", "normalise", "prepare_batch", "project", "read_out_weights"]
 
 
 #: Above this many projected values (components x batch x tokens) a full-vocabulary component
@@ -43,138 +46,74 @@ MAX_FULL_VOCAB_VALUES = 200_000_000
 # Input validation (all before any forward pass)
 # --------------------------------------------------------------------------------------------
 
-def check_decoder(model: Any, what: str) -> None:
-    """A decoder bridge, else a ``ValueError`` (see :func:`tutorial_utils.models.require_decoder`)."""
-    cfg = getattr(model, "cfg", None)
-    if cfg is None:
-        raise TutorialError(f"{what} needs a TransformerBridge from tutorial_utils.models.load_model, "
-                         f"got {type(model).__name__}")
+def check_decoder(model: Model, what: str) -> None:
+    """A decoder bridge with an unembedding and linear logits, else a ``TutorialError``."""
+    check_model(model, what)
     require_decoder(model, what)
     if not hasattr(model, "W_U"):
         raise TutorialError(f"{what} needs a model with an unembedding W_U")
     check_no_logit_softcap(model, what)
 
 
+def prepare_batch(model: Model, tokens: Any, pos: Any, attention_mask: Any, cache: Any,
+                  batch_size: Any) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, " batch"],
+                                            Int[Tensor, "batch pos"] | None]:
+    """The checks every read-out method runs first: ``(tokens [B, T], pos [B], forward mask)``.
 
-
-def check_pos(pos: int | Tensor | Sequence[int], B: int, T: int) -> Tensor:
-    """``pos`` as a LongTensor[B] of non-negative positions (negative ints count from the end)."""
-    if isinstance(pos, bool):
-        raise TutorialError("pos must be an int or a LongTensor[batch] of positions, got a bool")
-    if isinstance(pos, int):
-        if not -T <= pos < T:
-            raise TutorialError(f"pos {pos} out of range for sequences of length {T}")
-        return torch.full((B,), pos % T, dtype=torch.long)
-    p = torch.as_tensor(pos)
-    if p.is_floating_point() or p.dtype == torch.bool:
-        raise TutorialError(f"pos must hold integer positions, got dtype {p.dtype}")
-    if p.ndim == 0:
-        return check_pos(int(p), B, T)
-    if p.shape != (B,):
-        raise TutorialError(f"pos must be an int or have shape [batch] = [{B}], got {tuple(p.shape)}")
-    p = p.long().cpu()
-    bad = (p < -T) | (p >= T)
-    if bad.any():
-        i = int(bad.nonzero()[0, 0])
-        raise TutorialError(f"pos[{i}] = {int(p[i])} out of range for sequences of length {T}")
-    return p % T
-
-
-def check_token_ids(model: Any, token_ids: Any, B: int, required: bool = False) -> Tensor | None:
-    """``token_ids`` as a LongTensor [K] (shared) or [B, K] (per example), or None (full vocab)."""
-    if token_ids is None:
-        if required:
-            raise TutorialError("token_ids is required here (e.g. the 100 year tokens, or "
-                             "TaskDataset.candidate_ids)")
-        return None
-    ids = torch.as_tensor(token_ids)
-    if ids.is_floating_point() or ids.dtype == torch.bool:
-        raise TutorialError(f"token_ids must be integer ids, got dtype {ids.dtype}")
-    if ids.ndim == 0:
-        ids = ids[None]
-    if ids.ndim == 2 and ids.shape[0] != B:
-        raise TutorialError(f"per-example token_ids must have shape [batch={B}, K], got "
-                         f"{tuple(ids.shape)}")
-    if ids.ndim not in (1, 2) or ids.shape[-1] == 0:
-        raise TutorialError(f"token_ids must have shape [K] or [batch, K] with K >= 1, got "
-                         f"{tuple(ids.shape)}")
-    V = model.cfg.d_vocab
-    bad = (ids < 0) | (ids >= V)
-    if bad.any():
-        raise TutorialError(f"token_ids {ids[bad][:5].tolist()} outside the vocabulary [0, {V})")
-    return ids.long().cpu()
+    Tokens are checked against the model; padding is found (:func:`~tutorial_utils.
+    model_checks.padding_mask`) and every position read must be a real token; a cache must come
+    from this model on these tokens, and a cache of a padded batch is refused (it cannot say
+    whether it was run with the mask)."""
+    tokens = check_tokens(model, tokens)
+    B, T = tokens.shape
+    p = check_positions(pos, B, T)
+    if cache is not None:
+        check_cache(model, tokens, cache)
+    else:
+        check_batch_size(batch_size)
+    mask = padding_mask(model, tokens, attention_mask)
+    check_real_positions(mask, p)
+    fwd = forward_attention_mask(model, mask)
+    if cache is not None:
+        if fwd is not None:
+            raise TutorialError("cache: with padding that changes the real tokens' run (left "
+                                "padding, or an encoder), a cache cannot be checked for the "
+                                "mask it was run with; pass cache=None and attention_mask")
+    return tokens, p, fwd
 
 
 # --------------------------------------------------------------------------------------------
 # Activations at one position per example
 # --------------------------------------------------------------------------------------------
 
-def gather_pos(act: Tensor, pos: Tensor) -> Tensor:
+def gather_pos(act: Float[Tensor, "batch pos ..."], pos: Int[Tensor, "batch"]
+               ) -> Float[Tensor, "batch ..."]:
     """``act[b, pos[b]]`` for an activation [B, T, ...] -> [B, ...]."""
     return act[torch.arange(act.shape[0], device=act.device), pos.to(act.device)]
 
 
-def check_cache_tokens(model: Any, tokens: Tensor, cache: Any) -> None:
-    """A cache must come from ``tokens``. Compared by token ids: a cache that records its
-    tokens (``cache.tokens``, e.g. set by you after ``run_with_cache``) must hold exactly these
-    ids; otherwise the ids are read back from its token embeddings ``hook_embed`` (the row of
-    ``W_E`` each position holds) and compared. A cache with neither is refused: a cache of
-    other prompts of the same shape would give silently wrong numbers."""
-    cached = getattr(cache, "tokens", None)
-    if isinstance(cached, Tensor):
-        if cached.shape != tokens.shape or not torch.equal(cached.cpu(), tokens.cpu()):
-            raise TutorialError("cache: its tokens (cache.tokens) are not these tokens: the "
-                                "cache must come from a run of this model on these tokens")
-        return
-    try:
-        emb = cache[hook_name("embed")]
-    except KeyError:
-        raise TutorialError("cache: cannot tell which tokens it came from (it has neither "
-                            "cache.tokens nor 'hook_embed'); run model.run_with_cache(tokens) "
-                            "without a names_filter, or set cache.tokens = tokens, or pass "
-                            "cache=None") from None
-    if emb.shape[:2] != tokens.shape:
-        raise TutorialError(f"cache: its batch/seq shape {tuple(emb.shape[:2])} differs from the "
-                            f"tokens' {tuple(tokens.shape)}: the cache must come from these tokens")
-    W_E = getattr(model, "W_E", None)
-    if W_E is not None and W_E.shape[0] == model.cfg.d_vocab:
-        W = W_E.detach().to(emb.device, torch.float32)
-        e = emb.detach().float().reshape(-1, W.shape[1])
-        # the token id each cached position holds: the nearest row of W_E
-        ids = torch.cdist(e, W).argmin(-1).reshape(tokens.shape).cpu()
-        same = ids == tokens.cpu()
-        if not bool(same.all()):
-            # ties (identical embedding rows) count as equal when the embeddings match
-            want = W[tokens.to(W.device)].reshape(-1, W.shape[1])
-            close = torch.isclose(e, want, atol=1e-4, rtol=1e-3).all(-1).reshape(tokens.shape)
-            if not bool((same | close.cpu()).all()):
-                b, t = (~(same | close.cpu())).nonzero()[0].tolist()
-                raise TutorialError(
-                    f"cache: its token ids differ from these tokens (first at example {b}, "
-                    f"position {t}: cached id {int(ids[b, t])}, given {int(tokens[b, t])}); "
-                    "the cache must come from a run of this model on these tokens")
-
-
-def activations_at(model: Any, tokens: Tensor, pos: Tensor, names: list[str], cache: Any,
-                    batch_size: int) -> dict[str, Tensor]:
-    """Each hook in ``names`` at ``pos``: from ``cache`` if given, else from batched forwards."""
+def activations_at(model: Model, tokens: Int[Tensor, "batch pos"], pos: Int[Tensor, "batch"],
+                   names: list[str], cache: Any, batch_size: int,
+                   attention_mask: Int[Tensor, "batch pos"] | None = None
+                   ) -> dict[str, Float[Tensor, "batch ..."]]:
+    """Each hook in ``names`` at ``pos``: from ``cache`` if given (checked by
+    :func:`prepare_batch`), else from batched forwards (with ``attention_mask``, the forward
+    mask :func:`prepare_batch` returns)."""
     B, T = tokens.shape
     out: dict[str, list[Tensor]] = {n: [] for n in names}
     if cache is not None:
-        check_cache_tokens(model, tokens, cache)
         for n in names:
             try:
                 act = cache[n]
             except KeyError:
                 raise TutorialError(f"the cache has no activation {n!r}: run the model with "
-                                 "run_with_cache and no names_filter, or pass cache=None") from None
+                                    "run_with_cache and no names_filter, or pass cache=None") from None
             if act.shape[:2] != (B, T):
                 raise TutorialError(f"cached {n!r} has batch/seq shape {tuple(act.shape[:2])} but "
-                                 f"tokens are {(B, T)}: the cache must come from these tokens")
+                                    f"tokens are {(B, T)}: the cache must come from these tokens")
             out[n].append(gather_pos(act, pos))
     else:
-        if batch_size <= 0:
-            raise TutorialError(f"batch_size must be positive, got {batch_size}")
+        batch_size = check_batch_size(batch_size)
         dev = next(model.parameters()).device
         starts = range(0, B, batch_size)
         it = starts
@@ -185,7 +124,9 @@ def activations_at(model: Any, tokens: Tensor, pos: Tensor, names: list[str], ca
         with torch.no_grad():
             for s in it:
                 chunk = tokens[s:s + batch_size].to(dev)
-                _, c = model.run_with_cache(chunk, names_filter=list(names))
+                kw = {} if attention_mask is None else \
+                    {"attention_mask": attention_mask[s:s + batch_size].to(dev)}
+                _, c = model.run_with_cache(chunk, names_filter=list(names), **kw)
                 for n in names:
                     out[n].append(gather_pos(c[n], pos[s:s + batch_size]))
                 del c
@@ -196,7 +137,7 @@ def activations_at(model: Any, tokens: Tensor, pos: Tensor, names: list[str], ca
 # The read-out: final LayerNorm and unembedding
 # --------------------------------------------------------------------------------------------
 
-def final_norm_kind(model: Any) -> tuple[bool, bool]:
+def final_norm_kind(model: Model) -> tuple[bool, bool]:
     """(centre, normalise) of ``ln_final``: LayerNorm centres, RMSNorm does not."""
     nt = getattr(model.cfg, "normalization_type", "LN")
     if nt is None:
@@ -206,7 +147,7 @@ def final_norm_kind(model: Any) -> tuple[bool, bool]:
     return True, True
 
 
-def has_pos_embed(model: Any) -> bool:
+def has_pos_embed(model: Model) -> bool:
     """True when the model adds a learned position embedding to the residual stream (GPT-2,
     BERT); False for rotary (Pythia, Llama, Qwen2, Mistral, Gemma) and other schemes that act
     inside attention, where there is no ``pos_embed`` component."""
@@ -221,7 +162,7 @@ def _weight_offset(ln: Any) -> bool:
         "RMSNorm" in type(orig).__name__
 
 
-def ln_affine(model: Any) -> tuple[Tensor | None, Tensor | None]:
+def ln_affine(model: Model) -> tuple[Float[Tensor, "d_model"] | None, Float[Tensor, "d_model"] | None]:
     """The weight and bias ``ln_final`` still applies (None when folded away, i.e. ones/zeros)."""
     w = b = None
     ln = getattr(model, "ln_final", None)
@@ -242,7 +183,8 @@ def ln_affine(model: Any) -> tuple[Tensor | None, Tensor | None]:
     return w, b
 
 
-def read_out_weights(model: Any, device: torch.device) -> tuple[Tensor, Tensor, Tensor | None]:
+def read_out_weights(model: Model, device: torch.device) -> tuple[
+        Float[Tensor, "d_model vocab"], Float[Tensor, "vocab"], Float[Tensor, "vocab"] | None]:
     """Effective ``W_U`` [d_model, V] (LN weight folded in), ``b_U`` [V], and the LN bias
     read out through ``W_U`` (``ln_b @ W_U``, [V]) or None."""
     W_U = model.W_U.detach().float().to(device)
@@ -257,7 +199,8 @@ def read_out_weights(model: Any, device: torch.device) -> tuple[Tensor, Tensor, 
     return W_U, b_U, ln_bias
 
 
-def normalise(x: Tensor, model: Any, scale: Tensor | None) -> Tensor:
+def normalise(x: Float[Tensor, "... batch d_model"], model: Model,
+              scale: Float[Tensor, "batch 1"] | None) -> Float[Tensor, "... batch d_model"]:
     """Apply ``ln_final``'s normalisation to ``x`` [..., B, d]: centre (LayerNorm) and divide by
     ``scale`` [B, 1] (frozen) or by ``x``'s own RMS (``scale=None``)."""
     centre, norm = final_norm_kind(model)
@@ -271,7 +214,9 @@ def normalise(x: Tensor, model: Any, scale: Tensor | None) -> Tensor:
     return x / scale
 
 
-def project(x: Tensor, W_U: Tensor, ids: Tensor | None, bias: Tensor | None) -> Tensor:
+def project(x: Float[Tensor, "... batch d_model"], W_U: Float[Tensor, "d_model vocab"],
+            ids: Int[Tensor, "*batch k"] | None, bias: Float[Tensor, "vocab"] | None
+            ) -> Float[Tensor, "... batch k_or_vocab"]:
     """``x @ W_U (+ bias)`` restricted to ``ids``: x [..., B, d] -> [..., B, K or V]."""
     if ids is None:
         out = x @ W_U

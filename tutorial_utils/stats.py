@@ -14,6 +14,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from .errors import TutorialError
+from .validation import check_finite, check_mask
 
 __all__ = ["average_ranks", "rank_correlation", "spearman"]
 
@@ -31,27 +32,16 @@ def average_ranks(v: Float[Tensor, " n"]) -> Float[Tensor, " n"]:
     return ranks
 
 
-def _check_finite(x: Tensor, what: str) -> None:
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        raise TutorialError(f"{what} contains NaN or infinite values: a rank correlation of them "
-                            "would be meaningless; drop or mask those entries first")
-
-
 def spearman(a: Float[Tensor, "batch n"], b: Float[Tensor, "batch n"],
              mask: Bool[Tensor, "batch n"] | None = None) -> Float[Tensor, " batch"]:
     """Spearman correlation between the rows of ``a`` and ``b`` over the positions where
     ``mask`` is true: ``[B]``, NaN where a row has fewer than 2 positions or constant scores."""
-    if not isinstance(a, Tensor) or not isinstance(b, Tensor) or a.shape != b.shape or a.ndim != 2:
-        raise TutorialError(f"a and b must both be tensors [batch, n] of one shape, got "
-                            f"{tuple(getattr(a, 'shape', ()))} and {tuple(getattr(b, 'shape', ()))}")
-    if mask is None:
-        mask = torch.ones_like(a, dtype=torch.bool)
-    if not isinstance(mask, Tensor) or mask.shape != a.shape:
-        raise TutorialError(f"mask must be a bool tensor of the scores' shape {tuple(a.shape)}, "
-                            f"got {tuple(getattr(mask, 'shape', ()))}")
-    mask = mask.bool()
-    _check_finite(a[mask.to(a.device)], "a")
-    _check_finite(b[mask.to(b.device)], "b")
+    a, b = check_finite(a, "a"), check_finite(b, "b")
+    if a.shape != b.shape or a.ndim != 2:
+        raise TutorialError(f"a and b must both be [batch, n] of one shape, got "
+                            f"{tuple(a.shape)} and {tuple(b.shape)}")
+    mask = torch.ones_like(a, dtype=torch.bool) if mask is None else \
+        check_mask(mask, tuple(a.shape), "mask")
     out = torch.full((a.shape[0],), float("nan"), dtype=torch.float64)
     for i in range(a.shape[0]):
         m = mask[i].to(a.device)
@@ -71,7 +61,7 @@ def rank_correlation(a: Float[Tensor, "..."], b: Float[Tensor, "..."]) -> float:
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TutorialError(f"a and b must be tensors, got {type(a).__name__} and "
                             f"{type(b).__name__}")
-    a, b = a.detach().flatten().cpu(), b.detach().flatten().cpu()
+    a, b = check_finite(a, "a").detach().flatten().cpu(), check_finite(b, "b").detach().flatten().cpu()
     if a.shape != b.shape or a.numel() < 2:
         raise TutorialError(f"need two score vectors of equal length >= 2, got {tuple(a.shape)} "
                             f"and {tuple(b.shape)}")

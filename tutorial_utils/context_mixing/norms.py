@@ -90,7 +90,7 @@ def decompose_attention_block(model: Any, tokens: Tensor | str, layer: int,
                               attention_mask: Tensor | None = None) -> AttentionDecomposition:
     """Exact per-source decomposition of layer ``layer``'s attention block (module docstring);
     tensors carry a batch dim ``B`` (1 for a single sentence)."""
-    from ..validation import check_layer
+    from ..model_checks import check_layer
 
     layer = check_layer(model, layer)
     toks, _, mask = as_tokens(model, tokens, attention_mask)

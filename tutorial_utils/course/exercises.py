@@ -501,8 +501,6 @@ def _solution_notebooks(notebooks_dir: Path, out_dir: Path) -> list[Path]:
 def read_notebook(path: Path) -> Any:
     """The notebook at ``path``, or a :class:`TutorialError` naming the file when it is not a
     readable notebook (truncated or hand-edited JSON, not nbformat 4)."""
-    from ..errors import TutorialError
-
     try:
         nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
         nbformat.validate(nb)

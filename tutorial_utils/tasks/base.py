@@ -25,8 +25,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
-from ..models import require_decoder
-from ..validation import check_same_shape, check_tokens
+from ..model_checks import check_tokens, require_decoder
+from ..validation import check_same_shape
 from .metrics import Metric, check_metric, check_metric_value
 
 __all__ = ["accuracy", "assemble", "bos_id", "check_dataset", "check_example_count", "encode",

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..paths import DATA_DIR
 from . import make_facts, make_greater_than, make_ioi, make_sva
+from ..gpt2_tokenizer import load_gpt2_tokenizer
 
 __all__ = ["export_all", "TASK_DIR"]
 
@@ -25,7 +26,6 @@ def export_all(out_dir: Path = TASK_DIR, tokenizers: dict[str, Any] | None = Non
     if tokenizers is None:
         from transformers import AutoTokenizer
 
-        from ..gpt2_tokenizer import load_gpt2_tokenizer
 
         tokenizers = {
             "gpt2": load_gpt2_tokenizer(),

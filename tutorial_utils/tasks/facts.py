@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from .base import TaskDataset, assemble, get_tokenizer, single_token_id
@@ -46,7 +47,7 @@ def make_facts(tokenizer_or_model: Any, seed: int = 0) -> TaskDataset:
     return assemble(tok, "facts", "logit_diff", clean, corrupted, cands, signs, answers, meta)
 
 
-def top1_accuracy(logits: Tensor, dataset: TaskDataset) -> float:
+def top1_accuracy(logits: Float[Tensor, "batch pos vocab"], dataset: TaskDataset) -> float:
     """Share of prompts whose arg-max next token is the correct answer (``candidate_ids[:, 0]``)."""
     if logits.ndim == 3:
         logits = logits[torch.arange(len(dataset), device=logits.device),

@@ -80,7 +80,7 @@ def check_metric(metric: Any, what: str = "metric") -> None:
 
 
 def check_metric_value(value: Any, n_examples: int, what: str = "metric",
-                       need_grad: bool = False) -> Tensor:
+                       need_grad: bool = False) -> Float[Tensor, "..."]:
     """The output of one call of a metric on ``n_examples`` rows, as a float tensor ``[B]`` or
     ``[]``; a :class:`TutorialError` for anything else, or for a NaN or infinite value.
 

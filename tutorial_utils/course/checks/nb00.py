@@ -41,25 +41,25 @@ def _synthetic_writer_cache(n_layers: int = 3, seed: int = 0) -> dict[str, torch
     ``blocks.{l}.hook_attn_out``, ``blocks.{l}.hook_mlp_out``), each a random ``[1, 4, 8]``
     tensor: the known answer is their sum, and no ``hook_resid_*`` entry can be read back."""
     g = torch.Generator().manual_seed(seed)
-    names = ["hook_embed", "hook_pos_embed"] + [f"blocks.{l}.hook_{kind}_out"
-                                               for l in range(n_layers) for kind in ("attn", "mlp")]
+    names = [hook_name("embed"), hook_name("pos_embed")] + [
+        hook_name(f"{kind}_out", l) for l in range(n_layers) for kind in ("attn", "mlp")]
     return _WriterCache({name: torch.randn(1, 4, 8, generator=g) for name in names})
 
 
 def _residual_mistake(out: torch.Tensor, cache: dict[str, torch.Tensor], n_layers: int) -> str:
     """Name the likely mistake when ``out`` is not the sum of the writers."""
     full = reference_residual_sum(cache, n_layers)
-    attn = sum(cache[f"blocks.{l}.hook_attn_out"] for l in range(n_layers))
-    mlp = sum(cache[f"blocks.{l}.hook_mlp_out"] for l in range(n_layers))
+    attn = sum(cache[hook_name("attn_out", l)] for l in range(n_layers))
+    mlp = sum(cache[hook_name("mlp_out", l)] for l in range(n_layers))
     last = n_layers - 1
     candidates = [
-        (full - cache["hook_pos_embed"], "you left out hook_pos_embed: x_0 is the token embedding "
+        (full - cache[hook_name("pos_embed")], "you left out hook_pos_embed: x_0 is the token embedding "
                                          "plus the position embedding"),
-        (full - cache["hook_embed"], "you left out hook_embed: x_0 is the token embedding plus the "
+        (full - cache[hook_name("embed")], "you left out hook_embed: x_0 is the token embedding plus the "
                                      "position embedding"),
         (full - mlp, "you left out the MLP outputs: every block adds attn_out and mlp_out"),
         (full - attn, "you left out the attention outputs: every block adds attn_out and mlp_out"),
-        (full - cache[f"blocks.{last}.hook_attn_out"] - cache[f"blocks.{last}.hook_mlp_out"],
+        (full - cache[hook_name("attn_out", last)] - cache[hook_name("mlp_out", last)],
          "you stopped one layer early: loop over range(n_layers), all of them"),
     ]
     for wrong, why in candidates:

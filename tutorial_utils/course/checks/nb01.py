@@ -27,8 +27,11 @@ import torch
 
 from ... import input_attribution as A
 from ..answers import exercise
+from ...errors import TutorialError
 from ..grading import CheckResult, as_tensor, compare_to_reference, raised
 from ..solutions import nb01 as solutions
+from ...concept_erasure import NullspaceEraser, random_eraser
+from ...probing import train_probe
 
 __all__ = ["ToyModel", "binary_probe_loss", "check_control_task", "check_gradient_x_input",
            "check_inlp", "check_integrated_gradients", "check_occlusion", "check_train_probe",
@@ -84,7 +87,7 @@ class ToyModel(torch.nn.Module):
         x = self.embed(tokens)
         for name, fn in fwd_hooks:
             if name != A.EMBED_HOOK:
-                raise ValueError(f"the toy model has only the hook {A.EMBED_HOOK}, not {name}")
+                raise TutorialError(f"the toy model has only the hook {A.EMBED_HOOK}, not {name}")
             x = fn(x, None)
         return self._logits(x)
 
@@ -523,9 +526,6 @@ def check_inlp(student_fn: Callable, n_iterations: int = 8) -> CheckResult:
     the removed subspace, ``k = n_iterations``; after projecting it out, a fresh probe trained
     on the erased training data must be at chance (|acc - 0.5| < 0.06) on erased held-out data,
     while a random subspace of the same rank leaves the concept readable."""
-    from ...concept_erasure import NullspaceEraser, random_eraser
-    from ...probing import train_probe
-
     name = "inlp"
     X, y = _concept_data(3000, 0)
     Xt, yt = _concept_data(3000, 1)

@@ -22,6 +22,8 @@ from ..grading import CheckResult, as_tensor, close, compare_to_reference, raise
 from ..solutions import nb02 as solutions
 from ..solutions.nb02 import run_layer
 from ...context_mixing import rollout as _rollout
+from ... import context_mixing as cm
+from ...context_mixing.value_zeroing import _cosine_distance, value_zeroed_outputs
 
 __all__ = ["check_rollout", "check_attention_norm", "check_alti_layer",
            "check_value_zeroing_one_token", "check_cue_share_per_layer", "run_layer"]
@@ -181,7 +183,6 @@ def check_attention_norm(student_fn: Callable[..., torch.Tensor], model: Any = N
     res = compare_to_reference(name, student_fn, _ref_attention_norm, inputs, n_trials=4)
     if not res.passed or model is None:
         return res
-    from ... import context_mixing as cm
 
     toks = tokens.reshape(1, -1)
     lib = cm.attention_norm(model, toks[0], "res")
@@ -269,7 +270,6 @@ def check_alti_layer(student_fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
     res = compare_to_reference(name, student_fn, _ref_alti_layer, inputs, n_trials=3)
     if not res.passed or model is None:
         return res
-    from ... import context_mixing as cm
 
     toks = tokens.reshape(1, -1)
     lib = cm.alti(model, toks[0], rollout=False)
@@ -392,8 +392,6 @@ def check_value_zeroing_one_token(student_fn: Callable[..., torch.Tensor], model
                                         f"rerun the same layer on the same x, compare with cosine")
     if model is None:
         return CheckResult(name, True, "known answers right on synthetic BERT layers")
-    from ... import context_mixing as cm
-    from ...context_mixing.value_zeroing import _cosine_distance, value_zeroed_outputs
 
     toks = tokens.reshape(1, -1)
     hf = cm.original_hf_model(model)

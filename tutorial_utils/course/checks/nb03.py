@@ -23,6 +23,10 @@ from ..grading import (CheckResult, InvalidAnswer, as_number, as_tensor, check_v
                        compare_to_reference, raised)
 from ..grading import describe as _describe
 from ..solutions import nb03 as solutions
+from ...patching import get_activations, patching_sweep
+from ...graph import Graph
+from ...path_patching import edge_patching
+from ...faithfulness import all_nodes, circuit_faithfulness
 
 __all__ = ["SVA_MAX_NODES", "check_ablate_head", "check_head_sweep", "check_node_faithfulness",
            "check_patch_edge", "check_sva_faithfulness", "check_upweight_score",
@@ -114,8 +118,6 @@ def check_ablate_head(fn: Callable) -> CheckResult:
 def check_head_sweep(fn: Callable, model: Any, dataset: Any, layer: int) -> CheckResult:
     """``fn(model, dataset, layer) -> [n_heads]``: the metric with each head of ``layer`` patched
     (all positions) from the corrupted run into the clean run."""
-    from ...patching import patching_sweep
-
     name = "patch_heads_of_layer"
     try:
         same = fn(model, _self_patched(dataset), layer)
@@ -152,9 +154,6 @@ def check_head_sweep(fn: Callable, model: Any, dataset: Any, layer: int) -> Chec
 def _edge_by_hand(model: Any, dataset: Any, sender: str, receiver: str, sign: float = 1.0,
                   all_heads: bool = False) -> float:
     """The metric with edge sender -> receiver patched (and two wrong variants)."""
-    from ...graph import Graph
-    from ...patching import get_activations
-
     g = Graph.from_model(model)
     s = g.node(sender)
     head_name, which = receiver.rsplit(".", 1)
@@ -183,8 +182,6 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
     """``fn(model, dataset, sender, receiver) -> float``: the metric of the clean run with the
     single edge ``sender -> receiver`` (``"aL.hH.q"``/``.k``/``.v``) carrying the corrupted
     value, compared with :func:`tutorial_utils.path_patching.edge_patching` on ``edges``."""
-    from ...path_patching import edge_patching
-
     name = "patch_edge"
     try:
         same = fn(model, _self_patched(dataset), *edges[0])
@@ -218,7 +215,6 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
     # Only the receiving head may read the patched stream. On a sibling head of the edge with the
     # largest effect (same layer, same input) adding the change to every head shows clearly:
     # it then also patches the original receiver.
-    from ...graph import Graph
 
     (s0, r0), _ = max(zip(edges, ref), key=lambda e: abs(e[1] - m_clean))
     head_name, which = r0.rsplit(".", 1)
@@ -257,8 +253,6 @@ def check_node_faithfulness(fn: Callable, model: Any, dataset: Any, circuit: lis
                             ) -> CheckResult:
     """``fn(model, dataset, nodes) -> float``: resample-ablate every node outside ``nodes`` and
     normalise, compared with :func:`tutorial_utils.faithfulness.circuit_faithfulness`."""
-    from ...faithfulness import all_nodes, circuit_faithfulness
-
     name = "node_circuit_faithfulness"
     every = all_nodes(model)
     try:
@@ -357,8 +351,6 @@ def check_sva_faithfulness(model: Any, dataset: Any, circuit: Any, faithfulness:
     faithfulness (resample ablation, as the library measures it) is the one they report **and**
     reaches ``target``: "as few nodes as you can" is enforced, so the whole model (which
     trivially scores 1) fails."""
-    from ...faithfulness import all_nodes, circuit_faithfulness
-
     name = "sva_faithfulness"
     if isinstance(circuit, str) or not isinstance(circuit, (list, tuple, set, frozenset)):
         raise InvalidAnswer(f"your circuit is {_describe(circuit)}: give a list of node names, "

@@ -56,9 +56,9 @@ def section_00(model: Any, *, batch: int = 8, seq_len: int = 20, seed: int = 0, 
     tokens = model_repeated_tokens(model, seq_len=seq_len, batch=batch, seed=seed)
     L = model.cfg.n_layers
     names = [hook_name("pattern", l) for l in range(L)]
-    writers = ["hook_embed", "hook_pos_embed"] + [f"blocks.{l}.hook_{w}_out" for l in range(L)
-                                                  for w in ("attn", "mlp")]
-    final = f"blocks.{L - 1}.hook_resid_post"
+    writers = [hook_name("embed"), hook_name("pos_embed")] + [
+        hook_name(f"{w}_out", l) for l in range(L) for w in ("attn", "mlp")]
+    final = hook_name("resid_post", L - 1)
     keep = set(names) | set(writers) | {final}
     with torch.no_grad():
         logits, cache = model.run_with_cache(tokens.to(model.cfg.device),

@@ -1,6 +1,7 @@
 """Reference solutions of ``notebooks/00_primer``'s exercises."""
 
 from __future__ import annotations
+from ...names import hook_name
 
 from typing import Any
 
@@ -15,9 +16,9 @@ def residual_sum(cache: Any, n_layers: int) -> Float[Tensor, "batch pos d_model"
     """Exercise 2.1: ``x_L = x_0 + sum_l attn_out_l + sum_l mlp_out_l`` from a run's cache, with
     ``x_0`` the token plus the position embedding (the residual stream is a sum; Elhage et al.
     2021)."""
-    total = cache["hook_embed"] + cache["hook_pos_embed"]
+    total = cache[hook_name("embed")] + cache[hook_name("pos_embed")]
     for layer in range(n_layers):
-        total = total + cache[f"blocks.{layer}.hook_attn_out"] + cache[f"blocks.{layer}.hook_mlp_out"]
+        total = total + cache[hook_name("attn_out", layer)] + cache[hook_name("mlp_out", layer)]
     return total
 
 

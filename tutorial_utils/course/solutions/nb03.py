@@ -13,6 +13,7 @@ from ... import path_patching as PP
 from ...faithfulness import all_nodes, circuit_faithfulness
 from ...errors import TutorialError
 from ...graph import Graph
+from ...names import hook_name
 
 __all__ = ["ablate_head", "node_circuit_faithfulness", "patch_edge", "patch_heads_of_layer",
            "sender_output", "sva_circuit", "upweight_score"]
@@ -39,7 +40,7 @@ def ablate_head(z: Float[Tensor, "batch pos head d_head"], head: int, method: st
 def patch_heads_of_layer(model: Any, ds: Any, layer: int) -> Float[Tensor, "head"]:
     """Exercise 2.1: for each head of ``layer``, the task metric of the clean run with that
     head's output (``hook_z``) taken from the corrupted run."""
-    name = f"blocks.{layer}.attn.hook_z"
+    name = hook_name("z", layer)
     _, corrupted = P.get_activations(model, ds.corrupted_tokens, [name])
     out = []
     for h in range(model.cfg.n_heads):
