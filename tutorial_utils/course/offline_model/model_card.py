@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from ...errors import TutorialError
@@ -214,7 +215,7 @@ Wall time **{record['wall_time_s'] / 60:.0f} min** ({record['wall_time_s']:.0f} 
 | --- | --- | --- |
 {rows}
 
-Best induction head: {m['induction_best_head']}.
+Best induction head: {head_name(m['induction_best_head'])}.
 
 {bar}
 {breakdown}{render_composition(record.get("composition"))}{record.get("notes", "")}
@@ -246,6 +247,12 @@ def measure_breakdown(model_dir: str | Path) -> None:
     record["composition"] = composition_evidence(load_model(str(model_dir), device="cpu",
                                                             hooks=True))
     path.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def head_name(name: str) -> str:
+    """A head in the course's notation, ``aL.hH``; records written before it say ``LxHy``."""
+    m = re.fullmatch(r"L(\d+)H(\d+)", name)
+    return f"a{m[1]}.h{m[2]}" if m else name
 
 
 #: What :func:`render_card` reads from ``training_record.json`` (besides optional entries).
