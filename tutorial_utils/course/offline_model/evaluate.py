@@ -105,7 +105,7 @@ def evaluate_model(model: Any, tokenizer: Any, n: int = 200, seed: int = 0,
         induction_loss_first=float(first),
         induction_loss_second=float(second),
         induction_best_score=float(scores.max()),
-        induction_best_head=f"L{best // n_heads}H{best % n_heads}",
+        induction_best_head=f"a{best // n_heads}.h{best % n_heads}",  # aL.hH, as in the notebooks
         facts_top1=top1_accuracy(facts_logits, facts),
     )
 
