@@ -88,7 +88,8 @@ from tutorial_utils.course.grading import check_value, report
 from tutorial_utils.course.printing import fixed
 from tutorial_utils.logit_lens import logit_lens
 from tutorial_utils.models import load_course_model, seed_everything
-from tutorial_utils.plotting import attention_heatmap, heatmap, plot_dla, plot_logit_lens
+from tutorial_utils.plotting import (attention_heatmap, heatmap, heatmap_panels, plot_dla,
+                                     plot_logit_lens)
 from tutorial_utils.tasks import make_greater_than, make_sva
 from tutorial_utils.tasks.greater_than import year_token_ids
 
@@ -244,19 +245,11 @@ for m in ("zero", "mean", "corrupted"):
           f"{m_clean - float(drop[m][KEY_LAYER, KEY_HEAD]):.3f}")
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), layout="constrained")
-lim = max(float(d.abs().max()) for d in drop.values())
-for ax, (m, d) in zip(axes, drop.items()):
-    im = ax.imshow(d.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
-    if d.numel() <= 64:  # small models: print every value, the colour alone hides small drops
-        for (l, h), v in zip(torch.cartesian_prod(torch.arange(cfg.n_layers), torch.arange(cfg.n_heads)).tolist(),
-                             d.flatten().tolist()):
-            ax.text(h, l, f"{v:+.3f}", ha="center", va="center", fontsize=7,
-                    color="white" if abs(v) > 0.6 * lim else "black")
-    ax.set_title(f"{m} ablation"); ax.set_xlabel("head"); ax.set_ylabel("layer")
-    ax.set_xticks(range(cfg.n_heads)); ax.set_yticks(range(cfg.n_layers))
-fig.colorbar(im, ax=axes, label="drop in probability difference")
-fig.suptitle("Ablating one head at a time (Greater-Than)");
+fig = heatmap_panels({f"{m} ablation": d for m, d in drop.items()},
+                     "Ablating one head at a time (Greater-Than)", "head", "layer",
+                     [f"h{h}" for h in range(cfg.n_heads)], [f"a{l}" for l in range(cfg.n_layers)],
+                     cbar_label="drop in probability difference",
+                     annotate=cfg.n_layers * cfg.n_heads <= 64)  # small models: every value printed
 
 # %% [markdown]
 # **What the numbers show.** One head dominates: ablating `a0.h0` from its corrupted prompt drops
