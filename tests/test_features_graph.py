@@ -342,3 +342,37 @@ def test_activations_with_a_repeated_name_are_not_doubled(lm):
     toks = torch.zeros(3, 4, dtype=torch.long)
     acts = lm.activations(toks, ("resid_pre.1", "resid_pre.1"))
     assert acts["resid_pre.1"].shape == (3, 4, 128)
+
+
+def test_influence_flow_of_a_chain():
+    """emb -> f0 -> f1 -> logit, all at position 0, plus an error into the logit:
+    every edge on the chain carries the same flow."""
+    from tutorial_utils.features.pruning import influence_flow
+
+    A = torch.zeros(5, 5)             # f0, f1, err, emb, logit
+    A[0, 3] = 2.0
+    A[1, 0] = -1.0
+    A[4, 1], A[4, 2] = 3.0, 1.0
+    g = _toy_graph(A, 2, 1, 1, 1)
+    g.features[:, 1] = 0
+    flow = influence_flow(g)
+    assert sum(flow.values()) == pytest.approx(1.0)
+    assert flow[("m1", "logits")] == pytest.approx(flow[("m0", "m1")])
+    assert flow[("emb", "m0")] == pytest.approx(flow[("m0", "m1")])
+    assert flow[("m1", "logits")] == pytest.approx(3 * flow[("err0", "logits")])
+
+
+def test_plots_draw_the_graph_and_the_checks(random_rm, random_graph, lm):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tutorial_utils.features.plots import plot_graph, plot_interventions
+
+    pr = prune_graph(random_graph, 0.8, 0.95)
+    fig = plot_graph(random_graph, pr)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "token position" and "Pruned attribution graph" in ax.get_title()
+    assert len(ax.get_xticklabels()) == random_graph.n_tokens
+    chk = check_interventions(random_graph, random_rm, lm, [0, 1, 2], scale=0.0)
+    fig = plot_interventions(chk, 0, "top logit")
+    assert [a.get_title() for a in fig.axes] == ["frozen", "replacement", "model"]

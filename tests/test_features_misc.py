@@ -147,3 +147,32 @@ def test_training_cli_writes_loadable_dictionaries_and_cards(tmp_path):
         assert "loss recovered" in card and "Command:" in card
         assert d.config.layer == (1 if name == "transcoder_m1" else 3)
     assert "transcoder_m1" in (tmp_path / "README.md").read_text()
+
+
+def test_superposition_plots_have_titles_and_labels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tutorial_utils.features.plots import plot_dimensionality, plot_superposition
+
+    toy = train_toy_models(ToyModelConfig(n_features=6, n_hidden=2, sparsities=(0.0, 0.9),
+                                          steps=50))
+    fig = plot_superposition(toy)
+    assert fig.axes[0].get_title().startswith("S = 0.0") and fig.axes[0].get_xlabel()
+    fig = plot_dimensionality(toy)
+    assert fig.axes[0].get_xlabel().startswith("1 / (1 - S)")
+
+
+def test_feature_ablation_equals_subtracting_its_write_by_hand(lm, sae):
+    ds = make_task("sva", lm.tokenizer, n=12, frames_split="heldout", seed=2)
+    feats = [3, 255]
+    ours = edit_feature_metric(lm, sae, ds, feats, scale=0.0)
+    x = lm.activations(ds.clean_tokens, ("resid_pre.3",))["resid_pre.3"]
+    rows, pos = torch.arange(len(ds)), ds.answer_pos
+    f = sae.encode(x[rows, pos])
+    delta = torch.zeros_like(x)
+    for i in feats:
+        delta[rows, pos] -= f[:, i:i + 1] * sae.W_dec[:, i]
+
+    logits = lm.run(ds.clean_tokens, resid_edit=lambda l, r: r + delta if l == 3 else r).logits
+    assert torch.allclose(ours, ds.metric(logits, per_example=True), atol=1e-5)

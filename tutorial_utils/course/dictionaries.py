@@ -30,6 +30,7 @@ import torch
 
 from ..features.dictionary import DictionaryConfig, SparseDictionary, load_dictionary
 from ..features.evaluation import reconstruction_stats, splice_stats, splice_edit
+from ..features.reading import edit_feature_metric, feature_correlations, feature_task_scores
 from ..features.replacement import ReplacementModel
 from ..features.training import TrainConfig, train_dictionary
 from ..features.unfolded import UnfoldedGPT2
@@ -137,6 +138,57 @@ def number_probe(lm: UnfoldedGPT2, n: int = 400) -> dict[str, float]:
     return out
 
 
+@torch.no_grad()
+def sae_task_features(lm: UnfoldedGPT2, sae: SparseDictionary, n: int = 200,
+                      steer: tuple[float, ...] = (10.0, 20.0, 40.0)) -> dict:
+    """The SAE feature most tied to each task variable, chosen on training-frame prompts and
+    tested on held-out prompts (held-out frames and nouns):
+
+    * agreement: the feature with the largest mean activation difference at the answer position
+      between plural and singular subjects; ablated (set to 0) on plural-subject prompts, and
+      its unit decoder direction added ``alpha`` times on singular-subject prompts (share of
+      prompts whose metric changes sign: the model now prefers the plural verb);
+    * Greater-Than: the feature whose activation correlates most (in absolute value) with the
+      start year's two digits; ablated on every prompt.
+    """
+    out: dict = {}
+    train = make_task("sva", lm.tokenizer, n=n, frames_split="train", seed=3)
+    test = make_task("sva", lm.tokenizer, n=n, frames_split="heldout", nouns="heldout", seed=4)
+    score = feature_task_scores(lm, sae, train, train.meta["plural"])
+    feat = int(score.argmax())
+    plural = [i for i, p in enumerate(test.meta["plural"]) if p]
+    singular = [i for i, p in enumerate(test.meta["plural"]) if not p]
+    pl, sg = test.subset(plural), test.subset(singular)
+    base_pl = edit_feature_metric(lm, sae, pl, feat, scale=None)
+    abl_pl = edit_feature_metric(lm, sae, pl, feat, scale=0.0)
+    base_sg = edit_feature_metric(lm, sae, sg, feat, scale=None)
+    flips = {}
+    for a in steer:
+        m = edit_feature_metric(lm, sae, sg, feat, scale=None, add=a)
+        flips[str(a)] = {"metric": float(m.mean()), "flip_rate": float((m < 0).float().mean())}
+    held = feature_task_scores(lm, sae, test, test.meta["plural"])
+    out["sva"] = {"feature": feat, "train_score": float(score[feat]),
+                  "heldout_score": float(held[feat]), "heldout_rank": int((held > held[feat]).sum()),
+                  "plural_metric": float(base_pl.mean()), "plural_metric_ablated": float(abl_pl.mean()),
+                  "singular_metric": float(base_sg.mean()), "steer_singular": flips}
+    gtr = make_task("greater_than", lm.tokenizer, n=n, frames_split="train", seed=3)
+    gte = make_task("greater_than", lm.tokenizer, n=n, frames_split="heldout", nouns="heldout",
+                    years="heldout", seed=4)
+    corr = feature_correlations(lm, sae, gtr, gtr.meta["yy"])
+    feat = int(corr.abs().argmax())
+    held = feature_correlations(lm, sae, gte, gte.meta["yy"])
+    top5 = corr.abs().argsort(descending=True)[:5].tolist()
+    base = edit_feature_metric(lm, sae, gte, feat, scale=None)
+    abl = edit_feature_metric(lm, sae, gte, feat, scale=0.0)
+    abl5 = edit_feature_metric(lm, sae, gte, top5, scale=0.0)
+    out["greater_than"] = {"feature": feat, "train_corr": float(corr[feat]),
+                           "heldout_corr": float(held[feat]), "metric": float(base.mean()),
+                           "metric_ablated": float(abl.mean()), "top5": top5,
+                           "top5_corr": [float(corr[i]) for i in top5],
+                           "metric_top5_ablated": float(abl5.mean())}
+    return out
+
+
 def _card(name: str, meta: dict) -> str:
     c = meta["config"]
     m = meta["metrics"]
@@ -160,6 +212,23 @@ def _card(name: str, meta: dict) -> str:
     for task, v in meta["tasks"].items():
         lines.append(f"| {task}: metric model / spliced (kept) | {v['model']:.3f} / "
                      f"{v['spliced']:.3f} ({v['kept']:.2f}) |")
+    tf = meta.get("task_features")
+    if tf:
+        sv, gt = tf["sva"], tf["greater_than"]
+        steer = "; ".join(f"+{a}: metric {v['metric']:.3f}, flipped {v['flip_rate']:.0%}"
+                          for a, v in sv["steer_singular"].items())
+        lines += ["", "## Features tied to task variables (held-out prompts)", "",
+                  f"* Agreement: feature {sv['feature']} (plural minus singular activation at the "
+                  f"answer position {sv['train_score']:.2f} on training frames, "
+                  f"{sv['heldout_score']:.2f} held out). Ablated on plural-subject prompts, the "
+                  f"agreement metric goes {sv['plural_metric']:.3f} -> "
+                  f"{sv['plural_metric_ablated']:.3f}. Its direction added to singular-subject "
+                  f"prompts (metric {sv['singular_metric']:.3f}): {steer}.",
+                  f"* Greater-Than: feature {gt['feature']} (correlation with the start year "
+                  f"{gt['train_corr']:.2f} on training frames, {gt['heldout_corr']:.2f} held out). "
+                  f"Ablated: metric {gt['metric']:.3f} -> {gt['metric_ablated']:.3f}; the five "
+                  f"features most correlated with the year ({', '.join(map(str, gt['top5']))}) "
+                  f"ablated together: {gt['metric_top5_ablated']:.3f}."]
     t = meta["train"]
     lines += ["", "## Training", "",
               f"{t['steps']} Adam steps, batch {t['batch_size']} tokens, learning rate {t['lr']}, "
@@ -244,6 +313,7 @@ def run(cfg: RunConfig, out: Path, log=print) -> dict[str, dict]:
                 m_model, m_spliced = kept.metric_model, kept.metric_replacement
             task_rows[tname] = {"model": m_model, "spliced": m_spliced,
                                 "kept": m_spliced / m_model}
+        task_feats = sae_task_features(lm, d, cfg.task_n) if c.kind == "sae" else None
         meta = {"config": asdict(c),
                 "metrics": {**rec.as_dict(), **spl.as_dict()},
                 "tasks": task_rows,
@@ -251,6 +321,8 @@ def run(cfg: RunConfig, out: Path, log=print) -> dict[str, dict]:
                 "data": {"train_docs": cfg.train_docs, "eval_docs": cfg.eval_docs,
                          "corpus_seed": cfg.corpus_seed, "train_tokens": int(x.shape[0])},
                 "wall_time_s": wall, "machine": machine, "command": command}
+        if task_feats is not None:
+            meta["task_features"] = task_feats
         d.save(out / spec.name, metadata={k: v for k, v in meta.items() if k != "config"},
                dtype=torch.float16)
         (out / f"{spec.name}.md").write_text(_card(spec.name, meta))
@@ -285,6 +357,19 @@ def run(cfg: RunConfig, out: Path, log=print) -> dict[str, dict]:
     return metas
 
 
+def add_task_features(out: Path, n: int = 200, log=print) -> None:
+    """Compute :func:`sae_task_features` for the SAEs already in ``out`` and rewrite their
+    metadata and cards (for a run made before this analysis existed)."""
+    lm = UnfoldedGPT2.from_pretrained(DATA_DIR / "models" / MODEL)
+    for p in sorted(out.glob("sae_*.json")):
+        d = load_dictionary(p)
+        meta = json.loads(p.read_text())
+        meta["task_features"] = sae_task_features(lm, d, n)
+        p.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        (out / f"{p.stem}.md").write_text(_card(p.stem, meta))
+        log(f"[{p.stem}] task features: " + json.dumps(meta["task_features"]))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=DATA_DIR / "dictionaries")
@@ -294,9 +379,15 @@ def main(argv: list[str] | None = None) -> None:
                            help="train only these dictionaries (names as in specs())")
             continue
         p.add_argument(f"--{name.replace('_', '-')}", type=type(f.default), default=f.default)
+    p.add_argument("--task-features-only", action="store_true",
+                   help="only (re)compute the SAEs' task features in --out")
     args = vars(p.parse_args(argv))
     out = args.pop("out")
-    run(RunConfig(**args), out, log=lambda s: print(s, flush=True))
+    log = lambda s: print(s, flush=True)
+    if args.pop("task_features_only"):
+        add_task_features(out, args["task_n"], log)
+        return
+    run(RunConfig(**args), out, log=log)
 
 
 if __name__ == "__main__":

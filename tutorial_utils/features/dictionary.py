@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 from jaxtyping import Float
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..errors import TutorialError
@@ -166,8 +167,6 @@ class SparseDictionary(nn.Module):
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None,
              dtype: torch.dtype = torch.float32) -> None:
         """``path.safetensors`` (weights in ``dtype``) and ``path.json`` (config + metadata)."""
-        from safetensors.torch import save_file
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to(dtype).contiguous().cpu() for k, v in self.state_dict().items()}
@@ -179,8 +178,6 @@ class SparseDictionary(nn.Module):
 def load_dictionary(path: str | Path) -> SparseDictionary:
     """Load what :meth:`SparseDictionary.save` wrote (``path`` with or without a suffix);
     the metadata is on ``dictionary.metadata``."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     base = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
     meta_path, weights_path = base.with_suffix(".json"), base.with_suffix(".safetensors")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import matplotlib.pyplot as plt
 import torch
 
 from .attribution import AttributionGraph
@@ -18,8 +19,6 @@ __all__ = ["plot_graph", "plot_interventions", "plot_superposition", "plot_dimen
 def plot_superposition(toy: ToyModels) -> Any:
     """For each sparsity: the Gram matrix ``W^T W`` (top) and each feature's norm, coloured by
     its interference with the others (bottom), as in Elhage et al. 2022, figure 2."""
-    import matplotlib.pyplot as plt
-
     g = feature_geometry(toy.W)
     K = toy.W.shape[0]
     fig, axes = plt.subplots(2, K, figsize=(2.6 * K, 5.2), squeeze=False)
@@ -47,8 +46,6 @@ def plot_superposition(toy: ToyModels) -> Any:
 def plot_dimensionality(toy: ToyModels) -> Any:
     """Dimensions per feature ``m / ||W||_F^2`` against ``1 / (1 - S)``, with each feature's
     dimensionality ``D_i`` as dots (Elhage et al. 2022, section 4)."""
-    import matplotlib.pyplot as plt
-
     g = feature_geometry(toy.W)
     x = 1.0 / (1.0 - torch.tensor(toy.config.sparsities))
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -69,8 +66,6 @@ def plot_graph(graph: AttributionGraph, pruned: PrunedGraph, max_edges: int = 20
                title: str = "") -> Any:
     """The pruned graph: x = token position, y = layer (embeddings at the bottom, logits on
     top); edge width ~ |weight|, blue positive, red negative; feature nodes labelled."""
-    import matplotlib.pyplot as plt
-
     layer = graph.node_layer().float()
     pos = graph.node_pos().float()
     kind = [graph.node_kind(i) for i in range(graph.n_nodes)]
@@ -122,8 +117,6 @@ def plot_graph(graph: AttributionGraph, pruned: PrunedGraph, max_edges: int = 20
 def plot_interventions(check: InterventionCheck, target: int = 0, target_name: str = "") -> Any:
     """The graph's predicted change of logit node ``target`` against the measured change at
     each later stage (frozen replacement, replacement, real model); the diagonal is agreement."""
-    import matplotlib.pyplot as plt
-
     pred = check.deltas["graph"][:, target]
     fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharex=True, sharey=True)
     lim = float(max(pred.abs().max(), *(check.deltas[s][:, target].abs().max()

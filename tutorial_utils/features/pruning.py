@@ -26,8 +26,8 @@ from torch import Tensor
 from ..errors import TutorialError
 from .attribution import AttributionGraph
 
-__all__ = ["PrunedGraph", "influence", "normalized_adjacency", "prune_graph",
-           "layer_influence"]
+__all__ = ["PrunedGraph", "influence", "influence_flow", "layer_influence",
+           "normalized_adjacency", "prune_graph"]
 
 
 def normalized_adjacency(adjacency: Float[Tensor, "nodes nodes"]) -> Float[Tensor, "nodes nodes"]:
@@ -139,3 +139,34 @@ def layer_influence(graph: AttributionGraph, logit_weights: Tensor | None = None
         out[f"m{l} features"] = float(f_inf[graph.features[:, 0] == l].sum())
         out[f"m{l} errors"] = float(e_inf[graph.errors[:, 0] == l].sum())
     return out
+
+
+def influence_flow(graph: AttributionGraph, logit_weights: Tensor | None = None,
+                   edge_mask: Tensor | None = None) -> dict[tuple[str, str], float]:
+    """The share of the logits' influence carried by the edges between node groups: for each
+    edge, ``N[t, s] * (influence(t) + w_t)`` (what flows from ``s`` into ``t`` on the way to
+    the logits), summed by (source group, target group) with groups ``emb``, ``m{l}``,
+    ``err{l}``, ``logits`` and ``(x)`` appended when the edge crosses positions (it went
+    through attention), as shares of the total flow over all edges (they sum to 1)."""
+    N = normalized_adjacency(graph.adjacency)
+    w = torch.zeros(graph.n_nodes)
+    s = graph.slices()
+    w[s["logit"]] = _logit_weights(graph, logit_weights)
+    flow = N * (influence(graph, logit_weights) + w)[:, None]
+    if edge_mask is not None:
+        flow = flow * edge_mask
+    layer, pos = graph.node_layer(), graph.node_pos()
+    kinds = [graph.node_kind(i) for i in range(graph.n_nodes)]
+
+    def group(i: int) -> str:
+        k = kinds[i]
+        return {"feature": f"m{int(layer[i])}", "error": f"err{int(layer[i])}", "embed": "emb",
+                "logit": "logits"}[k]
+    out: dict[tuple[str, str], float] = {}
+    t_idx, s_idx = flow.nonzero(as_tuple=True)
+    total = float(flow.sum()) or 1.0
+    for t, src, v in zip(t_idx.tolist(), s_idx.tolist(), flow[t_idx, s_idx].tolist()):
+        cross = " (x)" if pos[t] != pos[src] else ""
+        key = (group(src) + cross, group(t))
+        out[key] = out.get(key, 0.0) + v / total
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))

@@ -24,8 +24,8 @@ from ..tasks.base import TaskDataset
 from .dictionary import SparseDictionary
 from .unfolded import UnfoldedGPT2
 
-__all__ = ["Context", "dictionary_inputs", "edit_feature_metric", "feature_task_scores",
-           "top_activating_contexts"]
+__all__ = ["Context", "answer_activations", "dictionary_inputs", "edit_feature_metric",
+           "feature_correlations", "feature_task_scores", "top_activating_contexts"]
 
 
 def _check_sae(d: SparseDictionary) -> None:
@@ -107,6 +107,32 @@ def top_activating_contexts(lm: UnfoldedGPT2, d: SparseDictionary,
 
 
 @torch.no_grad()
+def answer_activations(lm: UnfoldedGPT2, d: SparseDictionary, dataset: TaskDataset
+                       ) -> Tensor:
+    """``[B, n_features]``: every feature's activation at each example's answer position."""
+    x = dictionary_inputs(lm, d, dataset.clean_tokens)
+    return d.encode(x[torch.arange(len(dataset)), dataset.answer_pos])
+
+
+@torch.no_grad()
+def feature_correlations(lm: UnfoldedGPT2, d: SparseDictionary, dataset: TaskDataset,
+                         values: Sequence[float] | Tensor) -> Tensor:
+    """``[n_features]``: Pearson correlation over the examples between each feature's
+    activation at the answer position and a number per example (e.g. the start year's two
+    digits ``dataset.meta["yy"]``); 0 for features that never vary."""
+    v = torch.as_tensor(list(values) if not isinstance(values, Tensor) else values,
+                        dtype=torch.float32)
+    if v.shape != (len(dataset),):
+        raise TutorialError(f"values must hold one number per example ({len(dataset)}), got "
+                            f"shape {tuple(v.shape)}")
+    f = answer_activations(lm, d, dataset)
+    fc, vc = f - f.mean(0), v - v.mean()
+    denom = fc.norm(dim=0) * vc.norm()
+    return torch.where(denom > 0, (fc * vc[:, None]).sum(0) / denom.clamp_min(1e-12),
+                       torch.zeros_like(denom))
+
+
+@torch.no_grad()
 def feature_task_scores(lm: UnfoldedGPT2, d: SparseDictionary, dataset: TaskDataset,
                         group: Bool[Tensor, "batch"] | Sequence[bool]) -> Tensor:
     """``[n_features]``: mean activation at the answer position on the examples where
@@ -116,34 +142,38 @@ def feature_task_scores(lm: UnfoldedGPT2, d: SparseDictionary, dataset: TaskData
     if group.shape != (len(dataset),) or group.all() or not group.any():
         raise TutorialError(f"group must be {len(dataset)} booleans (one per example) with both "
                             "values present")
-    x = dictionary_inputs(lm, d, dataset.clean_tokens)
-    f = d.encode(x[torch.arange(len(dataset)), dataset.answer_pos])
+    f = answer_activations(lm, d, dataset)
     return f[group].mean(0) - f[~group].mean(0)
 
 
 @torch.no_grad()
 def edit_feature_metric(lm: UnfoldedGPT2, d: SparseDictionary, dataset: TaskDataset,
-                        feature: int, *, scale: float | None = 0.0, add: float = 0.0,
-                        per_example: bool = True) -> Tensor:
-    """The task metric with SAE feature ``feature`` edited at every example's answer position:
-    its activation ``f_i`` replaced by ``scale * f_i`` (``scale=0``: ablation; ``None``: kept)
-    and ``add`` times its unit decoder direction added (steering); the SAE's reconstruction
-    error is kept, so nothing else in the residual stream changes."""
+                        feature: int | Sequence[int], *, scale: float | None = 0.0,
+                        add: float = 0.0, per_example: bool = True) -> Tensor:
+    """The task metric with SAE feature(s) ``feature`` edited at every example's answer
+    position: each activation ``f_i`` replaced by ``scale * f_i`` (``scale=0``: ablation;
+    ``None``: kept) and ``add`` times the unit decoder direction added (steering; for several
+    features, along each of them); the SAE's reconstruction error is kept, so nothing else in
+    the residual stream changes."""
     _check_sae(d)
-    feature = _check_feature(d, feature)
+    feats = [_check_feature(d, f) for f in ([feature] if isinstance(feature, int)
+                                            and not isinstance(feature, bool) else feature)]
+    if not feats:
+        raise TutorialError("give at least one feature")
+    idx = torch.tensor(feats)
     rows = torch.arange(len(dataset))
     pos = dataset.answer_pos
-    direction = d.W_dec[:, feature]
+    directions = d.W_dec[:, idx]                                  # [d, n]
 
     def edit(layer: int, x: Tensor) -> Tensor:
         if layer != d.config.layer:
             return x
         x = x.clone()
         here = x[rows, pos]
-        change = add * direction.expand_as(here)
+        change = add * directions.sum(1).expand_as(here)
         if scale is not None:
-            f = d.encode(here)[:, feature]
-            change = change + ((scale - 1.0) * f)[:, None] * direction
+            f = d.encode(here)[:, idx]                            # [B, n]
+            change = change + ((scale - 1.0) * f) @ directions.T
         x[rows, pos] = here + change
         return x
 

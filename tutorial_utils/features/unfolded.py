@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import transformers
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -203,8 +204,6 @@ class UnfoldedGPT2:
     @classmethod
     def from_pretrained(cls, path: str | Path, tokenizer: Any = None) -> "UnfoldedGPT2":
         """Load a local Hugging Face GPT-2 checkpoint directory."""
-        import transformers
-
         path = Path(path)
         if not (path / "config.json").exists():
             raise TutorialError(f"features: {path} is not a Hugging Face checkpoint directory "
