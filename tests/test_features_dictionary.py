@@ -204,7 +204,7 @@ def test_replacement_with_error_nodes_is_the_model(lm, hf, tokens):
 
 
 def test_splice_stats_match_a_hand_written_splice(lm, tokens):
-    d = _random_dictionary("sae", "relu", d=128, n=64)
+    d = _random_dictionary("sae", "relu", d=128, n=64).requires_grad_(False)
     d.config.layer = 2
     stats = splice_stats(lm, d, tokens)
 

@@ -53,7 +53,7 @@ def test_toy_model_forward_and_loss_plain():
     assert torch.allclose(m(x)[:, 0], expect, atol=1e-6)
     imp = torch.tensor([1.0, 0.5, 0.25])
     loss = toy_loss(x, m(x), imp)
-    assert float(loss[0]) == pytest.approx(float((imp * (x[:, 0] - expect) ** 2).sum(-1).mean()),
+    assert float(loss[0].detach()) == pytest.approx(float((imp * (x[:, 0] - expect) ** 2).sum(-1).mean()),
                                            rel=1e-5)
 
 
@@ -91,6 +91,9 @@ def test_steering_with_zero_coefficient_is_the_model_and_a_number_direction_flip
                                                      per_example=True), atol=1e-5)
     assert float(res.flip_rate[0]) == 0.0
     assert float(res.flip_rate[1]) > 0.5          # pushing plural subjects to singular flips
+    rnd = torch.randn(128, generator=torch.Generator().manual_seed(0))
+    control = steer(lm, test, 3, rnd, [-40.0], rows=plural)
+    assert float(control.flip_rate[0]) < 0.25     # a random direction of the same norm does not
 
 
 def test_steer_refuses_bad_direction(lm):
@@ -146,6 +149,9 @@ def test_training_cli_writes_loadable_dictionaries_and_cards(tmp_path):
         card = (tmp_path / f"{name}.md").read_text()
         assert "loss recovered" in card and "Command:" in card
         assert d.config.layer == (1 if name == "transcoder_m1" else 3)
+        if name.startswith("sae"):
+            assert "Features tied to task variables" in card
+            assert 0.0 <= meta["task_features"]["sva"]["steer_singular"]["20.0"]["flip_rate"] <= 1.0
     assert "transcoder_m1" in (tmp_path / "README.md").read_text()
 
 

@@ -147,7 +147,7 @@ def sae_task_features(lm: UnfoldedGPT2, sae: SparseDictionary, n: int = 200,
     * agreement: the feature with the largest mean activation difference at the answer position
       between plural and singular subjects; ablated (set to 0) on plural-subject prompts, and
       its unit decoder direction added ``alpha`` times on singular-subject prompts (share of
-      prompts whose metric changes sign: the model now prefers the plural verb);
+      prompts the model got right whose metric turns negative: it now prefers the plural verb);
     * Greater-Than: the feature whose activation correlates most (in absolute value) with the
       start year's two digits; ablated on every prompt.
     """
@@ -163,9 +163,11 @@ def sae_task_features(lm: UnfoldedGPT2, sae: SparseDictionary, n: int = 200,
     abl_pl = edit_feature_metric(lm, sae, pl, feat, scale=0.0)
     base_sg = edit_feature_metric(lm, sae, sg, feat, scale=None)
     flips = {}
+    right = base_sg > 0
     for a in steer:
         m = edit_feature_metric(lm, sae, sg, feat, scale=None, add=a)
-        flips[str(a)] = {"metric": float(m.mean()), "flip_rate": float((m < 0).float().mean())}
+        flips[str(a)] = {"metric": float(m.mean()),
+                         "flip_rate": float(((m < 0) & right).float().sum() / right.sum())}
     held = feature_task_scores(lm, sae, test, test.meta["plural"])
     out["sva"] = {"feature": feat, "train_score": float(score[feat]),
                   "heldout_score": float(held[feat]), "heldout_rank": int((held > held[feat]).sum()),
@@ -212,6 +214,11 @@ def _card(name: str, meta: dict) -> str:
     for task, v in meta["tasks"].items():
         lines.append(f"| {task}: metric model / spliced (kept) | {v['model']:.3f} / "
                      f"{v['spliced']:.3f} ({v['kept']:.2f}) |")
+    if m["loss_zero"] - m["loss_clean"] < 0.1:
+        lines.append(f"\nZeroing this site costs only {m['loss_zero'] - m['loss_clean']:.3f} nats per "
+                     "token, so the loss-recovered ratio divides by a small number: read the "
+                     "losses themselves (a ratio above 1 means the spliced model's loss is below "
+                     "the model's).")
     tf = meta.get("task_features")
     if tf:
         sv, gt = tf["sva"], tf["greater_than"]
@@ -223,7 +230,8 @@ def _card(name: str, meta: dict) -> str:
                   f"{sv['heldout_score']:.2f} held out). Ablated on plural-subject prompts, the "
                   f"agreement metric goes {sv['plural_metric']:.3f} -> "
                   f"{sv['plural_metric_ablated']:.3f}. Its direction added to singular-subject "
-                  f"prompts (metric {sv['singular_metric']:.3f}): {steer}.",
+                  f"prompts (metric {sv['singular_metric']:.3f}; flipped = share of the prompts "
+                  f"the model got right that now prefer the plural verb): {steer}.",
                   f"* Greater-Than: feature {gt['feature']} (correlation with the start year "
                   f"{gt['train_corr']:.2f} on training frames, {gt['heldout_corr']:.2f} held out). "
                   f"Ablated: metric {gt['metric']:.3f} -> {gt['metric_ablated']:.3f}; the five "
@@ -263,6 +271,10 @@ def _readme(out: Path, metas: dict[str, dict], extra: dict) -> None:
         for task, v in extra["replacement"].items():
             lines.append(f"| {task} | {v['model']:.3f} | {v['replacement']:.3f} | "
                          f"{v['kept']:.2f} | {', '.join(f'{x:.1f}' for x in v['l0'])} |")
+    if "total_wall_time_s" in extra:
+        lines += ["", f"The whole run (six dictionaries, their evaluation and this table) took "
+                  f"{extra['total_wall_time_s'] / 60:.0f} minutes on a shared 2-core CPU, one "
+                  "torch thread; each card gives its own training time."]
     if "number_probe" in extra:
         lines += ["", "Subject-number read-out accuracy at the answer position (difference of "
                   "means, held-out prompts), the reason for the SAE's site: "
@@ -346,28 +358,36 @@ def run(cfg: RunConfig, out: Path, log=print) -> dict[str, dict]:
                                            "kept": k.kept, "l0": k.l0_per_layer}
         log("replacement model without error nodes: " + json.dumps(extra["replacement"]))
     extra["number_probe"] = number_probe(lm)
-    all_metas = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))
-                 if p.stem != "replacement"}
-    all_metas = {k: {"config": v["config"], **{kk: vv for kk, vv in v.items() if kk != "config"}}
-                 for k, v in all_metas.items() if "metrics" in v}
     (out / "replacement.json").write_text(json.dumps(
         {**extra, "total_wall_time_s": time.time() - t_start}, indent=1) + "\n")
-    _readme(out, all_metas, extra)
+    write_cards(out)
     log(f"all done in {time.time() - t_start:.0f}s")
     return metas
 
 
+def write_cards(out: Path) -> None:
+    """(Re)write every ``NAME.md`` card and ``README.md`` from the saved metadata."""
+    metas = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))
+             if p.stem != "replacement"}
+    metas = {k: v for k, v in metas.items() if "metrics" in v}
+    for name, meta in metas.items():
+        (out / f"{name}.md").write_text(_card(name, meta))
+    extra_path = out / "replacement.json"
+    extra = json.loads(extra_path.read_text()) if extra_path.exists() else {}
+    _readme(out, metas, extra)
+
+
 def add_task_features(out: Path, n: int = 200, log=print) -> None:
-    """Compute :func:`sae_task_features` for the SAEs already in ``out`` and rewrite their
-    metadata and cards (for a run made before this analysis existed)."""
+    """Compute :func:`sae_task_features` for the SAEs already in ``out``, then rewrite every
+    card (for a run made before this analysis existed)."""
     lm = UnfoldedGPT2.from_pretrained(DATA_DIR / "models" / MODEL)
     for p in sorted(out.glob("sae_*.json")):
         d = load_dictionary(p)
         meta = json.loads(p.read_text())
         meta["task_features"] = sae_task_features(lm, d, n)
         p.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        (out / f"{p.stem}.md").write_text(_card(p.stem, meta))
         log(f"[{p.stem}] task features: " + json.dumps(meta["task_features"]))
+    write_cards(out)
 
 
 def main(argv: list[str] | None = None) -> None:

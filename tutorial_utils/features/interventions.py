@@ -148,7 +148,8 @@ def summarize_checks(check: InterventionCheck, target: int = 0, tol: float = 0.2
     """How well the graph predicts each later stage on logit node ``target``: the
     correlation over interventions, and the share of interventions where the prediction is
     within ``tol`` of the stage's value relative to its size (``|pred - x| <= tol *
-    max(|x|, 0.1 * max_k |x_k|)``), with the interventions where it fails."""
+    max(|x|, 0.1 * max_k |x_k|)``), overall and by the intervened feature's layer, the share
+    where prediction and measurement have the same sign, and the interventions that fail."""
     pred = check.deltas["graph"][:, target]
     out: dict[str, Any] = {"n": len(check.nodes), "scale": check.scale}
     for stage in STAGES[1:]:
@@ -156,6 +157,12 @@ def summarize_checks(check: InterventionCheck, target: int = 0, tol: float = 0.2
         floor = 0.1 * float(x.abs().max()) if x.numel() else 0.0
         ok = (pred - x).abs() <= tol * x.abs().clamp_min(floor)
         corr = float(torch.corrcoef(torch.stack([pred, x]))[0, 1]) if x.numel() > 1 else float("nan")
+        layers = [n.split("[")[0] for n in check.names]
+        by_layer = {l: float(ok[[i for i, x in enumerate(layers) if x == l]].float().mean())
+                    for l in sorted(set(layers))}
+        sign = float((torch.sign(pred) == torch.sign(x)).float().mean())
         out[stage] = {"correlation": corr, "within_tol": float(ok.float().mean()),
+                      "sign_agreement": sign,
+                      "within_tol_by_layer": by_layer,
                       "fails": [check.names[i] for i in (~ok).nonzero()[:, 0].tolist()]}
     return out

@@ -7,8 +7,8 @@ difference-of-means directions; Templeton et al. 2024 for steering with SAE feat
 with ``u`` a unit direction: a difference of class means, ``mean(x | group) - mean(x | not
 group)`` over a *training* set of prompts (normalised), or an SAE feature's decoder column.
 Every coefficient ``alpha`` runs as one stacked variant of a single forward. A flip is an
-example whose task metric changes sign (e.g. the model now prefers the verb that disagrees
-with the subject it was given).
+example the model got right (task metric > 0) whose metric the steering makes negative (the
+model now prefers the verb that disagrees with the subject it was given).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def difference_of_means(lm: UnfoldedGPT2, dataset: TaskDataset, layer: int,
 @dataclass
 class SteeringResult:
     """Per coefficient: the task metric of every example ``[n_coef, B]``, its mean, and the
-    share of examples whose metric changed sign from the unsteered run."""
+    flip rate: the share of the examples the unsteered model gets right (metric > 0) whose
+    metric the steering makes negative."""
 
     coefficients: list[float]
     metric: Tensor
@@ -88,5 +89,6 @@ def steer(lm: UnfoldedGPT2, dataset: TaskDataset, layer: int, direction: Float[T
     logits = lm.run(toks, resid_edit=edit).logits
     metric = ds.metric(logits, per_example=True).reshape(K, B)
     base = ds.metric(lm.run(lm.check_tokens(ds.clean_tokens)).logits, per_example=True)
-    flips = (torch.sign(metric) != torch.sign(base)[None]).float().mean(1)
+    right = base > 0
+    flips = ((metric < 0) & right[None]).float().sum(1) / right.float().sum().clamp_min(1.0)
     return SteeringResult(coefs, metric, metric.mean(1), flips)
