@@ -182,3 +182,31 @@ def test_feature_ablation_equals_subtracting_its_write_by_hand(lm, sae):
 
     logits = lm.run(ds.clean_tokens, resid_edit=lambda l, r: r + delta if l == 3 else r).logits
     assert torch.allclose(ours, ds.metric(logits, per_example=True), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["sae_resid3_relu", "sae_resid3_topk", "transcoder_m0",
+                                  "transcoder_m1", "transcoder_m2", "transcoder_m3"])
+def test_shipped_cards_state_what_the_weights_measure(lm, name):
+    """Recompute L0, variance explained and dead share on the card's evaluation documents."""
+    from tutorial_utils.course.dictionaries import corpus_tokens
+    from tutorial_utils.features.evaluation import reconstruction_stats
+
+    d = load_dictionary(DATA_DIR / "dictionaries" / name)
+    meta = json.loads((DATA_DIR / "dictionaries" / f"{name}.json").read_text())
+    docs = corpus_tokens(lm, meta["data"]["eval_docs"], meta["data"]["corpus_seed"] + 1)
+    c = d.config
+    acts = lm.activations(docs, (f"{c.site_in}.{c.layer}", f"{c.site_out}.{c.layer}"))
+    x = acts[f"{c.site_in}.{c.layer}"].reshape(-1, c.d_in)
+    y = acts[f"{c.site_out}.{c.layer}"].reshape(-1, c.d_out)
+    stats = reconstruction_stats(d, x, y)
+    assert stats.fve == pytest.approx(meta["metrics"]["fve"], abs=1e-3)
+    assert stats.l0 == pytest.approx(meta["metrics"]["l0"], abs=1e-2)
+    assert stats.dead_fraction == pytest.approx(meta["metrics"]["dead_fraction"], abs=1e-3)
+    assert 10 <= stats.l0 <= 30
+
+
+def test_corpus_documents_are_reproducible(lm):
+    """The same seed gives the same documents (a tokenizer's get_vocab() order varies)."""
+    from tutorial_utils.course.dictionaries import corpus_tokens
+
+    assert torch.equal(corpus_tokens(lm, 50, 3), corpus_tokens(lm, 50, 3))

@@ -93,9 +93,14 @@ def specs(cfg: RunConfig) -> list[Spec]:
 
 
 def corpus_tokens(lm: UnfoldedGPT2, n_docs: int, seed: int) -> torch.Tensor:
-    """``[n_docs, 64]`` documents of the course corpus (BOS first), from ``seed``."""
+    """``[n_docs, 64]`` documents of the course corpus (BOS first), from ``seed``.
+
+    The vocabulary is passed in id order: a fast tokenizer's ``get_vocab()`` returns its
+    entries in an arbitrary order that changes from call to call, and the generator draws the
+    tokens of its random (induction) spans from that order."""
+    vocab = dict(sorted(lm.tokenizer.get_vocab().items(), key=lambda kv: kv[1]))
     gen = CorpusGenerator(seed=seed)
-    return torch.tensor(gen.batch(lm.tokenizer.get_vocab(), n_docs), dtype=torch.long)
+    return torch.tensor(gen.batch(vocab, n_docs), dtype=torch.long)
 
 
 def task_datasets(lm: UnfoldedGPT2, n: int) -> dict[str, object]:
