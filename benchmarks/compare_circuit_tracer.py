@@ -23,6 +23,16 @@ PyPI) and runs in two halves:
 The outer half then matches nodes and prints (and writes with ``--json``) node counts, the
 largest differences of activations and edges, and the time each side took.
 
+Measured (this machine, shipped TopK-16 transcoders, held-out prompts of seed 5):
+
+| prompt | features (ours / after BOS / theirs) | edges compared | max edge difference | relative | time ours / theirs |
+| --- | --- | --- | --- | --- | --- |
+| Greater-Than "One campaign ran from 1882 to 18" | 576 / 512 / 512 | 288,666 | 6.6e-6 | 7.3e-7 | 0.07 s / 0.20 s |
+| agreement "The friend that the chairs wanted" | 448 / 384 / 384 | 163,510 | 4.0e-6 | 6.5e-7 | 0.05 s / 0.15 s |
+
+Every feature matched, activations agree to 1e-5, and circuit-tracer's own logits equal the
+Hugging Face model's to 6e-6.
+
 Conventions that differ, stated rather than hidden: circuit-tracer zeroes every feature and
 the error node at position 0 (BOS), we keep them (the comparison leaves position 0 out); its
 TopK keeps the k largest pre-activations even when negative, ours ReLUs them (features with a

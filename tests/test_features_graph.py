@@ -376,3 +376,28 @@ def test_plots_draw_the_graph_and_the_checks(random_rm, random_graph, lm):
     chk = check_interventions(random_graph, random_rm, lm, [0, 1, 2], scale=0.0)
     fig = plot_interventions(chk, 0, "top logit")
     assert [a.get_title() for a in fig.axes] == ["frozen", "replacement", "model"]
+
+
+def test_last_layer_features_move_the_real_model_as_predicted(shipped_rm, lm, model):
+    """A last-layer feature reaches the logits only through the final LayerNorm: the frozen
+    run is the graph exactly, and the real model equals the replacement model (nothing
+    downstream but ln_f, whose recomputed denominator is the whole difference). On the
+    Greater-Than direction (later years minus earlier ones) the features with a predicted
+    effect above 0.5 keep their sign in the real model."""
+    ds = make_task("greater_than", lm.tokenizer, n=1, frames_split="heldout", seed=5)
+    w = torch.where(ds.candidate_sign[0] > 0, 1.0, -1.0) / 50.0
+    direction = torch.zeros(lm.w.d_vocab).index_add_(0, ds.candidate_ids[0], w)
+    graph = build_graph(shipped_rm, ds.clean_tokens[0, : int(ds.answer_pos[0]) + 1],
+                        directions={"later minus earlier": direction})
+    lw = torch.zeros(graph.n_logits)
+    lw[-1] = 1.0
+    infl = influence(graph, lw)[: graph.n_features]
+    last = [int(i) for i in infl.argsort(descending=True)[:40] if graph.features[i, 0] == 3][:8]
+    assert len(last) >= 4
+    chk = check_interventions(graph, shipped_rm, model, last, scale=0.0)
+    d = chk.deltas
+    assert torch.allclose(d["frozen"], d["graph"], atol=1e-4)
+    assert torch.allclose(d["replacement"], d["model"], atol=2e-3)
+    big = d["graph"][:, -1].abs() > 0.5
+    assert big.sum() >= 2
+    assert torch.equal(torch.sign(d["graph"][big, -1]), torch.sign(d["model"][big, -1]))
