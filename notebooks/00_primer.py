@@ -178,6 +178,25 @@ plotting.bar(norms, labels, f"Norm of each writer's output at the last token ({s
              "L2 norm", "component");
 
 # %% [markdown]
+# ### Bonus: why the last MLP's bar is so tall (2 min)
+# One writer dwarfs the others. Compare it with the final residual stream itself:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+x_final = cache[f"blocks.{cfg.n_layers - 1}.hook_resid_post"][0, pos]
+cos = torch.nn.functional.cosine_similarity(terms[-1], x_final, dim=0)
+print(f"norm of {labels[-1]}: {terms[-1].norm():.0f}; norm of x_L: {x_final.norm():.0f}; "
+      f"cosine between them: {cos:.2f}")
+
+# %% [markdown]
+# The last MLP writes almost the whole final residual stream, in size and in direction. That is
+# where the prediction is made: the final LayerNorm divides `x_L` by its size before the
+# unembedding, so the size itself buys nothing, and what counts is the direction the last MLP
+# gives the stream (notebook 03 shows, with direct logit attribution, that it upweights the years
+# after the start year). The small writers are not unimportant either: `a0.h0`, inside `attn0`'s
+# bar, moves the start year to this position, the step everything else depends on.
+
+# %% [markdown]
 # ## 3. Attention patterns (4 min)
 #
 # `hook_pattern` holds, for each head, a `[query, key]` matrix whose rows are probability

@@ -78,6 +78,7 @@ from tutorial_utils import plotting
 from tutorial_utils import probing as P
 from tutorial_utils.course.checks import nb01
 from tutorial_utils.course.grading import report
+from tutorial_utils.course.printing import fixed
 from tutorial_utils.models import load_course_model, seed_everything
 from tutorial_utils.tasks import accuracy, make_greater_than, make_sva
 
@@ -543,6 +544,64 @@ ax.legend(fontsize=8, loc="lower left"); fig.tight_layout(w_pad=4)
 # model. None of these methods says *how* the model computes: the later notebooks open it up.
 
 # %% [markdown]
+# ### Bonus: layer by layer, as Adebayo et al. do it (5 min)
+# The check above randomised every weight at once, and a few correlations came out *negative*
+# (tokens ranked in reverse). Is that anti-correlation, or the luck of one random draw? Adebayo et
+# al.'s check is **cascading**: randomise the output layer, then block 3 as well, then block 2,
+# ... and watch the correlation with the trained model's attributions fall step by step
+# (`A.cascading_randomization`). Then draw the all-at-once randomisation with three seeds.
+
+# %%
+cascade = {name: A.cascading_randomization(model, mixed.clean_tokens, mixed_target, method, mask=mask,
+                                           **({"baseline": "zero", "n_steps": 16}
+                                              if method == "integrated_gradients" else {}))
+           for name, method in (("saliency", "saliency"), ("grad x input", "grad_x_input"),
+                                ("IG (zero, 16 steps)", "integrated_gradients"),
+                                ("occlusion (<unk>)", "occlusion"))}
+steps = next(iter(cascade.values())).labels
+print(f"{'randomised up to':20s}" + "".join(f"{name:>22s}" for name in cascade))
+for k, label in enumerate(steps):
+    print(f"{label:20s}" + "".join(f"{fixed(float(r.mean()[k]), 1, sign=True):>22s}"
+                                   for r in cascade.values()))
+by_seed = {name: [float(A.cascading_randomization(model, mixed.clean_tokens, mixed_target, method,
+                                                  seed=sd, mask=mask, **kw).mean()[-1])
+                  for sd in range(3)]
+           for name, method, kw in (("IG (zero, 16 steps)", "integrated_gradients",
+                                     {"baseline": "zero", "n_steps": 16}),
+                                    ("occlusion (<unk>)", "occlusion", {}))}
+for name, vals in by_seed.items():
+    print(f"{name}, every block random (last step), seeds 0-2: " + ", ".join(fixed(v, 1, sign=True) for v in vals))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+# The two facts the tables show, at a precision another machine's rounding cannot change (each
+# Spearman averages the ranks of 5 or 6 tokens per prompt: its second decimal is noise).
+after_output = max(abs(float(r.mean()[1])) for r in cascade.values())
+flips = all(min(v) < 0 < max(v) for v in by_seed.values())
+print(f"every method's mean Spearman once the output layer is random is below 0.5 in absolute "
+      f"value: {after_output < 0.5}; the sign at the last step changes with the seed for IG and "
+      f"occlusion: {flips}")
+
+# %%
+fig, ax = plt.subplots(figsize=(7.5, 3.6))
+for name, r in cascade.items():
+    ax.plot(range(len(steps)), r.mean().numpy(), "o-", label=name)
+ax.axhline(0, color="black", lw=0.5)
+ax.set_xticks(range(len(steps))); ax.set_xticklabels(steps, rotation=20)
+ax.set_xlabel("weights randomised (cumulatively, from the top)")
+ax.set_ylabel("mean Spearman with the trained model")
+ax.set_title("Cascading randomisation (Adebayo et al. 2018)")
+ax.legend(fontsize=8); fig.tight_layout()
+
+# %% [markdown]
+# Every method loses most of its agreement with the trained model as soon as the unembedding is
+# random: on this model an attribution to the verb's logits is mostly decided by the read-out.
+# The sign of what is left changes from one random draw to the next (the seed lines): the
+# negative correlations of the all-at-once check are the spread of a single draw over a few
+# tokens, not a systematic reversal. A method that kept a high correlation all the way down would
+# be describing the input, not the model.
+
+# %% [markdown]
 # ## 5. Bonus: Decodable, but is it used? Erasing subject number (19 min)
 #
 # A probe shows the information is *there*, not that the model *reads* it (Ravichander et al.
@@ -756,6 +815,28 @@ fig = plotting.heatmap(avg, "Mean normalised attribution, 'The {subject} on the 
 # 0.26). (Deleting the attractor, the last token, leaves a prompt ending in *the*, where no verb
 # is expected, so that score says little about the attractor itself.) Every erasure or occlusion
 # method asks the model about an input it may never have seen; check what the model does on it.
+
+# %% [markdown]
+# ### Bonus: why *The* gets so much credit (3 min)
+# Every faithful-looking method above credits *The* at least as much as the subject (IG most of
+# all). Is that an artefact? Ask the model: change the first word and read the agreement.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+are, is_ = model.to_single_token(" are"), model.to_single_token(" is")
+for text in ["The keys on the cabinet", "The key on the cabinets", "keys on the cabinet",
+             "key on the cabinets", "His keys on the cabinet", "His key on the cabinets"]:
+    lg = model(model.to_tokens(text))[0, -1]
+    print(f"{text!r:28s} logit(' are') - logit(' is') = {fixed(float(lg[are] - lg[is_]), 1, sign=True)}")
+
+# %% [markdown]
+# It is not an artefact. With *The* the model agrees with the subject (+10 for *keys*, -8 for
+# *key*); without it, it has no preference at all; after *His* it no longer tracks the subject,
+# and on *His key on the cabinets* it follows the attractor. Every agreement sentence of its
+# training corpus starts with *The* followed by the subject, and the model learned exactly that
+# template: it finds the subject as the word after a sentence-initial *The*. The attributions to
+# *The* are faithful; it is the model that is narrow (notebook 06 finds a feature for a plural
+# subject *after "The"*).
 
 # %% [markdown]
 # ## 7. Bonus: IG depends on its baseline and its number of steps (7 min)

@@ -81,7 +81,7 @@ from tutorial_utils import path_patching as PP
 from tutorial_utils.dla import direct_logit_attribution
 from tutorial_utils.course.checks import nb03
 from tutorial_utils.graph import Graph
-from tutorial_utils.names import parse_head
+from tutorial_utils.names import head_name
 from tutorial_utils.faithfulness import (all_nodes, circuit_faithfulness, completeness_check,
                                          minimality_scores, subset_minimality)
 from tutorial_utils.course.grading import check_value, report
@@ -211,38 +211,23 @@ ablate_head = nb03.check_ablate_head(ablate_head)
 
 # %% [markdown]
 # ### Every head, each way
-# `P.ablate` implements them all (the reference prompts of "mean" are the corrupted ones, those
-# of "resample" the other clean prompts):
+# `P.patch_heads(..., ablation=...)` ablates each head alone, all of them in one batched run (the
+# reference prompts of "mean" are the corrupted ones, those of "resample" the other clean
+# prompts):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def metric_of(logits):
-    return float(ds.metric(logits))
-
-heads = [f"a{l}.h{h}" for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
-drop = {m: torch.zeros(cfg.n_layers, cfg.n_heads) for m in ("zero", "mean", "corrupted", "resample")}
-for name in heads:
-    l, h = parse_head(name)          # "a10.h3" -> (10, 3): any number of digits
-    for m in drop:
-        logits = P.ablate(model, ds.clean_tokens, [name], m, corrupted_tokens=ds.corrupted_tokens,
-                          reference_tokens=ds.corrupted_tokens if m == "mean" else None)
-        drop[m][l, h] = m_clean - metric_of(logits)
+ablations = ("zero", "mean", "corrupted", "resample")
+drop = {m: m_clean - P.patch_heads(model, ds, site="result", ablation=m, progress=False,
+                                   reference_tokens=ds.corrupted_tokens if m == "mean" else None).values
+        for m in ablations}                                  # each [layer, head]
 KEY_LAYER, KEY_HEAD = divmod(int(drop["corrupted"].flatten().argmax()), cfg.n_heads)
 print("drop in the metric when one head is ablated (clean - ablated), largest |drop| of any method:")
-print(f"{'head':6s}" + "".join(f"{m:>11s}" for m in drop))
-for name in sorted(heads, key=lambda n: -max(abs(float(drop[m][parse_head(n)])) for m in drop))[:8]:
-    l, h = parse_head(name)
-    print(f"{name:6s}" + "".join(f"{fixed(drop[m][l, h], 3, sign=True):>11s}" for m in drop))
-print(f"key head (largest corrupted-ablation drop): a{KEY_LAYER}.h{KEY_HEAD}")
-
-# your hooks against the library, on the key head
-z_name = f"blocks.{KEY_LAYER}.attn.hook_z"
-_, ref_z = P.get_activations(model, ds.corrupted_tokens, [z_name])
-for m in ("zero", "mean", "corrupted"):
-    mine = model.run_with_hooks(ds.clean_tokens, fwd_hooks=[
-        (z_name, lambda z, hook, m=m: ablate_head(z, KEY_HEAD, m, ref_z[z_name]))])
-    print(f"a{KEY_LAYER}.h{KEY_HEAD} {m:9s}: your hook {metric_of(mine):.3f}, library "
-          f"{m_clean - float(drop[m][KEY_LAYER, KEY_HEAD]):.3f}")
+print(f"{'head':6s}" + "".join(f"{m:>11s}" for m in ablations))
+for i in torch.stack(list(drop.values())).abs().amax(0).flatten().argsort(descending=True)[:8].tolist():
+    l, h = divmod(i, cfg.n_heads)
+    print(f"{head_name(l, h):6s}" + "".join(f"{fixed(drop[m][l, h], 3, sign=True):>11s}" for m in ablations))
+print(f"key head (largest corrupted-ablation drop): {head_name(KEY_LAYER, KEY_HEAD)}")
 
 # %%
 fig = heatmap_panels({f"{m} ablation": d for m, d in drop.items()},
@@ -260,6 +245,18 @@ fig = heatmap_panels({f"{m} ablation": d for m, d in drop.items()},
 # resampling (last column) gives `a0.h0` another clean prompt's output, which carries *another*
 # start year: the drop is a little smaller (0.375), since that year is sometimes close to the
 # right one.
+
+# %% [markdown]
+# ### Bonus: your hook against the library (1 min)
+
+# %%
+z_name = f"blocks.{KEY_LAYER}.attn.hook_z"
+_, ref_z = P.get_activations(model, ds.corrupted_tokens, [z_name])
+for m in ("zero", "mean", "corrupted"):
+    mine = model.run_with_hooks(ds.clean_tokens, fwd_hooks=[
+        (z_name, lambda z, hook, m=m: ablate_head(z, KEY_HEAD, m, ref_z[z_name]))])
+    print(f"{head_name(KEY_LAYER, KEY_HEAD)} {m:9s}: your hook {float(ds.metric(mine)):.3f}, library "
+          f"{m_clean - float(drop[m][KEY_LAYER, KEY_HEAD]):.3f}")
 
 # %% [markdown]
 # ## 2. Activation patching heatmaps (11 min)

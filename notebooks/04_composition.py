@@ -239,9 +239,9 @@ def patch_key_input(k_input, out_current, out_source, head: int):
 patch_key_input = nb04.check_patch_key_input(patch_key_input)
 
 # %% [markdown]
-# Now use it in a hook. The model spreads each role over several heads, so we patch the whole
-# class: the summed output of the previous-token heads, swapped into the key input of every
-# induction head. Cache the senders' per-head outputs (`hook_result`) on the clean and the
+# Now use it in a hook. The model spreads the induction role over four heads, so we patch the
+# whole class at once: the summed output of the previous-token heads (at the threshold 0.4 the
+# class is one head, `a2.h3`), swapped into the key input of every induction head. Cache the senders' per-head outputs (`hook_result`) on the clean and the
 # corrupted run, then compare your number with the library's edge patching.
 
 # %%
@@ -294,9 +294,12 @@ print(f"one edge only, {PREV_HEAD} -> {IND_HEAD}.k: removes {one_edge.effects['k
 # %% [markdown]
 # Only the **key** path carries the effect: the previous-token heads matter to the induction
 # heads as *what they search for*, not as what they ask (query) or move (value): K-composition,
-# shown causally. One edge alone removes almost nothing, because several induction heads share
-# the work: patch a *class* of heads when a model is redundant (the class is a threshold choice:
-# try `prev_threshold=0.3` in `C.induction_classes`).
+# shown causally. It removes 0.41 of the effect, not all of it: at this threshold the
+# previous-token class is the single head `a2.h3`, and the model spreads the previous-token role
+# over more heads (with `prev_threshold=0.3`, `C.induction_classes` adds `a2.h7`, and the two
+# together carry more; the model card reports 0.63 for the two strongest). One edge alone
+# (`a2.h3 -> a3.h0.k`) removes almost nothing, because four induction heads share the work:
+# patch a *class* of heads when a model is redundant.
 #
 # ### 1.3 Bonus: What the induction head moves: a copying OV circuit (6 min)
 # Once the induction head attends to the right token, its OV circuit must write *that token*
@@ -581,8 +584,8 @@ for i, text in enumerate(probe):
 # %% [markdown]
 # The S-inhibition heads still attend mostly to the subject, not to the most recent name: they
 # read the sentence's structure (the subject of the second clause), which the training
-# sentences with a third name forced. In the second prompt the third name draws a quarter to a
-# third of their attention, and the name mover no longer attends to IO (its top positions are
+# sentences with a third name forced. In the second prompt the third name draws 0.28 and 0.16 of
+# their attention (against 0.51 and 0.59 for the subject), and the name mover no longer attends to IO (its top positions are
 # not names); the answer survives there through the S-inhibition heads' own push on S (their
 # DLA in 2.1): the chain seen weakening on a harder input. GPT-2 has a further step this model
 # skips: duplicate-token and induction heads that *detect* the repetition and feed the
@@ -697,11 +700,12 @@ for corruption in ("s2", "abc", "io"):
 # %% [markdown]
 # Under the ABC distribution the same heads carry more (the name mover and the S-inhibition
 # heads' query edges), and a **key** edge appears: the layer-0 head `a0.h0`, whose
-# self-attention re-writes each name (2.3), feeds the name mover's keys. The name mover finds
+# self-attention re-writes each name (section 2.3), feeds the name mover's keys. The name mover finds
 # names through that representation: K-composition our S2-only corruption could not see,
 # because it left the keys alone. Replacing only IO leaves the S-inhibition heads nothing to
 # report (S is the same in both runs: their effects are 0), and the name mover carries most of
-# the gap by itself, mostly through what it moves (its keys carry less). Each corruption asks
+# the gap by itself (direct effect 0.73); of its inputs only the key path from `a0.h0` carries
+# anything (0.17; its query nothing, and its value input is not measured here). Each corruption asks
 # which heads carry the information that *differs* between its two runs, so a circuit is only
 # ever "the circuit for this corruption".
 #
@@ -747,19 +751,20 @@ for label, m in (("hand-found", m_hand), ("EAP-IG top", m_auto)):
 #
 # | class (Wang et al. 2023, GPT-2 small, published) | heads in GPT-2 small | role | in this model (printed above) |
 # | --- | --- | --- | --- |
-# | name movers | 9.9, 9.6, 10.0 | attend END -> IO, copy it | one, `a3.h6` (2.1): attends END -> IO, copies about two names in three (top-1); a weaker one, `a2.h4`, in the card |
+# | name movers | 9.9, 9.6, 10.0 | attend END -> IO, copy it | one, `a3.h6` (section 2.1): attends END -> IO, copies about two names in three (top-1); a weaker one, `a2.h4`, in the card |
 # | negative name movers | 10.7, 11.10 | attend to IO, write *against* it | none with a direct effect <= -0.10 |
-# | S-inhibition | 7.3, 7.9, 8.6, 8.10 | attend to S2; tell the name movers, through their **queries**, not to attend to S | `a1.h5`, `a1.h1`: attend END -> S2 and feed the name mover's query (2.2); they also push S down directly, which GPT-2's do not |
-# | duplicate token / induction | 0.1, 3.0 / 5.5, 6.9 | detect that S repeats; feed S-inhibition | a duplicate-token pattern exists (2.3) but carries nothing: the S-inhibition heads find S by its place |
+# | S-inhibition | 7.3, 7.9, 8.6, 8.10 | attend to S2; tell the name movers, through their **queries**, not to attend to S | `a1.h5`, `a1.h1`: attend END -> S2 and feed the name mover's query (section 2.2); they also push S down directly, which GPT-2's do not |
+# | duplicate token / induction | 0.1, 3.0 / 5.5, 6.9 | detect that S repeats; feed S-inhibition | a duplicate-token pattern exists (section 2.3) but carries nothing: the S-inhibition heads find S by its place |
 # | previous token | 2.2, 4.11 | feed the induction heads' keys | the previous-token heads of section 1 feed induction, not IOI |
 #
 # What carries over from GPT-2: the name mover, its query fed by heads that attend to the
 # subject (Q-composition), and a representation of the name built by an early component
 # (GPT-2's MLP0, here the layer-0 head that attends to itself). What does not: the upstream
 # chain that *detects* the repetition, and the clean division of labour (our S-inhibition heads
-# also write to the logits). Induction (section 1), by contrast, is the same circuit as in
-# GPT-2 and the other models Olsson et al. studied: K-composition of previous-token and
-# induction heads.
+# also write to the logits). Induction (section 1) has the same *mechanism* as in GPT-2 and the
+# other models Olsson et al. studied, K-composition of previous-token and induction heads, but
+# spread over more heads: the one-head previous-token class carries 0.41 of the effect through
+# the induction heads' keys, and the rest runs through other previous-token heads.
 #
 # ## 7. Bonus: Now on GPT-2 small (1 min)
 # The same calls on GPT-2 small: previous-token and induction scores of its 144 heads with

@@ -78,7 +78,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from tutorial_utils import path_patching as PP
-from tutorial_utils.circuits import (Graph, draw_circuit, eap_ig_scores, eap_scores,
+from tutorial_utils.circuits import (Graph, attribute, draw_circuit, eap_ig_scores, eap_scores,
                                      baseline_metrics, evaluate_graph, exact_scores,
                                      faithfulness_curve, greedy, node_attribution, prune,
                                      rank_correlation, receiver_gradients, sender_activations,
@@ -264,7 +264,8 @@ ig_gradient = nb05.check_ig_gradient(ig_gradient)
 
 # %% [markdown]
 # ### EAP-IG on the model
-# `eap_ig_scores` (the library), and its largest edges next to EAP's:
+# `attribute(model, graph, ds, method="eap-ig")` (the library: it scores every edge, stores the
+# scores in `graph.scores` and the method in `graph.meta`), and its largest edges next to EAP's:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -272,11 +273,10 @@ STEPS = 5
 e = graph.forward_names.index("embed")            # the input embeddings are the sender "embed"
 ig_grads = ig_gradient(lambda x: receiver_gradients(model, graph, ds, embed=x),
                        act_clean[:, :, e], act_corr[:, :, e], STEPS)
-scores["EAP-IG"] = eap_ig_scores(model, graph, ds, steps=STEPS)
-report(check_value("your EAP-IG vs eap_ig_scores",
+scores["EAP-IG"] = attribute(model, graph, ds, method="eap-ig", steps=STEPS)
+report(check_value("your EAP-IG vs attribute(..., method='eap-ig')",
                    eap_all_edges(act_clean, act_corr, ig_grads, graph.real_edges), scores["EAP-IG"],
                    atol=1e-5))
-graph.scores = scores["EAP-IG"]
 print("top EAP-IG edges (negative: corrupting the edge lowers the metric, i.e. it helps):")
 for name, s in graph.top_edges(6):
     print(f"  {name:18s} {s:+.4f}   (EAP {float(scores['EAP'][graph.edge_index(name)]):+.4f})")
