@@ -30,9 +30,12 @@ from torch import Tensor
 
 from ..errors import TutorialError
 
-from ._base import as_tokens, collect_internals, is_post_ln, mask_maps, rollout, row_normalize
-from .norms import _mixing_vectors, _norm_layer, _with_residual
-from .value_zeroing import value_zeroing
+from ._base import collect_internals, is_post_ln, mask_maps, prepare, rollout
+from .alti import alti_maps
+from .attention import attention_maps
+from .decompx import decompx_maps
+from .norms import attention_norm_maps, globenc_maps
+from .value_zeroing import value_zeroing_maps
 
 COMPLEMENTS = ("old", "new", "red", "small", "large", "here", "ready", "broken", "clean", "quiet")
 
@@ -152,44 +155,43 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
 
 
 def all_methods(model: Any, tokens: Tensor, methods: Sequence[str] | None = None,
-                attention_mask: Tensor | None = None) -> dict[str, Tensor]:
+                attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None) -> dict[str, Tensor]:
     """Every method of :data:`tutorial_utils.context_mixing.METHODS` defined for ``model`` on a
-    batch ``tokens [B, T]``, sharing one forward pass with the original weights (and one Value
-    Zeroing run). Returns ``{name: [B, L, T, T]}``."""
+    batch ``tokens [B, T]``, each computed once from one shared forward pass (Value Zeroing
+    once for both ``value_zeroing`` and its rollout, the attention once for attention and
+    both rollouts). Returns ``{name: [B, L, T, T]}``."""
     from . import methods_for
-    from .alti import alti
-    from .decompx import decompx
-    from .norms import globenc
 
     valid = methods_for(model)
     methods = list(valid if methods is None else methods)
     bad = [m for m in methods if m not in valid]
     if bad:
         raise TutorialError(f"methods {bad} are not defined for this model; valid: {valid}")
-    toks, _, mask = as_tokens(model, tokens, attention_mask)
+    inp = prepare(model, tokens, attention_mask, token_type_ids)
+    mask = inp.mask
     post = is_post_ln(model)
-    layers = collect_internals(model, toks, mask)
-    att = mask_maps(torch.stack([it.pattern.mean(1) for it in layers], 1), mask)
+    layers = collect_internals(model, inp)
     out: dict[str, Tensor] = {}
     for m in methods:
-        if m == "attention":
-            out[m] = att
-        elif m in ("rollout", "rollout_no_res"):
-            out[m] = mask_maps(rollout(att, add_residual=m == "rollout"), mask)
+        if m in ("attention", "rollout", "rollout_no_res"):
+            if "attention" not in out:
+                out["attention"] = attention_maps(layers, mask).mean(2)
+            if m != "attention":
+                out[m] = mask_maps(rollout(out["attention"], add_residual=m == "rollout"), mask)
         elif m.startswith("attention_norm"):
             variant = {"attention_norm": "attn", "attention_norm_res": "res",
                        "attention_norm_res_ln": "res_ln"}[m]
-            n = torch.stack([_norm_layer(it, variant, post) for it in layers], 1)
-            out[m] = row_normalize(mask_maps(n, mask))
+            out[m] = attention_norm_maps(layers, mask, variant, post)
         elif m == "globenc":
-            out[m] = globenc(model, toks, attention_mask=mask)
+            out[m] = globenc_maps(layers, mask, post)
         elif m == "alti":
-            out[m] = alti(model, toks, attention_mask=mask)
+            out[m] = alti_maps(layers, mask, post)
         elif m == "decompx":
-            out[m] = decompx(model, toks, attention_mask=mask)
+            out[m] = decompx_maps(layers, inp)
         elif m.startswith("value_zeroing"):
             if "value_zeroing" not in out:
-                out["value_zeroing"] = value_zeroing(model, toks, attention_mask=mask)
+                out["value_zeroing"] = value_zeroing_maps(layers, mask, post)
             if m == "value_zeroing_rollout":
                 out[m] = mask_maps(rollout(out["value_zeroing"]), mask)
     return {m: out[m] for m in methods}
