@@ -195,10 +195,9 @@ def linear(x: Tensor, W: Tensor) -> Tensor:
 
 
 def layer_norm(x: Tensor, ln: tuple[Tensor, Tensor, float]) -> Tensor:
+    """``gamma (x - mean x) / sqrt(var x + eps) + beta`` over the last dim (biased variance)."""
     gamma, beta, eps = ln
-    mu = x.mean(-1, keepdim=True)
-    var = (x - mu).pow(2).mean(-1, keepdim=True)
-    return gamma * (x - mu) / torch.sqrt(var + eps) + beta
+    return torch.nn.functional.layer_norm(x, gamma.shape, gamma.to(x.dtype), beta.to(x.dtype), eps)
 
 
 def position_ids(mask: Tensor) -> Tensor:
@@ -223,23 +222,34 @@ def embed(model: Any, tokens: Tensor, mask: Tensor, dtype: torch.dtype = torch.f
     return x
 
 
+def _project(w: LayerWeights, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``q, k [B, H, T, d_head]`` and ``v [B, T, H, d_head]`` (biases included), one product."""
+    B, T, _ = u.shape
+    H, dh = w.W_Q.shape[1], w.W_Q.shape[2]
+    qkv = linear(u, w.W_QKV).add_(w.b_QKV).view(B, T, 3, H, dh)
+    return qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2]
+
+
+def _pattern(w: LayerWeights, q: Tensor, k: Tensor, mask: Tensor, causal: bool) -> Tensor:
+    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(w.scale)
+    allowed = mask[:, None, None, :].expand_as(scores)
+    if causal:
+        T = q.shape[2]
+        allowed = allowed & torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    scores = scores.masked_fill_(~allowed, torch.finfo(scores.dtype).min)
+    return scores.softmax(-1).mul_(allowed)
+
+
 def attention_pattern(w: LayerWeights, u: Tensor, mask: Tensor, causal: bool) -> Tensor:
     """``alpha^h_ij = softmax_j(scale (u_i W_Q^h + b_Q^h) . (u_j W_K^h + b_K^h))`` over real
     (and, if causal, earlier) keys: ``[B, H, T, T]``; pad keys get exactly 0."""
-    q = torch.einsum("btd,dhk->bhtk", u, w.W_Q) + w.b_Q[None, :, None]
-    k = torch.einsum("btd,dhk->bhtk", u, w.W_K) + w.b_K[None, :, None]
-    scores = torch.einsum("bhik,bhjk->bhij", q, k) * w.scale
-    allowed = mask[:, None, None, :].expand_as(scores)
-    if causal:
-        T = u.shape[1]
-        allowed = allowed & torch.ones(T, T, dtype=torch.bool, device=u.device).tril()
-    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    return scores.softmax(-1) * allowed
+    q, k, _ = _project(w, u)
+    return _pattern(w, q, k, mask, causal)
 
 
 def value_vectors(w: LayerWeights, u: Tensor) -> Tensor:
     """``v^h_j = u_j W_V^h + b_V^h`` (value bias included): ``[B, T, H, d_head]``."""
-    return torch.einsum("btd,dhk->bthk", u, w.W_V) + w.b_V
+    return _project(w, u)[2]
 
 
 @dataclass
@@ -255,6 +265,7 @@ class LayerInternals:
     (post-LN: ``h + FFN(h)``; pre-LN: ``r``), ``ln1``/``ln2`` = (gamma, beta, eps); ``ffn_in
     [B, T, d]`` (the FFN's input) and ``ffn_pre [B, T, d_ff]`` (its pre-activation);
     ``mask [B, T]`` (real tokens); ``weights``: the layer's :class:`LayerWeights`.
+    ``ln2_in``, ``ffn_pre`` and ``layer_out`` are None for a block run without its FFN.
     """
 
     pattern: Tensor
@@ -275,20 +286,28 @@ class LayerInternals:
 
 
 def run_layer(w: LayerWeights, x: Tensor, mask: Tensor, post_ln: bool,
-              zero_value_at: Tensor | None = None) -> LayerInternals:
+              zero_value_at: Tensor | None = None, ffn: bool = True) -> LayerInternals:
     """One block on its input ``x [B, T, d]`` with the original weights. ``zero_value_at [B]``
     (optional): in row ``b`` the whole value vector ``v^h_j`` (``b_V`` included) of token
-    ``j = zero_value_at[b]`` is set to 0 in every head (``-1``: nothing), as Value Zeroing does."""
+    ``j = zero_value_at[b]`` is set to 0 in every head (``-1``: nothing), as Value Zeroing does.
+    ``ffn=False`` stops after the attention block (``ln2_in``, ``ffn_pre`` and ``layer_out``
+    are then None; post-LN ``ffn_in`` is still ``LN1``'s output)."""
     u = x if post_ln else layer_norm(x, w.ln1)
-    pattern = attention_pattern(w, u, mask, causal=not post_ln)
-    v = value_vectors(w, u)
+    q, k, v = _project(w, u)
+    pattern = _pattern(w, q, k, mask, causal=not post_ln)
     if zero_value_at is not None:
         rows = (zero_value_at >= 0).nonzero().squeeze(-1)
         if len(rows):
             v = v.clone()
             v[rows, zero_value_at[rows]] = 0.0
-    z = torch.einsum("bhij,bjhk->bihk", pattern, v)
-    attn = torch.einsum("bihk,hkd->bid", z, w.W_O) + w.b_O
+    B, T, H, dh = v.shape
+    z = torch.matmul(pattern, v.transpose(1, 2)).transpose(1, 2).reshape(B, T, H * dh)
+    attn = linear(z, w.W_O.reshape(H * dh, -1)) + w.b_O
+    if not ffn:
+        resid = x + attn
+        h = layer_norm(resid, w.ln1) if post_ln else resid
+        return LayerInternals(pattern, v, x, w.W_O, w.b_O, h, None, resid if post_ln else x,
+                              None, w.ln1, w.ln2, h if post_ln else None, None, mask, w)
     return after_attention(w, x + attn, post_ln, pattern=pattern, values=v, x=x, mask=mask)
 
 
@@ -317,18 +336,20 @@ def after_attention(w: LayerWeights, resid: Tensor, post_ln: bool, **fields: Any
 def collect_internals(model: Any, tokens: Tensor | str | Inputs,
                       attention_mask: Tensor | None = None,
                       dtype: torch.dtype = torch.float32,
-                      token_type_ids: Tensor | None = None) -> list[LayerInternals]:
+                      token_type_ids: Tensor | None = None,
+                      last_ffn: bool = True) -> list[LayerInternals]:
     """Run every block with the model's weights (``tokens [B, T]``, ``attention_mask`` and
     ``token_type_ids`` optional as in :func:`prepare`; ``dtype`` float32 or float64) and return
-    each block's :class:`LayerInternals`."""
+    each block's :class:`LayerInternals`. ``last_ffn=False`` skips the last block's FFN (for
+    the methods that read only attention blocks)."""
     inp = prepare(model, tokens, attention_mask, token_type_ids)
     post = is_post_ln(model)
     mw = model_weights(model, dtype)
     x = embed(mw, inp.tokens, inp.mask, dtype, inp.token_types)
     out = []
     with torch.no_grad():
-        for w in mw.layers:
-            it = run_layer(w, x, inp.mask, post)
+        for l, w in enumerate(mw.layers):
+            it = run_layer(w, x, inp.mask, post, ffn=last_ffn or l < len(mw.layers) - 1)
             out.append(it)
             x = it.layer_out
     return out

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import copy
 import weakref
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
 import torch
@@ -112,6 +112,14 @@ class LayerWeights:
     act: Any
     act_name: str
     scale: float
+    #: ``[W_Q | W_K | W_V]`` as one ``[d, 3 H d_head]`` matrix and its bias (one product).
+    W_QKV: Tensor = field(init=False, repr=False)
+    b_QKV: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        d = self.W_Q.shape[0]
+        self.W_QKV = torch.cat([W.reshape(d, -1) for W in (self.W_Q, self.W_K, self.W_V)], 1)
+        self.b_QKV = torch.cat([b.reshape(-1) for b in (self.b_Q, self.b_K, self.b_V)])
 
 
 @dataclass
@@ -358,8 +366,9 @@ def _memory_weights(model: Any, ck: ModelWeights) -> ModelWeights:
             blk = model.blocks[l]
             a, mlp = blk.attn, blk.mlp
             t = lambda x: x.detach().float()  # noqa: E731
-            WQ, WK, WV = (t(a.W_Q).permute(1, 0, 2), t(a.W_K).permute(1, 0, 2),
-                          t(a.W_V).permute(1, 0, 2))
+            WQ, WK, WV = (t(a.W_Q).permute(1, 0, 2).contiguous(),
+                          t(a.W_K).permute(1, 0, 2).contiguous(),
+                          t(a.W_V).permute(1, 0, 2).contiguous())
             bQ, bK, bV_mem = t(a.b_Q), t(a.b_K), t(a.b_V)
             W_O_mem, b_O_mem = t(a.W_O), t(a.b_O)
             ln1 = (t(blk.ln1.w), t(blk.ln1.b), ref.ln1[2])
@@ -399,6 +408,8 @@ def _memory_weights(model: Any, ck: ModelWeights) -> ModelWeights:
 def _tensors(group: Any) -> list[Tensor]:
     out = []
     for f in fields(group):
+        if not f.init:
+            continue
         v = getattr(group, f.name)
         if isinstance(v, Tensor):
             out.append(v)
@@ -434,6 +445,8 @@ def _state_key(model: Any) -> tuple:
 def _cast(group: Any, dtype: torch.dtype) -> Any:
     changes = {}
     for f in fields(group):
+        if not f.init:
+            continue
         v = getattr(group, f.name)
         if isinstance(v, Tensor) and v.is_floating_point():
             changes[f.name] = v.to(dtype)

@@ -44,5 +44,5 @@ def alti(model: Any, tokens: Tensor | str, rollout: bool = True,
     original weights: ``T_i(x_j)`` contains ``alpha_ij b_V W_O`` (Ferrando et al. 2022, eq. 6-8).
     """
     inp = prepare(model, tokens, attention_mask, token_type_ids)
-    layers = collect_internals(model, inp)
+    layers = collect_internals(model, inp, last_ffn=False)
     return unbatch(alti_maps(layers, inp.mask, is_post_ln(model), rollout), inp.batched)

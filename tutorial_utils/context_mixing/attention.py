@@ -26,7 +26,7 @@ def raw_attention(model: Any, tokens: Tensor | str, per_head: bool = False,
     residual stream and LayerNorm: the methods after this one add those in.
     """
     inp = prepare(model, tokens, attention_mask, token_type_ids)
-    pat = attention_maps(collect_internals(model, inp), inp.mask)  # [B, L, H, T, T]
+    pat = attention_maps(collect_internals(model, inp, last_ffn=False), inp.mask)  # [B, L, H, T, T]
     return unbatch(pat if per_head else pat.mean(2), inp.batched)
 
 
@@ -41,6 +41,6 @@ def attention_rollout(model: Any, tokens: Tensor | str, residual: bool = True,
     after layer ``l`` draws on each input token. Rows sum to 1.
     """
     inp = prepare(model, tokens, attention_mask, token_type_ids)
-    att = attention_maps(collect_internals(model, inp), inp.mask).mean(2)
+    att = attention_maps(collect_internals(model, inp, last_ffn=False), inp.mask).mean(2)
     out = rollout(att, add_residual=residual)
     return unbatch(mask_maps(out, inp.mask), inp.batched)

@@ -171,7 +171,8 @@ def all_methods(model: Any, tokens: Tensor, methods: Sequence[str] | None = None
     inp = prepare(model, tokens, attention_mask, token_type_ids)
     mask = inp.mask
     post = is_post_ln(model)
-    layers = collect_internals(model, inp)
+    needs_ffn = any(m in ("globenc", "decompx") or m.startswith("value_zeroing") for m in methods)
+    layers = collect_internals(model, inp, last_ffn=needs_ffn)
     out: dict[str, Tensor] = {}
     for m in methods:
         if m in ("attention", "rollout", "rollout_no_res"):

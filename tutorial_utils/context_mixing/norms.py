@@ -139,7 +139,7 @@ def attention_norm(model: Any, tokens: Tensor | str, variant: str = "attn",
         raise TutorialError("per_head is only defined for variant='attn' (the residual and "
                          "LayerNorm belong to no head)")
     inp = prepare(model, tokens, attention_mask, token_type_ids)
-    layers = collect_internals(model, inp)
+    layers = collect_internals(model, inp, last_ffn=False)
     if not per_head:
         return unbatch(attention_norm_maps(layers, inp.mask, variant, post), inp.batched)
     out = torch.stack([it.pattern * transformed_values(it).norm(dim=-1)[:, :, None, :]
