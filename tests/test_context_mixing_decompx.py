@@ -302,3 +302,25 @@ def test_clear_errors(tiny_bert, model):
         cm.decompx_prediction(bridge, toks, classifier=torch.nn.Linear(2, 2))
     with pytest.raises(TutorialError, match="dtype"):
         cm.decompx(bridge, toks[0], dtype=torch.float16)
+
+
+def test_cue_table_row_sums_to_the_agreement_logit_difference(tiny_bert):
+    """The cue table's prediction-level row: DecompX contributions to the agreement logit
+    difference at the [MASK] sum to that difference computed by the Hugging Face model."""
+    from tutorial_utils.context_mixing.evaluation import (DECOMPX_PREDICTION, _verb_ids,
+                                                          decompx_cue_contributions,
+                                                          evaluate_on_cue, sva_cue_examples)
+
+    bridge, hf, _ = tiny_bert
+    ex = sva_cue_examples(bridge, n=6, seed=1)
+    rows = decompx_cue_contributions(bridge, ex)
+    sing, plur = _verb_ids(bridge)
+    with torch.no_grad():
+        logits = hf(input_ids=ex.tokens).logits.float()[torch.arange(len(ex)), ex.query_pos]
+    diff = logits[:, plur].sum(-1) - logits[:, sing].sum(-1)
+    want = torch.where(torch.tensor(ex.plural), diff, -diff)
+    assert float((rows.sum(1) - want).abs().max()) <= PRED_RTOL * float(logits.abs().max())
+    ev = evaluate_on_cue(bridge, ex, methods=["attention"], prediction=True)
+    assert ev.methods == ["attention", DECOMPX_PREDICTION]
+    margin = rows[torch.arange(len(ex)), ex.cue_pos] - rows[torch.arange(len(ex)), ex.distractor_pos]
+    assert ev.share[DECOMPX_PREDICTION] == float((margin > 0).float().mean())

@@ -220,6 +220,21 @@ def cue_ranking(maps: Tensor, ex: CueExamples, layer: int = -1) -> CueRanking:
     return CueRanking(float((margin > 0).float().mean()), margin)
 
 
+def _verb_ids(model: Any) -> tuple[list[int], list[int]]:
+    """Token ids of the singular and plural forms of :data:`tasks.vocab.SVA_VERBS` (each one
+    token for this encoder, else a TutorialError)."""
+    from ..tasks.vocab import SVA_VERBS
+
+    tk = model.tokenizer
+    ids = {}
+    for form in [w for pair in SVA_VERBS for w in pair]:
+        pieces = tk.tokenize(form)
+        if len(pieces) != 1 or tk.convert_tokens_to_ids(pieces[0]) == tk.unk_token_id:
+            raise TutorialError(f"verb {form!r} is not one token for this encoder")
+        ids[form] = tk.convert_tokens_to_ids(pieces[0])
+    return [ids[s] for s, _ in SVA_VERBS], [ids[p] for _, p in SVA_VERBS]
+
+
 def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
                ) -> tuple[Callable[[Tensor], Tensor], str | None]:
     """The scalar the attributions explain, as ``(target_fn, target_hook)`` for
@@ -241,17 +256,9 @@ def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
     q = ex.query_pos.to(ex.tokens.device)
     pl = torch.tensor(ex.plural, device=ex.tokens.device)
     if encoder_target == "mlm":
-        from ..tasks.vocab import SVA_VERBS
-
-        tk = model.tokenizer
-        ids = {}
-        for form in [w for pair in SVA_VERBS for w in pair]:
-            pieces = tk.tokenize(form)
-            if len(pieces) != 1 or tk.convert_tokens_to_ids(pieces[0]) == tk.unk_token_id:
-                raise TutorialError(f"verb {form!r} is not one token for this encoder")
-            ids[form] = tk.convert_tokens_to_ids(pieces[0])
-        sing = torch.tensor([ids[s] for s, _ in SVA_VERBS], device=ex.tokens.device)
-        plur = torch.tensor([ids[p] for _, p in SVA_VERBS], device=ex.tokens.device)
+        s_ids, p_ids = _verb_ids(model)
+        sing = torch.tensor(s_ids, device=ex.tokens.device)
+        plur = torch.tensor(p_ids, device=ex.tokens.device)
 
         def mlm_target(out: Tensor) -> Tensor:
             p = out[torch.arange(out.shape[0], device=out.device), q.to(out.device)].softmax(-1)
@@ -289,12 +296,40 @@ class CueEvaluation:
     source_mask: Tensor
 
 
+#: The name of DecompX's prediction-level row in :func:`evaluate_on_cue`.
+DECOMPX_PREDICTION = "decompx_to_logit"
+
+
+def decompx_cue_contributions(model: Any, ex: CueExamples) -> Tensor:
+    """``[B, T]``: each input token's DecompX contribution (Modarressi et al. 2023, through the
+    masked-LM head, :func:`..decompx.decompx_prediction`) to the agreement **logit** difference
+    at the ``[MASK]``, ``sum_v logit(agreeing form of v) - logit(disagreeing form of v)`` over
+    :data:`tasks.vocab.SVA_VERBS`. The tokens' contributions sum to that difference exactly
+    (every bias is shared among them); positive = pushes towards the agreeing verbs."""
+    from .decompx import decompx_prediction
+
+    if ex.kind != "encoder":
+        raise TutorialError("DecompX to the prediction needs an encoder with a masked-LM head")
+    sing, plur = _verb_ids(model)
+    res = decompx_prediction(model, ex.tokens, position=ex.query_pos, targets=sing + plur)
+    c = res.contributions                                           # [B, T, 2P]
+    P = len(sing)
+    diff = c[..., P:].sum(-1) - c[..., :P].sum(-1)                   # plural minus singular
+    pl = torch.tensor(ex.plural, device=diff.device)
+    return torch.where(pl[:, None], diff, -diff)
+
+
 def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None = None,
                     maps: dict[str, Tensor] | None = None, layer: int = -1,
-                    encoder_target: str = "mlm") -> CueEvaluation:
+                    encoder_target: str = "mlm", prediction: bool = False) -> CueEvaluation:
     """Score every method on ``ex`` (see the module docstring). ``maps`` may pass precomputed
     :func:`all_methods` output. Layer ``-1`` of an aggregated method (rollout, GlobEnc, ALTI,
-    VZ rollout) covers the whole model; of a layer-local method, the last layer only."""
+    VZ rollout) covers the whole model; of a layer-local method, the last layer only.
+
+    ``prediction=True`` (an encoder with a masked-LM head) adds the row ``"decompx_to_logit"``:
+    DecompX carried through the head (:func:`decompx_cue_contributions`); its share counts the
+    prompts where the subject's signed contribution to the agreement logit difference exceeds
+    the attractor's, and its correlations use the absolute contributions."""
     from ..input_attribution import gradient_x_input, occlusion, spearman
 
     if maps is None:
@@ -304,6 +339,11 @@ def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None =
     b = torch.arange(B)
     q = ex.query_pos.cpu()
     rows = {m: maps[m][:, layer].cpu()[b, q] for m in names}
+    signed = None
+    if prediction:
+        signed = decompx_cue_contributions(model, ex).cpu()
+        names.append(DECOMPX_PREDICTION)
+        rows[DECOMPX_PREDICTION] = signed.abs()
     target, hook = cue_target(model, ex, encoder_target)
     ref = {
         "grad_x_input": gradient_x_input(model, ex.tokens, target, target_hook=hook).abs().cpu(),
@@ -314,7 +354,10 @@ def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None =
     if ex.kind == "encoder":
         mask[:, -1] = False  # [SEP]
     mask &= torch.arange(T)[None] <= q[:, None] if ex.kind == "decoder" else mask
-    share = {m: cue_ranking(maps[m], ex, layer).share for m in names}
+    share = {m: cue_ranking(maps[m], ex, layer).share for m in names if m in maps}
+    if signed is not None:
+        margin = signed[b, ex.cue_pos.cpu()] - signed[b, ex.distractor_pos.cpu()]
+        share[DECOMPX_PREDICTION] = float((margin > 0).float().mean())
     rg = {m: float(torch.nanmean(spearman(rows[m], ref["grad_x_input"], mask))) for m in names}
     ro = {m: float(torch.nanmean(spearman(rows[m], ref["occlusion"], mask))) for m in names}
     return CueEvaluation(names, share, rg, ro, rows, ref, mask)

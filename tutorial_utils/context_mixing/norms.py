@@ -62,12 +62,21 @@ def _mixing_vectors(it: LayerInternals) -> Tensor:
     return torch.einsum("bhij,bhjd->bijd", it.pattern, transformed_values(it))
 
 
-def _with_residual(z: Tensor, x: Tensor) -> Tensor:
-    T = z.shape[1]
-    idx = torch.arange(T, device=z.device)
-    out = z.clone()
-    out[:, idx, idx] += x
+def _with_residual(z: Tensor, x: Tensor, inplace: bool = False) -> Tensor:
+    """``z_ij + [i = j] x_i`` (``z [B, T, T, d]``, ``x [B, T, d]``)."""
+    out = z if inplace else z.clone()
+    out.diagonal(dim1=1, dim2=2).add_(x.transpose(1, 2))
     return out
+
+
+def _sigma(observed_in: Tensor, eps: float) -> Tensor:
+    """A LayerNorm's scale at its real input ``[B, T, d]``: ``sqrt(var + eps)``, ``[B, T]``."""
+    return (observed_in.var(-1, unbiased=False) + eps).sqrt()
+
+
+def _centre_scale_(u: Tensor, gamma: Tensor) -> Tensor:
+    """``gamma (u - mean(u))`` in place (LayerNorm's linear part before the shared scale)."""
+    return u.sub_(u.mean(-1, keepdim=True)).mul_(gamma)
 
 
 def _decompose(it: LayerInternals, post_ln: bool, per_head: bool = False) -> AttentionDecomposition:
@@ -99,14 +108,16 @@ def decompose_attention_block(model: Any, tokens: Tensor | str, layer: int,
 
 
 def _norm_layer(it: LayerInternals, variant: str, post_ln: bool) -> Tensor:
+    """``[B, T, T]`` norms of ``z_ij`` (attn), ``z_ij + [i=j] x_i`` (res) or ``g1_i`` of it
+    (res_ln: ``||gamma (u - mean u)|| / sigma_i``)."""
     z = _mixing_vectors(it)
     if variant == "attn":
         return z.norm(dim=-1)
-    z = _with_residual(z, it.resid_pre)
+    z = _with_residual(z, it.resid_pre, inplace=True)
     if variant == "res":
         return z.norm(dim=-1)
     gamma, _, eps = it.ln1
-    return ln_linear(z, it.ln1_in, gamma, eps).norm(dim=-1)
+    return _centre_scale_(z, gamma).norm(dim=-1) / _sigma(it.ln1_in, eps)[..., None]
 
 
 def attention_norm_maps(layers: list[LayerInternals], mask: Tensor, variant: str,
@@ -151,11 +162,12 @@ def globenc_maps(layers: list[LayerInternals], mask: Tensor, post: bool) -> Tens
     """GlobEnc ``[B, L, T, T]`` from recorded internals (see :func:`globenc`)."""
     mats = []
     for it in layers:
-        if post:
+        if post:  # ||g2_i(g1_i(u))|| = ||gamma2 c(gamma1 c(u))|| / (sigma1_i sigma2_i)
             g1, _, e1 = it.ln1
             g2, _, e2 = it.ln2
-            u = ln_linear(_with_residual(_mixing_vectors(it), it.resid_pre), it.ln1_in, g1, e1)
-            n = ln_linear(u, it.ln2_in, g2, e2).norm(dim=-1)
+            u = _with_residual(_mixing_vectors(it), it.resid_pre, inplace=True)
+            n = _centre_scale_(_centre_scale_(u, g1), g2).norm(dim=-1)
+            n = n / (_sigma(it.ln1_in, e1) * _sigma(it.ln2_in, e2))[..., None]
         else:
             n = _norm_layer(it, "res", post)
         mats.append(row_normalize(mask_maps(n[:, None], mask)[:, 0]))
