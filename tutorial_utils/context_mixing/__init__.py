@@ -40,8 +40,8 @@ from torch import Tensor
 
 from ..errors import TutorialError
 
-from ._base import (Inputs, LayerInternals, collect_internals, layout, original_hf_model, prepare,
-                    rollout, row_normalize)
+from ._base import (Inputs, LayerInternals, Maps, Mask, Tokens, collect_internals, layout,
+                    original_hf_model, prepare, rollout, row_normalize)
 from ._weights import ModelWeights, forget_weights, is_unedited, model_weights
 from .alti import alti
 from .attention import attention_rollout, raw_attention
@@ -78,9 +78,9 @@ def methods_for(model: Any) -> list[str]:
     return [m for m in METHODS if post or m not in ENCODER_ONLY]
 
 
-def compute_mixing(model: Any, tokens: Tensor | str, method: str,
-                   attention_mask: Tensor | None = None,
-                   token_type_ids: Tensor | None = None) -> Tensor:
+def compute_mixing(model: Any, tokens: Tokens, method: str,
+                   attention_mask: Mask = None,
+                   token_type_ids: Mask = None) -> Maps:
     """Run the context-mixing method ``method`` (a key of :data:`METHODS`) on ``tokens``
     (``attention_mask [B, T]``: 1 = real token; see :mod:`._base` for padding;
     ``token_type_ids [B, T]``: segment ids of a sentence pair, encoders only)."""

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
@@ -40,9 +41,15 @@ from ._weights import (LayerWeights, ModelWeights, is_post_ln, layout, model_wei
                        original_hf_model)
 
 
+#: Shapes of the public API (documentation; the checks below give the messages).
+Tokens = str | Int[Tensor, "pos"] | Int[Tensor, "batch pos"]
+Mask = Int[Tensor, "batch pos"] | Int[Tensor, "pos"] | None
+Maps = Float[Tensor, "*batch layer query source"]
+
+
 # --- input validation ---------------------------------------------------------------------
-def as_tokens(model: Any, tokens: Tensor | str,
-              attention_mask: Tensor | None = None) -> tuple[Tensor, bool, Tensor]:
+def as_tokens(model: Any, tokens: Tokens,
+              attention_mask: Mask = None) -> tuple[Tensor, bool, Tensor]:
     """Validate ``tokens`` and return ``(tokens [B, T], batched, mask [B, T] bool)`` on the
     model's device.
 
@@ -111,8 +118,8 @@ class Inputs:
     batched: bool
 
 
-def prepare(model: Any, tokens: Tensor | str, attention_mask: Tensor | None = None,
-            token_type_ids: Tensor | None = None) -> Inputs:
+def prepare(model: Any, tokens: Tokens, attention_mask: Mask = None,
+            token_type_ids: Mask = None) -> Inputs:
     """:func:`as_tokens` plus ``token_type_ids`` (same shape as the tokens, integers in
     ``[0, type_vocab_size)``; encoders only; default all 0)."""
     if isinstance(tokens, Inputs):
@@ -146,7 +153,7 @@ def unbatch(x: Tensor, batched: bool) -> Tensor:
     return x if batched else x[0]
 
 
-def row_normalize(m: Tensor, eps: float = 1e-12) -> Tensor:
+def row_normalize(m: Float[Tensor, "... source"], eps: float = 1e-12) -> Float[Tensor, "... source"]:
     """Divide every row (last dim) by its sum, so each query's scores over sources sum to 1
     (an all-zero row, e.g. a pad position's, stays zero)."""
     return m / m.sum(-1, keepdim=True).clamp_min(eps)
@@ -159,7 +166,8 @@ def mask_maps(maps: Tensor, mask: Tensor) -> Tensor:
     return maps * m.reshape(*shape, -1, 1) * m.reshape(*shape, 1, -1)
 
 
-def rollout(per_layer: Tensor, add_residual: bool = False) -> Tensor:
+def rollout(per_layer: Float[Tensor, "*batch layer query source"],
+            add_residual: bool = False) -> Float[Tensor, "*batch layer query source"]:
     """Aggregate per-layer mixing matrices across layers (Abnar & Zuidema 2020).
 
     ``per_layer``: ``[..., L, T, T]`` row-stochastic matrices ``A_l`` (query x source).
@@ -333,10 +341,10 @@ def after_attention(w: LayerWeights, resid: Tensor, post_ln: bool, **fields: Any
                           y, fields["x"], resid, w.ln1, w.ln2, f_in, pre, fields["mask"], w)
 
 
-def collect_internals(model: Any, tokens: Tensor | str | Inputs,
-                      attention_mask: Tensor | None = None,
+def collect_internals(model: Any, tokens: Tokens | Inputs,
+                      attention_mask: Mask = None,
                       dtype: torch.dtype = torch.float32,
-                      token_type_ids: Tensor | None = None,
+                      token_type_ids: Mask = None,
                       last_ffn: bool = True) -> list[LayerInternals]:
     """Run every block with the model's weights (``tokens [B, T]``, ``attention_mask`` and
     ``token_type_ids`` optional as in :func:`prepare`; ``dtype`` float32 or float64) and return

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import (LayerInternals, collect_internals, is_post_ln, mask_maps, prepare,
-                    rollout as _rollout, row_normalize, unbatch)
+from ._base import (LayerInternals, Maps, Mask, Tokens, collect_internals, is_post_ln, mask_maps,
+                    prepare, rollout as _rollout, row_normalize, unbatch)
 from .norms import _decompose
 
 
@@ -26,8 +26,8 @@ def alti_maps(layers: list[LayerInternals], mask: Tensor, post: bool,
     return _rollout(out) if rollout else out
 
 
-def alti(model: Any, tokens: Tensor | str, rollout: bool = True,
-         attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
+def alti(model: Any, tokens: Tokens, rollout: bool = True,
+         attention_mask: Mask = None, token_type_ids: Mask = None) -> Maps:
     """ALTI contributions, ``[L, T, T]`` (``[B, L, T, T]`` for a batch).
 
     Per layer, with ``T_i(x_j)`` the exact per-source pieces of the attention block (heads,

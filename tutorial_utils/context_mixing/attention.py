@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import LayerInternals, collect_internals, mask_maps, prepare, rollout, unbatch
+from ._base import (LayerInternals, Maps, Mask, Tokens, collect_internals, mask_maps, prepare,
+                    rollout, unbatch)
 
 
 def attention_maps(layers: list[LayerInternals], mask: Tensor) -> Tensor:
@@ -15,9 +16,9 @@ def attention_maps(layers: list[LayerInternals], mask: Tensor) -> Tensor:
     return mask_maps(torch.stack([it.pattern for it in layers], dim=1), mask)
 
 
-def raw_attention(model: Any, tokens: Tensor | str, per_head: bool = False,
-                  attention_mask: Tensor | None = None,
-                  token_type_ids: Tensor | None = None) -> Tensor:
+def raw_attention(model: Any, tokens: Tokens, per_head: bool = False,
+                  attention_mask: Mask = None,
+                  token_type_ids: Mask = None) -> Maps:
     """Attention weights ``alpha^h_ij = softmax_j(q_i . k_j / sqrt(d_head))`` of every layer.
 
     Returns ``[L, T, T]`` (query x source; head average ``(1/H) sum_h alpha^h``), or
@@ -30,9 +31,9 @@ def raw_attention(model: Any, tokens: Tensor | str, per_head: bool = False,
     return unbatch(pat if per_head else pat.mean(2), inp.batched)
 
 
-def attention_rollout(model: Any, tokens: Tensor | str, residual: bool = True,
-                      attention_mask: Tensor | None = None,
-                      token_type_ids: Tensor | None = None) -> Tensor:
+def attention_rollout(model: Any, tokens: Tokens, residual: bool = True,
+                      attention_mask: Mask = None,
+                      token_type_ids: Mask = None) -> Maps:
     """Attention rollout (Abnar & Zuidema 2020): ``R_l = Ã_l R_{l-1}``, ``R_0 = Ã_0``, with
     ``Ã_l = 0.5 Ā_l + 0.5 I`` (``residual=True``, the paper's account of the skip connection) or
     ``Ã_l = Ā_l`` (``residual=False``), ``Ā_l`` the head-averaged attention of layer ``l``.

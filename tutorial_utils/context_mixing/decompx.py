@@ -58,8 +58,8 @@ from torch import Tensor
 
 from ..errors import TutorialError
 
-from ._base import (Inputs, LayerInternals, collect_internals, is_post_ln, layer_norm, linear,
-                    mask_maps, prepare, row_normalize, unbatch)
+from ._base import (Inputs, LayerInternals, Maps, Mask, Tokens, collect_internals, is_post_ln,
+                    layer_norm, linear, mask_maps, prepare, row_normalize, unbatch)
 from ._weights import model_weights
 
 #: Query rows per chunk of the FFN step (bounds the ``[B, rows, T, d_ff]`` temporaries).
@@ -224,10 +224,10 @@ def _propagate(layers: list[LayerInternals], inp: Inputs, keep: str) -> DecompXR
     return DecompXResult(per_token, hidden, inp.mask, torch.stack(norms, dim=1))
 
 
-def decompx_decomposition(model: Any, tokens: Tensor | str,
-                          attention_mask: Tensor | None = None,
+def decompx_decomposition(model: Any, tokens: Tokens,
+                          attention_mask: Mask = None,
                           dtype: torch.dtype = torch.float32, keep: str = "all",
-                          token_type_ids: Tensor | None = None) -> DecompXResult:
+                          token_type_ids: Mask = None) -> DecompXResult:
     """The per-input-token decomposition of every layer's hidden state (module docstring).
     ``tokens [B, T]`` (or one sentence); computed in ``dtype`` (float32 by default);
     ``keep="last"`` keeps only the last layer's vectors (``norms`` covers every layer)."""
@@ -245,8 +245,8 @@ def decompx_maps(layers: list[LayerInternals], inp: Inputs) -> Tensor:
     return row_normalize(mask_maps(res.norms.float(), inp.mask))
 
 
-def decompx(model: Any, tokens: Tensor | str, attention_mask: Tensor | None = None,
-            token_type_ids: Tensor | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+def decompx(model: Any, tokens: Tokens, attention_mask: Mask = None,
+            token_type_ids: Mask = None, dtype: torch.dtype = torch.float32) -> Maps:
     """DecompX mixing maps, ``[L, T, T]`` (``[B, L, T, T]`` for a batch): ``M^l_ik =
     ||a^l_{i<-k}||`` normalised over ``k``, how much of token ``i``'s hidden state after layer
     ``l`` comes from input token ``k`` (Modarressi et al. 2023; module docstring). Rows sum to 1;
@@ -306,9 +306,9 @@ def _classifier_head(classifier: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return t(pool.weight).T, t(pool.bias), t(out.weight).T, t(out.bias)
 
 
-def decompx_prediction(model: Any, tokens: Tensor | str, position: Any = None,
-                       targets: Any = None, attention_mask: Tensor | None = None,
-                       token_type_ids: Tensor | None = None, classifier: Any = None,
+def decompx_prediction(model: Any, tokens: Tokens, position: Any = None,
+                       targets: Any = None, attention_mask: Mask = None,
+                       token_type_ids: Mask = None, classifier: Any = None,
                        dtype: torch.dtype = torch.float32) -> DecompXPrediction:
     """DecompX to the prediction (Modarressi et al. 2023, sec. 3.4): each input token's
     contribution to the model's output logits, ``y_c = sum_k y_{c<-k}`` (eq. 14).

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
 
-from ._base import collect_internals, is_post_ln, mask_maps, prepare, rollout
+from ._base import Mask, collect_internals, is_post_ln, mask_maps, prepare, rollout
 from .alti import alti_maps
 from .attention import attention_maps
 from .decompx import decompx_maps
@@ -154,9 +155,9 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
                        "encoder", sorted(set(skipped)))
 
 
-def all_methods(model: Any, tokens: Tensor, methods: Sequence[str] | None = None,
-                attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None) -> dict[str, Tensor]:
+def all_methods(model: Any, tokens: Int[Tensor, "batch pos"],
+                methods: Sequence[str] | None = None, attention_mask: Mask = None,
+                token_type_ids: Mask = None) -> dict[str, Float[Tensor, "batch layer query source"]]:
     """Every method of :data:`tutorial_utils.context_mixing.METHODS` defined for ``model`` on a
     batch ``tokens [B, T]``, each computed once from one shared forward pass (Value Zeroing
     once for both ``value_zeroing`` and its rollout, the attention once for attention and
@@ -300,7 +301,7 @@ class CueEvaluation:
 DECOMPX_PREDICTION = "decompx_to_logit"
 
 
-def decompx_cue_contributions(model: Any, ex: CueExamples) -> Tensor:
+def decompx_cue_contributions(model: Any, ex: CueExamples) -> Float[Tensor, "batch pos"]:
     """``[B, T]``: each input token's DecompX contribution (Modarressi et al. 2023, through the
     masked-LM head, :func:`..decompx.decompx_prediction`) to the agreement **logit** difference
     at the ``[MASK]``, ``sum_v logit(agreeing form of v) - logit(disagreeing form of v)`` over

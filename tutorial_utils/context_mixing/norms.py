@@ -30,8 +30,8 @@ from torch import Tensor
 
 from ..errors import TutorialError
 
-from ._base import (LayerInternals, collect_internals, is_post_ln, ln_linear, mask_maps, prepare,
-                    rollout, row_normalize, unbatch)
+from ._base import (LayerInternals, Maps, Mask, Tokens, collect_internals, is_post_ln, ln_linear,
+                    mask_maps, prepare, rollout, row_normalize, unbatch)
 
 VARIANTS = ("attn", "res", "res_ln")
 
@@ -94,10 +94,10 @@ def _decompose(it: LayerInternals, post_ln: bool, per_head: bool = False) -> Att
     return AttentionDecomposition(pieces, bias, it.attn_block_out, heads)
 
 
-def decompose_attention_block(model: Any, tokens: Tensor | str, layer: int,
+def decompose_attention_block(model: Any, tokens: Tokens, layer: int,
                               per_head: bool = False,
-                              attention_mask: Tensor | None = None,
-                              token_type_ids: Tensor | None = None) -> AttentionDecomposition:
+                              attention_mask: Mask = None,
+                              token_type_ids: Mask = None) -> AttentionDecomposition:
     """Exact per-source decomposition of layer ``layer``'s attention block (module docstring);
     tensors carry a batch dim ``B`` (1 for a single sentence)."""
     from ..validation import check_layer
@@ -127,9 +127,9 @@ def attention_norm_maps(layers: list[LayerInternals], mask: Tensor, variant: str
     return row_normalize(mask_maps(out, mask))
 
 
-def attention_norm(model: Any, tokens: Tensor | str, variant: str = "attn",
-                   per_head: bool = False, attention_mask: Tensor | None = None,
-                   token_type_ids: Tensor | None = None) -> Tensor:
+def attention_norm(model: Any, tokens: Tokens, variant: str = "attn",
+                   per_head: bool = False, attention_mask: Mask = None,
+                   token_type_ids: Mask = None) -> Maps:
     """Norm-based mixing, row-normalised, per layer: ``[L, T, T]`` (``[B, L, T, T]`` for a batch).
 
     * ``attn`` (Kobayashi et al. 2020): ``||sum_h alpha^h_ij f_h(x_j)||``; with ``per_head``,
@@ -174,8 +174,8 @@ def globenc_maps(layers: list[LayerInternals], mask: Tensor, post: bool) -> Tens
     return rollout(torch.stack(mats, dim=1))
 
 
-def globenc(model: Any, tokens: Tensor | str, attention_mask: Tensor | None = None,
-            token_type_ids: Tensor | None = None) -> Tensor:
+def globenc(model: Any, tokens: Tokens, attention_mask: Mask = None,
+            token_type_ids: Mask = None) -> Maps:
     """GlobEnc (Modarressi et al. 2022): per-layer norms that take in the whole layer except the
     FFN, rolled out across layers.
 

@@ -39,13 +39,15 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
 
-from ._base import (Inputs, LayerInternals, after_attention, collect_internals, is_post_ln,
-                    linear, mask_maps, original_hf_model, position_ids, prepare,
-                    rollout as _rollout, row_normalize, run_layer, unbatch)
+from ._base import (LayerInternals, Maps, Mask, Tokens, collect_internals,
+                    is_post_ln, linear, mask_maps, original_hf_model, position_ids, prepare,
+                    row_normalize, run_layer, unbatch)
+from ._base import rollout as _rollout
 from ._weights import is_unedited
 
 
@@ -59,9 +61,9 @@ def _cosine_distance(a: Tensor, b: Tensor) -> Tensor:
     return (0.5 * (a - b).pow(2).sum(-1)).float()
 
 
-def value_zeroed_outputs(model: Any, tokens: Tensor, variants: Sequence[tuple[int, int, int]],
-                         chunk_size: int = 256, attention_mask: Tensor | None = None,
-                         token_type_ids: Tensor | None = None) -> Tensor:
+def value_zeroed_outputs(model: Any, tokens: Int[Tensor, "batch pos"], variants: Sequence[tuple[int, int, int]],
+                         chunk_size: int = 256, attention_mask: Mask = None,
+                         token_type_ids: Mask = None) -> Float[Tensor, "variant pos d_model"]:
     """Layer outputs with one token's value vector zeroed, for many variants in batched calls.
 
     ``tokens [B, T]``; ``variants``: ``(b, layer, j)`` triples (``j = -1`` zeroes nothing).
@@ -158,10 +160,10 @@ def value_zeroing_maps(layers: list[LayerInternals], mask: Tensor, post: bool,
     return row_normalize(mask_maps(scores, mask))
 
 
-def value_zeroing(model: Any, tokens: Tensor | str, rollout: bool = False,
-                  chunk_size: int | None = None, attention_mask: Tensor | None = None,
+def value_zeroing(model: Any, tokens: Tokens, rollout: bool = False,
+                  chunk_size: int | None = None, attention_mask: Mask = None,
                   dtype: torch.dtype = torch.float32,
-                  token_type_ids: Tensor | None = None) -> Tensor:
+                  token_type_ids: Mask = None) -> Maps:
     """Value Zeroing scores, ``[L, T, T]`` (``[B, L, T, T]`` for a batch), rows summing to 1.
 
     ``VZ^l_ij = 1 - cos(x~^l_i(-j), x~^l_i)`` normalised over ``j`` (module docstring; Mohebbi
@@ -191,10 +193,10 @@ def _hf_layers(raw: Any, post: bool) -> list[Any]:
     return list(raw.encoder.layer) if post else list(raw.h)
 
 
-def value_zeroing_loop(model: Any, tokens: Tensor | str,
-                       attention_mask: Tensor | None = None,
+def value_zeroing_loop(model: Any, tokens: Tokens,
+                       attention_mask: Mask = None,
                        dtype: torch.dtype = torch.float64,
-                       token_type_ids: Tensor | None = None) -> Tensor:
+                       token_type_ids: Mask = None) -> Maps:
     """Reference implementation (the toolkit's shape): for every (sentence, layer ``l``, source
     ``j``) one call of the Hugging Face block module of layer ``l`` on the clean hidden state at
     its input, with a forward hook on the value projection that sets token ``j``'s value vector
