@@ -260,13 +260,14 @@ def test_token_type_ids_bad_input(minilm, model):
 
 # --- Value Zeroing precision ------------------------------------------------------------------------
 def test_value_zeroing_float32_equals_float64(arch, minilm):
-    """The float32 difference form against the same computation in float64: 5e-6 absolute on
-    the normalised scores and 2e-4 relative on every score above 1e-3 (measured: <= 2.1e-6 and
-    <= 6.4e-5 on MiniLM, tiny-bert-tasks and tiny-gpt2-tasks at 17-60 tokens)."""
+    """The float32 difference form against the same computation in float64: 1e-5 absolute on
+    the normalised scores and 2e-4 relative on every score above 1e-3, the tolerance the
+    docstring states (measured: <= 2.1e-6 and <= 6.4e-5 on MiniLM, tiny-bert-tasks and
+    tiny-gpt2-tasks at 17-60 tokens; 6.4e-6 absolute on MiniLM at 256)."""
     for m, toks in (arch, (minilm, minilm.to_tokens("the keys on the old cabinet near the door "
                                                     "of the house that the farmer saw were red"))):
         f32 = cm.value_zeroing(m, toks[0])
         f64 = cm.value_zeroing(m, toks[0], dtype=torch.float64)
-        assert float((f32 - f64).abs().max()) <= 5e-6
+        assert float((f32 - f64).abs().max()) <= 1e-5
         big = f64 > 1e-3
         assert float(((f32 - f64).abs() / f64)[big].max()) <= 2e-4

@@ -240,9 +240,11 @@ def _project(w: LayerWeights, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 def _pattern(w: LayerWeights, q: Tensor, k: Tensor, mask: Tensor, causal: bool) -> Tensor:
     scores = torch.matmul(q, k.transpose(-1, -2)).mul_(w.scale)
-    allowed = mask[:, None, None, :].expand_as(scores)
+    T = q.shape[2]
+    if not causal and bool(mask.all()):  # nothing to mask: the plain softmax
+        return scores.softmax(-1)
+    allowed = mask[:, None, None, :]
     if causal:
-        T = q.shape[2]
         allowed = allowed & torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
     scores = scores.masked_fill_(~allowed, torch.finfo(scores.dtype).min)
     return scores.softmax(-1).mul_(allowed)
