@@ -160,7 +160,10 @@ def row_normalize(m: Float[Tensor, "... source"], eps: float = 1e-12) -> Float[T
 
 
 def mask_maps(maps: Tensor, mask: Tensor) -> Tensor:
-    """Zero the pad rows and pad columns of ``maps [B, L, (H,) T, T]`` (``mask [B, T]``)."""
+    """Zero the pad rows and pad columns of ``maps [B, L, (H,) T, T]`` (``mask [B, T]``);
+    ``maps`` itself when there is no pad."""
+    if bool(mask.all()):
+        return maps
     m = mask.to(maps.dtype)
     shape = (m.shape[0],) + (1,) * (maps.ndim - 3)
     return maps * m.reshape(*shape, -1, 1) * m.reshape(*shape, 1, -1)
@@ -239,7 +242,7 @@ def _project(w: LayerWeights, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _pattern(w: LayerWeights, q: Tensor, k: Tensor, mask: Tensor, causal: bool) -> Tensor:
-    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(w.scale)
+    scores = torch.matmul(q.contiguous(), k.contiguous().transpose(-1, -2)).mul_(w.scale)
     T = q.shape[2]
     if not causal and bool(mask.all()):  # nothing to mask: the plain softmax
         return scores.softmax(-1)

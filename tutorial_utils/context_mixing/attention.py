@@ -11,9 +11,11 @@ from ._base import (LayerInternals, Maps, Mask, Tokens, collect_internals, mask_
                     rollout, unbatch)
 
 
-def attention_maps(layers: list[LayerInternals], mask: Tensor) -> Tensor:
-    """The recorded attention weights, ``[B, L, H, T, T]``, pad rows and columns zeroed."""
-    return mask_maps(torch.stack([it.pattern for it in layers], dim=1), mask)
+def attention_maps(layers: list[LayerInternals], mask: Tensor, per_head: bool = True) -> Tensor:
+    """The recorded attention weights, ``[B, L, H, T, T]`` (``per_head=False``: averaged over
+    heads, ``[B, L, T, T]``), pad rows and columns zeroed."""
+    pats = [it.pattern if per_head else it.pattern.mean(1) for it in layers]
+    return mask_maps(torch.stack(pats, dim=1), mask)
 
 
 def raw_attention(model: Any, tokens: Tokens, per_head: bool = False,
@@ -27,8 +29,8 @@ def raw_attention(model: Any, tokens: Tokens, per_head: bool = False,
     residual stream and LayerNorm: the methods after this one add those in.
     """
     inp = prepare(model, tokens, attention_mask, token_type_ids)
-    pat = attention_maps(collect_internals(model, inp, last_ffn=False), inp.mask)  # [B, L, H, T, T]
-    return unbatch(pat if per_head else pat.mean(2), inp.batched)
+    pat = attention_maps(collect_internals(model, inp, last_ffn=False), inp.mask, per_head)
+    return unbatch(pat, inp.batched)
 
 
 def attention_rollout(model: Any, tokens: Tokens, residual: bool = True,
@@ -42,6 +44,6 @@ def attention_rollout(model: Any, tokens: Tokens, residual: bool = True,
     after layer ``l`` draws on each input token. Rows sum to 1.
     """
     inp = prepare(model, tokens, attention_mask, token_type_ids)
-    att = attention_maps(collect_internals(model, inp, last_ffn=False), inp.mask).mean(2)
+    att = attention_maps(collect_internals(model, inp, last_ffn=False), inp.mask, per_head=False)
     out = rollout(att, add_residual=residual)
     return unbatch(mask_maps(out, inp.mask), inp.batched)

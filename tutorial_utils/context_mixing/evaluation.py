@@ -178,7 +178,7 @@ def all_methods(model: Any, tokens: Int[Tensor, "batch pos"],
     for m in methods:
         if m in ("attention", "rollout", "rollout_no_res"):
             if "attention" not in out:
-                out["attention"] = attention_maps(layers, mask).mean(2)
+                out["attention"] = attention_maps(layers, mask, per_head=False)
             if m != "attention":
                 out[m] = mask_maps(rollout(out["attention"], add_residual=m == "rollout"), mask)
         elif m.startswith("attention_norm"):
