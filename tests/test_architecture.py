@@ -218,8 +218,8 @@ def _bare_tensor(annotation: str) -> bool:
 
 def _public_functions():
     for mod in sorted(MODULES):
-        if mod.startswith("course") or mod == "":
-            continue
+        if mod.startswith("course") or mod == "" or any(p.startswith("_") for p in mod.split(".")):
+            continue  # the course, and private modules (their names start with "_")
         module = importlib.import_module(f"tutorial_utils.{mod}" if mod else "tutorial_utils")
         for name in getattr(module, "__all__", []):
             obj = getattr(module, name, None)

@@ -239,7 +239,7 @@ def decompx_decomposition(model: Any, tokens: Tokens,
     return _propagate(collect_internals(model, inp, dtype=dtype), inp, keep)
 
 
-def decompx_maps(layers: list[LayerInternals], inp: Inputs) -> Tensor:
+def decompx_maps(layers: list[LayerInternals], inp: Inputs) -> Maps:
     """DecompX mixing maps ``[B, L, T, T]`` from recorded internals (see :func:`decompx`)."""
     res = _propagate(layers, inp, keep="last")
     return row_normalize(mask_maps(res.norms.float(), inp.mask))

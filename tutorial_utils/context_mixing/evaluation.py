@@ -30,13 +30,18 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
+from ..names import hook_name
 
 from ._base import Mask, collect_internals, is_post_ln, mask_maps, prepare, rollout
 from .alti import alti_maps
 from .attention import attention_maps
-from .decompx import decompx_maps
+from .decompx import decompx_maps, decompx_prediction
 from .norms import attention_norm_maps, globenc_maps
 from .value_zeroing import value_zeroing_maps
+from ..tasks import make_sva
+from ..tasks.vocab import SVA_NOUNS, SVA_VERBS
+from . import methods_for
+from ..input_attribution import gradient_x_input, occlusion, spearman
 
 COMPLEMENTS = ("old", "new", "red", "small", "large", "here", "ready", "broken", "clean", "quiet")
 
@@ -91,8 +96,6 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
     if decoder_frames not in ("canonical", "relative"):
         raise TutorialError(f"decoder_frames must be 'canonical' or 'relative', got {decoder_frames!r}")
     if not is_post_ln(model):
-        from ..tasks import make_sva
-
         if decoder_frames == "canonical":
             ds = make_sva(model, n=n, frames_split="canonical", seed=seed)
         else:
@@ -115,7 +118,6 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
                                  "attractor", ds.clean_prompts[b]))
         return CueExamples(tok, ds.answer_pos.to(tok.device), torch.tensor(cue), torch.tensor(dis),
                            list(ds.clean_prompts), list(ds.meta["plural"]), "decoder", [], ds)
-    from ..tasks.vocab import SVA_NOUNS
 
     tk = model.tokenizer
     mask = getattr(tk, "mask_token", None)
@@ -162,8 +164,6 @@ def all_methods(model: Any, tokens: Int[Tensor, "batch pos"],
     batch ``tokens [B, T]``, each computed once from one shared forward pass (Value Zeroing
     once for both ``value_zeroing`` and its rollout, the attention once for attention and
     both rollouts). Returns ``{name: [B, L, T, T]}``."""
-    from . import methods_for
-
     valid = methods_for(model)
     methods = list(valid if methods is None else methods)
     bad = [m for m in methods if m not in valid]
@@ -224,8 +224,6 @@ def cue_ranking(maps: Tensor, ex: CueExamples, layer: int = -1) -> CueRanking:
 def _verb_ids(model: Any) -> tuple[list[int], list[int]]:
     """Token ids of the singular and plural forms of :data:`tasks.vocab.SVA_VERBS` (each one
     token for this encoder, else a TutorialError)."""
-    from ..tasks.vocab import SVA_VERBS
-
     tk = model.tokenizer
     ids = {}
     for form in [w for pair in SVA_VERBS for w in pair]:
@@ -267,7 +265,7 @@ def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
             return torch.where(pl.to(out.device), diff, -diff)
 
         return mlm_target, None
-    hook = f"blocks.{model.cfg.n_layers - 1}.hook_out"
+    hook = hook_name("block_out", model.cfg.n_layers - 1)
     with torch.no_grad():
         _, cache = model.run_with_cache(ex.tokens, names_filter=lambda n: n == hook)
     h = cache[hook][torch.arange(len(ex)), q]
@@ -307,8 +305,6 @@ def decompx_cue_contributions(model: Any, ex: CueExamples) -> Float[Tensor, "bat
     at the ``[MASK]``, ``sum_v logit(agreeing form of v) - logit(disagreeing form of v)`` over
     :data:`tasks.vocab.SVA_VERBS`. The tokens' contributions sum to that difference exactly
     (every bias is shared among them); positive = pushes towards the agreeing verbs."""
-    from .decompx import decompx_prediction
-
     if ex.kind != "encoder":
         raise TutorialError("DecompX to the prediction needs an encoder with a masked-LM head")
     sing, plur = _verb_ids(model)
@@ -331,8 +327,6 @@ def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None =
     DecompX carried through the head (:func:`decompx_cue_contributions`); its share counts the
     prompts where the subject's signed contribution to the agreement logit difference exceeds
     the attractor's, and its correlations use the absolute contributions."""
-    from ..input_attribution import gradient_x_input, occlusion, spearman
-
     if maps is None:
         maps = all_methods(model, ex.tokens, methods)
     names = list(maps)

@@ -32,6 +32,7 @@ from ..errors import TutorialError
 
 from ._base import (LayerInternals, Maps, Mask, Tokens, collect_internals, is_post_ln, ln_linear,
                     mask_maps, prepare, rollout, row_normalize, unbatch)
+from ..model_checks import check_layer
 
 VARIANTS = ("attn", "res", "res_ln")
 
@@ -100,8 +101,6 @@ def decompose_attention_block(model: Any, tokens: Tokens, layer: int,
                               token_type_ids: Mask = None) -> AttentionDecomposition:
     """Exact per-source decomposition of layer ``layer``'s attention block (module docstring);
     tensors carry a batch dim ``B`` (1 for a single sentence)."""
-    from ..model_checks import check_layer
-
     layer = check_layer(model, layer)
     it = collect_internals(model, prepare(model, tokens, attention_mask, token_type_ids))[layer]
     return _decompose(it, is_post_ln(model), per_head=per_head)

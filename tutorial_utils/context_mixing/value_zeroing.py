@@ -39,7 +39,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
@@ -148,8 +148,8 @@ def _layer_distances(it: LayerInternals, post: bool, chunk_size: int) -> Tensor:
     return dist
 
 
-def value_zeroing_maps(layers: list[LayerInternals], mask: Tensor, post: bool,
-                       chunk_size: int | None = None) -> Tensor:
+def value_zeroing_maps(layers: list[LayerInternals], mask: Bool[Tensor, "batch pos"], post: bool,
+                       chunk_size: int | None = None) -> Maps:
     """Per-layer Value Zeroing scores ``[B, L, T, T]`` from recorded internals (rows summing to
     1; see :func:`value_zeroing`)."""
     chunk_size = chunk_size or (16 if post else 8)
