@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 00 · Primer: the residual stream, attention patterns and an induction head
 #
-# **Estimated time: 25 minutes core + 1 minute bonus.**
+# **Estimated time: 26 minutes core + 2 minutes bonus.**
 #
 # This notebook proves that the whole pipe works (model, hooks,
 # cache, plots) and introduces the one picture every later notebook relies on.
@@ -127,7 +127,7 @@ print(f"cache holds {len(cache)} activations, e.g. blocks.0.attn.hook_pattern "
 
 
 # %% [markdown]
-# ## 2. The residual stream is a sum (5 min)
+# ## 2. The residual stream is a sum (6 min)
 #
 # Every block *reads* the residual stream and *adds* its output back to it. Nothing else writes to
 # it, so the stream after the last block is exactly
@@ -178,7 +178,7 @@ plotting.bar(norms, labels, f"Norm of each writer's output at the last token ({s
              "L2 norm", "component");
 
 # %% [markdown]
-# ### Bonus: why the last MLP's bar is so tall (2 min)
+# ### Bonus: why the last MLP's bar is so tall (1 min)
 # One writer dwarfs the others. Compare it with the final residual stream itself:
 
 # %%

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 01 · Model-agnostic baselines: behaviour, probing, input attribution, and their limits
 #
-# **Estimated time: 30 minutes core + 53 minutes bonus.**
+# **Estimated time: 30 minutes core + 62 minutes bonus.**
 #
 # Before opening a Transformer up, we apply the methods people use on *any* model: test its
 # behaviour, probe its hidden states, attribute its output to its input tokens. Each answers a
@@ -544,7 +544,7 @@ ax.legend(fontsize=8, loc="lower left"); fig.tight_layout(w_pad=4)
 # model. None of these methods says *how* the model computes: the later notebooks open it up.
 
 # %% [markdown]
-# ### Bonus: layer by layer, as Adebayo et al. do it (5 min)
+# ### Bonus: layer by layer, as Adebayo et al. do it (6 min)
 # The check above randomised every weight at once, and a few correlations came out *negative*
 # (tokens ranked in reverse). Is that anti-correlation, or the luck of one random draw? Adebayo et
 # al.'s check is **cascading**: randomise the output layer, then block 3 as well, then block 2,

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 03 · Circuits, low level: ablation, activation patching, path patching, faithfulness, logit lens
 #
-# **Estimated time: 30 minutes core + 60 minutes bonus.**
+# **Estimated time: 30 minutes core + 63 minutes bonus.**
 # We intervene on the model's internals one component (and one *edge*) at a time, assemble a
 # circuit by hand and measure how faithful it is. Task: Greater-Than (Hanna, Liu & Variengien
 # 2023).
@@ -526,7 +526,7 @@ for method in ("mean", "zero"):
 # of the core; notebook 05 finds circuits like this one automatically, edge by edge.
 
 # %% [markdown]
-# ## 5. Bonus: completeness and minimality (3 min)
+# ## 5. Bonus: completeness and minimality (5 min)
 #
 # Faithfulness asks whether the circuit *suffices*. **Completeness** (Wang et al. 2023) asks
 # whether it misses anything: a complete circuit should behave like the whole model when we knock

@@ -240,8 +240,7 @@ patch_key_input = nb04.check_patch_key_input(patch_key_input)
 
 # %% [markdown]
 # Now use it in a hook. The model spreads the induction role over four heads, so we patch the
-# whole class at once: the summed output of the previous-token heads (at the threshold 0.4 the
-# class is one head, `a2.h3`), swapped into the key input of every induction head. Cache the senders' per-head outputs (`hook_result`) on the clean and the
+# whole class: the previous-token heads' summed output, swapped into every induction head's key. Cache the senders' per-head outputs (`hook_result`) on the clean and the
 # corrupted run, then compare your number with the library's edge patching.
 
 # %%
@@ -292,14 +291,10 @@ one_edge = C.induction_composition_patching(model, [PREV_HEAD], [IND_HEAD], seq_
 print(f"one edge only, {PREV_HEAD} -> {IND_HEAD}.k: removes {one_edge.effects['k']:.2f}")
 
 # %% [markdown]
-# Only the **key** path carries the effect: the previous-token heads matter to the induction
-# heads as *what they search for*, not as what they ask (query) or move (value): K-composition,
-# shown causally. It removes 0.41 of the effect, not all of it: at this threshold the
-# previous-token class is the single head `a2.h3`, and the model spreads the previous-token role
-# over more heads (with `prev_threshold=0.3`, `C.induction_classes` adds `a2.h7`, and the two
-# together carry more; the model card reports 0.63 for the two strongest). One edge alone
-# (`a2.h3 -> a3.h0.k`) removes almost nothing, because four induction heads share the work:
-# patch a *class* of heads when a model is redundant.
+# Only the **key** path carries the effect: K-composition, shown causally. It removes 0.41, not
+# all: at this threshold the previous-token class is one head, `a2.h3`, and the role is spread
+# over more (`prev_threshold=0.3` adds `a2.h7`; the model card reports 0.63 for the two). One
+# edge alone removes almost nothing: four induction heads share the work, so patch a *class*.
 #
 # ### 1.3 Bonus: What the induction head moves: a copying OV circuit (6 min)
 # Once the induction head attends to the right token, its OV circuit must write *that token*
