@@ -111,7 +111,7 @@ class AttributionGraph:
                 return kind
         raise TutorialError(f"node index {i} out of range (the graph has {self.n_nodes} nodes)")
 
-    def node_layer(self) -> Tensor:
+    def node_layer(self) -> Int[Tensor, "nodes"]:
         """Each node's layer: embeddings -1, features/errors their layer, logits n_layers."""
         s = self.slices()
         out = torch.empty(self.n_nodes, dtype=torch.long)
@@ -121,7 +121,7 @@ class AttributionGraph:
         out[s["logit"]] = self.n_layers
         return out
 
-    def node_pos(self) -> Tensor:
+    def node_pos(self) -> Int[Tensor, "nodes"]:
         """Each node's position (logits: the last position)."""
         s = self.slices()
         out = torch.empty(self.n_nodes, dtype=torch.long)
@@ -209,7 +209,9 @@ def _read_back(rm: ReplacementModel, frozen: FrozenState, reads: Tensor, layer: 
 
 @torch.no_grad()
 def frozen_constants(rm: ReplacementModel, tokens: Int[Tensor, "pos"], frozen: FrozenState,
-                     features: Tensor, logit_weights: Tensor) -> tuple[Tensor, Tensor]:
+                     features: Int[Tensor, "features 3"],
+                     logit_weights: Float[Tensor, "logits vocab"]
+                     ) -> tuple[Float[Tensor, "features"], Float[Tensor, "logits"]]:
     """Targets' inputs with every source off (embeddings, features, errors zero), by a frozen
     forward: ``(feature pre-activations [n_f], logit values [n_l])``."""
     L, T = rm.lm.w.n_layers, tokens.shape[0]

@@ -54,13 +54,14 @@ MlpOverride = Callable[[int, Tensor, Tensor], Tensor]
 ResidEdit = Callable[[int, Tensor], Tensor]
 
 
-def gelu_new(x: Tensor) -> Tensor:
+def gelu_new(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
     """GPT-2's tanh approximation of GELU (``gelu_new`` in transformers)."""
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
 
 
-def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
-               sigma: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def layer_norm(x: Float[Tensor, "... d"], weight: Float[Tensor, "d"], bias: Float[Tensor, "d"],
+               eps: float, sigma: Float[Tensor, "... 1"] | None = None
+               ) -> tuple[Float[Tensor, "... d"], Float[Tensor, "... 1"]]:
     """``(g * (x - mean) / sigma + b, sigma)``; ``sigma`` given = frozen denominator."""
     centred = x - x.mean(-1, keepdim=True)
     if sigma is None:
@@ -228,7 +229,7 @@ class UnfoldedGPT2:
         return cls.from_pretrained(source, tokenizer=getattr(model, "tokenizer", None))
 
     # --- checks -----------------------------------------------------------------------------
-    def check_tokens(self, tokens: Any) -> Tensor:
+    def check_tokens(self, tokens: Any) -> Int[Tensor, "batch pos"]:
         if not isinstance(tokens, Tensor) or tokens.ndim != 2:
             shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
             raise TutorialError(f"tokens must be a LongTensor [batch, pos], got {shape}")
@@ -340,7 +341,7 @@ class UnfoldedGPT2:
 
     @torch.no_grad()
     def activations(self, tokens: Int[Tensor, "batch pos"], names: tuple[str, ...],
-                    batch_size: int = 64) -> dict[str, Tensor]:
+                    batch_size: int = 64) -> dict[str, Float[Tensor, "batch pos d"]]:
         """The sites ``names`` on ``tokens``, in batches (no gradient)."""
         names = tuple(dict.fromkeys(names))
         for n in names:
