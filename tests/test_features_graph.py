@@ -401,3 +401,27 @@ def test_last_layer_features_move_the_real_model_as_predicted(shipped_rm, lm, mo
     big = d["graph"][:, -1].abs() > 0.5
     assert big.sum() >= 2
     assert torch.equal(torch.sign(d["graph"][big, -1]), torch.sign(d["model"][big, -1]))
+
+
+def test_partly_frozen_stages_of_a_last_layer_feature(shipped_rm, gt_prompt, model):
+    """A last-layer feature changes nothing upstream of ``ln_f``: freezing only ``ln_f``'s
+    denominator is the fully frozen run, freezing only the attention patterns changes nothing
+    (the replacement run), and with all-None fields the run is the replacement run."""
+    from tutorial_utils.features.interventions import PARTIAL_STAGES
+    from tutorial_utils.features.unfolded import FrozenState
+
+    graph = build_graph(shipped_rm, gt_prompt)
+    last = (graph.features[:, 0] == 3).nonzero()[:5, 0].tolist()
+    first = (graph.features[:, 0] == 0).nonzero()[:5, 0].tolist()
+    chk = check_interventions(graph, shipped_rm, model, last + first, scale=0.0, freeze_parts=True)
+    d = chk.deltas
+    assert list(d) == ["graph", "frozen", *PARTIAL_STAGES, "replacement", "model"]
+    k = len(last)
+    assert torch.allclose(d["final norm frozen"][:k], d["frozen"][:k], atol=1e-5)
+    assert torch.allclose(d["attention frozen"][:k], d["replacement"][:k], atol=1e-5)
+    assert not torch.allclose(d["final norm frozen"], d["replacement"], atol=1e-3)
+    toks = graph.tokens[None]
+    free, _, _ = shipped_rm.run(toks, errors=graph.error_tensor,
+                                frozen=FrozenState(None, None, None, None))
+    real, _, _ = shipped_rm.run(toks, errors=graph.error_tensor)
+    assert torch.allclose(free.logits, real.logits, atol=1e-5)

@@ -175,12 +175,13 @@ class GPT2Weights:
 class FrozenState:
     """What a frozen run reuses: attention patterns ``[L, B, H, T, T]`` and LayerNorm
     denominators ``ln1_sigma, ln2_sigma [L, B, T, 1]``, ``lnf_sigma [B, T, 1]``. A batch of 1
-    broadcasts over any number of stacked variants of the same prompt."""
+    broadcasts over any number of stacked variants of the same prompt. A field left ``None``
+    is recomputed (e.g. only the attention patterns frozen)."""
 
-    patterns: Tensor
-    ln1_sigma: Tensor
-    ln2_sigma: Tensor
-    lnf_sigma: Tensor
+    patterns: Tensor | None
+    ln1_sigma: Tensor | None
+    ln2_sigma: Tensor | None
+    lnf_sigma: Tensor | None
 
 
 @dataclass
@@ -288,10 +289,10 @@ class UnfoldedGPT2:
                 cache[f"resid_pre.{layer}"] = x
             if stop_at == f"resid_pre.{layer}":
                 return RunResult(torch.empty(0), cache)
-            s1 = None if frozen is None else frozen.ln1_sigma[layer]
+            s1 = None if frozen is None or frozen.ln1_sigma is None else frozen.ln1_sigma[layer]
             h, s1 = layer_norm(x, w.ln1_w[layer], w.ln1_b[layer], w.eps, s1)
             v = torch.einsum("btd,hde->bthe", h, w.W_V[layer]) + w.b_V[layer]
-            if frozen is None:
+            if frozen is None or frozen.patterns is None:
                 q = torch.einsum("btd,hde->bthe", h, w.W_Q[layer]) + w.b_Q[layer]
                 k = torch.einsum("btd,hde->bthe", h, w.W_K[layer]) + w.b_K[layer]
                 scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(q.shape[-1])
@@ -303,7 +304,7 @@ class UnfoldedGPT2:
             x = x + torch.einsum("bqhe,hed->bqd", z, w.W_O[layer]) + w.b_O[layer]
             if f"resid_mid.{layer}" in capture:
                 cache[f"resid_mid.{layer}"] = x
-            s2 = None if frozen is None else frozen.ln2_sigma[layer]
+            s2 = None if frozen is None or frozen.ln2_sigma is None else frozen.ln2_sigma[layer]
             m_in, s2 = layer_norm(x, w.ln2_w[layer], w.ln2_b[layer], w.eps, s2)
             if f"ln2_out.{layer}" in capture:
                 cache[f"ln2_out.{layer}"] = m_in
