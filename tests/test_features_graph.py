@@ -425,3 +425,16 @@ def test_partly_frozen_stages_of_a_last_layer_feature(shipped_rm, gt_prompt, mod
                                 frozen=FrozenState(None, None, None, None))
     real, _, _ = shipped_rm.run(toks, errors=graph.error_tensor)
     assert torch.allclose(free.logits, real.logits, atol=1e-5)
+
+
+def test_task_direction_reads_mean_right_minus_mean_wrong(lm):
+    from tutorial_utils.features.attribution import task_direction
+
+    ds = make_task("greater_than", lm.tokenizer, n=3, seed=1)
+    w = task_direction(ds, 1, lm.w.d_vocab)
+    logits = torch.randn(lm.w.d_vocab)
+    ids, sign = ds.candidate_ids[1], ds.candidate_sign[1]
+    want = logits[ids[sign > 0]].mean() - logits[ids[sign < 0]].mean()
+    assert torch.allclose(w @ logits, want, atol=1e-5) and abs(float(w.sum())) < 1e-5
+    with pytest.raises(TutorialError, match="example"):
+        task_direction(ds, 3, lm.w.d_vocab)

@@ -42,10 +42,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
+from ..tasks.base import TaskDataset
 from .replacement import ReplacementModel
 from .unfolded import FrozenState
 
 __all__ = ["AttributionGraph", "build_graph", "completeness_residual", "edge_through_heads",
+           "task_direction",
            "frozen_constants"]
 
 
@@ -419,3 +421,22 @@ def edge_through_heads(rm: ReplacementModel, graph: AttributionGraph, target: in
             mask[l, h] = 0.0
             out[l, h] = full - edge(mask)
     return out
+
+
+def task_direction(dataset: TaskDataset, example: int, d_vocab: int) -> Float[Tensor, "vocab"]:
+    """Example ``example``'s task as a logit direction ``w`` for :func:`build_graph`'s
+    ``directions``: ``+1/#right`` on its right answers (``candidate_sign > 0``: the years above
+    the start year, the verb that agrees) and ``-1/#wrong`` on the wrong ones, so ``w . l`` is
+    the mean logit of the right answers minus that of the wrong ones (the logit-space analogue of
+    the task's probability difference)."""
+    if not isinstance(dataset, TaskDataset):
+        raise TutorialError("task_direction needs a TaskDataset (tutorial_utils.tasks.make_task)")
+    if isinstance(example, bool) or not isinstance(example, int) or not 0 <= example < len(dataset):
+        raise TutorialError(f"example must be an integer in [0, {len(dataset)}), got {example!r}")
+    sign = dataset.candidate_sign[example].float()
+    right, wrong = sign > 0, sign < 0
+    if not right.any() or not wrong.any():
+        raise TutorialError(f"example {example} of {dataset.name!r} needs right and wrong "
+                            "candidates (candidate_sign +1 and -1)")
+    w = torch.where(right, 1.0 / right.sum(), torch.where(wrong, -1.0 / wrong.sum(), 0.0))
+    return torch.zeros(d_vocab).index_add_(0, dataset.candidate_ids[example], w)

@@ -115,6 +115,7 @@ class ToyModels:
         return self.model.W.detach()
 
 
+@torch.enable_grad()  # trains even when the caller (a notebook) turned gradients off
 def train_toy_models(config: ToyModelConfig = ToyModelConfig()) -> ToyModels:
     """Train one toy model per sparsity (Adam, constant learning rate, seeded)."""
     config.check()

@@ -90,6 +90,7 @@ def dictionary_loss(d: SparseDictionary, x: Float[Tensor, "batch d_in"],
     return loss, parts
 
 
+@torch.enable_grad()  # trains even when the caller (a notebook) turned gradients off
 def train_dictionary(d: SparseDictionary, x: Float[Tensor, "n d_in"], y: Float[Tensor, "n d_out"],
                      config: TrainConfig = TrainConfig(),
                      progress: Callable[[dict[str, float]], None] | None = None) -> TrainResult:

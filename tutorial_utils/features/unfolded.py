@@ -171,6 +171,19 @@ class GPT2Weights:
         )
 
 
+def _load_quietly(source: str) -> Any:
+    """``GPT2LMHeadModel.from_pretrained(source)`` without transformers's "Loading weights"
+    progress bar (a notebook would save it)."""
+    bars = transformers.utils.logging
+    was = bars.is_progress_bar_enabled()
+    bars.disable_progress_bar()
+    try:
+        return transformers.GPT2LMHeadModel.from_pretrained(source).eval()
+    finally:
+        if was:
+            bars.enable_progress_bar()
+
+
 @dataclass
 class FrozenState:
     """What a frozen run reuses: attention patterns ``[L, B, H, T, T]`` and LayerNorm
@@ -204,30 +217,44 @@ class UnfoldedGPT2:
 
     # --- construction -----------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, tokenizer: Any = None) -> "UnfoldedGPT2":
-        """Load a local Hugging Face GPT-2 checkpoint directory."""
-        path = Path(path)
-        if not (path / "config.json").exists():
-            raise TutorialError(f"features: {path} is not a Hugging Face checkpoint directory "
-                                "(no config.json)")
-        hf = transformers.GPT2LMHeadModel.from_pretrained(str(path)).eval()
+    def from_pretrained(cls, path: str | Path, tokenizer: Any = None,
+                        allow_hub: bool = False) -> "UnfoldedGPT2":
+        """Load a local Hugging Face GPT-2 checkpoint directory; with ``allow_hub``, a name
+        on the Hugging Face hub (``"gpt2"``) is loaded through ``transformers``'s cache too."""
+        local = Path(path)
+        if not (local / "config.json").exists():
+            if not allow_hub or local.exists():
+                raise TutorialError(f"features: {path} is not a Hugging Face checkpoint "
+                                    "directory (no config.json)")
+            try:
+                hf = _load_quietly(str(path))
+                if tokenizer is None:
+                    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+            except (OSError, ValueError) as error:
+                raise TutorialError(f"features: could not load {str(path)!r} from the Hugging "
+                                    f"Face hub or its cache ({error})") from error
+            return cls(GPT2Weights.from_hf(hf), tokenizer, name=str(path))
+        hf = _load_quietly(str(local))
         if tokenizer is None:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
-        return cls(GPT2Weights.from_hf(hf), tokenizer, name=path.name)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(local))
+        return cls(GPT2Weights.from_hf(hf), tokenizer, name=local.name)
 
     @classmethod
     def from_model(cls, model: Any) -> "UnfoldedGPT2":
         """From a loaded course model (a ``TransformerBridge``): its weights were folded and
-        centred in place, so the checkpoint it came from is read again."""
+        centred in place, so the checkpoint it came from is read again (its directory, or, for
+        a model loaded from the hub by name, transformers's cache of it)."""
         if isinstance(model, UnfoldedGPT2):
             return model
         original = getattr(model, "original_model", None)
         source = getattr(getattr(original, "config", None), "_name_or_path", None)
-        if not source or not Path(source).is_dir():
+        if not source:
             raise TutorialError(
-                "features: cannot find the checkpoint this model was loaded from "
-                f"({source!r}); use UnfoldedGPT2.from_pretrained(path) with its directory")
-        return cls.from_pretrained(source, tokenizer=getattr(model, "tokenizer", None))
+                "features: cannot find the checkpoint this model was loaded from; use "
+                "UnfoldedGPT2.from_pretrained(path) with its directory")
+        # a local directory, or a hub name (e.g. "gpt2", read from transformers's cache)
+        return cls.from_pretrained(source, tokenizer=getattr(model, "tokenizer", None),
+                                   allow_hub=not Path(source).is_dir())
 
     # --- checks -----------------------------------------------------------------------------
     def check_tokens(self, tokens: Any) -> Int[Tensor, "batch pos"]:
