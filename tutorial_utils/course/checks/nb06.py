@@ -29,9 +29,7 @@ from ..solutions import nb06 as solutions
 from ...features.dictionary import DictionaryConfig, SparseDictionary
 from ...features.evaluation import next_token_loss
 from ...features.interventions import model_deltas
-from ...features.reading import dictionary_inputs
 from ...features.superposition import feature_geometry
-from ...features.unfolded import FrozenState
 
 __all__ = ["check_ablate_in_model", "check_edge_by_hand", "check_feature_dimensionality",
            "check_node_influence", "check_sae_loss", "check_splice_scores"]
