@@ -241,3 +241,25 @@ def test_bad_inputs_are_refused(lm):
         from tutorial_utils.features.unfolded import GPT2Weights
 
         GPT2Weights.from_hf(torch.nn.Linear(2, 2))
+
+
+def test_shipped_dictionary_by_name():
+    from tutorial_utils.features.dictionary import DICTIONARIES_DIR, shipped_dictionary
+
+    d = shipped_dictionary("transcoder_m2")
+    assert d.config.kind == "transcoder" and d.config.layer == 2
+    assert torch.equal(d.W_dec, load_dictionary(DICTIONARIES_DIR / "transcoder_m2").W_dec)
+    with pytest.raises(TutorialError, match="shipped"):
+        shipped_dictionary("sae_resid9")
+
+
+def test_unfolded_model_refuses_what_is_not_a_checkpoint(tmp_path, monkeypatch):
+    from tutorial_utils.features.unfolded import UnfoldedGPT2
+
+    with pytest.raises(TutorialError, match="no config.json"):
+        UnfoldedGPT2.from_pretrained(tmp_path)
+    with pytest.raises(TutorialError, match="no config.json"):
+        UnfoldedGPT2.from_pretrained("gpt2")              # a hub name only with allow_hub
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(TutorialError, match="hub or its cache"):
+        UnfoldedGPT2.from_pretrained("no-such-user/no-such-model-xyz", allow_hub=True)

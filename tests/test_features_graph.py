@@ -401,3 +401,40 @@ def test_last_layer_features_move_the_real_model_as_predicted(shipped_rm, lm, mo
     big = d["graph"][:, -1].abs() > 0.5
     assert big.sum() >= 2
     assert torch.equal(torch.sign(d["graph"][big, -1]), torch.sign(d["model"][big, -1]))
+
+
+def test_partly_frozen_stages_of_a_last_layer_feature(shipped_rm, gt_prompt, model):
+    """A last-layer feature changes nothing upstream of ``ln_f``: freezing only ``ln_f``'s
+    denominator is the fully frozen run, freezing only the attention patterns changes nothing
+    (the replacement run), and with all-None fields the run is the replacement run."""
+    from tutorial_utils.features.interventions import PARTIAL_STAGES
+    from tutorial_utils.features.unfolded import FrozenState
+
+    graph = build_graph(shipped_rm, gt_prompt)
+    last = (graph.features[:, 0] == 3).nonzero()[:5, 0].tolist()
+    first = (graph.features[:, 0] == 0).nonzero()[:5, 0].tolist()
+    chk = check_interventions(graph, shipped_rm, model, last + first, scale=0.0, freeze_parts=True)
+    d = chk.deltas
+    assert list(d) == ["graph", "frozen", *PARTIAL_STAGES, "replacement", "model"]
+    k = len(last)
+    assert torch.allclose(d["final norm frozen"][:k], d["frozen"][:k], atol=1e-5)
+    assert torch.allclose(d["attention frozen"][:k], d["replacement"][:k], atol=1e-5)
+    assert not torch.allclose(d["final norm frozen"], d["replacement"], atol=1e-3)
+    toks = graph.tokens[None]
+    free, _, _ = shipped_rm.run(toks, errors=graph.error_tensor,
+                                frozen=FrozenState(None, None, None, None))
+    real, _, _ = shipped_rm.run(toks, errors=graph.error_tensor)
+    assert torch.allclose(free.logits, real.logits, atol=1e-5)
+
+
+def test_task_direction_reads_mean_right_minus_mean_wrong(lm):
+    from tutorial_utils.features.attribution import task_direction
+
+    ds = make_task("greater_than", lm.tokenizer, n=3, seed=1)
+    w = task_direction(ds, 1, lm.w.d_vocab)
+    logits = torch.randn(lm.w.d_vocab)
+    ids, sign = ds.candidate_ids[1], ds.candidate_sign[1]
+    want = logits[ids[sign > 0]].mean() - logits[ids[sign < 0]].mean()
+    assert torch.allclose(w @ logits, want, atol=1e-5) and abs(float(w.sum())) < 1e-5
+    with pytest.raises(TutorialError, match="example"):
+        task_direction(ds, 3, lm.w.d_vocab)

@@ -210,3 +210,19 @@ def test_corpus_documents_are_reproducible(lm):
     from tutorial_utils.course.dictionaries import corpus_tokens
 
     assert torch.equal(corpus_tokens(lm, 50, 3), corpus_tokens(lm, 50, 3))
+
+
+def test_training_works_with_gradients_turned_off():
+    """Notebooks and the large-model sections run under torch.no_grad(): the trainers turn
+    gradients on for themselves."""
+    from tutorial_utils.features.dictionary import DictionaryConfig, SparseDictionary
+    from tutorial_utils.features.superposition import ToyModelConfig, train_toy_models
+    from tutorial_utils.features.training import TrainConfig, train_dictionary
+
+    with torch.no_grad():
+        toy = train_toy_models(ToyModelConfig(steps=5, batch_size=16))
+        d = SparseDictionary(DictionaryConfig("sae", 8, 8, 16, "topk", k=2))
+        x = torch.randn(64, 8)
+        before = d.W_enc.clone()
+        train_dictionary(d, x, x, TrainConfig(steps=3, batch_size=16))
+    assert torch.isfinite(toy.final_loss).all() and not torch.equal(before, d.W_enc)

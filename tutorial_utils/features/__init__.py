@@ -18,5 +18,6 @@ TransformerLens's folded and centred copy:
 * :mod:`.plots` — the figures.
 
 Shipped dictionaries of ``tiny-gpt2-tasks`` are in ``data/dictionaries`` (trained by
-``python -m tutorial_utils.course.dictionaries``).
+``python -m tutorial_utils.course.dictionaries``); load one by name with
+:func:`.dictionary.shipped_dictionary`. Notebook 06 teaches all of it.
 """

@@ -42,10 +42,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
+from ..tasks.base import TaskDataset
 from .replacement import ReplacementModel
 from .unfolded import FrozenState
 
 __all__ = ["AttributionGraph", "build_graph", "completeness_residual", "edge_through_heads",
+           "task_direction",
            "frozen_constants"]
 
 
@@ -111,7 +113,7 @@ class AttributionGraph:
                 return kind
         raise TutorialError(f"node index {i} out of range (the graph has {self.n_nodes} nodes)")
 
-    def node_layer(self) -> Tensor:
+    def node_layer(self) -> Int[Tensor, "nodes"]:
         """Each node's layer: embeddings -1, features/errors their layer, logits n_layers."""
         s = self.slices()
         out = torch.empty(self.n_nodes, dtype=torch.long)
@@ -121,7 +123,7 @@ class AttributionGraph:
         out[s["logit"]] = self.n_layers
         return out
 
-    def node_pos(self) -> Tensor:
+    def node_pos(self) -> Int[Tensor, "nodes"]:
         """Each node's position (logits: the last position)."""
         s = self.slices()
         out = torch.empty(self.n_nodes, dtype=torch.long)
@@ -209,7 +211,9 @@ def _read_back(rm: ReplacementModel, frozen: FrozenState, reads: Tensor, layer: 
 
 @torch.no_grad()
 def frozen_constants(rm: ReplacementModel, tokens: Int[Tensor, "pos"], frozen: FrozenState,
-                     features: Tensor, logit_weights: Tensor) -> tuple[Tensor, Tensor]:
+                     features: Int[Tensor, "features 3"],
+                     logit_weights: Float[Tensor, "logits vocab"]
+                     ) -> tuple[Float[Tensor, "features"], Float[Tensor, "logits"]]:
     """Targets' inputs with every source off (embeddings, features, errors zero), by a frozen
     forward: ``(feature pre-activations [n_f], logit values [n_l])``."""
     L, T = rm.lm.w.n_layers, tokens.shape[0]
@@ -417,3 +421,22 @@ def edge_through_heads(rm: ReplacementModel, graph: AttributionGraph, target: in
             mask[l, h] = 0.0
             out[l, h] = full - edge(mask)
     return out
+
+
+def task_direction(dataset: TaskDataset, example: int, d_vocab: int) -> Float[Tensor, "vocab"]:
+    """Example ``example``'s task as a logit direction ``w`` for :func:`build_graph`'s
+    ``directions``: ``+1/#right`` on its right answers (``candidate_sign > 0``: the years above
+    the start year, the verb that agrees) and ``-1/#wrong`` on the wrong ones, so ``w . l`` is
+    the mean logit of the right answers minus that of the wrong ones (the logit-space analogue of
+    the task's probability difference)."""
+    if not isinstance(dataset, TaskDataset):
+        raise TutorialError("task_direction needs a TaskDataset (tutorial_utils.tasks.make_task)")
+    if isinstance(example, bool) or not isinstance(example, int) or not 0 <= example < len(dataset):
+        raise TutorialError(f"example must be an integer in [0, {len(dataset)}), got {example!r}")
+    sign = dataset.candidate_sign[example].float()
+    right, wrong = sign > 0, sign < 0
+    if not right.any() or not wrong.any():
+        raise TutorialError(f"example {example} of {dataset.name!r} needs right and wrong "
+                            "candidates (candidate_sign +1 and -1)")
+    w = torch.where(right, 1.0 / right.sum(), torch.where(wrong, -1.0 / wrong.sum(), 0.0))
+    return torch.zeros(d_vocab).index_add_(0, dataset.candidate_ids[example], w)

@@ -41,11 +41,17 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..errors import TutorialError
+from ..paths import DATA_DIR
 
-__all__ = ["ACTIVATIONS", "DictionaryConfig", "SparseDictionary", "load_dictionary"]
+__all__ = ["ACTIVATIONS", "DICTIONARIES_DIR", "DictionaryConfig", "SparseDictionary",
+           "load_dictionary", "shipped_dictionary"]
 
 ACTIVATIONS = ("relu", "topk")
 KINDS = ("sae", "transcoder")
+
+#: The dictionaries shipped with the course (``data/dictionaries``, trained by
+#: ``python -m tutorial_utils.course.dictionaries``; each ``NAME.md`` is its card).
+DICTIONARIES_DIR = DATA_DIR / "dictionaries"
 
 
 @dataclass
@@ -194,3 +200,12 @@ def load_dictionary(path: str | Path) -> SparseDictionary:
     d.eval()
     d.requires_grad_(False)
     return d
+
+
+def shipped_dictionary(name: str) -> SparseDictionary:
+    """A dictionary shipped in :data:`DICTIONARIES_DIR` by its name, e.g.
+    ``"sae_resid3_topk"`` or ``"transcoder_m0"`` (``data/dictionaries/README.md`` lists them)."""
+    if not isinstance(name, str) or not (DICTIONARIES_DIR / f"{name}.json").exists():
+        have = sorted(p.stem for p in DICTIONARIES_DIR.glob("*.safetensors"))
+        raise TutorialError(f"no shipped dictionary {name!r} in {DICTIONARIES_DIR}; shipped: {have}")
+    return load_dictionary(DICTIONARIES_DIR / name)

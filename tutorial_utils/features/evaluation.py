@@ -88,7 +88,7 @@ def reconstruction_stats(d: SparseDictionary, x: Float[Tensor, "n d_in"],
 
 
 def next_token_loss(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]
-                    ) -> Tensor:
+                    ) -> Float[Tensor, ""]:
     """Mean cross-entropy of predicting ``tokens[:, 1:]`` from ``logits[:, :-1]``."""
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
                            tokens[:, 1:].reshape(-1))

@@ -18,6 +18,11 @@ idealised to the real model:
 
 Where 1 and 2 differ, features crossed their thresholds; 2 vs 3, frozen attention and
 normalisation; 3 vs 4, the transcoders' errors (which the graph treats as fixed inputs).
+
+To tell which frozen quantity matters, ``check_interventions(..., freeze_parts=True)`` adds
+three stages between 2 and 3, each with errors fixed and *one* group frozen at its value on the
+prompt, the rest recomputed: ``attention frozen`` (patterns), ``norms frozen`` (every
+LayerNorm denominator) and ``final norm frozen`` (``ln_f``'s denominator only).
 """
 
 from __future__ import annotations
@@ -34,11 +39,14 @@ from ..interchange import stacked_forward
 from ..names import hook_name
 from .attribution import AttributionGraph
 from .replacement import FeatureEdit, ReplacementModel
+from .unfolded import FrozenState
 
-__all__ = ["InterventionCheck", "check_interventions", "graph_prediction", "model_deltas",
+__all__ = ["PARTIAL_STAGES", "STAGES", "InterventionCheck", "check_interventions", "graph_prediction", "model_deltas",
            "summarize_checks"]
 
 STAGES = ("graph", "frozen", "replacement", "model")
+#: The partly frozen stages of ``freeze_parts=True`` (module docstring).
+PARTIAL_STAGES = ("attention frozen", "norms frozen", "final norm frozen")
 
 
 def _feature_nodes(graph: AttributionGraph, nodes: Sequence[int]) -> Tensor:
@@ -127,17 +135,25 @@ class InterventionCheck:
 
 @torch.no_grad()
 def check_interventions(graph: AttributionGraph, rm: ReplacementModel, model: Any,
-                        nodes: Sequence[int], scale: float = 0.0) -> InterventionCheck:
+                        nodes: Sequence[int], scale: float = 0.0,
+                        freeze_parts: bool = False) -> InterventionCheck:
     """All four stages for each node in ``nodes`` (each intervened on alone), stacked along the
-    batch: one forward per stage. ``model``: the course bridge or an ``UnfoldedGPT2``."""
+    batch: one forward per stage. ``model``: the course bridge or an ``UnfoldedGPT2``.
+    ``freeze_parts``: add the partly frozen stages :data:`PARTIAL_STAGES` (module docstring)."""
     nodes = _feature_nodes(graph, nodes)
     K = nodes.numel()
     toks = graph.tokens[None].repeat(K + 1, 1)
     edits = _edits(graph, nodes, scale, K)
     out = {"graph": graph_prediction(graph, nodes, scale)}
-    frozen = graph.frozen
-    for stage, fz in (("frozen", frozen), ("replacement", None)):
-        res, _, _ = rm.run(toks, errors=graph.error_tensor, frozen=fz, edits=edits)
+    fz = graph.frozen
+    runs = [("frozen", fz)]
+    if freeze_parts:
+        runs += [("attention frozen", FrozenState(fz.patterns, None, None, None)),
+                 ("norms frozen", FrozenState(None, fz.ln1_sigma, fz.ln2_sigma, fz.lnf_sigma)),
+                 ("final norm frozen", FrozenState(None, None, None, fz.lnf_sigma))]
+    runs.append(("replacement", None))
+    for stage, frozen in runs:
+        res, _, _ = rm.run(toks, errors=graph.error_tensor, frozen=frozen, edits=edits)
         t = _targets(graph, res.logits)
         out[stage] = t[:K] - t[K:]
     out["model"] = model_deltas(model, graph, nodes, scale, rm)
@@ -153,7 +169,7 @@ def summarize_checks(check: InterventionCheck, target: int = 0, tol: float = 0.2
     where prediction and measurement have the same sign, and the interventions that fail."""
     pred = check.deltas["graph"][:, target]
     out: dict[str, Any] = {"n": len(check.nodes), "scale": check.scale}
-    for stage in STAGES[1:]:
+    for stage in [s for s in check.deltas if s != "graph"]:
         x = check.deltas[stage][:, target]
         floor = 0.1 * float(x.abs().max()) if x.numel() else 0.0
         ok = (pred - x).abs() <= tol * x.abs().clamp_min(floor)

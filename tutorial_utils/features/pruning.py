@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ..errors import TutorialError
@@ -50,8 +50,8 @@ def _logit_weights(graph: AttributionGraph, weights: Tensor | None) -> Tensor:
     return weights / weights.sum()
 
 
-def influence(graph: AttributionGraph, logit_weights: Tensor | None = None,
-              adjacency: Tensor | None = None) -> Float[Tensor, "nodes"]:
+def influence(graph: AttributionGraph, logit_weights: Float[Tensor, "logits"] | None = None,
+              adjacency: Float[Tensor, "nodes nodes"] | None = None) -> Float[Tensor, "nodes"]:
     """Every node's influence on the weighted logit nodes (module docstring); logit nodes
     get 0 (their own weight is not counted)."""
     N = normalized_adjacency(graph.adjacency if adjacency is None else adjacency)
@@ -99,7 +99,8 @@ def _keep_share(scores: Tensor, share: float) -> Tensor:
 
 
 def prune_graph(graph: AttributionGraph, node_threshold: float = 0.8,
-                edge_threshold: float = 0.98, logit_weights: Tensor | None = None) -> PrunedGraph:
+                edge_threshold: float = 0.98,
+                logit_weights: Float[Tensor, "logits"] | None = None) -> PrunedGraph:
     """Keep the features carrying ``node_threshold`` of the influence and the edges carrying
     ``edge_threshold`` of it (module docstring)."""
     for name, v in (("node_threshold", node_threshold), ("edge_threshold", edge_threshold)):
@@ -127,7 +128,7 @@ def prune_graph(graph: AttributionGraph, node_threshold: float = 0.8,
     return PrunedGraph(node_mask, edge_mask, infl, node_threshold, edge_threshold)
 
 
-def layer_influence(graph: AttributionGraph, logit_weights: Tensor | None = None
+def layer_influence(graph: AttributionGraph, logit_weights: Float[Tensor, "logits"] | None = None
                     ) -> dict[str, float]:
     """Influence on the logits summed by node group: ``embed``, ``m{l} features``,
     ``m{l} errors`` (which layers carry the effect)."""
@@ -141,8 +142,8 @@ def layer_influence(graph: AttributionGraph, logit_weights: Tensor | None = None
     return out
 
 
-def influence_flow(graph: AttributionGraph, logit_weights: Tensor | None = None,
-                   edge_mask: Tensor | None = None) -> dict[tuple[str, str], float]:
+def influence_flow(graph: AttributionGraph, logit_weights: Float[Tensor, "logits"] | None = None,
+                   edge_mask: Bool[Tensor, "nodes nodes"] | None = None) -> dict[tuple[str, str], float]:
     """The share of the logits' influence carried by the edges between node groups: for each
     edge, ``N[t, s] * (influence(t) + w_t)`` (what flows from ``s`` into ``t`` on the way to
     the logits), summed by (source group, target group) with groups ``emb``, ``m{l}``,

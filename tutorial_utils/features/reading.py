@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-from jaxtyping import Bool, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
@@ -43,7 +43,7 @@ def _check_feature(d: SparseDictionary, feature: Any) -> int:
 
 @torch.no_grad()
 def dictionary_inputs(lm: UnfoldedGPT2, d: SparseDictionary, tokens: Int[Tensor, "batch pos"],
-                      batch_size: int = 64) -> Tensor:
+                      batch_size: int = 64) -> Float[Tensor, "batch pos d_in"]:
     """The activations ``d`` reads (its ``site_in`` at its layer) on ``tokens``: ``[B, T, d_in]``."""
     name = lm.check_site(d.config.site_in, d.config.layer)
     return lm.activations(tokens, (name,), batch_size)[name]
@@ -108,7 +108,7 @@ def top_activating_contexts(lm: UnfoldedGPT2, d: SparseDictionary,
 
 @torch.no_grad()
 def answer_activations(lm: UnfoldedGPT2, d: SparseDictionary, dataset: TaskDataset
-                       ) -> Tensor:
+                       ) -> Float[Tensor, "batch features"]:
     """``[B, n_features]``: every feature's activation at each example's answer position."""
     x = dictionary_inputs(lm, d, dataset.clean_tokens)
     return d.encode(x[torch.arange(len(dataset)), dataset.answer_pos])
@@ -116,7 +116,8 @@ def answer_activations(lm: UnfoldedGPT2, d: SparseDictionary, dataset: TaskDatas
 
 @torch.no_grad()
 def feature_correlations(lm: UnfoldedGPT2, d: SparseDictionary, dataset: TaskDataset,
-                         values: Sequence[float] | Tensor) -> Tensor:
+                         values: Sequence[float] | Float[Tensor, "batch"]
+                         ) -> Float[Tensor, "features"]:
     """``[n_features]``: Pearson correlation over the examples between each feature's
     activation at the answer position and a number per example (e.g. the start year's two
     digits ``dataset.meta["yy"]``); 0 for features that never vary."""
@@ -134,7 +135,8 @@ def feature_correlations(lm: UnfoldedGPT2, d: SparseDictionary, dataset: TaskDat
 
 @torch.no_grad()
 def feature_task_scores(lm: UnfoldedGPT2, d: SparseDictionary, dataset: TaskDataset,
-                        group: Bool[Tensor, "batch"] | Sequence[bool]) -> Tensor:
+                        group: Bool[Tensor, "batch"] | Sequence[bool]
+                        ) -> Float[Tensor, "features"]:
     """``[n_features]``: mean activation at the answer position on the examples where
     ``group`` is True minus where it is False (e.g. ``dataset.meta["plural"]``)."""
     group = torch.as_tensor(list(group) if not isinstance(group, Tensor) else group,
@@ -149,7 +151,8 @@ def feature_task_scores(lm: UnfoldedGPT2, d: SparseDictionary, dataset: TaskData
 @torch.no_grad()
 def edit_feature_metric(lm: UnfoldedGPT2, d: SparseDictionary, dataset: TaskDataset,
                         feature: int | Sequence[int], *, scale: float | None = 0.0,
-                        add: float = 0.0, per_example: bool = True) -> Tensor:
+                        add: float = 0.0, per_example: bool = True
+                        ) -> Float[Tensor, "batch"] | Float[Tensor, ""]:
     """The task metric with SAE feature(s) ``feature`` edited at every example's answer
     position: each activation ``f_i`` replaced by ``scale * f_i`` (``scale=0``: ablation;
     ``None``: kept) and ``add`` times the unit decoder direction added (steering; for several

@@ -84,10 +84,12 @@ class ReplacementModel:
     def layers(self) -> list[int]:
         return sorted(self.transcoders)
 
-    def run(self, tokens: Int[Tensor, "batch pos"], *, errors: bool | Tensor = True,
+    def run(self, tokens: Int[Tensor, "batch pos"], *, errors: bool | Float[Tensor, "layers batch pos d_model"] = True,
             frozen: FrozenState | None = None, edits: list[FeatureEdit] = (),
             capture: tuple[str, ...] = (), record_frozen: bool = False,
-            keep_features: bool = False) -> tuple[RunResult, dict[int, Tensor], dict[int, Tensor]]:
+            keep_features: bool = False
+            ) -> tuple[RunResult, dict[int, Float[Tensor, "batch pos features"]],
+                       dict[int, Float[Tensor, "batch pos d_model"]]]:
         """Forward through the replacement model.
 
         Args:

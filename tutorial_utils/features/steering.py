@@ -21,7 +21,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ..errors import TutorialError
-from ..tasks.base import TaskDataset
+from ..tasks.base import TaskDataset, metric_of_variants
 from .unfolded import UnfoldedGPT2
 
 __all__ = ["SteeringResult", "difference_of_means", "steer"]
@@ -87,7 +87,7 @@ def steer(lm: UnfoldedGPT2, dataset: TaskDataset, layer: int, direction: Float[T
         return x
 
     logits = lm.run(toks, resid_edit=edit).logits
-    metric = ds.metric(logits, per_example=True).reshape(K, B)
+    metric = metric_of_variants(None, logits, ds, K, per_example=True)         # [K, B]
     base = ds.metric(lm.run(lm.check_tokens(ds.clean_tokens)).logits, per_example=True)
     right = base > 0
     flips = ((metric < 0) & right[None]).float().sum(1) / right.float().sum().clamp_min(1.0)

@@ -83,7 +83,7 @@ class ToyModel(nn.Module):
         return torch.relu(torch.einsum("kmn,bkm->bkn", self.W, h) + self.b)
 
 
-def sample_features(batch: int, sparsities: Tensor, n_features: int,
+def sample_features(batch: int, sparsities: Float[Tensor, "instances"], n_features: int,
                     generator: torch.Generator | None = None
                     ) -> Float[Tensor, "batch instances features"]:
     """``x_i ~ U[0, 1]`` with probability ``1 - S_k``, else 0, for each instance ``k``."""
@@ -93,7 +93,9 @@ def sample_features(batch: int, sparsities: Tensor, n_features: int,
     return values * keep
 
 
-def toy_loss(x: Tensor, x_hat: Tensor, importance: Tensor) -> Float[Tensor, "instances"]:
+def toy_loss(x: Float[Tensor, "batch instances features"],
+             x_hat: Float[Tensor, "batch instances features"],
+             importance: Float[Tensor, "features"]) -> Float[Tensor, "instances"]:
     """``E_x sum_i I_i (x_i - x_hat_i)^2`` for each instance."""
     return (importance * (x - x_hat).pow(2)).sum(-1).mean(0)
 
@@ -113,6 +115,7 @@ class ToyModels:
         return self.model.W.detach()
 
 
+@torch.enable_grad()  # trains even when the caller (a notebook) turned gradients off
 def train_toy_models(config: ToyModelConfig = ToyModelConfig()) -> ToyModels:
     """Train one toy model per sparsity (Adam, constant learning rate, seeded)."""
     config.check()
@@ -137,7 +140,8 @@ def train_toy_models(config: ToyModelConfig = ToyModelConfig()) -> ToyModels:
     return ToyModels(model, config, importance, final, history)
 
 
-def feature_geometry(W: Float[Tensor, "instances hidden features"]) -> dict[str, Tensor]:
+def feature_geometry(W: Float[Tensor, "instances hidden features"]
+                     ) -> dict[str, Float[Tensor, "..."]]:
     """The geometry of each instance's features (module docstring): ``norms [K, n]``,
     ``represented [K]`` (features with norm > 0.5), ``interference [K, n]``,
     ``dimensionality [K, n]``, ``dims_per_feature [K]`` and the Gram matrix ``gram [K, n, n]``

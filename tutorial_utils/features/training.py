@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ..errors import TutorialError
@@ -62,8 +62,9 @@ class TrainResult:
 
 def dictionary_loss(d: SparseDictionary, x: Float[Tensor, "batch d_in"],
                     y: Float[Tensor, "batch d_out"], variance: float, l1_coeff: float = 0.0,
-                    aux_k: int = 0, aux_coeff: float = 0.0, dead: Tensor | None = None
-                    ) -> tuple[Tensor, dict[str, Tensor]]:
+                    aux_k: int = 0, aux_coeff: float = 0.0,
+                    dead: Bool[Tensor, "features"] | None = None
+                    ) -> tuple[Float[Tensor, ""], dict[str, Float[Tensor, "..."]]]:
     """The training loss (module docstring) and its parts: ``mse`` (divided by ``variance``),
     ``l1``, ``aux``, and the activations ``f``."""
     pre = d.pre_activations(x)
@@ -89,6 +90,7 @@ def dictionary_loss(d: SparseDictionary, x: Float[Tensor, "batch d_in"],
     return loss, parts
 
 
+@torch.enable_grad()  # trains even when the caller (a notebook) turned gradients off
 def train_dictionary(d: SparseDictionary, x: Float[Tensor, "n d_in"], y: Float[Tensor, "n d_out"],
                      config: TrainConfig = TrainConfig(),
                      progress: Callable[[dict[str, float]], None] | None = None) -> TrainResult:

@@ -54,13 +54,14 @@ MlpOverride = Callable[[int, Tensor, Tensor], Tensor]
 ResidEdit = Callable[[int, Tensor], Tensor]
 
 
-def gelu_new(x: Tensor) -> Tensor:
+def gelu_new(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
     """GPT-2's tanh approximation of GELU (``gelu_new`` in transformers)."""
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
 
 
-def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
-               sigma: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def layer_norm(x: Float[Tensor, "... d"], weight: Float[Tensor, "d"], bias: Float[Tensor, "d"],
+               eps: float, sigma: Float[Tensor, "... 1"] | None = None
+               ) -> tuple[Float[Tensor, "... d"], Float[Tensor, "... 1"]]:
     """``(g * (x - mean) / sigma + b, sigma)``; ``sigma`` given = frozen denominator."""
     centred = x - x.mean(-1, keepdim=True)
     if sigma is None:
@@ -170,16 +171,30 @@ class GPT2Weights:
         )
 
 
+def _load_quietly(source: str) -> Any:
+    """``GPT2LMHeadModel.from_pretrained(source)`` without transformers's "Loading weights"
+    progress bar (a notebook would save it)."""
+    bars = transformers.utils.logging
+    was = bars.is_progress_bar_enabled()
+    bars.disable_progress_bar()
+    try:
+        return transformers.GPT2LMHeadModel.from_pretrained(source).eval()
+    finally:
+        if was:
+            bars.enable_progress_bar()
+
+
 @dataclass
 class FrozenState:
     """What a frozen run reuses: attention patterns ``[L, B, H, T, T]`` and LayerNorm
     denominators ``ln1_sigma, ln2_sigma [L, B, T, 1]``, ``lnf_sigma [B, T, 1]``. A batch of 1
-    broadcasts over any number of stacked variants of the same prompt."""
+    broadcasts over any number of stacked variants of the same prompt. A field left ``None``
+    is recomputed (e.g. only the attention patterns frozen)."""
 
-    patterns: Tensor
-    ln1_sigma: Tensor
-    ln2_sigma: Tensor
-    lnf_sigma: Tensor
+    patterns: Tensor | None
+    ln1_sigma: Tensor | None
+    ln2_sigma: Tensor | None
+    lnf_sigma: Tensor | None
 
 
 @dataclass
@@ -202,33 +217,47 @@ class UnfoldedGPT2:
 
     # --- construction -----------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, tokenizer: Any = None) -> "UnfoldedGPT2":
-        """Load a local Hugging Face GPT-2 checkpoint directory."""
-        path = Path(path)
-        if not (path / "config.json").exists():
-            raise TutorialError(f"features: {path} is not a Hugging Face checkpoint directory "
-                                "(no config.json)")
-        hf = transformers.GPT2LMHeadModel.from_pretrained(str(path)).eval()
+    def from_pretrained(cls, path: str | Path, tokenizer: Any = None,
+                        allow_hub: bool = False) -> "UnfoldedGPT2":
+        """Load a local Hugging Face GPT-2 checkpoint directory; with ``allow_hub``, a name
+        on the Hugging Face hub (``"gpt2"``) is loaded through ``transformers``'s cache too."""
+        local = Path(path)
+        if not (local / "config.json").exists():
+            if not allow_hub or local.exists():
+                raise TutorialError(f"features: {path} is not a Hugging Face checkpoint "
+                                    "directory (no config.json)")
+            try:
+                hf = _load_quietly(str(path))
+                if tokenizer is None:
+                    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+            except (OSError, ValueError) as error:
+                raise TutorialError(f"features: could not load {str(path)!r} from the Hugging "
+                                    f"Face hub or its cache ({error})") from error
+            return cls(GPT2Weights.from_hf(hf), tokenizer, name=str(path))
+        hf = _load_quietly(str(local))
         if tokenizer is None:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
-        return cls(GPT2Weights.from_hf(hf), tokenizer, name=path.name)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(local))
+        return cls(GPT2Weights.from_hf(hf), tokenizer, name=local.name)
 
     @classmethod
     def from_model(cls, model: Any) -> "UnfoldedGPT2":
         """From a loaded course model (a ``TransformerBridge``): its weights were folded and
-        centred in place, so the checkpoint it came from is read again."""
+        centred in place, so the checkpoint it came from is read again (its directory, or, for
+        a model loaded from the hub by name, transformers's cache of it)."""
         if isinstance(model, UnfoldedGPT2):
             return model
         original = getattr(model, "original_model", None)
         source = getattr(getattr(original, "config", None), "_name_or_path", None)
-        if not source or not Path(source).is_dir():
+        if not source:
             raise TutorialError(
-                "features: cannot find the checkpoint this model was loaded from "
-                f"({source!r}); use UnfoldedGPT2.from_pretrained(path) with its directory")
-        return cls.from_pretrained(source, tokenizer=getattr(model, "tokenizer", None))
+                "features: cannot find the checkpoint this model was loaded from; use "
+                "UnfoldedGPT2.from_pretrained(path) with its directory")
+        # a local directory, or a hub name (e.g. "gpt2", read from transformers's cache)
+        return cls.from_pretrained(source, tokenizer=getattr(model, "tokenizer", None),
+                                   allow_hub=not Path(source).is_dir())
 
     # --- checks -----------------------------------------------------------------------------
-    def check_tokens(self, tokens: Any) -> Tensor:
+    def check_tokens(self, tokens: Any) -> Int[Tensor, "batch pos"]:
         if not isinstance(tokens, Tensor) or tokens.ndim != 2:
             shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
             raise TutorialError(f"tokens must be a LongTensor [batch, pos], got {shape}")
@@ -287,10 +316,10 @@ class UnfoldedGPT2:
                 cache[f"resid_pre.{layer}"] = x
             if stop_at == f"resid_pre.{layer}":
                 return RunResult(torch.empty(0), cache)
-            s1 = None if frozen is None else frozen.ln1_sigma[layer]
+            s1 = None if frozen is None or frozen.ln1_sigma is None else frozen.ln1_sigma[layer]
             h, s1 = layer_norm(x, w.ln1_w[layer], w.ln1_b[layer], w.eps, s1)
             v = torch.einsum("btd,hde->bthe", h, w.W_V[layer]) + w.b_V[layer]
-            if frozen is None:
+            if frozen is None or frozen.patterns is None:
                 q = torch.einsum("btd,hde->bthe", h, w.W_Q[layer]) + w.b_Q[layer]
                 k = torch.einsum("btd,hde->bthe", h, w.W_K[layer]) + w.b_K[layer]
                 scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(q.shape[-1])
@@ -302,7 +331,7 @@ class UnfoldedGPT2:
             x = x + torch.einsum("bqhe,hed->bqd", z, w.W_O[layer]) + w.b_O[layer]
             if f"resid_mid.{layer}" in capture:
                 cache[f"resid_mid.{layer}"] = x
-            s2 = None if frozen is None else frozen.ln2_sigma[layer]
+            s2 = None if frozen is None or frozen.ln2_sigma is None else frozen.ln2_sigma[layer]
             m_in, s2 = layer_norm(x, w.ln2_w[layer], w.ln2_b[layer], w.eps, s2)
             if f"ln2_out.{layer}" in capture:
                 cache[f"ln2_out.{layer}"] = m_in
@@ -340,7 +369,7 @@ class UnfoldedGPT2:
 
     @torch.no_grad()
     def activations(self, tokens: Int[Tensor, "batch pos"], names: tuple[str, ...],
-                    batch_size: int = 64) -> dict[str, Tensor]:
+                    batch_size: int = 64) -> dict[str, Float[Tensor, "batch pos d"]]:
         """The sites ``names`` on ``tokens``, in batches (no gradient)."""
         names = tuple(dict.fromkeys(names))
         for n in names:
