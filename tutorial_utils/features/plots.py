@@ -63,9 +63,11 @@ def plot_dimensionality(toy: ToyModels) -> Any:
 
 
 def plot_graph(graph: AttributionGraph, pruned: PrunedGraph, max_edges: int = 200,
-               title: str = "") -> Any:
+               title: str = "", labels_per_cell: int = 2) -> Any:
     """The pruned graph: x = token position, y = layer (embeddings at the bottom, logits on
-    top); edge width ~ |weight|, blue positive, red negative; feature nodes labelled."""
+    top); edge width ~ |weight|, blue positive, red negative. Nodes that share a (position,
+    layer) cell are spread across it, and only its ``labels_per_cell`` most influential feature
+    nodes are labelled (a dense cell would otherwise be unreadable)."""
     layer = graph.node_layer().float()
     pos = graph.node_pos().float()
     kind = [graph.node_kind(i) for i in range(graph.n_nodes)]
@@ -73,15 +75,22 @@ def plot_graph(graph: AttributionGraph, pruned: PrunedGraph, max_edges: int = 20
     x = pos.clone()
     y = layer.clone() + 1
     # spread nodes that share a cell
+    labelled: dict[int, int] = {}   # feature node -> its rank in its cell (label offset)
+    infl = pruned.node_influence
     for cell in {(float(a), float(b)) for a, b in zip(x[keep], y[keep])}:
         idx = [i for i in keep.nonzero()[:, 0].tolist() if (float(x[i]), float(y[i])) == cell]
-        for j, i in enumerate(idx):
-            x[i] = cell[0] + (j - (len(idx) - 1) / 2) * min(0.8 / max(len(idx), 1), 0.25)
+        idx.sort(key=lambda i: -float(infl[i]))          # most influential in the middle
+        order = sorted(range(len(idx)), key=lambda j: abs(j - (len(idx) - 1) / 2))
+        step = min(0.9 / max(len(idx), 1), 0.25)
+        for rank, j in enumerate(order):
+            x[idx[rank]] = cell[0] + (j - (len(idx) - 1) / 2) * step
+        feats = [i for i in idx if graph.node_kind(i) == "feature"][:labels_per_cell]
+        labelled.update({i: r for r, i in enumerate(feats)})
     logit = graph.slices()["logit"]
     n_l = logit.stop - logit.start
     for j, i in enumerate(range(logit.start, logit.stop)):
         x[i] = graph.n_tokens - 1 + (j - (n_l - 1) / 2) * 0.5
-    fig, ax = plt.subplots(figsize=(max(8, graph.n_tokens * 0.9), 6))
+    fig, ax = plt.subplots(figsize=(max(9, graph.n_tokens * 1.0), 7))
     A = graph.adjacency * pruned.edge_mask
     t_idx, s_idx = A.nonzero(as_tuple=True)
     w = A[t_idx, s_idx]
@@ -98,10 +107,12 @@ def plot_graph(graph: AttributionGraph, pruned: PrunedGraph, max_edges: int = 20
         if idx:
             ax.scatter(x[idx], y[idx], marker=marker, color=color, s=40, zorder=2, label=k)
     for i in keep.nonzero()[:, 0].tolist():
-        if kind[i] in ("feature", "logit"):
+        if i in labelled or kind[i] == "logit":
             name = graph.node_name(i).replace("logit ", "")
+            r = labelled.get(i, 0)       # stacked labels of one cell, one line apart
             ax.annotate(name.split(".")[-1] if kind[i] == "feature" else name, (x[i], y[i]),
-                        fontsize=6, xytext=(2, 3), textcoords="offset points")
+                        fontsize=6.5, xytext=(4, 5 + 9 * r), textcoords="offset points",
+                        bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8))
     ax.set_xticks(range(graph.n_tokens))
     ax.set_xticklabels(graph.token_strs, rotation=60, fontsize=8)
     ax.set_yticks(range(graph.n_layers + 2))
