@@ -15,9 +15,35 @@ import torch
 
 from .errors import TutorialError
 
-__all__ = ["attention_grid", "attention_heatmap", "bar", "heatmap", "heatmap_pair",
-           "heatmap_panels", "plot_dla", "plot_edge_scores_vs_exact", "plot_faithfulness_curves",
+__all__ = ["MIXING_METHOD_NAMES", "attention_grid", "attention_heatmap", "bar", "heatmap",
+           "heatmap_pair", "heatmap_panels", "mixing_method_name", "plot_dla", "plot_edge_scores_vs_exact", "plot_faithfulness_curves",
            "plot_logit_lens"]
+
+
+#: Readable names of the context-mixing methods (keys of ``context_mixing.METHODS``, and the
+#: ``decompx_to_logit`` row of ``evaluate_on_cue``) for figure titles and tick labels.
+MIXING_METHOD_NAMES = {
+    "attention": "raw attention",
+    "rollout": "attention rollout",
+    "rollout_no_res": "attention rollout, no residual",
+    "attention_norm": "attention-norm",
+    "attention_norm_res": "attention-norm + residual (RES1)",
+    "attention_norm_res_ln": "RES1 + LayerNorm (RES1+LN1)",
+    "globenc": "GlobEnc",
+    "alti": "ALTI",
+    "value_zeroing": "Value Zeroing",
+    "value_zeroing_rollout": "Value Zeroing, rolled out",
+    "decompx": "DecompX (vector norms)",
+    "decompx_to_logit": "DecompX to the logit",
+}
+
+
+def mixing_method_name(method: str) -> str:
+    """The readable name of a context-mixing method for a figure (:data:`MIXING_METHOD_NAMES`);
+    a name it does not know comes back unchanged, with underscores as spaces."""
+    if not isinstance(method, str):
+        raise TutorialError(f"a method name must be a string, got {type(method).__name__}")
+    return MIXING_METHOD_NAMES.get(method, method.replace("_", " "))
 
 
 def _np(x: Any, what: str = "values", allow_nan: bool = False) -> np.ndarray:
