@@ -606,10 +606,13 @@ for s_, a_, b_ in zip(senders, edge_pp, wang_pp):
 yy0 = ds.meta["yy"][0]
 lens = logit_lens(model, ds.clean_tokens, ds.answer_pos, token_ids=YEARS)
 fig = plot_logit_lens(lens, token_labels=[f"{y:02d}" for y in range(100)], example=0, mark=yy0 + 0.5,
+                      value="log_prob",  # a log scale: the last layer's spread-out mass stays visible
                       title=f"Logit lens over the years, example 0 (YY = {yy0:02d}; dashed line)")
 
 # %% [markdown]
-# The residual stream after layer 0 already concentrates on a few late years (on example 0: 94
+# (The colour is the log-probability, so the last layer's mass, spread over many years, shows
+# next to the sharp peaks of layer 0: only after layer 3 does the step at `YY` appear.) The
+# residual stream after layer 0 already concentrates on a few late years (on example 0: 94
 # and 85), *before* any comparison with `YY` has been made. Is that information about this prompt,
 # or a default? Compare the lens on the clean and the corrupted prompts, and measure at each layer
 # how much probability it puts above `YY`:
