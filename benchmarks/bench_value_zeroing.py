@@ -9,8 +9,11 @@ Both sides start every variant from the clean hidden state at layer ``l``'s inpu
 re-runs layers ``0..l-1``): :func:`value_zeroing` runs the ``T`` variants of a layer as one
 batched call of that layer; :func:`value_zeroing_loop` (the context-mixing toolkit's shape)
 calls the Hugging Face block module once per (layer, source) with a hook that zeroes the value
-vector. For each model and length it prints the max abs difference (the bar: <= 1e-6), the
-best-of-``repeats`` wall times and the speed-up (the bar: >= 5x at 20 tokens).
+vector. For each model and length it prints the max abs difference between the batched
+float32 difference form and the float64 loop (the bar: <= 1e-5, the tolerance
+``tests/test_context_mixing_weights.py`` states), the best-of-``repeats`` wall times and the
+speed-up (the bar: >= 5x at 20 tokens on the small course models; on MiniLM the FFN dominates,
+see below). ``benchmarks/bench_context_mixing.py`` times every method on MiniLM.
 Not a test: timings depend on the machine.
 
 What bounds the speed-up on a CPU: both sides must evaluate the FFN (and the LayerNorms) at
@@ -84,11 +87,11 @@ def main() -> None:
     for kind, model in runs:
         for n in args.lengths:
             r = bench(model, tokens_of_length(model, n), args.repeats)
-            ok = r["max_abs_diff"] <= 1e-6 and (r["speedup"] >= 5 or n != 20)
+            ok = r["max_abs_diff"] <= 1e-5 and (r["speedup"] >= 5 or n != 20)
             print(f"{kind} {getattr(model, 'tutorial_model_name', '')}: {r['tokens']} tokens, "
                   f"max |batched - loop| = {r['max_abs_diff']:.1e}, batched {r['batched_s']:.3f} s, "
                   f"loop {r['loop_s']:.3f} s, speed-up {r['speedup']:.1f}x "
-                  f"[{'meets' if ok else 'MISSES'} the bar: <= 1e-6, >= 5x at 20 tokens]")
+                  f"[{'meets' if ok else 'MISSES'} the bar: <= 1e-5, >= 5x at 20 tokens]")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 00 · Primer: the residual stream, attention patterns and an induction head
 #
-# **Estimated time: 20 minutes core + 5 minutes bonus.**
+# **Estimated time: 26 minutes core + 2 minutes bonus.**
 #
 # This notebook proves that the whole pipe works (model, hooks,
 # cache, plots) and introduces the one picture every later notebook relies on.
@@ -34,20 +34,42 @@
 # environment variable `TUTORIAL_MODEL=gpt2` before starting: a banner then reminds you that
 # the text describes the shipped model.
 #
+# **Two models, one notation.** Notebooks 00-03 and 05 dissect `tiny-gpt2-tasks` (with MLPs) and
+# notebook 04 dissects `tiny-attn-tasks` (attention-only, 8 heads per layer); every notebook names
+# head H of layer L `aL.hH` (`a3.h0`: layer 3, head 0), and `a3.h0` of one model is not `a3.h0` of
+# the other. Notebook 04 needs its own model because `tiny-gpt2-tasks` solves indirect-object
+# identification without heads composing (a layer-0 head averages the names and its MLPs tell
+# the name seen once from the one seen twice: `data/models/tiny-attn-tasks/README.md`), while an
+# attention-only model cannot count that way and has to compose heads across layers, as GPT-2
+# small does.
+#
 # Labels: each exercise carries a difficulty (⭐ easy · ⭐⭐ medium · ⭐⭐⭐ hard) and an importance
 # (🔵 optional · 🔵🔵 useful · 🔵🔵🔵 core), as in every notebook of the course.
 
 # %%
 # Setup: on Google Colab, install the course (all pins come from its pyproject.toml).
 # Anywhere else this cell does nothing: install with `pip install -e .` from the repository.
+import os
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run(["git", "clone", "--depth", "1", "https://github.com/interp-course/transformer-interp-course", "/content/course"], check=False)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/course"], check=True)
-    sys.path.insert(0, "/content/course")
+    repo = os.environ.get("TUTORIAL_REPO_URL", "https://github.com/interp-course/transformer-interp-course")
+    course = os.environ.get("TUTORIAL_COURSE_DIR", "/content/course")
+    if not os.path.isdir(os.path.join(course, ".git")):  # not cloned yet
+        run = subprocess.run(["git", "clone", "--depth", "1", repo, course], capture_output=True, text=True,
+                             env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))  # fail, never ask for a password
+        if run.returncode != 0:
+            raise RuntimeError(f"Could not clone the course from {repo}:\n{run.stderr.strip()}\n"
+                               "Check that this runtime has internet access and that the address is right "
+                               "(for another copy of the course, run `%env TUTORIAL_REPO_URL=<its git URL>`), "
+                               "then run this cell again.")
+    run = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", course], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"pip could not install the course from {course}:\n{run.stderr.strip()[-2000:]}\n"
+                           "Restart the session (Runtime > Restart session) and run this cell again.")
+    sys.path.insert(0, course)
 
 from importlib.metadata import version
 
@@ -66,7 +88,7 @@ seed_everything(0)
 torch.set_grad_enabled(False);  # this notebook only reads activations
 
 # %% [markdown]
-# ## 1. A model, its tokens and its cache (5 min)
+# ## 1. A model, its tokens and its cache (6 min)
 #
 # The bridge wraps a Hugging Face model and exposes *hook points*: named places where activations
 # can be read or changed. `enable_compatibility_mode()` (done by `load_model`) gives the classic
@@ -105,7 +127,7 @@ print(f"cache holds {len(cache)} activations, e.g. blocks.0.attn.hook_pattern "
 
 
 # %% [markdown]
-# ## 2. The residual stream is a sum (5 min)
+# ## 2. The residual stream is a sum (6 min)
 #
 # Every block *reads* the residual stream and *adds* its output back to it. Nothing else writes to
 # it, so the stream after the last block is exactly
@@ -138,7 +160,7 @@ residual_sum = nb00.check_residual_sum(residual_sum, model)
 # NBVAL_CHECK_OUTPUT
 final = cache[f"blocks.{cfg.n_layers - 1}.hook_resid_post"]
 error = (residual_sum(cache, cfg.n_layers) - final).abs().max().item()
-print(f"max |x_L - (x_0 + sum of writers)| = {error:.1e}  ->  equal to 1e-4: {error < 1e-4}")
+print(f"x_L == x_0 + sum of writers, to float rounding (max |difference| < 1e-4): {error < 1e-4}")
 
 # %% [markdown]
 # How much does each writer contribute at the last position? The norm of each term gives a first,
@@ -156,7 +178,26 @@ plotting.bar(norms, labels, f"Norm of each writer's output at the last token ({s
              "L2 norm", "component");
 
 # %% [markdown]
-# ## 3. Attention patterns (5 min)
+# ### Bonus: why the last MLP's bar is so tall (1 min)
+# One writer dwarfs the others. Compare it with the final residual stream itself:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+x_final = cache[f"blocks.{cfg.n_layers - 1}.hook_resid_post"][0, pos]
+cos = torch.nn.functional.cosine_similarity(terms[-1], x_final, dim=0)
+print(f"norm of {labels[-1]}: {terms[-1].norm():.0f}; norm of x_L: {x_final.norm():.0f}; "
+      f"cosine between them: {cos:.2f}")
+
+# %% [markdown]
+# The last MLP writes almost the whole final residual stream, in size and in direction. That is
+# where the prediction is made: the final LayerNorm divides `x_L` by its size before the
+# unembedding, so the size itself buys nothing, and what counts is the direction the last MLP
+# gives the stream (notebook 03 shows, with direct logit attribution, that it upweights the years
+# after the start year). The small writers are not unimportant either: `a0.h0`, inside `attn0`'s
+# bar, moves the start year to this position, the step everything else depends on.
+
+# %% [markdown]
+# ## 3. Attention patterns (4 min)
 #
 # `hook_pattern` holds, for each head, a `[query, key]` matrix whose rows are probability
 # distributions: how much each position reads from each earlier position (the model is causal,
@@ -171,10 +212,10 @@ patterns = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][0] for l in range
 plotting.attention_grid(patterns, str_tokens, "Attention patterns of every head on the Greater-Than prompt");
 
 # %%
-plotting.attention_heatmap(patterns[0, 0], str_tokens, "Layer 0, head 0");
+plotting.attention_heatmap(patterns[0, 0], str_tokens, "a0.h0 (layer 0, head 0)");
 
 # %% [markdown]
-# ## 4. An induction head (5 min)
+# ## 4. An induction head (10 min)
 #
 # Take a sequence of random tokens and repeat it. The first copy is unpredictable; the second is
 # predictable *if the model can look back at what followed the current token last time*. Heads that
@@ -231,17 +272,17 @@ induction_score = nb00.check_induction_score(induction_score)
 scores = torch.stack([induction_score(rep_cache[f"blocks.{l}.attn.hook_pattern"], seq_len)
                       for l in range(cfg.n_layers)])  # [layer, head]
 best_layer, best_head = divmod(int(scores.argmax()), cfg.n_heads)
-print(f"best induction head: L{best_layer}H{best_head}, score {scores.max():.2f}")
+print(f"best induction head: a{best_layer}.h{best_head}, score {scores.max():.2f}")
 
 # %%
 plotting.heatmap(scores, "Induction score of every head", "head", "layer",
-                 [f"H{h}" for h in range(cfg.n_heads)], [f"L{l}" for l in range(cfg.n_layers)],
+                 [str(h) for h in range(cfg.n_heads)], [str(l) for l in range(cfg.n_layers)],
                  cbar_label="induction score", annotate=True, cmap="magma", figsize=(5.5, 3.8));
 
 # %%
 rep_str = [model.tokenizer.decode([int(t)]) for t in rep_tokens[0]]
 plotting.attention_heatmap(rep_cache[f"blocks.{best_layer}.attn.hook_pattern"][0, best_head], rep_str,
-                           f"L{best_layer}H{best_head} on a repeated random sequence: the induction stripe");
+                           f"a{best_layer}.h{best_head} on a repeated random sequence: the induction stripe");
 
 # %% [markdown]
 # Induction heads need two layers working together: an earlier head writes *"the token before me
@@ -258,7 +299,7 @@ plotting.attention_heatmap(rep_cache[f"blocks.{best_layer}.attn.hook_pattern"][0
 # **Next:** notebook 01 applies the model-agnostic methods (behavioural tests, probing, input
 # attribution) to the same model and shows what they can and cannot tell us.
 #
-# ## 5. Bonus: Now on GPT-2 small (5 min)
+# ## 5. Bonus: Now on GPT-2 small (1 min)
 # The same measurements on GPT-2 small: the residual stream rebuilt from its 12 layers, and the
 # induction score of its 144 heads next to the induction heads reported for it in the literature
 # (Olsson et al. 2022; e.g. heads 5.1, 5.5 and 6.9). It needs the Hugging Face hub (Colab has

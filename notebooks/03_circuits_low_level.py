@@ -16,32 +16,27 @@
 # %% [markdown]
 # # 03 · Circuits, low level: ablation, activation patching, path patching, faithfulness, logit lens
 #
-# **Estimated time: 30 minutes core + 29 minutes bonus.**
-# The hands-on core of mechanistic interpretability: we intervene on the model's internals one
-# component (and one *edge*) at a time, assemble a circuit by hand and measure how faithful it is;
-# the bonus sections read components out in vocabulary space (logit lens, direct logit
-# attribution) and let you find a circuit of your own. Task: Greater-Than (Hanna, Liu & Variengien
-# 2023) throughout; subject-verb agreement is your own exercise at the end.
+# **Estimated time: 30 minutes core + 63 minutes bonus.**
+# We intervene on the model's internals one component (and one *edge*) at a time, assemble a
+# circuit by hand and measure how faithful it is. Task: Greater-Than (Hanna, Liu & Variengien
+# 2023).
 #
 # **Learning objectives**
-# - write hooks and run the model with them; know why zero ablation misleads and what mean and
-#   corrupted (interchange) ablation fix, and how Chan et al.'s resampling differs;
-# - read activation-patching heatmaps (residual stream by layer x position, heads by layer);
-# - patch single *edges* using the linearity of the residual stream, and walk back from the logits
-#   with iterative path patching;
-# - measure the faithfulness of a hand-found circuit (bonus: its completeness and minimality);
-# - (bonus) use the logit lens and direct logit attribution to see what each component writes
-#   about the years, and find a subject-verb agreement circuit that reaches a faithfulness target.
+# - run the model with hooks; know why zero ablation misleads, what mean and corrupted
+#   (interchange) ablation fix, and how Chan et al.'s resampling differs;
+# - read activation-patching heatmaps, and write a patching sweep;
+# - patch single *edges* and walk back from the logits with iterative path patching;
+# - measure the faithfulness of a hand-found circuit;
+# - (bonus) completeness and minimality (Wang et al.'s subset search), Wang et al.'s path
+#   patching, the logit lens and direct logit attribution, and a subject-verb agreement circuit
+#   of your own.
 #
 # Labels: each exercise carries a difficulty (⭐ easy · ⭐⭐ medium · ⭐⭐⭐ hard) and an importance
 # (🔵 optional · 🔵🔵 useful · 🔵🔵🔵 core), as in every notebook of the course.
 #
-# **Model.** This notebook runs the course's shipped offline model `tiny-gpt2-tasks` (4 layers x 4
-# heads, trained in this repository) everywhere, Colab included. **Every number printed below
-# comes from the offline model**; where we quote GPT-2 small, we say so (its published circuit is
-# not this model's circuit), and the last section runs the same calls on GPT-2 small when online.
-# (To run the whole notebook on another model, set `TUTORIAL_MODEL` before starting: a banner then
-# reminds you that the text describes the shipped model.)
+# **Model.** The course's shipped `tiny-gpt2-tasks` (4 layers x 4 heads), everywhere: **every
+# number printed below comes from it**; where we quote GPT-2 small, we say so, and the last
+# section runs the same calls on GPT-2 small when online.
 #
 # References: Hanna et al. (2023) *How does GPT-2 compute greater-than?*; Wang et al. (2023)
 # *Interpretability in the Wild* (IOI; path patching, faithfulness, completeness, minimality);
@@ -51,14 +46,27 @@
 # %%
 # Setup: on Google Colab, install the course (all pins come from its pyproject.toml).
 # Anywhere else this cell does nothing: install with `pip install -e .` from the repository.
+import os
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run(["git", "clone", "--depth", "1", "https://github.com/interp-course/transformer-interp-course", "/content/course"], check=False)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/course"], check=True)
-    sys.path.insert(0, "/content/course")
+    repo = os.environ.get("TUTORIAL_REPO_URL", "https://github.com/interp-course/transformer-interp-course")
+    course = os.environ.get("TUTORIAL_COURSE_DIR", "/content/course")
+    if not os.path.isdir(os.path.join(course, ".git")):  # not cloned yet
+        run = subprocess.run(["git", "clone", "--depth", "1", repo, course], capture_output=True, text=True,
+                             env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))  # fail, never ask for a password
+        if run.returncode != 0:
+            raise RuntimeError(f"Could not clone the course from {repo}:\n{run.stderr.strip()}\n"
+                               "Check that this runtime has internet access and that the address is right "
+                               "(for another copy of the course, run `%env TUTORIAL_REPO_URL=<its git URL>`), "
+                               "then run this cell again.")
+    run = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", course], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"pip could not install the course from {course}:\n{run.stderr.strip()[-2000:]}\n"
+                           "Restart the session (Runtime > Restart session) and run this cell again.")
+    sys.path.insert(0, course)
 
 from importlib.metadata import version
 
@@ -73,13 +81,15 @@ from tutorial_utils import path_patching as PP
 from tutorial_utils.dla import direct_logit_attribution
 from tutorial_utils.course.checks import nb03
 from tutorial_utils.graph import Graph
-from tutorial_utils.names import parse_head
+from tutorial_utils.names import head_name
 from tutorial_utils.faithfulness import (all_nodes, circuit_faithfulness, completeness_check,
                                          minimality_scores, subset_minimality)
 from tutorial_utils.course.grading import check_value, report
+from tutorial_utils.course.printing import fixed
 from tutorial_utils.logit_lens import logit_lens
 from tutorial_utils.models import load_course_model, seed_everything
-from tutorial_utils.plotting import attention_heatmap, heatmap, plot_dla, plot_logit_lens
+from tutorial_utils.plotting import (attention_heatmap, heatmap, heatmap_panels, plot_dla,
+                                     plot_logit_lens)
 from tutorial_utils.tasks import make_greater_than, make_sva
 from tutorial_utils.tasks.greater_than import year_token_ids
 
@@ -111,14 +121,13 @@ print(f"YY is token {YY_POS}, the prediction is made at token {LAST}")
 print(f"probability difference P(y > YY) - P(y <= YY): clean {m_clean:.3f}, corrupted {m_corr:.3f}")
 
 # %% [markdown]
-# The metric is Hanna et al.'s probability difference: the probability the model puts on years
-# greater than the start year `YY`, minus the probability on the others. The corrupted prompt sets
-# the start year to `01`, which removes the cue. All prompts have the same length, so a position
-# means the same thing in every example (on the offline model `YY` is token 8 and the prediction
-# is made at the last token, 12).
+# The metric is Hanna et al.'s probability difference: probability on years greater than the
+# start year `YY` minus the rest. The corrupted prompt sets `YY` to `01`, removing the cue. All
+# prompts have the same length, so a position means the same thing in every example.
 #
-# **Why is the corrupted baseline as high as 0.507?** Without the cue the model does not guess
-# uniformly: the next cell shows where its probability goes.
+# ### Bonus: why the corrupted run scores 0.507 (3 min)
+# Without the cue the model does not guess uniformly: the next cell shows where its probability
+# goes.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -146,13 +155,11 @@ print(f"metric of a uniform guess over 02..99 on these start years: "
 # between clean and corrupted (0.926 - 0.507 = 0.42): all our effects are normalised by it.
 
 # %% [markdown]
-# ## 1. Hooks, `run_with_hooks`, and three ways to ablate (6 min)
+# ## 1. Hooks, `run_with_hooks`, and three ways to ablate (13 min)
 #
-# Every intermediate activation passes through a *hook point* with a name such as
-# `blocks.1.attn.hook_z` (the per-head attention outputs before `W_O`, `[batch, pos, head, d_head]`)
-# or `blocks.2.hook_mlp_out`. A hook is a function `f(activation, hook) -> activation`;
-# `model.run_with_hooks(tokens, fwd_hooks=[(name, f)])` runs the model with it, and whatever `f`
-# returns replaces the activation downstream.
+# Every activation passes through a named *hook point* (`blocks.1.attn.hook_z`: per-head outputs
+# before `W_O`). A hook `f(activation, hook) -> activation` given to
+# `model.run_with_hooks(tokens, fwd_hooks=[(name, f)])` replaces the activation downstream.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -164,15 +171,15 @@ for name in names:
     print(f"{name:28s} {tuple(acts[name].shape)}")
 
 # %% [markdown]
-# **Three ablations.** To test whether a head matters we remove its output and see what happens
-# to the metric. *Zero* ablation sets it to 0, a value it never takes in normal operation, so the
-# rest of the network sees an input it was never trained on. *Mean* ablation replaces it by its
-# average over a reference dataset (per position): what is specific to the prompt goes, the typical
-# magnitude stays. *Corrupted* ablation gives each prompt the head's output on *its own* corrupted
-# prompt (an interchange intervention): the only one of the three that removes exactly the
-# information the corruption removes. (It is often called "resample ablation"; Chan et al.'s
-# resampling draws the value from *another, random* prompt instead, which the library offers as
-# `ablation="resample"` and the table below adds as a fourth column.)
+# ### Three ablations
+# To test whether a head matters we remove its output. *Zero* ablation sets it to 0, a value it
+# never takes, off the network's training distribution. *Mean* ablation replaces it by its average
+# over a reference dataset (per position). *Corrupted* ablation gives each prompt the head's
+# output on *its own* corrupted prompt (an interchange): it removes exactly the information the
+# corruption removes. (It is often called "resample ablation"; Chan et al.'s resampling draws the
+# value from *another, random* prompt instead: `ablation="resample"`, the last column below.)
+#
+# ### Bonus: one head, ablated by hand (4 min)
 #
 # #### Exercise 1.1 · ablate one head three ways ⭐ 🔵🔵 · 3 min
 #
@@ -203,70 +210,56 @@ def ablate_head(z: torch.Tensor, head: int, method: str, reference_z: torch.Tens
 ablate_head = nb03.check_ablate_head(ablate_head)
 
 # %% [markdown]
-# Now ablate every head of the model each way (`P.ablate` implements all of them; the reference
-# prompts of "mean" are the corrupted ones, those of "resample" the other clean prompts) and
-# compare.
+# ### Every head, each way
+# `P.patch_heads(..., ablation=...)` ablates each head alone, all of them in one batched run (the
+# reference prompts of "mean" are the corrupted ones, those of "resample" the other clean
+# prompts):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def metric_of(logits):
-    return float(ds.metric(logits))
-
-heads = [f"a{l}.h{h}" for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
-drop = {m: torch.zeros(cfg.n_layers, cfg.n_heads) for m in ("zero", "mean", "corrupted", "resample")}
-for name in heads:
-    l, h = parse_head(name)          # "a10.h3" -> (10, 3): any number of digits
-    for m in drop:
-        logits = P.ablate(model, ds.clean_tokens, [name], m, corrupted_tokens=ds.corrupted_tokens,
-                          reference_tokens=ds.corrupted_tokens if m == "mean" else None)
-        drop[m][l, h] = m_clean - metric_of(logits)
+ablations = ("zero", "mean", "corrupted", "resample")
+drop = {m: m_clean - P.patch_heads(model, ds, site="result", ablation=m, progress=False,
+                                   reference_tokens=ds.corrupted_tokens if m == "mean" else None).values
+        for m in ablations}                                  # each [layer, head]
 KEY_LAYER, KEY_HEAD = divmod(int(drop["corrupted"].flatten().argmax()), cfg.n_heads)
 print("drop in the metric when one head is ablated (clean - ablated), largest |drop| of any method:")
-print("head    zero    mean  corrupted  resample")
-for name in sorted(heads, key=lambda n: -max(abs(float(drop[m][parse_head(n)])) for m in drop))[:8]:
-    l, h = parse_head(name)
-    print(f"{name:6s} {drop['zero'][l, h]:+.3f}  {drop['mean'][l, h]:+.3f}     "
-          f"{drop['corrupted'][l, h]:+.3f}    {drop['resample'][l, h]:+.3f}")
-print(f"key head (largest corrupted-ablation drop): a{KEY_LAYER}.h{KEY_HEAD}")
+print(f"{'head':6s}" + "".join(f"{m:>11s}" for m in ablations))
+for i in torch.stack(list(drop.values())).abs().amax(0).flatten().argsort(descending=True)[:8].tolist():
+    l, h = divmod(i, cfg.n_heads)
+    print(f"{head_name(l, h):6s}" + "".join(f"{fixed(drop[m][l, h], 3, sign=True):>11s}" for m in ablations))
+print(f"key head (largest corrupted-ablation drop): {head_name(KEY_LAYER, KEY_HEAD)}")
 
-# your hooks against the library, on the key head
+# %%
+fig = heatmap_panels({f"{m} ablation": d for m, d in drop.items()},
+                     "Ablating one head at a time (Greater-Than)", "head", "layer",
+                     [f"h{h}" for h in range(cfg.n_heads)], [f"a{l}" for l in range(cfg.n_layers)],
+                     cbar_label="drop in probability difference",
+                     annotate=cfg.n_layers * cfg.n_heads <= 64)  # small models: every value printed
+
+# %% [markdown]
+# **What the numbers show.** One head dominates: ablating `a0.h0` from its corrupted prompt drops
+# the probability difference by 0.404 (to 0.522, near the corrupted 0.507); no other head moves it
+# by more than 0.005. Zero ablation *understates* `a0.h0` (0.315) and flags heads that do nothing
+# for this task (`a0.h1` +0.064): an output of 0 pushes the residual stream off its normal
+# distribution, and later layers react to that, not to the loss of the year. Chan et al.'s
+# resampling (last column) gives `a0.h0` another clean prompt's output, which carries *another*
+# start year: the drop is a little smaller (0.375), since that year is sometimes close to the
+# right one.
+
+# %% [markdown]
+# ### Bonus: your hook against the library (1 min)
+
+# %%
 z_name = f"blocks.{KEY_LAYER}.attn.hook_z"
 _, ref_z = P.get_activations(model, ds.corrupted_tokens, [z_name])
 for m in ("zero", "mean", "corrupted"):
     mine = model.run_with_hooks(ds.clean_tokens, fwd_hooks=[
         (z_name, lambda z, hook, m=m: ablate_head(z, KEY_HEAD, m, ref_z[z_name]))])
-    print(f"a{KEY_LAYER}.h{KEY_HEAD} {m:9s}: your hook {metric_of(mine):.3f}, library "
+    print(f"{head_name(KEY_LAYER, KEY_HEAD)} {m:9s}: your hook {float(ds.metric(mine)):.3f}, library "
           f"{m_clean - float(drop[m][KEY_LAYER, KEY_HEAD]):.3f}")
 
-# %%
-fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), layout="constrained")
-lim = max(float(d.abs().max()) for d in drop.values())
-for ax, (m, d) in zip(axes, drop.items()):
-    im = ax.imshow(d.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
-    if d.numel() <= 64:  # small models: print every value, the colour alone hides small drops
-        for (l, h), v in zip(torch.cartesian_prod(torch.arange(cfg.n_layers), torch.arange(cfg.n_heads)).tolist(),
-                             d.flatten().tolist()):
-            ax.text(h, l, f"{v:+.3f}", ha="center", va="center", fontsize=7,
-                    color="white" if abs(v) > 0.6 * lim else "black")
-    ax.set_title(f"{m} ablation"); ax.set_xlabel("head"); ax.set_ylabel("layer")
-    ax.set_xticks(range(cfg.n_heads)); ax.set_yticks(range(cfg.n_layers))
-fig.colorbar(im, ax=axes, label="drop in probability difference")
-fig.suptitle("Ablating one head at a time (Greater-Than)");
-
 # %% [markdown]
-# **What the numbers show (offline model).** One head dominates: resampling `a0.h0` drops the
-# probability difference by 0.404 (from 0.926 to 0.522, close to the corrupted 0.507); no other
-# head moves it by more than 0.005. Zero ablation tells a different story: it *understates*
-# `a0.h0` (0.315) and flags heads that corrupted ablation says do nothing for this task (`a0.h1`
-# +0.064, `a0.h3` +0.020, `a1.h3` +0.016, `a2.h3` -0.015). Setting an output to 0 pushes the
-# residual stream off its normal distribution and later layers react to that, not to the loss of
-# the year. Mean and corrupted ablation agree closely here because the reference prompts (the
-# corrupted ones) differ from the clean ones only in the start year. Chan et al.'s resampling
-# (last column) gives `a0.h0` another clean prompt's output, which carries *another* start year:
-# the drop is a little smaller (0.375), because that year is sometimes close to the right one.
-
-# %% [markdown]
-# ## 2. Activation patching heatmaps (8 min)
+# ## 2. Activation patching heatmaps (11 min)
 #
 # **Activation patching** runs the model on one prompt while one activation is taken from another
 # run. *Noising* (our default, as in Hanna et al.) patches the corrupted activation into the clean
@@ -304,11 +297,8 @@ def patch_heads_of_layer(model, ds, layer: int) -> torch.Tensor:
 patch_heads_of_layer = nb03.check_head_sweep(patch_heads_of_layer, model, ds, layer=KEY_LAYER)
 
 # %% [markdown]
-# `P.patching_sweep` does the same for every site at once: it stacks all the patched variants along
-# the batch and runs them in a few forwards instead of one forward per component, and skips
-# components whose clean and corrupted activations are identical (every position before `YY`: a
-# causal model has not seen the year yet). Its numbers match `transformer_lens.patching` to 1e-5
-# (`tests/test_patching.py`).
+# `P.patching_sweep` does the same for every site at once, with the patched variants stacked along
+# the batch (it matches `transformer_lens.patching`, `tests/test_patching.py`).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -342,18 +332,15 @@ heatmap(head_res.normalized(), "Each head patched (all positions)", "head", "lay
 
 
 # %% [markdown]
-# **What the heatmaps show.** The start year enters at `YY` (position 8): patching the residual
-# stream there before layer 0 gives the corrupted behaviour (0.00). After layer 0 it has left `YY`
-# for the last position (entering layer 1: 0.99 at `YY`, 0.03 at position 12) and stays there
-# ((2, 12): 0.01). Layer 0's attention moved it there (`attn_out` at (0, 12):
-# 0.03), and within layer 0 a single head, `a0.h0` (0.04 when patched at all positions; every other
-# head stays at 0.99 or above). MLP 0 at the last position is also necessary (0.09), and MLP 3
-# partly (0.32). **In GPT-2 small** (Hanna et al. 2023) several attention heads in layers 5-9 move
-# the year and MLPs 8-11 compute the comparison; this 4-layer model uses one head in its first
-# layer and two MLPs.
+# **What the heatmaps show.** The start year enters at `YY` (position 8; patching there gives
+# 0.00). After layer 0 it has moved to the last position (0.99 at `YY`, 0.03 at 12), moved by
+# layer 0's attention (`attn_out` (0, 12): 0.03), that is by one head, `a0.h0` (0.04). MLP 0 at
+# the last position is necessary too (0.09), MLP 3 partly (0.32). **In GPT-2 small** (Hanna et al.
+# 2023) heads in layers 5-9 move the year and MLPs 8-11 compare; this model uses one head and two
+# MLPs.
 #
-# Which input of the key head carries the effect? Patch its queries, keys, values and pattern
-# separately:
+# ### Bonus: which input of the key head carries it (2 min)
+# Patch its queries, keys, values and pattern separately:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -368,20 +355,18 @@ for site, r in every.items():
 # corrupted prompts alike, and what changes is *what it copies* from there, not *where it looks*.
 
 # %% [markdown]
-# ## 3. Edge and path patching (9 min)
+# ## 3. Edge and path patching (3 min)
 #
-# Node patching changes a component's output *everywhere downstream*. To ask **which path** carries
-# the effect we patch single edges. The residual stream is a sum: the input of any reader is
-# `embed + sum of the outputs of every earlier head and MLP`. So the edge *sender -> receiver* can be
-# patched alone by one addition in a hook on the receiver's input:
+# To ask **which path** carries the effect we patch single edges. The input of any reader is
+# `embed + the outputs of every earlier head and MLP`, so the edge *sender -> receiver* is patched
+# alone by one addition in a hook on the receiver's input:
 #
 # $$\text{in}_R \leftarrow \text{in}_R - \text{out}_S(\text{clean}) + \text{out}_S(\text{corrupted}),$$
 #
-# leaving every other path clean. Receivers are each head's query, key and value inputs
-# (`aL.hH.q/k/v`), each MLP's input (`mL`), and the logits. Patching an edge into the logits measures
-# the sender's **direct effect**; patching all edges out of a node equals patching the node
-# (a test in `tests/test_path_patching.py`).
+# leaving every other path clean. Receivers: each head's query, key and value inputs
+# (`aL.hH.q/k/v`), each MLP (`mL`) and the logits, where an edge measures a **direct effect**.
 #
+# ### Bonus: one edge by hand (9 min)
 # The model's `graph` knows where each node writes and reads: `graph.node("a0.h1").out_hook` is
 # `blocks.0.attn.hook_result` (per head, `[batch, pos, head, d_model]`, pick `.head`), and
 # `graph.node("a1.h2").in_hooks["k"]` is `blocks.1.hook_k_input` (`[batch, pos, head, d_model]`:
@@ -444,10 +429,9 @@ for (sender, _), eff in direct.top(4):
     print(f"  {sender:6s} -> logits  {eff:+.3f}")
 
 # %% [markdown]
-# **Iterative path patching.** Start at the logits: patch every edge into them and keep those
-# whose effect is at least `THRESHOLD` of the clean - corrupted gap. Then examine the inputs (q, k, v
-# or MLP input) of every node found, and so on back to the embeddings. Each step is one batched sweep
-# over the edges into one node, the step you just wrote.
+# ### Iterative path patching
+# Patch every edge into the logits and keep those above `THRESHOLD` of the gap; then the edges
+# into every node kept, back to the embeddings.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -463,23 +447,22 @@ print(f"hand-found circuit: {len(circuit_nodes)} nodes, {len(circuit_edges)} edg
 print("nodes:", circuit_nodes)
 
 # %% [markdown]
-# **What the walk found.** MLP 3 has by far the largest direct effect on the logits (0.68 of the
-# clean - corrupted gap). Into MLP 3, the strongest single edge comes from MLP 0 (0.20); into MLP 0,
-# from `a0.h0` (0.90); into `a0.h0`, from the embeddings through its value input (0.97: the
-# `embed -> a0.h0.v` edge you patched, 0.521 against the corrupted 0.507). A 4-node path:
-# `embed -> a0.h0 (v) -> m0 -> m3 -> logits`. Single edges do not add up: `m0 -> m3` alone carries
-# 0.20 of the gap although patching MLP 0's output at the last position removes 0.91 of it
-# (section 2: 0.09 left), so MLP 0 also acts through other readers (MLPs 1-2 and the logits),
-# each below the threshold. The threshold is a choice; lower it and the circuit grows.
+# **What the walk found.** MLP 3 has the largest direct effect on the logits (0.68 of the gap);
+# into it, MLP 0 (0.20); into MLP 0, `a0.h0` (0.90); into `a0.h0`, the embeddings through its
+# values (0.97). A 4-node path: `embed -> a0.h0 (v) -> m0 -> m3 -> logits`. Single edges do not
+# add up: `m0 -> m3` carries 0.20 although MLP 0 at the last position carries 0.91 (section 2),
+# so MLP 0 also acts through readers below the threshold. Lower it and the circuit grows.
 
 # %% [markdown]
-# ## 4. Faithfulness (7 min)
+# ## 4. Faithfulness (3 min)
 #
 # **Faithfulness**: ablate everything *outside* the circuit (from the paired corrupted prompts by
 # default, `ablation="corrupted"`) and compare:
 # `(metric(circuit) - metric(corrupted)) / (metric(full) - metric(corrupted))`. For a node circuit
 # the nodes outside output their corrupted value; for an edge circuit every edge outside carries its
 # sender's corrupted value. The full circuit scores 1 and the empty one 0.
+#
+# ### Bonus: faithfulness by hand (7 min)
 #
 # #### Exercise 4.1 · the faithfulness of a node circuit ⭐⭐ 🔵🔵🔵 · 6 min
 #
@@ -516,6 +499,11 @@ def node_circuit_faithfulness(model, ds, nodes) -> float:
 node_circuit_faithfulness = nb03.check_node_faithfulness(node_circuit_faithfulness, model, ds,
                                                          circuit_nodes)
 
+# %% [markdown]
+# ### The hand-found circuit's faithfulness
+# `circuit_faithfulness` (the library) for the nodes and the edges the walk kept, and other
+# ablations:
+
 # %%
 # NBVAL_CHECK_OUTPUT
 f_nodes = circuit_faithfulness(model, ds, circuit_nodes)
@@ -538,7 +526,7 @@ for method in ("mean", "zero"):
 # of the core; notebook 05 finds circuits like this one automatically, edge by edge.
 
 # %% [markdown]
-# ## 5. Bonus: completeness and minimality (3 min)
+# ## 5. Bonus: completeness and minimality (5 min)
 #
 # Faithfulness asks whether the circuit *suffices*. **Completeness** (Wang et al. 2023) asks
 # whether it misses anything: a complete circuit should behave like the whole model when we knock
@@ -604,7 +592,7 @@ for s_, a_, b_ in zip(senders, edge_pp, wang_pp):
 
 
 # %% [markdown]
-# ## 6. Bonus: logit lens and direct logit attribution over the years (8 min)
+# ## 6. Bonus: logit lens and direct logit attribution over the years (15 min)
 #
 # The **logit lens** reads the residual stream after each block through the final LayerNorm and the
 # unembedding, as if the model stopped there. **Direct logit attribution** (DLA) splits the final
@@ -618,10 +606,13 @@ for s_, a_, b_ in zip(senders, edge_pp, wang_pp):
 yy0 = ds.meta["yy"][0]
 lens = logit_lens(model, ds.clean_tokens, ds.answer_pos, token_ids=YEARS)
 fig = plot_logit_lens(lens, token_labels=[f"{y:02d}" for y in range(100)], example=0, mark=yy0 + 0.5,
+                      value="log_prob",  # a log scale: the last layer's spread-out mass stays visible
                       title=f"Logit lens over the years, example 0 (YY = {yy0:02d}; dashed line)")
 
 # %% [markdown]
-# The residual stream after layer 0 already concentrates on a few late years (on example 0: 94
+# (The colour is the log-probability, so the last layer's mass, spread over many years, shows
+# next to the sharp peaks of layer 0: only after layer 3 does the step at `YY` appear.) The
+# residual stream after layer 0 already concentrates on a few late years (on example 0: 94
 # and 85), *before* any comparison with `YY` has been made. Is that information about this prompt,
 # or a default? Compare the lens on the clean and the corrupted prompts, and measure at each layer
 # how much probability it puts above `YY`:
@@ -740,7 +731,7 @@ yy_attn = pats[f"blocks.{KEY_LAYER}.attn.hook_pattern"][:, KEY_HEAD, LAST, YY_PO
 print(f"mean attention from the last position to YY (position {YY_POS}) over {len(ds)} prompts: {float(yy_attn.mean()):.2f}")
 
 # %% [markdown]
-# ## 8. Bonus: your turn, a subject-verb agreement circuit (10 min)
+# ## 8. Bonus: your turn, a subject-verb agreement circuit (13 min)
 #
 # `make_sva` builds agreement prompts (the corrupted prompt flips the subject's number).
 #
@@ -795,7 +786,7 @@ print(f"SVA circuit {sva_circuit}: faithfulness {sva_faith:.3f}")
 #   years, not the start year; direct logit attribution over the 100 years: MLP 3 writes "upweight y > YY" (+4.12 centred logits on
 #   average), MLP 0 a little (+0.62), heads almost nothing directly.
 #
-# ## 9. Bonus: Now on GPT-2 small (5 min)
+# ## 9. Bonus: Now on GPT-2 small (1 min)
 # The same calls on GPT-2 small: activation patching of its 144 heads on Greater-Than, the logit
 # lens and direct logit attribution over the years, next to Hanna et al.'s published findings for
 # GPT-2 small (probability difference 0.817; heads of layers 5-9 such as 9.1 moving the year, MLPs

@@ -16,16 +16,13 @@
 # %% [markdown]
 # # 04 · Composition: how heads work together (induction and IOI)
 #
-# **Estimated time: 30 minutes core + 25 minutes bonus.**
+# **Estimated time: 30 minutes core + 38 minutes bonus.**
 #
 # A circuit is more than a list of important heads: a later head *reads* what an earlier head
-# wrote, through its query, key or value. We take two of the best-known circuits of the field
-# and ask how their heads compose in our model: the induction circuit (a previous-token head
-# feeding an induction head's keys), which our model has as GPT-2 does; and the
-# indirect-object-identification (IOI) circuit, which in GPT-2 small has heads that attend to the
-# repeated name feeding the queries of heads that copy the answer (name movers). Our model has
-# that core too, a name mover whose query reads the heads that attend to the subject; the
-# notebook finds it step by step and says where it differs from GPT-2's.
+# wrote, through its query, key or value. Two of the field's best-known circuits, in our model:
+# induction (a previous-token head feeding an induction head's keys) and indirect object
+# identification (IOI: in GPT-2 small, heads that attend to the repeated name feed the queries of
+# the heads that copy the answer, the name movers). Our model has both cores.
 #
 # **Learning objectives**
 # - read Q-, K- and V-composition from the weights, and know what such a score can and cannot say;
@@ -37,13 +34,13 @@
 # Labels: each exercise carries a difficulty (⭐ easy · ⭐⭐ medium · ⭐⭐⭐ hard) and an importance
 # (🔵 optional · 🔵🔵 useful · 🔵🔵🔵 core), as in every notebook of the course.
 #
-# **Model.** This notebook dissects `tiny-attn-tasks`, the course's second shipped offline
-# decoder (4 layers x 8 heads, **attention-only**: its MLP blocks are zero), not the
-# `tiny-gpt2-tasks` model of the other notebooks. It was trained in this repository so that its
-# tasks can only be solved by heads composing across layers; its model card
-# (`data/models/tiny-attn-tasks/README.md`) lists what it reaches and what it misses. **Every
-# number printed below comes from this model**; what we quote of GPT-2 small (Wang et al.
-# 2023) is labelled as such. The last section runs the same calls on GPT-2 small when online.
+# **Model.** Notebooks 00-03 and 05 dissect `tiny-gpt2-tasks` (with MLPs); this one dissects
+# `tiny-attn-tasks` (4 layers x 8 heads, **attention-only**), and both name heads `aL.hH`, so
+# `a3.h0` here is not the `a3.h0` of the other notebooks. It needs its own model because
+# `tiny-gpt2-tasks` solves IOI without composing heads (a layer-0 head averages the names and its
+# MLPs tell the name seen once from the one seen twice), while an attention-only model cannot
+# count that way and has to compose heads across layers, as GPT-2 small does (its card,
+# `data/models/tiny-attn-tasks/README.md`). **Every number printed below comes from this model.**
 #
 # References: Elhage et al. (2021) *A Mathematical Framework for Transformer Circuits*; Olsson et
 # al. (2022) *In-context Learning and Induction Heads*; Wang et al. (2023) *Interpretability in
@@ -52,14 +49,27 @@
 # %%
 # Setup: on Google Colab, install the course (all pins come from its pyproject.toml).
 # Anywhere else this cell does nothing: install with `pip install -e .` from the repository.
+import os
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run(["git", "clone", "--depth", "1", "https://github.com/interp-course/transformer-interp-course", "/content/course"], check=False)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/course"], check=True)
-    sys.path.insert(0, "/content/course")
+    repo = os.environ.get("TUTORIAL_REPO_URL", "https://github.com/interp-course/transformer-interp-course")
+    course = os.environ.get("TUTORIAL_COURSE_DIR", "/content/course")
+    if not os.path.isdir(os.path.join(course, ".git")):  # not cloned yet
+        run = subprocess.run(["git", "clone", "--depth", "1", repo, course], capture_output=True, text=True,
+                             env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))  # fail, never ask for a password
+        if run.returncode != 0:
+            raise RuntimeError(f"Could not clone the course from {repo}:\n{run.stderr.strip()}\n"
+                               "Check that this runtime has internet access and that the address is right "
+                               "(for another copy of the course, run `%env TUTORIAL_REPO_URL=<its git URL>`), "
+                               "then run this cell again.")
+    run = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", course], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"pip could not install the course from {course}:\n{run.stderr.strip()[-2000:]}\n"
+                           "Restart the session (Runtime > Restart session) and run this cell again.")
+    sys.path.insert(0, course)
 
 from importlib.metadata import version
 
@@ -74,6 +84,7 @@ from tutorial_utils import path_patching as PP
 from tutorial_utils.course.grading import report
 from tutorial_utils.dla import direct_logit_attribution, logit_diff_attribution
 from tutorial_utils.course.checks import nb04
+from tutorial_utils.course.printing import fixed, named_entries
 from tutorial_utils.faithfulness import circuit_faithfulness, completeness_check, minimality_scores
 from tutorial_utils.models import load_course_model, load_model, seed_everything
 from tutorial_utils.names import head_name, parse_head
@@ -123,6 +134,9 @@ IND_HEAD = max(IND_HEADS, key=lambda h: ind_scores[parse_head(h)])
 print("previous-token heads:", {h: round(float(prev_scores[parse_head(h)]), 2) for h in PREV_HEADS})
 print("induction heads     :", {h: round(float(ind_scores[parse_head(h)]), 2) for h in IND_HEADS})
 
+# %% [markdown]
+# ### Bonus: the two patterns (3 min)
+
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 heatmap(prev_scores, title="Previous-token score (attention to position - 1)",
@@ -147,7 +161,7 @@ plt.show()
 # `SEQ_LEN - 1` positions below it, in the second copy only: from each token it attends to the
 # token that *followed* the same token in the first copy.
 #
-# ### 1.1 Composition read from the weights
+# ### 1.1 Bonus: Composition read from the weights (7 min)
 # Elhage et al. measure how much head B can read what head A writes by the Frobenius norm of the
 # product of their matrices, divided by both matrices' norms. With row vectors (`x @ W`), A
 # writes `x @ W_OV` (`W_OV = W_V W_O`) and B scores `x_q @ W_QK @ x_k^T` (`W_QK = W_Q W_K^T`), so
@@ -206,7 +220,7 @@ print(f"K-composition pairs above the random baseline: {int((pairs > baseline).s
 # its key or its value. The residual stream the induction head reads is a sum of every earlier
 # head's output, so this single term can be swapped while every other path stays clean.
 #
-# #### Exercise 1.2 · one path-patching step into a key ⭐ 🔵🔵🔵 · 4 min
+# #### Exercise 1.2 · one path-patching step into a key ⭐⭐ 🔵🔵🔵 · 3 min
 # `k_input` is the induction head's key input, per head (`hook_k_input`, `[batch, pos, head,
 # d_model]`). Replace the sender's term `out_current` by `out_source` for head `head` only.
 
@@ -225,9 +239,8 @@ def patch_key_input(k_input, out_current, out_source, head: int):
 patch_key_input = nb04.check_patch_key_input(patch_key_input)
 
 # %% [markdown]
-# Now use it in a hook. The model spreads each role over several heads, so we patch the whole
-# class: the summed output of the previous-token heads, swapped into the key input of every
-# induction head. Cache the senders' per-head outputs (`hook_result`) on the clean and the
+# Now use it in a hook. The model spreads the induction role over four heads, so we patch the
+# whole class: the previous-token heads' summed output, swapped into every induction head's key. Cache the senders' per-head outputs (`hook_result`) on the clean and the
 # corrupted run, then compare your number with the library's edge patching.
 
 # %%
@@ -278,17 +291,12 @@ one_edge = C.induction_composition_patching(model, [PREV_HEAD], [IND_HEAD], seq_
 print(f"one edge only, {PREV_HEAD} -> {IND_HEAD}.k: removes {one_edge.effects['k']:.2f}")
 
 # %% [markdown]
-# Your number equals the library's. Only the **key** path carries the effect: the
-# previous-token heads matter to the induction heads as *what they search for*, not as what they
-# ask (query) or move (value): K-composition, shown causally. One edge alone removes almost
-# nothing, because several induction heads share the work: patch a *class* of heads when a
-# model is redundant. The class itself is a threshold choice: this model splits the
-# previous-token role between a strong head and a weaker one below the 0.4 threshold (try
-# `prev_threshold=0.3` in `C.induction_classes` and rerun: the key share rises, while query and
-# value stay at 0). And the weight score ranked another sender (1.1) above the previous-token
-# head for this receiver: weights say what could compose, patching what does.
+# Only the **key** path carries the effect: K-composition, shown causally. It removes 0.41, not
+# all: at this threshold the previous-token class is one head, `a2.h3`, and the role is spread
+# over more (`prev_threshold=0.3` adds `a2.h7`; the model card reports 0.63 for the two). One
+# edge alone removes almost nothing: four induction heads share the work, so patch a *class*.
 #
-# ### 1.3 What the induction head moves: a copying OV circuit
+# ### 1.3 Bonus: What the induction head moves: a copying OV circuit (6 min)
 # Once the induction head attends to the right token, its OV circuit must write *that token*
 # into the stream. The **copying score** of a head: the fraction of tokens `t` whose own logit
 # is among the top `k` of the *whole vocabulary* under `W_E[t] W_OV W_U`. This course uses the
@@ -344,7 +352,7 @@ print(f"median rank of a token's own logit among {cfg.d_vocab} (random OV: about
 # bottom), so they copy, weakly per head, better summed. The test also reads only `W_E[t]`,
 # while at the attended position the residual holds layers 0-2's outputs too.
 #
-# ## 2. Indirect object identification: a circuit of classes? (13 min)
+# ## 2. Indirect object identification: a circuit of classes? (11 min)
 #
 # "When Mary and John went to the store, John gave a drink to" -> " Mary". Wang et al. (2023)
 # found in GPT-2 small a circuit of head *classes*: **name movers** (late heads that attend from
@@ -400,6 +408,7 @@ heatmap(copy_names, title=f"Copying score over {len(name_ids)} names (max {copy_
 plt.show()
 
 # %% [markdown]
+# ### Bonus: direct logit attribution by hand (4 min)
 # A third view needs no corruption at all: **direct logit attribution** (DLA). The final
 # residual stream at END is a sum of every head's output; the final LayerNorm divides it by one
 # scale per prompt, then `W_U` reads it. So each head's *direct* share of `logit(IO) -
@@ -422,6 +431,10 @@ def head_dla(result, scale, W_U, io_ids, s_ids):
 
 # %%
 head_dla = nb04.check_head_dla(head_dla)
+
+# %% [markdown]
+# ### The candidates side by side
+# Direct effect, DLA (yours, checked against `tutorial_utils.dla`), attention and copying:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -487,10 +500,9 @@ def into(receivers):
 
 
 by_input = {kind: into([f"{h}.{kind}" for h in NAME_MOVERS]) for kind in ("q", "k", "v")}
-for kind, grid in by_input.items():
+for kind, grid in by_input.items():  # the two largest |effects|, if above 0.02 (below: noise order)
     top = C.top_heads(grid.abs(), 2)
-    print(f"into the name movers' {kind}: " +
-          ", ".join(f"{h} {grid[parse_head(h)]:+.2f}" for h in top))
+    print(f"into the name movers' {kind}: " + named_entries((h, grid[parse_head(h)]) for h in top))
 
 # %%
 # one colour scale for the three panels, so that equal colours mean equal effects
@@ -523,7 +535,7 @@ print("heads feeding the S-inhibition heads' values:",
       {h: round(float(into_s_inh_v[parse_head(h)]), 2) for h in VALUE_SOURCES})
 
 # %% [markdown]
-# ### 2.3 What the S-inhibition heads move, and how they find S
+# ### 2.3 Bonus: What the S-inhibition heads move, and how they find S (5 min)
 # They move S2's representation to END; it comes from an earlier head (printed above). Where
 # does that head attend from a name, S2 say? And is there a head that notices the repetition
 # (S2 attending back to S1, Wang et al.'s duplicate-token heads)?
@@ -567,15 +579,15 @@ for i, text in enumerate(probe):
 # %% [markdown]
 # The S-inhibition heads still attend mostly to the subject, not to the most recent name: they
 # read the sentence's structure (the subject of the second clause), which the training
-# sentences with a third name forced. In the second prompt the third name draws a quarter to a
-# third of their attention, and the name mover no longer attends to IO (its top positions are
+# sentences with a third name forced. In the second prompt the third name draws 0.28 and 0.16 of
+# their attention (against 0.51 and 0.59 for the subject), and the name mover no longer attends to IO (its top positions are
 # not names); the answer survives there through the S-inhibition heads' own push on S (their
 # DLA in 2.1): the chain seen weakening on a harder input. GPT-2 has a further step this model
 # skips: duplicate-token and induction heads that *detect* the repetition and feed the
 # S-inhibition heads.
 
 # %% [markdown]
-# ## 3. The whole circuit, and how faithful it is (4 min)
+# ## 3. The whole circuit, and how faithful it is (6 min)
 # `iterative_path_patching` automates the walk we just did by hand: from the logits it keeps
 # every edge whose patching moves the logit difference by at least `threshold` of the gap, then
 # examines what feeds the nodes it kept.
@@ -595,12 +607,10 @@ print("nodes:", circuit_nodes)
 # themselves.
 #
 # #### Exercise 3.1 · faithfulness ⭐ 🔵🔵 · 2 min
-# Run the circuit alone (every edge outside it carries its value from the corrupted prompt:
-# resample ablation) and compare its metric `F(C)` with the full model's `F(M)` and the fully
-# ablated run's `F(∅)`: `(F(C) - F(∅)) / (F(M) - F(∅))`, 1 when the circuit does everything the
-# model does, 0 nothing. Wang et al. (2023) mean-ablate over ABC prompts, where `F(∅)` is about
-# 0, and compare `F(C)` with `F(M)` directly; our `F(∅)` is far from 0, hence the normalised form
-# of later circuit papers.
+# Run the circuit alone (every edge outside it carries its value from the corrupted prompt) and
+# compare its metric `F(C)` with the full model's `F(M)` and the fully corrupted run's `F(∅)`:
+# `(F(C) - F(∅)) / (F(M) - F(∅))`. (Wang et al. compare `F(C)` with `F(M)` directly: their `F(∅)`
+# is about 0, ours is not.)
 
 # %%
 def faithfulness(m_circuit: float, m_full: float, m_corrupted: float) -> float:
@@ -620,13 +630,11 @@ print(f"edge circuit of {len(kept)} edges: logit difference {fr.metric_circuit:.
       f"(unnormalised F(C) / F(M): {fr.metric_circuit / fr.metric_clean:.2f})")
 
 # %% [markdown]
-# The circuit found by path patching reproduces about three fifths of the clean - corrupted gap
-# (faithfulness printed above; Wang et al.'s unnormalised ratio reads a little lower here,
-# measured from 0 instead of from the corrupted run): the name mover, the S-inhibition heads
-# and their value source are the core of the mechanism, not all of it. Lower the threshold to
-# see what else contributes (the weaker name mover `a2.h4` of the card, for one).
+# The circuit reproduces about three fifths of the clean - corrupted gap: the name mover, the
+# S-inhibition heads and their value source are the core of the mechanism, not all of it (lower
+# the threshold to see more, e.g. the card's weaker name mover `a2.h4`).
 #
-# ## 4. Bonus: completeness and minimality (8 min)
+# ## 4. Bonus: completeness and minimality (4 min)
 # Faithfulness is one number: a circuit can reach it while leaving out components that back
 # each other up or whose effects cancel (Wang et al.'s backup and negative name movers). Wang et
 # al. add two tests: **completeness** (removing the same subset from the circuit and from the
@@ -664,7 +672,7 @@ for n, v in sorted(mini.items(), key=lambda t: -abs(t[1])):
 # of the gap. (Wang et al. search, for each node v, for a subset K that makes v matter most,
 # `|F(C \ (K ∪ {v})) - F(C \ K)|`; we show K = {} only, which already suffices here.)
 #
-# ## 5. Bonus: Other corruptions, and the automatic circuit (7 min)
+# ## 5. Bonus: Other corruptions, and the automatic circuit (6 min)
 # A corruption decides what path patching can see: ours changes only S2, so the name mover's
 # keys (IO, S1) are the same in both runs and K-composition into it cannot show. Wang et al.'s
 # ABC distribution replaces all three names; a third choice replaces only IO, so the answer
@@ -679,19 +687,20 @@ for corruption in ("s2", "abc", "io"):
     d = C.head_grid(model, PP.path_patching(model, ds_c, senders=None, receivers=["logits"]))
     q, k = (C.head_grid(model, PP.path_patching(model, ds_c, senders=None,
                                                 receivers=[f"{nm}.{kind}"])) for kind in "qk")
-    top = lambda g: ", ".join(f"{h} {g[parse_head(h)]:+.2f}" for h in C.top_heads(g.abs(), 2))
-    print(f"{corruption:>3}: gap {gap:5.2f}; direct effect {nm} {d[nm_lh]:+.2f}, "
-          f"{' '.join(f'{h} {d[parse_head(h)]:+.2f}' for h in S_INHIBITION)}; into {nm}.q: "
-          f"{top(q)}; into {nm}.k: {top(k)}")
+    top = lambda g: named_entries((h, g[parse_head(h)]) for h in C.top_heads(g.abs(), 2))
+    print(f"{corruption:>3}: gap {gap:5.2f}; direct effect {nm} {fixed(d[nm_lh], sign=True)}, "
+          f"{' '.join(f'{h} {fixed(d[parse_head(h)], sign=True)}' for h in S_INHIBITION)}; "
+          f"into {nm}.q: {top(q)}; into {nm}.k: {top(k)}")
 
 # %% [markdown]
 # Under the ABC distribution the same heads carry more (the name mover and the S-inhibition
 # heads' query edges), and a **key** edge appears: the layer-0 head `a0.h0`, whose
-# self-attention re-writes each name (2.3), feeds the name mover's keys. The name mover finds
+# self-attention re-writes each name (section 2.3), feeds the name mover's keys. The name mover finds
 # names through that representation: K-composition our S2-only corruption could not see,
 # because it left the keys alone. Replacing only IO leaves the S-inhibition heads nothing to
 # report (S is the same in both runs: their effects are 0), and the name mover carries most of
-# the gap by itself, mostly through what it moves (its keys carry less). Each corruption asks
+# the gap by itself (direct effect 0.73); of its inputs only the key path from `a0.h0` carries
+# anything (0.17; its query nothing, and its value input is not measured here). Each corruption asks
 # which heads carry the information that *differs* between its two runs, so a circuit is only
 # ever "the circuit for this corruption".
 #
@@ -733,25 +742,26 @@ for label, m in (("hand-found", m_hand), ("EAP-IG top", m_auto)):
 # circuit is a little more faithful. A threshold on single edges and a ranking of all edges
 # find the same core and differ at the margin, as notebook 05 shows on Greater-Than.
 #
-# ## 6. Bonus: Side by side with GPT-2 small's published classes (5 min)
+# ## 6. Bonus: Side by side with GPT-2 small's published classes (2 min)
 #
 # | class (Wang et al. 2023, GPT-2 small, published) | heads in GPT-2 small | role | in this model (printed above) |
 # | --- | --- | --- | --- |
-# | name movers | 9.9, 9.6, 10.0 | attend END -> IO, copy it | one, `a3.h6` (2.1): attends END -> IO, copies about two names in three (top-1); a weaker one, `a2.h4`, in the card |
+# | name movers | 9.9, 9.6, 10.0 | attend END -> IO, copy it | one, `a3.h6` (section 2.1): attends END -> IO, copies about two names in three (top-1); a weaker one, `a2.h4`, in the card |
 # | negative name movers | 10.7, 11.10 | attend to IO, write *against* it | none with a direct effect <= -0.10 |
-# | S-inhibition | 7.3, 7.9, 8.6, 8.10 | attend to S2; tell the name movers, through their **queries**, not to attend to S | `a1.h5`, `a1.h1`: attend END -> S2 and feed the name mover's query (2.2); they also push S down directly, which GPT-2's do not |
-# | duplicate token / induction | 0.1, 3.0 / 5.5, 6.9 | detect that S repeats; feed S-inhibition | a duplicate-token pattern exists (2.3) but carries nothing: the S-inhibition heads find S by its place |
+# | S-inhibition | 7.3, 7.9, 8.6, 8.10 | attend to S2; tell the name movers, through their **queries**, not to attend to S | `a1.h5`, `a1.h1`: attend END -> S2 and feed the name mover's query (section 2.2); they also push S down directly, which GPT-2's do not |
+# | duplicate token / induction | 0.1, 3.0 / 5.5, 6.9 | detect that S repeats; feed S-inhibition | a duplicate-token pattern exists (section 2.3) but carries nothing: the S-inhibition heads find S by its place |
 # | previous token | 2.2, 4.11 | feed the induction heads' keys | the previous-token heads of section 1 feed induction, not IOI |
 #
 # What carries over from GPT-2: the name mover, its query fed by heads that attend to the
 # subject (Q-composition), and a representation of the name built by an early component
 # (GPT-2's MLP0, here the layer-0 head that attends to itself). What does not: the upstream
 # chain that *detects* the repetition, and the clean division of labour (our S-inhibition heads
-# also write to the logits). Induction (section 1), by contrast, is the same circuit as in
-# GPT-2 and the other models Olsson et al. studied: K-composition of previous-token and
-# induction heads.
+# also write to the logits). Induction (section 1) has the same *mechanism* as in GPT-2 and the
+# other models Olsson et al. studied, K-composition of previous-token and induction heads, but
+# spread over more heads: the one-head previous-token class carries 0.41 of the effect through
+# the induction heads' keys, and the rest runs through other previous-token heads.
 #
-# ## 7. Bonus: Now on GPT-2 small (5 min)
+# ## 7. Bonus: Now on GPT-2 small (1 min)
 # The same calls on GPT-2 small: previous-token and induction scores of its 144 heads with
 # K-composition by path patching into the induction heads' keys, and on IOI the heads that
 # attend from END to the names, next to Wang et al.'s published classes (name movers 9.9, 9.6,

@@ -218,8 +218,8 @@ def _bare_tensor(annotation: str) -> bool:
 
 def _public_functions():
     for mod in sorted(MODULES):
-        if mod.startswith("course") or mod == "":
-            continue
+        if mod.startswith("course") or mod == "" or any(p.startswith("_") for p in mod.split(".")):
+            continue  # the course, and private modules (their names start with "_")
         module = importlib.import_module(f"tutorial_utils.{mod}" if mod else "tutorial_utils")
         for name in getattr(module, "__all__", []):
             obj = getattr(module, name, None)
@@ -243,3 +243,19 @@ def test_public_functions_carry_shapes():
             if isinstance(ann, str) and _bare_tensor(ann):
                 bare.append(f"{qual}: {pname}: {ann}")
     assert not bare, f"{len(bare)} bare Tensor annotations:\n" + "\n".join(bare)
+
+
+def test_one_engine_runs_every_patched_forward():
+    """In the library, only ``interchange`` calls the bridge's ``run_with_hooks`` (through
+    :func:`~tutorial_utils.interchange.stacked_forward`); the course's reference solutions may
+    write hooks by hand, as students do."""
+    found = []
+    for mod, path in MODULES.items():
+        if mod == "interchange" or mod.startswith("course"):
+            continue
+        for n in ast.walk(ast.parse(path.read_text())):
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and \
+                    n.func.attr == "run_with_hooks":
+                found.append(f"tutorial_utils.{mod}:{n.lineno}")
+    assert not found, "patched forwards outside the engine (use interchange.stacked_forward):\n" \
+        + "\n".join(found)

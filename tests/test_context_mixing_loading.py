@@ -7,11 +7,11 @@ from tutorial_utils import context_mixing as cm
 
 
 def test_original_weights_load_without_a_progress_bar(capfd):
-    from tutorial_utils.context_mixing._base import _RAW_CACHE
+    from tutorial_utils.context_mixing._weights import _CHECKPOINTS
     from tutorial_utils.models import load_course_model
 
     model = load_course_model("tiny-gpt2-tasks")
-    _RAW_CACHE.pop(model, None)
+    _CHECKPOINTS.pop(model, None)
     capfd.readouterr()
     cm.original_hf_model(model)
     out, err = capfd.readouterr()

@@ -45,7 +45,7 @@ def test_skip_path_prints_one_line_and_returns_none(monkeypatch, capsys):
 
 def test_unknown_notebook_and_bad_sizes_are_refused():
     with pytest.raises(TutorialError, match="unknown notebook"):
-        LMS.run_section("06", run=False)
+        LMS.run_section("99", run=False)
     with pytest.raises(TutorialError, match="n_examples"):
         LMS.section_03(object(), n_examples=0)
     with pytest.raises(TutorialError, match="kind"):
@@ -214,3 +214,30 @@ def test_section_05(gpt2):
         # by definition the empty circuit is the corrupted run and the full graph the clean one
         assert abs(float(f[0])) < 1e-3 and abs(float(f[2]) - 1.0) < 1e-3
     assert all(e.startswith(("embed", "a", "m")) for e, _ in res.top_edges)
+
+
+@pytest.mark.large_model
+@pytest.mark.slow
+def test_section_06(gpt2):
+    """A TopK SAE trained for a few steps on the random GPT-2 small's residual stream: the
+    numbers are finite and in range, and the unfolded model the section trains on computes the
+    bridge's logits (the same checkpoint read without folding)."""
+    from tutorial_utils.features.unfolded import UnfoldedGPT2
+
+    res = LMS.section_06(gpt2, n_features=64, k=4, n_prompts=4, n_eval=3, steps=3, batch_size=16,
+                         verbose=False)
+    assert res.layer == N_LAYERS // 2 and (res.n_features, res.k, res.steps) == (64, 4, 3)
+    assert res.n_train_tokens > 3 * 4 and res.n_eval_tokens > 3 * 3
+    assert 0.0 < res.l0 <= 4.0 and 0.0 <= res.dead_fraction <= 1.0
+    for v in (res.fve, res.loss_clean, res.loss_spliced, res.loss_zero, res.loss_recovered):
+        assert math.isfinite(v)
+    assert set(res.task_metric) == {"greater_than", "sva", "ioi"}
+    assert all(math.isfinite(a) and math.isfinite(b) for a, b in res.task_metric.values())
+    assert 0 <= res.number_feature < 64
+    text = res.summary()
+    assert "[published, not this run]" in text and "24,576" in text
+    lm = UnfoldedGPT2.from_model(gpt2)
+    tokens = gpt2.to_tokens("The keys on the cabinet")
+    with torch.no_grad():   # the bridge centres the unembedding: compare log-probabilities
+        assert torch.allclose(lm.logits(tokens).log_softmax(-1),
+                              gpt2(tokens).float().log_softmax(-1), atol=1e-3)

@@ -44,23 +44,16 @@ def test_student_versions_are_up_to_date():
     assert not problems, problems
 
 
-# --- time budget and exercise labels (issue 15): one scheme, checked -----------------------------
+# --- exercise labels (issue 15) and the closing section; the time budget is
+# tests/test_notebook_timing.py (issue 21) -----------------------------------------------------
 import re  # noqa: E402
 
+from tutorial_utils.course import timing  # noqa: E402
+
 SOURCES = sorted((ROOT / "notebooks").glob("[0-9]*.py"))
-HEADER_TIME = re.compile(r"^# \*\*Estimated time: (\d+) minutes core \+ (\d+) minutes bonus\.\*\*", re.M)
-SECTION = re.compile(r"^# ## (\d+)\. (Bonus: )?(.+?) \((\d+) min\)$", re.M)
 EXERCISE = re.compile(r"^# #### Exercise (\d+\.\d+) · (.+?) (⭐{1,3}) (🔵{1,3}) · (\d+) min$", re.M)
 OLD_EXERCISE = re.compile(r"\*\*Exercise|### Exercise \d+ \(|#### Exercise \d+ ·")
 SOLUTION = re.compile(r"### BEGIN SOLUTION[^\n]*\n(.*?)### END SOLUTION", re.S)
-
-
-def _budget(path: Path) -> tuple[int, int, list[tuple[str, bool, int]]]:
-    text = path.read_text(encoding="utf-8")
-    header = HEADER_TIME.findall(text)
-    assert len(header) == 1, f"{path.name}: one '**Estimated time: C minutes core + B minutes bonus.**' line"
-    sections = [(title, bool(bonus), int(m)) for _, bonus, title, m in SECTION.findall(text)]
-    return int(header[0][0]), int(header[0][1]), sections
 
 
 def _exercise_cells(path: Path) -> list[str]:
@@ -75,21 +68,11 @@ def _substantive(cell: str) -> bool:
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
-def test_time_budget_adds_up(path):
-    core, bonus, sections = _budget(path)
-    assert core <= 30, f"{path.name}: a core of {core} min does not fit a 30-minute slot"
-    assert sum(m for _, b, m in sections if not b) == core, f"{path.name}: core sections {sections} do not sum to {core}"
-    assert sum(m for _, b, m in sections if b) == bonus, f"{path.name}: bonus sections do not sum to {bonus}"
-    row = next(ln for ln in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
-               if ln.startswith(f"| {path.stem[:2]} |"))
-    assert f"| {core} min (+{bonus} bonus) |" in row, f"README's row for {path.stem[:2]} must say '{core} min (+{bonus} bonus)'"
-
-
-@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
 def test_large_model_section_closes_the_notebook(path):
-    core, bonus, sections = _budget(path)
-    assert sections and sections[-1][1], f"{path.name}: the last timed section must be a bonus"
-    assert sections[-1][0].startswith("Now on"), f"{path.name}: the last section is the large-model bonus"
+    parts = timing.notebook_parts(nbformat.read(path.with_suffix(".ipynb"), as_version=4))
+    assert parts and parts[-1].bonus and not parts[-1].subpart, \
+        f"{path.name}: the last timed section must be a bonus section"
+    assert parts[-1].title.startswith("Now on"), f"{path.name}: the last section is the large-model bonus"
     assert f'run_section("{path.stem[:2]}", run=RUN_LARGE)' in path.read_text(encoding="utf-8")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tutorial_utils.errors import TutorialError
 from tutorial_utils.course.offline_model.select import (choose, composition_score, select,
                                                  snapshot_dirs)
 
@@ -58,7 +59,7 @@ def test_choose_takes_the_best_total_and_the_later_step_on_a_tie():
 
 
 def test_a_run_without_snapshots_says_how_to_get_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--snapshots"):
+    with pytest.raises(TutorialError, match="--snapshots"):
         snapshot_dirs(tmp_path)
     for step in (1000, 500, 10000):
         d = tmp_path / "snapshots" / f"step-{step}"
@@ -72,6 +73,6 @@ def test_select_refuses_an_unfinished_run_before_measuring(tmp_path):
     d = tmp_path / "snapshots" / "step-500"
     d.mkdir(parents=True)
     (d / "model.safetensors").write_bytes(b"not a model")  # would fail if it were read
-    with pytest.raises(FileNotFoundError, match="has not finished"):
+    with pytest.raises(TutorialError, match="has not finished"):
         select(tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists()

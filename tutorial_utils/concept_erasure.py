@@ -42,6 +42,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .errors import TutorialError
+from .interchange import stacked_forward
 from .model_checks import (check_hook_names, check_model, check_tokens, forward_attention_mask,
                            padding_mask)
 from .probing import _labels, train_probe
@@ -220,11 +221,9 @@ def run_with_eraser(model: Model, tokens: Int[Tensor, "batch pos"], hook_name: s
         act[:, pos] = eraser(act[:, pos])
         return act
 
-    dev = next(model.parameters()).device
     outs = []
     for s in range(0, tokens.shape[0], batch_size):
-        kw = {} if fwd_mask is None else {"attention_mask": fwd_mask[s:s + batch_size].to(dev)}
-        with torch.no_grad():
-            outs.append(model.run_with_hooks(tokens[s:s + batch_size].to(dev),
-                                             fwd_hooks=[(hook_name, hook)], **kw))
+        outs.append(stacked_forward(model, tokens[s:s + batch_size], 1, [(hook_name, hook)],
+                                    attention_mask=None if fwd_mask is None
+                                    else fwd_mask[s:s + batch_size]))
     return torch.cat(outs)

@@ -119,14 +119,19 @@ def resample_indices(n: int, n_reference: int, seed: int = 0) -> Int[Tensor, " n
 
 
 def stacked_forward(model: Any, tokens: Int[Tensor, "batch pos"], n_variants: int,
-                    hooks: Sequence[Hook] = (), grad: bool = False
+                    hooks: Sequence[Hook] = (), grad: bool | None = False,
+                    attention_mask: Int[Tensor, "batch pos"] | None = None
                     ) -> Float[Tensor, "rows pos vocab"]:
     """Logits of ``n_variants`` copies of ``tokens`` stacked along the batch, with ``hooks``
-    (which act on the stacked ``[n*B, ...]`` activations). The one place a patched forward
-    runs."""
-    stacked = tokens.to(model_device(model)).repeat(n_variants, 1)
-    with torch.set_grad_enabled(grad):
-        return model.run_with_hooks(stacked, fwd_hooks=list(hooks))
+    (which act on the stacked ``[n*B, ...]`` activations). The one place of the library where a
+    patched forward runs. ``grad``: gradients on (``True``), off (``False``) or as the caller
+    has them (``None``); ``attention_mask`` (padding) is stacked like the tokens."""
+    dev = model_device(model)
+    stacked = tokens.to(dev).repeat(n_variants, 1)
+    kw = {} if attention_mask is None else {
+        "attention_mask": attention_mask.to(dev).repeat(n_variants, 1)}
+    with torch.set_grad_enabled(torch.is_grad_enabled() if grad is None else grad):
+        return model.run_with_hooks(stacked, fwd_hooks=list(hooks), **kw)
 
 
 def capture(model: Any, tokens: Int[Tensor, "batch pos"], names: Sequence[str],

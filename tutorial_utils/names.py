@@ -40,6 +40,8 @@ SITES: dict[str, tuple[str, str]] = {
     "resid_pre": ("blocks.{layer}.hook_resid_pre", "pos"),
     "resid_mid": ("blocks.{layer}.hook_resid_mid", "pos"),
     "resid_post": ("blocks.{layer}.hook_resid_post", "pos"),
+    "block_out": ("blocks.{layer}.hook_out", "pos"),      # a block's output (BERT-family bridges
+                                                          # have no hook_resid_post)
     "attn_out": ("blocks.{layer}.hook_attn_out", "pos"),
     "mlp_in": ("blocks.{layer}.hook_mlp_in", "pos"),
     "mlp_out": ("blocks.{layer}.hook_mlp_out", "pos"),

@@ -15,8 +15,35 @@ import torch
 
 from .errors import TutorialError
 
-__all__ = ["attention_grid", "attention_heatmap", "bar", "heatmap", "heatmap_pair", "plot_dla",
-           "plot_edge_scores_vs_exact", "plot_faithfulness_curves", "plot_logit_lens"]
+__all__ = ["MIXING_METHOD_NAMES", "attention_grid", "attention_heatmap", "bar", "heatmap",
+           "heatmap_pair", "heatmap_panels", "mixing_method_name", "plot_dla", "plot_edge_scores_vs_exact", "plot_faithfulness_curves",
+           "plot_logit_lens"]
+
+
+#: Readable names of the context-mixing methods (keys of ``context_mixing.METHODS``, and the
+#: ``decompx_to_logit`` row of ``evaluate_on_cue``) for figure titles and tick labels.
+MIXING_METHOD_NAMES = {
+    "attention": "raw attention",
+    "rollout": "attention rollout",
+    "rollout_no_res": "attention rollout, no residual",
+    "attention_norm": "attention-norm",
+    "attention_norm_res": "attention-norm + residual (RES1)",
+    "attention_norm_res_ln": "RES1 + LayerNorm (RES1+LN1)",
+    "globenc": "GlobEnc",
+    "alti": "ALTI",
+    "value_zeroing": "Value Zeroing",
+    "value_zeroing_rollout": "Value Zeroing, rolled out",
+    "decompx": "DecompX (vector norms)",
+    "decompx_to_logit": "DecompX to the logit",
+}
+
+
+def mixing_method_name(method: str) -> str:
+    """The readable name of a context-mixing method for a figure (:data:`MIXING_METHOD_NAMES`);
+    a name it does not know comes back unchanged, with underscores as spaces."""
+    if not isinstance(method, str):
+        raise TutorialError(f"a method name must be a string, got {type(method).__name__}")
+    return MIXING_METHOD_NAMES.get(method, method.replace("_", " "))
 
 
 def _np(x: Any, what: str = "values", allow_nan: bool = False) -> np.ndarray:
@@ -98,6 +125,57 @@ def heatmap(
                 ax.text(j, i, fmt.format(v[i, j]), ha="center", va="center", fontsize=7,
                         color=annotation_color(im.cmap, im.norm, v[i, j]))
     fig.tight_layout()
+    return fig
+
+
+def heatmap_panels(panels: dict, title: str, xlabel: str, ylabel: str,
+                   xticklabels: Sequence[str] | None = None,
+                   yticklabels: Sequence[str] | None = None, cbar_label: str = "",
+                   center: float | None = 0.0, cmap: str | None = None, annotate: bool = False,
+                   fmt: str = "{:+.3f}", panel_width: float = 3.4):
+    """Several labelled heatmaps side by side on ONE colour scale with one colour bar, so that a
+    colour means the same value in every panel (e.g. one head grid per ablation).
+
+    ``panels`` maps a panel title to a 2-D array ``[rows, cols]``; all arrays share a shape.
+    ``center`` (default 0, for signed effects) makes a diverging scale symmetric around it;
+    ``None`` runs from the smallest to the largest value. ``annotate`` writes each value in its
+    cell with ``fmt`` (for small grids).
+    """
+    if not isinstance(panels, dict) or not panels:
+        raise TutorialError("panels must be a non-empty dict {title: 2-D array}")
+    arrays = {t: _np(v, f"panel {t!r}", allow_nan=True) for t, v in panels.items()}
+    shapes = {a.shape for a in arrays.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise TutorialError(f"heatmap_panels needs 2-D arrays of one shape, got {sorted(shapes)}")
+    stack = np.stack(list(arrays.values()))
+    if center is not None:
+        lim = float(np.nanmax(np.abs(stack - center))) or 1.0
+        vmin, vmax, cmap = center - lim, center + lim, cmap or "RdBu_r"
+    else:
+        vmin, vmax, cmap = float(np.nanmin(stack)), float(np.nanmax(stack)), cmap or "viridis"
+    rows, cols = next(iter(shapes))
+    fig, axes = plt.subplots(1, len(arrays), layout="constrained", squeeze=False,
+                             figsize=(min(panel_width * len(arrays) + 1.2, 18),
+                                      min(1.6 + 0.5 * rows, 9)))
+    im = None
+    for ax, (t, v) in zip(axes[0], arrays.items()):
+        im = ax.imshow(v, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        ax.set_title(t, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if xticklabels is not None:
+            ax.set_xticks(range(len(xticklabels)))
+            ax.set_xticklabels(list(xticklabels), fontsize=8)
+        if yticklabels is not None:
+            ax.set_yticks(range(len(yticklabels)))
+            ax.set_yticklabels(list(yticklabels), fontsize=8)
+        if annotate:
+            for i in range(rows):
+                for j in range(cols):
+                    ax.text(j, i, fmt.format(v[i, j]), ha="center", va="center", fontsize=7,
+                            color=annotation_color(im.cmap, im.norm, v[i, j]))
+    fig.colorbar(im, ax=list(axes[0]), label=cbar_label, shrink=0.9)
+    fig.suptitle(title)
     return fig
 
 

@@ -36,6 +36,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .errors import TutorialError
+from .interchange import stacked_forward
 from .names import hook_name
 from .model_checks import (check_hook_names, check_model, check_real_positions, check_tokens,
                            forward_attention_mask, padding_mask)
@@ -526,9 +527,9 @@ def ablate_direction(model: Model, tokens: Int[Tensor, "batch pos"], hook_name: 
             act[rows, pb] = _project_out(act[rows, pb], direction, val)
             return act
 
-        kw = {} if fwd_mask is None else {"attention_mask": fwd_mask[s:s + batch_size].to(dev)}
-        with torch.no_grad():
-            outs.append(model.run_with_hooks(toks, fwd_hooks=[(hook_name, hook)], **kw))
+        outs.append(stacked_forward(model, toks, 1, [(hook_name, hook)],
+                                    attention_mask=None if fwd_mask is None
+                                    else fwd_mask[s:s + batch_size]))
     return torch.cat(outs)
 
 

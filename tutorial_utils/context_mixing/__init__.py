@@ -18,9 +18,15 @@ batch of token rows), rows normalised to sum to 1:
                             post-LN only)
 ==========================  ===========================================================
 
-All methods read the model's original Hugging Face weights (value bias ``b_V`` inside the value
-vectors, ``W_O``/``b_O`` unfolded and uncentred, the original residual stream), not the folded
-compatibility-mode weights of the bridge: see :mod:`._base`. All take ``attention_mask``.
+:func:`decompx_prediction` carries DecompX through the head to the prediction: each input
+token's contribution to an output logit (masked-LM vocabulary entry, or a classifier's class).
+
+All methods compute with the model's weights in memory (an in-place edit or
+``input_attribution.randomized_weights`` is honoured), written in the checkpoint's
+parameterisation the papers use (value bias ``b_V`` inside the value vectors, ``W_O``/``b_O``
+unfolded and uncentred, the original residual stream), not the folded compatibility-mode
+weights of the bridge: see :mod:`._weights`. All take ``attention_mask`` and, for encoders,
+``token_type_ids`` (sentence pairs).
 
 Works for BERT-style post-LN encoders (``load_encoder()``) and GPT-2-style pre-LN decoders
 (``load_model()``); see :mod:`._base` for where the LayerNorms sit in each.
@@ -34,12 +40,14 @@ from torch import Tensor
 
 from ..errors import TutorialError
 
-from ._base import (LayerInternals, collect_internals, layout, original_hf_model, rollout,
-                    row_normalize)
+from ._base import (Inputs, LayerInternals, Maps, Mask, Tokens, collect_internals, layout,
+                    original_hf_model, prepare, rollout, row_normalize)
+from ._weights import ModelWeights, forget_weights, is_unedited, model_weights
 from .alti import alti
 from .attention import attention_rollout, raw_attention
 from .norms import AttentionDecomposition, attention_norm, decompose_attention_block, globenc
-from .decompx import DecompXResult, decompx, decompx_decomposition
+from .decompx import (DecompXPrediction, DecompXResult, decompx, decompx_decomposition,
+                      decompx_prediction)
 from .value_zeroing import value_zeroed_outputs, value_zeroing, value_zeroing_loop
 
 METHODS: dict[str, Callable[..., Tensor]] = {
@@ -70,21 +78,26 @@ def methods_for(model: Any) -> list[str]:
     return [m for m in METHODS if post or m not in ENCODER_ONLY]
 
 
-def compute_mixing(model: Any, tokens: Tensor | str, method: str,
-                   attention_mask: Tensor | None = None) -> Tensor:
+def compute_mixing(model: Any, tokens: Tokens, method: str,
+                   attention_mask: Mask = None,
+                   token_type_ids: Mask = None) -> Maps:
     """Run the context-mixing method ``method`` (a key of :data:`METHODS`) on ``tokens``
-    (``attention_mask [B, T]``: 1 = real token; see :mod:`._base` for padding)."""
+    (``attention_mask [B, T]``: 1 = real token; see :mod:`._base` for padding;
+    ``token_type_ids [B, T]``: segment ids of a sentence pair, encoders only)."""
     if method not in METHODS:
         raise TutorialError(f"unknown context-mixing method {method!r}; valid: {sorted(METHODS)}")
     if method not in methods_for(model):
         raise TutorialError(f"method {method!r} is not defined for this model; valid: "
                          f"{methods_for(model)}")
-    return METHODS[method](model, tokens, attention_mask=attention_mask)
+    kw = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+    return METHODS[method](model, tokens, attention_mask=attention_mask, **kw)
 
 
 __all__ = [
-    "AGGREGATED", "AttentionDecomposition", "DecompXResult", "ENCODER_ONLY", "LayerInternals",
-    "METHODS", "alti", "decompx", "decompx_decomposition", "original_hf_model",
+    "AGGREGATED", "AttentionDecomposition", "DecompXPrediction", "DecompXResult", "ENCODER_ONLY",
+    "Inputs", "LayerInternals", "METHODS", "ModelWeights", "alti", "decompx",
+    "decompx_decomposition", "decompx_prediction", "forget_weights", "is_unedited",
+    "model_weights", "original_hf_model", "prepare",
     "attention_norm", "attention_rollout", "collect_internals", "compute_mixing",
     "decompose_attention_block", "globenc", "layout", "methods_for", "raw_attention", "rollout",
     "row_normalize", "value_zeroed_outputs", "value_zeroing", "value_zeroing_loop",

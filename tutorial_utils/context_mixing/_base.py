@@ -1,16 +1,12 @@
-"""Shared plumbing for the context-mixing methods: the model's *original* weights, input and
-padding validation, one forward pass that records what every method needs, row normalisation
-and rollout.
+"""Shared plumbing for the context-mixing methods: input, padding and token-type validation,
+one forward pass that records what every method needs, row normalisation and rollout.
 
-Why the original weights. ``enable_compatibility_mode()`` rewrites the bridge's weights in place:
-it folds the value bias ``b_V`` into the output bias (``b_O' = b_O + sum_h b_V^h W_O^h``, so
-``hook_v`` lacks ``b_V``), centres the writing weights (``W_O``, ``W_out``, embeddings) and, in
-pre-LN models, folds LayerNorm's gain and bias into the next weights. The model's outputs do not
-change, but the per-token pieces the papers define do: ``alpha_ij b_V W_O`` would move from token
-``j``'s piece into the bias, and the residual stream of a pre-LN model loses its mean. The
-methods here therefore read an unprocessed copy of the Hugging Face model, loaded once from the
-checkpoint the bridge was booted from (:func:`original_hf_model`), and compute every layer with
-the original ``W_Q, b_Q, W_K, b_K, W_V, b_V, W_O, b_O`` and LayerNorm parameters.
+The weights. Every method computes with the model's weights *in memory* (so an in-place edit or
+:func:`tutorial_utils.input_attribution.randomized_weights` is honoured), written back in the
+checkpoint's parameterisation that the papers use (value bias ``b_V`` inside the value vectors,
+``W_O``/``b_O`` unfolded and uncentred, the original residual stream): see :mod:`._weights`.
+Each block is re-run from those weights with the original ``W_Q, b_Q, W_K, b_K, W_V, b_V, W_O,
+b_O`` and LayerNorm parameters.
 
 Two block layouts are supported:
 
@@ -25,102 +21,35 @@ id, so a decoder batch that contains it anywhere but position 0 is refused unles
 ``attention_mask`` is passed. Position ids count real tokens only (left padding keeps the
 unpadded positions), pad keys get attention weight 0, and every method returns exact zeros in
 pad rows and pad columns: a real row equals the unpadded sentence's row.
+
+Sentence pairs: encoder methods take ``token_type_ids [B, T]`` (segment A = 0, B = 1, as the
+tokenizer returns them for a pair); without them every token is segment 0.
 """
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
 
-#: Architectures (HF class names, substrings) and their block layout.
-_LAYOUTS = {"Bert": "post_ln", "Roberta": "post_ln", "GPT2": "pre_ln"}
-
-_RAW_CACHE: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+from ._weights import (LayerWeights, ModelWeights, is_post_ln, layout, model_weights,
+                       original_hf_model)
 
 
-def layout(model: Any) -> str:
-    """``"post_ln"`` (BERT-style encoder) or ``"pre_ln"`` (GPT-2-style decoder); a clear
-    ``ValueError`` for any other architecture."""
-    cfg = model.cfg
-    arch = str(getattr(cfg, "architecture", None) or getattr(cfg, "original_architecture", None)
-               or "")
-    for key, kind in _LAYOUTS.items():
-        if key in arch:
-            return kind
-    raise TutorialError(
-        f"context-mixing methods support BERT/RoBERTa encoders (post-LN) and GPT-2 decoders "
-        f"(pre-LN); this model's architecture is {arch or 'unknown'!r}. They re-run each layer "
-        f"from its Hugging Face weights and decompose it through LayerNorm (GlobEnc, ALTI, "
-        f"DecompX) and learned position embeddings; rotary positions, RMSNorm, gated MLPs, "
-        f"grouped-query attention and parallel attention+MLP (Pythia, Llama, Qwen2, Mistral, "
-        f"Gemma) would each need their own layer re-implementation, which is not written"
-    )
-
-
-def is_post_ln(model: Any) -> bool:
-    return layout(model) == "post_ln"
-
-
-def original_hf_model(model: Any, dtype: torch.dtype = torch.float32) -> Any:
-    """The unprocessed Hugging Face base model (``BertModel``/``RobertaModel``/``GPT2Model``,
-    eager attention, eval mode, on the bridge's device) behind the bridge ``model``.
-
-    The bridge keeps its HF module (``model.original_model``) but compatibility mode has rewritten
-    its weights, so the checkpoint is loaded again from ``config._name_or_path`` (a local
-    directory or a name in the local Hugging Face cache; nothing is downloaded here beyond what
-    ``from_pretrained`` does for a model that is already cached). Cached per bridge and ``dtype``
-    (``torch.float64`` gives a double-precision copy, used by Value Zeroing).
-    """
-    cache = _RAW_CACHE.setdefault(model, {})
-    if dtype in cache:
-        return cache[dtype]
-    if dtype != torch.float32:
-        raw = original_hf_model(model)
-        import copy
-
-        cache[dtype] = copy.deepcopy(raw).to(dtype)
-        return cache[dtype]
-    hf = getattr(model, "original_model", None)
-    source = getattr(getattr(hf, "config", None), "_name_or_path", None)
-    if not source:
-        raise TutorialError("cannot find the checkpoint this bridge was loaded from "
-                         "(original_model.config._name_or_path is empty)")
-    from transformers import AutoModel
-
-    post = is_post_ln(model)
-    kwargs = {"add_pooling_layer": False} if post else {}
-    from transformers.utils import logging as hf_logging
-
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a "Loading weights" bar would be saved in the notebooks
-    try:
-        raw = AutoModel.from_pretrained(source, attn_implementation="eager", **kwargs)
-    except Exception as exc:  # pragma: no cover - depends on the environment
-        raise TutorialError(f"could not load the original weights from {source!r}: {exc}") from exc
-    finally:
-        if bar_was_on:
-            hf_logging.enable_progress_bar()
-    raw = raw.to(model.cfg.device).eval()
-    for p in raw.parameters():
-        p.requires_grad_(False)
-    cfg = raw.config
-    if post and getattr(cfg, "position_embedding_type", "absolute") != "absolute":
-        raise TutorialError("only absolute position embeddings are supported")
-    if not post and (getattr(cfg, "reorder_and_upcast_attn", False) or getattr(cfg, "add_cross_attention", False)):
-        raise TutorialError("GPT-2 variants with reordered attention or cross-attention are not supported")
-    cache[dtype] = raw
-    return raw
+#: Shapes of the public API (documentation; the checks below give the messages).
+Tokens = str | Int[Tensor, "pos"] | Int[Tensor, "batch pos"]
+Mask = Int[Tensor, "batch pos"] | Int[Tensor, "pos"] | None
+Maps = Float[Tensor, "*batch layer query source"]
 
 
 # --- input validation ---------------------------------------------------------------------
-def as_tokens(model: Any, tokens: Tensor | str,
-              attention_mask: Tensor | None = None) -> tuple[Tensor, bool, Tensor]:
+def as_tokens(model: Any, tokens: Tokens,
+              attention_mask: Mask = None) -> tuple[Tensor, bool, Tensor]:
     """Validate ``tokens`` and return ``(tokens [B, T], batched, mask [B, T] bool)`` on the
     model's device.
 
@@ -178,24 +107,70 @@ def as_tokens(model: Any, tokens: Tensor | str,
     return tokens, batched, mask
 
 
+@dataclass
+class Inputs:
+    """Validated inputs: ``tokens [B, T]``, ``mask [B, T]`` (bool, real tokens), ``token_types
+    [B, T]`` (long; None for a decoder), ``batched``: whether the caller passed a batch."""
+
+    tokens: Tensor
+    mask: Tensor
+    token_types: Tensor | None
+    batched: bool
+
+
+def prepare(model: Any, tokens: Tokens, attention_mask: Mask = None,
+            token_type_ids: Mask = None) -> Inputs:
+    """:func:`as_tokens` plus ``token_type_ids`` (same shape as the tokens, integers in
+    ``[0, type_vocab_size)``; encoders only; default all 0)."""
+    if isinstance(tokens, Inputs):
+        return tokens
+    toks, batched, mask = as_tokens(model, tokens, attention_mask)
+    types = None
+    if token_type_ids is not None:
+        if not is_post_ln(model):
+            raise TutorialError("token_type_ids are for BERT-style encoders (sentence pairs); "
+                                "a GPT-2 decoder has no token types")
+        if not isinstance(token_type_ids, Tensor):
+            raise TutorialError(f"token_type_ids must be a tensor, got "
+                                f"{type(token_type_ids).__name__}")
+        if token_type_ids.dtype in (torch.bool,) or token_type_ids.is_floating_point():
+            raise TutorialError(f"token_type_ids must be integers, got dtype {token_type_ids.dtype}")
+        types = token_type_ids if token_type_ids.ndim == 2 else token_type_ids.reshape(1, -1)
+        if tuple(types.shape) != tuple(toks.shape):
+            raise TutorialError(f"token_type_ids has shape {tuple(token_type_ids.shape)}, tokens "
+                                f"{tuple(toks.shape)}: they must match")
+        n_types = model_weights(model).embed.W_type.shape[0]
+        if bool(((types < 0) | (types >= n_types)).any()):
+            raise TutorialError(f"token_type_ids must lie in [0, {n_types}) for this model, got "
+                                f"[{int(types.min())}, {int(types.max())}]")
+        types = types.long().to(toks.device)
+    elif is_post_ln(model):
+        types = torch.zeros_like(toks)
+    return Inputs(toks, mask, types, batched)
+
+
 def unbatch(x: Tensor, batched: bool) -> Tensor:
     return x if batched else x[0]
 
 
-def row_normalize(m: Tensor, eps: float = 1e-12) -> Tensor:
+def row_normalize(m: Float[Tensor, "... source"], eps: float = 1e-12) -> Float[Tensor, "... source"]:
     """Divide every row (last dim) by its sum, so each query's scores over sources sum to 1
     (an all-zero row, e.g. a pad position's, stays zero)."""
     return m / m.sum(-1, keepdim=True).clamp_min(eps)
 
 
 def mask_maps(maps: Tensor, mask: Tensor) -> Tensor:
-    """Zero the pad rows and pad columns of ``maps [B, L, (H,) T, T]`` (``mask [B, T]``)."""
+    """Zero the pad rows and pad columns of ``maps [B, L, (H,) T, T]`` (``mask [B, T]``);
+    ``maps`` itself when there is no pad."""
+    if bool(mask.all()):
+        return maps
     m = mask.to(maps.dtype)
     shape = (m.shape[0],) + (1,) * (maps.ndim - 3)
     return maps * m.reshape(*shape, -1, 1) * m.reshape(*shape, 1, -1)
 
 
-def rollout(per_layer: Tensor, add_residual: bool = False) -> Tensor:
+def rollout(per_layer: Float[Tensor, "*batch layer query source"],
+            add_residual: bool = False) -> Float[Tensor, "*batch layer query source"]:
     """Aggregate per-layer mixing matrices across layers (Abnar & Zuidema 2020).
 
     ``per_layer``: ``[..., L, T, T]`` row-stochastic matrices ``A_l`` (query x source).
@@ -216,84 +191,24 @@ def rollout(per_layer: Tensor, add_residual: bool = False) -> Tensor:
     return torch.stack(out, dim=-3)
 
 
-# --- the original weights, one layer at a time --------------------------------------------
-@dataclass
-class LayerWeights:
-    """One block's original weights, per head: ``W_Q/W_K/W_V [d, H, d_head]``, ``b_Q/b_K/b_V
-    [H, d_head]``, ``W_O [H, d_head, d]``, ``b_O [d]``, ``ln1``/``ln2`` = (gamma, beta, eps),
-    FFN ``W_in [d, d_ff]``, ``b_in``, ``W_out [d_ff, d]``, ``b_out``, ``act`` its activation;
-    ``scale`` multiplies ``q . k``."""
-
-    W_Q: Tensor
-    b_Q: Tensor
-    W_K: Tensor
-    b_K: Tensor
-    W_V: Tensor
-    b_V: Tensor
-    W_O: Tensor
-    b_O: Tensor
-    ln1: tuple[Tensor, Tensor, float]
-    ln2: tuple[Tensor, Tensor, float]
-    W_in: Tensor
-    b_in: Tensor
-    W_out: Tensor
-    b_out: Tensor
-    act: Any
-    act_name: str
-    scale: float
-
-
-def _ln(mod: Any) -> tuple[Tensor, Tensor, float]:
-    return mod.weight.detach(), mod.bias.detach(), float(mod.eps)
-
-
+# --- the weights, one layer at a time ------------------------------------------------------
 def layer_weights(model: Any, dtype: torch.dtype = torch.float32) -> list[LayerWeights]:
-    """:class:`LayerWeights` of every block, read from :func:`original_hf_model`."""
-    from transformers.activations import ACT2FN
+    """:class:`LayerWeights` of every block: the weights in memory, in the checkpoint's
+    parameterisation (:mod:`._weights`)."""
+    return model_weights(model, dtype).layers
 
-    raw = original_hf_model(model, dtype)
-    cfg = raw.config
-    H = cfg.num_attention_heads
-    out = []
-    if is_post_ln(model):
-        for l, lay in enumerate(raw.encoder.layer):
-            d = cfg.hidden_size
-            dh = d // H
-            sa, so = lay.attention.self, lay.attention.output
-            per_head = lambda lin: (lin.weight.detach().T.reshape(d, H, dh),
-                                    lin.bias.detach().reshape(H, dh))
-            (WQ, bQ), (WK, bK), (WV, bV) = per_head(sa.query), per_head(sa.key), per_head(sa.value)
-            out.append(LayerWeights(
-                WQ, bQ, WK, bK, WV, bV, so.dense.weight.detach().T.reshape(H, dh, d),
-                so.dense.bias.detach(), _ln(so.LayerNorm), _ln(lay.output.LayerNorm),
-                lay.intermediate.dense.weight.detach().T, lay.intermediate.dense.bias.detach(),
-                lay.output.dense.weight.detach().T, lay.output.dense.bias.detach(),
-                ACT2FN[cfg.hidden_act], str(cfg.hidden_act), dh ** -0.5))
-    else:
-        for l, blk in enumerate(raw.h):
-            d = cfg.hidden_size
-            dh = d // H
-            W = blk.attn.c_attn.weight.detach()  # Conv1D: [d, 3d]
-            b = blk.attn.c_attn.bias.detach()
-            heads = lambda k: (W[:, k * d:(k + 1) * d].reshape(d, H, dh), b[k * d:(k + 1) * d].reshape(H, dh))
-            (WQ, bQ), (WK, bK), (WV, bV) = heads(0), heads(1), heads(2)
-            scale = dh ** -0.5 if cfg.scale_attn_weights else 1.0
-            if cfg.scale_attn_by_inverse_layer_idx:
-                scale /= float(l + 1)
-            out.append(LayerWeights(
-                WQ, bQ, WK, bK, WV, bV, blk.attn.c_proj.weight.detach().reshape(H, dh, d),
-                blk.attn.c_proj.bias.detach(), _ln(blk.ln_1), _ln(blk.ln_2),
-                blk.mlp.c_fc.weight.detach(), blk.mlp.c_fc.bias.detach(),
-                blk.mlp.c_proj.weight.detach(), blk.mlp.c_proj.bias.detach(),
-                ACT2FN[cfg.activation_function], str(cfg.activation_function), scale))
-    return out
+
+def linear(x: Tensor, W: Tensor) -> Tensor:
+    """``x @ W`` for ``x [..., d_in]`` and ``W [d_in, d_out]`` as one 2-D matrix product (a
+    batched ``matmul`` against a transposed weight view would broadcast ``W`` into a slower
+    batched product)."""
+    return (x.reshape(-1, x.shape[-1]) @ W).reshape(*x.shape[:-1], W.shape[-1])
 
 
 def layer_norm(x: Tensor, ln: tuple[Tensor, Tensor, float]) -> Tensor:
+    """``gamma (x - mean x) / sqrt(var x + eps) + beta`` over the last dim (biased variance)."""
     gamma, beta, eps = ln
-    mu = x.mean(-1, keepdim=True)
-    var = (x - mu).pow(2).mean(-1, keepdim=True)
-    return gamma * (x - mu) / torch.sqrt(var + eps) + beta
+    return torch.nn.functional.layer_norm(x, gamma.shape, gamma.to(x.dtype), beta.to(x.dtype), eps)
 
 
 def position_ids(mask: Tensor) -> Tensor:
@@ -302,36 +217,52 @@ def position_ids(mask: Tensor) -> Tensor:
     return (mask.long().cumsum(1) - 1).clamp_min(0)
 
 
-def embed(model: Any, tokens: Tensor, mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-    """The input of block 0, ``[B, T, d]``, from the original embedding modules."""
-    raw = original_hf_model(model, dtype)
-    pos = position_ids(mask)
+def embed(model: Any, tokens: Tensor, mask: Tensor, dtype: torch.dtype = torch.float32,
+          token_types: Tensor | None = None) -> Tensor:
+    """The input of block 0, ``[B, T, d]``: post-LN ``LN_emb(W_E[t] + W_pos[p] + W_type[s])``
+    (``token_types`` default 0), pre-LN ``W_E[t] + W_pos[p]``, positions from
+    :func:`position_ids`. ``model`` may be the :class:`ModelWeights` to use."""
+    e = (model_weights(model, dtype) if not isinstance(model, ModelWeights) else model).embed
+    pos = position_ids(mask) + e.pos_offset
     with torch.no_grad():
-        if is_post_ln(model):
-            if "Roberta" in type(raw).__name__:
-                pos = pos + raw.config.pad_token_id + 1
-            return raw.embeddings(input_ids=tokens, position_ids=pos,
-                                  token_type_ids=torch.zeros_like(tokens))
-        return raw.wte(tokens) + raw.wpe(pos)
+        x = e.W_E[tokens] + e.W_pos[pos]
+        if e.W_type is not None:
+            x = x + e.W_type[torch.zeros_like(tokens) if token_types is None else token_types]
+        if e.ln is not None:
+            x = layer_norm(x, e.ln)
+    return x
+
+
+def _project(w: LayerWeights, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``q, k [B, H, T, d_head]`` and ``v [B, T, H, d_head]`` (biases included), one product."""
+    B, T, _ = u.shape
+    H, dh = w.W_Q.shape[1], w.W_Q.shape[2]
+    qkv = linear(u, w.W_QKV).add_(w.b_QKV).view(B, T, 3, H, dh)
+    return qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2), qkv[:, :, 2]
+
+
+def _pattern(w: LayerWeights, q: Tensor, k: Tensor, mask: Tensor, causal: bool) -> Tensor:
+    scores = torch.matmul(q.contiguous(), k.contiguous().transpose(-1, -2)).mul_(w.scale)
+    T = q.shape[2]
+    if not causal and bool(mask.all()):  # nothing to mask: the plain softmax
+        return scores.softmax(-1)
+    allowed = mask[:, None, None, :]
+    if causal:
+        allowed = allowed & torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    scores = scores.masked_fill_(~allowed, torch.finfo(scores.dtype).min)
+    return scores.softmax(-1).mul_(allowed)
 
 
 def attention_pattern(w: LayerWeights, u: Tensor, mask: Tensor, causal: bool) -> Tensor:
     """``alpha^h_ij = softmax_j(scale (u_i W_Q^h + b_Q^h) . (u_j W_K^h + b_K^h))`` over real
     (and, if causal, earlier) keys: ``[B, H, T, T]``; pad keys get exactly 0."""
-    q = torch.einsum("btd,dhk->bhtk", u, w.W_Q) + w.b_Q[None, :, None]
-    k = torch.einsum("btd,dhk->bhtk", u, w.W_K) + w.b_K[None, :, None]
-    scores = torch.einsum("bhik,bhjk->bhij", q, k) * w.scale
-    allowed = mask[:, None, None, :].expand_as(scores)
-    if causal:
-        T = u.shape[1]
-        allowed = allowed & torch.ones(T, T, dtype=torch.bool, device=u.device).tril()
-    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    return scores.softmax(-1) * allowed
+    q, k, _ = _project(w, u)
+    return _pattern(w, q, k, mask, causal)
 
 
 def value_vectors(w: LayerWeights, u: Tensor) -> Tensor:
     """``v^h_j = u_j W_V^h + b_V^h`` (value bias included): ``[B, T, H, d_head]``."""
-    return torch.einsum("btd,dhk->bthk", u, w.W_V) + w.b_V
+    return _project(w, u)[2]
 
 
 @dataclass
@@ -347,6 +278,7 @@ class LayerInternals:
     (post-LN: ``h + FFN(h)``; pre-LN: ``r``), ``ln1``/``ln2`` = (gamma, beta, eps); ``ffn_in
     [B, T, d]`` (the FFN's input) and ``ffn_pre [B, T, d_ff]`` (its pre-activation);
     ``mask [B, T]`` (real tokens); ``weights``: the layer's :class:`LayerWeights`.
+    ``ln2_in``, ``ffn_pre`` and ``layer_out`` are None for a block run without its FFN.
     """
 
     pattern: Tensor
@@ -367,20 +299,28 @@ class LayerInternals:
 
 
 def run_layer(w: LayerWeights, x: Tensor, mask: Tensor, post_ln: bool,
-              zero_value_at: Tensor | None = None) -> LayerInternals:
+              zero_value_at: Tensor | None = None, ffn: bool = True) -> LayerInternals:
     """One block on its input ``x [B, T, d]`` with the original weights. ``zero_value_at [B]``
     (optional): in row ``b`` the whole value vector ``v^h_j`` (``b_V`` included) of token
-    ``j = zero_value_at[b]`` is set to 0 in every head (``-1``: nothing), as Value Zeroing does."""
+    ``j = zero_value_at[b]`` is set to 0 in every head (``-1``: nothing), as Value Zeroing does.
+    ``ffn=False`` stops after the attention block (``ln2_in``, ``ffn_pre`` and ``layer_out``
+    are then None; post-LN ``ffn_in`` is still ``LN1``'s output)."""
     u = x if post_ln else layer_norm(x, w.ln1)
-    pattern = attention_pattern(w, u, mask, causal=not post_ln)
-    v = value_vectors(w, u)
+    q, k, v = _project(w, u)
+    pattern = _pattern(w, q, k, mask, causal=not post_ln)
     if zero_value_at is not None:
         rows = (zero_value_at >= 0).nonzero().squeeze(-1)
         if len(rows):
             v = v.clone()
             v[rows, zero_value_at[rows]] = 0.0
-    z = torch.einsum("bhij,bjhk->bihk", pattern, v)
-    attn = torch.einsum("bihk,hkd->bid", z, w.W_O) + w.b_O
+    B, T, H, dh = v.shape
+    z = torch.matmul(pattern, v.transpose(1, 2)).transpose(1, 2).reshape(B, T, H * dh)
+    attn = linear(z, w.W_O.reshape(H * dh, -1)) + w.b_O
+    if not ffn:
+        resid = x + attn
+        h = layer_norm(resid, w.ln1) if post_ln else resid
+        return LayerInternals(pattern, v, x, w.W_O, w.b_O, h, None, resid if post_ln else x,
+                              None, w.ln1, w.ln2, h if post_ln else None, None, mask, w)
     return after_attention(w, x + attn, post_ln, pattern=pattern, values=v, x=x, mask=mask)
 
 
@@ -390,34 +330,39 @@ def after_attention(w: LayerWeights, resid: Tensor, post_ln: bool, **fields: Any
     With ``fields`` (pattern, values, x, mask) returns :class:`LayerInternals`, else ``y``."""
     if post_ln:
         h = layer_norm(resid, w.ln1)
-        pre = h @ w.W_in + w.b_in
-        ln2_in = h + w.act(pre) @ w.W_out + w.b_out
+        pre = linear(h, w.W_in) + w.b_in
+        ln2_in = h + linear(w.act(pre), w.W_out) + w.b_out
         y = layer_norm(ln2_in, w.ln2)
         if not fields:
             return y
         return LayerInternals(fields["pattern"], fields["values"], fields["x"], w.W_O, w.b_O, h,
                               y, resid, ln2_in, w.ln1, w.ln2, h, pre, fields["mask"], w)
     f_in = layer_norm(resid, w.ln2)
-    pre = f_in @ w.W_in + w.b_in
-    y = resid + w.act(pre) @ w.W_out + w.b_out
+    pre = linear(f_in, w.W_in) + w.b_in
+    y = resid + linear(w.act(pre), w.W_out) + w.b_out
     if not fields:
         return y
     return LayerInternals(fields["pattern"], fields["values"], fields["x"], w.W_O, w.b_O, resid,
                           y, fields["x"], resid, w.ln1, w.ln2, f_in, pre, fields["mask"], w)
 
 
-def collect_internals(model: Any, tokens: Tensor, attention_mask: Tensor | None = None,
-                      dtype: torch.dtype = torch.float32) -> list[LayerInternals]:
-    """Run every block with the original weights (``tokens [B, T]``, ``attention_mask``
-    optional as in :func:`as_tokens`; ``dtype`` float32 or float64) and return each block's
-    :class:`LayerInternals`."""
-    toks, _, mask = as_tokens(model, tokens, attention_mask)
+def collect_internals(model: Any, tokens: Tokens | Inputs,
+                      attention_mask: Mask = None,
+                      dtype: torch.dtype = torch.float32,
+                      token_type_ids: Mask = None,
+                      last_ffn: bool = True) -> list[LayerInternals]:
+    """Run every block with the model's weights (``tokens [B, T]``, ``attention_mask`` and
+    ``token_type_ids`` optional as in :func:`prepare`; ``dtype`` float32 or float64) and return
+    each block's :class:`LayerInternals`. ``last_ffn=False`` skips the last block's FFN (for
+    the methods that read only attention blocks)."""
+    inp = prepare(model, tokens, attention_mask, token_type_ids)
     post = is_post_ln(model)
-    x = embed(model, toks, mask, dtype)
+    mw = model_weights(model, dtype)
+    x = embed(mw, inp.tokens, inp.mask, dtype, inp.token_types)
     out = []
     with torch.no_grad():
-        for w in layer_weights(model, dtype):
-            it = run_layer(w, x, mask, post)
+        for l, w in enumerate(mw.layers):
+            it = run_layer(w, x, inp.mask, post, ffn=last_ffn or l < len(mw.layers) - 1)
             out.append(it)
             x = it.layer_out
     return out
@@ -435,6 +380,6 @@ def ln_linear(u: Tensor, observed_in: Tensor, gamma: Tensor, eps: float) -> Tens
     return gamma * (u - u.mean(-1, keepdim=True)) / sigma
 
 
-__all__ = ["LayerInternals", "LayerWeights", "as_tokens", "collect_internals", "embed",
-           "is_post_ln", "layer_weights", "layout", "ln_linear", "mask_maps",
-           "original_hf_model", "rollout", "row_normalize", "run_layer", "unbatch"]
+__all__ = ["Inputs", "LayerInternals", "LayerWeights", "as_tokens", "collect_internals", "embed",
+           "is_post_ln", "layer_weights", "layout", "linear", "ln_linear", "mask_maps",
+           "original_hf_model", "prepare", "rollout", "row_normalize", "run_layer", "unbatch"]

@@ -7,13 +7,27 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._base import (as_tokens, collect_internals, is_post_ln, mask_maps, rollout as _rollout,
-                    row_normalize, unbatch)
+from ._base import (LayerInternals, Maps, Mask, Tokens, collect_internals, is_post_ln, mask_maps,
+                    prepare, rollout as _rollout, row_normalize, unbatch)
 from .norms import _decompose
 
 
-def alti(model: Any, tokens: Tensor | str, rollout: bool = True,
-         attention_mask: Tensor | None = None) -> Tensor:
+def alti_maps(layers: list[LayerInternals], mask: Tensor, post: bool,
+              rollout: bool = True) -> Tensor:
+    """ALTI ``[B, L, T, T]`` from recorded internals (see :func:`alti`)."""
+    mats = []
+    for it in layers:
+        dec = _decompose(it, post)
+        y = dec.output[:, :, None, :]                                # [B, T, 1, d]
+        dist = (y - dec.per_source).abs().sum(-1)                    # [B, T, T]
+        c = (y.abs().sum(-1) - dist).clamp_min(0)
+        mats.append(row_normalize(mask_maps(c[:, None], mask)[:, 0]))
+    out = torch.stack(mats, dim=1)
+    return _rollout(out) if rollout else out
+
+
+def alti(model: Any, tokens: Tokens, rollout: bool = True,
+         attention_mask: Mask = None, token_type_ids: Mask = None) -> Maps:
     """ALTI contributions, ``[L, T, T]`` (``[B, L, T, T]`` for a batch).
 
     Per layer, with ``T_i(x_j)`` the exact per-source pieces of the attention block (heads,
@@ -29,14 +43,6 @@ def alti(model: Any, tokens: Tensor | str, rollout: bool = True,
     Ferrando et al. 2023's decoder version); for BERT it is LN1's output. The pieces use the
     original weights: ``T_i(x_j)`` contains ``alpha_ij b_V W_O`` (Ferrando et al. 2022, eq. 6-8).
     """
-    toks, batched, mask = as_tokens(model, tokens, attention_mask)
-    post = is_post_ln(model)
-    mats = []
-    for it in collect_internals(model, toks, mask):
-        dec = _decompose(it, post)
-        y = dec.output[:, :, None, :]                                # [B, T, 1, d]
-        dist = (y - dec.per_source).abs().sum(-1)                    # [B, T, T]
-        c = (y.abs().sum(-1) - dist).clamp_min(0)
-        mats.append(row_normalize(mask_maps(c[:, None], mask)[:, 0]))
-    out = torch.stack(mats, dim=1)
-    return unbatch(_rollout(out) if rollout else out, batched)
+    inp = prepare(model, tokens, attention_mask, token_type_ids)
+    layers = collect_internals(model, inp, last_ffn=False)
+    return unbatch(alti_maps(layers, inp.mask, is_post_ln(model), rollout), inp.batched)

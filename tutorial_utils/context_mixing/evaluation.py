@@ -26,13 +26,22 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
+from ..names import hook_name
 
-from ._base import as_tokens, collect_internals, is_post_ln, mask_maps, rollout, row_normalize
-from .norms import _mixing_vectors, _norm_layer, _with_residual
-from .value_zeroing import value_zeroing
+from ._base import Mask, collect_internals, is_post_ln, mask_maps, prepare, rollout
+from .alti import alti_maps
+from .attention import attention_maps
+from .decompx import decompx_maps, decompx_prediction
+from .norms import attention_norm_maps, globenc_maps
+from .value_zeroing import value_zeroing_maps
+from ..tasks import make_sva
+from ..tasks.vocab import SVA_NOUNS, SVA_VERBS
+from . import methods_for
+from ..input_attribution import gradient_x_input, occlusion, spearman
 
 COMPLEMENTS = ("old", "new", "red", "small", "large", "here", "ready", "broken", "clean", "quiet")
 
@@ -87,8 +96,6 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
     if decoder_frames not in ("canonical", "relative"):
         raise TutorialError(f"decoder_frames must be 'canonical' or 'relative', got {decoder_frames!r}")
     if not is_post_ln(model):
-        from ..tasks import make_sva
-
         if decoder_frames == "canonical":
             ds = make_sva(model, n=n, frames_split="canonical", seed=seed)
         else:
@@ -111,7 +118,6 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
                                  "attractor", ds.clean_prompts[b]))
         return CueExamples(tok, ds.answer_pos.to(tok.device), torch.tensor(cue), torch.tensor(dis),
                            list(ds.clean_prompts), list(ds.meta["plural"]), "decoder", [], ds)
-    from ..tasks.vocab import SVA_NOUNS
 
     tk = model.tokenizer
     mask = getattr(tk, "mask_token", None)
@@ -151,45 +157,43 @@ def sva_cue_examples(model: Any, n: int = 32, seed: int = 0,
                        "encoder", sorted(set(skipped)))
 
 
-def all_methods(model: Any, tokens: Tensor, methods: Sequence[str] | None = None,
-                attention_mask: Tensor | None = None) -> dict[str, Tensor]:
+def all_methods(model: Any, tokens: Int[Tensor, "batch pos"],
+                methods: Sequence[str] | None = None, attention_mask: Mask = None,
+                token_type_ids: Mask = None) -> dict[str, Float[Tensor, "batch layer query source"]]:
     """Every method of :data:`tutorial_utils.context_mixing.METHODS` defined for ``model`` on a
-    batch ``tokens [B, T]``, sharing one forward pass with the original weights (and one Value
-    Zeroing run). Returns ``{name: [B, L, T, T]}``."""
-    from . import methods_for
-    from .alti import alti
-    from .decompx import decompx
-    from .norms import globenc
-
+    batch ``tokens [B, T]``, each computed once from one shared forward pass (Value Zeroing
+    once for both ``value_zeroing`` and its rollout, the attention once for attention and
+    both rollouts). Returns ``{name: [B, L, T, T]}``."""
     valid = methods_for(model)
     methods = list(valid if methods is None else methods)
     bad = [m for m in methods if m not in valid]
     if bad:
         raise TutorialError(f"methods {bad} are not defined for this model; valid: {valid}")
-    toks, _, mask = as_tokens(model, tokens, attention_mask)
+    inp = prepare(model, tokens, attention_mask, token_type_ids)
+    mask = inp.mask
     post = is_post_ln(model)
-    layers = collect_internals(model, toks, mask)
-    att = mask_maps(torch.stack([it.pattern.mean(1) for it in layers], 1), mask)
+    needs_ffn = any(m in ("globenc", "decompx") or m.startswith("value_zeroing") for m in methods)
+    layers = collect_internals(model, inp, last_ffn=needs_ffn)
     out: dict[str, Tensor] = {}
     for m in methods:
-        if m == "attention":
-            out[m] = att
-        elif m in ("rollout", "rollout_no_res"):
-            out[m] = mask_maps(rollout(att, add_residual=m == "rollout"), mask)
+        if m in ("attention", "rollout", "rollout_no_res"):
+            if "attention" not in out:
+                out["attention"] = attention_maps(layers, mask, per_head=False)
+            if m != "attention":
+                out[m] = mask_maps(rollout(out["attention"], add_residual=m == "rollout"), mask)
         elif m.startswith("attention_norm"):
             variant = {"attention_norm": "attn", "attention_norm_res": "res",
                        "attention_norm_res_ln": "res_ln"}[m]
-            n = torch.stack([_norm_layer(it, variant, post) for it in layers], 1)
-            out[m] = row_normalize(mask_maps(n, mask))
+            out[m] = attention_norm_maps(layers, mask, variant, post)
         elif m == "globenc":
-            out[m] = globenc(model, toks, attention_mask=mask)
+            out[m] = globenc_maps(layers, mask, post)
         elif m == "alti":
-            out[m] = alti(model, toks, attention_mask=mask)
+            out[m] = alti_maps(layers, mask, post)
         elif m == "decompx":
-            out[m] = decompx(model, toks, attention_mask=mask)
+            out[m] = decompx_maps(layers, inp)
         elif m.startswith("value_zeroing"):
             if "value_zeroing" not in out:
-                out["value_zeroing"] = value_zeroing(model, toks, attention_mask=mask)
+                out["value_zeroing"] = value_zeroing_maps(layers, mask, post)
             if m == "value_zeroing_rollout":
                 out[m] = mask_maps(rollout(out["value_zeroing"]), mask)
     return {m: out[m] for m in methods}
@@ -217,6 +221,19 @@ def cue_ranking(maps: Tensor, ex: CueExamples, layer: int = -1) -> CueRanking:
     return CueRanking(float((margin > 0).float().mean()), margin)
 
 
+def _verb_ids(model: Any) -> tuple[list[int], list[int]]:
+    """Token ids of the singular and plural forms of :data:`tasks.vocab.SVA_VERBS` (each one
+    token for this encoder, else a TutorialError)."""
+    tk = model.tokenizer
+    ids = {}
+    for form in [w for pair in SVA_VERBS for w in pair]:
+        pieces = tk.tokenize(form)
+        if len(pieces) != 1 or tk.convert_tokens_to_ids(pieces[0]) == tk.unk_token_id:
+            raise TutorialError(f"verb {form!r} is not one token for this encoder")
+        ids[form] = tk.convert_tokens_to_ids(pieces[0])
+    return [ids[s] for s, _ in SVA_VERBS], [ids[p] for _, p in SVA_VERBS]
+
+
 def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
                ) -> tuple[Callable[[Tensor], Tensor], str | None]:
     """The scalar the attributions explain, as ``(target_fn, target_hook)`` for
@@ -238,17 +255,9 @@ def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
     q = ex.query_pos.to(ex.tokens.device)
     pl = torch.tensor(ex.plural, device=ex.tokens.device)
     if encoder_target == "mlm":
-        from ..tasks.vocab import SVA_VERBS
-
-        tk = model.tokenizer
-        ids = {}
-        for form in [w for pair in SVA_VERBS for w in pair]:
-            pieces = tk.tokenize(form)
-            if len(pieces) != 1 or tk.convert_tokens_to_ids(pieces[0]) == tk.unk_token_id:
-                raise TutorialError(f"verb {form!r} is not one token for this encoder")
-            ids[form] = tk.convert_tokens_to_ids(pieces[0])
-        sing = torch.tensor([ids[s] for s, _ in SVA_VERBS], device=ex.tokens.device)
-        plur = torch.tensor([ids[p] for _, p in SVA_VERBS], device=ex.tokens.device)
+        s_ids, p_ids = _verb_ids(model)
+        sing = torch.tensor(s_ids, device=ex.tokens.device)
+        plur = torch.tensor(p_ids, device=ex.tokens.device)
 
         def mlm_target(out: Tensor) -> Tensor:
             p = out[torch.arange(out.shape[0], device=out.device), q.to(out.device)].softmax(-1)
@@ -256,7 +265,7 @@ def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
             return torch.where(pl.to(out.device), diff, -diff)
 
         return mlm_target, None
-    hook = f"blocks.{model.cfg.n_layers - 1}.hook_out"
+    hook = hook_name("block_out", model.cfg.n_layers - 1)
     with torch.no_grad():
         _, cache = model.run_with_cache(ex.tokens, names_filter=lambda n: n == hook)
     h = cache[hook][torch.arange(len(ex)), q]
@@ -286,14 +295,38 @@ class CueEvaluation:
     source_mask: Tensor
 
 
+#: The name of DecompX's prediction-level row in :func:`evaluate_on_cue`.
+DECOMPX_PREDICTION = "decompx_to_logit"
+
+
+def decompx_cue_contributions(model: Any, ex: CueExamples) -> Float[Tensor, "batch pos"]:
+    """``[B, T]``: each input token's DecompX contribution (Modarressi et al. 2023, through the
+    masked-LM head, :func:`..decompx.decompx_prediction`) to the agreement **logit** difference
+    at the ``[MASK]``, ``sum_v logit(agreeing form of v) - logit(disagreeing form of v)`` over
+    :data:`tasks.vocab.SVA_VERBS`. The tokens' contributions sum to that difference exactly
+    (every bias is shared among them); positive = pushes towards the agreeing verbs."""
+    if ex.kind != "encoder":
+        raise TutorialError("DecompX to the prediction needs an encoder with a masked-LM head")
+    sing, plur = _verb_ids(model)
+    res = decompx_prediction(model, ex.tokens, position=ex.query_pos, targets=sing + plur)
+    c = res.contributions                                           # [B, T, 2P]
+    P = len(sing)
+    diff = c[..., P:].sum(-1) - c[..., :P].sum(-1)                   # plural minus singular
+    pl = torch.tensor(ex.plural, device=diff.device)
+    return torch.where(pl[:, None], diff, -diff)
+
+
 def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None = None,
                     maps: dict[str, Tensor] | None = None, layer: int = -1,
-                    encoder_target: str = "mlm") -> CueEvaluation:
+                    encoder_target: str = "mlm", prediction: bool = False) -> CueEvaluation:
     """Score every method on ``ex`` (see the module docstring). ``maps`` may pass precomputed
     :func:`all_methods` output. Layer ``-1`` of an aggregated method (rollout, GlobEnc, ALTI,
-    VZ rollout) covers the whole model; of a layer-local method, the last layer only."""
-    from ..input_attribution import gradient_x_input, occlusion, spearman
+    VZ rollout) covers the whole model; of a layer-local method, the last layer only.
 
+    ``prediction=True`` (an encoder with a masked-LM head) adds the row ``"decompx_to_logit"``:
+    DecompX carried through the head (:func:`decompx_cue_contributions`); its share counts the
+    prompts where the subject's signed contribution to the agreement logit difference exceeds
+    the attractor's, and its correlations use the absolute contributions."""
     if maps is None:
         maps = all_methods(model, ex.tokens, methods)
     names = list(maps)
@@ -301,6 +334,11 @@ def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None =
     b = torch.arange(B)
     q = ex.query_pos.cpu()
     rows = {m: maps[m][:, layer].cpu()[b, q] for m in names}
+    signed = None
+    if prediction:
+        signed = decompx_cue_contributions(model, ex).cpu()
+        names.append(DECOMPX_PREDICTION)
+        rows[DECOMPX_PREDICTION] = signed.abs()
     target, hook = cue_target(model, ex, encoder_target)
     ref = {
         "grad_x_input": gradient_x_input(model, ex.tokens, target, target_hook=hook).abs().cpu(),
@@ -311,7 +349,10 @@ def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None =
     if ex.kind == "encoder":
         mask[:, -1] = False  # [SEP]
     mask &= torch.arange(T)[None] <= q[:, None] if ex.kind == "decoder" else mask
-    share = {m: cue_ranking(maps[m], ex, layer).share for m in names}
+    share = {m: cue_ranking(maps[m], ex, layer).share for m in names if m in maps}
+    if signed is not None:
+        margin = signed[b, ex.cue_pos.cpu()] - signed[b, ex.distractor_pos.cpu()]
+        share[DECOMPX_PREDICTION] = float((margin > 0).float().mean())
     rg = {m: float(torch.nanmean(spearman(rows[m], ref["grad_x_input"], mask))) for m in names}
     ro = {m: float(torch.nanmean(spearman(rows[m], ref["occlusion"], mask))) for m in names}
     return CueEvaluation(names, share, rg, ro, rows, ref, mask)

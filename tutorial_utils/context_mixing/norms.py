@@ -30,8 +30,9 @@ from torch import Tensor
 
 from ..errors import TutorialError
 
-from ._base import (LayerInternals, as_tokens, collect_internals, is_post_ln, ln_linear,
-                    mask_maps, rollout, row_normalize, unbatch)
+from ._base import (LayerInternals, Maps, Mask, Tokens, collect_internals, is_post_ln, ln_linear,
+                    mask_maps, prepare, rollout, row_normalize, unbatch)
+from ..model_checks import check_layer
 
 VARIANTS = ("attn", "res", "res_ln")
 
@@ -62,12 +63,21 @@ def _mixing_vectors(it: LayerInternals) -> Tensor:
     return torch.einsum("bhij,bhjd->bijd", it.pattern, transformed_values(it))
 
 
-def _with_residual(z: Tensor, x: Tensor) -> Tensor:
-    T = z.shape[1]
-    idx = torch.arange(T, device=z.device)
-    out = z.clone()
-    out[:, idx, idx] += x
+def _with_residual(z: Tensor, x: Tensor, inplace: bool = False) -> Tensor:
+    """``z_ij + [i = j] x_i`` (``z [B, T, T, d]``, ``x [B, T, d]``)."""
+    out = z if inplace else z.clone()
+    out.diagonal(dim1=1, dim2=2).add_(x.transpose(1, 2))
     return out
+
+
+def _sigma(observed_in: Tensor, eps: float) -> Tensor:
+    """A LayerNorm's scale at its real input ``[B, T, d]``: ``sqrt(var + eps)``, ``[B, T]``."""
+    return (observed_in.var(-1, unbiased=False) + eps).sqrt()
+
+
+def _centre_scale_(u: Tensor, gamma: Tensor) -> Tensor:
+    """``gamma (u - mean(u))`` in place (LayerNorm's linear part before the shared scale)."""
+    return u.sub_(u.mean(-1, keepdim=True)).mul_(gamma)
 
 
 def _decompose(it: LayerInternals, post_ln: bool, per_head: bool = False) -> AttentionDecomposition:
@@ -85,32 +95,40 @@ def _decompose(it: LayerInternals, post_ln: bool, per_head: bool = False) -> Att
     return AttentionDecomposition(pieces, bias, it.attn_block_out, heads)
 
 
-def decompose_attention_block(model: Any, tokens: Tensor | str, layer: int,
+def decompose_attention_block(model: Any, tokens: Tokens, layer: int,
                               per_head: bool = False,
-                              attention_mask: Tensor | None = None) -> AttentionDecomposition:
+                              attention_mask: Mask = None,
+                              token_type_ids: Mask = None) -> AttentionDecomposition:
     """Exact per-source decomposition of layer ``layer``'s attention block (module docstring);
     tensors carry a batch dim ``B`` (1 for a single sentence)."""
-    from ..model_checks import check_layer
-
     layer = check_layer(model, layer)
-    toks, _, mask = as_tokens(model, tokens, attention_mask)
-    it = collect_internals(model, toks, mask)[layer]
+    it = collect_internals(model, prepare(model, tokens, attention_mask, token_type_ids))[layer]
     return _decompose(it, is_post_ln(model), per_head=per_head)
 
 
 def _norm_layer(it: LayerInternals, variant: str, post_ln: bool) -> Tensor:
+    """``[B, T, T]`` norms of ``z_ij`` (attn), ``z_ij + [i=j] x_i`` (res) or ``g1_i`` of it
+    (res_ln: ``||gamma (u - mean u)|| / sigma_i``)."""
     z = _mixing_vectors(it)
     if variant == "attn":
         return z.norm(dim=-1)
-    z = _with_residual(z, it.resid_pre)
+    z = _with_residual(z, it.resid_pre, inplace=True)
     if variant == "res":
         return z.norm(dim=-1)
     gamma, _, eps = it.ln1
-    return ln_linear(z, it.ln1_in, gamma, eps).norm(dim=-1)
+    return _centre_scale_(z, gamma).norm(dim=-1) / _sigma(it.ln1_in, eps)[..., None]
 
 
-def attention_norm(model: Any, tokens: Tensor | str, variant: str = "attn",
-                   per_head: bool = False, attention_mask: Tensor | None = None) -> Tensor:
+def attention_norm_maps(layers: list[LayerInternals], mask: Tensor, variant: str,
+                        post: bool) -> Tensor:
+    """Row-normalised attention-norm maps ``[B, L, T, T]`` from recorded internals."""
+    out = torch.stack([_norm_layer(it, variant, post) for it in layers], dim=1)
+    return row_normalize(mask_maps(out, mask))
+
+
+def attention_norm(model: Any, tokens: Tokens, variant: str = "attn",
+                   per_head: bool = False, attention_mask: Mask = None,
+                   token_type_ids: Mask = None) -> Maps:
     """Norm-based mixing, row-normalised, per layer: ``[L, T, T]`` (``[B, L, T, T]`` for a batch).
 
     * ``attn`` (Kobayashi et al. 2020): ``||sum_h alpha^h_ij f_h(x_j)||``; with ``per_head``,
@@ -130,17 +148,33 @@ def attention_norm(model: Any, tokens: Tensor | str, variant: str = "attn",
     if per_head and variant != "attn":
         raise TutorialError("per_head is only defined for variant='attn' (the residual and "
                          "LayerNorm belong to no head)")
-    toks, batched, mask = as_tokens(model, tokens, attention_mask)
-    layers = collect_internals(model, toks, mask)
-    if per_head:
-        out = torch.stack([it.pattern * transformed_values(it).norm(dim=-1)[:, :, None, :]
-                           for it in layers], dim=1)
-    else:
-        out = torch.stack([_norm_layer(it, variant, post) for it in layers], dim=1)
-    return unbatch(row_normalize(mask_maps(out, mask)), batched)
+    inp = prepare(model, tokens, attention_mask, token_type_ids)
+    layers = collect_internals(model, inp, last_ffn=False)
+    if not per_head:
+        return unbatch(attention_norm_maps(layers, inp.mask, variant, post), inp.batched)
+    out = torch.stack([it.pattern * transformed_values(it).norm(dim=-1)[:, :, None, :]
+                       for it in layers], dim=1)
+    return unbatch(row_normalize(mask_maps(out, inp.mask)), inp.batched)
 
 
-def globenc(model: Any, tokens: Tensor | str, attention_mask: Tensor | None = None) -> Tensor:
+def globenc_maps(layers: list[LayerInternals], mask: Tensor, post: bool) -> Tensor:
+    """GlobEnc ``[B, L, T, T]`` from recorded internals (see :func:`globenc`)."""
+    mats = []
+    for it in layers:
+        if post:  # ||g2_i(g1_i(u))|| = ||gamma2 c(gamma1 c(u))|| / (sigma1_i sigma2_i)
+            g1, _, e1 = it.ln1
+            g2, _, e2 = it.ln2
+            u = _with_residual(_mixing_vectors(it), it.resid_pre, inplace=True)
+            n = _centre_scale_(_centre_scale_(u, g1), g2).norm(dim=-1)
+            n = n / (_sigma(it.ln1_in, e1) * _sigma(it.ln2_in, e2))[..., None]
+        else:
+            n = _norm_layer(it, "res", post)
+        mats.append(row_normalize(mask_maps(n[:, None], mask)[:, 0]))
+    return rollout(torch.stack(mats, dim=1))
+
+
+def globenc(model: Any, tokens: Tokens, attention_mask: Mask = None,
+            token_type_ids: Mask = None) -> Maps:
     """GlobEnc (Modarressi et al. 2022): per-layer norms that take in the whole layer except the
     FFN, rolled out across layers.
 
@@ -151,16 +185,6 @@ def globenc(model: Any, tokens: Tensor | str, attention_mask: Tensor | None = No
     (no identity is added: the residual is already inside ``N``).
     Returns ``[L, T, T]`` (``[B, L, T, T]``), rows summing to 1.
     """
-    toks, batched, mask = as_tokens(model, tokens, attention_mask)
-    post = is_post_ln(model)
-    mats = []
-    for it in collect_internals(model, toks, mask):
-        if post:
-            g1, _, e1 = it.ln1
-            g2, _, e2 = it.ln2
-            u = ln_linear(_with_residual(_mixing_vectors(it), it.resid_pre), it.ln1_in, g1, e1)
-            n = ln_linear(u, it.ln2_in, g2, e2).norm(dim=-1)
-        else:
-            n = _norm_layer(it, "res", post)
-        mats.append(row_normalize(mask_maps(n[:, None], mask)[:, 0]))
-    return unbatch(rollout(torch.stack(mats, dim=1)), batched)
+    inp = prepare(model, tokens, attention_mask, token_type_ids)
+    layers = collect_internals(model, inp)
+    return unbatch(globenc_maps(layers, inp.mask, is_post_ln(model)), inp.batched)

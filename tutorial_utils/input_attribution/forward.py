@@ -22,6 +22,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
+from ..interchange import stacked_forward
 from ..names import hook_name
 from ..model_checks import (check_hook_names, check_model, check_tokens, first_real_positions,
                             format_token_ids, forward_attention_mask, is_encoder, padding_mask)
@@ -136,8 +137,7 @@ def run_from_embeddings(model: Model, tokens: Int[Tensor, "batch pos"],
             return act
 
         hooks.append((target_hook, grab))
-    kw = {} if attention_mask is None else {"attention_mask": attention_mask}
-    logits = model.run_with_hooks(tokens, fwd_hooks=hooks, **kw)
+    logits = stacked_forward(model, tokens, 1, hooks, grad=None, attention_mask=attention_mask)
     return captured["act"] if target_hook is not None else logits
 
 

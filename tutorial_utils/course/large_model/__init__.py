@@ -43,6 +43,7 @@ from .nb02 import ContextMixingSection, section_02
 from .nb03 import PatchingSection, section_03
 from .nb04 import CompositionSection, section_04
 from .nb05 import EdgeAttributionSection, section_05
+from .nb06 import FeaturesSection, section_06
 
 #: notebook id -> (the section function, the models it takes in order, hooks=True needed)
 SECTION_FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[str, ...], bool]] = {
@@ -52,6 +53,7 @@ SECTION_FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[str, ...], bool]] =
     "03": (section_03, ("decoder",), True),
     "04": (section_04, ("decoder",), True),
     "05": (section_05, ("decoder",), True),
+    "06": (section_06, ("decoder",), False),
 }
 
 

@@ -23,6 +23,7 @@ SECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "03": ("activation patching, logit lens and DLA on Greater-Than", ("gpt2",)),
     "04": ("induction and IOI composition", ("gpt2",)),
     "05": ("EAP, EAP-IG and faithfulness on Greater-Than", ("gpt2",)),
+    "06": ("a TopK sparse autoencoder on the residual stream", ("gpt2",)),
 }
 
 #: Published figures the sections print next to their own numbers (never computed here).
@@ -39,6 +40,10 @@ PUBLISHED: dict[str, str] = {
     "ioi": "Wang et al. 2023 (IOI) head classes: name movers 9.9, 9.6, 10.0; S-inhibition 7.3, "
            "7.9, 8.6, 8.10; induction 5.5, 6.9; duplicate token 0.1, 3.0; previous token 2.2, "
            "4.11",
+    "features": "Bloom 2024: GPT-2 small residual-stream SAEs of 24,576 features per layer, "
+                "trained on OpenWebText; Gao et al. 2024 (OpenAI): TopK SAEs of GPT-2 small with "
+                "32k and 128k latents. Dictionaries of that size and data, not a minute on task "
+                "prompts, are what the field reads features from",
     "context_mixing": "Kobayashi et al. 2020: in BERT, attention weights on [CLS]/[SEP] are "
                       "large while the norms ||alpha f(x)|| of what they contribute are small; "
                       "Ferrando et al. 2022 (ALTI) and Mohebbi et al. 2023 (Value Zeroing) report "

@@ -19,6 +19,9 @@ import torch
 
 from ...induction import induction_scores_from_patterns, per_token_loss, repeated_random_tokens
 from ...tasks import accuracy, make_facts, make_greater_than, make_ioi, make_sva, top1_accuracy
+from ...composition import attention_between, copying_scores, induction_classes, induction_composition_patching, induction_patching_data, ioi_positions, parse_head, top_heads
+from ...path_patching import iterative_path_patching
+from ...tasks.ioi import valid_names
 
 
 @dataclass
@@ -105,7 +108,7 @@ def evaluate_model(model: Any, tokenizer: Any, n: int = 200, seed: int = 0,
         induction_loss_first=float(first),
         induction_loss_second=float(second),
         induction_best_score=float(scores.max()),
-        induction_best_head=f"L{best // n_heads}H{best % n_heads}",
+        induction_best_head=f"a{best // n_heads}.h{best % n_heads}",  # aL.hH, as in the notebooks
         facts_top1=top1_accuracy(facts_logits, facts),
     )
 
@@ -146,11 +149,6 @@ def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
     * Induction: :func:`tutorial_utils.composition.induction_composition_patching` (the
       previous-token head's output patched into the induction head's q, k or v input alone).
     """
-    from ...composition import (attention_between, copying_scores,
-                               induction_composition_patching, ioi_positions, parse_head)
-    from ...path_patching import iterative_path_patching
-    from ...tasks.ioi import valid_names
-
     ds = make_ioi(bridge, n=n_ioi, frames_split="canonical", seed=seed)
     kept, steps = iterative_path_patching(bridge, ds, threshold=threshold, max_nodes=16)
     is_head = lambda node: node.startswith("a")  # "aL.hH" (senders) / "aL.hH.q|k|v" (receivers)
@@ -178,7 +176,6 @@ def composition_evidence(bridge: Any, n_ioi: int = 24, threshold: float = 0.05,
     ind = induction_composition_patching(bridge)
     # the same with the two heads of highest previous-token score (no threshold), since a model
     # can split the previous-token role between a strong head and a weaker one
-    from ...composition import induction_classes, induction_patching_data, top_heads
 
     tokens, _ = induction_patching_data(bridge, 20, 16, 0)
     cls = induction_classes(bridge, tokens, 20)

@@ -11,9 +11,16 @@ after the metrics.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+import re
 from pathlib import Path
+
+from ...errors import TutorialError
+from .cli_checks import check_weights, read_json
+from ...tasks.vocab import NAMES
+from .evaluate import composition_evidence, generalisation_breakdown
+from ...models import load_model
 
 TARGETS = [
     ("Greater-Than probability difference", "greater_than_pd", ">= 0.85 (GPT-2 small: 0.81)"),
@@ -48,7 +55,6 @@ def render_composition(ev: dict | None) -> str:
     """The card's composition section, from the measured ``record["composition"]``."""
     if not ev:
         return ""
-    from ...tasks.vocab import NAMES
 
     ioi, ind = ev["ioi"], ev["induction"]
     n_names = len(NAMES.all)
@@ -211,7 +217,7 @@ Wall time **{record['wall_time_s'] / 60:.0f} min** ({record['wall_time_s']:.0f} 
 | --- | --- | --- |
 {rows}
 
-Best induction head: {m['induction_best_head']}.
+Best induction head: {head_name(m['induction_best_head'])}.
 
 {bar}
 {breakdown}{render_composition(record.get("composition"))}{record.get("notes", "")}
@@ -230,32 +236,83 @@ def measure_breakdown(model_dir: str | Path) -> None:
     """Add the trained/held-out breakdown to ``training_record.json`` (measured, not typed)."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from .evaluate import generalisation_breakdown
 
     model_dir = Path(model_dir)
     path = model_dir / "training_record.json"
     record = json.loads(path.read_text())
     model = GPT2LMHeadModel.from_pretrained(str(model_dir), attn_implementation="eager")
     record["breakdown"] = generalisation_breakdown(model, AutoTokenizer.from_pretrained(str(model_dir)))
-    from ...models import load_model
-    from .evaluate import composition_evidence
 
     record["composition"] = composition_evidence(load_model(str(model_dir), device="cpu",
                                                             hooks=True))
     path.write_text(json.dumps(record, indent=1) + "\n")
 
 
+def head_name(name: str) -> str:
+    """A head in the course's notation, ``aL.hH``; records written before it say ``LxHy``."""
+    m = re.fullmatch(r"L(\d+)H(\d+)", name)
+    return f"a{m[1]}.h{m[2]}" if m else name
+
+
+#: What :func:`render_card` reads from ``training_record.json`` (besides optional entries).
+RECORD_KEYS = ("train_config", "corpus_config", "final_metrics", "bar", "history", "vocab_size",
+               "parameters", "documents_seen", "tokens_seen", "wall_time_s", "machine")
+TRAIN_KEYS = ("n_layer", "n_embd", "n_head", "n_ctx", "seed", "lr", "warmup", "min_lr_ratio",
+              "weight_decay", "batch_size", "steps", "eval_every")
+
+
+def check_model_dir(model_dir: str | Path, measure: bool = False) -> dict:
+    """The folder holds a decoder trained by :mod:`.train` with a complete record (and, for
+    ``--measure``, weights that read and are finite); returns the record. Checked before any
+    measuring or writing."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise TutorialError(f"model folder {model_dir} does not exist")
+    config = read_json(model_dir / "config.json", "the model's config")
+    kind = config.get("model_type") if isinstance(config, dict) else None
+    if kind != "gpt2":
+        raise TutorialError(
+            f"{model_dir} holds a {kind!r} model: model_card writes the card of a GPT-2 decoder "
+            "trained by offline_model.train (the masked LM's card is written by "
+            "offline_model.train_mlm)")
+    record = read_json(model_dir / "training_record.json", "the training record")
+    missing = [k for k in RECORD_KEYS if not isinstance(record, dict) or k not in record]
+    missing += [f"train_config.{k}" for k in TRAIN_KEYS
+                if "train_config" not in missing and k not in record.get("train_config", {})]
+    missing += [f"final_metrics.{key}" for _, key, _ in TARGETS
+                if "final_metrics" not in missing and key not in record.get("final_metrics", {})]
+    if missing:
+        raise TutorialError(f"{model_dir / 'training_record.json'} lacks {', '.join(missing)}: "
+                            "it was not written by offline_model.train (or by select)")
+    if measure:
+        check_weights(model_dir)
+    return record
+
+
 def write_card(model_dir: str | Path) -> Path:
     model_dir = Path(model_dir)
-    record = json.loads((model_dir / "training_record.json").read_text())
+    record = check_model_dir(model_dir)
     out = model_dir / "README.md"
     out.write_text(render_card(record, model_dir.name))
     return out
 
 
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "),
+                                allow_abbrev=False)
+    p.add_argument("model_dir", type=Path, nargs="?", default=Path("data/models/tiny-attn-tasks"),
+                   help="the model folder (default: data/models/tiny-attn-tasks)")
+    p.add_argument("--measure", action="store_true",
+                   help="first measure the generalisation breakdown and the composition evidence")
+    args = p.parse_args(argv)  # a misspelt option is an error, not ignored
+    try:
+        check_model_dir(args.model_dir, measure=args.measure)
+    except TutorialError as err:
+        p.error(str(err))
+    if args.measure:
+        measure_breakdown(args.model_dir)
+    print(write_card(args.model_dir))
+
+
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    target = args[0] if args else "data/models/tiny-attn-tasks"
-    if "--measure" in sys.argv:
-        measure_breakdown(target)
-    print(write_card(target))
+    main()

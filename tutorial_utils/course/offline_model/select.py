@@ -35,6 +35,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ...errors import TutorialError
+from .cli_checks import check_weights, check_writable_dir, read_json
+from ...models import load_model
+from .evaluate import composition_evidence, evaluate_model
+from .train import selection_score
+
 
 #: Below this clean - corrupted IOI logit difference the IOI terms count 0.
 MIN_IOI_GAP = 1.0
@@ -72,8 +78,8 @@ def snapshot_dirs(run_dir: str | Path) -> list[tuple[int, Path]]:
         if m and (p / "model.safetensors").exists():
             found.append((int(m.group(1)), p))
     if not found:
-        raise FileNotFoundError(f"no snapshots under {Path(run_dir) / 'snapshots'}: train with "
-                                "--snapshots")
+        raise TutorialError(f"no snapshots under {Path(run_dir) / 'snapshots'}: train with "
+                            "--snapshots")
     return sorted(found)
 
 
@@ -81,9 +87,6 @@ def score_snapshot(path: Path) -> dict[str, Any]:
     """Validation metrics, composition evidence (seed 1) and the two scores of one snapshot."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from ...models import load_model
-    from .evaluate import composition_evidence, evaluate_model
-    from .train import selection_score
 
     hf = GPT2LMHeadModel.from_pretrained(str(path), attn_implementation="eager").eval()
     metrics = evaluate_model(hf, AutoTokenizer.from_pretrained(str(path)), n=100, seed=1)
@@ -111,28 +114,55 @@ def summarise(measured: dict[str, Any]) -> dict[str, Any]:
 def choose(scores: dict[int, dict[str, Any]]) -> int:
     """The step with the highest total score (the later step on a tie)."""
     if not scores:
-        raise ValueError("no snapshot scores to choose from")
+        raise TutorialError("no snapshot scores to choose from")
     return max(scores, key=lambda step: (scores[step]["total"], step))
+
+
+def check_run(run_dir: str | Path, out: str | Path) -> dict[str, Any]:
+    """Everything :func:`select` reads or writes, checked before any snapshot is measured: the
+    run's record and score cache parse, every snapshot's config parses and its weights read and
+    are finite, and ``out`` can be written. Returns the score cache (``{}`` if none yet)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TutorialError(f"run folder {run_dir} does not exist: give the --out folder of a "
+                            "training run (offline_model.train --snapshots)")
+    if not (run_dir / "training_record.json").exists():
+        raise TutorialError(f"{run_dir / 'training_record.json'} is missing: the training run "
+                            "has not finished (select reads its record)")
+    record = read_json(run_dir / "training_record.json", "the training record")
+    if not isinstance(record, dict):
+        raise TutorialError(f"{run_dir / 'training_record.json'} is not a training record (a "
+                            "JSON object written by offline_model.train)")
+    cache_path = run_dir / "selection_scores.json"
+    cache = read_json(cache_path, "the score cache") if cache_path.exists() else {}
+    if not isinstance(cache, dict):
+        raise TutorialError(f"the score cache {cache_path} is not a JSON object: delete it "
+                            "(every snapshot is then measured again)")
+    for _, path in snapshot_dirs(run_dir):  # raises if the run saved no snapshots
+        read_json(path / "config.json", "the snapshot's config")
+        check_weights(path)
+    check_writable_dir(Path(out))
+    return cache
 
 
 def select(run_dir: str | Path, out: str | Path, log=print) -> dict[str, Any]:
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
-    from .evaluate import evaluate_model
 
     run_dir, out = Path(run_dir), Path(out)
-    if not (run_dir / "training_record.json").exists():  # checked before any measuring
-        raise FileNotFoundError(f"{run_dir / 'training_record.json'} is missing: the training run "
-                                "has not finished (select reads its record)")
-    snapshot_dirs(run_dir)  # raises if the run saved no snapshots
+    cache = check_run(run_dir, out)  # before any measuring
     cache_path = run_dir / "selection_scores.json"  # scores already measured, by step
-    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     scores = {}
     for step, path in snapshot_dirs(run_dir):
         stamp = (path / "model.safetensors").stat().st_mtime
         hit = cache.get(str(step))
-        if hit is None or hit.get("mtime") != stamp:
-            cache[str(step)] = {**score_snapshot(path), "mtime": stamp}
+        if not (isinstance(hit, dict) and hit.get("mtime") == stamp
+                and {"task_score", "metrics", "evidence"} <= hit.keys()):  # stale or malformed
+            try:
+                cache[str(step)] = {**score_snapshot(path), "mtime": stamp}
+            except Exception as err:  # name the snapshot: one bad file should not be a riddle
+                raise TutorialError(f"measuring the snapshot {path} failed ({type(err).__name__}: "
+                                    f"{err}); delete or restore it and run select again") from err
             cache_path.write_text(json.dumps(cache, indent=1) + "\n")
         scores[step] = summarise(cache[str(step)])
         s = scores[step]
@@ -144,7 +174,7 @@ def select(run_dir: str | Path, out: str | Path, log=print) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     for f in src.iterdir():
         shutil.copy2(f, out / f.name)
-    record = json.loads((run_dir / "training_record.json").read_text())
+    record = read_json(run_dir / "training_record.json", "the training record")
     hf = GPT2LMHeadModel.from_pretrained(str(out), attn_implementation="eager").eval()
     final = evaluate_model(hf, AutoTokenizer.from_pretrained(str(out)), n=200)
     record.update({
@@ -162,10 +192,14 @@ def select(run_dir: str | Path, out: str | Path, log=print) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("run_dir", type=Path)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
+    try:  # the run's files and the output folder, before any snapshot is measured
+        check_run(args.run_dir, args.out)
+    except TutorialError as err:
+        p.error(str(err))
     select(args.run_dir, args.out)
 
 

@@ -50,6 +50,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ...errors import TutorialError
+from .cli_checks import check_int, check_number, check_writable_dir
 from .corpus import CorpusConfig, CorpusGenerator, corpus_vocab
 from .evaluate import evaluate_model
 from .tokenizer import make_hf_tokenizer
@@ -81,6 +83,34 @@ class TrainConfig:
     #: checkpoint selection; not part of a shipped model).
     snapshots: bool = True
     threads: int = 1
+
+
+#: Shorter contexts hold neither the evaluation prompts nor a document's repeated random span.
+MIN_N_CTX = 32
+
+
+def check_config(cfg: TrainConfig) -> TrainConfig:
+    """Refuse a configuration that cannot train (before the tokenizer or the model is built):
+    sizes and counts are integers >= 1, rates finite and in range, the heads divide d_model."""
+    for name in ("n_layer", "n_embd", "n_head", "n_inner", "batch_size", "steps", "eval_every",
+                 "threads"):
+        check_int(getattr(cfg, name), name)
+    check_int(cfg.n_ctx, "n_ctx", MIN_N_CTX)
+    check_int(cfg.warmup, "warmup", 0)
+    check_int(cfg.seed, "seed", 0)
+    if cfg.n_embd % cfg.n_head:
+        raise TutorialError(f"--n-embd ({cfg.n_embd}) must be a multiple of --n-head "
+                            f"({cfg.n_head}): each head gets n_embd / n_head dimensions")
+    if cfg.warmup >= cfg.steps:
+        raise TutorialError(f"--warmup ({cfg.warmup}) must be smaller than --steps ({cfg.steps})")
+    check_number(cfg.lr, "lr", 0.0, 1.0, low_open=True)
+    check_number(cfg.min_lr_ratio, "min_lr_ratio", 0.0, 1.0)
+    check_number(cfg.weight_decay, "weight_decay", 0.0)
+    check_number(cfg.max_minutes, "max_minutes", 0.0)  # 0: no wall-time limit
+    check_number(cfg.ioi_distractor, "ioi_distractor", 0.0, 1.0)
+    check_number(cfg.name_recall, "name_recall", 0.0)
+    check_number(cfg.w_filler, "w_filler", 0.0)
+    return cfg
 
 
 def corpus_config(cfg: TrainConfig) -> CorpusConfig:
@@ -135,6 +165,10 @@ def lr_at(progress: float, cfg: TrainConfig) -> float:
 
 
 def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
+    """Train, select on the validation draw and save into ``out_dir`` (see the module). The
+    configuration and the output folder are checked first: nothing trains if either is wrong."""
+    check_config(cfg)
+    out_dir = check_writable_dir(Path(out_dir))
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -231,7 +265,7 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[1], allow_abbrev=False)
     p.add_argument("--out", type=Path, default=Path("runs/tiny-attn-tasks"))
     for name, field in TrainConfig.__dataclass_fields__.items():
         if isinstance(field.default, bool):
@@ -242,7 +276,13 @@ def main(argv: list[str] | None = None) -> None:
                            default=field.default)
     args = vars(p.parse_args(argv))
     out = args.pop("out")
-    train(TrainConfig(**args), out)
+    cfg = TrainConfig(**args)
+    try:  # every argument, and the output folder, before any work
+        check_config(cfg)
+        check_writable_dir(out)
+    except TutorialError as err:
+        p.error(str(err))
+    train(cfg, out)
 
 
 if __name__ == "__main__":

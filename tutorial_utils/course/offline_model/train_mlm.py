@@ -52,8 +52,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ...errors import TutorialError
 from ...tasks import sva
 from ...tasks.vocab import SVA_COMPLEMENTS, SVA_NOUNS, SVA_VERBS
+from .cli_checks import check_int, check_number, check_writable_dir
 from .corpus import CorpusConfig, CorpusGenerator, corpus_vocab
 from .tokenizer import PIECE_PATTERN
 
@@ -153,6 +155,31 @@ class MLMConfig:
     threads: int = 1
 
 
+def check_config(cfg: MLMConfig) -> MLMConfig:
+    """Refuse a configuration that cannot train, before anything is built (as
+    :func:`.train.check_config` for the decoder)."""
+    for name in ("n_layer", "d_model", "n_head", "d_mlp", "batch_size", "steps", "eval_every",
+                 "threads"):
+        check_int(getattr(cfg, name), name)
+    check_int(cfg.n_ctx, "n_ctx", 16)
+    check_int(cfg.warmup, "warmup", 0)
+    check_int(cfg.seed, "seed", 0)
+    if cfg.d_model % cfg.n_head:
+        raise TutorialError(f"--d-model ({cfg.d_model}) must be a multiple of --n-head "
+                            f"({cfg.n_head}): each head gets d_model / n_head dimensions")
+    if cfg.warmup >= cfg.steps:
+        raise TutorialError(f"--warmup ({cfg.warmup}) must be smaller than --steps ({cfg.steps})")
+    check_number(cfg.lr, "lr", 0.0, 1.0, low_open=True)
+    check_number(cfg.min_lr_ratio, "min_lr_ratio", 0.0, 1.0)
+    check_number(cfg.weight_decay, "weight_decay", 0.0)
+    check_number(cfg.max_minutes, "max_minutes", 0.0)
+    for name in ("p_mask", "p_verb", "p_copula", "w_sva"):
+        check_number(getattr(cfg, name), name, 0.0, 1.0)
+    if cfg.p_mask == 0:
+        raise TutorialError("--p-mask must be above 0: with nothing masked there is nothing to learn")
+    return cfg
+
+
 def build_mlm(vocab_size: int, cfg: MLMConfig):
     from transformers import BertConfig, BertForMaskedLM
 
@@ -245,7 +272,7 @@ def agreement_scores(model: Any, tokenizer: Any, prompts: list[tuple[str, bool]]
     logits = model(**enc).logits
     pos = (enc["input_ids"] == tokenizer.mask_token_id).nonzero()
     if len(pos) != len(prompts):
-        raise ValueError("every prompt needs exactly one [MASK]")
+        raise TutorialError("every prompt needs exactly one [MASK]")
     probs = logits[pos[:, 0], pos[:, 1]].softmax(-1)
     sing = tokenizer.convert_tokens_to_ids([s for s, _ in SVA_VERBS])
     plur = tokenizer.convert_tokens_to_ids([p for _, p in SVA_VERBS])
@@ -294,6 +321,8 @@ def heldout_agreement(metrics: dict[str, Any]) -> float:
 
 # --- training ---------------------------------------------------------------------------------
 def train(cfg: MLMConfig, out_dir: Path, log=print) -> dict:
+    check_config(cfg)
+    out_dir = check_writable_dir(Path(out_dir))
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     vocab = mlm_vocab()
@@ -457,13 +486,19 @@ def write_card(out_dir: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("--out", type=Path, default=Path("data/models") / MODEL_NAME)
     for name, field in MLMConfig.__dataclass_fields__.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default)
     args = vars(p.parse_args(argv))
     out = args.pop("out")
-    train(MLMConfig(**args), out)
+    cfg = MLMConfig(**args)
+    try:  # every argument, and the output folder, before any work
+        check_config(cfg)
+        check_writable_dir(out)
+    except TutorialError as err:
+        p.error(str(err))
+    train(cfg, out)
 
 
 if __name__ == "__main__":
