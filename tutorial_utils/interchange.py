@@ -318,17 +318,22 @@ class GraphInterventions:
         else:
             removed = None if self.removed is None else self.removed[variants].to(dev)
         patched = None if self.patched is None else self.patched[variants].to(dev)
-        diffs: dict[int, Tensor] = {}  # sender-hook start -> [K, B, T, n, D]
+        # sender-hook start -> (the variants that send from it [k], out_s(src) - out_s(run)
+        # of those variants only [k, B, T, n, D]): a variant that removes no edge out of a
+        # hook stores nothing for it (single-edge scoring keeps one sender per variant)
+        diffs: dict[int, tuple[Tensor, Tensor]] = {}
         hooks: list[Hook] = []
         for h in g.sender_hooks():
             sl = h.index
             node_mask = None if patched is None or not bool(patched[:, sl].any()) else patched[:, sl]
-            sends = removed is not None and bool(removed[:, sl].any())
+            senders = None if removed is None else removed[:, sl].flatten(1).any(1).nonzero()[:, 0]
+            sends = senders is not None and len(senders) > 0
             if node_mask is None and not sends:
                 continue
 
             def s_hook(x: Tensor, hook: Any, sl: slice = sl, per_head: bool = h.per_head,
-                       node_mask: Tensor | None = node_mask, sends: bool = sends) -> Tensor:
+                       node_mask: Tensor | None = node_mask, senders: Tensor | None = senders,
+                       sends: bool = sends) -> Tensor:
                 x5 = _as_nd(x, per_head).reshape(K, B, x.shape[1], sl.stop - sl.start, x.shape[-1])
                 s = src[None, :, :, sl].to(x.dtype)
                 out = x
@@ -336,11 +341,32 @@ class GraphInterventions:
                     x5 = torch.where(node_mask[:, None, None, :, None], s, x5)
                     out = _write_in_place(x, x5.reshape(x.shape))
                 if sends:
-                    diffs[sl.start] = (s - x5).float()
+                    diffs[sl.start] = (senders, (s - x5[senders]).float())
                 return out
             hooks.append((h.name, s_hook))
         if removed is None:
             return hooks
+        for r in g.receiver_hooks():
+            rs = r.index
+            groups = [h.index for h in g.sender_hooks()
+                      if h.index.start < r.n_prior and bool(removed[:, h.index, rs].any())]
+            if not groups:
+                continue
+
+            def r_hook(x: Tensor, hook: Any, rs: slice = rs, groups: list = groups,
+                       per_head: bool = r.per_head) -> Tensor:
+                delta = torch.zeros(K, B, x.shape[1], rs.stop - rs.start, x.shape[-1],
+                                    device=x.device)
+                for sl in groups:
+                    senders, d = diffs[sl.start]
+                    # the mask slice is cast to float per hook, never the whole [K, S, R] mask
+                    coef = removed[senders][:, sl, rs].float()
+                    delta.index_add_(0, senders, torch.einsum("kbtsd,ksr->kbtrd", d, coef))
+                if not per_head:
+                    delta = delta[:, :, :, 0]
+                return x + delta.reshape(x.shape).to(x.dtype)
+            hooks.append((r.name, r_hook))
+        return hooks
         for r in g.receiver_hooks():
             rs = r.index
             groups = [h.index for h in g.sender_hooks()
@@ -472,7 +498,10 @@ def run_stacked(model: Any, dataset: TaskDataset, interventions: Any,
     check_metric(metric)
     K, N = interventions.n_variants, len(dataset)
     bs = min(batch_size, N)
-    k_chunk = max(1, max_sequences // bs)
+    # rows per forward: at most max_sequences, and few enough that the float32 logits stay under
+    # default_batch_rows' budget (GPT-2's vocabulary makes them the largest tensor of a forward)
+    rows = min(max_sequences, max(bs, default_batch_rows(base_tokens.shape[1], model.cfg.d_vocab)))
+    k_chunk = max(1, rows // bs)
     work = [(b, k) for b in batches(N, bs) for k in batches(K, k_chunk)]
     if progress:
         work = tqdm(work, desc=desc)
