@@ -80,7 +80,7 @@ def model_device(model: Any) -> torch.device:
         return torch.device("cpu")
 
 
-def default_batch_rows(seq_len: int, d_vocab: int, budget_bytes: float = 4e8) -> int:
+def default_batch_rows(seq_len: int, d_vocab: int, budget_bytes: float = 1.5e8) -> int:
     """Rows per stacked forward so the float32 logits stay under ``budget_bytes`` (cap 1024)."""
     return int(max(1, min(1024, budget_bytes // (4 * seq_len * d_vocab))))
 
@@ -362,26 +362,6 @@ class GraphInterventions:
                     # the mask slice is cast to float per hook, never the whole [K, S, R] mask
                     coef = removed[senders][:, sl, rs].float()
                     delta.index_add_(0, senders, torch.einsum("kbtsd,ksr->kbtrd", d, coef))
-                if not per_head:
-                    delta = delta[:, :, :, 0]
-                return x + delta.reshape(x.shape).to(x.dtype)
-            hooks.append((r.name, r_hook))
-        return hooks
-        for r in g.receiver_hooks():
-            rs = r.index
-            groups = [h.index for h in g.sender_hooks()
-                      if h.index.start < r.n_prior and bool(removed[:, h.index, rs].any())]
-            if not groups:
-                continue
-
-            def r_hook(x: Tensor, hook: Any, rs: slice = rs, groups: list = groups,
-                       per_head: bool = r.per_head) -> Tensor:
-                delta = None
-                for sl in groups:
-                    # the mask slice is cast to float per hook, never the whole [K, S, R] mask
-                    coef = removed[:, sl, rs].float()
-                    term = torch.einsum("kbtsd,ksr->kbtrd", diffs[sl.start], coef)
-                    delta = term if delta is None else delta + term
                 if not per_head:
                     delta = delta[:, :, :, 0]
                 return x + delta.reshape(x.shape).to(x.dtype)

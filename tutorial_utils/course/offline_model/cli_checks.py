@@ -9,38 +9,65 @@ line, ``error: ...`` on stderr and exit status 2, as for argparse's own errors, 
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file
 
+from ... import validation
 from ...errors import TutorialError
 
-__all__ = ["check_int", "check_number", "check_writable_dir", "read_json", "check_weights"]
+__all__ = ["check_int", "check_number", "check_writable_dir", "config_from_args", "read_json",
+           "check_weights"]
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
 
 
 def check_int(value: Any, name: str, minimum: int = 1) -> int:
-    """An integer >= ``minimum`` (booleans refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise TutorialError(f"--{name.replace('_', '-')} must be an integer >= {minimum}, got "
-                            f"{value!r}")
-    return value
+    """The option ``name`` as an integer >= ``minimum`` (:func:`tutorial_utils.validation.check_int`,
+    with the option's flag in the message)."""
+    return validation.check_int(value, _flag(name), minimum)
 
 
 def check_number(value: Any, name: str, low: float = 0.0, high: float = math.inf,
                  low_open: bool = False) -> float:
-    """A finite number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
-    flag = f"--{name.replace('_', '-')}"
+    """The option ``name`` as a finite number in ``[low, high]`` (``(low, high]`` with
+    ``low_open``), the interval named in the message."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TutorialError(f"{flag} must be a finite number, got {value!r}")
+        raise TutorialError(f"{_flag(name)} must be a finite number, got {value!r}")
     if value < low or (low_open and value == low) or value > high:
         bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise TutorialError(f"{flag} must lie in {bounds}, got {value!r}")
+        raise TutorialError(f"{_flag(name)} must lie in {bounds}, got {value!r}")
     return float(value)
+
+
+def config_from_args(parser: argparse.ArgumentParser, config_cls: type, argv: Any,
+                     check_config: Callable[[Any], Any]) -> tuple[Any, Path]:
+    """``(config, out folder)`` from the command line: one option per field of the dataclass
+    ``config_cls`` (booleans as ``--x/--no-x``), every value and the ``--out`` folder checked
+    before any work; a bad one stops the program with ``error: ...`` (exit 2)."""
+    for name, field in config_cls.__dataclass_fields__.items():
+        if isinstance(field.default, bool):
+            parser.add_argument(_flag(name), action=argparse.BooleanOptionalAction,
+                                default=field.default)
+        else:
+            parser.add_argument(_flag(name), type=type(field.default), default=field.default)
+    args = vars(parser.parse_args(argv))
+    out = args.pop("out")
+    cfg = config_cls(**args)
+    try:
+        check_config(cfg)
+        check_writable_dir(out)
+    except TutorialError as err:
+        parser.error(str(err))
+    return cfg, out
 
 
 def check_writable_dir(path: Path, name: str = "out") -> Path:

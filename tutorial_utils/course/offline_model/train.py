@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import TutorialError
-from .cli_checks import check_int, check_number, check_writable_dir
+from .cli_checks import check_int, check_number, check_writable_dir, config_from_args
 from .corpus import CorpusConfig, CorpusGenerator, corpus_vocab
 from .evaluate import evaluate_model
 from .tokenizer import make_hf_tokenizer
@@ -267,21 +267,7 @@ def train(cfg: TrainConfig, out_dir: Path, log=print) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[1], allow_abbrev=False)
     p.add_argument("--out", type=Path, default=Path("runs/tiny-attn-tasks"))
-    for name, field in TrainConfig.__dataclass_fields__.items():
-        if isinstance(field.default, bool):
-            p.add_argument(f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
-                           default=field.default)
-        else:
-            p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default),
-                           default=field.default)
-    args = vars(p.parse_args(argv))
-    out = args.pop("out")
-    cfg = TrainConfig(**args)
-    try:  # every argument, and the output folder, before any work
-        check_config(cfg)
-        check_writable_dir(out)
-    except TutorialError as err:
-        p.error(str(err))
+    cfg, out = config_from_args(p, TrainConfig, argv, check_config)
     train(cfg, out)
 
 

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from ...errors import TutorialError
 from ...tasks import sva
 from ...tasks.vocab import SVA_COMPLEMENTS, SVA_NOUNS, SVA_VERBS
-from .cli_checks import check_int, check_number, check_writable_dir
+from .cli_checks import check_int, check_number, check_writable_dir, config_from_args
 from .corpus import CorpusConfig, CorpusGenerator, corpus_vocab
 from .tokenizer import PIECE_PATTERN
 
@@ -488,16 +488,7 @@ def write_card(out_dir: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("--out", type=Path, default=Path("data/models") / MODEL_NAME)
-    for name, field in MLMConfig.__dataclass_fields__.items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default)
-    args = vars(p.parse_args(argv))
-    out = args.pop("out")
-    cfg = MLMConfig(**args)
-    try:  # every argument, and the output folder, before any work
-        check_config(cfg)
-        check_writable_dir(out)
-    except TutorialError as err:
-        p.error(str(err))
+    cfg, out = config_from_args(p, MLMConfig, argv, check_config)
     train(cfg, out)
 
 
