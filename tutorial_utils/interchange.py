@@ -61,7 +61,8 @@ from .validation import check_batch_size
 __all__ = ["ABLATIONS", "Ablation", "AblationRuns", "Direction", "GraphInterventions", "Hook",
            "SingleEdges",
            "SiteInterventions", "ablation_runs", "baseline_metrics", "batches", "capture",
-           "check_ablation", "masked_set", "masked_set_hook",
+           "check_ablation", "is_stream_hook", "masked_set", "masked_set_hook", "replace_hook",
+           "set_activation",
            "default_batch_rows", "model_device", "receiver_gradients_into", "resample_indices",
            "run_stacked", "run_variants", "sender_activations", "stacked_forward"]
 
@@ -179,10 +180,26 @@ def sender_activations(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"
     return out
 
 
-def _write_in_place(x: Tensor, new: Tensor) -> Tensor:
-    """Return ``new``, written into ``x`` as well when possible: on the bridge an out-of-place
-    return at ``hook_resid_mid`` reaches the MLP branch but not the residual skip connection."""
-    if not x.requires_grad:
+#: hook names whose tensor *is* the residual stream: a patch there must reach every reader of the
+#: stream (on the TransformerLens bridge a value returned out of place at ``hook_resid_mid``
+#: reaches the MLP branch but not the skip connection), so it is written in place
+STREAM_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+
+
+def is_stream_hook(name: str) -> bool:
+    """Whether the hook ``name`` is the residual stream itself (``blocks.L.hook_resid_*``)."""
+    return name.rsplit(".", 1)[-1] in STREAM_HOOKS
+
+
+def set_activation(x: Tensor, new: Tensor, name: str) -> Tensor:
+    """What a hook registered at ``name`` returns to replace its activation ``x`` by ``new``.
+
+    A residual-stream hook (:func:`is_stream_hook`) is written in place as well, so the patch
+    reaches the skip connection. Every other hook gets ``new``, a fresh tensor, and ``x`` is never
+    modified: on the bridge ``blocks.L.hook_mlp_in`` (a receiver's input) is the residual stream
+    tensor itself, so an in-place write there would leak the patch down the skip connection into
+    every later component. Under autograd (``x.requires_grad``) nothing is written in place."""
+    if is_stream_hook(name) and not x.requires_grad:
         try:
             x.copy_(new)
             return x
@@ -332,6 +349,7 @@ class GraphInterventions:
                 continue
 
             def s_hook(x: Tensor, hook: Any, sl: slice = sl, per_head: bool = h.per_head,
+                       name: str = h.name,
                        node_mask: Tensor | None = node_mask, senders: Tensor | None = senders,
                        sends: bool = sends) -> Tensor:
                 x5 = _as_nd(x, per_head).reshape(K, B, x.shape[1], sl.stop - sl.start, x.shape[-1])
@@ -339,7 +357,7 @@ class GraphInterventions:
                 out = x
                 if node_mask is not None:
                     x5 = torch.where(node_mask[:, None, None, :, None], s, x5)
-                    out = _write_in_place(x, x5.reshape(x.shape))
+                    out = set_activation(x, x5.reshape(x.shape), name)
                 if sends:
                     diffs[sl.start] = (senders, (s - x5[senders]).float())
                 return out
@@ -434,7 +452,7 @@ class SiteInterventions:
                     stacked[i] = m[name]
             src = self.sources[name]
             src = src if src.shape[0] == 1 else src[examples]
-            hooks.append((name, masked_set_hook(src, stacked)))
+            hooks.append((name, masked_set_hook(src, stacked, name)))
         return hooks
 
 
@@ -453,12 +471,22 @@ def masked_set(act: Float[Tensor, "rows ..."], source: Float[Tensor, "src ..."],
     return torch.where(m, src.to(act.device, act.dtype), a).reshape(act.shape)
 
 
-def masked_set_hook(source: Float[Tensor, "src ..."], mask: Bool[Tensor, "variants ..."]
-                    ) -> Callable[..., Float[Tensor, "rows ..."]]:
-    """A forward hook applying :func:`masked_set` with a fixed source and mask (written in
-    place as well, see :func:`_write_in_place`)."""
+def masked_set_hook(source: Float[Tensor, "src ..."], mask: Bool[Tensor, "variants ..."],
+                    name: str) -> Callable[..., Float[Tensor, "rows ..."]]:
+    """A forward hook, to register at the hook ``name``, applying :func:`masked_set` with a fixed
+    source and mask (written in place only at a residual-stream hook, see
+    :func:`set_activation`)."""
     def hook(act: Tensor, hook: Any = None) -> Tensor:
-        return _write_in_place(act, masked_set(act, source, mask))
+        return set_activation(act, masked_set(act, source, mask), name)
+    return hook
+
+
+def replace_hook(value: Float[Tensor, "rows ..."], name: str) -> Callable[..., Tensor]:
+    """A forward hook, to register at the hook ``name``, replacing its activation by ``value``
+    (reshaped to it; written in place only at a residual-stream hook, see
+    :func:`set_activation`)."""
+    def hook(act: Tensor, hook: Any = None) -> Tensor:
+        return set_activation(act, value.to(act.device, act.dtype).reshape(act.shape), name)
     return hook
 
 

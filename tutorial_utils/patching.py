@@ -279,7 +279,7 @@ def ablate(model: Any, tokens: Int[Tensor, "batch pos"], components: Sequence[Co
     masks = _group_masks(comps, tokens.shape[1], model)
     sources = ablation_sources(model, tokens, list(masks), ablation, corrupted_tokens,
                                reference_tokens, seed)
-    hooks = [(name, masked_set_hook(sources[name], mask.unsqueeze(0)))
+    hooks = [(name, masked_set_hook(sources[name], mask.unsqueeze(0), name))
              for name, mask in masks.items()]
     return stacked_forward(model, tokens, 1, hooks)
 

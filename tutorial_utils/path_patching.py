@@ -58,7 +58,7 @@ from .errors import TutorialError
 from .graph import Edge, Graph
 from .interchange import (Ablation, Direction, Hook, ablation_runs, baseline_metrics, batches,
                           capture, check_ablation, default_batch_rows, masked_set_hook,
-                          run_stacked, run_variants, stacked_forward)
+                          replace_hook, run_stacked, run_variants, stacked_forward)
 from .tasks.base import TaskDataset, check_dataset, metric_of_variants
 from .tasks.metrics import Metric, check_metric, normalize
 from .validation import check_batch_size
@@ -250,12 +250,12 @@ def wang_path_patching(model: Any, data: TaskDataset, senders: Sequence[str] | N
                         node = g.node(s)
                         if node.kind == "head" and node.out_hook == name:
                             value[i, :, :, node.head] = src_acts[name][:, :, node.head]
-                    hooks.append((name, _replace_hook(value.flatten(0, 1))))
+                    hooks.append((name, replace_hook(value.flatten(0, 1), name)))
                 else:
                     mask = torch.tensor([g.node(s).out_hook == name for s in senders[k]])
                     if mask.any():
                         hooks.append((name, masked_set_hook(src_acts[name],
-                                                            mask.view(n, 1, 1))))
+                                                            mask.view(n, 1, 1), name)))
             record: dict[str, Tensor] = {}
             for name in recv_names:
                 def grab(x: Tensor, hook: Any, name: str = name) -> Tensor:
@@ -275,21 +275,14 @@ def wang_path_patching(model: Any, data: TaskDataset, senders: Sequence[str] | N
                     for idx in sel:
                         if idx is not None:
                             mask[:, idx] = True
-                    patch.append((name, masked_set_hook(rec, mask[None].repeat(n, *([1] * mask.ndim)))))
+                    # a receiver's input is patched out of place (set_activation): on the bridge
+                    # hook_mlp_in is the residual stream, which must keep its value
+                    patch.append((name, masked_set_hook(rec, mask[None].repeat(n, *([1] * mask.ndim)),
+                                                        name)))
                 vals = metric_of_variants(metric, stacked_forward(model, base, n, patch), sub, n)
             out[k] += vals.detach().float().cpu() * (len(sub) / N)
     mc, mk = baseline_metrics(model, data, metric, batch_size=len(data))
     return EdgeScores([(s, "+".join(receivers)) for s in senders], out, mc, mk, direction)
-
-
-def _replace_hook(value: Tensor) -> Any:
-    def hook(x: Tensor, hook: Any) -> Tensor:
-        new = value.to(x.device, x.dtype).reshape(x.shape)
-        if not x.requires_grad:
-            x.copy_(new)
-            return x
-        return new  # pragma: no cover
-    return hook
 
 
 @dataclass
