@@ -54,14 +54,17 @@ def test_full_graph_is_one_and_empty_graph_zero(hooked_model, gt, method):
     assert abs(full_e.faithfulness - 1) < 1e-4
 
 
-def test_node_and_edge_circuits_agree_under_resampling(hooked_model, gt):
-    """Under resampling, ablating the nodes outside C equals ablating every edge that does not
-    join two nodes of C (inside nodes read only inside nodes' current outputs)."""
+@pytest.mark.parametrize("ablation", ["corrupted", "resample"])
+def test_node_and_edge_circuits_agree_under_resampling(hooked_model, gt, ablation):
+    """Under interchange (the paired corrupted prompt, or Chan et al.'s resampling of another
+    prompt), ablating the nodes outside C equals ablating every edge that does not join two
+    nodes of C (inside nodes read only inside nodes' current outputs)."""
     nodes = ["embed", "a0.h1", "a1.h3", "m0", "m2", "a3.h0"]
     g = PP.Graph.from_model(hooked_model)
     edges = [(s, r) for s, r in g.edges if s in nodes and g.receiver_node(r) in nodes + ["logits"]]
-    a = circuit_faithfulness(hooked_model, gt, nodes)
-    b = circuit_faithfulness(hooked_model, gt, edges)
+    a = circuit_faithfulness(hooked_model, gt, nodes, ablation=ablation)
+    b = circuit_faithfulness(hooked_model, gt, edges, ablation=ablation)
+    assert a.ablation == b.ablation == ablation
     assert a.kind == "node" and b.kind == "edge"
     assert abs(a.metric_circuit - b.metric_circuit) < ATOL
     assert abs(a.metric_circuit - a.metric_clean) > 1e-4  # the circuit is not trivially the model
