@@ -60,7 +60,7 @@ from .validation import check_batch_size
 
 __all__ = ["ABLATIONS", "Ablation", "AblationRuns", "Direction", "GraphInterventions", "Hook",
            "SingleEdges",
-           "SiteInterventions", "ablation_runs", "baseline_metrics", "batches", "capture",
+           "SiteInterventions", "ablation_runs", "ablation_runs_of_tokens", "ablation_values", "baseline_metrics", "batches", "capture",
            "check_ablation", "is_stream_hook", "masked_set", "masked_set_hook", "replace_hook",
            "set_activation",
            "default_batch_rows", "model_device", "receiver_gradients_into", "resample_indices",
@@ -225,9 +225,21 @@ def ablation_runs(dataset: TaskDataset, ablation: str, direction: str = "noise",
     """The token sets of ``ablation`` on ``dataset``: the base run the interventions act on,
     the per-example source run (``"corrupted"``: the other side of each pair; ``"resample"``:
     another random prompt of the reference set for each example), and the reference set a
-    ``"mean"`` averages."""
+    ``"mean"`` averages (:func:`ablation_runs_of_tokens` on the dataset's prompts)."""
+    return ablation_runs_of_tokens(dataset.clean_tokens, dataset.corrupted_tokens, ablation,
+                                   direction, reference_tokens, seed)
+
+
+def ablation_runs_of_tokens(clean: Int[Tensor, "batch pos"],
+                            corrupted: Int[Tensor, "batch pos"] | None, ablation: str,
+                            direction: str = "noise",
+                            reference_tokens: Int[Tensor, "n pos"] | None = None, seed: int = 0
+                            ) -> AblationRuns:
+    """:func:`ablation_runs` for bare prompts: ``clean`` (the base run of ``direction="noise"``)
+    and their paired ``corrupted`` prompts (needed by ``"corrupted"``, and by ``"mean"`` without
+    ``reference_tokens``: the mean is over the corrupted prompts by default). ``"resample"``
+    draws from ``reference_tokens``, default the clean prompts themselves."""
     check_ablation(ablation, direction)
-    clean, corrupted = dataset.clean_tokens, dataset.corrupted_tokens
     T = clean.shape[1]
     if reference_tokens is not None:
         if not isinstance(reference_tokens, Tensor) or reference_tokens.ndim != 2 or \
@@ -239,15 +251,57 @@ def ablation_runs(dataset: TaskDataset, ablation: str, direction: str = "noise",
         if ablation in ("corrupted", "zero"):
             raise TutorialError(f"reference_tokens are for ablation='mean' or 'resample'; "
                                 f"ablation={ablation!r} does not use them")
+    if corrupted is None and ablation == "corrupted":
+        raise TutorialError("ablation='corrupted' needs corrupted_tokens (the paired prompts)")
+    if corrupted is None and ablation == "mean" and reference_tokens is None:
+        raise TutorialError("ablation='mean' needs reference_tokens or the paired "
+                            "corrupted_tokens: the mean is taken over them at each position")
     if ablation == "corrupted":
         base, other = (clean, corrupted) if direction == "noise" else (corrupted, clean)
         return AblationRuns(base, other, None)
     if ablation == "resample":
         ref = clean if reference_tokens is None else reference_tokens
-        return AblationRuns(clean, ref[resample_indices(len(dataset), ref.shape[0], seed)], None)
+        return AblationRuns(clean, ref[resample_indices(clean.shape[0], ref.shape[0], seed)], None)
     if ablation == "mean":
         return AblationRuns(clean, None, corrupted if reference_tokens is None else reference_tokens)
     return AblationRuns(clean, None, None)
+
+
+#: reference prompts per forward when a ``"mean"`` ablation averages many of them
+MEAN_CHUNK = 64
+
+
+def _tree(f: Callable[..., Tensor], *xs: Any) -> Any:
+    """Apply ``f`` to tensors, or key by key to dicts of tensors."""
+    if isinstance(xs[0], dict):
+        return {k: f(*(x[k] for x in xs)) for k in xs[0]}
+    return f(*xs)
+
+
+def ablation_values(runs: AblationRuns, record: Callable[[Tensor], Any],
+                    examples: slice | None = None, like: Any = None) -> Any:
+    """The values an ablation patches in: the one place they are computed.
+
+    ``record(tokens)`` returns what one forward of ``tokens`` records (a tensor ``[B, ...]`` or a
+    dict of them, e.g. the outputs of every sender of a graph, or the activations at some hooks).
+    Returns, shaped like it: ``"corrupted"``/``"resample"``: ``record`` of the per-example source
+    run (of ``examples`` of it), ``[B, ...]``; ``"mean"``: the per-position mean over the reference
+    prompts, ``[1, ...]`` (``MEAN_CHUNK`` prompts per forward); ``"zero"``: zeros ``[1, ...]``
+    shaped like ``like`` (any recorded value: only its shape, dtype and device are used), or, when
+    ``like`` is None, like the record of one base prompt."""
+    if runs.source is not None:
+        return record(runs.source if examples is None else runs.source[examples])
+    if runs.reference is not None:
+        n = runs.reference.shape[0]
+        if n <= MEAN_CHUNK:
+            return _tree(lambda a: a.mean(0, keepdim=True), record(runs.reference))
+        total = None
+        for b in batches(n, MEAN_CHUNK):  # bounded memory: sums of MEAN_CHUNK prompts at a time
+            part = _tree(lambda a: a.sum(0, keepdim=True), record(runs.reference[b]))
+            total = part if total is None else _tree(torch.add, total, part)
+        return _tree(lambda a: a / n, total)
+    return _tree(lambda a: torch.zeros_like(a[:1]),
+                 record(runs.base[:1]) if like is None else like)
 
 
 class Interventions(Protocol):
@@ -304,22 +358,16 @@ class GraphInterventions:
         if self.values is not None:
             v = self.values.to(model_device(model))
             return v if v.shape[0] == 1 else v[examples]
+        def record(tokens: Tensor) -> Tensor:
+            return sender_activations(model, g, tokens)
         if r.source is not None:
             if self._cached is None or self._cached[0] != examples.start:
-                self._cached = (examples.start, sender_activations(model, g, r.source[examples]))
+                self._cached = (examples.start, ablation_values(r, record, examples))
             return self._cached[1]
         if self._shared is None:
-            T = r.base.shape[1]
-            if r.reference is not None:
-                n = r.reference.shape[0]
-                if n <= 64:
-                    self._shared = sender_activations(model, g, r.reference).mean(0, keepdim=True)
-                else:  # bounded memory: sums of 64 prompts at a time
-                    self._shared = sum(sender_activations(model, g, r.reference[b]).sum(0, keepdim=True)
-                                       for b in batches(n, 64)) / n
-            else:
-                self._shared = torch.zeros(1, T, g.n_forward, model.cfg.d_model,
-                                           device=model_device(model))
+            like = torch.zeros(1, r.base.shape[1], g.n_forward, model.cfg.d_model,
+                               device=model_device(model))
+            self._shared = ablation_values(r, record, like=like)
         return self._shared
 
     def hooks(self, examples: slice, variants: slice) -> list[Hook]:
