@@ -56,6 +56,7 @@ from .graph import Graph
 from .tasks.base import TaskDataset, check_dataset, metric_of_variants
 from .tasks.metrics import Metric, check_metric
 from .model_checks import check_hook_names, check_tokens
+from .names import SITES, STREAM_SITES
 from .validation import check_batch_size
 
 __all__ = ["ABLATIONS", "Ablation", "AblationRuns", "Direction", "GraphInterventions", "Hook",
@@ -183,7 +184,7 @@ def sender_activations(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"
 #: hook names whose tensor *is* the residual stream: a patch there must reach every reader of the
 #: stream (on the TransformerLens bridge a value returned out of place at ``hook_resid_mid``
 #: reaches the MLP branch but not the skip connection), so it is written in place
-STREAM_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+STREAM_HOOKS = tuple(SITES[s][0].rsplit(".", 1)[-1] for s in STREAM_SITES)
 
 
 def is_stream_hook(name: str) -> bool:
@@ -191,7 +192,8 @@ def is_stream_hook(name: str) -> bool:
     return name.rsplit(".", 1)[-1] in STREAM_HOOKS
 
 
-def set_activation(x: Tensor, new: Tensor, name: str) -> Tensor:
+def set_activation(x: Float[Tensor, "batch ..."], new: Float[Tensor, "batch ..."], name: str
+                   ) -> Float[Tensor, "batch ..."]:
     """What a hook registered at ``name`` returns to replace its activation ``x`` by ``new``.
 
     A residual-stream hook (:func:`is_stream_hook`) is written in place as well, so the patch
@@ -278,7 +280,7 @@ def _tree(f: Callable[..., Tensor], *xs: Any) -> Any:
     return f(*xs)
 
 
-def ablation_values(runs: AblationRuns, record: Callable[[Tensor], Any],
+def ablation_values(runs: AblationRuns, record: Callable[[Int[Tensor, "batch pos"]], Any],
                     examples: slice | None = None, like: Any = None) -> Any:
     """The values an ablation patches in: the one place they are computed.
 
@@ -529,7 +531,8 @@ def masked_set_hook(source: Float[Tensor, "src ..."], mask: Bool[Tensor, "varian
     return hook
 
 
-def replace_hook(value: Float[Tensor, "rows ..."], name: str) -> Callable[..., Tensor]:
+def replace_hook(value: Float[Tensor, "rows ..."], name: str
+                 ) -> Callable[..., Float[Tensor, "rows ..."]]:
     """A forward hook, to register at the hook ``name``, replacing its activation by ``value``
     (reshaped to it; written in place only at a residual-stream hook, see
     :func:`set_activation`)."""
