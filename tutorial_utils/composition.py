@@ -334,7 +334,7 @@ def induction_composition_patching(model: Any, prev_heads: Sequence[str] | None 
     variants = [[(p, f"{i}.{k}") for p in prev_heads for i in induction_heads]
                 for k in ("q", "k", "v")]
     vals = edge_patching(model, data, variants)
-    mc, mk = baseline_metrics(model, data, batch_size=len(data))
+    mc, mk = baseline_metrics(model, data)
     effects = {k: 1.0 - float(normalize(v, mc, mk)) for k, v in zip(("q", "k", "v"), vals)}
     return InductionComposition(list(prev_heads), list(induction_heads), mc, mk, effects,
                                 [float(prev[l, h]) for l, h in prev_lh],

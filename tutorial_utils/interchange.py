@@ -59,13 +59,14 @@ from .model_checks import check_hook_names, check_tokens
 from .names import SITES, STREAM_SITES
 from .validation import check_batch_size
 
-__all__ = ["ABLATIONS", "Ablation", "AblationRuns", "Direction", "GraphInterventions", "Hook",
-           "SingleEdges",
-           "SiteInterventions", "ablation_runs", "ablation_runs_of_tokens", "ablation_values", "baseline_metrics", "batches", "capture",
-           "check_ablation", "is_stream_hook", "masked_set", "masked_set_hook", "replace_hook",
-           "set_activation",
-           "default_batch_rows", "model_device", "receiver_gradients_into", "resample_indices",
-           "run_stacked", "run_variants", "sender_activations", "stacked_forward"]
+__all__ = ["ABLATIONS", "Ablation", "AblationRuns", "Direction", "GraphInterventions",
+           "Hook", "SingleEdges", "SiteInterventions", "ablation_runs",
+           "ablation_runs_of_tokens", "ablation_values", "baseline_metrics", "batches",
+           "capture", "check_ablation", "default_batch_rows", "examples_per_forward",
+           "is_stream_hook", "masked_set", "masked_set_hook", "metric_of_run",
+           "model_device", "receiver_gradients_into", "replace_hook",
+           "resample_indices", "run_stacked", "run_variants", "sender_activations",
+           "set_activation", "stacked_forward"]
 
 Ablation = Literal["corrupted", "resample", "mean", "zero"]
 Direction = Literal["noise", "denoise"]
@@ -584,17 +585,31 @@ class _NoIntervention:
         return []
 
 
+def examples_per_forward(model: Any, dataset: TaskDataset, batch_size: int | None = None) -> int:
+    """``batch_size`` (checked) when given, else as many examples as :func:`default_batch_rows`'
+    logits budget allows (at most the whole dataset)."""
+    if batch_size is not None:
+        check_batch_size(batch_size)
+        return batch_size
+    return min(len(dataset), default_batch_rows(dataset.seq_len, model.cfg.d_vocab))
+
+
+def metric_of_run(model: Any, dataset: TaskDataset, tokens: Int[Tensor, "examples pos"],
+                  metric: Metric | None = None, batch_size: int | None = None) -> float:
+    """The metric (mean over the dataset) of the unmodified model run on ``tokens`` (the
+    dataset's clean or corrupted prompts); ``batch_size`` default: the logits budget."""
+    return float(run_stacked(model, dataset, _NoIntervention(), tokens, metric=metric,
+                             batch_size=examples_per_forward(model, dataset, batch_size))[0])
+
+
 def baseline_metrics(model: Any, dataset: TaskDataset, metric: Metric | None = None,
-                     batch_size: int = 32) -> tuple[float, float]:
+                     batch_size: int | None = None) -> tuple[float, float]:
     """``(metric on the clean prompts, metric on the corrupted prompts)`` of the unmodified
-    model (means over the dataset)."""
+    model (means over the dataset; ``batch_size`` examples per forward, default the budget of
+    :func:`examples_per_forward`)."""
     check_dataset(dataset, model)
-    none = _NoIntervention()
-    clean = run_stacked(model, dataset, none, dataset.clean_tokens, metric=metric,
-                        batch_size=batch_size)
-    corrupted = run_stacked(model, dataset, none, dataset.corrupted_tokens, metric=metric,
-                            batch_size=batch_size)
-    return float(clean[0]), float(corrupted[0])
+    return (metric_of_run(model, dataset, dataset.clean_tokens, metric, batch_size),
+            metric_of_run(model, dataset, dataset.corrupted_tokens, metric, batch_size))
 
 
 def run_variants(model: Any, graph: Graph, dataset: TaskDataset,
@@ -636,13 +651,18 @@ def receiver_gradients_into(model: Any, graph: Graph, tokens: Int[Tensor, "batch
                             value_of_logits: Callable[[Float[Tensor, "batch pos vocab"]],
                                                       Float[Tensor, ""]],
                             out: Float[Tensor, "batch pos receiver d_model"],
-                            embed: Float[Tensor, "batch pos d_model"] | None = None) -> None:
+                            embed: Float[Tensor, "batch pos d_model"] | None = None,
+                            minus_senders: Float[Tensor, "batch pos sender d_model"] | None = None
+                            ) -> None:
     """Add ``∂ value / ∂ in_r`` for every receiver ``r`` to ``out`` (the one running sum of
     gradients), where ``value = value_of_logits(logits)`` is a scalar.
 
     ``embed`` replaces the ``embed`` node's output (how EAP-IG walks between the corrupted and
     clean embeddings). The embedding is made a leaf that requires grad, so gradients reach every
-    receiver even if the model's parameters are frozen."""
+    receiver even if the model's parameters are frozen. ``minus_senders`` ``[B, T, n_forward, D]``,
+    when given, has what every sender writes in this forward (:func:`sender_activations`)
+    subtracted from it in place: EAP's ``Δ = out(corrupted) - out(clean)`` is finished in the
+    clean forward that takes the gradients, with no second clean forward and no extra buffer."""
     held: list[tuple[slice, bool, Tensor]] = []
 
     def set_input(x: Tensor, hook: Any) -> Tensor:
@@ -650,6 +670,13 @@ def receiver_gradients_into(model: Any, graph: Graph, tokens: Int[Tensor, "batch
         return x.detach().requires_grad_(True)
 
     hooks: list[Hook] = [(graph.node("embed").out_hook, set_input)]  # type: ignore[list-item]
+    if minus_senders is not None:
+        for h in graph.sender_hooks():
+            def subtract(x: Tensor, hook: Any, sl: slice = h.index, per_head: bool = h.per_head,
+                         into: Tensor = minus_senders) -> Tensor:
+                into[:, :, sl] -= _as_nd(x.detach(), per_head).float()
+                return x
+            hooks.append((h.name, subtract))  # type: ignore[arg-type]
     for r in graph.receiver_hooks():
         def hook(x: Tensor, hook: Any, sl: slice = r.index, per_head: bool = r.per_head) -> Tensor:
             # A fresh tensor: the bridge feeds hook_mlp_in's output to ln2 only, but the

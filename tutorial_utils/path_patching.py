@@ -57,8 +57,8 @@ from torch import Tensor
 from .errors import TutorialError
 from .graph import Edge, Graph
 from .interchange import (Ablation, Direction, Hook, ablation_runs, baseline_metrics, batches,
-                          capture, check_ablation, default_batch_rows, masked_set_hook,
-                          replace_hook, run_stacked, run_variants, stacked_forward)
+                          capture, default_batch_rows, examples_per_forward, masked_set_hook,
+                          replace_hook, run_variants, stacked_forward)
 from .tasks.base import TaskDataset, check_dataset, metric_of_variants
 from .tasks.metrics import Metric, check_metric, normalize
 from .validation import check_batch_size
@@ -82,6 +82,7 @@ def edge_patching(
     reference_tokens: Int[Tensor, "n pos"] | None = None,
     seed: int = 0,
     batch_rows: int | None = None,
+    batch_size: int | None = None,
     progress: bool = False,
 ) -> Float[Tensor, " variants"] | Float[Tensor, "variants examples"]:
     """The metric with each variant's edges patched together: ``[n_variants]`` (``[n, B]``).
@@ -90,7 +91,9 @@ def edge_patching(
     ``input_R + (out_S(ablated) - out_S(current))``; the ablated value follows the one
     vocabulary (:mod:`tutorial_utils.interchange`): by default the paired corrupted run (with
     ``direction="denoise"`` the base is the corrupted run and the source the clean one). All
-    variants are stacked along the batch (``batch_rows`` rows per forward).
+    variants are stacked along the batch (``batch_rows`` rows per forward), ``batch_size``
+    examples at a time (default: as many as the logits budget allows,
+    :func:`tutorial_utils.interchange.examples_per_forward`).
     """
     check_dataset(data, model, "data")
     if isinstance(variants, (str, tuple)):
@@ -103,13 +106,14 @@ def edge_patching(
     if not variants:
         return torch.zeros(0)
     rows = batch_rows or default_batch_rows(data.seq_len, model.cfg.d_vocab)
+    bs = examples_per_forward(model, data, batch_size)
     out = []
     for start in range(0, len(variants), VARIANT_BLOCK):
         removed = torch.stack([g.edge_mask(v) for v in variants[start:start + VARIANT_BLOCK]])
         out.append(run_variants(model, g, data, removed, ablation=ablation, direction=direction,
                                 metric=metric, per_example=per_example,
                                 reference_tokens=reference_tokens, seed=seed,
-                                batch_size=len(data), max_sequences=max(rows, len(data)),
+                                batch_size=bs, max_sequences=max(rows, bs),
                                 progress=progress, desc="edge patching"))
     return torch.cat(out)
 
@@ -145,7 +149,7 @@ def edge_patching_sweep(model: Any, data: TaskDataset, edges: Sequence[Edge] | N
     edges = g.check_edges(edges) if edges is not None else g.edges
     vals = edge_patching(model, data, [[e] for e in edges], metric=metric, direction=direction,
                          **kwargs)
-    mc, mk = baseline_metrics(model, data, metric, batch_size=len(data))
+    mc, mk = baseline_metrics(model, data, metric, batch_size=kwargs.get("batch_size"))
     return EdgeScores(list(edges), vals, mc, mk, direction)
 
 
@@ -186,7 +190,7 @@ def path_patching(model: Any, data: TaskDataset, senders: Sequence[str] | None,
             keep.append(s)
             variants.append(v)
     vals = edge_patching(model, data, variants, metric=metric, direction=direction, **kwargs)
-    mc, mk = baseline_metrics(model, data, metric, batch_size=len(data))
+    mc, mk = baseline_metrics(model, data, metric, batch_size=kwargs.get("batch_size"))
     return EdgeScores([(s, "+".join(receivers)) for s in keep], vals, mc, mk, direction)
 
 
@@ -230,13 +234,19 @@ def wang_path_patching(model: Any, data: TaskDataset, senders: Sequence[str] | N
     recv_names = sorted({name for name, _ in recv})
     K, N = len(senders), len(data)
     out = torch.zeros(K)
+    baseline = [0.0, 0.0]  # the metric of the base and source runs
     bs = min(batch_size, N)
     for b in batches(N, bs):
         sub = data if (b.start, b.stop) == (0, N) else data.subset(b)
         base, source = runs.base[b], runs.source[b]
         names = sorted({g.node(s).out_hook for s in senders} | {h.name for h in head_hooks})
-        base_acts = capture(model, base, names)[1]
-        src_acts = capture(model, source, names)[1]
+        base_logits, base_acts = capture(model, base, names)
+        src_logits, src_acts = capture(model, source, names)
+        # the unpatched metrics come from the same two runs (base, source) = (clean, corrupted)
+        # for noising, (corrupted, clean) for denoising
+        for j, lg in enumerate((base_logits, src_logits)):
+            baseline[j] += float(metric_of_variants(metric, lg, sub, 1)[0]) * (len(sub) / N)
+        del base_logits, src_logits
         for k in batches(K, max(1, max_sequences // len(sub))):
             n = k.stop - k.start
             hooks: list[Hook] = []
@@ -281,7 +291,7 @@ def wang_path_patching(model: Any, data: TaskDataset, senders: Sequence[str] | N
                                                         name)))
                 vals = metric_of_variants(metric, stacked_forward(model, base, n, patch), sub, n)
             out[k] += vals.detach().float().cpu() * (len(sub) / N)
-    mc, mk = baseline_metrics(model, data, metric, batch_size=len(data))
+    mc, mk = baseline if direction == "noise" else baseline[::-1]
     return EdgeScores([(s, "+".join(receivers)) for s in senders], out, mc, mk, direction)
 
 
