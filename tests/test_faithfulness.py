@@ -127,3 +127,21 @@ def test_subset_minimality_is_wang_et_al_definition(hooked_model, gt):
         assert greedy.score[v] <= ex.score[v] + ATOL
         assert abs(ex.score_empty_subset[v] - abs(empty[v])) < ATOL
         assert ex.score[v] >= ex.score_empty_subset[v] - ATOL
+
+
+def test_batch_size_changes_no_result(hooked_model, gt):
+    """batch_size (default: the logits budget) only splits the forwards: means of batch means
+    weighted by size are the dataset means."""
+    nodes = ["embed", "a0.h1", "m0", "m2"]
+    a = circuit_faithfulness(hooked_model, gt, nodes)
+    b = circuit_faithfulness(hooked_model, gt, nodes, batch_size=3)
+    for x, y in ((a.metric_circuit, b.metric_circuit), (a.metric_clean, b.metric_clean),
+                 (a.metric_corrupted, b.metric_corrupted), (a.metric_empty, b.metric_empty)):
+        assert abs(x - y) < 1e-6
+    edges = [("a0.h1", "logits"), ("m0", "a2.h1.v")]
+    torch.testing.assert_close(PP.edge_patching(hooked_model, gt, [[e] for e in edges]),
+                               PP.edge_patching(hooked_model, gt, [[e] for e in edges],
+                                                batch_size=3), atol=1e-6, rtol=0)
+    m1 = minimality_scores(hooked_model, gt, nodes)
+    m3 = minimality_scores(hooked_model, gt, nodes, batch_size=3)
+    assert all(abs(m1[v] - m3[v]) < 1e-6 for v in nodes)

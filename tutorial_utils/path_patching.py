@@ -207,7 +207,8 @@ def wang_path_patching(model: Any, data: TaskDataset, senders: Sequence[str] | N
     2. Base prompts; each receiver input replaced by its recorded value; everything downstream
        recomputes. The metric of this run is the sender's path-patched value.
 
-    Senders are ``"aL.hH"`` or ``"mL"``; receivers are head inputs ``"aL.hH.q|k|v"``, MLP inputs
+    Senders are ``"aL.hH"`` or ``"mL"`` (``None``: every head and MLP; ``"embed"`` is refused);
+    receivers are head inputs ``"aL.hH.q|k|v"``, MLP inputs
     ``"mL"`` or ``"logits"``. All senders are stacked along the batch in both runs. Returns an
     :class:`EdgeScores` like :func:`path_patching` (same senders skipped: those not upstream of
     any receiver).
@@ -217,6 +218,10 @@ def wang_path_patching(model: Any, data: TaskDataset, senders: Sequence[str] | N
     check_batch_size(batch_size)
     g = Graph.from_model(model)
     g.check_model(model)
+    if senders is not None and "embed" in ([senders] if isinstance(senders, str) else senders):
+        raise TutorialError("wang_path_patching: senders are heads 'aL.hH' and MLPs 'mL'; "
+                            "'embed' is not one (its output is every prompt's difference: "
+                            "patch it with path_patching, the edge-level definition)")
     senders, receivers = _senders_receivers(g, senders, receivers)
     senders = [s for s in senders if s != "embed" and any(g.is_edge(s, r) for r in receivers)]
     runs = ablation_runs(data, "corrupted", direction)
