@@ -131,6 +131,8 @@ def test_circuit_and_component_specs_are_checked(hooked_model, gt):
         edge_patching(hooked_model, gt, ("a0.h0", "logits"))
     with pytest.raises(TutorialError, match="receivers is empty"):
         wang_path_patching(hooked_model, gt, ["a0.h0"], [])
+    with pytest.raises(TutorialError, match="'embed' is not one"):
+        wang_path_patching(hooked_model, gt, ["embed", "a0.h0"], ["logits"])
     with pytest.raises(TutorialError, match="greedy"):
         subset_minimality(hooked_model, gt, ["a0.h0"], search="random")
 

@@ -123,6 +123,10 @@ def test_bad_inputs_are_refused_clearly(tiny):
         C.composition_score(model, (0, 0), (1, 2), "x")
     with pytest.raises(ValueError, match="layer"):
         C.composition_score(model, (0, 0), (5, 2), "q")
+    with pytest.raises(ValueError, match="layer"):
+        C.ov_matrix(model, True, 0)  # a bool is not a layer index (model_checks.check_head)
+    torch.testing.assert_close(C.qk_matrix(model, -1, -1),
+                               C.qk_matrix(model, model.cfg.n_layers - 1, model.cfg.n_heads - 1))
     with pytest.raises(ValueError, match="empty"):
         C.copying_scores(model, [])
     with pytest.raises(ValueError, match="token ids"):

@@ -54,14 +54,17 @@ def test_full_graph_is_one_and_empty_graph_zero(hooked_model, gt, method):
     assert abs(full_e.faithfulness - 1) < 1e-4
 
 
-def test_node_and_edge_circuits_agree_under_resampling(hooked_model, gt):
-    """Under resampling, ablating the nodes outside C equals ablating every edge that does not
-    join two nodes of C (inside nodes read only inside nodes' current outputs)."""
+@pytest.mark.parametrize("ablation", ["corrupted", "resample"])
+def test_node_and_edge_circuits_agree_under_resampling(hooked_model, gt, ablation):
+    """Under interchange (the paired corrupted prompt, or Chan et al.'s resampling of another
+    prompt), ablating the nodes outside C equals ablating every edge that does not join two
+    nodes of C (inside nodes read only inside nodes' current outputs)."""
     nodes = ["embed", "a0.h1", "a1.h3", "m0", "m2", "a3.h0"]
     g = PP.Graph.from_model(hooked_model)
     edges = [(s, r) for s, r in g.edges if s in nodes and g.receiver_node(r) in nodes + ["logits"]]
-    a = circuit_faithfulness(hooked_model, gt, nodes)
-    b = circuit_faithfulness(hooked_model, gt, edges)
+    a = circuit_faithfulness(hooked_model, gt, nodes, ablation=ablation)
+    b = circuit_faithfulness(hooked_model, gt, edges, ablation=ablation)
+    assert a.ablation == b.ablation == ablation
     assert a.kind == "node" and b.kind == "edge"
     assert abs(a.metric_circuit - b.metric_circuit) < ATOL
     assert abs(a.metric_circuit - a.metric_clean) > 1e-4  # the circuit is not trivially the model
@@ -124,3 +127,21 @@ def test_subset_minimality_is_wang_et_al_definition(hooked_model, gt):
         assert greedy.score[v] <= ex.score[v] + ATOL
         assert abs(ex.score_empty_subset[v] - abs(empty[v])) < ATOL
         assert ex.score[v] >= ex.score_empty_subset[v] - ATOL
+
+
+def test_batch_size_changes_no_result(hooked_model, gt):
+    """batch_size (default: the logits budget) only splits the forwards: means of batch means
+    weighted by size are the dataset means."""
+    nodes = ["embed", "a0.h1", "m0", "m2"]
+    a = circuit_faithfulness(hooked_model, gt, nodes)
+    b = circuit_faithfulness(hooked_model, gt, nodes, batch_size=3)
+    for x, y in ((a.metric_circuit, b.metric_circuit), (a.metric_clean, b.metric_clean),
+                 (a.metric_corrupted, b.metric_corrupted), (a.metric_empty, b.metric_empty)):
+        assert abs(x - y) < 1e-6
+    edges = [("a0.h1", "logits"), ("m0", "a2.h1.v")]
+    torch.testing.assert_close(PP.edge_patching(hooked_model, gt, [[e] for e in edges]),
+                               PP.edge_patching(hooked_model, gt, [[e] for e in edges],
+                                                batch_size=3), atol=1e-6, rtol=0)
+    m1 = minimality_scores(hooked_model, gt, nodes)
+    m3 = minimality_scores(hooked_model, gt, nodes, batch_size=3)
+    assert all(abs(m1[v] - m3[v]) < 1e-6 for v in nodes)

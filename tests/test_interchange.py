@@ -106,6 +106,13 @@ def test_patching_ablate_uses_the_same_vocabulary(hooked_model, gt):
                      reference_tokens=gt.corrupted_tokens if ablation == "mean" else None)
         b = run_variants(hooked_model, g, gt, patched=g.node_mask(["a1.h3"]), ablation=ablation)
         assert abs(float(gt.metric(a)) - float(b[0])) < ATOL, ablation
+    # the same defaults: a mean over the paired corrupted prompts when no reference is given
+    a = P.ablate(hooked_model, gt.clean_tokens, ["a1.h3"], "mean",
+                 corrupted_tokens=gt.corrupted_tokens)
+    b = run_variants(hooked_model, g, gt, patched=g.node_mask(["a1.h3"]), ablation="mean")
+    assert abs(float(gt.metric(a)) - float(b[0])) < ATOL
+    with pytest.raises(ValueError, match="reference_tokens or the paired"):
+        P.ablate(hooked_model, gt.clean_tokens, ["a1.h3"], "mean")
 
 
 def test_node_and_out_edge_masks_agree_and_stack(hooked_model, gt, graph):

@@ -5,6 +5,8 @@ activations to one receiver input, and node patching (tutorial_utils.patching.ab
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -140,49 +142,75 @@ def test_variant_blocks_change_nothing(hooked_model, gt, graph, monkeypatch):
 
 
 # --- Wang et al.'s path patching ------------------------------------------------------------
-def _wang_by_hand(model, ds, sender, receiver_hook, receiver_head):
-    """Wang et al.'s two runs written with plain hooks: run 1 on the clean prompts with the
-    sender's output from the corrupted run and every other head's output frozen at its clean
-    value (MLPs recompute), recording the receiver's input; run 2 on the clean prompts with that
-    input patched in. Returns the task metric of run 2."""
+def _wang_by_hand(model, ds, sender, receiver_hook, receiver_head, direction="noise"):
+    """Wang et al.'s two runs written with plain hooks: run 1 on the base prompts (clean; the
+    corrupted ones with ``direction="denoise"``) with the sender's output (a head's
+    ``hook_result`` slice or an MLP's ``hook_mlp_out``) from the other run and every other head's
+    output frozen at its base value (MLPs recompute), recording the receiver's input; run 2 on the
+    base prompts with that input (one head's slice, or all of it for ``receiver_head=None``)
+    patched in, returned as a new tensor. Returns the task metric of run 2."""
     L = model.cfg.n_layers
     res = [f"blocks.{l}.attn.hook_result" for l in range(L)]
+    base_tok, src_tok = ((ds.clean_tokens, ds.corrupted_tokens) if direction == "noise"
+                         else (ds.corrupted_tokens, ds.clean_tokens))
+    mlp_sender = sender.startswith("m")
+    s_hook = (f"blocks.{int(sender[1:])}.hook_mlp_out" if mlp_sender
+              else res[int(sender[1:].split(".")[0])])
+    wanted = set(res) | {s_hook}
     with torch.no_grad():
-        _, clean = model.run_with_cache(ds.clean_tokens, names_filter=lambda n: n in res)
-        _, corr = model.run_with_cache(ds.corrupted_tokens, names_filter=lambda n: n in res)
-    s_layer, s_head = int(sender[1:].split(".")[0]), int(sender.split(".h")[1])
+        _, base = model.run_with_cache(base_tok, names_filter=lambda n: n in wanted)
+        _, src = model.run_with_cache(src_tok, names_filter=lambda n: n in wanted)
     rec = {}
 
-    def freeze(x, hook):
-        new = clean[hook.name].clone() if hook.name in clean else None
-        name = next(n for n in res if n == hook.name) if new is None else hook.name
-        new = clean[name].clone()
-        if name == res[s_layer]:
-            new[:, :, s_head] = corr[name][:, :, s_head]
-        x.copy_(new)
-        return x
+    def freeze_heads(x, hook, name):
+        new = base[name].clone()
+        if name == s_hook:
+            h = int(sender.split(".h")[1])
+            new[:, :, h] = src[name][:, :, h]
+        return new
+
+    def mlp_from_source(x, hook):
+        return src[s_hook].clone()
 
     def record(x, hook):
         rec["x"] = x.detach().clone()
         return x
 
-    hooks = [(n, freeze) for n in res] + [(receiver_hook, record)]
-    with torch.no_grad():
-        model.run_with_hooks(ds.clean_tokens, fwd_hooks=hooks)
+    hooks = [(n, functools.partial(freeze_heads, name=n)) for n in res]
+    if mlp_sender:
+        hooks.append((s_hook, mlp_from_source))
+    hooks.append((receiver_hook, record))
 
-        def patch(x, hook):
-            x = x.clone()
-            x[:, :, receiver_head] = rec["x"][:, :, receiver_head]
-            return x
-        logits = model.run_with_hooks(ds.clean_tokens, fwd_hooks=[(receiver_hook, patch)])
+    def patch(x, hook):
+        new = x.clone()
+        if receiver_head is None:
+            new[:] = rec["x"]
+        else:
+            new[:, :, receiver_head] = rec["x"][:, :, receiver_head]
+        return new
+    with torch.no_grad():
+        model.run_with_hooks(base_tok, fwd_hooks=hooks)
+        logits = model.run_with_hooks(base_tok, fwd_hooks=[(receiver_hook, patch)])
     return float(ds.metric(logits))
 
 
-def test_wang_path_patching_equals_its_two_runs_written_by_hand(hooked_model, gt):
-    res = PP.wang_path_patching(hooked_model, gt, ["a0.h1", "a1.h2"], ["a2.h3.q"])
+@pytest.mark.parametrize("senders,receiver,hook,head,direction", [
+    (["a0.h1", "a1.h2"], "a2.h3.q", "blocks.2.hook_q_input", 3, "noise"),
+    # an MLP receiver: on the bridge hook_mlp_in is the residual stream itself (an in-place
+    # patch there leaked down the skip connection: a0.h0 -> m3 read -0.195 instead of 0.239)
+    (["a0.h0", "a0.h1", "a1.h2", "a2.h3"], "m3", "blocks.3.hook_mlp_in", None, "noise"),
+    (["a0.h1", "m1"], "a2.h3.v", "blocks.2.hook_v_input", 3, "noise"),
+    (["a0.h2", "m0", "a1.h0"], "a2.h1.k", "blocks.2.hook_k_input", 1, "noise"),
+    (["m1", "a1.h3"], "m2", "blocks.2.hook_mlp_in", None, "denoise"),
+    (["a0.h1", "m1"], "a2.h3.v", "blocks.2.hook_v_input", 3, "denoise"),
+])
+def test_wang_path_patching_equals_its_two_runs_written_by_hand(hooked_model, gt, senders,
+                                                                 receiver, hook, head, direction):
+    res = PP.wang_path_patching(hooked_model, gt, senders, [receiver], direction=direction)
+    assert [s for s, _ in res.edges] == senders
     for (sender, _), value in zip(res.edges, res.values):
-        want = _wang_by_hand(hooked_model, gt, sender, "blocks.2.hook_q_input", 3)
-        assert abs(float(value) - want) < ATOL, sender
+        want = _wang_by_hand(hooked_model, gt, sender, hook, head, direction)
+        assert abs(float(value) - want) < ATOL, (sender, receiver, direction)
 
 
 def test_wang_and_edge_path_patching_agree_without_mlps():

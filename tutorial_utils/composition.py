@@ -47,9 +47,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .errors import TutorialError
-from .induction import induction_scores_from_patterns, model_repeated_tokens
+from .induction import attention_patterns, induction_scores_from_patterns, model_repeated_tokens
 from .interchange import baseline_metrics
-from .names import head_name, hook_name, kv_head, n_kv_heads, parse_head
+from .model_checks import check_head
+from .names import head_name, kv_head, n_kv_heads, parse_head
 from .path_patching import edge_patching
 from .tasks.base import TaskDataset
 from .tasks.metrics import normalize
@@ -77,14 +78,6 @@ __all__ = [
 Kind = Literal["q", "k", "v"]
 
 
-def _check_head(model: Any, layer: int, head: int) -> None:
-    L, H = model.cfg.n_layers, model.cfg.n_heads
-    if not (isinstance(layer, int) and 0 <= layer < L):
-        raise TutorialError(f"layer must be an int in [0, {L}), got {layer!r}")
-    if not (isinstance(head, int) and 0 <= head < H):
-        raise TutorialError(f"head must be an int in [0, {H}), got {head!r}")
-
-
 def _shared_kv(W: Tensor, model: Any, layer: int, head: int) -> Tensor:
     """``W_K``/``W_V`` of the key/value head that query head ``head`` reads (its own without
     grouped-query attention)."""
@@ -95,13 +88,13 @@ def _shared_kv(W: Tensor, model: Any, layer: int, head: int) -> Tensor:
 
 def ov_matrix(model: Any, layer: int, head: int) -> Float[Tensor, "d_model d_model"]:
     """``W_V @ W_O`` of one head: ``[d_model, d_model]`` (row vectors: ``x @ W_OV``)."""
-    _check_head(model, layer, head)
+    layer, head = check_head(model, layer, head)
     return (_shared_kv(model.W_V, model, layer, head) @ model.W_O[layer, head]).detach()
 
 
 def qk_matrix(model: Any, layer: int, head: int) -> Float[Tensor, "d_model d_model"]:
     """``W_Q @ W_K^T`` of one head: ``[d_model, d_model]`` (score = ``x_q @ W_QK @ x_k^T``)."""
-    _check_head(model, layer, head)
+    layer, head = check_head(model, layer, head)
     return (model.W_Q[layer, head] @ _shared_kv(model.W_K, model, layer, head).T).detach()
 
 
@@ -117,9 +110,8 @@ def composition_score(model: Any, earlier: tuple[int, int], later: tuple[int, in
                       kind: Kind) -> float:
     """Elhage et al.'s Q/K/V-composition score of head ``earlier`` = (layer, head) into head
     ``later`` (formulas in the module docstring). ``earlier`` must sit in a lower layer."""
-    (la, ha), (lb, hb) = earlier, later
-    _check_head(model, la, ha)
-    _check_head(model, lb, hb)
+    la, ha = check_head(model, *earlier)
+    lb, hb = check_head(model, *later)
     if kind not in ("q", "k", "v"):
         raise TutorialError(f"kind must be 'q', 'k' or 'v', got {kind!r}")
     if la >= lb:
@@ -206,21 +198,13 @@ def copying_scores(model: Any, token_ids: Sequence[int] | Int[Tensor, " n"], neg
     return out
 
 
-def _patterns(model: Any, tokens: Tensor) -> Tensor:
-    """Every layer's attention patterns in one forward pass: ``[L, B, H, q, k]``."""
-    names = [hook_name("pattern", l) for l in range(model.cfg.n_layers)]
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
-    return torch.stack([cache[n] for n in names])
-
-
 def previous_token_scores(model: Any, tokens: Int[Tensor, "batch pos"],
                           patterns: Float[Tensor, "layer batch head query key"] | None = None
                           ) -> Float[Tensor, "layer head"]:
     """``[L, H]``: mean attention from each position to the one before it (positions 2..T-1,
     skipping the BOS column so that a head resting on BOS does not count). ``patterns`` (from
     one forward pass, ``[L, B, H, q, k]``) may be passed to avoid running the model again."""
-    pats = _patterns(model, tokens) if patterns is None else patterns
+    pats = attention_patterns(model, tokens) if patterns is None else patterns
     q = torch.arange(2, tokens.shape[1], device=pats.device)
     return pats[..., q, q - 1].mean(dim=(1, -1)).cpu()
 
@@ -254,7 +238,7 @@ def induction_classes(model: Any, tokens: Int[Tensor, "batch pos"], seq_len: int
     (else the best one). Previous-token heads: the heads below the lowest induction head with
     previous-token score >= ``prev_threshold`` (else the best one there). ``tokens`` are
     ``BOS + r + r`` with ``len(r) = seq_len``; both scores come from one forward pass."""
-    pats = _patterns(model, tokens)
+    pats = attention_patterns(model, tokens)
     ind = induction_scores_from_patterns(pats, seq_len).cpu()
     prev = previous_token_scores(model, tokens, pats)
     L, H = ind.shape
@@ -308,18 +292,15 @@ def induction_composition_patching(model: Any, prev_heads: Sequence[str] | None 
     ind, prev = classes.induction_scores, classes.prev_token_scores
     if induction_heads is None:
         induction_heads = classes.induction_heads
-    ind_lh = [parse_head(h) for h in induction_heads]
-    for l, h in ind_lh:
-        _check_head(model, l, h)
+    ind_lh = [check_head(model, *parse_head(h)) for h in induction_heads]
     lowest = min(l for l, _ in ind_lh)
     if lowest == 0:
         raise TutorialError("an induction head in layer 0 has no earlier head to compose with")
     if prev_heads is None:
         prev_heads = [h for h in classes.prev_heads if parse_head(h)[0] < lowest] or \
             top_heads(prev[:lowest], 1)
-    prev_lh = [parse_head(h) for h in prev_heads]
+    prev_lh = [check_head(model, *parse_head(h)) for h in prev_heads]
     for l, h in prev_lh:
-        _check_head(model, l, h)
         if l >= lowest:
             raise TutorialError(f"previous-token head {head_name(l, h)} must sit below every "
                              f"induction head (lowest induction layer {lowest})")
@@ -334,7 +315,7 @@ def induction_composition_patching(model: Any, prev_heads: Sequence[str] | None 
     variants = [[(p, f"{i}.{k}") for p in prev_heads for i in induction_heads]
                 for k in ("q", "k", "v")]
     vals = edge_patching(model, data, variants)
-    mc, mk = baseline_metrics(model, data, batch_size=len(data))
+    mc, mk = baseline_metrics(model, data)
     effects = {k: 1.0 - float(normalize(v, mc, mk)) for k, v in zip(("q", "k", "v"), vals)}
     return InductionComposition(list(prev_heads), list(induction_heads), mc, mk, effects,
                                 [float(prev[l, h]) for l, h in prev_lh],
@@ -389,4 +370,4 @@ def attention_between(model: Any, tokens: Int[Tensor, "batch pos"], query_pos: I
     b = torch.arange(tokens.shape[0])
     # per layer, pattern[b, :, q_b, k_b] is [B, H] (the indexed axes come first)
     return torch.stack([p[b, :, query_pos, key_pos].mean(0)
-                        for p in _patterns(model, tokens)]).cpu()
+                        for p in attention_patterns(model, tokens)]).cpu()

@@ -48,7 +48,8 @@ from torch import Tensor
 
 from .errors import TutorialError
 from .graph import Graph
-from .interchange import Ablation, baseline_metrics, check_ablation, run_variants
+from .interchange import (Ablation, check_ablation, examples_per_forward, metric_of_run,
+                          run_variants)
 from .tasks.base import TaskDataset, check_dataset
 from .tasks.metrics import Metric, normalize
 
@@ -160,7 +161,8 @@ def circuit_faithfulness(model: Any, data: TaskDataset, circuit: Any, *,
                          ablation: Ablation = "corrupted",
                          reference_tokens: Int[Tensor, "n pos"] | None = None, seed: int = 0,
                          metric: Metric | None = None,
-                         on_degenerate: Literal["nan", "raise"] = "nan") -> FaithfulnessResult:
+                         on_degenerate: Literal["nan", "raise"] = "nan",
+                         batch_size: int | None = None) -> FaithfulnessResult:
     """Ablate everything outside ``circuit`` and compare the metric with the full model's.
 
     Args:
@@ -172,6 +174,8 @@ def circuit_faithfulness(model: Any, data: TaskDataset, circuit: Any, *,
         ablation: ``"corrupted"`` (from the paired corrupted prompt, default), ``"resample"``
             (from other random prompts), ``"mean"`` (per-position mean over
             ``reference_tokens``, default the corrupted prompts) or ``"zero"``.
+        batch_size: examples per forward (default: as many as the logits budget allows,
+            :func:`tutorial_utils.interchange.examples_per_forward`).
 
     Returns:
         :class:`FaithfulnessResult` with
@@ -181,18 +185,19 @@ def circuit_faithfulness(model: Any, data: TaskDataset, circuit: Any, *,
     check_dataset(data, model, "data")
     g = Graph.from_model(model)
     kind, mask = _circuit_mask(g, circuit)
-    m_corr = baseline_metrics(model, data, metric, batch_size=len(data))[1]
+    bs = examples_per_forward(model, data, batch_size)
+    m_corr = metric_of_run(model, data, data.corrupted_tokens, metric, bs)
     if kind == "edge":
         vals, m_clean, m_empty = masks_faithfulness(model, g, data, mask, ablation=ablation,
                                                     reference_tokens=reference_tokens, seed=seed,
-                                                    metric=metric, batch_size=len(data))
+                                                    metric=metric, batch_size=bs)
         m_circ, size = float(vals[0]), int(mask.sum())
     else:
         every = torch.ones(g.n_forward, dtype=torch.bool)
         patched = torch.stack([~mask, torch.zeros_like(mask), every])
         vals = run_variants(model, g, data, patched=patched, ablation=ablation,
                             reference_tokens=reference_tokens, seed=seed, metric=metric,
-                            batch_size=len(data), desc="ablating nodes")
+                            batch_size=bs, desc="ablating nodes")
         m_circ, m_clean, m_empty = (float(v) for v in vals)
         size = int(mask.sum())
     f = normalized_faithfulness(m_circ, m_clean, m_empty, on_degenerate=on_degenerate)
@@ -216,13 +221,14 @@ def _check_nodes(model: Any, nodes: Any, what: str = "circuit") -> list[str]:
 
 def _node_variants_metric(model: Any, data: TaskDataset, ablated_sets: Sequence[Sequence[str]],
                           ablation: str, reference_tokens: Tensor | None, seed: int,
-                          metric: Metric | None) -> Tensor:
+                          metric: Metric | None, batch_size: int | None = None) -> Tensor:
     """Metric of the clean run with each set of nodes ablated, stacked in one batched run."""
     check_dataset(data, model, "data")
     g = Graph.from_model(model)
     patched = torch.stack([g.node_mask(s) for s in ablated_sets])
     return run_variants(model, g, data, patched=patched, ablation=ablation, metric=metric,
-                        reference_tokens=reference_tokens, seed=seed, batch_size=len(data),
+                        reference_tokens=reference_tokens, seed=seed,
+                        batch_size=examples_per_forward(model, data, batch_size),
                         desc="ablating nodes")
 
 
@@ -245,7 +251,8 @@ def completeness_check(model: Any, data: TaskDataset, circuit: Iterable[str],
                        subsets: Sequence[Sequence[str]] | None = None, *, n_random: int = 8,
                        seed: int = 0, ablation: Ablation = "corrupted",
                        reference_tokens: Int[Tensor, "n pos"] | None = None,
-                       metric: Metric | None = None) -> CompletenessResult:
+                       metric: Metric | None = None,
+                       batch_size: int | None = None) -> CompletenessResult:
     """Completeness of a node circuit (Wang et al. 2023, section 4.2), batched.
 
     ``subsets`` (of circuit nodes) default to the empty set, every single node, and
@@ -269,7 +276,8 @@ def completeness_check(model: Any, data: TaskDataset, circuit: Iterable[str],
             raise TutorialError(f"subsets: {k} is not inside the circuit {nodes}")
     outside = [n for n in all_nodes(model) if n not in set(nodes)]
     variants = [outside + k for k in subsets] + [list(k) for k in subsets]
-    vals = _node_variants_metric(model, data, variants, ablation, reference_tokens, seed, metric)
+    vals = _node_variants_metric(model, data, variants, ablation, reference_tokens, seed, metric,
+                                 batch_size)
     n = len(subsets)
     return CompletenessResult(subsets, vals[:n], vals[n:])
 
@@ -277,7 +285,8 @@ def completeness_check(model: Any, data: TaskDataset, circuit: Iterable[str],
 def minimality_scores(model: Any, data: TaskDataset, circuit: Iterable[str], *,
                       ablation: Ablation = "corrupted",
                       reference_tokens: Int[Tensor, "n pos"] | None = None,
-                      metric: Metric | None = None) -> dict[str, float]:
+                      metric: Metric | None = None,
+                      batch_size: int | None = None) -> dict[str, float]:
     """For each node v of a node circuit C: ``F(C) - F(C \\ {v})``, the drop in the metric when
     v is also ablated: Wang et al.'s minimality restricted to the empty subset ``K = {}`` (a
     quick first look; :func:`subset_minimality` searches subsets as they do). A node with a
@@ -288,7 +297,7 @@ def minimality_scores(model: Any, data: TaskDataset, circuit: Iterable[str], *,
         raise TutorialError("circuit: minimality needs a non-empty node circuit")
     outside = [n for n in all_nodes(model) if n not in set(nodes)]
     vals = _node_variants_metric(model, data, [outside] + [outside + [v] for v in nodes],
-                                 ablation, reference_tokens, 0, metric)
+                                 ablation, reference_tokens, 0, metric, batch_size)
     return {v: float(vals[0] - vals[i + 1]) for i, v in enumerate(nodes)}
 
 
@@ -318,7 +327,8 @@ def subset_minimality(model: Any, data: TaskDataset, circuit: Iterable[str], *,
                       search: Literal["greedy", "exhaustive"] = "greedy",
                       max_subset_size: int | None = None, ablation: Ablation = "corrupted",
                       reference_tokens: Int[Tensor, "n pos"] | None = None,
-                      metric: Metric | None = None) -> MinimalityResult:
+                      metric: Metric | None = None,
+                      batch_size: int | None = None) -> MinimalityResult:
     """Wang et al. (2023, section 4.3) minimality: for each node ``v`` of the node circuit
     ``C``, the largest ``|F(C \\ (K u {v})) - F(C \\ K)|`` over subsets ``K`` of ``C \\ {v}``,
     where ``F(X)`` is the metric with every node outside ``X`` ablated. A node is needed when
@@ -350,7 +360,7 @@ def subset_minimality(model: Any, data: TaskDataset, circuit: Iterable[str], *,
         todo = [k for k in dict.fromkeys(removed_sets) if k not in cache]
         if todo:
             vals = _node_variants_metric(model, data, [outside + sorted(k) for k in todo],
-                                         ablation, reference_tokens, 0, metric)
+                                         ablation, reference_tokens, 0, metric, batch_size)
             cache.update({k: float(v) for k, v in zip(todo, vals)})
 
     def gain(v: str, k: frozenset[str]) -> float:

@@ -18,6 +18,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from .errors import TutorialError
+from .interchange import capture, model_device
 from .names import hook_name
 from .model_checks import check_model, check_tokens, require_decoder
 from .validation import check_finite, check_int
@@ -25,7 +26,8 @@ from .validation import check_finite, check_int
 if TYPE_CHECKING:
     from .models import Model
 
-__all__ = ["induction_scores", "induction_scores_from_patterns", "model_repeated_tokens",
+__all__ = ["attention_patterns", "induction_scores", "induction_scores_from_patterns",
+           "model_repeated_tokens",
            "per_token_loss", "repeated_random_tokens"]
 
 
@@ -99,12 +101,16 @@ def induction_scores(model: Model, tokens: Int[Tensor, "batch pos"], seq_len: in
     if not torch.equal(tokens[:, 1:1 + seq_len], tokens[:, 1 + seq_len:]):
         raise TutorialError("tokens: the second half does not repeat the first (BOS + r + r "
                             "expected, from repeated_random_tokens)")
+    return induction_scores_from_patterns(attention_patterns(model, tokens), seq_len)
+
+
+def attention_patterns(model: Model, tokens: Int[Tensor, "batch pos"]
+                       ) -> Float[Tensor, "layer batch head query key"]:
+    """Every layer's attention patterns in one forward pass (no gradient), on the model's
+    device (:func:`tutorial_utils.interchange.capture`)."""
     names = [hook_name("pattern", l) for l in range(model.cfg.n_layers)]
-    dev = next(model.parameters()).device
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens.to(dev), names_filter=lambda n: n in names)
-    patterns = torch.stack([cache[n] for n in names])  # [layer, batch, head, q, k]
-    return induction_scores_from_patterns(patterns, seq_len)
+    _, cache = capture(model, tokens.to(model_device(model)), names)
+    return torch.stack([cache[n] for n in names])
 
 
 def per_token_loss(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]

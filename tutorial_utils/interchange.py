@@ -56,14 +56,17 @@ from .graph import Graph
 from .tasks.base import TaskDataset, check_dataset, metric_of_variants
 from .tasks.metrics import Metric, check_metric
 from .model_checks import check_hook_names, check_tokens
+from .names import SITES, STREAM_SITES
 from .validation import check_batch_size
 
-__all__ = ["ABLATIONS", "Ablation", "AblationRuns", "Direction", "GraphInterventions", "Hook",
-           "SingleEdges",
-           "SiteInterventions", "ablation_runs", "baseline_metrics", "batches", "capture",
-           "check_ablation", "masked_set", "masked_set_hook",
-           "default_batch_rows", "model_device", "receiver_gradients_into", "resample_indices",
-           "run_stacked", "run_variants", "sender_activations", "stacked_forward"]
+__all__ = ["ABLATIONS", "Ablation", "AblationRuns", "Direction", "GraphInterventions",
+           "Hook", "SingleEdges", "SiteInterventions", "ablation_runs",
+           "ablation_runs_of_tokens", "ablation_values", "baseline_metrics", "batches",
+           "capture", "check_ablation", "default_batch_rows", "examples_per_forward",
+           "is_stream_hook", "masked_set", "masked_set_hook", "metric_of_run",
+           "model_device", "receiver_gradients_into", "replace_hook",
+           "resample_indices", "run_stacked", "run_variants", "sender_activations",
+           "set_activation", "stacked_forward"]
 
 Ablation = Literal["corrupted", "resample", "mean", "zero"]
 Direction = Literal["noise", "denoise"]
@@ -179,10 +182,27 @@ def sender_activations(model: Any, graph: Graph, tokens: Int[Tensor, "batch pos"
     return out
 
 
-def _write_in_place(x: Tensor, new: Tensor) -> Tensor:
-    """Return ``new``, written into ``x`` as well when possible: on the bridge an out-of-place
-    return at ``hook_resid_mid`` reaches the MLP branch but not the residual skip connection."""
-    if not x.requires_grad:
+#: hook names whose tensor *is* the residual stream: a patch there must reach every reader of the
+#: stream (on the TransformerLens bridge a value returned out of place at ``hook_resid_mid``
+#: reaches the MLP branch but not the skip connection), so it is written in place
+STREAM_HOOKS = tuple(SITES[s][0].rsplit(".", 1)[-1] for s in STREAM_SITES)
+
+
+def is_stream_hook(name: str) -> bool:
+    """Whether the hook ``name`` is the residual stream itself (``blocks.L.hook_resid_*``)."""
+    return name.rsplit(".", 1)[-1] in STREAM_HOOKS
+
+
+def set_activation(x: Float[Tensor, "batch ..."], new: Float[Tensor, "batch ..."], name: str
+                   ) -> Float[Tensor, "batch ..."]:
+    """What a hook registered at ``name`` returns to replace its activation ``x`` by ``new``.
+
+    A residual-stream hook (:func:`is_stream_hook`) is written in place as well, so the patch
+    reaches the skip connection. Every other hook gets ``new``, a fresh tensor, and ``x`` is never
+    modified: on the bridge ``blocks.L.hook_mlp_in`` (a receiver's input) is the residual stream
+    tensor itself, so an in-place write there would leak the patch down the skip connection into
+    every later component. Under autograd (``x.requires_grad``) nothing is written in place."""
+    if is_stream_hook(name) and not x.requires_grad:
         try:
             x.copy_(new)
             return x
@@ -208,9 +228,21 @@ def ablation_runs(dataset: TaskDataset, ablation: str, direction: str = "noise",
     """The token sets of ``ablation`` on ``dataset``: the base run the interventions act on,
     the per-example source run (``"corrupted"``: the other side of each pair; ``"resample"``:
     another random prompt of the reference set for each example), and the reference set a
-    ``"mean"`` averages."""
+    ``"mean"`` averages (:func:`ablation_runs_of_tokens` on the dataset's prompts)."""
+    return ablation_runs_of_tokens(dataset.clean_tokens, dataset.corrupted_tokens, ablation,
+                                   direction, reference_tokens, seed)
+
+
+def ablation_runs_of_tokens(clean: Int[Tensor, "batch pos"],
+                            corrupted: Int[Tensor, "batch pos"] | None, ablation: str,
+                            direction: str = "noise",
+                            reference_tokens: Int[Tensor, "n pos"] | None = None, seed: int = 0
+                            ) -> AblationRuns:
+    """:func:`ablation_runs` for bare prompts: ``clean`` (the base run of ``direction="noise"``)
+    and their paired ``corrupted`` prompts (needed by ``"corrupted"``, and by ``"mean"`` without
+    ``reference_tokens``: the mean is over the corrupted prompts by default). ``"resample"``
+    draws from ``reference_tokens``, default the clean prompts themselves."""
     check_ablation(ablation, direction)
-    clean, corrupted = dataset.clean_tokens, dataset.corrupted_tokens
     T = clean.shape[1]
     if reference_tokens is not None:
         if not isinstance(reference_tokens, Tensor) or reference_tokens.ndim != 2 or \
@@ -222,15 +254,57 @@ def ablation_runs(dataset: TaskDataset, ablation: str, direction: str = "noise",
         if ablation in ("corrupted", "zero"):
             raise TutorialError(f"reference_tokens are for ablation='mean' or 'resample'; "
                                 f"ablation={ablation!r} does not use them")
+    if corrupted is None and ablation == "corrupted":
+        raise TutorialError("ablation='corrupted' needs corrupted_tokens (the paired prompts)")
+    if corrupted is None and ablation == "mean" and reference_tokens is None:
+        raise TutorialError("ablation='mean' needs reference_tokens or the paired "
+                            "corrupted_tokens: the mean is taken over them at each position")
     if ablation == "corrupted":
         base, other = (clean, corrupted) if direction == "noise" else (corrupted, clean)
         return AblationRuns(base, other, None)
     if ablation == "resample":
         ref = clean if reference_tokens is None else reference_tokens
-        return AblationRuns(clean, ref[resample_indices(len(dataset), ref.shape[0], seed)], None)
+        return AblationRuns(clean, ref[resample_indices(clean.shape[0], ref.shape[0], seed)], None)
     if ablation == "mean":
         return AblationRuns(clean, None, corrupted if reference_tokens is None else reference_tokens)
     return AblationRuns(clean, None, None)
+
+
+#: reference prompts per forward when a ``"mean"`` ablation averages many of them
+MEAN_CHUNK = 64
+
+
+def _tree(f: Callable[..., Tensor], *xs: Any) -> Any:
+    """Apply ``f`` to tensors, or key by key to dicts of tensors."""
+    if isinstance(xs[0], dict):
+        return {k: f(*(x[k] for x in xs)) for k in xs[0]}
+    return f(*xs)
+
+
+def ablation_values(runs: AblationRuns, record: Callable[[Int[Tensor, "batch pos"]], Any],
+                    examples: slice | None = None, like: Any = None) -> Any:
+    """The values an ablation patches in: the one place they are computed.
+
+    ``record(tokens)`` returns what one forward of ``tokens`` records (a tensor ``[B, ...]`` or a
+    dict of them, e.g. the outputs of every sender of a graph, or the activations at some hooks).
+    Returns, shaped like it: ``"corrupted"``/``"resample"``: ``record`` of the per-example source
+    run (of ``examples`` of it), ``[B, ...]``; ``"mean"``: the per-position mean over the reference
+    prompts, ``[1, ...]`` (``MEAN_CHUNK`` prompts per forward); ``"zero"``: zeros ``[1, ...]``
+    shaped like ``like`` (any recorded value: only its shape, dtype and device are used), or, when
+    ``like`` is None, like the record of one base prompt."""
+    if runs.source is not None:
+        return record(runs.source if examples is None else runs.source[examples])
+    if runs.reference is not None:
+        n = runs.reference.shape[0]
+        if n <= MEAN_CHUNK:
+            return _tree(lambda a: a.mean(0, keepdim=True), record(runs.reference))
+        total = None
+        for b in batches(n, MEAN_CHUNK):  # bounded memory: sums of MEAN_CHUNK prompts at a time
+            part = _tree(lambda a: a.sum(0, keepdim=True), record(runs.reference[b]))
+            total = part if total is None else _tree(torch.add, total, part)
+        return _tree(lambda a: a / n, total)
+    return _tree(lambda a: torch.zeros_like(a[:1]),
+                 record(runs.base[:1]) if like is None else like)
 
 
 class Interventions(Protocol):
@@ -287,22 +361,16 @@ class GraphInterventions:
         if self.values is not None:
             v = self.values.to(model_device(model))
             return v if v.shape[0] == 1 else v[examples]
+        def record(tokens: Tensor) -> Tensor:
+            return sender_activations(model, g, tokens)
         if r.source is not None:
             if self._cached is None or self._cached[0] != examples.start:
-                self._cached = (examples.start, sender_activations(model, g, r.source[examples]))
+                self._cached = (examples.start, ablation_values(r, record, examples))
             return self._cached[1]
         if self._shared is None:
-            T = r.base.shape[1]
-            if r.reference is not None:
-                n = r.reference.shape[0]
-                if n <= 64:
-                    self._shared = sender_activations(model, g, r.reference).mean(0, keepdim=True)
-                else:  # bounded memory: sums of 64 prompts at a time
-                    self._shared = sum(sender_activations(model, g, r.reference[b]).sum(0, keepdim=True)
-                                       for b in batches(n, 64)) / n
-            else:
-                self._shared = torch.zeros(1, T, g.n_forward, model.cfg.d_model,
-                                           device=model_device(model))
+            like = torch.zeros(1, r.base.shape[1], g.n_forward, model.cfg.d_model,
+                               device=model_device(model))
+            self._shared = ablation_values(r, record, like=like)
         return self._shared
 
     def hooks(self, examples: slice, variants: slice) -> list[Hook]:
@@ -332,6 +400,7 @@ class GraphInterventions:
                 continue
 
             def s_hook(x: Tensor, hook: Any, sl: slice = sl, per_head: bool = h.per_head,
+                       name: str = h.name,
                        node_mask: Tensor | None = node_mask, senders: Tensor | None = senders,
                        sends: bool = sends) -> Tensor:
                 x5 = _as_nd(x, per_head).reshape(K, B, x.shape[1], sl.stop - sl.start, x.shape[-1])
@@ -339,7 +408,7 @@ class GraphInterventions:
                 out = x
                 if node_mask is not None:
                     x5 = torch.where(node_mask[:, None, None, :, None], s, x5)
-                    out = _write_in_place(x, x5.reshape(x.shape))
+                    out = set_activation(x, x5.reshape(x.shape), name)
                 if sends:
                     diffs[sl.start] = (senders, (s - x5[senders]).float())
                 return out
@@ -434,7 +503,7 @@ class SiteInterventions:
                     stacked[i] = m[name]
             src = self.sources[name]
             src = src if src.shape[0] == 1 else src[examples]
-            hooks.append((name, masked_set_hook(src, stacked)))
+            hooks.append((name, masked_set_hook(src, stacked, name)))
         return hooks
 
 
@@ -453,12 +522,23 @@ def masked_set(act: Float[Tensor, "rows ..."], source: Float[Tensor, "src ..."],
     return torch.where(m, src.to(act.device, act.dtype), a).reshape(act.shape)
 
 
-def masked_set_hook(source: Float[Tensor, "src ..."], mask: Bool[Tensor, "variants ..."]
-                    ) -> Callable[..., Float[Tensor, "rows ..."]]:
-    """A forward hook applying :func:`masked_set` with a fixed source and mask (written in
-    place as well, see :func:`_write_in_place`)."""
+def masked_set_hook(source: Float[Tensor, "src ..."], mask: Bool[Tensor, "variants ..."],
+                    name: str) -> Callable[..., Float[Tensor, "rows ..."]]:
+    """A forward hook, to register at the hook ``name``, applying :func:`masked_set` with a fixed
+    source and mask (written in place only at a residual-stream hook, see
+    :func:`set_activation`)."""
     def hook(act: Tensor, hook: Any = None) -> Tensor:
-        return _write_in_place(act, masked_set(act, source, mask))
+        return set_activation(act, masked_set(act, source, mask), name)
+    return hook
+
+
+def replace_hook(value: Float[Tensor, "rows ..."], name: str
+                 ) -> Callable[..., Float[Tensor, "rows ..."]]:
+    """A forward hook, to register at the hook ``name``, replacing its activation by ``value``
+    (reshaped to it; written in place only at a residual-stream hook, see
+    :func:`set_activation`)."""
+    def hook(act: Tensor, hook: Any = None) -> Tensor:
+        return set_activation(act, value.to(act.device, act.dtype).reshape(act.shape), name)
     return hook
 
 
@@ -505,17 +585,31 @@ class _NoIntervention:
         return []
 
 
+def examples_per_forward(model: Any, dataset: TaskDataset, batch_size: int | None = None) -> int:
+    """``batch_size`` (checked) when given, else as many examples as :func:`default_batch_rows`'
+    logits budget allows (at most the whole dataset)."""
+    if batch_size is not None:
+        check_batch_size(batch_size)
+        return batch_size
+    return min(len(dataset), default_batch_rows(dataset.seq_len, model.cfg.d_vocab))
+
+
+def metric_of_run(model: Any, dataset: TaskDataset, tokens: Int[Tensor, "examples pos"],
+                  metric: Metric | None = None, batch_size: int | None = None) -> float:
+    """The metric (mean over the dataset) of the unmodified model run on ``tokens`` (the
+    dataset's clean or corrupted prompts); ``batch_size`` default: the logits budget."""
+    return float(run_stacked(model, dataset, _NoIntervention(), tokens, metric=metric,
+                             batch_size=examples_per_forward(model, dataset, batch_size))[0])
+
+
 def baseline_metrics(model: Any, dataset: TaskDataset, metric: Metric | None = None,
-                     batch_size: int = 32) -> tuple[float, float]:
+                     batch_size: int | None = None) -> tuple[float, float]:
     """``(metric on the clean prompts, metric on the corrupted prompts)`` of the unmodified
-    model (means over the dataset)."""
+    model (means over the dataset; ``batch_size`` examples per forward, default the budget of
+    :func:`examples_per_forward`)."""
     check_dataset(dataset, model)
-    none = _NoIntervention()
-    clean = run_stacked(model, dataset, none, dataset.clean_tokens, metric=metric,
-                        batch_size=batch_size)
-    corrupted = run_stacked(model, dataset, none, dataset.corrupted_tokens, metric=metric,
-                            batch_size=batch_size)
-    return float(clean[0]), float(corrupted[0])
+    return (metric_of_run(model, dataset, dataset.clean_tokens, metric, batch_size),
+            metric_of_run(model, dataset, dataset.corrupted_tokens, metric, batch_size))
 
 
 def run_variants(model: Any, graph: Graph, dataset: TaskDataset,
@@ -557,13 +651,18 @@ def receiver_gradients_into(model: Any, graph: Graph, tokens: Int[Tensor, "batch
                             value_of_logits: Callable[[Float[Tensor, "batch pos vocab"]],
                                                       Float[Tensor, ""]],
                             out: Float[Tensor, "batch pos receiver d_model"],
-                            embed: Float[Tensor, "batch pos d_model"] | None = None) -> None:
+                            embed: Float[Tensor, "batch pos d_model"] | None = None,
+                            minus_senders: Float[Tensor, "batch pos sender d_model"] | None = None
+                            ) -> None:
     """Add ``∂ value / ∂ in_r`` for every receiver ``r`` to ``out`` (the one running sum of
     gradients), where ``value = value_of_logits(logits)`` is a scalar.
 
     ``embed`` replaces the ``embed`` node's output (how EAP-IG walks between the corrupted and
     clean embeddings). The embedding is made a leaf that requires grad, so gradients reach every
-    receiver even if the model's parameters are frozen."""
+    receiver even if the model's parameters are frozen. ``minus_senders`` ``[B, T, n_forward, D]``,
+    when given, has what every sender writes in this forward (:func:`sender_activations`)
+    subtracted from it in place: EAP's ``Δ = out(corrupted) - out(clean)`` is finished in the
+    clean forward that takes the gradients, with no second clean forward and no extra buffer."""
     held: list[tuple[slice, bool, Tensor]] = []
 
     def set_input(x: Tensor, hook: Any) -> Tensor:
@@ -571,6 +670,13 @@ def receiver_gradients_into(model: Any, graph: Graph, tokens: Int[Tensor, "batch
         return x.detach().requires_grad_(True)
 
     hooks: list[Hook] = [(graph.node("embed").out_hook, set_input)]  # type: ignore[list-item]
+    if minus_senders is not None:
+        for h in graph.sender_hooks():
+            def subtract(x: Tensor, hook: Any, sl: slice = h.index, per_head: bool = h.per_head,
+                         into: Tensor = minus_senders) -> Tensor:
+                into[:, :, sl] -= _as_nd(x.detach(), per_head).float()
+                return x
+            hooks.append((h.name, subtract))  # type: ignore[arg-type]
     for r in graph.receiver_hooks():
         def hook(x: Tensor, hook: Any, sl: slice = r.index, per_head: bool = r.per_head) -> Tensor:
             # A fresh tensor: the bridge feeds hook_mlp_in's output to ln2 only, but the

@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import TutorialError
 
-__all__ = ["HOOK_OPTIONS", "KV_SITES", "NODE_SITES", "Node", "QKV", "SITES", "head_name", "hook_name", "kv_head",
+__all__ = ["HOOK_OPTIONS", "KV_SITES", "NODE_SITES", "Node", "QKV", "SITES", "STREAM_SITES", "head_name", "hook_name", "kv_head",
            "n_kv_heads", "nodes", "parse_component", "parse_head", "site_heads"]
 
 #: site -> (hook-name template, layout)
@@ -77,6 +77,8 @@ NODE_SITES = {"embed": "resid_pre", "head": "result", "mlp": "mlp_out"}
 #: sites computed once per key/value head under grouped-query attention
 KV_SITES = ("k", "v", "k_input", "v_input")
 QKV = ("q", "k", "v")
+#: sites whose activation *is* the residual stream (a patch there must reach every reader of it)
+STREAM_SITES = ("resid_pre", "resid_mid", "resid_post")
 
 _HEAD_RE = re.compile(r"a(\d+)\.h(\d+)")
 _MLP_RE = re.compile(r"m(\d+)")

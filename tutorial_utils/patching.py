@@ -52,9 +52,10 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from .errors import TutorialError
-from .interchange import (Ablation, Direction, SiteInterventions, ablation_runs, capture,
-                          check_ablation, default_batch_rows, masked_set, masked_set_hook,
-                          resample_indices, run_stacked, stacked_forward)
+from .interchange import (Ablation, Direction, SiteInterventions, ablation_runs,
+                          ablation_runs_of_tokens, ablation_values, capture, check_ablation,
+                          default_batch_rows, masked_set, masked_set_hook, run_stacked,
+                          stacked_forward)
 from .names import SITES as ALL_SITES
 from .names import parse_component, site_heads
 from .tasks.base import TaskDataset, check_dataset, metric_of_variants
@@ -221,34 +222,23 @@ def ablation_sources(model: Any, base_tokens: Int[Tensor, "batch pos"], hook_nam
                      ablation: Ablation, corrupted_tokens: Int[Tensor, "batch pos"] | None = None,
                      reference_tokens: Int[Tensor, "n pos"] | None = None, seed: int = 0
                      ) -> dict[str, Float[Tensor, "batch ..."]]:
-    """The values an ablation patches in at each hook: ``[B, *S]`` for ``"corrupted"`` (the
+    """The values an ablation patches in at each hook
+    (:func:`tutorial_utils.interchange.ablation_values`): ``[B, *S]`` for ``"corrupted"`` (the
     paired ``corrupted_tokens``' run) and ``"resample"`` (the run of another random prompt of
     ``reference_tokens``, default ``base_tokens``, for each example), ``[1, *S]`` for ``"mean"``
-    (per-position mean over ``reference_tokens``) and ``"zero"``."""
+    (per-position mean over ``reference_tokens``, default ``corrupted_tokens``) and ``"zero"``."""
     check_ablation(ablation)
     names = list(dict.fromkeys(hook_names))
-    T = base_tokens.shape[1]
-    if ablation == "corrupted":
-        if corrupted_tokens is None:
-            raise TutorialError("ablation='corrupted' needs corrupted_tokens (the paired prompts)")
+    if corrupted_tokens is not None and (ablation == "corrupted" or
+                                         (ablation == "mean" and reference_tokens is None)):
         check_same_shape(base_tokens, check_tokens(model, corrupted_tokens, "corrupted_tokens"))
-        return capture(model, corrupted_tokens, names)[1]
-    if ablation == "zero":
-        _, base = capture(model, base_tokens[:1], names)
-        return {n: torch.zeros_like(a) for n, a in base.items()}
-    if ablation == "mean":
-        if reference_tokens is None:
-            raise TutorialError("ablation='mean' needs reference_tokens (e.g. the corrupted "
-                                "prompts): the mean is taken over them at each position")
-    ref = base_tokens if reference_tokens is None else reference_tokens
-    ref = check_tokens(model, ref, "reference_tokens")
-    if ref.shape[1] != T:
-        raise TutorialError(f"reference_tokens have length {ref.shape[1]}, the prompts {T}: "
-                            f"ablation={ablation!r} takes values per position")
-    if ablation == "mean":
-        return {n: a.mean(0, keepdim=True) for n, a in capture(model, ref, names)[1].items()}
-    others = ref[resample_indices(base_tokens.shape[0], ref.shape[0], seed)]
-    return capture(model, others, names)[1]
+    if ablation in ("corrupted", "zero"):
+        reference_tokens = None  # ablate() passes them along whatever the ablation: unused
+    elif reference_tokens is not None:
+        reference_tokens = check_tokens(model, reference_tokens, "reference_tokens")
+    runs = ablation_runs_of_tokens(base_tokens, corrupted_tokens, ablation,
+                                   reference_tokens=reference_tokens, seed=seed)
+    return ablation_values(runs, lambda tokens: capture(model, tokens, names)[1])
 
 
 def _group_masks(components: Sequence[Component], seq_len: int, model: Any) -> dict[str, Tensor]:
@@ -279,7 +269,7 @@ def ablate(model: Any, tokens: Int[Tensor, "batch pos"], components: Sequence[Co
     masks = _group_masks(comps, tokens.shape[1], model)
     sources = ablation_sources(model, tokens, list(masks), ablation, corrupted_tokens,
                                reference_tokens, seed)
-    hooks = [(name, masked_set_hook(sources[name], mask.unsqueeze(0)))
+    hooks = [(name, masked_set_hook(sources[name], mask.unsqueeze(0), name))
              for name, mask in masks.items()]
     return stacked_forward(model, tokens, 1, hooks)
 
@@ -393,15 +383,19 @@ def patching_sweep(
     names = [SITES[site][0].format(layer=l) for l in range(L)]
     check_hook_names(model, names)
     base_logits, base_acts = capture(model, runs.base, names)
-    if runs.source is not None:
-        src_acts = capture(model, runs.source, names)[1]
-    elif runs.reference is not None:
-        src_acts = {n: a.mean(0, keepdim=True) for n, a in capture(model, runs.reference, names)[1].items()}
-    else:
-        src_acts = {n: torch.zeros_like(a[:1]) for n, a in base_acts.items()}
+    source_logits: list[Tensor] = []
+
+    def record(tokens: Tensor) -> dict[str, Tensor]:
+        logits, acts = capture(model, tokens, names)
+        source_logits.append(logits)
+        return acts
+    src_acts = ablation_values(runs, record, like=base_acts)
+    # the metric of the other side of the pair: for "corrupted" the source run is that run
     other = data.corrupted_tokens if direction == "noise" else data.clean_tokens
+    other_logits = source_logits[0] if ablation == "corrupted" else capture(model, other, [])[0]
+    source_logits.clear()
     m_base = metric_of_variants(metric, base_logits, data, 1, per_example)[0].detach().float().cpu()
-    m_other = metric_of_variants(metric, capture(model, other, [])[0], data, 1,
+    m_other = metric_of_variants(metric, other_logits, data, 1,
                                  per_example)[0].detach().float().cpu()
     m_clean, m_corr = (m_base, m_other) if direction == "noise" else (m_other, m_base)
 

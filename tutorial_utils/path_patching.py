@@ -57,8 +57,8 @@ from torch import Tensor
 from .errors import TutorialError
 from .graph import Edge, Graph
 from .interchange import (Ablation, Direction, Hook, ablation_runs, baseline_metrics, batches,
-                          capture, check_ablation, default_batch_rows, masked_set_hook,
-                          run_stacked, run_variants, stacked_forward)
+                          capture, default_batch_rows, examples_per_forward, masked_set_hook,
+                          replace_hook, run_variants, stacked_forward)
 from .tasks.base import TaskDataset, check_dataset, metric_of_variants
 from .tasks.metrics import Metric, check_metric, normalize
 from .validation import check_batch_size
@@ -82,6 +82,7 @@ def edge_patching(
     reference_tokens: Int[Tensor, "n pos"] | None = None,
     seed: int = 0,
     batch_rows: int | None = None,
+    batch_size: int | None = None,
     progress: bool = False,
 ) -> Float[Tensor, " variants"] | Float[Tensor, "variants examples"]:
     """The metric with each variant's edges patched together: ``[n_variants]`` (``[n, B]``).
@@ -90,7 +91,9 @@ def edge_patching(
     ``input_R + (out_S(ablated) - out_S(current))``; the ablated value follows the one
     vocabulary (:mod:`tutorial_utils.interchange`): by default the paired corrupted run (with
     ``direction="denoise"`` the base is the corrupted run and the source the clean one). All
-    variants are stacked along the batch (``batch_rows`` rows per forward).
+    variants are stacked along the batch (``batch_rows`` rows per forward), ``batch_size``
+    examples at a time (default: as many as the logits budget allows,
+    :func:`tutorial_utils.interchange.examples_per_forward`).
     """
     check_dataset(data, model, "data")
     if isinstance(variants, (str, tuple)):
@@ -103,13 +106,14 @@ def edge_patching(
     if not variants:
         return torch.zeros(0)
     rows = batch_rows or default_batch_rows(data.seq_len, model.cfg.d_vocab)
+    bs = examples_per_forward(model, data, batch_size)
     out = []
     for start in range(0, len(variants), VARIANT_BLOCK):
         removed = torch.stack([g.edge_mask(v) for v in variants[start:start + VARIANT_BLOCK]])
         out.append(run_variants(model, g, data, removed, ablation=ablation, direction=direction,
                                 metric=metric, per_example=per_example,
                                 reference_tokens=reference_tokens, seed=seed,
-                                batch_size=len(data), max_sequences=max(rows, len(data)),
+                                batch_size=bs, max_sequences=max(rows, bs),
                                 progress=progress, desc="edge patching"))
     return torch.cat(out)
 
@@ -145,7 +149,7 @@ def edge_patching_sweep(model: Any, data: TaskDataset, edges: Sequence[Edge] | N
     edges = g.check_edges(edges) if edges is not None else g.edges
     vals = edge_patching(model, data, [[e] for e in edges], metric=metric, direction=direction,
                          **kwargs)
-    mc, mk = baseline_metrics(model, data, metric, batch_size=len(data))
+    mc, mk = baseline_metrics(model, data, metric, batch_size=kwargs.get("batch_size"))
     return EdgeScores(list(edges), vals, mc, mk, direction)
 
 
@@ -186,7 +190,7 @@ def path_patching(model: Any, data: TaskDataset, senders: Sequence[str] | None,
             keep.append(s)
             variants.append(v)
     vals = edge_patching(model, data, variants, metric=metric, direction=direction, **kwargs)
-    mc, mk = baseline_metrics(model, data, metric, batch_size=len(data))
+    mc, mk = baseline_metrics(model, data, metric, batch_size=kwargs.get("batch_size"))
     return EdgeScores([(s, "+".join(receivers)) for s in keep], vals, mc, mk, direction)
 
 
@@ -203,7 +207,8 @@ def wang_path_patching(model: Any, data: TaskDataset, senders: Sequence[str] | N
     2. Base prompts; each receiver input replaced by its recorded value; everything downstream
        recomputes. The metric of this run is the sender's path-patched value.
 
-    Senders are ``"aL.hH"`` or ``"mL"``; receivers are head inputs ``"aL.hH.q|k|v"``, MLP inputs
+    Senders are ``"aL.hH"`` or ``"mL"`` (``None``: every head and MLP; ``"embed"`` is refused);
+    receivers are head inputs ``"aL.hH.q|k|v"``, MLP inputs
     ``"mL"`` or ``"logits"``. All senders are stacked along the batch in both runs. Returns an
     :class:`EdgeScores` like :func:`path_patching` (same senders skipped: those not upstream of
     any receiver).
@@ -213,6 +218,10 @@ def wang_path_patching(model: Any, data: TaskDataset, senders: Sequence[str] | N
     check_batch_size(batch_size)
     g = Graph.from_model(model)
     g.check_model(model)
+    if senders is not None and "embed" in ([senders] if isinstance(senders, str) else senders):
+        raise TutorialError("wang_path_patching: senders are heads 'aL.hH' and MLPs 'mL'; "
+                            "'embed' is not one (its output is every prompt's difference: "
+                            "patch it with path_patching, the edge-level definition)")
     senders, receivers = _senders_receivers(g, senders, receivers)
     senders = [s for s in senders if s != "embed" and any(g.is_edge(s, r) for r in receivers)]
     runs = ablation_runs(data, "corrupted", direction)
@@ -230,13 +239,19 @@ def wang_path_patching(model: Any, data: TaskDataset, senders: Sequence[str] | N
     recv_names = sorted({name for name, _ in recv})
     K, N = len(senders), len(data)
     out = torch.zeros(K)
+    baseline = [0.0, 0.0]  # the metric of the base and source runs
     bs = min(batch_size, N)
     for b in batches(N, bs):
         sub = data if (b.start, b.stop) == (0, N) else data.subset(b)
         base, source = runs.base[b], runs.source[b]
         names = sorted({g.node(s).out_hook for s in senders} | {h.name for h in head_hooks})
-        base_acts = capture(model, base, names)[1]
-        src_acts = capture(model, source, names)[1]
+        base_logits, base_acts = capture(model, base, names)
+        src_logits, src_acts = capture(model, source, names)
+        # the unpatched metrics come from the same two runs (base, source) = (clean, corrupted)
+        # for noising, (corrupted, clean) for denoising
+        for j, lg in enumerate((base_logits, src_logits)):
+            baseline[j] += float(metric_of_variants(metric, lg, sub, 1)[0]) * (len(sub) / N)
+        del base_logits, src_logits
         for k in batches(K, max(1, max_sequences // len(sub))):
             n = k.stop - k.start
             hooks: list[Hook] = []
@@ -250,12 +265,12 @@ def wang_path_patching(model: Any, data: TaskDataset, senders: Sequence[str] | N
                         node = g.node(s)
                         if node.kind == "head" and node.out_hook == name:
                             value[i, :, :, node.head] = src_acts[name][:, :, node.head]
-                    hooks.append((name, _replace_hook(value.flatten(0, 1))))
+                    hooks.append((name, replace_hook(value.flatten(0, 1), name)))
                 else:
                     mask = torch.tensor([g.node(s).out_hook == name for s in senders[k]])
                     if mask.any():
                         hooks.append((name, masked_set_hook(src_acts[name],
-                                                            mask.view(n, 1, 1))))
+                                                            mask.view(n, 1, 1), name)))
             record: dict[str, Tensor] = {}
             for name in recv_names:
                 def grab(x: Tensor, hook: Any, name: str = name) -> Tensor:
@@ -275,21 +290,14 @@ def wang_path_patching(model: Any, data: TaskDataset, senders: Sequence[str] | N
                     for idx in sel:
                         if idx is not None:
                             mask[:, idx] = True
-                    patch.append((name, masked_set_hook(rec, mask[None].repeat(n, *([1] * mask.ndim)))))
+                    # a receiver's input is patched out of place (set_activation): on the bridge
+                    # hook_mlp_in is the residual stream, which must keep its value
+                    patch.append((name, masked_set_hook(rec, mask[None].repeat(n, *([1] * mask.ndim)),
+                                                        name)))
                 vals = metric_of_variants(metric, stacked_forward(model, base, n, patch), sub, n)
             out[k] += vals.detach().float().cpu() * (len(sub) / N)
-    mc, mk = baseline_metrics(model, data, metric, batch_size=len(data))
+    mc, mk = baseline if direction == "noise" else baseline[::-1]
     return EdgeScores([(s, "+".join(receivers)) for s in senders], out, mc, mk, direction)
-
-
-def _replace_hook(value: Tensor) -> Any:
-    def hook(x: Tensor, hook: Any) -> Tensor:
-        new = value.to(x.device, x.dtype).reshape(x.shape)
-        if not x.requires_grad:
-            x.copy_(new)
-            return x
-        return new  # pragma: no cover
-    return hook
 
 
 @dataclass

@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 
 from ..errors import TutorialError
 from ..graph import Graph
-from ..interchange import (GraphInterventions, SingleEdges, ablation_runs, baseline_metrics,
-                           batches, model_device, receiver_gradients_into, run_stacked,
+from ..interchange import (GraphInterventions, SingleEdges, ablation_runs, batches,
+                           metric_of_run, model_device, receiver_gradients_into, run_stacked,
                            sender_activations, stacked_forward)
 from ..tasks.base import TaskDataset, check_dataset, metric_of_variants
 from ..tasks.metrics import Metric, check_metric
@@ -138,17 +138,17 @@ def eap_ig_scores(model: Any, graph: Graph, dataset: TaskDataset, steps: int = 5
         sub = dataset.subset(b)
         B = len(sub)
         clean_tok, corr_tok = sub.clean_tokens.to(dev), sub.corrupted_tokens.to(dev)
-        clean = sender_activations(model, graph, clean_tok)
         delta = sender_activations(model, graph, corr_tok)
-        x0 = delta[:, :, 0].clone() if steps > 1 else None  # the corrupted embedding
-        delta -= clean  # corrupted - clean, in place: one [B, T, S, D] buffer
         w = B / N  # the metric is a mean over the whole dataset
         grads = torch.zeros(B, clean_tok.shape[1], graph.n_backward, model.cfg.d_model, device=dev)
         if steps == 1:
-            del clean
+            # delta -= out(clean), in place, in the clean forward that takes the gradients
             receiver_gradients_into(model, graph, clean_tok, _scalar_metric(metric, sub, 1, w),
-                                    grads)
+                                    grads, minus_senders=delta)
         else:
+            clean = sender_activations(model, graph, clean_tok)
+            x0 = delta[:, :, 0].clone()  # the corrupted embedding
+            delta -= clean  # corrupted - clean, in place: one [B, T, S, D] buffer
             x1 = clean[:, :, 0].clone()
             del clean
             per = max(1, (max_batch or B) // B)  # steps per forward
@@ -200,7 +200,7 @@ def exact_scores(model: Any, graph: Graph, dataset: TaskDataset, metric: Metric 
     vals = run_stacked(model, dataset, interventions, runs.base, metric=metric,
                        batch_size=batch_size, max_sequences=max_sequences, progress=progress,
                        desc="exact edge patching")
-    base, _ = baseline_metrics(model, dataset, metric, batch_size)
+    base = metric_of_run(model, dataset, dataset.clean_tokens, metric, batch_size)
     scores[pairs[:, 0], pairs[:, 1]] = vals - base
     return scores
 
