@@ -23,7 +23,7 @@ __all__ = ["check_composition_score", "check_k_composition", "check_copying_scor
 
 
 def _ref_k_composition(W_QK: torch.Tensor, W_OV: torch.Tensor) -> torch.Tensor:
-    return (W_QK @ W_OV.T).norm() / (W_QK.norm() * W_OV.norm())
+    return solutions.composition_score(W_QK, W_OV, "k")
 
 
 def check_k_composition(fn: Callable) -> CheckResult:
