@@ -285,8 +285,9 @@ def control_task_labels(tokens: torch.Tensor, pos: torch.Tensor, labels: torch.T
 control_task_labels = nb01.check_control_task(control_task_labels)
 
 # %% [markdown]
-# `P.control_task(tokens, pos, labels, seed)` is the same definition; we average the control
-# accuracy over 5 random draws.
+# `P.control_task(tokens, pos, labels, seed)` is the same definition (it visits the word types
+# in another order, so one seed draws other labels than yours); we average the control accuracy
+# over 5 random draws.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -671,15 +672,8 @@ print(f"{len(y_pp['train'])} training prompts, {len(y_pp['test'])} held-out-noun
 
 def logit_diff_with(erasers, hook):
     """Logit difference on the test prompts with erasers {position: eraser} at `hook`."""
-    def fn(act, hook):
-        act = act.clone()
-        for p, er in erasers.items():
-            act[:, p] = er(act[:, p])
-        return act
-    vals = []
-    for d in sets["test"]:
-        logits = model.run_with_hooks(d.clean_tokens, fwd_hooks=[(hook, fn)]) if erasers else model(d.clean_tokens)
-        vals.append(sva_logit_diff(logits, d, per_example=True))
+    vals = [sva_logit_diff(E.run_with_eraser(model, d.clean_tokens, hook, erasers) if erasers
+                           else model(d.clean_tokens), d, per_example=True) for d in sets["test"]]
     return float(torch.cat(vals).mean())
 
 

@@ -166,7 +166,18 @@ def test_no_module_is_over_700_lines(mod):
     assert n <= MAX_LINES, f"tutorial_utils.{mod} has {n} lines (> {MAX_LINES}): split it by concept"
 
 
-_HOOK_RE = re.compile(r"(^|[^\w])(hook_[a-z]|blocks\.\{?\w)")
+#: A hook name or a piece of one: ``hook_z``, ``blocks.3.attn``, and the constant parts of a
+#: name built from pieces (``f"blocks.{l}.attn"`` holds ``"blocks."``, ``"hook_" + site`` holds
+#: ``"hook_"``).
+_HOOK_RE = re.compile(r"(^|[^\w])(hook_([a-z%]|$)|blocks\.(\{?\w|%|$))")
+
+
+@pytest.mark.parametrize("source", ['f"blocks.{l}.attn"', '"hook_" + site',
+                                    '"blocks.%d.mlp" % l', '"blocks." + str(l) + ".attn.W_Q"',
+                                    '"blocks.0.hook_resid_pre"', '"hook_z"'])
+def test_the_hook_string_rule_sees_names_built_from_pieces(source):
+    assert any(" " not in t.strip() and _HOOK_RE.search(t)
+               for _, t in _strings(ast.parse(f"name = {source}")))
 
 
 def _strings(tree: ast.Module) -> list[tuple[int, str]]:
@@ -221,8 +232,10 @@ def _public_functions():
         if mod.startswith("course") or mod == "" or any(p.startswith("_") for p in mod.split(".")):
             continue  # the course, and private modules (their names start with "_")
         module = importlib.import_module(f"tutorial_utils.{mod}" if mod else "tutorial_utils")
-        for name in getattr(module, "__all__", []):
-            obj = getattr(module, name, None)
+        # every public function or class the module defines, listed in __all__ or not
+        for name, obj in vars(module).items():
+            if name.startswith("_"):
+                continue
             if inspect.isfunction(obj) and obj.__module__ == module.__name__:
                 yield f"{mod}.{name}", obj
             elif inspect.isclass(obj) and obj.__module__ == module.__name__:

@@ -107,3 +107,32 @@ def test_run_with_eraser_identity_and_every_position(model):
     torch.testing.assert_close(only_last[:, :4], ref[:, :4], atol=1e-4, rtol=1e-4)
     with pytest.raises(TutorialError, match="outside"):
         E.run_with_eraser(model, tokens, hook, er, positions=[9])
+
+
+def test_run_with_eraser_one_eraser_per_position(model):
+    """A {position: eraser} mapping applies each eraser at its own position, as a hand-written
+    hook that projects each position's activation does."""
+    tokens = model.to_tokens(["The keys on the cabinet", "The key near the boxes"])
+    hook = "blocks.1.hook_resid_pre"
+    d = model.cfg.d_model
+    erasers = {2: E.random_eraser(d, 4, torch.zeros(d), seed=2),
+               4: E.random_eraser(d, 6, torch.ones(d), seed=3)}
+
+    def by_hand(act, hook):
+        act = act.clone()
+        for p, er in erasers.items():
+            B, mu = er.basis.to(act.dtype), er.mean.to(act.dtype)
+            x = act[:, p] - mu
+            act[:, p] = x - (x @ B.T) @ B + mu  # remove the span of the (orthonormal) rows
+        return act
+
+    with torch.no_grad():
+        want = model.run_with_hooks(tokens, fwd_hooks=[(hook, by_hand)])
+    got = E.run_with_eraser(model, tokens, hook, erasers)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    with pytest.raises(TutorialError, match="not both"):
+        E.run_with_eraser(model, tokens, hook, erasers, positions=[2])
+    with pytest.raises(TutorialError, match="outside"):
+        E.run_with_eraser(model, tokens, hook, {9: erasers[2]})
+    with pytest.raises(TutorialError, match="NullspaceEraser"):
+        E.run_with_eraser(model, tokens, hook, {2: "not an eraser"})

@@ -45,10 +45,10 @@ def _ig(offset, times_x=False):
     return ig
 
 
-def occlusion(model, tokens, target_fn, replacement_id):
+def occlusion(model, tokens, target_fn, replacement_id, first=1):
     f_x = A.target_values(model, tokens, target_fn)
     scores = torch.zeros(tokens.shape)
-    for t in range(1, tokens.shape[1]):
+    for t in range(first, tokens.shape[1]):
         occluded = tokens.clone()
         occluded[:, t] = replacement_id
         scores[:, t] = f_x - A.target_values(model, occluded, target_fn)
@@ -165,6 +165,8 @@ def test_occlusion_check(model):
     assert nb01.check_occlusion.judge(occlusion, model).passed
     r = nb01.check_occlusion.judge(occlusion_flipped, model)
     assert not r.passed and "wrong sign" in r.message
+    r = nb01.check_occlusion.judge(lambda *a: occlusion(*a, first=0), model)  # BOS occluded
+    assert not r.passed and "position 0 (BOS)" in r.message, r.message
 
 
 def test_train_probe_check():

@@ -159,6 +159,11 @@ def test_node_faithfulness_check(hooked_model, ds):
         lambda m, d, n: node_faithfulness(m, d, [x for x in n if x != "embed"])
         if len(n) < len(all_nodes(m)) else 1.0, hooked_model, ds, circuit)
     assert not res.passed
+    # a plausible wrong value: the message names the ablation the library used
+    res = nb03.check_node_faithfulness.judge(
+        lambda m, d, n: 0.0 if not n else 1.0 if len(n) == len(all_nodes(m)) else 0.123,
+        hooked_model, ds, circuit)
+    assert not res.passed and "(corrupted ablation)" in res.message, res.message
 
 
 def test_sva_check_rejects_a_circuit_below_its_target(hooked_model):

@@ -211,3 +211,18 @@ def test_ioi_default_corruption_is_s2_and_bad_corruptions_are_refused(gpt2_token
     assert a.corrupted_prompts == b.corrupted_prompts
     with pytest.raises(ValueError, match="corruption must be s2, abc or io"):
         make_ioi(gpt2_tokenizer, n=2, corruption="ABC")
+
+
+def test_export_cli_help_writes_nothing(tmp_path, monkeypatch, capsys):
+    """``--help`` prints usage and exits 0 before any file is written (it once re-exported every
+    shipped CSV)."""
+    from tutorial_utils.tasks import export
+
+    called = []
+    monkeypatch.setattr(export, "export_all", lambda *a, **k: called.append(a) or [])
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(["--help"])
+    assert exit_info.value.code == 0 and "--out-dir" in capsys.readouterr().out
+    assert not called
+    export.main(["--out-dir", str(tmp_path / "csv")])
+    assert called and called[0][0] == tmp_path / "csv"

@@ -35,7 +35,7 @@ rely on that linear information at that place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -187,38 +187,54 @@ def random_eraser(d: int, rank: int, mean: Float[Tensor, "d"], seed: int = 0
 
 
 def run_with_eraser(model: Model, tokens: Int[Tensor, "batch pos"], hook_name: str,
-                    eraser: NullspaceEraser, positions: Sequence[int] | None = None,
+                    eraser: NullspaceEraser | Mapping[int, NullspaceEraser],
+                    positions: Sequence[int] | None = None,
                     batch_size: int = 256,
                     attention_mask: Int[Tensor, "batch pos"] | None = None
                     ) -> Float[Tensor, "batch pos vocab"]:
     """Logits ``[B, T, V]`` of ``model`` on ``tokens`` with ``eraser`` applied to the activation
-    at ``hook_name`` (``[B, T, d]``) at every position, or only at ``positions``. With padding
+    at ``hook_name`` (``[B, T, d]``) at every position, or only at ``positions``; or, with
+    ``eraser`` a mapping ``{position: eraser}``, each position's own eraser. With padding
     (``attention_mask``, or found as :mod:`tutorial_utils.model_checks` says) the forward pass
     gets the mask where it changes the real positions."""
     check_model(model, "run_with_eraser")
     tokens = check_tokens(model, tokens)
     check_hook_names(model, [hook_name])
-    if not isinstance(eraser, NullspaceEraser):
-        raise TutorialError(f"eraser must be a NullspaceEraser (from inlp or random_eraser), got "
-                            f"{type(eraser).__name__}")
     T = tokens.shape[1]
-    if positions is None:
-        pos = list(range(T))
+    if isinstance(eraser, Mapping):
+        if positions is not None:
+            raise TutorialError("give positions= or a {position: eraser} mapping, not both")
+        if not eraser:
+            raise TutorialError("the {position: eraser} mapping is empty")
+        by_pos = {check_int(p, "a position of the eraser mapping", minimum=0): e
+                  for p, e in eraser.items()}
     else:
-        if isinstance(positions, (str, bytes)) or not hasattr(positions, "__iter__"):
-            raise TutorialError(f"positions must be a list of ints, got {positions!r}")
-        pos = [check_int(p, "positions[i]") for p in positions]
-    if any(not 0 <= p < T for p in pos):
-        raise TutorialError(f"positions {pos} outside a sequence of length {T}")
+        if positions is None:
+            pos = list(range(T))
+        else:
+            if isinstance(positions, (str, bytes)) or not hasattr(positions, "__iter__"):
+                raise TutorialError(f"positions must be a list of ints, got {positions!r}")
+            pos = [check_int(p, "positions[i]") for p in positions]
+        by_pos = {p: eraser for p in pos}
+    for e in by_pos.values():
+        if not isinstance(e, NullspaceEraser):
+            raise TutorialError(f"eraser must be a NullspaceEraser (from inlp or random_eraser), "
+                                f"got {type(e).__name__}")
+    if any(not 0 <= p < T for p in by_pos):
+        raise TutorialError(f"positions {sorted(by_pos)} outside a sequence of length {T}")
+    groups: dict[int, tuple[NullspaceEraser, list[int]]] = {}  # one call per distinct eraser
+    for p, e in by_pos.items():
+        groups.setdefault(id(e), (e, []))[1].append(p)
     fwd_mask = forward_attention_mask(model, padding_mask(model, tokens, attention_mask))
     batch_size = check_batch_size(batch_size)
 
     def hook(act: Tensor, hook: Any) -> Tensor:
-        if act.shape[-1] != eraser.basis.shape[1]:
-            raise TutorialError(f"{hook_name} has width {act.shape[-1]}, the eraser was fitted "
-                                f"on width {eraser.basis.shape[1]}")
         act = act.clone()
-        act[:, pos] = eraser(act[:, pos])
+        for e, pos in groups.values():
+            if act.shape[-1] != e.basis.shape[1]:
+                raise TutorialError(f"{hook_name} has width {act.shape[-1]}, the eraser was "
+                                    f"fitted on width {e.basis.shape[1]}")
+            act[:, pos] = e(act[:, pos])
         return act
 
     outs = []

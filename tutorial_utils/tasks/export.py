@@ -1,6 +1,6 @@
 """Write the course's task datasets as CSV files under ``data/tasks/``.
 
-    python -m tutorial_utils.tasks.export
+    python -m tutorial_utils.tasks.export [--out-dir DIR]
 
 One file per task and tokenizer (GPT-2's real tokenizer and the offline model's), with the
 prompt pairs, answers and metadata the notebooks use (canonical frames, seed 0, 100 pairs).
@@ -9,6 +9,7 @@ prompt pairs, answers and metadata the notebooks use (canonical frames, seed 0, 
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,6 @@ def export_all(out_dir: Path = TASK_DIR, tokenizers: dict[str, Any] | None = Non
     if tokenizers is None:
         from transformers import AutoTokenizer
 
-
         tokenizers = {
             "gpt2": load_gpt2_tokenizer(),
             "offline": AutoTokenizer.from_pretrained(str(DATA_DIR / "models" / "tiny-gpt2-tasks")),
@@ -43,6 +43,15 @@ def export_all(out_dir: Path = TASK_DIR, tokenizers: dict[str, Any] | None = Non
     return written
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out-dir", type=Path, default=TASK_DIR,
+                        help=f"where the CSV files go (default {TASK_DIR})")
+    args = parser.parse_args(argv)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for path in export_all(args.out_dir):
+        print("wrote", path)
+
+
 if __name__ == "__main__":
-    for p in export_all():
-        print("wrote", p)
+    main()

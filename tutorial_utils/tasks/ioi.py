@@ -85,7 +85,8 @@ def make_ioi(
     seed: int = 0,
     corruption: str = "s2",
 ) -> TaskDataset:
-    """Build ``n`` IOI prompt pairs (clean ABBA/BABA, corrupted ABC).
+    """Build ``n`` IOI prompt pairs (clean ABBA/BABA; corrupted as ``corruption`` says: by
+    default S2 replaced by a third name C).
 
     Args:
         frames_split: see :func:`frames`.

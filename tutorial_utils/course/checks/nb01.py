@@ -28,7 +28,7 @@ import torch
 from ... import input_attribution as A
 from ..answers import exercise
 from ...errors import TutorialError
-from ..grading import CheckResult, as_tensor, compare_to_reference, raised
+from ..grading import CheckResult, as_tensor, compare_to_reference
 from ..solutions import nb01 as solutions
 from ...concept_erasure import NullspaceEraser, random_eraser
 from ...probing import train_probe
@@ -103,14 +103,13 @@ def _toy_case(seed: int, mixing: bool = False):
     return toy, tokens, a, b
 
 
-def _run(name: str, fn: Callable, *args) -> tuple[Any, CheckResult | None]:
-    """Call the student's function; a NotImplementedError or a crash becomes a CheckResult."""
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            return fn(*args), None
-    except Exception as error:  # noqa: BLE001 - a check never raises
-        return None, raised(name, error)
+def _seeded_call(fn: Callable, *args) -> Any:
+    """The student's function called with the global torch RNG seeded (the caller's RNG state
+    restored after), so a method that draws baselines or labels is judged on one draw. A stub
+    or a crash propagates: :meth:`ExerciseCheck.judge` reports it as the student's."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return fn(*args)
 
 
 def _as_bt(name: str, out: Any, shape: tuple[int, int]) -> tuple[torch.Tensor | None,
@@ -126,10 +125,9 @@ def _as_bt(name: str, out: Any, shape: tuple[int, int]) -> tuple[torch.Tensor | 
 
 def _run_bt(name: str, fn: Callable, tokens: torch.Tensor, *args
             ) -> tuple[torch.Tensor | None, CheckResult | None]:
-    """:func:`_run` on ``(model, tokens, *args)``-style calls whose answer is ``[batch, seq]``
-    like ``tokens``: returns the output as float, or the failed result."""
-    out, bad = _run(name, fn, *args[:1], tokens, *args[1:])
-    return (None, bad) if bad else _as_bt(name, out, tuple(tokens.shape))
+    """:func:`_seeded_call` on ``(model, tokens, *args)``-style calls whose answer is
+    ``[batch, seq]`` like ``tokens``: returns the output as float, or the failed result."""
+    return _as_bt(name, _seeded_call(fn, *args[:1], tokens, *args[1:]), tuple(tokens.shape))
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
@@ -280,7 +278,7 @@ def check_integrated_gradients(student_fn: Callable, model: Any) -> CheckResult:
         xm = A.token_embeddings(model, tokens)
         b0 = 0.1 * torch.randn(xm.shape, generator=torch.Generator().manual_seed(0))
         b0[:, 0] = xm[:, 0]
-        got, _ = _run(name, student_fn, model, tokens, target, b0, 4)
+        got = _seeded_call(student_fn, model, tokens, target, b0, 4)
         for offset, rule in ((0.0, "left"), (1.0, "right")):
             if isinstance(got, torch.Tensor) and got.shape == tokens.shape and _close(got, _ig_rule(model, tokens, target, b0,
                                                                       4, offset), 1e-3):
@@ -325,13 +323,19 @@ def check_occlusion(student_fn: Callable, model: Any) -> CheckResult:
         if _close(out, -want):
             return CheckResult(name, False, "wrong sign: the score is f(x) - f(x with token t "
                                "replaced), positive when the token helps the target")
-        if float(out[:, 0].abs().max()) > 1e-6:
-            return CheckResult(name, False, "position 0 (BOS) must not be occluded: its score is "
-                               "0; start the loop at t = 1")
         return CheckResult(name, False, "on a linear toy model where each position reads only "
                            "its own token, only the last token can change the target: expected "
                            f"{want[0].tolist()}, got {out[0].tolist()}. Replace one position at "
                            "a time in a fresh copy of the tokens")
+    # on the mixing toy every position reaches the target, BOS included: its score must stay 0
+    toy, tokens, a, b = _toy_case(0, mixing=True)
+    rep = int((tokens.max() + 1) % toy.cfg.d_vocab)
+    out, bad = _run_bt(name, student_fn, tokens, toy, A.contrastive_target(a, b), rep)
+    if bad:
+        return bad
+    if float(out[:, 0].abs().max()) > 1e-6:
+        return CheckResult(name, False, "position 0 (BOS) must not be occluded: its score is "
+                           "0; start the loop at t = 1")
 
     def make_inputs(gen: torch.Generator):
         tokens, target = _make_prompt_inputs(model, gen)
@@ -393,9 +397,7 @@ def check_train_probe(student_fn: Callable, weight_decay: float = 1e-2,
         X = torch.randn(200, 16, generator=gen)
         y = ((X @ torch.randn(16, generator=gen) + 1.5 + 0.5 * torch.randn(200, generator=gen))
              > 0).long()
-        out, bad = _run(name, student_fn, X.clone(), y.clone(), weight_decay)
-        if bad:
-            return bad
+        out = _seeded_call(student_fn, X.clone(), y.clone(), weight_decay)
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             return CheckResult(name, False, "return a pair (w [d], b []), e.g. "
                                "`return w.detach(), b.detach()`")
@@ -450,9 +452,7 @@ def check_control_task(student_fn: Callable) -> CheckResult:
     tokens = torch.randint(V, (N, T), generator=g)
     pos = torch.randint(1, T, (N,), generator=g)
     labels = (torch.rand(N, generator=g) < 0.25).long()  # 25% positive
-    out, bad = _run(name, student_fn, tokens.clone(), pos.clone(), labels.clone(), 0)
-    if bad:
-        return bad
+    out = _seeded_call(student_fn, tokens.clone(), pos.clone(), labels.clone(), 0)
     out = as_tensor(out, "your control labels")
     if tuple(out.shape) != (N,):
         return CheckResult(name, False, f"return a tensor [N] = ({N},) of labels, got shape "
@@ -477,9 +477,7 @@ def check_control_task(student_fn: Callable) -> CheckResult:
                            f"received different control labels (e.g. token {split[0]}).{why}")
     other = torch.randint(V, (N, T), generator=torch.Generator().manual_seed(1))
     other[torch.arange(N), pos] = at
-    out2, bad = _run(name, student_fn, other, pos.clone(), labels.clone(), 0)
-    if bad:
-        return bad
+    out2 = _seeded_call(student_fn, other, pos.clone(), labels.clone(), 0)
     out2 = as_tensor(out2, "your control labels")
     if out2.shape != out.shape or not torch.equal(out2.long(), out):
         return CheckResult(name, False, "changing the tokens at positions the probe does not "
@@ -494,9 +492,7 @@ def check_control_task(student_fn: Callable) -> CheckResult:
                            f"distribution of the labels (e.g. a random element of labels).{hint}")
     if share == float(labels.float().mean()) and torch.equal(out, labels):
         return CheckResult(name, False, "you returned the real labels")
-    out3, bad = _run(name, student_fn, tokens.clone(), pos.clone(), labels.clone(), 1)
-    if bad:
-        return bad
+    out3 = _seeded_call(student_fn, tokens.clone(), pos.clone(), labels.clone(), 1)
     out3 = as_tensor(out3, "your control labels")
     if out3.shape == out.shape and torch.equal(out3.long(), out):
         return CheckResult(name, False, "the seed does not change the assignment: draw the "
@@ -529,9 +525,7 @@ def check_inlp(student_fn: Callable, n_iterations: int = 8) -> CheckResult:
     name = "inlp"
     X, y = _concept_data(3000, 0)
     Xt, yt = _concept_data(3000, 1)
-    out, bad = _run(name, student_fn, X.clone(), y.clone(), n_iterations)
-    if bad:
-        return bad
+    out = _seeded_call(student_fn, X.clone(), y.clone(), n_iterations)
     out = as_tensor(out, "your basis [k, d]")
     if out.ndim != 2 or out.shape[1] != X.shape[1]:
         return CheckResult(name, False, f"return the basis as a tensor [k, d] (d = {X.shape[1]}), "

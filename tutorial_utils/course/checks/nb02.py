@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 
 from ..answers import exercise
-from ..grading import CheckResult, as_tensor, close, compare_to_reference, raised
+from ..grading import CheckResult, as_tensor, close, compare_to_reference
 from ..solutions import nb02 as solutions
 from ..solutions.nb02 import run_layer
 from ...context_mixing import rollout as _rollout
@@ -33,18 +33,6 @@ def _stochastic(g: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=g).mul(2).softmax(-1)
 
 
-def _call(name: str, fn: Callable, *args: Any) -> tuple[Any, CheckResult | None]:
-    """Run the student's function; a crash or a stub becomes a failed result."""
-    try:
-        return fn(*args), None
-    except Exception as e:  # noqa: BLE001 - a check never raises
-        return None, raised(name, e)
-
-
-def _close(a: Any, b: torch.Tensor, atol: float = 1e-5) -> bool:
-    return close(a, b, atol=atol, rtol=1e-4)
-
-
 # --------------------------------------------------------------------------------------------
 # Exercise 2.1: attention rollout
 # --------------------------------------------------------------------------------------------
@@ -57,15 +45,13 @@ def check_rollout(student_fn: Callable[[torch.Tensor, bool], torch.Tensor]) -> C
     L, T = 3, 4
     eye = torch.eye(T).expand(L, T, T).clone()
     for res in (False, True):
-        out, err = _call(name, student_fn, eye.clone(), res)
-        if err:
-            return err
+        out = student_fn(eye.clone(), res)
         out = as_tensor(out, "your rollout [L, T, T]")
         if out.shape != (L, T, T):
             return CheckResult(name, False, f"returned shape {tuple(out.shape)} "
                                             f"for {L} layers of {T} tokens: return every layer's "
                                             f"R_l stacked, shape [L, T, T]")
-        if not _close(out, eye):
+        if not close(out, eye):
             return CheckResult(name, False, f"identity attention (every token attends only to "
                                             f"itself) must roll out to the identity in every layer "
                                             f"(add_residual={res}); it did not")
@@ -77,25 +63,21 @@ def check_rollout(student_fn: Callable[[torch.Tensor, bool], torch.Tensor]) -> C
     prev[0, 0] = 1
     prev[torch.arange(1, T), torch.arange(T - 1)] = 1
     A = torch.stack([to_last, prev])
-    out, err = _call(name, student_fn, A.clone(), False)
-    if err:
-        return err
+    out = student_fn(A.clone(), False)
     out = as_tensor(out, "your rollout [L, T, T]")
-    if _close(out[-1:], (to_last @ prev)[None]):
+    if close(out[-1:], (to_last @ prev)[None]):
         return CheckResult(name, False, "the layers are multiplied in the wrong order: layer l "
                                         "mixes what layers 0..l-1 produced, so R_l = A_l @ R_{l-1} "
                                         "(you computed R_{l-1} @ A_l)")
-    if not _close(out, torch.stack([to_last, prev @ to_last])):
+    if not close(out, torch.stack([to_last, prev @ to_last])):
         return CheckResult(name, False, "layer 0 sends every token to the last one and layer 1 "
                                         "to its previous token: after both, every row must be "
                                         "one-hot on the last token (rows of R_1 = A_1 @ R_0)")
-    out, err = _call(name, student_fn, to_last[None].clone(), True)
-    if err:
-        return err
-    if _close(out, to_last[None]):
+    out = student_fn(to_last[None].clone(), True)
+    if close(out, to_last[None]):
         return CheckResult(name, False, "add_residual=True must replace A by 0.5 A + 0.5 I before "
                                         "multiplying: you returned A unchanged")
-    if not _close(out, (0.5 * to_last + 0.5 * torch.eye(T))[None]):
+    if not close(out, (0.5 * to_last + 0.5 * torch.eye(T))[None]):
         return CheckResult(name, False, "with add_residual=True, one layer A must give "
                                         "0.5 A + 0.5 I (rows renormalised)")
 
@@ -133,40 +115,32 @@ def check_attention_norm(student_fn: Callable[..., torch.Tensor], model: Any = N
     v = torch.randn(T, 1, d, generator=g)
     v = 3 * v / v.norm(dim=-1, keepdim=True)
     W_O = torch.eye(d)[None]
-    out, err = _call(name, student_fn, pattern, v, W_O)
-    if err:
-        return err
-    if not _close(out, 3 * pattern[0]):
+    out = student_fn(pattern, v, W_O)
+    if not close(out, 3 * pattern[0]):
         return CheckResult(name, False, "one head whose transformed values f(x_j) all have norm "
                                         "3 must give 3 * alpha_ij (attention-norm equals attention "
                                         "when value norms are equal); it did not")
     # W_O matters: the norm of the values alone is not the norm of what is written
-    out, err = _call(name, student_fn, pattern, v, 2 * W_O)
-    if err:
-        return err
-    if _close(out, 3 * pattern[0]):
+    out = student_fn(pattern, v, 2 * W_O)
+    if close(out, 3 * pattern[0]):
         return CheckResult(name, False, "doubling W_O must double the result: multiply the "
                                         "values by W_O before taking the norm")
     # two heads with the same weights whose transformed values cancel: z_ij = 0
     two = pattern.expand(2, T, T).clone()
     W2 = torch.stack([torch.eye(d), -torch.eye(d)])
     v2 = torch.cat([v, v], dim=1)
-    out, err = _call(name, student_fn, two, v2, W2)
-    if err:
-        return err
-    if _close(out, 6 * pattern[0]):
+    out = student_fn(two, v2, W2)
+    if close(out, 6 * pattern[0]):
         return CheckResult(name, False, "two heads whose vectors cancel must give 0, you gave the "
                                         "sum of the per-head norms: sum over heads first, then "
                                         "take one norm (heads can cancel each other)")
-    if not _close(out, torch.zeros(T, T)):
+    if not close(out, torch.zeros(T, T)):
         return CheckResult(name, False, "two heads whose vectors cancel exactly must give 0 "
                                         "everywhere")
     # RES1: with zero values only the residual is left, on the diagonal
     resid = torch.randn(T, d, generator=g)
-    out, err = _call(name, student_fn, pattern, torch.zeros_like(v), W_O, resid)
-    if err:
-        return err
-    if not _close(out, torch.diag(resid.norm(dim=-1))):
+    out = student_fn(pattern, torch.zeros_like(v), W_O, resid)
+    if not close(out, torch.diag(resid.norm(dim=-1))):
         off = as_tensor(out, "your matrix [T, T]", torch.float32)
         hint = (" You added x to every source: the residual is the query's own vector x_i, "
                 "added only to the piece j == i." if off.shape == (T, T) and
@@ -187,11 +161,9 @@ def check_attention_norm(student_fn: Callable[..., torch.Tensor], model: Any = N
     toks = tokens.reshape(1, -1)
     lib = cm.attention_norm(model, toks[0], "res")
     for layer, it in enumerate(cm.collect_internals(model, toks)):
-        out, err = _call(name, student_fn, it.pattern[0], it.values[0], it.W_O, it.resid_pre[0])
-        if err:
-            return err
+        out = student_fn(it.pattern[0], it.values[0], it.W_O, it.resid_pre[0])
         mine = cm.row_normalize(as_tensor(out, "your matrix [T, T]", torch.float32))
-        if not _close(mine, lib[layer].float(), atol=1e-4):
+        if not close(mine, lib[layer].float(), atol=1e-4):
             return CheckResult(name, False, f"on layer {layer} of the real model your RES1 "
                                             f"(row-normalised) differs from cm.attention_norm")
     res.message = ("known answers right (equal value norms give the attention weights, "
@@ -221,27 +193,23 @@ def check_alti_layer(student_fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
     y = torch.randn(T, d, generator=g)
     pieces = torch.zeros(T, T, d)
     pieces[torch.arange(T), torch.arange(T)] = y
-    out, err = _call(name, student_fn, pieces, y)
-    if err:
-        return err
-    if not _close(out, torch.eye(T)):
+    out = student_fn(pieces, y)
+    if not close(out, torch.eye(T)):
         return CheckResult(name, False, "when each token's own piece equals the output and the "
                                         "others are 0, the matrix must be the identity")
     # y = (1, 0): an aligned piece (1, 0) and a large orthogonal one (0, 3)
     y1 = torch.tensor([[1.0, 0.0]])
     p1 = torch.tensor([[[1.0, 0.0], [0.0, 3.0]]])
-    out, err = _call(name, student_fn, p1, y1)
-    if err:
-        return err
+    out = student_fn(p1, y1)
     o = as_tensor(out, "your ALTI matrix [T, T]", torch.float32)
-    if o.shape == (1, 2) and _close(o, torch.tensor([[0.25, 0.75]])):
+    if o.shape == (1, 2) and close(o, torch.tensor([[0.25, 0.75]])):
         return CheckResult(name, False, "you scored each piece by its own norm (that is "
                                         "attention-norm); ALTI scores by proximity to the output, "
                                         "||y_i||_1 - ||y_i - T_i(x_j)||_1")
     if o.shape == (1, 2) and not torch.isfinite(o).all():
         return CheckResult(name, False, "a piece far from the output has ||y||_1 - ||y - T||_1 < 0: "
                                         "clamp it at 0 before normalising (you got inf/nan)")
-    if not _close(o, torch.tensor([[1.0, 0.0]])):
+    if not close(o, torch.tensor([[1.0, 0.0]])):
         hint = (" Negative entries: clamp at 0 before normalising." if o.numel() and
                 float(o.min()) < -1e-6 else "")
         return CheckResult(name, False, "with y = (1, 0), the piece (1, 0) must get 1 and the "
@@ -250,12 +218,10 @@ def check_alti_layer(student_fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
     # L1, not L2: y = (1, 1), pieces (1, 0) and (0.75, 0.75)
     y2 = torch.tensor([[1.0, 1.0]])
     p2 = torch.tensor([[[1.0, 0.0], [0.75, 0.75]]])
-    out, err = _call(name, student_fn, p2, y2)
-    if err:
-        return err
-    if not _close(out, _ref_alti_layer(p2, y2)):
+    out = student_fn(p2, y2)
+    if not close(out, _ref_alti_layer(p2, y2)):
         l2 = (y2.norm(dim=-1)[:, None] - (y2[:, None] - p2).norm(dim=-1)).clamp_min(0)
-        if _close(out, l2 / l2.sum(-1, keepdim=True)):
+        if close(out, l2 / l2.sum(-1, keepdim=True)):
             return CheckResult(name, False, "you used the Euclidean (L2) norm; ALTI uses the L1 "
                                             "(Manhattan) norm, .abs().sum(-1)")
         return CheckResult(name, False, f"for y = (1, 1) with pieces (1, 0) and (0.75, 0.75) the "
@@ -275,10 +241,8 @@ def check_alti_layer(student_fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
     lib = cm.alti(model, toks[0], rollout=False)
     for layer in range(model.cfg.n_layers):
         dec = cm.decompose_attention_block(model, toks, layer)
-        out, err = _call(name, student_fn, dec.per_source[0], dec.output[0])
-        if err:
-            return err
-        if not _close(out, lib[layer].float(), atol=1e-4):
+        out = student_fn(dec.per_source[0], dec.output[0])
+        if not close(out, lib[layer].float(), atol=1e-4):
             return CheckResult(name, False, f"on layer {layer} of the real model your matrix "
                                             f"differs from cm.alti(..., rollout=False)")
     res.message = ("known answers right (proximity, not norm; clamped at 0; L1), " + res.message
@@ -346,14 +310,12 @@ def check_value_zeroing_one_token(student_fn: Callable[..., torch.Tensor], model
     x = torch.randn(1, 5, 16, generator=g)
     # a value vector that is already zero: zeroing it changes nothing
     layer = _tiny_bert_layer(0, zero_wv=True, zero_bv=True)
-    out, err = _call(name, student_fn, layer, x, 2)
-    if err:
-        return err
-    if _close(out, torch.ones(5), atol=1e-6):
+    out = student_fn(layer, x, 2)
+    if close(out, torch.ones(5), atol=1e-6):
         return CheckResult(name, False, "nothing changes when a zero value is zeroed, so every "
                                         "score must be 0 and you gave 1: you returned cos; the "
                                         "score is 1 - cos")
-    if not _close(out, torch.zeros(5), atol=1e-6):
+    if not close(out, torch.zeros(5), atol=1e-6):
         return CheckResult(name, False, "in a layer whose value vectors are all 0 already, "
                                         "zeroing one changes nothing: every score must be 0. Zero "
                                         "the value vector only: keep the attention weights and "
@@ -361,30 +323,26 @@ def check_value_zeroing_one_token(student_fn: Callable[..., torch.Tensor], model
     # W_V = 0 but b_V != 0: the value vector is the bias, and it must go too
     layer = _tiny_bert_layer(1, zero_wv=True)
     expected = _zeroed(layer, x, 2)
-    out, err = _call(name, student_fn, layer, x, 2)
-    if err:
-        return err
-    if _close(out, torch.zeros(5), atol=1e-6):
+    out = student_fn(layer, x, 2)
+    if close(out, torch.zeros(5), atol=1e-6):
         return CheckResult(name, False, "when W_V = 0 the value vector is b_V, and zeroing it must "
                                         "change the output: zero the whole value vector "
                                         "x_j W_V + b_V, bias included (you left the bias)")
-    if not _close(out, expected, atol=1e-5):
+    if not close(out, expected, atol=1e-5):
         return CheckResult(name, False, "with W_V = 0 (values = b_V) your scores differ from "
                                         "zeroing token j's value vector in every head")
     layer = _tiny_bert_layer(2)
     expected = _zeroed(layer, x, 1)
-    out, err = _call(name, student_fn, layer, x, 1)
-    if err:
-        return err
+    out = student_fn(layer, x, 1)
     o = as_tensor(out, "your scores [T]", torch.float32)
     if o.shape != expected.shape:
         return CheckResult(name, False, f"returned shape {tuple(o.shape)}, expected [T] = "
                                         f"{tuple(expected.shape)}: one score per token")
-    if not _close(o, expected, atol=1e-5):
+    if not close(o, expected, atol=1e-5):
         for wrong, what in (((1 - expected), "you returned cos; the score is 1 - cos"),
                             (_zeroed(layer, x, 1, "key"), "you zeroed the key, not the value"),
                             (_zeroed(layer, x, 1, "query"), "you zeroed the query, not the value")):
-            if _close(o, wrong, atol=1e-5):
+            if close(o, wrong, atol=1e-5):
                 return CheckResult(name, False, what)
         return CheckResult(name, False, f"on a random BERT layer, token 1 zeroed: max abs error "
                                         f"{float((o - expected).abs().max()):.3g}. Zero the output "
@@ -399,12 +357,10 @@ def check_value_zeroing_one_token(student_fn: Callable[..., torch.Tensor], model
         hidden = hf(input_ids=toks, output_hidden_states=True).hidden_states
     T = toks.shape[1]
     for layer_idx, j in ((0, 1), (model.cfg.n_layers - 1, T - 2)):
-        out, err = _call(name, student_fn, hf.encoder.layer[layer_idx], hidden[layer_idx], j)
-        if err:
-            return err
+        out = student_fn(hf.encoder.layer[layer_idx], hidden[layer_idx], j)
         ref = value_zeroed_outputs(model, toks, [(0, layer_idx, j), (0, layer_idx, -1)])
         ref = _cosine_distance(ref[0], ref[1]).float()
-        if not _close(as_tensor(out, "your scores [T]", torch.float32).reshape(-1), ref, atol=1e-5):
+        if not close(as_tensor(out, "your scores [T]", torch.float32).reshape(-1), ref, atol=1e-5):
             return CheckResult(name, False, f"on layer {layer_idx} of the real encoder (token {j} "
                                             f"zeroed) your scores differ from the library's")
     return CheckResult(name, True, "known answers right on synthetic BERT layers (nothing to "
@@ -434,24 +390,20 @@ def check_cue_share_per_layer(student_fn: Callable[..., torch.Tensor]) -> CheckR
     maps[b, 1, q, c] -= 0.1       # layer 1: it favours the distractor
     maps[b, 1, q, dis] += 0.1
     maps[b, :, dis, q] += 0.2     # columns say the opposite of rows
-    out, err = _call(name, student_fn, maps, q, c, dis)
-    if err:
-        return err
+    out = student_fn(maps, q, c, dis)
     o = as_tensor(out, "your shares [L]", torch.float32)
     if o.shape != (L,):
         return CheckResult(name, False, f"returned shape {tuple(o.shape)}: return one share per "
                                         f"layer, shape [L] = ({L},)")
-    if _close(o, torch.tensor([0.0, 1.0])):
+    if close(o, torch.tensor([0.0, 1.0])):
         return CheckResult(name, False, "layer 0 favours the cue in every example and must score "
                                         "1: you swapped cue and distractor")
-    if not _close(o, torch.tensor([1.0, 0.0])):
+    if not close(o, torch.tensor([1.0, 0.0])):
         return CheckResult(name, False, f"expected [1, 0] (layer 0's query rows favour the cue, "
                                         f"layer 1's the distractor), got {o.tolist()}. Rows are "
                                         f"queries: read maps[b, l, query[b], :], not a column")
-    out, err = _call(name, student_fn, torch.full((B, L, T, T), 1.0 / T), q, c, dis)
-    if err:
-        return err
-    if not _close(out, torch.zeros(L)):
+    out = student_fn(torch.full((B, L, T, T), 1.0 / T), q, c, dis)
+    if not close(out, torch.zeros(L)):
         return CheckResult(name, False, "uniform maps are a tie everywhere, and a tie is not a "
                                         "win: use >, not >=")
 

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..answers import exercise
 from ..grading import (CheckResult, InvalidAnswer, as_number, as_tensor, check_value,
-                       compare_to_reference, raised)
+                       compare_to_reference)
 from ..grading import describe as _describe
 from ..solutions import nb03 as solutions
 from ...patching import get_activations, patching_sweep
@@ -65,16 +65,13 @@ def check_ablate_head(fn: Callable) -> CheckResult:
     ref = ref + torch.arange(T, dtype=torch.float32)[None, :, None, None]  # differs by position
     expected = {m: reference_ablate_head(z, 1, m, ref) for m in ("zero", "mean", "corrupted")}
     got = {}
-    try:
-        for m in expected:
-            zin, rin = z.clone(), ref.clone()
-            got[m] = fn(zin, 1, m, rin)
-            if not torch.equal(zin, z):
-                return CheckResult(name, False, f"method {m!r} modified the input in place: clone "
-                                                f"it first (the hook's tensor feeds the rest of "
-                                                f"the forward)")
-    except Exception as e:  # noqa: BLE001
-        return raised(name, e)
+    for m in expected:
+        zin, rin = z.clone(), ref.clone()
+        got[m] = fn(zin, 1, m, rin)
+        if not torch.equal(zin, z):
+            return CheckResult(name, False, f"method {m!r} modified the input in place: clone "
+                                            f"it first (the hook's tensor feeds the rest of "
+                                            f"the forward)")
     for m, exp in expected.items():
         out = as_tensor(got[m], f"your z for method {m!r}", torch.float32)
         if out.shape != z.shape:
@@ -119,11 +116,8 @@ def check_head_sweep(fn: Callable, model: Any, dataset: Any, layer: int) -> Chec
     """``fn(model, dataset, layer) -> [n_heads]``: the metric with each head of ``layer`` patched
     (all positions) from the corrupted run into the clean run."""
     name = "patch_heads_of_layer"
-    try:
-        same = fn(model, _self_patched(dataset), layer)
-        got = fn(model, dataset, layer)
-    except Exception as e:  # noqa: BLE001
-        return raised(name, e)
+    same = fn(model, _self_patched(dataset), layer)
+    got = fn(model, dataset, layer)
     same = as_tensor(same, "your metrics [head]", torch.float32)
     got = as_tensor(got, "your metrics [head]", torch.float32)
     H = model.cfg.n_heads
@@ -183,11 +177,8 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
     single edge ``sender -> receiver`` (``"aL.hH.q"``/``.k``/``.v``) carrying the corrupted
     value, compared with :func:`tutorial_utils.path_patching.edge_patching` on ``edges``."""
     name = "patch_edge"
-    try:
-        same = fn(model, _self_patched(dataset), *edges[0])
-        got = [fn(model, dataset, s, r) for s, r in edges]
-    except Exception as e:  # noqa: BLE001
-        return raised(name, e)
+    same = fn(model, _self_patched(dataset), *edges[0])
+    got = [fn(model, dataset, s, r) for s, r in edges]
     same = as_number(same, "your metric")
     got = [as_number(g_, "your metric") for g_ in got]
     m_clean = _metric(model, dataset, dataset.clean_tokens)
@@ -223,10 +214,7 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
     kv_shared = getattr(model.cfg, "n_key_value_heads", None) not in (None, n_heads)
     if node.head is not None and n_heads > 1 and not (kv_shared and which in ("k", "v")):
         sibling = f"a{node.layer}.h{(node.head + 1) % n_heads}.{which}"
-        try:
-            got_sib = fn(model, dataset, s0, sibling)
-        except Exception as e:  # noqa: BLE001
-            return raised(name, e)
+        got_sib = fn(model, dataset, s0, sibling)
         got_sib = as_number(got_sib, "your metric")
         ref_sib = float(edge_patching(model, dataset, [[(s0, sibling)]])[0])
         if abs(got_sib - ref_sib) > 1e-3:
@@ -251,16 +239,14 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
 @exercise("4.1", reference=solutions.node_circuit_faithfulness)
 def check_node_faithfulness(fn: Callable, model: Any, dataset: Any, circuit: list[str]
                             ) -> CheckResult:
-    """``fn(model, dataset, nodes) -> float``: resample-ablate every node outside ``nodes`` and
+    """``fn(model, dataset, nodes) -> float``: patch every node outside ``nodes`` with its
+    corrupted-run value (paired corrupted ablation, the library's default) and
     normalise, compared with :func:`tutorial_utils.faithfulness.circuit_faithfulness`."""
     name = "node_circuit_faithfulness"
     every = all_nodes(model)
-    try:
-        f_full = fn(model, dataset, list(every))
-        f_empty = fn(model, dataset, [])
-        got = fn(model, dataset, list(circuit))
-    except Exception as e:  # noqa: BLE001
-        return raised(name, e)
+    f_full = fn(model, dataset, list(every))
+    f_empty = fn(model, dataset, [])
+    got = fn(model, dataset, list(circuit))
     f_full, f_empty, got = (as_number(v, "your faithfulness") for v in (f_full, f_empty, got))
     if abs(f_full - 1) > 1e-3:
         return CheckResult(name, False, f"the circuit of every node is the model itself and must "
@@ -271,7 +257,8 @@ def check_node_faithfulness(fn: Callable, model: Any, dataset: Any, circuit: lis
                 "corrupted one: did you leave out 'embed'?" if abs(f_empty) < 0.99 else
                 " You seem to patch the nodes *in* the circuit instead of the ones outside it.")
         return CheckResult(name, False, f"the empty circuit must score 0, got {f_empty:.3f}.{hint}")
-    ref = circuit_faithfulness(model, dataset, circuit).faithfulness
+    measured = circuit_faithfulness(model, dataset, circuit)
+    ref = measured.faithfulness
     if abs(got - ref) > 1e-3:
         complement = [n for n in every if n not in set(circuit)]
         comp = circuit_faithfulness(model, dataset, complement).faithfulness
@@ -283,7 +270,7 @@ def check_node_faithfulness(fn: Callable, model: Any, dataset: Any, circuit: lis
                                             f"the gap the circuit loses; F = (M(circuit) - "
                                             f"M(corrupted)) / (M(clean) - M(corrupted))")
         return CheckResult(name, False, f"faithfulness {got:.3f}, the library measures {ref:.3f} "
-                                        f"for {sorted(circuit)} (resample ablation)")
+                                        f"for {sorted(circuit)} ({measured.ablation} ablation)")
     return CheckResult(name, True, f"full circuit 1, empty circuit 0, and {ref:.3f} for "
                                    f"{sorted(circuit)} as the library measures")
 
@@ -304,10 +291,7 @@ def check_upweight_score(fn: Callable) -> CheckResult:
     W_U[0] = torch.where(torch.arange(Y) > 3, 1 / 3, -1 / 3)
     c = torch.tensor([[4.0, 0.0, 0.0, 0.0], [4.0, 0.0, 0.0, 0.0]])
     scale = torch.tensor([[1.0], [2.0]])
-    try:
-        got = fn(c, scale, W_U, yy)
-    except Exception as e:  # noqa: BLE001
-        return raised(name, e)
+    got = fn(c, scale, W_U, yy)
     got = as_tensor(got, "your scores [batch]", torch.float32)
     if got.shape != (2,):
         return CheckResult(name, False, f"return one score per example: shape [batch] = (2,), got "
@@ -348,7 +332,7 @@ SVA_MAX_NODES = 8
 def check_sva_faithfulness(model: Any, dataset: Any, circuit: Any, faithfulness: Any,
                            target: float = 0.8, max_nodes: int = SVA_MAX_NODES) -> CheckResult:
     """The student's circuit must be a list of at most ``max_nodes`` node names whose
-    faithfulness (resample ablation, as the library measures it) is the one they report **and**
+    faithfulness (corrupted ablation, as the library measures it by default) is the one they report **and**
     reaches ``target``: "as few nodes as you can" is enforced, so the whole model (which
     trivially scores 1) fails."""
     name = "sva_faithfulness"

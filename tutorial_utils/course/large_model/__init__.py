@@ -28,7 +28,7 @@ tokenizer (GPT-2 has no ``<unk>``: its unknown, BOS and EOS token is ``<|endofte
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 

@@ -12,8 +12,8 @@ from torch import Tensor
 from transformers.utils import logging as hf_logging
 
 from ...composition import top_heads
-from ...errors import TutorialError
 from ...names import head_name, parse_head
+from ...validation import check_int
 
 #: notebook id -> (what runs, which published models it needs)
 SECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -124,6 +124,6 @@ def no_progress_bars() -> Iterator[None]:
 
 
 def check_positive(**sizes: int) -> None:
+    """Every keyword is an integer >= 1 (:func:`tutorial_utils.validation.check_int`)."""
     for k, v in sizes.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise TutorialError(f"{k} must be a positive integer, got {v!r}")
+        check_int(v, k, minimum=1)

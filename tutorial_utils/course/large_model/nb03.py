@@ -9,10 +9,9 @@ import torch
 from torch import Tensor
 
 from ... import patching as P
-from ...dla import direct_logit_attribution
+from ...dla import task_metric_attribution
 from ...logit_lens import logit_lens
 from ...tasks import make_greater_than
-from ...tasks.greater_than import year_token_ids
 from .common import check_positive, gpu_hint, model_label, model_shape, published_lines, top_named
 
 @dataclass
@@ -62,23 +61,20 @@ def section_03(model: Any, *, n_examples: int = 6, seed: int = 0, top_k: int = 5
     """Notebook 03's activation patching and logit lens on Greater-Than (canonical frame):
     :func:`tutorial_utils.patching.patch_heads` and an ``mlp_out`` sweep by layer, then
     :func:`tutorial_utils.logit_lens.logit_lens` and
-    :func:`tutorial_utils.dla.direct_logit_attribution` over the 100 year tokens."""
+    :func:`tutorial_utils.dla.task_metric_attribution` (``linearise=False``) over the 100 year
+    tokens."""
 
     check_positive(n_examples=n_examples, top_k=top_k)
     ds = make_greater_than(model, n=n_examples, frames_split="canonical", seed=seed)
     heads = P.patch_heads(model, ds, progress=False)
     mlps = P.patching_sweep(model, ds, "mlp_out", ("layer",), progress=False)
-    years = torch.tensor(year_token_ids(model.tokenizer))
-    lens = logit_lens(model, ds.clean_tokens, ds.answer_pos, token_ids=years)
+    # the 100 year tokens are every example's candidates, signed + above YY and - at or below
+    lens = logit_lens(model, ds.clean_tokens, ds.answer_pos, token_ids=ds.candidate_ids[0])
     probs = lens.probs().float().cpu()  # [points, B, 100]
-    yy = torch.tensor(ds.meta["yy"])
-    sign = torch.where(torch.arange(100)[None] > yy[:, None], 1.0, -1.0)  # [B, 100]
-    lens_pd = (probs * sign[None]).sum(-1).mean(-1)
-    dla = direct_logit_attribution(model, ds.clean_tokens, ds.answer_pos, years)
-    above = (sign > 0).float()
-    weights = above / above.sum(1, keepdim=True).clamp(min=1) \
-        - (1 - above) / (1 - above).sum(1, keepdim=True).clamp(min=1)
-    upweight = dla.project(weights).mean(1).float().cpu()  # [components]
+    lens_pd = (probs * ds.candidate_sign.cpu()[None]).sum(-1).mean(-1)
+    # mean logit of the years above YY minus that of the years at or below, per component
+    dla = task_metric_attribution(model, ds, linearise=False)
+    upweight = dla.values.mean(1).float().cpu()  # [components]
     nh = heads.normalized()
     res = PatchingSection(model_label(model), model_shape(model), n_examples, float(heads.metric_clean),
                           float(heads.metric_corrupted), nh, mlps.normalized(), lens_pd,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ... import composition as C
@@ -13,7 +12,7 @@ from ... import path_patching as PP
 from ...tasks import make_ioi
 from ...errors import TutorialError
 from ...names import head_name, parse_head
-from .common import (IOI_CLASSES, batched_logits, check_positive, format_heads, gpu_hint,
+from .common import (IOI_CLASSES, check_positive, format_heads, gpu_hint,
                      model_label, model_shape, published_lines, top_named)
 
 @dataclass
@@ -96,11 +95,9 @@ def section_04(model: Any, *, n_ioi: int = 8, batch: int = 8, seq_len: int = 20,
     evidence = C.induction_composition_patching(model, classes.prev_heads, classes.induction_heads,
                                                 seq_len=seq_len, batch=batch, seed=seed)
     ioi = make_ioi(model, n=n_ioi, frames_split="canonical", seed=seed)
-    logits_c = batched_logits(model, ioi.clean_tokens, n_ioi)
-    logits_k = batched_logits(model, ioi.corrupted_tokens, n_ioi)
     senders = [head_name(l, h) for l in range(start, L) for h in range(H)]
-    direct = C.head_grid(model, PP.path_patching(model, ioi, senders=senders,
-                                                 receivers=["logits"]))
+    to_logits = PP.path_patching(model, ioi, senders=senders, receivers=["logits"])
+    direct = C.head_grid(model, to_logits)
     direct[:start] = float("nan")  # not measured
     pos = C.ioi_positions(ioi)
     toks = ioi.clean_tokens
@@ -124,7 +121,7 @@ def section_04(model: Any, *, n_ioi: int = 8, batch: int = 8, seq_len: int = 20,
     res = CompositionSection(
         model_label(model), model_shape(model), seq_len, batch, prev_first, ind_first,
         dict(evidence.effects), k_comp, k_base, n_ioi,
-        float(ioi.metric(logits_c)), float(ioi.metric(logits_k)), direct, attention, prev, ind,
+        to_logits.metric_clean, to_logits.metric_corrupted, direct, attention, prev, ind,
         start, published)
     if verbose:
         print(res.summary())

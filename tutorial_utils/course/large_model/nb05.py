@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from ...circuits import (Graph, baseline_metrics, eap_ig_scores, eap_scores, faithfulness_curve,
+from ...circuits import (Graph, eap_ig_scores, eap_scores, faithfulness_curve,
                          rank_correlation)
 from ...tasks import make_greater_than
 from .common import check_positive, gpu_hint, model_label, model_shape, published_lines
@@ -70,7 +69,6 @@ def section_05(model: Any, *, n_examples: int = 8, ig_steps: int = 5, batch_size
     check_positive(n_examples=n_examples, ig_steps=ig_steps, batch_size=batch_size)
     graph = Graph.from_model(model)
     ds = make_greater_than(model, n=n_examples, frames_split="canonical", seed=seed)
-    clean, corrupted = baseline_metrics(model, ds, batch_size=batch_size)
     scores = {"EAP": eap_scores(model, graph, ds, batch_size=batch_size).float().cpu(),
               "EAP-IG": eap_ig_scores(model, graph, ds, steps=ig_steps,
                                       batch_size=batch_size).float().cpu()}
@@ -79,6 +77,7 @@ def section_05(model: Any, *, n_examples: int = 8, ig_steps: int = 5, batch_size
     for m, s in scores.items():
         c = faithfulness_curve(model, graph, ds, s, grid, method=m, batch_size=batch_size)
         faith[m] = c.faithfulness.float().cpu()
+    clean, corrupted = c.metric_clean, c.metric_empty  # the empty circuit is the corrupted run
     real = graph.real_edges
     graph.scores = scores["EAP-IG"]
     top = [(name, float(s)) for name, s in graph.top_edges(5)]

@@ -120,7 +120,7 @@ def upweight_score(c: Float[Tensor, "batch d_model"], scale: Float[Tensor, "batc
 
 def sva_circuit(model: Any, dataset: Any, max_nodes: int = 6) -> tuple[list[str], float]:
     """Exercise 8.1: a subject-verb agreement node circuit from iterative path patching from
-    the logits (threshold 0.1, at most ``max_nodes`` nodes), and its faithfulness (resample
+    the logits (threshold 0.1, at most ``max_nodes`` nodes), and its faithfulness (corrupted
     ablation, as :func:`~tutorial_utils.faithfulness.circuit_faithfulness` measures it)."""
     graph = Graph.from_model(model)
     kept, _ = PP.iterative_path_patching(model, dataset, threshold=0.1, max_nodes=max_nodes)
