@@ -272,3 +272,35 @@ def test_one_engine_runs_every_patched_forward():
                 found.append(f"tutorial_utils.{mod}:{n.lineno}")
     assert not found, "patched forwards outside the engine (use interchange.stacked_forward):\n" \
         + "\n".join(found)
+
+
+def _builds_node_name(node: ast.JoinedStr) -> bool:
+    """``f"a{l}.h{h}..."`` or ``f"m{l}..."``: a head's or an MLP's node name spelled by hand."""
+    v = node.values
+    if len(v) < 2 or not (isinstance(v[0], ast.Constant) and isinstance(v[1], ast.FormattedValue)):
+        return False
+    if v[0].value == "m":
+        return True
+    return (v[0].value == "a" and len(v) >= 3 and isinstance(v[2], ast.Constant)
+            and str(v[2].value).startswith(".h"))
+
+
+@pytest.mark.parametrize("source,builds", [('f"a{l}.h{h}"', True), ('f"m{l}"', True),
+                                           ('f"a{l}.h{h}.{c}"', True), ('f"a{x} b"', False),
+                                           ('f"mean {x}"', False)])
+def test_the_node_name_rule_sees_hand_built_names(source, builds):
+    found = [n for n in ast.walk(ast.parse(f"name = {source}")) if isinstance(n, ast.JoinedStr)]
+    assert _builds_node_name(found[0]) is builds
+
+
+def test_node_names_are_written_in_one_module():
+    """Only ``names`` spells node names (``aL.hH``, ``mL``, ``aL.hH.q``); every other module
+    calls :func:`~tutorial_utils.names.head_name`, ``mlp_name``, ``receiver_name``..."""
+    found = []
+    for mod, path in MODULES.items():
+        if mod == "names":
+            continue
+        for n in ast.walk(ast.parse(path.read_text())):
+            if isinstance(n, ast.JoinedStr) and _builds_node_name(n):
+                found.append(f"tutorial_utils.{mod}:{n.lineno}")
+    assert not found, "node names built outside tutorial_utils.names:\n" + "\n".join(found)

@@ -78,7 +78,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from .names import QKV, Node, kv_head, nodes
+from .names import QKV, Node, head_name, kv_head, mlp_name, nodes, receiver_name
 from .names import n_kv_heads as cfg_kv_heads
 from .errors import TutorialError
 from .model_checks import check_additive_writers, check_hook_names
@@ -156,7 +156,8 @@ class Graph:
             for h in range(self.n_heads):
                 for c in ("k", "v"):
                     self.receiver_index.setdefault(
-                        f"a{l}.h{h}.{c}", self.receiver_index[f"a{l}.h{h - h % rep_}.{c}"])
+                        receiver_name(l, h, c),
+                        self.receiver_index[receiver_name(l, h - h % rep_, c)])
         if self.in_graph is None:
             self.in_graph = self.real_edges.clone()
         else:
@@ -257,10 +258,10 @@ class Graph:
         names = []
         rep = self.n_heads // self.n_kv_heads
         for l in range(self.n_layers):
-            names += [f"a{l}.h{h}.q" for h in range(self.n_heads)]
+            names += [receiver_name(l, h, "q") for h in range(self.n_heads)]
             for c in ("k", "v"):
-                names += [f"a{l}.h{g * rep}.{c}" for g in range(self.n_kv_heads)]
-            names.append(f"m{l}")
+                names += [receiver_name(l, g * rep, c) for g in range(self.n_kv_heads)]
+            names.append(mlp_name(l))
         return names + ["logits"]
 
     @property
@@ -389,7 +390,7 @@ class Graph:
             if node.kind == "head" and not name.endswith(".q"):
                 l, h0 = node.layer, node.head
                 for h in range(h0, h0 + rep):
-                    out[r, self.fwd_index(f"a{l}.h{h}")] = True
+                    out[r, self.fwd_index(head_name(l, h))] = True
             else:
                 out[r, self.fwd_index(node.name)] = True
         return out

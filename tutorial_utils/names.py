@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import TutorialError
 
-__all__ = ["HOOK_OPTIONS", "KV_SITES", "NODE_SITES", "Node", "QKV", "SITES", "STREAM_SITES", "head_name", "hook_name", "kv_head",
+__all__ = ["HOOK_OPTIONS", "KV_SITES", "NODE_SITES", "Node", "QKV", "SITES", "STREAM_SITES", "attention_layer_name", "head_name", "hook_name", "mlp_name", "receiver_name", "kv_head",
            "n_kv_heads", "nodes", "parse_component", "parse_head", "site_heads"]
 
 #: site -> (hook-name template, layout)
@@ -112,6 +112,27 @@ def head_name(layer: int, head: int) -> str:
         raise TutorialError(f"a head is (layer, head), two integers >= 0; got ({layer!r}, "
                             f"{head!r})")
     return f"a{layer}.h{head}"
+
+
+def mlp_name(layer: int) -> str:
+    """The node name of a layer's MLP, ``"mL"``."""
+    if not _is_index(layer) or layer < 0:
+        raise TutorialError(f"an MLP is a layer index >= 0, got {layer!r}")
+    return f"m{layer}"
+
+
+def attention_layer_name(layer: int) -> str:
+    """The name of a whole attention layer (every head together), ``"aL"``."""
+    if not _is_index(layer) or layer < 0:
+        raise TutorialError(f"an attention layer is a layer index >= 0, got {layer!r}")
+    return f"a{layer}"
+
+
+def receiver_name(layer: int, head: int, which: str) -> str:
+    """The name of a head's query, key or value input as a graph receiver, ``"aL.hH.q"``."""
+    if which not in QKV:
+        raise TutorialError(f"a head's input is one of {QKV}, got {which!r}")
+    return f"{head_name(layer, head)}.{which}"
 
 
 def parse_head(name: str | tuple[int, int]) -> tuple[int, int]:

@@ -57,7 +57,7 @@ from .interchange import (Ablation, Direction, SiteInterventions, ablation_runs,
                           default_batch_rows, masked_set, masked_set_hook, run_stacked,
                           stacked_forward)
 from .names import SITES as ALL_SITES
-from .names import parse_component, site_heads
+from .names import head_name, mlp_name, parse_component, site_heads
 from .tasks.base import TaskDataset, check_dataset, metric_of_variants
 from .tasks.metrics import Metric, check_metric, normalize
 from .model_checks import check_hook_names, check_layer, check_tokens
@@ -112,9 +112,9 @@ class Component:
 
     def __str__(self) -> str:
         if self.site == "result" and self.pos is None and self.head is not None:
-            return f"a{self.layer}.h{self.head}"
+            return head_name(self.layer, self.head)
         if self.site == "mlp_out" and self.pos is None:
-            return f"m{self.layer}"
+            return mlp_name(self.layer)
         if self.site == "resid_pre" and self.layer == 0 and self.pos is None:
             return "embed"
         s = f"{self.site}.{self.layer}"

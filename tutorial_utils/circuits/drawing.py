@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..graph import QKV, Graph
 from ..errors import TutorialError
+from ..names import head_name, mlp_name
 
 __all__ = ["COLOURS", "draw_circuit", "graphviz_available"]
 
@@ -41,8 +42,8 @@ def _positions(graph: Graph) -> dict[str, tuple[float, float]]:
     pos = {"embed": ((H - 1) / 2, 0.0)}
     for l in range(graph.n_layers):
         for h in range(H):
-            pos[f"a{l}.h{h}"] = (float(h), 2.0 * l + 1)
-        pos[f"m{l}"] = (H + 0.5, 2.0 * l + 2)
+            pos[head_name(l, h)] = (float(h), 2.0 * l + 1)
+        pos[mlp_name(l)] = (H + 0.5, 2.0 * l + 2)
     pos["logits"] = ((H - 1) / 2, 2.0 * graph.n_layers + 2)
     return pos
 

@@ -25,6 +25,7 @@ from ..grading import describe as _describe
 from ..solutions import nb03 as solutions
 from ...patching import get_activations, patching_sweep
 from ...graph import Graph
+from ...names import receiver_name
 from ...path_patching import edge_patching
 from ...faithfulness import all_nodes, circuit_faithfulness
 
@@ -213,7 +214,7 @@ def check_patch_edge(fn: Callable, model: Any, dataset: Any, edges: list[tuple[s
     n_heads = model.cfg.n_heads
     kv_shared = getattr(model.cfg, "n_key_value_heads", None) not in (None, n_heads)
     if node.head is not None and n_heads > 1 and not (kv_shared and which in ("k", "v")):
-        sibling = f"a{node.layer}.h{(node.head + 1) % n_heads}.{which}"
+        sibling = receiver_name(node.layer, (node.head + 1) % n_heads, which)
         got_sib = fn(model, dataset, s0, sibling)
         got_sib = as_number(got_sib, "your metric")
         ref_sib = float(edge_patching(model, dataset, [[(s0, sibling)]])[0])

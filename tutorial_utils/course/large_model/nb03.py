@@ -11,6 +11,7 @@ from torch import Tensor
 from ... import patching as P
 from ...dla import task_metric_attribution
 from ...logit_lens import logit_lens
+from ...names import mlp_name
 from ...tasks import make_greater_than
 from .common import check_positive, gpu_hint, model_label, model_shape, published_lines, top_named
 
@@ -45,7 +46,7 @@ class PatchingSection:
             "  heads whose patching hurts most (normalised metric): "
             + ", ".join(f"{h} {v:.2f}" for h, v in self.top_heads),
             "  MLPs whose patching hurts most: "
-            + ", ".join(f"m{int(i)} {float(self.mlps[i]):.2f}" for i in order),
+            + ", ".join(f"{mlp_name(int(i))} {float(self.mlps[i]):.2f}" for i in order),
             "  logit lens, probability difference by layer: "
             + ", ".join(f"{n} {float(v):.2f}" for n, v in zip(self.lens_labels, self.lens_pd)),
             "  direct logit attribution, mean logit of years > YY minus years <= YY, largest: "

@@ -22,6 +22,7 @@ from ...tasks import accuracy, make_facts, make_greater_than, make_ioi, make_sva
 from ...composition import attention_between, copying_scores, induction_classes, induction_composition_patching, induction_patching_data, ioi_positions, parse_head, top_heads
 from ...path_patching import iterative_path_patching
 from ...tasks.ioi import valid_names
+from ...names import head_name
 
 
 @dataclass
@@ -108,7 +109,7 @@ def evaluate_model(model: Any, tokenizer: Any, n: int = 200, seed: int = 0,
         induction_loss_first=float(first),
         induction_loss_second=float(second),
         induction_best_score=float(scores.max()),
-        induction_best_head=f"a{best // n_heads}.h{best % n_heads}",  # aL.hH, as in the notebooks
+        induction_best_head=head_name(best // n_heads, best % n_heads),
         facts_top1=top1_accuracy(facts_logits, facts),
     )
 

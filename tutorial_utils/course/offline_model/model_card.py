@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from ...errors import TutorialError
+from ...names import head_name
 from .cli_checks import check_weights, read_json
 from ...tasks.vocab import NAMES
 from .evaluate import composition_evidence, generalisation_breakdown
@@ -217,7 +218,7 @@ Wall time **{record['wall_time_s'] / 60:.0f} min** ({record['wall_time_s']:.0f} 
 | --- | --- | --- |
 {rows}
 
-Best induction head: {head_name(m['induction_best_head'])}.
+Best induction head: {course_head_name(m['induction_best_head'])}.
 
 {bar}
 {breakdown}{render_composition(record.get("composition"))}{record.get("notes", "")}
@@ -248,10 +249,10 @@ def measure_breakdown(model_dir: str | Path) -> None:
     path.write_text(json.dumps(record, indent=1) + "\n")
 
 
-def head_name(name: str) -> str:
+def course_head_name(name: str) -> str:
     """A head in the course's notation, ``aL.hH``; records written before it say ``LxHy``."""
     m = re.fullmatch(r"L(\d+)H(\d+)", name)
-    return f"a{m[1]}.h{m[2]}" if m else name
+    return head_name(int(m[1]), int(m[2])) if m else name
 
 
 #: What :func:`render_card` reads from ``training_record.json`` (besides optional entries).
