@@ -388,5 +388,7 @@ def test_cue_table_row_sums_to_the_agreement_logit_difference(tiny_bert):
     assert float((rows.sum(1) - want).abs().max()) <= PRED_RTOL * float(logits.abs().max())
     ev = evaluate_on_cue(bridge, ex, methods=["attention"], prediction=True)
     assert ev.methods == ["attention", DECOMPX_PREDICTION]
+    assert torch.equal(ev.signed, rows.cpu())  # the signed row is kept, not recomputed
+    assert torch.equal(ev.rows[DECOMPX_PREDICTION], rows.abs().cpu())
     margin = rows[torch.arange(len(ex)), ex.cue_pos] - rows[torch.arange(len(ex)), ex.distractor_pos]
     assert ev.share[DECOMPX_PREDICTION] == float((margin > 0).float().mean())
