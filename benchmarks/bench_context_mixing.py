@@ -9,16 +9,23 @@ For each length it prints, for each method of ``tutorial_utils.context_mixing.ME
 median of ``--repeats`` wall times of ``compute_mixing`` (one method per call), the whole set
 for one sentence (``evaluation.all_methods``: every method once, one shared forward pass), and
 Value Zeroing against the per-token loop that also starts from layer ``l``'s input
-(``value_zeroing_loop``, the context-mixing toolkit's shape, run in float32 as the toolkit is),
-with the largest difference of their scores. Last, DecompX at 256 tokens in a fresh process:
-its peak resident memory and the increase over the loaded model (``ru_maxrss``).
+(``value_zeroing_loop``: our own loop, written in the shape of the context-mixing toolkit's and
+run in float32 as the toolkit is, not the toolkit's code), with the largest difference of their
+scores. Last, DecompX at 256 tokens in a fresh process: its peak resident memory and the
+increase over the loaded model (``ru_maxrss``). Everything above is reproducible with this
+script alone.
 
-``--compare FILE``: a JSON ``{"method@tokens": seconds}`` of reference timings measured on
-the same ids (the references' own code, kept outside this repository: the context-mixing
-toolkit for attention, rollouts, attention-norms, GlobEnc and Value Zeroing, the ALTI code, the
-DecompX code; ``toolkit_all@n`` is the toolkit's one forward with every output). Prints
-project / reference per method and for the whole set against the three references together.
-Not a test: timings depend on the machine; run it on an otherwise idle one.
+``--compare FILE``: a JSON ``{"method@tokens": seconds}`` of timings of the authors' reference
+implementations (the context-mixing toolkit for attention, rollouts, attention-norms, GlobEnc
+and Value Zeroing, the ALTI code, the DecompX code; ``toolkit_all@n`` is the toolkit's one
+forward with every output); the script then prints project / reference per method and for the
+whole set against the three references together. **No script in this repository produces that
+file.** The only such timings so far (quoted in commit messages of the context-mixing speed work,
+e.g. raw attention at 256 tokens on MiniLM, 58-61 ms here against the toolkit's 73-84 ms) were
+measured once, in December 2026 on the project's shared 2-core x86_64 CPU machine (one torch
+thread), with a harness that was never committed and no longer exists: they cannot be
+reproduced from this repository and are not claims of the project. Not a test: timings depend
+on the machine; run it on an otherwise idle one.
 """
 
 from __future__ import annotations
@@ -102,7 +109,9 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=None)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--compare", type=Path)
+    ap.add_argument("--compare", type=Path,
+                    help="JSON of reference timings made outside this repository (see the "
+                         "module docstring: not reproducible from it)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     ref = json.loads(args.compare.read_text()) if args.compare else {}
