@@ -305,6 +305,8 @@ def test_a_classifier_of_another_encoder_is_refused(random_classifier, tmp_path)
         cm.decompx_prediction(bridge, toks, classifier=other)
     with pytest.raises(TutorialError, match="position= is for the masked-LM head"):
         cm.decompx_prediction(bridge, toks, classifier=hf, position=0)
+    with pytest.raises(TutorialError, match=r"class ids of the classifier in \[0, 3\)"):
+        cm.decompx_prediction(bridge, toks, classifier=hf, targets=[3])
     W = bridge.blocks[1].mlp.W_out
     saved = W.detach().clone()
     try:
@@ -360,8 +362,18 @@ def test_clear_errors(tiny_bert, model):
         cm.decompx_prediction(bridge, no_mask)
     with pytest.raises(TutorialError, match="out of range"):
         cm.decompx_prediction(bridge, toks, position=99)
-    with pytest.raises(TutorialError, match="targets"):
+    with pytest.raises(TutorialError, match="targets must be vocabulary ids"):
         cm.decompx_prediction(bridge, toks, targets=[10 ** 6])
+    with pytest.raises(TutorialError, match="targets must be integer ids"):
+        cm.decompx_prediction(bridge, toks, targets=[1.5])
+    with pytest.raises(TutorialError, match="shared by every row"):
+        cm.decompx_prediction(bridge, toks, targets=[[1, 2]])
+    pad = bridge.tokenizer.pad_token_id
+    padded = torch.cat([toks, torch.full((1, 2), pad)], 1)
+    with pytest.raises(TutorialError, match=r"position\[0\] = 11 is a padded position"):
+        cm.decompx_prediction(bridge, padded, position=-1)
+    with pytest.raises(TutorialError, match="position must be an int or have shape"):
+        cm.decompx_prediction(bridge, toks, position=[1, 2])
     with pytest.raises(TutorialError, match="post-LN encoders"):
         cm.decompx_prediction(model, model.to_tokens("The keys"), position=-1)
     with pytest.raises(TutorialError, match="classifier"):
