@@ -520,6 +520,9 @@ def is_unedited(model: Any, head: bool = False) -> bool:
     return all(v for k, v in model_weights(model).checkpoint.items() if head or k != "head")
 
 
+_MISMATCHES: "weakref.WeakKeyDictionary[Any, tuple]" = weakref.WeakKeyDictionary()
+
+
 def encoder_mismatches(model: Any, hf: Any) -> list[str]:
     """The groups (``"embed"``, ``"layer{l}"``) in which the encoder of the Hugging Face model
     ``hf`` (its ``base_model``: e.g. the encoder of a ``BertForSequenceClassification``) differs
@@ -527,7 +530,18 @@ def encoder_mismatches(model: Any, hf: Any) -> list[str]:
     tensors are written in the checkpoint's parameterisation like the bridge's (value bias,
     the means a LayerNorm ignores) and compared with :func:`model_weights` at its tolerance
     (``SAME_AS_CHECKPOINT`` of each group's largest entry), together with each group's shapes,
-    activation, LayerNorm epsilons and attention scale."""
+    activation, LayerNorm epsilons and attention scale. Cached per ``hf`` and keyed on both
+    models' parameters (storage and in-place version counter, as :func:`model_weights`)."""
+    key = (_state_key(model), _state_key(hf))
+    cached = _MISMATCHES.get(hf)
+    if cached is not None and cached[0]() is model and cached[1] == key:
+        return list(cached[2])
+    bad = _encoder_mismatches(model, hf)
+    _MISMATCHES[hf] = (weakref.ref(model), key, tuple(bad))
+    return bad
+
+
+def _encoder_mismatches(model: Any, hf: Any) -> list[str]:
     base = getattr(hf, "base_model", hf)
     post = is_post_ln(model)
     try:
