@@ -63,8 +63,11 @@ def as_tokens(model: Any, tokens: Tokens,
     """
     if isinstance(tokens, str):
         tokens, batched = model.to_tokens(tokens), False
-    else:
-        batched = isinstance(tokens, Tensor) and tokens.ndim == 2
+    else:  # a [B, T] tensor, array or list of lists is a batch; check_tokens says the rest
+        ndim = getattr(tokens, "ndim", None)
+        if ndim is None and isinstance(tokens, (list, tuple)):
+            ndim = 2 if tokens and isinstance(tokens[0], (list, tuple)) else 1
+        batched = ndim == 2
     tokens = check_tokens(model, tokens)
     if tokens.shape[1] < 2:
         raise TutorialError(f"need at least 2 tokens to measure context mixing, got {tokens.shape[1]}")
