@@ -9,16 +9,25 @@ For each length it prints, for each method of ``tutorial_utils.context_mixing.ME
 median of ``--repeats`` wall times of ``compute_mixing`` (one method per call), the whole set
 for one sentence (``evaluation.all_methods``: every method once, one shared forward pass), and
 Value Zeroing against the per-token loop that also starts from layer ``l``'s input
-(``value_zeroing_loop``, the context-mixing toolkit's shape, run in float32 as the toolkit is),
-with the largest difference of their scores. Last, DecompX at 256 tokens in a fresh process:
-its peak resident memory and the increase over the loaded model (``ru_maxrss``).
+(``value_zeroing_loop``: our own loop, written in the shape of the context-mixing toolkit's and
+run in float32 as the toolkit is, not the toolkit's code), with the largest difference of their
+scores. Last, DecompX at 256 tokens in a fresh process: its peak resident memory and the
+increase over the loaded model (``ru_maxrss``). Everything above is reproducible with this
+script alone.
 
-``--compare FILE``: a JSON ``{"method@tokens": seconds}`` of reference timings measured on
-the same ids (the references' own code, kept outside this repository: the context-mixing
-toolkit for attention, rollouts, attention-norms, GlobEnc and Value Zeroing, the ALTI code, the
-DecompX code; ``toolkit_all@n`` is the toolkit's one forward with every output). Prints
-project / reference per method and for the whole set against the three references together.
-Not a test: timings depend on the machine; run it on an otherwise idle one.
+``--compare FILE``: a JSON ``{"method@tokens": seconds}`` of timings of the authors' reference
+implementations (the context-mixing toolkit for attention, rollouts, attention-norms, GlobEnc
+and Value Zeroing, the ALTI code, the DecompX code; ``toolkit_all@n`` is the toolkit's one
+forward with every output); the script then prints project / reference per method and for the
+whole set against the three references together. ``benchmarks/bench_references.py`` writes that
+file from your own checkouts of the references, in an environment of their own (they need
+transformers 4.x; see its docstring), with the ids it timed: a file whose ids differ from this
+script's is refused. The timings quoted earlier in a commit message of the context-mixing speed
+work (raw attention at 256 tokens on MiniLM, 58-61 ms here against the toolkit's 73-84 ms) were
+measured once, in December 2026 on the project's shared 2-core x86_64 CPU machine (one torch
+thread), with a harness that was never committed and no longer exists: they cannot be
+reproduced as such and are not claims of the project; re-measure with the two scripts. Not a
+test: timings depend on the machine; run both on the same, otherwise idle one.
 """
 
 from __future__ import annotations
@@ -36,28 +45,21 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_ids import ids_of_length  # noqa: E402
 from tutorial_utils import context_mixing as cm  # noqa: E402
 from tutorial_utils.context_mixing.evaluation import all_methods  # noqa: E402
 from tutorial_utils.models import load_encoder  # noqa: E402
-
-WORDS = ("the keys on the old cabinet near the door of the house that the farmer saw were red "
-         "and the dog liked the cat . the teachers behind the window are happy and the boys "
-         "with the books were here . the queen of the river has a name and the students near "
-         "the tables do not move . the doctor by the road looks tired and the horses under the "
-         "trees seem old . the girl with the flowers is ready").split()
 
 #: Which reference timing each method is compared with (``--compare``).
 REFERENCE_OF = {"attention_norm_res": "attention_norm", "attention_norm_res_ln": "attention_norm"}
 
 
 def tokens_of_length(model, n: int) -> torch.Tensor:
-    """Exactly ``n`` ids: ``[CLS]``, the course words (repeated as needed), ``[SEP]``."""
-    text = " ".join(WORDS * (1 + n // 60))
-    toks = model.to_tokens(text)[0]
-    if toks.shape[0] < n:
-        raise SystemExit(f"benchmark text has {toks.shape[0]} tokens, need {n}")
-    return torch.cat([toks[:n - 1], toks[-1:]])
+    """Exactly ``n`` ids: ``[CLS]``, the course words (repeated as needed), ``[SEP]``
+    (:func:`bench_ids.ids_of_length`, which ``bench_references.py`` uses too)."""
+    return torch.tensor(ids_of_length(lambda text: model.to_tokens(text)[0].tolist(), n))
 
 
 def median_time(fn, repeats: int) -> float:
@@ -102,7 +104,8 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=None)
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--compare", type=Path)
+    ap.add_argument("--compare", type=Path,
+                    help="JSON of reference timings written by bench_references.py")
     args = ap.parse_args()
     torch.set_num_threads(1)
     ref = json.loads(args.compare.read_text()) if args.compare else {}
@@ -113,6 +116,9 @@ def main() -> None:
     res: dict[str, float] = {}
     for n in args.lengths:
         toks = tokens_of_length(model, n)
+        if ref and ref.get(f"ids@{n}", toks.tolist()) != toks.tolist():
+            raise SystemExit(f"{args.compare} was measured on other ids at {n} tokens than "
+                             "these: re-run bench_references.py with this repository's bench_ids")
         for name in methods:
             t = median_time(lambda: cm.compute_mixing(model, toks, name), args.repeats)
             res[f"{name}@{n}"] = t

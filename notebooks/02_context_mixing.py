@@ -493,7 +493,7 @@ are, is_ = encoder.tokenizer.convert_tokens_to_ids(["are", "is"])
 mask_pos, keys_pos = enc_str.index("[MASK]"), enc_str.index("keys")
 
 
-def decompx_facts() -> str:
+def decompx_facts() -> tuple[str, cm.DecompXPrediction]:
     """DecompX's [MASK] row (last layer) and its contributions to logit(are) - logit(is)."""
     row = cm.decompx(encoder, enc_tokens[0])[-1, mask_pos]
     pred = cm.decompx_prediction(encoder, enc_tokens)            # explains the [MASK]
@@ -502,12 +502,13 @@ def decompx_facts() -> str:
     summed = (pred.contributions[0, :, are] - pred.contributions[0, :, is_]).sum()
     return (f"[MASK] row: keys {fixed(row[keys_pos])}, itself {fixed(row[mask_pos])}; "
             f"logit(are) - logit(is) {fixed(diff)}, contributions sum to it: "
-            f"{bool((summed - diff).abs() < 1e-3)}")
+            f"{bool((summed - diff).abs() < 1e-3)}"), pred
 
 
 with randomized_weights(encoder, seed=0):
-    randomised = decompx_facts()
-print("DecompX, trained:   ", decompx_facts())
+    randomised, _ = decompx_facts()
+trained, trained_pred = decompx_facts()                       # trained_pred: reused in the bonus
+print("DecompX, trained:   ", trained)
 print("DecompX, randomised:", randomised)
 
 # %% [markdown]
@@ -752,19 +753,18 @@ for meth in methods:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from tutorial_utils.context_mixing.evaluation import decompx_cue_contributions
 from tutorial_utils.course.printing import fixed
 from tutorial_utils.tasks.vocab import SVA_VERBS
 
 are, is_ = encoder.tokenizer.convert_tokens_to_ids(["are", "is"])
 mask_pos = enc_str.index("[MASK]")
-pred = cm.decompx_prediction(encoder, enc_tokens)                             # explains the [MASK]
+pred = trained_pred              # cm.decompx_prediction(encoder, enc_tokens), run in section 4
 contrib = pred.contributions[0, :, are] - pred.contributions[0, :, is_]      # [T]
 logits = encoder(enc_tokens)[0, mask_pos]
 print("each token's contribution to logit(are) - logit(is) at the [MASK]:")
 print("  " + ", ".join(f"{t} {fixed(c, 2, sign=True).strip()}" for t, c in zip(enc_str, contrib)))
 print(f"sum {fixed(contrib.sum())} = the model's logit(are) - logit(is) {fixed(logits[are] - logits[is_])}")
-dx = decompx_cue_contributions(encoder, examples["encoder"])                  # [48, T]
+dx = evals["encoder"].signed     # [48, T]: decompx_cue_contributions, kept by evaluate_on_cue
 print(f"\n48 prompts, agreement logit difference (agreeing minus disagreeing forms of the "
       f"{len(SVA_VERBS)} verbs), mean {fixed(dx.sum(1).mean(), 1)}; mean contribution by position:")
 print("  " + ", ".join(f"{r} {fixed(v, 2, sign=True).strip()}"

@@ -155,7 +155,7 @@ def test_clear_errors(model, encoder, dec_tokens):
         cm.alti(model, dec_tokens[None])
     with pytest.raises(ValueError, match="at least 2 tokens"):
         cm.alti(model, dec_tokens[:, :1])
-    with pytest.raises(ValueError, match="token ids"):
+    with pytest.raises(ValueError, match="outside the vocabulary"):
         cm.alti(model, torch.tensor([0, model.cfg.d_vocab]))
     with pytest.raises(ValueError, match="out of range"):
         cm.value_zeroed_outputs(model, dec_tokens, [(0, 0, 99)])
@@ -209,8 +209,10 @@ def _padded_pair(model, short: str, long: str, left: bool):
                                     "decompx"])
 def test_padded_batch_equals_unpadded(model, encoder, method):
     """Encoder: right padding with [PAD], mask inferred. Decoder: left padding with an explicit
-    attention_mask. Real rows equal the unpadded sentence's rows; pads get no mass."""
-    cases = [(encoder, False, None), (model, True, "mask")]
+    attention_mask, and right padding with the mask inferred (model_checks.padding_mask's rule:
+    a trailing run of the pad id, which is also GPT-2's BOS). Real rows equal the unpadded
+    sentence's rows; pads get no mass."""
+    cases = [(encoder, False, None), (model, True, "mask"), (model, False, None)]
     for m, left, pass_mask in cases:
         if method not in cm.methods_for(m):
             continue

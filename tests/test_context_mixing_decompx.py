@@ -13,39 +13,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from test_context_mixing_reference import save_random_encoder
+
 from tutorial_utils import context_mixing as cm
 from tutorial_utils.errors import TutorialError
 
 #: float32 DecompX against float64 and the model's logits: relative to the logits' scale.
 PRED_RTOL = 1e-4
-
-
-def _nonzero_biases(model: torch.nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.copy_(0.5 * torch.randn(p.shape, generator=g))
-            elif "LayerNorm.weight" in name:
-                p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=g))
-
-
-def _save_random(cls_name: str, path, seed: int) -> torch.nn.Module:
-    import transformers
-
-    from tutorial_utils.course.offline_model.train_mlm import make_mlm_tokenizer, mlm_vocab
-
-    torch.manual_seed(seed)
-    vocab = mlm_vocab()
-    cfg = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=4, intermediate_size=64,
-                                  max_position_embeddings=32, hidden_act="gelu", num_labels=3,
-                                  attn_implementation="eager", pad_token_id=0)
-    hf = getattr(transformers, cls_name)(cfg).eval()
-    _nonzero_biases(hf, seed + 1)
-    hf.save_pretrained(path)
-    make_mlm_tokenizer(vocab).save_pretrained(path)
-    return hf
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +40,7 @@ def random_mlm(tmp_path_factory):
     from tutorial_utils.models import load_encoder
 
     path = tmp_path_factory.mktemp("random_mlm")
-    hf = _save_random("BertForMaskedLM", path, 3).double()
+    hf = save_random_encoder("BertForMaskedLM", path, 3).double()
     bridge = load_encoder(str(path), device="cpu", verbose=False)
     toks = torch.tensor([[2, 40, 300, 250, 4, 77, 160, 3]])  # 4 = [MASK]
     return bridge, hf, toks
@@ -77,8 +51,44 @@ def random_classifier(tmp_path_factory):
     from tutorial_utils.models import load_encoder
 
     path = tmp_path_factory.mktemp("random_cls")
-    hf = _save_random("BertForSequenceClassification", path, 5)
+    hf = save_random_encoder("BertForSequenceClassification", path, 5)
     bridge = load_encoder(str(path), device="cpu", verbose=False)  # the bridge drops the head
+    toks = torch.tensor([[2, 40, 300, 250, 77, 160, 3]])
+    return bridge, hf, toks
+
+
+@pytest.fixture(scope="module")
+def random_roberta_mlm(tmp_path_factory):
+    from tutorial_utils.models import load_encoder
+
+    path = tmp_path_factory.mktemp("random_roberta_mlm")
+    hf = save_random_encoder("RobertaForMaskedLM", path, 9)
+    bridge = load_encoder(str(path), device="cpu", verbose=False)
+    toks = torch.tensor([[2, 40, 300, 250, 4, 77, 160, 3]])  # 4 = [MASK]
+    return bridge, hf, toks
+
+
+@pytest.fixture(scope="module")
+def random_roberta_classifier(tmp_path_factory):
+    """A random RoBERTa sequence classifier (RobertaClassificationHead) and a bridge booted from
+    its encoder: the bridge has no adapter for the classifier class, so the classifier is saved
+    again as a RobertaForMaskedLM (same encoder, a fresh masked-LM head)."""
+    from transformers import RobertaForMaskedLM
+
+    from tutorial_utils.course.offline_model.train_mlm import make_mlm_tokenizer, mlm_vocab
+    from tutorial_utils.models import load_encoder
+
+    path = tmp_path_factory.mktemp("random_roberta_cls")
+    hf = save_random_encoder("RobertaForSequenceClassification", path / "cls", 11)
+    from transformers.utils import logging as hf_logging
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the masked-LM head is new: a load report otherwise
+    try:
+        RobertaForMaskedLM.from_pretrained(path / "cls").save_pretrained(path / "enc")
+    finally:
+        hf_logging.set_verbosity(level)
+    make_mlm_tokenizer(mlm_vocab()).save_pretrained(path / "enc")
+    bridge = load_encoder(str(path / "enc"), device="cpu", verbose=False)
     toks = torch.tensor([[2, 40, 300, 250, 77, 160, 3]])
     return bridge, hf, toks
 
@@ -259,6 +269,64 @@ def test_classifier_class_scores(random_classifier):
     assert float((res.contributions[0] - plain).abs().max()) <= PRED_RTOL * scale
 
 
+def test_roberta_prediction_sums_to_the_models_logits(random_roberta_mlm):
+    """RoBERTa's masked-LM head (``lm_head``: dense, gelu, layer_norm, decoder) and its position
+    offset: the contributions sum to the Hugging Face model's logits at the [MASK]."""
+    bridge, hf, toks = random_roberta_mlm
+    res = cm.decompx_prediction(bridge, toks)
+    assert int(res.position[0]) == 4
+    with torch.no_grad():
+        want = hf(input_ids=toks).logits[0, 4]
+    scale = float(want.abs().max())
+    assert float((res.contributions.sum(1)[0] - want).abs().max()) <= PRED_RTOL * scale
+    assert float((res.logits[0] - want).abs().max()) <= PRED_RTOL * scale
+
+
+def test_roberta_classifier_class_scores(random_roberta_classifier):
+    """RobertaClassificationHead (dense, tanh, out_proj on <s>): the contributions sum to the
+    classifier's own logits."""
+    bridge, hf, toks = random_roberta_classifier
+    res = cm.decompx_prediction(bridge, toks, classifier=hf)
+    with torch.no_grad():
+        want = hf(input_ids=toks).logits[0]
+    scale = float(want.abs().max())
+    assert res.contributions.shape == (1, toks.shape[1], 3)
+    assert float((res.contributions.sum(1)[0] - want).abs().max()) <= PRED_RTOL * scale
+    assert float((res.logits[0] - want).abs().max()) <= PRED_RTOL * scale
+
+
+def test_a_classifier_of_another_encoder_is_refused(random_classifier, tmp_path):
+    """The classifier's head is applied to the bridge's hidden state, so a classifier whose
+    encoder is not the bridge's would give another model's logits: refused, before any work.
+    Also an in-memory edit of the bridge that the classifier does not share."""
+    bridge, hf, toks = random_classifier
+    other = save_random_encoder("BertForSequenceClassification", tmp_path, 7)
+    with pytest.raises(TutorialError, match="not this model.*layer0"):
+        cm.decompx_prediction(bridge, toks, classifier=other)
+    with pytest.raises(TutorialError, match="position= is for the masked-LM head"):
+        cm.decompx_prediction(bridge, toks, classifier=hf, position=0)
+    with pytest.raises(TutorialError, match=r"class ids of the classifier in \[0, 3\)"):
+        cm.decompx_prediction(bridge, toks, classifier=hf, targets=[3])
+    W = bridge.blocks[1].mlp.W_out
+    saved = W.detach().clone()
+    try:
+        with torch.no_grad():
+            W.mul_(0.5)
+        with pytest.raises(TutorialError, match=r"in layer1, so"):
+            cm.decompx_prediction(bridge, toks, classifier=hf)
+        with torch.no_grad():  # the same edit on the classifier: the same encoder again
+            hf.bert.encoder.layer[1].output.dense.weight.mul_(0.5)
+        res = cm.decompx_prediction(bridge, toks, classifier=hf)
+        with torch.no_grad():
+            want = hf(input_ids=toks).logits[0]
+        assert float((res.contributions.sum(1)[0] - want).abs().max()) <= \
+            PRED_RTOL * float(want.abs().max())
+    finally:
+        with torch.no_grad():
+            W.copy_(saved)
+            hf.bert.encoder.layer[1].output.dense.weight.mul_(2.0)
+
+
 def test_float32_is_float64_to_the_stated_tolerance(tiny_bert):
     bridge, _, toks = tiny_bert
     m32, m64 = cm.decompx(bridge, toks[0]), cm.decompx(bridge, toks[0], dtype=torch.float64)
@@ -294,8 +362,18 @@ def test_clear_errors(tiny_bert, model):
         cm.decompx_prediction(bridge, no_mask)
     with pytest.raises(TutorialError, match="out of range"):
         cm.decompx_prediction(bridge, toks, position=99)
-    with pytest.raises(TutorialError, match="targets"):
+    with pytest.raises(TutorialError, match="targets must be vocabulary ids"):
         cm.decompx_prediction(bridge, toks, targets=[10 ** 6])
+    with pytest.raises(TutorialError, match="targets must be integer ids"):
+        cm.decompx_prediction(bridge, toks, targets=[1.5])
+    with pytest.raises(TutorialError, match="shared by every row"):
+        cm.decompx_prediction(bridge, toks, targets=[[1, 2]])
+    pad = bridge.tokenizer.pad_token_id
+    padded = torch.cat([toks, torch.full((1, 2), pad)], 1)
+    with pytest.raises(TutorialError, match=r"position\[0\] = 11 is a padded position"):
+        cm.decompx_prediction(bridge, padded, position=-1)
+    with pytest.raises(TutorialError, match="position must be an int or have shape"):
+        cm.decompx_prediction(bridge, toks, position=[1, 2])
     with pytest.raises(TutorialError, match="post-LN encoders"):
         cm.decompx_prediction(model, model.to_tokens("The keys"), position=-1)
     with pytest.raises(TutorialError, match="classifier"):
@@ -322,5 +400,7 @@ def test_cue_table_row_sums_to_the_agreement_logit_difference(tiny_bert):
     assert float((rows.sum(1) - want).abs().max()) <= PRED_RTOL * float(logits.abs().max())
     ev = evaluate_on_cue(bridge, ex, methods=["attention"], prediction=True)
     assert ev.methods == ["attention", DECOMPX_PREDICTION]
+    assert torch.equal(ev.signed, rows.cpu())  # the signed row is kept, not recomputed
+    assert torch.equal(ev.rows[DECOMPX_PREDICTION], rows.abs().cpu())
     margin = rows[torch.arange(len(ex)), ex.cue_pos] - rows[torch.arange(len(ex)), ex.distractor_pos]
     assert ev.share[DECOMPX_PREDICTION] == float((margin > 0).float().mean())

@@ -34,23 +34,36 @@ def _nonzero_biases(model: torch.nn.Module, seed: int) -> None:
                 p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=g))
 
 
-@pytest.fixture(scope="module")
-def random_bert(tmp_path_factory):
-    from transformers import BertConfig, BertForMaskedLM
+def save_random_encoder(cls_name: str, path, seed: int) -> torch.nn.Module:
+    """A random 2-layer BERT or RoBERTa Hugging Face model (``cls_name``, e.g.
+    ``"BertForMaskedLM"``, ``"RobertaForSequenceClassification"``; 3 labels), seeded, eval mode,
+    every bias and LayerNorm parameter nonzero (seed + 1), saved with the course's masked-LM
+    tokenizer to ``path``; returns it (float32)."""
+    import transformers
 
-    from tutorial_utils.models import load_encoder
     from tutorial_utils.course.offline_model.train_mlm import make_mlm_tokenizer, mlm_vocab
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     vocab = mlm_vocab()
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                     num_attention_heads=4, intermediate_size=64, max_position_embeddings=32,
-                     hidden_act="gelu", attn_implementation="eager", pad_token_id=0)
-    hf = BertForMaskedLM(cfg).eval()
-    _nonzero_biases(hf, 1)
-    path = tmp_path_factory.mktemp("random_bert")
+    roberta = cls_name.startswith("Roberta")
+    cfg = (transformers.RobertaConfig if roberta else transformers.BertConfig)(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=40 if roberta else 32, hidden_act="gelu",
+        num_labels=3, attn_implementation="eager", pad_token_id=0,
+        **({"type_vocab_size": 1} if roberta else {}))
+    hf = getattr(transformers, cls_name)(cfg).eval()
+    _nonzero_biases(hf, seed + 1)
     hf.save_pretrained(path)
     make_mlm_tokenizer(vocab).save_pretrained(path)
+    return hf
+
+
+@pytest.fixture(scope="module")
+def random_bert(tmp_path_factory):
+    from tutorial_utils.models import load_encoder
+
+    path = tmp_path_factory.mktemp("random_bert")
+    hf = save_random_encoder("BertForMaskedLM", path, 0)
     bridge = load_encoder(str(path), device="cpu", verbose=False)
     toks = torch.tensor([[2, 40, 300, 250, 77, 4, 160, 3]])
     return bridge, hf.bert, toks

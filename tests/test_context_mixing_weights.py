@@ -91,10 +91,13 @@ def test_rewriting_the_memory_weights_recovers_the_checkpoint(arch):
 
 
 def test_every_method_is_the_same_through_the_memory_path(arch, monkeypatch):
-    """Forcing every group through the rewrite of the weights in memory changes no method's
-    output beyond float32 rounding."""
+    """Forcing every group through the rewrite of the weights in memory (the path an edited
+    model takes) changes no method's output beyond float32 rounding; for an encoder also
+    DecompX to the prediction, through the masked-LM head read from memory."""
     m, toks = arch
+    post = cm.layout(m) == "post_ln"
     before = {k: cm.compute_mixing(m, toks, k) for k in cm.methods_for(m)}
+    pred = cm.decompx_prediction(m, toks) if post else None
     monkeypatch.setattr(_weights, "SAME_AS_CHECKPOINT", -1.0)  # nothing counts as unedited
     cm.forget_weights(m)
     try:
@@ -102,6 +105,11 @@ def test_every_method_is_the_same_through_the_memory_path(arch, monkeypatch):
         for k, want in before.items():
             got = cm.compute_mixing(m, toks, k)
             assert float((got - want).abs().max()) <= 2e-5, k
+        if post:
+            got = cm.decompx_prediction(m, toks)
+            scale = float(pred.logits.abs().max())
+            assert float((got.contributions - pred.contributions).abs().max()) <= 1e-5 * scale
+            assert float((got.logits - pred.logits).abs().max()) <= 1e-5 * scale
     finally:
         monkeypatch.undo()
         cm.forget_weights(m)

@@ -15,9 +15,10 @@ Two block layouts are supported:
 
 with ``Attn(u)_i = sum_h sum_j alpha^h_ij (u_j W_V^h + b_V^h) W_O^h + b_O``.
 
-Padding: every method takes ``attention_mask [B, T]`` (1 = real token). For an encoder it is
-inferred from the tokenizer's ``[PAD]`` id when not given. A decoder's pad id is usually its BOS
-id, so a decoder batch that contains it anywhere but position 0 is refused unless
+Padding: every method takes ``attention_mask [B, T]`` (1 = real token); without it the rule is
+:func:`tutorial_utils.model_checks.padding_mask`'s, the library's one rule: an encoder's
+``[PAD]`` tokens; for a decoder whose pad id is its BOS (GPT-2), a trailing run of it is right
+padding, and the id anywhere else after position 0 (left padding) is refused unless
 ``attention_mask`` is passed. Position ids count real tokens only (left padding keeps the
 unpadded positions), pad keys get attention weight 0, and every method returns exact zeros in
 pad rows and pad columns: a real row equals the unpadded sentence's row.
@@ -36,6 +37,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
+from ..model_checks import check_tokens, padding_mask
 
 from ._weights import (LayerWeights, ModelWeights, is_post_ln, layout, model_weights,
                        original_hf_model)
@@ -54,54 +56,24 @@ def as_tokens(model: Any, tokens: Tokens,
     model's device.
 
     A string is tokenised with ``model.to_tokens`` (BOS/[CLS] prepended as the model does);
-    a 1-D tensor is one sentence. ``attention_mask`` (same shape, 0/1) marks real tokens. Without
-    it an encoder's mask is ``tokens != [PAD]``; a decoder batch that contains the pad id other
-    than at position 0 is refused (its pad id is its BOS id, so padding cannot be told apart).
+    a 1-D tensor is one sentence. The ids are checked by :func:`model_checks.check_tokens` and
+    the padding is :func:`model_checks.padding_mask`'s rule (``attention_mask`` if given; else
+    an encoder's ``[PAD]``, or a decoder's trailing run of its pad id). Context mixing adds one
+    rule: at least 2 real tokens in every row.
     """
     if isinstance(tokens, str):
-        tokens = model.to_tokens(tokens)
-        batched = False
-    elif isinstance(tokens, Tensor):
-        if tokens.dtype not in (torch.long, torch.int, torch.int32, torch.int64):
-            raise TutorialError(f"tokens must be an integer tensor, got dtype {tokens.dtype}")
-        if tokens.ndim == 1:
-            tokens, batched = tokens[None], False
-        elif tokens.ndim == 2:
-            batched = True
-        else:
-            raise TutorialError(f"tokens must be [seq] or [batch, seq], got shape {tuple(tokens.shape)}")
-    else:
-        raise TutorialError(f"tokens must be a string or a LongTensor, got {type(tokens).__name__}")
+        tokens, batched = model.to_tokens(tokens), False
+    else:  # a [B, T] tensor, array or list of lists is a batch; check_tokens says the rest
+        ndim = getattr(tokens, "ndim", None)
+        if ndim is None and isinstance(tokens, (list, tuple)):
+            ndim = 2 if tokens and isinstance(tokens[0], (list, tuple)) else 1
+        batched = ndim == 2
+    tokens = check_tokens(model, tokens)
     if tokens.shape[1] < 2:
         raise TutorialError(f"need at least 2 tokens to measure context mixing, got {tokens.shape[1]}")
-    n_ctx = getattr(model.cfg, "n_ctx", None)
-    if n_ctx and tokens.shape[1] > n_ctx:
-        raise TutorialError(f"{tokens.shape[1]} tokens exceed the model's context of {n_ctx}")
-    vocab = model.cfg.d_vocab
-    if int(tokens.max()) >= vocab or int(tokens.min()) < 0:
-        raise TutorialError(f"token ids must lie in [0, {vocab}); got [{int(tokens.min())}, "
-                         f"{int(tokens.max())}]")
-    tokens = tokens.long().to(model.cfg.device)
-    pad_id = getattr(getattr(model, "tokenizer", None), "pad_token_id", None)
-    if attention_mask is not None:
-        if not isinstance(attention_mask, Tensor):
-            raise TutorialError(f"attention_mask must be a tensor, got {type(attention_mask).__name__}")
-        mask = attention_mask if attention_mask.ndim == 2 else attention_mask[None]
-        if tuple(mask.shape) != tuple(tokens.shape):
-            raise TutorialError(f"attention_mask has shape {tuple(attention_mask.shape)}, tokens "
-                             f"{tuple(tokens.shape)}: they must match")
-        if not ((mask == 0) | (mask == 1)).all():
-            raise TutorialError("attention_mask must hold only 0 (padding) and 1 (real token)")
-        mask = mask.to(tokens.device).bool()
-    elif is_post_ln(model):
-        mask = tokens != pad_id if pad_id is not None else torch.ones_like(tokens, dtype=torch.bool)
-    else:
-        mask = torch.ones_like(tokens, dtype=torch.bool)
-        if pad_id is not None and (tokens[:, 1:] == pad_id).any():
-            raise TutorialError(
-                f"this decoder batch contains the pad id {pad_id} after position 0 (left or right "
-                "padding?). The pad id is also the decoder's BOS, so padding cannot be inferred: "
-                "pass attention_mask (1 = real token), e.g. from tokenizer(..., padding=True)")
+    tokens = tokens.to(model.cfg.device)
+    mask = padding_mask(model, tokens, attention_mask)
+    mask = torch.ones_like(tokens, dtype=torch.bool) if mask is None else mask.bool()
     if (mask.sum(1) < 2).any():
         raise TutorialError("every row needs at least 2 real (unpadded) tokens")
     return tokens, batched, mask

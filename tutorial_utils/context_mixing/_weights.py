@@ -224,21 +224,17 @@ def _ln_of(mod: Any) -> LN:
     return mod.weight.detach(), mod.bias.detach(), float(mod.eps)
 
 
-def _checkpoint_weights(model: Any) -> ModelWeights:
-    """:class:`ModelWeights` read from the checkpoint (cached)."""
-    cache = _CHECKPOINTS.setdefault(model, {})
-    if "weights" in cache:
-        return cache["weights"]
+def _read_base(raw: Any, post: bool) -> tuple[EmbeddingWeights, list[LayerWeights]]:
+    """The embeddings and blocks of a Hugging Face base model (``BertModel``/``RobertaModel``
+    when ``post``, else ``GPT2Model``) as they are stored: no folding, nothing centred."""
     from transformers.activations import ACT2FN
 
-    full = _checkpoint_model(model)
-    raw = full.base_model
     cfg = raw.config
     H = cfg.num_attention_heads
     d = cfg.hidden_size
     dh = d // H
     layers = []
-    if is_post_ln(model):
+    if post:
         emb = raw.embeddings
         offset = cfg.pad_token_id + 1 if "Roberta" in type(raw).__name__ else 0
         embed = EmbeddingWeights(emb.word_embeddings.weight.detach(),
@@ -258,7 +254,6 @@ def _checkpoint_weights(model: Any) -> ModelWeights:
                 lay.intermediate.dense.weight.detach().T, lay.intermediate.dense.bias.detach(),
                 lay.output.dense.weight.detach().T, lay.output.dense.bias.detach(),
                 ACT2FN[cfg.hidden_act], str(cfg.hidden_act), dh ** -0.5))
-        head = _checkpoint_mlm_head(full, cfg)
     else:
         embed = EmbeddingWeights(raw.wte.weight.detach(), raw.wpe.weight.detach(), None, None, 0)
         for l, blk in enumerate(raw.h):
@@ -279,7 +274,18 @@ def _checkpoint_weights(model: Any) -> ModelWeights:
                 blk.mlp.c_fc.weight.detach(), blk.mlp.c_fc.bias.detach(),
                 blk.mlp.c_proj.weight.detach(), blk.mlp.c_proj.bias.detach(),
                 ACT2FN[cfg.activation_function], str(cfg.activation_function), scale))
-        head = None
+    return embed, layers
+
+
+def _checkpoint_weights(model: Any) -> ModelWeights:
+    """:class:`ModelWeights` read from the checkpoint (cached)."""
+    cache = _CHECKPOINTS.setdefault(model, {})
+    if "weights" in cache:
+        return cache["weights"]
+    full = _checkpoint_model(model)
+    post = is_post_ln(model)
+    embed, layers = _read_base(full.base_model, post)
+    head = _checkpoint_mlm_head(full, full.base_model.config) if post else None
     names = ["embed"] + [f"layer{l}" for l in range(len(layers))] + (["head"] if head else [])
     cache["weights"] = ModelWeights(embed, layers, head, {n: True for n in names})
     return cache["weights"]
@@ -343,6 +349,29 @@ def _set_invisible_direction(W: Tensor, b: Tensor, W_ref: Tensor, ln_ref: LN) ->
     return W + e * m, b - (be * e.flatten()).sum() * m
 
 
+def _embed_in_checkpoint_coordinates(w: EmbeddingWeights, ref: EmbeddingWeights
+                                     ) -> EmbeddingWeights:
+    """``w`` with the mean over ``d_model`` of each row of ``W_E``, ``W_pos`` (and ``W_type``)
+    set to ``ref``'s (the LayerNorm that reads them ignores it)."""
+    return replace(w, W_E=_swap_mean(w.W_E, ref.W_E, -1), W_pos=_swap_mean(w.W_pos, ref.W_pos, -1),
+                   W_type=None if w.W_type is None or ref.W_type is None
+                   else _swap_mean(w.W_type, ref.W_type, -1))
+
+
+def _layer_in_checkpoint_coordinates(w: LayerWeights, ref: LayerWeights) -> LayerWeights:
+    """``w`` (LayerNorms already ``ref``'s in a pre-LN block) with the value bias set to
+    ``ref``'s, the output bias absorbing the change (``b_O + sum_h (b_V^h - b_V^{h,ref})
+    W_O^h``: the attention block's output is unchanged), and the means the next LayerNorm
+    ignores (``W_O``, ``b_O``, ``W_out``, ``b_out`` over ``d_model``) set to ``ref``'s."""
+    b_O = (w.b_O + torch.einsum("hk,hkd->d", w.b_V, w.W_O)
+           - torch.einsum("hk,hkd->d", ref.b_V.to(w.b_V), w.W_O))
+    return LayerWeights(
+        w.W_Q, w.b_Q, w.W_K, w.b_K, w.W_V, ref.b_V.to(w.b_V), _swap_mean(w.W_O, ref.W_O, -1),
+        _swap_mean(b_O, ref.b_O, -1), w.ln1, w.ln2, w.W_in, w.b_in,
+        _swap_mean(w.W_out, ref.W_out, -1), _swap_mean(w.b_out, ref.b_out, -1),
+        w.act, w.act_name, w.scale)
+
+
 def _memory_weights(model: Any, ck: ModelWeights) -> ModelWeights:
     """The bridge's current tensors, rewritten in the checkpoint's parameterisation (module
     docstring): the in-memory model's function, exactly."""
@@ -352,15 +381,14 @@ def _memory_weights(model: Any, ck: ModelWeights) -> ModelWeights:
             W_type = getattr(getattr(model, "token_type_embed", None), "W_E", None)
             ln = getattr(model, "embed_ln", None)
             embed = EmbeddingWeights(
-                _swap_mean(model.W_E.detach().float(), ck.embed.W_E, -1),
-                _swap_mean(model.W_pos.detach().float(), ck.embed.W_pos, -1),
-                None if W_type is None else _swap_mean(W_type.detach().float(), ck.embed.W_type, -1),
+                model.W_E.detach().float(), model.W_pos.detach().float(),
+                None if W_type is None else W_type.detach().float(),
                 None if ln is None else (ln.w.detach().float(), ln.b.detach().float(), ck.embed.ln[2]),
                 ck.embed.pos_offset)
         else:
-            embed = EmbeddingWeights(_swap_mean(model.W_E.detach().float(), ck.embed.W_E, -1),
-                                     _swap_mean(model.W_pos.detach().float(), ck.embed.W_pos, -1),
+            embed = EmbeddingWeights(model.W_E.detach().float(), model.W_pos.detach().float(),
                                      None, None, 0)
+        embed = _embed_in_checkpoint_coordinates(embed, ck.embed)
         layers = []
         for l, ref in enumerate(ck.layers):
             blk = model.blocks[l]
@@ -382,14 +410,9 @@ def _memory_weights(model: Any, ck: ModelWeights) -> ModelWeights:
                 W_in, b_in = _set_invisible_direction(*_relayer_norm(W_in, b_in, ln2, ref.ln2),
                                                       ref.W_in, ref.ln2)
                 ln1, ln2 = ref.ln1, ref.ln2
-            # the value bias is the checkpoint's; the output bias keeps the block's function
-            b_O = (b_O_mem + torch.einsum("hk,hkd->d", bV_mem, W_O_mem)
-                   - torch.einsum("hk,hkd->d", ref.b_V, W_O_mem))
-            layers.append(LayerWeights(
-                WQ, bQ, WK, bK, WV, ref.b_V, _swap_mean(W_O_mem, ref.W_O, -1),
-                _swap_mean(b_O, ref.b_O, -1), ln1, ln2, W_in, b_in,
-                _swap_mean(t(mlp.W_out), ref.W_out, -1), _swap_mean(t(mlp.b_out), ref.b_out, -1),
-                ref.act, ref.act_name, ref.scale))
+            layers.append(_layer_in_checkpoint_coordinates(LayerWeights(
+                WQ, bQ, WK, bK, WV, bV_mem, W_O_mem, b_O_mem, ln1, ln2, W_in, b_in,
+                t(mlp.W_out), t(mlp.b_out), ref.act, ref.act_name, ref.scale), ref))
         head = None
         if ck.head is not None:
             mods = _mlm_head_modules(model.original_model)
@@ -442,16 +465,17 @@ def _state_key(model: Any) -> tuple:
     return tuple((p.data_ptr(), p._version, p.dtype) for p in params)
 
 
-def _cast(group: Any, dtype: torch.dtype) -> Any:
+def _cast(group: Any, dtype: torch.dtype, device: Any = None) -> Any:
     changes = {}
     for f in fields(group):
         if not f.init:
             continue
         v = getattr(group, f.name)
         if isinstance(v, Tensor) and v.is_floating_point():
-            changes[f.name] = v.to(dtype)
+            changes[f.name] = v.to(device=device, dtype=dtype)
         elif isinstance(v, tuple):
-            changes[f.name] = tuple(x.to(dtype) if isinstance(x, Tensor) else x for x in v)
+            changes[f.name] = tuple(x.to(device=device, dtype=dtype) if isinstance(x, Tensor)
+                                    else x for x in v)
     return replace(group, **changes)
 
 
@@ -496,5 +520,58 @@ def is_unedited(model: Any, head: bool = False) -> bool:
     return all(v for k, v in model_weights(model).checkpoint.items() if head or k != "head")
 
 
-__all__ = ["EmbeddingWeights", "LayerWeights", "MLMHeadWeights", "ModelWeights", "forget_weights",
-           "is_post_ln", "is_unedited", "layout", "model_weights", "original_hf_model"]
+_MISMATCHES: "weakref.WeakKeyDictionary[Any, tuple]" = weakref.WeakKeyDictionary()
+
+
+def encoder_mismatches(model: Any, hf: Any) -> list[str]:
+    """The groups (``"embed"``, ``"layer{l}"``) in which the encoder of the Hugging Face model
+    ``hf`` (its ``base_model``: e.g. the encoder of a ``BertForSequenceClassification``) differs
+    from ``model``'s weights **in memory**; ``[]`` when they are the same encoder. ``hf``'s
+    tensors are written in the checkpoint's parameterisation like the bridge's (value bias,
+    the means a LayerNorm ignores) and compared with :func:`model_weights` at its tolerance
+    (``SAME_AS_CHECKPOINT`` of each group's largest entry), together with each group's shapes,
+    activation, LayerNorm epsilons and attention scale. Cached per ``hf`` and keyed on both
+    models' parameters (storage and in-place version counter, as :func:`model_weights`)."""
+    key = (_state_key(model), _state_key(hf))
+    cached = _MISMATCHES.get(hf)
+    if cached is not None and cached[0]() is model and cached[1] == key:
+        return list(cached[2])
+    bad = _encoder_mismatches(model, hf)
+    _MISMATCHES[hf] = (weakref.ref(model), key, tuple(bad))
+    return bad
+
+
+def _encoder_mismatches(model: Any, hf: Any) -> list[str]:
+    base = getattr(hf, "base_model", hf)
+    post = is_post_ln(model)
+    try:
+        embed, layers = _read_base(base, post)
+    except AttributeError as exc:
+        raise TutorialError(f"cannot read the encoder of {type(hf).__name__}: expected a Hugging "
+                            f"Face {'BERT/RoBERTa' if post else 'GPT-2'} model ({exc})") from exc
+    mem = model_weights(model)
+    ck = _checkpoint_weights(model)
+    if len(layers) != len(mem.layers):
+        return [f"{len(layers)} layers against the model's {len(mem.layers)}"]
+    dev = ck.embed.W_E.device
+    bad = []
+    embed = _cast(embed, torch.float32, dev)
+    if mem.embed.W_type is None:
+        embed = replace(embed, W_type=None)
+    if (embed.pos_offset != mem.embed.pos_offset
+            or (embed.ln is None) != (mem.embed.ln is None)
+            or (embed.ln is not None and embed.ln[2] != mem.embed.ln[2])
+            or not _same(_embed_in_checkpoint_coordinates(embed, ck.embed), mem.embed)):
+        bad.append("embed")
+    for l, (theirs, ours, ref) in enumerate(zip(layers, mem.layers, ck.layers)):
+        theirs = _cast(theirs, torch.float32, dev)
+        if (theirs.act_name != ours.act_name or theirs.scale != ours.scale
+                or theirs.ln1[2] != ours.ln1[2] or theirs.ln2[2] != ours.ln2[2]
+                or not _same(_layer_in_checkpoint_coordinates(theirs, ref), ours)):
+            bad.append(f"layer{l}")
+    return bad
+
+
+__all__ = ["EmbeddingWeights", "LayerWeights", "MLMHeadWeights", "ModelWeights",
+           "encoder_mismatches", "forget_weights", "is_post_ln", "is_unedited", "layout",
+           "model_weights", "original_hf_model"]

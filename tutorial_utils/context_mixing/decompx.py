@@ -39,7 +39,8 @@ same way, giving one score per input token and output, ``y_c = sum_k y_{c<-k}`` 
   shared by AbsDot of the token's vocabulary-logit vector with ``b_U``, as the authors share a
   classifier's bias over its class vector);
 * sequence classifier (``classifier=`` a Hugging Face ``BertForSequenceClassification`` /
-  ``RobertaForSequenceClassification``): the ``[CLS]`` decomposition through the pooler's
+  ``RobertaForSequenceClassification`` whose encoder's weights equal the bridge's in memory,
+  checked): the ``[CLS]`` decomposition through the pooler's
   ``W_pool`` (+ ``b_pool``), ``tanh`` by the zero-origin slope (the authors' default), and the
   classification layer (+ ``b_cls`` by AbsDot over the class vector).
 
@@ -57,10 +58,12 @@ import torch
 from torch import Tensor
 
 from ..errors import TutorialError
+from ..model_checks import check_real_positions
+from ..validation import check_int_ids, check_positions
 
 from ._base import (Inputs, LayerInternals, Maps, Mask, Tokens, collect_internals, is_post_ln,
                     layer_norm, linear, mask_maps, prepare, row_normalize, unbatch)
-from ._weights import model_weights
+from ._weights import encoder_mismatches, model_weights
 
 #: Query rows per chunk of the FFN step (bounds the ``[B, rows, T, d_ff]`` temporaries).
 FFN_ROWS = 32
@@ -84,7 +87,8 @@ class DecompXResult:
 class DecompXPrediction:
     """DecompX through the head: ``contributions [B, T, C]`` is ``y_{c<-k}``, input token
     ``k``'s share of output ``c`` (a vocabulary entry at ``position``, or a class);
-    ``logits [B, C]``: the model's own logits, computed by its head from the real hidden state
+    ``logits [B, C]``: the model's own logits, computed by its head (the masked-LM head, or the
+    classifier's, whose encoder is checked to be the model's) from the real hidden state
     (``contributions.sum(1) == logits``; every bias is shared among the tokens, so there is no
     remainder); ``targets``: the output ids of the last dim (None: all); ``position [B]``: the
     explained position; ``mask [B, T]``: real tokens (pad tokens contribute exactly 0)."""
@@ -265,6 +269,8 @@ def _through_activation(a: Tensor, pre_real: Tensor, act: Any) -> Tensor:
 
 
 def _positions(model: Any, inp: Inputs, position: Any) -> Tensor:
+    """The explained position of each row, ``[B]``: ``position`` (an int, or one per row;
+    negative counts from the end) or, by default, each row's one ``[MASK]``; never a pad."""
     B, T = inp.tokens.shape
     if position is None:
         mask_id = getattr(getattr(model, "tokenizer", None), "mask_token_id", None)
@@ -272,26 +278,35 @@ def _positions(model: Any, inp: Inputs, position: Any) -> Tensor:
         if mask_id is None or not bool((hits.sum(1) == 1).all()):
             raise TutorialError("pass position=: the explained position is the [MASK] token by "
                                 "default, and every row needs exactly one")
-        return hits.long().argmax(1)
-    pos = torch.as_tensor(position, device=inp.tokens.device)
-    if pos.is_floating_point() or pos.dtype == torch.bool:
-        raise TutorialError(f"position must be an integer (or one per row), got {position!r}")
-    pos = pos.long().reshape(-1).expand(B) if pos.numel() == 1 else pos.long().reshape(-1)
-    if pos.numel() != B:
-        raise TutorialError(f"position has {pos.numel()} entries for {B} rows")
-    pos = torch.where(pos < 0, pos + T, pos)
-    if bool(((pos < 0) | (pos >= T)).any()):
-        raise TutorialError(f"position out of range for {T} tokens: {position!r}")
-    if not bool(inp.mask[torch.arange(B, device=pos.device), pos].all()):
-        raise TutorialError("the explained position is a padding token")
+        pos = hits.long().argmax(1)
+    else:
+        pos = check_positions(position, B, T, "position").to(inp.tokens.device)
+    check_real_positions(inp.mask, pos, "position")
     return pos
 
 
-def _classifier_head(classifier: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(W_pool [d, d], b_pool, W_cls [d, C], b_cls)`` of a Hugging Face sequence classifier."""
+def _targets(targets: Any, n_out: int, classes: bool) -> Tensor | None:
+    """``targets`` as a LongTensor ``[C]`` of output ids (vocabulary ids, or classes), shared by
+    every row; None keeps every output."""
+    if targets is None:
+        return None
+    tg = check_int_ids(targets, "targets")
+    tg = tg[None] if tg.ndim == 0 else tg
+    if tg.ndim != 1:
+        raise TutorialError(f"targets must be one id or a list of ids shared by every row, got "
+                            f"shape {tuple(tg.shape)}")
+    if int(tg.max()) >= n_out:
+        what = "class ids of the classifier" if classes else "vocabulary ids"
+        raise TutorialError(f"targets must be {what} in [0, {n_out}), got {int(tg.max())}")
+    return tg
+
+
+def _classifier_head(classifier: Any, device: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(W_pool [d, d], b_pool, W_cls [d, C], b_cls)`` of a Hugging Face sequence classifier,
+    float32 on ``device``."""
     base = getattr(classifier, "base_model", None)
     head = getattr(classifier, "classifier", None)
-    if head is None:
+    if head is None or base is None:
         raise TutorialError("classifier must be a Hugging Face *ForSequenceClassification model "
                             "(BERT or RoBERTa), with a .classifier head")
     if hasattr(head, "out_proj"):  # RobertaClassificationHead: dense + tanh + out_proj on <s>
@@ -302,8 +317,28 @@ def _classifier_head(classifier: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         out = head
         if pool is None:
             raise TutorialError("this classifier has no pooler to decompose")
-    t = lambda x: x.detach().float()  # noqa: E731
+    t = lambda x: x.detach().to(device=device, dtype=torch.float32)  # noqa: E731
     return t(pool.weight).T, t(pool.bias), t(out.weight).T, t(out.bias)
+
+
+def _check_classifier(model: Any, classifier: Any, position: Any,
+                      device: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The classifier's head (:func:`_classifier_head`), once its encoder is known to be
+    ``model``'s: its weights equal the model's in memory (:func:`._weights.encoder_mismatches`)."""
+    if position is not None:
+        raise TutorialError("position= is for the masked-LM head: a sequence classifier reads its "
+                            "first token ([CLS] / <s>), which is what DecompX explains; leave "
+                            "position unset")
+    head = _classifier_head(classifier, device)
+    bad = encoder_mismatches(model, classifier)
+    if bad:
+        raise TutorialError(
+            f"classifier's encoder is not this model: its weights differ from the model's (in "
+            f"memory) in {', '.join(bad)}, so its logits cannot be decomposed with this model's "
+            "internals. Load the bridge from the classifier's own checkpoint "
+            "(load_encoder(classifier_dir); for RoBERTa save the classifier as "
+            "RobertaForMaskedLM first), and make any in-memory edit to both")
+    return head
 
 
 def decompx_prediction(model: Any, tokens: Tokens, position: Any = None,
@@ -313,31 +348,43 @@ def decompx_prediction(model: Any, tokens: Tokens, position: Any = None,
     """DecompX to the prediction (Modarressi et al. 2023, sec. 3.4): each input token's
     contribution to the model's output logits, ``y_c = sum_k y_{c<-k}`` (eq. 14).
 
-    Masked LM (default): the logits at ``position`` (default: each row's ``[MASK]``) through the
-    model's masked-LM head. ``classifier``: a Hugging Face BERT/RoBERTa sequence classifier whose
-    encoder is ``model`` (the bridge drops such heads): the class scores from ``[CLS]`` through
-    pooler/dense, ``tanh`` and the classification layer. ``targets``: output ids to keep (vocab
-    ids or classes; default all). Returns :class:`DecompXPrediction`; ``contributions.sum(1)``
-    equals ``logits`` to float32 rounding (1e-4 of the logits' scale; tested against the Hugging
-    Face model's own logits).
+    Masked LM (default): the logits at ``position`` (an int or one per row; default: each row's
+    ``[MASK]``) through the model's masked-LM head. ``classifier``: a Hugging Face BERT/RoBERTa
+    sequence classifier whose encoder is ``model`` (the bridge drops such heads; checked: its
+    encoder's weights must equal the model's in memory, else a ``TutorialError``): the class
+    scores from ``[CLS]`` through pooler/dense, ``tanh`` and the classification layer
+    (``position`` must then be left unset). ``targets``: output ids to keep (vocab ids or
+    classes; default all). Returns :class:`DecompXPrediction`; ``contributions.sum(1)`` equals
+    ``logits`` to float32 rounding (1e-4 of the logits' scale; tested against the Hugging Face
+    model's own logits, the classifier's included).
     """
     _check_encoder(model)
     _check_dtype(dtype)
     inp = prepare(model, tokens, attention_mask, token_type_ids)
     B, T = inp.tokens.shape
+    device = inp.tokens.device
+    # every check before the forward pass and the propagation
+    if classifier is None:
+        head = model_weights(model, dtype).head
+        if head is None:
+            raise TutorialError("this model has no masked-LM head; for a sequence "
+                                "classifier pass classifier=")
+        pos = _positions(model, inp, position)
+        n_out = head.W_U.shape[1]
+    else:
+        W_pool, b_pool, W_U, b_U = (x.to(dtype) for x in
+                                    _check_classifier(model, classifier, position, device))
+        pos = torch.zeros(B, dtype=torch.long, device=device)
+        n_out = W_U.shape[1]
+    tg = _targets(targets, n_out, classes=classifier is not None)
     layers = collect_internals(model, inp, dtype=dtype)
     last = _propagate(layers, inp, keep="last").per_token[-1]                # [B, T, T, d]
     real = inp.mask.to(last.dtype)
     rows = torch.arange(B, device=last.device)
     hidden = layers[-1].layer_out
     with torch.no_grad():
+        a, x = last[rows, pos], hidden[rows, pos]                               # [B, K, d], [B, d]
         if classifier is None:
-            head = model_weights(model, dtype).head
-            if head is None:
-                raise TutorialError("this model has no masked-LM head; for a sequence "
-                                    "classifier pass classifier=")
-            pos = _positions(model, inp, position)
-            a, x = last[rows, pos], hidden[rows, pos]                           # [B, K, d], [B, d]
             pre = x @ head.W_t + head.b_t
             t = _share_bias((a @ head.W_t)[:, None], head.b_t, real)[:, 0]
             t = _through_activation(t, pre, head.act)
@@ -345,9 +392,6 @@ def decompx_prediction(model: Any, tokens: Tokens, position: Any = None,
             W_U, b_U = head.W_U, head.b_U
             logits = layer_norm(head.act(pre), head.ln) @ W_U + b_U
         else:
-            W_pool, b_pool, W_U, b_U = (x.to(dtype) for x in _classifier_head(classifier))
-            pos = torch.zeros(B, dtype=torch.long, device=last.device)
-            a, x = last[:, 0], hidden[:, 0]
             pre = x @ W_pool + b_pool
             t = _share_bias((a @ W_pool)[:, None], b_pool, real)[:, 0]
             t = _through_activation(t, pre, torch.tanh)
@@ -355,13 +399,9 @@ def decompx_prediction(model: Any, tokens: Tokens, position: Any = None,
         # the output bias: shared by AbsDot of each token's whole output vector with it
         w = (t @ (W_U @ b_U)).abs() * real                                       # |y_k . b_U|
         share = _absdot_weights(w[:, None], real)[:, 0]                           # [B, K]
-        if targets is not None:
-            tg = torch.as_tensor(targets, device=last.device).long().reshape(-1)
-            if tg.numel() == 0 or bool(((tg < 0) | (tg >= W_U.shape[1])).any()):
-                raise TutorialError(f"targets must be ids in [0, {W_U.shape[1]})")
+        if tg is not None:
+            tg = tg.to(device)
             W_U, b_U, logits = W_U[:, tg], b_U[tg], logits[:, tg]
-        else:
-            tg = None
         y = t @ W_U + share[..., None] * b_U                                      # [B, K, C]
     return DecompXPrediction(y * real[..., None], logits, tg, pos, inp.mask)
 

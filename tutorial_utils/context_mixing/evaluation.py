@@ -284,7 +284,10 @@ def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
 class CueEvaluation:
     """One row per method: ``share`` (subject outranks attractor), ``rho_grad``/``rho_occ``
     (mean Spearman correlation with |gradient x input| and |occlusion| over source tokens).
-    ``rows[name] [B, T]``: each method's query row; ``reference[name] [B, T]``."""
+    ``rows[name] [B, T]``: each method's query row; ``reference[name] [B, T]``.
+    ``signed [B, T]``: with ``prediction=True``, DecompX's signed contributions to the agreement
+    logit difference (:func:`decompx_cue_contributions`; ``rows["decompx_to_logit"]`` is their
+    absolute value), else None."""
 
     methods: list[str]
     share: dict[str, float]
@@ -293,6 +296,7 @@ class CueEvaluation:
     rows: dict[str, Tensor]
     reference: dict[str, Tensor]
     source_mask: Tensor
+    signed: Tensor | None = None
 
 
 #: The name of DecompX's prediction-level row in :func:`evaluate_on_cue`.
@@ -326,7 +330,8 @@ def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None =
     ``prediction=True`` (an encoder with a masked-LM head) adds the row ``"decompx_to_logit"``:
     DecompX carried through the head (:func:`decompx_cue_contributions`); its share counts the
     prompts where the subject's signed contribution to the agreement logit difference exceeds
-    the attractor's, and its correlations use the absolute contributions."""
+    the attractor's, and its correlations use the absolute contributions; the signed ones are
+    kept in ``.signed``."""
     if maps is None:
         maps = all_methods(model, ex.tokens, methods)
     names = list(maps)
@@ -355,4 +360,4 @@ def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None =
         share[DECOMPX_PREDICTION] = float((margin > 0).float().mean())
     rg = {m: float(torch.nanmean(spearman(rows[m], ref["grad_x_input"], mask))) for m in names}
     ro = {m: float(torch.nanmean(spearman(rows[m], ref["occlusion"], mask))) for m in names}
-    return CueEvaluation(names, share, rg, ro, rows, ref, mask)
+    return CueEvaluation(names, share, rg, ro, rows, ref, mask, signed)
