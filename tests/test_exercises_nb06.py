@@ -3,6 +3,8 @@ types a student may return), and rejects each likely mistake with a message that
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -75,6 +77,16 @@ def test_feature_dimensionality_check():
         ov = torch.einsum("kmi,kmj->kij", W, W).pow(2)
         return norms.pow(2) / ov.sum(-1).clamp_min(1e-12)
     _fails(nb06.check_feature_dimensionality.judge(not_unit), "unit")
+
+    def unit_both_sides(W):       # (W_hat_i . W_hat_j)^2: right for unit features only
+        norms = W.norm(dim=1, keepdim=True)
+        unit = W / norms.clamp_min(1e-8)
+        ov = torch.einsum("kmi,kmj->kij", unit, unit).pow(2)
+        return norms[:, 0].pow(2) / ov.sum(-1).clamp_min(1e-12)
+    result = nb06.check_feature_dimensionality.judge(unit_both_sides)
+    _fails(result, "with the *raw* column W_j")
+    # the message shows the wrong entry (the norm-2 pentagon's 1.6), not only the right ones
+    assert re.search(r"you gave 1, 0\.5, 0\.4, 1\.6: ", result.message), result.message
 
     def nan_on_dropped(W):
         norms = W.norm(dim=1, keepdim=True)

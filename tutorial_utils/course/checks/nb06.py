@@ -89,13 +89,18 @@ def check_feature_dimensionality(fn: Callable) -> CheckResult:
         elif abs(float(got[3, 0]) - 0.1) < 1e-3:
             hint = ("the overlap uses the *unit* vector W_hat_i = W_i / ||W_i|| (your pentagon of "
                     "norm-2 features gives 0.1 instead of 2/5: D does not depend on the scale)")
+        elif abs(float(got[3, 0]) - 1.6) < 1e-3:
+            hint = ("the overlap is W_hat_i . W_j: the unit vector of feature i with the *raw* "
+                    "column W_j (with unit vectors on both sides your norm-2 pentagon gives "
+                    "1.6, its squared norm times 2/5, instead of 2/5)")
         elif abs(float(got[3, 0]) - 0.8) < 1e-3 or abs(float(got[3, 0]) - 0.2) < 1e-3:
             hint = "the numerator is the squared norm ||W_i||^2, and each overlap is squared"
         else:
             hint = "D_i = ||W_i||^2 / sum_j (W_hat_i . W_j)^2, columns W_i of W[k] (axis 1 is hidden)"
         return CheckResult(name, False, f"known arrangements: orthogonal features D = 1, antipodal "
-                                        f"pairs 1/2, a pentagon 2/5; you gave {ortho:.3g}, "
-                                        f"{antipodal:.3g}, {float(got[2, 0]):.3g}: {hint}")
+                                        f"pairs 1/2, a pentagon 2/5 and the same pentagon at norm "
+                                        f"2 (still 2/5); you gave {ortho:.3g}, {antipodal:.3g}, "
+                                        f"{float(got[2, 0]):.3g}, {float(got[3, 0]):.3g}: {hint}")
     if not torch.allclose(got[~live], torch.zeros(int((~live).sum())), atol=1e-4):
         return CheckResult(name, False, "a dropped feature (W_i = 0) must get dimensionality 0 "
                                         "(clamp the norm you divide by)")
