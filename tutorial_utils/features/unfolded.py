@@ -178,27 +178,37 @@ class GPT2Weights:
         the embeddings and the blocks (exactly the in-memory function; the checkpoint's own
         tensors where a group is unedited), and :func:`_final_weights` for ``ln_f`` and the
         unembedding. Re-read on every call, so an edit through ``p.data`` is seen too."""
-        _check_gpt2(getattr(model, "original_model", None))
+        hf = getattr(model, "original_model", None)
+        if hf is None:
+            raise TutorialError(f"features: expected a loaded course model (a TransformerBridge "
+                                f"from tutorial_utils.models.load_model), got "
+                                f"{type(model).__name__}")
+        _check_gpt2(hf)
         if is_post_ln(model):
             raise TutorialError("tutorial_utils.features supports GPT-2 decoders only")
         forget_weights(model)              # an edit through .data bypasses the version counter
-        mw = model_weights(model)
-        lay = mw.layers
-        stack = lambda name: torch.stack([getattr(x, name) for x in lay])  # noqa: E731
-        heads = lambda name: stack(name).permute(0, 2, 1, 3).contiguous()  # [L, d, H, e] -> [L, H, d, e]  # noqa: E501
-        ln = lambda name, i: torch.stack([getattr(x, name)[i] for x in lay])  # noqa: E731
+        weights = model_weights(model)
+        lay, embed = weights.layers, weights.embed
+
+        def stack(name: str, index: int | None = None) -> Tensor:
+            return torch.stack([getattr(x, name) if index is None else getattr(x, name)[index]
+                                for x in lay])
+
+        def heads(name: str) -> Tensor:    # [L, d, H, d_head] -> [L, H, d, d_head]
+            return stack(name).permute(0, 2, 1, 3).contiguous()
+
         dh = lay[0].W_Q.shape[-1]
         if any(abs(x.scale - dh ** -0.5) > 1e-12 for x in lay):
             raise TutorialError("features: only GPT-2's default attention scaling "
                                 "(1/sqrt(d_head)) is supported")
         lnf_w, lnf_b, W_U, b_U, eps = _final_weights(model)
         return cls(
-            W_E=mw.embed.W_E.clone(), W_pos=mw.embed.W_pos.clone(),
-            ln1_w=ln("ln1", 0), ln1_b=ln("ln1", 1),
+            W_E=embed.W_E.clone(), W_pos=embed.W_pos.clone(),
+            ln1_w=stack("ln1", 0), ln1_b=stack("ln1", 1),
             W_Q=heads("W_Q"), W_K=heads("W_K"), W_V=heads("W_V"),
             b_Q=stack("b_Q"), b_K=stack("b_K"), b_V=stack("b_V"),
             W_O=stack("W_O"), b_O=stack("b_O"),
-            ln2_w=ln("ln2", 0), ln2_b=ln("ln2", 1),
+            ln2_w=stack("ln2", 0), ln2_b=stack("ln2", 1),
             W_in=stack("W_in"), b_in=stack("b_in"), W_out=stack("W_out"), b_out=stack("b_out"),
             lnf_w=lnf_w, lnf_b=lnf_b, W_U=W_U, b_U=b_U, eps=eps)
 
