@@ -3,6 +3,8 @@ types a student may return), and rejects each likely mistake with a message that
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -75,6 +77,16 @@ def test_feature_dimensionality_check():
         ov = torch.einsum("kmi,kmj->kij", W, W).pow(2)
         return norms.pow(2) / ov.sum(-1).clamp_min(1e-12)
     _fails(nb06.check_feature_dimensionality.judge(not_unit), "unit")
+
+    def unit_both_sides(W):       # (W_hat_i . W_hat_j)^2: right for unit features only
+        norms = W.norm(dim=1, keepdim=True)
+        unit = W / norms.clamp_min(1e-8)
+        ov = torch.einsum("kmi,kmj->kij", unit, unit).pow(2)
+        return norms[:, 0].pow(2) / ov.sum(-1).clamp_min(1e-12)
+    result = nb06.check_feature_dimensionality.judge(unit_both_sides)
+    _fails(result, "with the *raw* column W_j")
+    # the message shows the wrong entry (the norm-2 pentagon's 1.6), not only the right ones
+    assert re.search(r"you gave 1, 0\.5, 0\.4, 1\.6: ", result.message), result.message
 
     def nan_on_dropped(W):
         norms = W.norm(dim=1, keepdim=True)
@@ -205,14 +217,52 @@ def test_ablate_in_model_check(rm, graph):
     assert check.judge(lambda *a: torch.tensor(S.ablate_in_model(*a)), rm, graph, nodes).passed
     for mistake, fragment in [("sign", "remove"), ("every_position", "that position only"),
                               ("frozen", "let attention and LayerNorm recompute"),
-                              ("not_demeaned", "demeaned")]:
+                              ("not_demeaned", "demeaned"),
+                              ("no_activation", "scale W_dec[:, f] by the activation")]:
         def wrong(lm, rm_, g, node, target, m=mistake):
-            if float(g.activations[node]) == 0.0:
-                return 0.0
             return nb06._ablation_variants(lm, rm_, g, node, target)[m]
         _fails(check.judge(wrong, rm, graph, nodes), fragment)
 
-    def whole_write(lm, rm_, g, node, target):     # ignores the activation: fails the silent case
+    def whole_mlp(lm, rm_, g, node, target):    # removes MLP l's whole output at p: not silent
         l, p, f = g.features[node].tolist()
-        return S.ablate_in_model(lm, rm_, g, node, target) - float(rm_.transcoders[l].W_dec[0, f])
-    _fails(check.judge(whole_write, rm, graph, nodes), "activation 0")
+        w = g.logit_weights[target]
+
+        def mlps(layer, m_in, m_out):
+            if layer != l:
+                return m_out
+            m_out = m_out.clone()
+            m_out[:, p] = 0.0
+            return m_out
+
+        def value(logits):
+            return float(w @ (logits[0, -1] - logits[0, -1].mean()))
+        toks = g.tokens[None]
+        return value(lm.run(toks, mlp_override=mlps).logits) - value(lm.run(toks).logits)
+    _fails(check.judge(whole_mlp, rm, graph, nodes), "writes nothing")
+
+
+def test_ablate_in_model_check_accepts_the_activation_read_from_the_model(rm, graph):
+    """A correct answer may recompute the feature's activation from the MLP's input in the run
+    (it equals graph.activations[node] on the graph's prompt); the silent case must not reject
+    it (it used to zero graph.activations while the model's feature stayed active)."""
+    def live(lm, rm_, g, node, target):
+        layer, pos, feature = g.features[node].tolist()
+        tc = rm_.transcoders[layer]
+        w = g.logit_weights[target]
+
+        def mlps(l, m_in, m_out):
+            if l != layer:
+                return m_out
+            a = tc.encode(m_in[:, pos])[:, feature]
+            m_out = m_out.clone()
+            m_out[:, pos] -= a[:, None] * tc.W_dec[:, feature]
+            return m_out
+
+        def value(logits):
+            return float(w @ (logits[0, -1] - logits[0, -1].mean()))
+        toks = g.tokens[None]
+        return value(lm.run(toks, mlp_override=mlps).logits) - value(lm.run(toks).logits)
+    nodes = [int((graph.features[:, 0] == l).nonzero()[-1]) for l in (0, 3)]
+    result = nb06.check_ablate_in_model.judge(live, rm, graph, nodes)
+    assert result.passed, result.message
+    assert rm.transcoders[0].W_dec.abs().sum(0).min() > 0       # the check edited a copy only

@@ -218,6 +218,42 @@ def test_splice_stats_match_a_hand_written_splice(lm, tokens):
     assert stats.loss_recovered == pytest.approx((zero - spliced) / (zero - clean), abs=1e-5)
 
 
+def test_masked_next_token_loss_is_the_mean_over_real_predictions(lm, tokens):
+    """Against a plain loop: -log p(t_{i+1} | t_<=i) averaged over the pairs of real tokens."""
+    logits = lm.logits(tokens)
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    mask[0, 20:] = False                 # a right-padded row
+    mask[1, :5] = False                  # a left-padded row
+    logp = logits.log_softmax(-1)
+    terms = [-float(logp[b, i, tokens[b, i + 1]]) for b in range(tokens.shape[0])
+             for i in range(tokens.shape[1] - 1) if mask[b, i] and mask[b, i + 1]]
+    assert float(next_token_loss(logits, tokens, mask)) == pytest.approx(
+        sum(terms) / len(terms), abs=1e-5)
+    assert float(next_token_loss(logits, tokens, mask.long())) == pytest.approx(
+        sum(terms) / len(terms), abs=1e-5)                          # 0/1 works too
+    assert float(next_token_loss(logits, tokens, torch.ones_like(mask))) == pytest.approx(
+        float(next_token_loss(logits, tokens)), abs=1e-6)
+
+
+def test_masked_splice_stats_ignore_the_padding(lm, tokens):
+    """Prompts of 20 real tokens padded with other tokens give the losses of the 20 tokens."""
+    d = _random_dictionary("sae", "relu", d=128, n=64).requires_grad_(False)
+    d.config.layer = 2
+    short = tokens[:, :20]
+    padded = tokens.clone()
+    padded[:, 20:] = tokens.flip(0)[:, 20:]
+    mask = torch.zeros_like(tokens, dtype=torch.bool)
+    mask[:, :20] = True
+    want, got = splice_stats(lm, d, short), splice_stats(lm, d, padded, batch_size=4, mask=mask)
+    for k in ("loss_clean", "loss_spliced", "loss_zero", "loss_recovered"):
+        assert getattr(got, k) == pytest.approx(getattr(want, k), abs=1e-5), k
+    assert splice_stats(lm, d, tokens).loss_clean != pytest.approx(want.loss_clean, abs=1e-3)
+    with pytest.raises(TutorialError, match="mask has shape"):
+        splice_stats(lm, d, tokens, mask=mask[:, :5])
+    with pytest.raises(TutorialError, match="no next-token prediction"):
+        splice_stats(lm, d, tokens, mask=torch.zeros_like(mask))
+
+
 # --- bad input ----------------------------------------------------------------------------------
 def test_bad_inputs_are_refused(lm):
     with pytest.raises(TutorialError, match="k"):

@@ -91,6 +91,10 @@ def test_steering_with_zero_coefficient_is_the_model_and_a_number_direction_flip
                                                      per_example=True), atol=1e-5)
     assert float(res.flip_rate[0]) == 0.0
     assert float(res.flip_rate[1]) > 0.5          # pushing plural subjects to singular flips
+    alone = steer(lm, test, 3, u, [-40.0], rows=plural)   # the 0 row is stacked, not returned
+    assert alone.coefficients == [-40.0] and alone.metric.shape == (1, len(base))
+    assert torch.allclose(alone.metric[0], res.metric[1], atol=1e-5)
+    assert float(alone.flip_rate[0]) == float(res.flip_rate[1])
     rnd = torch.randn(128, generator=torch.Generator().manual_seed(0))
     control = steer(lm, test, 3, rnd, [-40.0], rows=plural)
     assert float(control.flip_rate[0]) < 0.25     # a random direction of the same norm does not

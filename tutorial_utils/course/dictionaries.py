@@ -23,7 +23,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -34,8 +34,10 @@ from ..features.reading import edit_feature_metric, feature_correlations, featur
 from ..features.replacement import ReplacementModel
 from ..features.training import TrainConfig, train_dictionary
 from ..features.unfolded import UnfoldedGPT2
+from ..errors import TutorialError
 from ..paths import DATA_DIR
 from ..tasks import make_task
+from .offline_model.cli_checks import check_int, check_number, config_from_args
 from .offline_model.corpus import CorpusGenerator
 
 MODEL = "tiny-gpt2-tasks"
@@ -65,7 +67,9 @@ class Spec:
 
 @dataclass
 class RunConfig:
-    """Data and optimisation settings of the shipped run (the defaults)."""
+    """Data and optimisation settings of the shipped run (the defaults). ``only``: train only
+    these dictionaries (names as in :func:`specs`; empty = all six); ``task_features_only``:
+    train nothing, only (re)compute the SAEs' task features in ``--out`` and rewrite the cards."""
 
     train_docs: int = 2000
     eval_docs: int = 200
@@ -79,17 +83,46 @@ class RunConfig:
     sae_l1: float = 0.15
     transcoder_width: int = 1024
     transcoder_k: int = 16
-    only: list[str] = field(default_factory=list)
+    only: tuple[str, ...] = ()
+    task_features_only: bool = False
 
 
 def specs(cfg: RunConfig) -> list[Spec]:
-    """The shipped dictionaries."""
+    """The shipped dictionaries (those named in ``cfg.only``, if any)."""
     out = [Spec("sae_resid3_relu", "sae", SAE_LAYER, "relu", cfg.sae_width, l1_coeff=cfg.sae_l1,
                 seed=10),
            Spec("sae_resid3_topk", "sae", SAE_LAYER, "topk", cfg.sae_width, k=cfg.sae_k, seed=11)]
     out += [Spec(f"transcoder_m{l}", "transcoder", l, "topk", cfg.transcoder_width,
                  k=cfg.transcoder_k, seed=20 + l) for l in range(4)]
     return [s for s in out if not cfg.only or s.name in cfg.only]
+
+
+def check_run_config(cfg: RunConfig) -> RunConfig:
+    """Refuse a run that cannot train or would train nothing, before the model is loaded:
+    counts and sizes integers >= 1 (``k`` at most the width), the learning rate in (0, 1], the
+    L1 coefficient >= 0, and every ``--only`` name one of :func:`specs`."""
+    for name in ("train_docs", "eval_docs", "steps", "batch_size", "sae_width", "transcoder_width"):
+        check_int(getattr(cfg, name), name)
+    check_int(cfg.task_n, "task_n", 2)
+    check_int(cfg.corpus_seed, "corpus_seed", 0)
+    for k, width in (("sae_k", "sae_width"), ("transcoder_k", "transcoder_width")):
+        check_int(getattr(cfg, k), k)
+        if getattr(cfg, k) > getattr(cfg, width):
+            raise TutorialError(f"--{k.replace('_', '-')} ({getattr(cfg, k)}) must be at most "
+                                f"--{width.replace('_', '-')} ({getattr(cfg, width)})")
+    check_number(cfg.lr, "lr", 0.0, 1.0, low_open=True)
+    check_number(cfg.sae_l1, "sae_l1", 0.0)
+    known = [s.name for s in specs(RunConfig())]
+    unknown = [n for n in cfg.only if n not in known]
+    if unknown:
+        raise TutorialError(f"--only: no dictionary named {', '.join(map(repr, unknown))}; the "
+                            f"names are {', '.join(known)}")
+    return cfg
+
+
+def trains_everything(cfg: RunConfig) -> bool:
+    """Whether ``cfg`` trains every shipped dictionary (a partial ``--only`` run does not)."""
+    return {s.name for s in specs(cfg)} == {s.name for s in specs(RunConfig())}
 
 
 def corpus_tokens(lm: UnfoldedGPT2, n_docs: int, seed: int) -> torch.Tensor:
@@ -288,7 +321,10 @@ def _readme(out: Path, metas: dict[str, dict], extra: dict) -> None:
 
 
 def run(cfg: RunConfig, out: Path, log=print) -> dict[str, dict]:
-    """Train, evaluate and save every dictionary of :func:`specs`; returns their metadata."""
+    """Train, evaluate and save every dictionary of :func:`specs`; returns their metadata.
+    ``replacement.json`` gets the run's total wall time only when every dictionary was trained
+    (a partial ``--only`` run keeps the previous total)."""
+    check_run_config(cfg)
     torch.set_num_threads(1)
     t_start = time.time()
     out.mkdir(parents=True, exist_ok=True)
@@ -363,11 +399,22 @@ def run(cfg: RunConfig, out: Path, log=print) -> dict[str, dict]:
                                            "kept": k.kept, "l0": k.l0_per_layer}
         log("replacement model without error nodes: " + json.dumps(extra["replacement"]))
     extra["number_probe"] = number_probe(lm)
-    (out / "replacement.json").write_text(json.dumps(
-        {**extra, "total_wall_time_s": time.time() - t_start}, indent=1) + "\n")
+    total = total_wall_time(cfg, out, time.time() - t_start)
+    if total is not None:
+        extra["total_wall_time_s"] = total
+    (out / "replacement.json").write_text(json.dumps(extra, indent=1) + "\n")
     write_cards(out)
     log(f"all done in {time.time() - t_start:.0f}s")
     return metas
+
+
+def total_wall_time(cfg: RunConfig, out: Path, elapsed_s: float) -> float | None:
+    """The whole run's wall time for ``replacement.json``: ``elapsed_s`` when ``cfg`` trained
+    every dictionary, else the total already recorded in ``out`` (None if there is none)."""
+    if trains_everything(cfg):
+        return elapsed_s
+    path = out / "replacement.json"
+    return json.loads(path.read_text()).get("total_wall_time_s") if path.exists() else None
 
 
 def write_cards(out: Path) -> None:
@@ -396,23 +443,20 @@ def add_task_features(out: Path, n: int = 200, log=print) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    """The command line: one option per :class:`RunConfig` field (``--only NAME ...`` and
+    ``--task-features-only`` among them), all checked before the model is loaded; a bad one
+    stops with ``error: ...`` and exit status 2."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("--out", type=Path, default=DATA_DIR / "dictionaries")
-    for name, f in RunConfig.__dataclass_fields__.items():
-        if name == "only":
-            p.add_argument("--only", nargs="*", default=[],
-                           help="train only these dictionaries (names as in specs())")
-            continue
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(f.default), default=f.default)
-    p.add_argument("--task-features-only", action="store_true",
-                   help="only (re)compute the SAEs' task features in --out")
-    args = vars(p.parse_args(argv))
-    out = args.pop("out")
-    log = lambda s: print(s, flush=True)
-    if args.pop("task_features_only"):
-        add_task_features(out, args["task_n"], log)
+    cfg, out = config_from_args(p, RunConfig, argv, check_run_config)
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    if cfg.task_features_only:
+        if not any(out.glob("sae_*.json")):
+            p.error(f"--task-features-only: {out} holds no trained SAE (sae_*.json); train them "
+                    "first or give their folder with --out")
+        add_task_features(out, cfg.task_n, log)
         return
-    run(RunConfig(**args), out, log=log)
+    run(cfg, out, log=log)
 
 
 if __name__ == "__main__":

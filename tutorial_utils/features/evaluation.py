@@ -11,7 +11,8 @@ Dunefsky et al. 2024):
 
       loss recovered = (L_zero - L_spliced) / (L_zero - L_clean)
 
-  (1: as good as the model; 0: as bad as deleting the site).
+  (1: as good as the model; 0: as bad as deleting the site; NaN when zeroing the site
+  changes nothing).
 
 Splicing is done in the unfolded model (:class:`~tutorial_utils.features.unfolded.UnfoldedGPT2`):
 an SAE replaces the residual stream at its site, a transcoder replaces its layer's MLP output.
@@ -20,13 +21,15 @@ an SAE replaces the residual stream at its site, a transcoder replaces its layer
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
+from ..validation import check_mask
 from .dictionary import SparseDictionary
 from .unfolded import UnfoldedGPT2
 
@@ -87,11 +90,27 @@ def reconstruction_stats(d: SparseDictionary, x: Float[Tensor, "n d_in"],
                                dead_fraction=float((~fired).float().mean()), n_tokens=int(x.shape[0]))
 
 
-def next_token_loss(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"]
-                    ) -> Float[Tensor, ""]:
-    """Mean cross-entropy of predicting ``tokens[:, 1:]`` from ``logits[:, :-1]``."""
-    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                           tokens[:, 1:].reshape(-1))
+def next_token_loss(logits: Float[Tensor, "batch pos vocab"], tokens: Int[Tensor, "batch pos"],
+                    mask: Bool[Tensor, "batch pos"] | None = None) -> Float[Tensor, ""]:
+    """Mean cross-entropy of predicting ``tokens[:, 1:]`` from ``logits[:, :-1]``.
+
+    ``mask`` (True = a real token, False = padding): only the predictions of a real token from
+    a real one count, ``mask[:, t-1] & mask[:, t]`` for target ``t``."""
+    ce = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                         tokens[:, 1:].reshape(-1), reduction="none")
+    if mask is None:
+        return ce.mean()
+    keep = _target_mask(mask, tokens).reshape(-1)
+    return ce[keep].mean()
+
+
+def _target_mask(mask: Any, tokens: Int[Tensor, "batch pos"]) -> Bool[Tensor, "batch pos_1"]:
+    """``[B, T-1]``: the targets of :func:`next_token_loss` that count (a checked mask)."""
+    m = check_mask(mask, tuple(tokens.shape), "mask")
+    keep = m[:, :-1] & m[:, 1:]
+    if not bool(keep.any()):
+        raise TutorialError("mask leaves no next-token prediction between two real tokens")
+    return keep
 
 
 def splice_edit(d: SparseDictionary, mode: str = "spliced"):
@@ -123,20 +142,33 @@ def splice_edit(d: SparseDictionary, mode: str = "spliced"):
 
 @torch.no_grad()
 def splice_stats(lm: UnfoldedGPT2, d: SparseDictionary, tokens: Int[Tensor, "batch pos"],
-                 batch_size: int = 64) -> SpliceStats:
+                 batch_size: int = 64, mask: Bool[Tensor, "batch pos"] | None = None
+                 ) -> SpliceStats:
     """Next-token loss clean, with ``d`` spliced in, and with its site zero-ablated, on
-    ``tokens`` (documents of the corpus); see the module docstring."""
+    ``tokens`` (documents of the corpus); see the module docstring. ``mask`` (True = a real
+    token): padded prompts, only predictions between real tokens count
+    (:func:`next_token_loss`); each loss is the mean over every counted prediction."""
     lm.check_tokens(tokens)
+    if mask is not None:
+        _target_mask(mask, tokens)                   # checked before any forward
+        mask = check_mask(mask, tuple(tokens.shape), "mask")
     sums = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
     n = 0
     for i in range(0, tokens.shape[0], batch_size):
         t = tokens[i:i + batch_size]
-        w = t.shape[0]
-        sums["clean"] += float(next_token_loss(lm.run(t).logits, t)) * w
+        m = None if mask is None else mask[i:i + batch_size]
+        if m is None:
+            w = t.shape[0] * (t.shape[1] - 1)
+        else:
+            w = int((m[:, :-1] & m[:, 1:]).sum())
+            if w == 0:
+                continue
+        sums["clean"] += float(next_token_loss(lm.run(t).logits, t, m)) * w
         for mode in ("spliced", "zero"):
             edit, mlp = splice_edit(d, mode)
             logits = lm.run(t, resid_edit=edit, mlp_override=mlp).logits
-            sums[mode] += float(next_token_loss(logits, t)) * w
+            sums[mode] += float(next_token_loss(logits, t, m)) * w
         n += w
     clean, spliced, zero = (sums[k] / n for k in ("clean", "spliced", "zero"))
-    return SpliceStats(clean, spliced, zero, (zero - spliced) / (zero - clean))
+    recovered = (zero - spliced) / (zero - clean) if zero != clean else float("nan")
+    return SpliceStats(clean, spliced, zero, recovered)

@@ -62,7 +62,9 @@ def steer(lm: UnfoldedGPT2, dataset: TaskDataset, layer: int, direction: Float[T
           ) -> SteeringResult:
     """Add ``alpha * direction / ||direction||`` at the answer position before block ``layer``
     for every ``alpha`` in ``coefficients`` (0 included gives the unsteered run), on the examples
-    ``rows`` (default all); one stacked forward."""
+    ``rows`` (default all); one stacked forward, whose ``alpha = 0`` variant (added when
+    ``coefficients`` lacks it, and not returned then) is the unsteered run the flips are counted
+    against."""
     lm.check_layer(layer)
     if not isinstance(direction, Tensor) or direction.shape != (lm.w.d_model,):
         raise TutorialError(f"direction must be a tensor [{lm.w.d_model}] (d_model)")
@@ -72,12 +74,13 @@ def steer(lm: UnfoldedGPT2, dataset: TaskDataset, layer: int, direction: Float[T
     if not coefs:
         raise TutorialError("give at least one steering coefficient")
     ds = dataset if rows is None else dataset.subset(torch.as_tensor(rows).nonzero()[:, 0].tolist())
-    B, K = len(ds), len(coefs)
+    stacked = coefs if 0.0 in coefs else [0.0] + coefs
+    B, K = len(ds), len(stacked)
     u = direction / direction.norm()
     toks = lm.check_tokens(ds.clean_tokens).repeat(K, 1)
     r = torch.arange(K * B)
     pos = ds.answer_pos.repeat(K)
-    alpha = torch.tensor(coefs).repeat_interleave(B)
+    alpha = torch.tensor(stacked).repeat_interleave(B)
 
     def edit(l: int, x: Tensor) -> Tensor:
         if l != layer:
@@ -88,7 +91,9 @@ def steer(lm: UnfoldedGPT2, dataset: TaskDataset, layer: int, direction: Float[T
 
     logits = lm.run(toks, resid_edit=edit).logits
     metric = metric_of_variants(None, logits, ds, K, per_example=True)         # [K, B]
-    base = ds.metric(lm.run(lm.check_tokens(ds.clean_tokens)).logits, per_example=True)
+    base = metric[stacked.index(0.0)]
+    if stacked is not coefs:
+        metric = metric[1:]
     right = base > 0
     flips = ((metric < 0) & right[None]).float().sum(1) / right.float().sum().clamp_min(1.0)
     return SteeringResult(coefs, metric, metric.mean(1), flips)

@@ -19,7 +19,14 @@ and computes, in the notation of Radford et al. 2019 (pre-LayerNorm GPT-2):
     x_{l+1}      = x_mid + mlp_out                                   (resid_post l = resid_pre l+1)
     logits       = ln_f(x_L) W_E^T
 
-Logits equal the Hugging Face model's to float precision (``tests/test_features_unfolded.py``).
+Logits equal the Hugging Face model's to float precision
+(``tests/test_features_dictionary.py::test_unfolded_model_equals_hugging_face``).
+
+From a loaded course model (:meth:`UnfoldedGPT2.from_model`), the weights are the bridge's *in
+memory* (an ablation or :func:`tutorial_utils.input_attribution.randomized_weights` is seen),
+written back in the checkpoint's parameterisation by
+:func:`tutorial_utils.context_mixing.model_weights` (the same change of coordinates the
+context-mixing methods use; an unedited model gives the checkpoint's own tensors).
 
 *Frozen* (Ameisen et al. 2025, Circuit Tracing, "local replacement model"): each attention
 pattern and each LayerNorm's ``sigma`` is taken from a :class:`FrozenState` recorded on another
@@ -43,6 +50,9 @@ import transformers
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ..context_mixing._weights import (SAME_AS_CHECKPOINT, _checkpoint_model, _relayer_norm,
+                                       _set_invisible_direction, _swap_mean, forget_weights,
+                                       is_post_ln, model_weights)
 from ..errors import TutorialError
 
 __all__ = ["FrozenState", "GPT2Weights", "SITES", "UnfoldedGPT2", "gelu_new", "layer_norm"]
@@ -126,19 +136,7 @@ class GPT2Weights:
     @classmethod
     def from_hf(cls, hf_model: Any) -> "GPT2Weights":
         """Read a ``transformers`` ``GPT2LMHeadModel`` (refusing other architectures)."""
-        cfg = getattr(hf_model, "config", None)
-        if getattr(cfg, "model_type", None) != "gpt2" or not hasattr(hf_model, "transformer"):
-            raise TutorialError(
-                "tutorial_utils.features supports GPT-2-architecture checkpoints "
-                "(GPT2LMHeadModel: LayerNorm, learned positions, GELU MLP); got "
-                f"{getattr(cfg, 'model_type', type(hf_model).__name__)!r}")
-        if cfg.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
-            raise TutorialError(f"features: MLP activation {cfg.activation_function!r} is not "
-                                "supported (GPT-2's gelu_new only)")
-        if getattr(cfg, "scale_attn_by_inverse_layer_idx", False) or \
-                not getattr(cfg, "scale_attn_weights", True):
-            raise TutorialError("features: only GPT-2's default attention scaling "
-                                "(1/sqrt(d_head)) is supported")
+        cfg = _check_gpt2(hf_model)
         tr = hf_model.transformer
         d, H = cfg.n_embd, cfg.n_head
         dh = d // H
@@ -169,6 +167,96 @@ class GPT2Weights:
                  else torch.zeros(lm_head.weight.shape[0])),
             eps=float(cfg.layer_norm_epsilon),
         )
+
+
+    @classmethod
+    def from_bridge(cls, model: Any) -> "GPT2Weights":
+        """The weights of a loaded course model (a ``TransformerBridge``) **in memory**, in the
+        checkpoint's parameterisation. Compatibility mode folded each LayerNorm into the
+        weights that read it and centred the writing weights, in place, in the Hugging Face
+        modules themselves; :func:`tutorial_utils.context_mixing.model_weights` undoes that for
+        the embeddings and the blocks (exactly the in-memory function; the checkpoint's own
+        tensors where a group is unedited), and :func:`_final_weights` for ``ln_f`` and the
+        unembedding. Re-read on every call, so an edit through ``p.data`` is seen too."""
+        hf = getattr(model, "original_model", None)
+        if hf is None:
+            raise TutorialError(f"features: expected a loaded course model (a TransformerBridge "
+                                f"from tutorial_utils.models.load_model), got "
+                                f"{type(model).__name__}")
+        _check_gpt2(hf)
+        if is_post_ln(model):
+            raise TutorialError("tutorial_utils.features supports GPT-2 decoders only")
+        forget_weights(model)              # an edit through .data bypasses the version counter
+        weights = model_weights(model)
+        lay, embed = weights.layers, weights.embed
+
+        def stack(name: str, index: int | None = None) -> Tensor:
+            return torch.stack([getattr(x, name) if index is None else getattr(x, name)[index]
+                                for x in lay])
+
+        def heads(name: str) -> Tensor:    # [L, d, H, d_head] -> [L, H, d, d_head]
+            return stack(name).permute(0, 2, 1, 3).contiguous()
+
+        dh = lay[0].W_Q.shape[-1]
+        if any(abs(x.scale - dh ** -0.5) > 1e-12 for x in lay):
+            raise TutorialError("features: only GPT-2's default attention scaling "
+                                "(1/sqrt(d_head)) is supported")
+        lnf_w, lnf_b, W_U, b_U, eps = _final_weights(model)
+        return cls(
+            W_E=embed.W_E.clone(), W_pos=embed.W_pos.clone(),
+            ln1_w=stack("ln1", 0), ln1_b=stack("ln1", 1),
+            W_Q=heads("W_Q"), W_K=heads("W_K"), W_V=heads("W_V"),
+            b_Q=stack("b_Q"), b_K=stack("b_K"), b_V=stack("b_V"),
+            W_O=stack("W_O"), b_O=stack("b_O"),
+            ln2_w=stack("ln2", 0), ln2_b=stack("ln2", 1),
+            W_in=stack("W_in"), b_in=stack("b_in"), W_out=stack("W_out"), b_out=stack("b_out"),
+            lnf_w=lnf_w, lnf_b=lnf_b, W_U=W_U, b_U=b_U, eps=eps)
+
+
+def _check_gpt2(hf_model: Any) -> Any:
+    """The config of a ``GPT2LMHeadModel`` whose forward :class:`UnfoldedGPT2` computes; a
+    :class:`TutorialError` for any other architecture or variant."""
+    cfg = getattr(hf_model, "config", None)
+    if getattr(cfg, "model_type", None) != "gpt2" or not hasattr(hf_model, "transformer"):
+        raise TutorialError(
+            "tutorial_utils.features supports GPT-2-architecture checkpoints "
+            "(GPT2LMHeadModel: LayerNorm, learned positions, GELU MLP); got "
+            f"{getattr(cfg, 'model_type', type(hf_model).__name__)!r}")
+    if cfg.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise TutorialError(f"features: MLP activation {cfg.activation_function!r} is not "
+                            "supported (GPT-2's gelu_new only)")
+    if getattr(cfg, "scale_attn_by_inverse_layer_idx", False) or \
+            not getattr(cfg, "scale_attn_weights", True):
+        raise TutorialError("features: only GPT-2's default attention scaling "
+                            "(1/sqrt(d_head)) is supported")
+    return cfg
+
+
+@torch.no_grad()
+def _final_weights(model: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
+    """``(lnf_w, lnf_b, W_U [d, V], b_U [V], eps)`` of the bridge in memory, in the
+    checkpoint's parameterisation: the in-memory ``ln_f`` (gain ``g'``, bias ``b'``; folded:
+    1 and 0) and unembedding ``W_U'``, ``b_U'`` rewritten for the checkpoint's ``ln_f``
+    (``W_U = diag(g'/g) W_U'``, ``b_U = b_U' + (b' - g' b/g) W_U'``), the direction a LayerNorm's
+    output cannot see and each logit's mean over the vocabulary (the softmax ignores it) set to
+    the checkpoint's. The same logits as the bridge's up to a constant per position; the
+    checkpoint's own tensors when they agree to ``SAME_AS_CHECKPOINT`` of their scale."""
+    full = _checkpoint_model(model)
+    ref_ln = full.transformer.ln_f
+    ref = (ref_ln.weight.detach().float(), ref_ln.bias.detach().float(), float(ref_ln.eps))
+    head = full.lm_head
+    W_ref = head.weight.detach().float().T
+    b_ref = (head.bias.detach().float() if getattr(head, "bias", None) is not None
+             else torch.zeros(W_ref.shape[1], device=W_ref.device))
+    mem = (model.ln_final.w.detach().float(), model.ln_final.b.detach().float(), ref[2])
+    W, b = _relayer_norm(model.W_U.detach().float(), model.b_U.detach().float(), mem, ref)
+    W, b = _set_invisible_direction(W, b, W_ref, ref)
+    W, b = _swap_mean(W, W_ref, -1), _swap_mean(b, b_ref, -1)
+    scale = max(float(W_ref.abs().max()), float(ref[0].abs().max()), 1e-12)
+    if float((W - W_ref).abs().max()) <= SAME_AS_CHECKPOINT * scale and \
+            float((b - b_ref).abs().max()) <= SAME_AS_CHECKPOINT * scale:
+        W, b = W_ref, b_ref
+    return ref[0].clone(), ref[1].clone(), W.contiguous().clone(), b.clone(), ref[2]
 
 
 def _load_quietly(source: str) -> Any:
@@ -241,20 +329,16 @@ class UnfoldedGPT2:
 
     @classmethod
     def from_model(cls, model: Any) -> "UnfoldedGPT2":
-        """From a loaded course model (a ``TransformerBridge``): its weights were folded and
-        centred in place, so the checkpoint it came from is read again (its directory, or, for
-        a model loaded from the hub by name, transformers's cache of it)."""
+        """From a loaded course model (a ``TransformerBridge``): its weights **in memory**
+        (:meth:`GPT2Weights.from_bridge`: an edit of the bridge's parameters is seen; an
+        unedited model gives the checkpoint's own weights). The weights are copied: a later
+        edit of the bridge needs another ``from_model``."""
         if isinstance(model, UnfoldedGPT2):
             return model
-        original = getattr(model, "original_model", None)
-        source = getattr(getattr(original, "config", None), "_name_or_path", None)
-        if not source:
-            raise TutorialError(
-                "features: cannot find the checkpoint this model was loaded from; use "
-                "UnfoldedGPT2.from_pretrained(path) with its directory")
-        # a local directory, or a hub name (e.g. "gpt2", read from transformers's cache)
-        return cls.from_pretrained(source, tokenizer=getattr(model, "tokenizer", None),
-                                   allow_hub=not Path(source).is_dir())
+        source = getattr(getattr(getattr(model, "original_model", None), "config", None),
+                         "_name_or_path", None) or "model"
+        return cls(GPT2Weights.from_bridge(model), getattr(model, "tokenizer", None),
+                   name=Path(source).name or str(source))
 
     # --- checks -----------------------------------------------------------------------------
     def check_tokens(self, tokens: Any) -> Int[Tensor, "batch pos"]:

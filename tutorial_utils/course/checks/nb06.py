@@ -4,8 +4,8 @@ graphs).
 Each check first runs the student's function on a case whose answer is known by construction
 (an antipodal pair of toy features has dimensionality 1/2, an SAE that reconstructs its input
 exactly explains all the variance and recovers all the loss, a write after the read has no
-edge, a chain graph's influence sums its paths by hand, a feature with activation 0 changes
-nothing when switched off, ...) and, when it is wrong, compares it with the answers the likely
+edge, a chain graph's influence sums its paths by hand, a feature whose decoder column is zero
+changes nothing when switched off, ...) and, when it is wrong, compares it with the answers the likely
 mistakes give to name the mistake; then it compares with the reference or the library on fresh
 inputs or on the notebook's model. Each check is an
 :class:`~tutorial_utils.course.answers.ExerciseCheck`: ``sae_loss = nb06.check_sae_loss(sae_loss)``
@@ -15,7 +15,7 @@ prints the verdict and returns what later cells use; ``check_sae_loss.judge(...)
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import math
 from typing import Any, Callable
 
@@ -29,6 +29,7 @@ from ..solutions import nb06 as solutions
 from ...features.dictionary import DictionaryConfig, SparseDictionary
 from ...features.evaluation import next_token_loss
 from ...features.interventions import model_deltas
+from ...features.replacement import ReplacementModel
 from ...features.superposition import feature_geometry
 
 __all__ = ["check_ablate_in_model", "check_edge_by_hand", "check_feature_dimensionality",
@@ -88,13 +89,18 @@ def check_feature_dimensionality(fn: Callable) -> CheckResult:
         elif abs(float(got[3, 0]) - 0.1) < 1e-3:
             hint = ("the overlap uses the *unit* vector W_hat_i = W_i / ||W_i|| (your pentagon of "
                     "norm-2 features gives 0.1 instead of 2/5: D does not depend on the scale)")
+        elif abs(float(got[3, 0]) - 1.6) < 1e-3:
+            hint = ("the overlap is W_hat_i . W_j: the unit vector of feature i with the *raw* "
+                    "column W_j (with unit vectors on both sides your norm-2 pentagon gives "
+                    "1.6, its squared norm times 2/5, instead of 2/5)")
         elif abs(float(got[3, 0]) - 0.8) < 1e-3 or abs(float(got[3, 0]) - 0.2) < 1e-3:
             hint = "the numerator is the squared norm ||W_i||^2, and each overlap is squared"
         else:
             hint = "D_i = ||W_i||^2 / sum_j (W_hat_i . W_j)^2, columns W_i of W[k] (axis 1 is hidden)"
         return CheckResult(name, False, f"known arrangements: orthogonal features D = 1, antipodal "
-                                        f"pairs 1/2, a pentagon 2/5; you gave {ortho:.3g}, "
-                                        f"{antipodal:.3g}, {float(got[2, 0]):.3g}: {hint}")
+                                        f"pairs 1/2, a pentagon 2/5 and the same pentagon at norm "
+                                        f"2 (still 2/5); you gave {ortho:.3g}, {antipodal:.3g}, "
+                                        f"{float(got[2, 0]):.3g}, {float(got[3, 0]):.3g}: {hint}")
     if not torch.allclose(got[~live], torch.zeros(int((~live).sum())), atol=1e-4):
         return CheckResult(name, False, "a dropped feature (W_i = 0) must get dimensionality 0 "
                                         "(clamp the norm you divide by)")
@@ -574,7 +580,8 @@ def check_node_influence(fn: Callable) -> CheckResult:
 @torch.no_grad()
 def _ablation_variants(lm: Any, rm: Any, graph: Any, node: int, target: int) -> dict[str, float]:
     layer, pos, feature = graph.features[node].tolist()
-    d = graph.activations[node] * rm.transcoders[layer].W_dec[:, feature]
+    column = rm.transcoders[layer].W_dec[:, feature]
+    d = graph.activations[node] * column
     w = graph.logit_weights[target]
     toks = graph.tokens[None]
 
@@ -595,7 +602,8 @@ def _ablation_variants(lm: Any, rm: Any, graph: Any, node: int, target: int) -> 
     out = {"sign": value(run(d, pos)) - value(base),
            "every_position": value(run(-d, slice(None))) - value(base),
            "frozen": value(run(-d, pos, graph.frozen)) - value(lm.run(toks, frozen=graph.frozen).logits),
-           "not_demeaned": value(run(-d, pos), False) - value(base, False)}
+           "not_demeaned": value(run(-d, pos), False) - value(base, False),
+           "no_activation": value(run(-column, pos)) - value(base)}
     return out
 
 
@@ -607,27 +615,44 @@ _ABLATION_MISTAKES = {
     "frozen": "intervene in the real model: let attention and LayerNorm recompute (no frozen "
               "state); the frozen run is what the graph predicts",
     "not_demeaned": "a logit node reads the demeaned logits w . (l - mean(l)) at the last position",
+    "no_activation": "the feature's write is its activation times its decoder column: scale "
+                     "W_dec[:, f] by the activation a (you removed the bare column)",
 }
+
+
+def _without_write(rm: Any, layer: int, feature: int) -> Any:
+    """A copy of ``rm`` whose transcoder of ``layer`` has feature ``feature``'s decoder column
+    set to zero: that feature writes nothing, so switching it off changes nothing, however its
+    activation is obtained (from the graph or from the model's own run)."""
+    tc = copy.deepcopy(rm.transcoders[layer])
+    with torch.no_grad():
+        tc.W_dec[:, feature] = 0.0
+    return ReplacementModel(rm.lm, {**rm.transcoders, layer: tc})
 
 
 @exercise("5.1", reference=solutions.ablate_in_model)
 def check_ablate_in_model(fn: Callable, rm: Any, graph: Any, nodes: list[int]) -> CheckResult:
-    """``fn(lm, rm, graph, node, target) -> float``: first a feature whose activation is set to 0
-    (switching it off changes nothing), then ``nodes`` on the first logit node and the last one
-    against the library's :func:`~tutorial_utils.features.interventions.model_deltas`."""
+    """``fn(lm, rm, graph, node, target) -> float``: first a feature whose decoder column is set
+    to zero in a copy of ``rm`` (it writes nothing, so switching it off changes nothing, whether
+    its activation is read from the graph or from the model's run), then ``nodes`` on the first
+    logit node and the last one against the library's
+    :func:`~tutorial_utils.features.interventions.model_deltas`."""
     name = "ablate_in_model"
     lm = rm.lm
-    quiet = dataclasses.replace(graph, activations=torch.zeros_like(graph.activations))
+    layer, _, feature = graph.features[int(nodes[0])].tolist()
+    silent = _without_write(rm, layer, feature)
     try:
-        v = as_number(fn(lm, rm, quiet, int(nodes[0]), 0), "your change")
+        v = as_number(fn(lm, silent, graph, int(nodes[0]), 0), "your change")
     except InvalidAnswer as e:
         return CheckResult(name, False, str(e))
     except Exception as e:  # noqa: BLE001
         return raised(name, e)
     if abs(v) > 1e-4:
-        return CheckResult(name, False, f"a feature with activation 0 writes nothing, so switching "
-                                        f"it off changes nothing; you gave {v:.4g}. Remove exactly "
-                                        f"its write, activation x decoder column, at its position")
+        return CheckResult(name, False, f"with its decoder column W_dec[:, f] set to zero, "
+                                        f"{graph.node_name(int(nodes[0]))} writes nothing, so "
+                                        f"switching it off changes nothing; you gave {v:.4g}. "
+                                        f"Remove exactly its write, activation x decoder column "
+                                        f"rm.transcoders[layer].W_dec[:, f], at its position")
     targets = sorted({0, graph.n_logits - 1})
     ref = model_deltas(lm, graph, list(nodes), 0.0, rm)
     for k, node in enumerate(nodes):
@@ -649,6 +674,7 @@ def check_ablate_in_model(fn: Callable, rm: Any, graph: Any, nodes: list[int]) -
                                                     f"you gave {got:+.4f}: {hint}")
             return CheckResult(name, False, f"{what}: the real model moves by {want:+.4f}, you gave "
                                             f"{got:+.4f}")
-    return CheckResult(name, True, f"a silent feature changes nothing, and {len(nodes)} features "
+    return CheckResult(name, True, f"a feature with a zero decoder column changes nothing, and "
+                                   f"{len(nodes)} features "
                                    f"switched off move the real model as model_deltas measures, on "
                                    f"{len(targets)} logit nodes")

@@ -11,12 +11,13 @@ import torch
 from torch import Tensor
 
 from ...features.dictionary import DictionaryConfig, SparseDictionary
-from ...features.evaluation import reconstruction_stats
+from ...features.evaluation import reconstruction_stats, splice_stats
 from ...features.reading import feature_task_scores
 from ...features.training import TrainConfig, train_dictionary
 from ...features.unfolded import UnfoldedGPT2
 from ...tasks import make_task
 from ...tasks.base import TaskDataset
+from ..dictionaries import sae_task_metric
 from ..printing import fixed
 from .common import check_positive, gpu_hint, model_label, model_shape, published_lines
 
@@ -86,29 +87,17 @@ def _activations(lm: UnfoldedGPT2, datasets: list[TaskDataset], site: str, batch
     return torch.cat(rows)
 
 
-@torch.no_grad()
-def _losses(lm: UnfoldedGPT2, sae: SparseDictionary, datasets: list[TaskDataset],
-            batch_size: int) -> tuple[float, float, float]:
-    """Next-token cross-entropy over the prompts' real tokens: clean, with the SAE's
-    reconstruction spliced into every position, and with the site zeroed."""
-    layer = sae.config.layer
-    edits = {"clean": None,
-             "spliced": lambda l, x: sae(x) if l == layer else x,
-             "zero": lambda l, x: torch.zeros_like(x) if l == layer else x}
-    sums = dict.fromkeys(edits, 0.0)
-    n = 0
+def _padded_prompts(datasets: list[TaskDataset]) -> tuple[Tensor, Tensor]:
+    """Every dataset's prompts right-padded to the longest, ``[N, T]``, and the mask of their
+    real tokens (up to each answer position) for :func:`~tutorial_utils.features.evaluation.
+    splice_stats` (causal attention: padding after a token does not change it)."""
+    T = max(ds.clean_tokens.shape[1] for ds in datasets)
+    toks, masks = [], []
     for ds in datasets:
-        real = _real_positions(ds)[:, 1:]                      # targets t = 1 .. answer_pos
-        for i in range(0, len(ds), batch_size):
-            toks = ds.clean_tokens[i:i + batch_size]
-            mask = real[i:i + batch_size]
-            for name, edit in edits.items():
-                logits = lm.run(toks, resid_edit=edit).logits[:, :-1]
-                ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), toks[:, 1:],
-                                                       reduction="none")
-                sums[name] += float(ce[mask].sum())
-            n += int(mask.sum())
-    return sums["clean"] / n, sums["spliced"] / n, sums["zero"] / n
+        pad = T - ds.clean_tokens.shape[1]
+        toks.append(torch.nn.functional.pad(ds.clean_tokens, (0, pad)))
+        masks.append(torch.nn.functional.pad(_real_positions(ds), (0, pad)))
+    return torch.cat(toks), torch.cat(masks)
 
 
 def section_06(model: Any, *, layer: int | None = None, n_features: int = 2048, k: int = 32,
@@ -140,19 +129,16 @@ def section_06(model: Any, *, layer: int | None = None, n_features: int = 2048, 
     seconds = time.time() - start
     sae.requires_grad_(False)
     stats = reconstruction_stats(sae, x_eval, x_eval)
-    clean, spliced, zero = _losses(lm, sae, list(held.values()), batch_size)
-    metrics = {}
-    for t, ds in held.items():
-        edit = lambda l, r: sae(r) if l == layer else r  # noqa: E731
-        metrics[t] = (float(ds.metric(lm.run(ds.clean_tokens).logits)),
-                      float(ds.metric(lm.run(ds.clean_tokens, resid_edit=edit).logits)))
+    tokens, real = _padded_prompts(list(held.values()))
+    losses = splice_stats(lm, sae, tokens, batch_size, mask=real)
+    metrics = {t: sae_task_metric(lm, sae, ds) for t, ds in held.items()}
     score = feature_task_scores(lm, sae, train["sva"], train["sva"].meta["plural"])
     feat = int(score.argmax())
     held_score = feature_task_scores(lm, sae, held["sva"], held["sva"].meta["plural"])
     res = FeaturesSection(
         model_label(model), model_shape(model), layer, n_features, k, steps, int(x.shape[0]),
-        int(x_eval.shape[0]), seconds, stats.l0, stats.fve, stats.dead_fraction, clean, spliced,
-        zero, (zero - spliced) / (zero - clean) if zero != clean else float("nan"), metrics, feat,
+        int(x_eval.shape[0]), seconds, stats.l0, stats.fve, stats.dead_fraction,
+        losses.loss_clean, losses.loss_spliced, losses.loss_zero, losses.loss_recovered, metrics, feat,
         (float(score[feat]), float(held_score[feat])))
     if verbose:
         print(res.summary())

@@ -51,17 +51,21 @@ def check_number(value: Any, name: str, low: float = 0.0, high: float = math.inf
 def config_from_args(parser: argparse.ArgumentParser, config_cls: type, argv: Any,
                      check_config: Callable[[Any], Any]) -> tuple[Any, Path]:
     """``(config, out folder)`` from the command line: one option per field of the dataclass
-    ``config_cls`` (booleans as ``--x/--no-x``), every value and the ``--out`` folder checked
-    before any work; a bad one stops the program with ``error: ...`` (exit 2)."""
+    ``config_cls`` (booleans as ``--x/--no-x``, a tuple of strings as ``--x A B ...``), every
+    value and the ``--out`` folder checked before any work; a bad one stops the program with
+    ``error: ...`` (exit 2)."""
     for name, field in config_cls.__dataclass_fields__.items():
         if isinstance(field.default, bool):
             parser.add_argument(_flag(name), action=argparse.BooleanOptionalAction,
                                 default=field.default)
+        elif isinstance(field.default, tuple):
+            parser.add_argument(_flag(name), nargs="+", type=str, default=field.default,
+                                metavar=name.upper())
         else:
             parser.add_argument(_flag(name), type=type(field.default), default=field.default)
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
-    cfg = config_cls(**args)
+    cfg = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
     try:
         check_config(cfg)
         check_writable_dir(out)
