@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ._base import (LayerInternals, Maps, Mask, Tokens, collect_internals, is_post_ln, mask_maps,
@@ -12,8 +13,8 @@ from ._base import (LayerInternals, Maps, Mask, Tokens, collect_internals, is_po
 from .norms import _decompose
 
 
-def alti_maps(layers: list[LayerInternals], mask: Tensor, post: bool,
-              rollout: bool = True) -> Tensor:
+def alti_maps(layers: list[LayerInternals], mask: Bool[Tensor, "batch pos"], post: bool,
+              rollout: bool = True) -> Float[Tensor, "batch layer pos pos"]:
     """ALTI ``[B, L, T, T]`` from recorded internals (see :func:`alti`)."""
     mats = []
     for it in layers:

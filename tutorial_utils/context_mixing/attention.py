@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ._base import (LayerInternals, Maps, Mask, Tokens, collect_internals, mask_maps, prepare,
                     rollout, unbatch)
 
 
-def attention_maps(layers: list[LayerInternals], mask: Tensor, per_head: bool = True) -> Tensor:
+def attention_maps(layers: list[LayerInternals], mask: Bool[Tensor, "batch pos"],
+                   per_head: bool = True) -> Float[Tensor, "batch layer *head pos pos"]:
     """The recorded attention weights, ``[B, L, H, T, T]`` (``per_head=False``: averaged over
     heads, ``[B, L, T, T]``), pad rows and columns zeroed."""
     pats = [it.pattern if per_head else it.pattern.mean(1) for it in layers]

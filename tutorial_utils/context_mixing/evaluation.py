@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from jaxtyping import Float, Int
@@ -41,7 +41,7 @@ from .value_zeroing import value_zeroing_maps
 from ..tasks import make_sva
 from ..tasks.vocab import SVA_NOUNS, SVA_VERBS
 from . import methods_for
-from ..input_attribution import gradient_x_input, occlusion, spearman
+from ..input_attribution import TargetFn, gradient_x_input, occlusion, spearman
 
 COMPLEMENTS = ("old", "new", "red", "small", "large", "here", "ready", "broken", "clean", "quiet")
 
@@ -208,7 +208,8 @@ class CueRanking:
     margin: Tensor
 
 
-def cue_ranking(maps: Tensor, ex: CueExamples, layer: int = -1) -> CueRanking:
+def cue_ranking(maps: Float[Tensor, "batch *layer pos pos"], ex: CueExamples,
+                layer: int = -1) -> CueRanking:
     """Score one method's maps ``[B, L, T, T]`` (or ``[B, T, T]``) at ``layer`` on ``ex``."""
     if maps.ndim == 4:
         maps = maps[:, layer]
@@ -235,7 +236,7 @@ def _verb_ids(model: Any) -> tuple[list[int], list[int]]:
 
 
 def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
-               ) -> tuple[Callable[[Tensor], Tensor], str | None]:
+               ) -> tuple[TargetFn, str | None]:
     """The scalar the attributions explain, as ``(target_fn, target_hook)`` for
     :mod:`tutorial_utils.input_attribution`.
 
@@ -321,7 +322,8 @@ def decompx_cue_contributions(model: Any, ex: CueExamples) -> Float[Tensor, "bat
 
 
 def evaluate_on_cue(model: Any, ex: CueExamples, methods: Sequence[str] | None = None,
-                    maps: dict[str, Tensor] | None = None, layer: int = -1,
+                    maps: dict[str, Float[Tensor, "batch layer pos pos"]] | None = None,
+                    layer: int = -1,
                     encoder_target: str = "mlm", prediction: bool = False) -> CueEvaluation:
     """Score every method on ``ex`` (see the module docstring). ``maps`` may pass precomputed
     :func:`all_methods` output. Layer ``-1`` of an aggregated method (rollout, GlobEnc, ALTI,

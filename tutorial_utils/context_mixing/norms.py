@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ..errors import TutorialError
@@ -53,7 +54,7 @@ class AttentionDecomposition:
     per_head: Tensor | None = None
 
 
-def transformed_values(it: LayerInternals) -> Tensor:
+def transformed_values(it: LayerInternals) -> Float[Tensor, "batch head pos d_model"]:
     """``f_h(x_j) = v^h_j W_O^h`` for every head and source: ``[B, H, T, d]``."""
     return torch.einsum("bjhk,hkd->bhjd", it.values, it.W_O)
 
@@ -119,8 +120,8 @@ def _norm_layer(it: LayerInternals, variant: str, post_ln: bool) -> Tensor:
     return _centre_scale_(z, gamma).norm(dim=-1) / _sigma(it.ln1_in, eps)[..., None]
 
 
-def attention_norm_maps(layers: list[LayerInternals], mask: Tensor, variant: str,
-                        post: bool) -> Tensor:
+def attention_norm_maps(layers: list[LayerInternals], mask: Bool[Tensor, "batch pos"],
+                        variant: str, post: bool) -> Float[Tensor, "batch layer pos pos"]:
     """Row-normalised attention-norm maps ``[B, L, T, T]`` from recorded internals."""
     out = torch.stack([_norm_layer(it, variant, post) for it in layers], dim=1)
     return row_normalize(mask_maps(out, mask))
@@ -157,7 +158,8 @@ def attention_norm(model: Any, tokens: Tokens, variant: str = "attn",
     return unbatch(row_normalize(mask_maps(out, inp.mask)), inp.batched)
 
 
-def globenc_maps(layers: list[LayerInternals], mask: Tensor, post: bool) -> Tensor:
+def globenc_maps(layers: list[LayerInternals], mask: Bool[Tensor, "batch pos"],
+                 post: bool) -> Float[Tensor, "batch layer pos pos"]:
     """GlobEnc ``[B, L, T, T]`` from recorded internals (see :func:`globenc`)."""
     mats = []
     for it in layers:

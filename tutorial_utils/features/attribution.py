@@ -42,6 +42,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
+from ..names import mlp_name
 from ..tasks.base import TaskDataset
 from .replacement import ReplacementModel
 from .unfolded import FrozenState
@@ -140,10 +141,10 @@ class AttributionGraph:
         j = i - self.slices()[kind].start
         if kind == "feature":
             l, p, f = self.features[j].tolist()
-            return f"m{l}[{p}].f{f}"
+            return f"{mlp_name(l)}[{p}].f{f}"
         if kind == "error":
             l, p = self.errors[j].tolist()
-            return f"err m{l}[{p}]"
+            return f"err {mlp_name(l)}[{p}]"
         if kind == "embed":
             return f"emb[{j}] {self.token_strs[j]!r}"
         return f"logit {self.logit_names[j]}"

@@ -8,6 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import torch
 
+from ..names import mlp_name
 from .attribution import AttributionGraph
 from .interventions import STAGES, InterventionCheck
 from .pruning import PrunedGraph
@@ -116,7 +117,7 @@ def plot_graph(graph: AttributionGraph, pruned: PrunedGraph, max_edges: int = 20
     ax.set_xticks(range(graph.n_tokens))
     ax.set_xticklabels(graph.token_strs, rotation=60, fontsize=8)
     ax.set_yticks(range(graph.n_layers + 2))
-    ax.set_yticklabels(["embed"] + [f"m{l}" for l in range(graph.n_layers)] + ["logits"])
+    ax.set_yticklabels(["embed"] + [mlp_name(l) for l in range(graph.n_layers)] + ["logits"])
     ax.set_xlabel("token position")
     ax.set_ylabel("layer")
     ax.set_title(title or f"Pruned attribution graph: {pruned.n_nodes} nodes, "

@@ -24,6 +24,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from ..errors import TutorialError
+from ..names import mlp_name
 from .attribution import AttributionGraph
 
 __all__ = ["PrunedGraph", "influence", "influence_flow", "layer_influence",
@@ -137,8 +138,8 @@ def layer_influence(graph: AttributionGraph, logit_weights: Float[Tensor, "logit
     out = {"embed": float(infl[s["embed"]].sum())}
     f_inf, e_inf = infl[s["feature"]], infl[s["error"]]
     for l in range(graph.n_layers):
-        out[f"m{l} features"] = float(f_inf[graph.features[:, 0] == l].sum())
-        out[f"m{l} errors"] = float(e_inf[graph.errors[:, 0] == l].sum())
+        out[f"{mlp_name(l)} features"] = float(f_inf[graph.features[:, 0] == l].sum())
+        out[f"{mlp_name(l)} errors"] = float(e_inf[graph.errors[:, 0] == l].sum())
     return out
 
 
@@ -161,7 +162,7 @@ def influence_flow(graph: AttributionGraph, logit_weights: Float[Tensor, "logits
 
     def group(i: int) -> str:
         k = kinds[i]
-        return {"feature": f"m{int(layer[i])}", "error": f"err{int(layer[i])}", "embed": "emb",
+        return {"feature": mlp_name(int(layer[i])), "error": f"err{int(layer[i])}", "embed": "emb",
                 "logit": "logits"}[k]
     out: dict[tuple[str, str], float] = {}
     t_idx, s_idx = flow.nonzero(as_tuple=True)
