@@ -304,3 +304,23 @@ def test_node_names_are_written_in_one_module():
             if isinstance(n, ast.JoinedStr) and _builds_node_name(n):
                 found.append(f"tutorial_utils.{mod}:{n.lineno}")
     assert not found, "node names built outside tutorial_utils.names:\n" + "\n".join(found)
+
+
+def test_caches_are_taken_where_the_architecture_says():
+    """``run_with_cache`` (a plain read-only cache) only in ``readout`` and ``probing``, which
+    need ``stop_at_layer`` or a padding mask; everything else records through
+    :func:`~tutorial_utils.interchange.capture`. Raw torch hooks only where a method works on
+    the Hugging Face modules themselves (Value Zeroing)."""
+    allowed = {"run_with_cache": {"readout", "probing"},
+               "register_forward_hook": {"context_mixing.value_zeroing"},
+               "add_hook": set()}
+    found = []
+    for mod, path in MODULES.items():
+        if mod.startswith("course"):
+            continue
+        for n in ast.walk(ast.parse(path.read_text())):
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and \
+                    n.func.attr in allowed and mod not in allowed[n.func.attr]:
+                found.append(f"tutorial_utils.{mod}:{n.lineno}: {n.func.attr}")
+    assert not found, "activations recorded outside the places ARCHITECTURE.md names:\n" + \
+        "\n".join(found)

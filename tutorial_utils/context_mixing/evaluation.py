@@ -30,6 +30,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
+from ..interchange import capture
 from ..names import hook_name
 
 from ._base import Mask, collect_internals, is_post_ln, mask_maps, prepare, rollout
@@ -267,9 +268,7 @@ def cue_target(model: Any, ex: CueExamples, encoder_target: str = "mlm"
 
         return mlm_target, None
     hook = hook_name("block_out", model.cfg.n_layers - 1)
-    with torch.no_grad():
-        _, cache = model.run_with_cache(ex.tokens, names_filter=lambda n: n == hook)
-    h = cache[hook][torch.arange(len(ex)), q]
+    h = capture(model, ex.tokens, [hook])[1][hook][torch.arange(len(ex)), q]
     if pl.all() or (~pl).all():
         raise TutorialError("need both singular and plural subjects to define the number direction")
     direction = h[pl].mean(0) - h[~pl].mean(0)
