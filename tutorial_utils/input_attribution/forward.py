@@ -78,7 +78,11 @@ def token_embeddings(model: Model, tokens: Int[Tensor, "batch pos"]
     """The token embeddings as the embedding component outputs them, ``[B, T, d_model]``:
     ``W_E[tokens]``, times ``sqrt(d_model)`` on Gemma, whose embedding is scaled (``W_E`` alone
     would attribute a different input from the one the model reads)."""
-    tokens = check_tokens(model, tokens)
+    return _token_embeddings(model, check_tokens(model, tokens))
+
+
+def _token_embeddings(model: Model, tokens: Tensor) -> Tensor:
+    """:func:`token_embeddings` without the token check, for callers holding a checked batch."""
     with torch.no_grad():
         return model.embed(tokens.to(_device(model))).detach().clone()
 
@@ -125,6 +129,15 @@ def run_from_embeddings(model: Model, tokens: Int[Tensor, "batch pos"],
             tuple(embeds.shape[:2]) != tuple(tokens.shape) or embeds.shape[-1] != model.cfg.d_model:
         raise TutorialError(f"embeds {tuple(getattr(embeds, 'shape', ()))} do not match tokens "
                             f"{tuple(tokens.shape)} x d_model {model.cfg.d_model}")
+    return _run_from_embeddings(model, tokens, embeds, target_hook, attention_mask)
+
+
+def _run_from_embeddings(model: Model, tokens: Tensor, embeds: Tensor,
+                         target_hook: str | None = None,
+                         attention_mask: Tensor | None = None) -> Tensor:
+    """:func:`run_from_embeddings` without its checks, for callers that checked the batch once
+    at entry (:func:`prepare`): ``tokens`` on the model's device, ``embeds`` ``[B, T, d]``,
+    ``attention_mask`` a 0/1 long tensor or None."""
 
     def replace(act: Tensor, hook: Any) -> Tensor:
         return embeds.to(act.dtype)
@@ -174,12 +187,12 @@ def target_values(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: Tar
     batch = prepare(model, tokens, attention_mask, target_hook, "target_values")
     B = batch.tokens.shape[0]
     if embeds is None:
-        embeds = token_embeddings(model, batch.tokens)
+        embeds = _token_embeddings(model, batch.tokens)
     else:
         embeds = _check_embeds(embeds, (B, batch.tokens.shape[1], model.cfg.d_model))
     n = embeds.shape[0] // B
     with torch.set_grad_enabled(grad):
-        out = run_from_embeddings(model, batch.tokens.repeat(n, 1), embeds, target_hook,
+        out = _run_from_embeddings(model, batch.tokens.repeat(n, 1), embeds, target_hook,
                                   _repeat_mask(batch.forward_mask, n))
         vals = evaluate_target(target_fn, out, n, B, batch.mask)
     return vals[0] if n == 1 else vals
@@ -203,7 +216,7 @@ def _gradients(model: Model, batch: Batch, target_fn: TargetFn, embeds: Tensor |
                target_hook: str | None) -> tuple[Tensor, Tensor]:
     tokens = batch.tokens
     if embeds is None:
-        x = token_embeddings(model, tokens)
+        x = _token_embeddings(model, tokens)
     else:
         x = _check_embeds(embeds, (tokens.shape[0], tokens.shape[1], model.cfg.d_model))
         if x.shape[0] != tokens.shape[0]:
@@ -212,7 +225,7 @@ def _gradients(model: Model, batch: Batch, target_fn: TargetFn, embeds: Tensor |
         x = x.detach().clone().to(_device(model))
     x.requires_grad_(True)
     with torch.enable_grad():
-        out = run_from_embeddings(model, tokens, x, target_hook, batch.forward_mask)
+        out = _run_from_embeddings(model, tokens, x, target_hook, batch.forward_mask)
         vals = evaluate_target(target_fn, out, 1, tokens.shape[0], batch.mask)[0]
         (grad,) = torch.autograd.grad(vals.sum(), x)
     grad = grad.detach() * batch.real()[..., None].to(grad.dtype)
@@ -245,7 +258,7 @@ def baseline_embeddings(model: Model, tokens: Int[Tensor, "batch pos"],
 def _baseline(model: Model, batch: Batch, baseline: Baseline, keep_first_token: bool) -> Tensor:
     tokens = batch.tokens
     check_choice(keep_first_token, (True, False), "keep_first_token")
-    x = token_embeddings(model, tokens)
+    x = _token_embeddings(model, tokens)
     V = model.W_E.shape[0]
     if isinstance(baseline, str):
         check_choice(baseline, BASELINES, "baseline (or a token id, or a tensor)")
@@ -256,7 +269,7 @@ def _baseline(model: Model, batch: Batch, baseline: Baseline, keep_first_token: 
     elif isinstance(baseline, int) and not isinstance(baseline, bool):
         if not 0 <= baseline < V:
             raise TutorialError(f"baseline token id {baseline} outside the vocabulary [0, {V})")
-        base = token_embeddings(model, torch.full_like(tokens, baseline))
+        base = _token_embeddings(model, torch.full_like(tokens, baseline))
     elif isinstance(baseline, Tensor):
         if not baseline.dtype.is_floating_point:
             raise TutorialError(f"a baseline tensor must hold float embeddings, got dtype "
@@ -270,17 +283,30 @@ def _baseline(model: Model, batch: Batch, baseline: Baseline, keep_first_token: 
     else:
         raise TutorialError(f"baseline must be 'zero', 'mean', a token id or a tensor, got "
                             f"{type(baseline).__name__}")
-    keep = ~batch.real()
-    if keep_first_token:
-        B = tokens.shape[0]
-        first = first_real_positions(batch.mask, B, tokens.device)
-        rows = torch.arange(B, device=tokens.device)
-        fmt = format_token_ids(model)
-        opens = torch.tensor([fmt is None or int(t) in fmt for t in tokens[rows, first]],
-                             device=tokens.device, dtype=torch.bool)
-        keep = keep.clone()
-        keep[rows[opens], first[opens]] = True
+    keep = ~(attributed_positions(model, batch) if keep_first_token else batch.real())
     return torch.where(keep[..., None], x, base)
+
+
+def opening_format_positions(model: Model, batch: Batch) -> Bool[Tensor, "batch pos"]:
+    """``[B, T]`` True at each row's first real token when it is the format token that opens
+    every sequence (BOS, ``[CLS]``; any first token when the model names none), per row, so a
+    left-padded row's opening BOS is found in its own column."""
+    tokens = batch.tokens
+    B = tokens.shape[0]
+    first = first_real_positions(batch.mask, B, tokens.device)
+    rows = torch.arange(B, device=tokens.device)
+    fmt = format_token_ids(model)
+    opens = torch.tensor([fmt is None or int(t) in fmt for t in tokens[rows, first].tolist()],
+                         device=tokens.device, dtype=torch.bool)
+    out = torch.zeros_like(tokens, dtype=torch.bool)
+    out[rows[opens], first[opens]] = True
+    return out
+
+
+def attributed_positions(model: Model, batch: Batch) -> Bool[Tensor, "batch pos"]:
+    """``[B, T]`` True at the positions an attribution scores by default: every real token of
+    the row but its opening format token (:func:`opening_format_positions`)."""
+    return batch.real() & ~opening_format_positions(model, batch)
 
 
 def check_mask_arg(mask: Any, shape: tuple[int, int], what: str = "mask") -> Tensor | None:

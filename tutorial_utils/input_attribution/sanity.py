@@ -34,9 +34,9 @@ from torch import Tensor
 from ..errors import TutorialError
 from ..stats import spearman
 from ..validation import check_choice, check_finite, check_int, check_mask
-from .forward import prepare
+from .forward import attributed_positions, prepare
 from .gradients import gradient_x_input, integrated_gradients, saliency
-from .occlusion import _default_positions, occlusion
+from .occlusion import occlusion
 from .targets import TargetFn
 
 if TYPE_CHECKING:
@@ -272,9 +272,7 @@ def cascading_randomization(model: Model, tokens: Int[Tensor, "batch pos"],
         run = lambda m: attribute(m, tokens, target_fn, method, **kw)  # noqa: E731
     B, T = batch.tokens.shape
     if mask is None:
-        keep = set(_default_positions(model, batch.tokens, batch.real()))
-        cols = torch.tensor([t in keep for t in range(T)], device=batch.tokens.device)
-        mask = batch.real() & cols[None]
+        mask = attributed_positions(model, batch)
     else:
         mask = check_mask(mask, (B, T), "mask").to(batch.tokens.device)
     groups = [g for g, params in layer_groups(model) if params]
