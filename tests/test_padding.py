@@ -127,8 +127,14 @@ def test_decoder_right_padded_row_and_a_target_on_padding(model, dec_case):
     alone = A.saliency(model, toks, A.contrastive_target(are, is_))
     got = A.saliency(model, right, A.contrastive_target(are, is_, pos=last))
     torch.testing.assert_close(got[:, real], alone, atol=1e-5, rtol=1e-4)
-    with pytest.raises(TutorialError, match="target_fn read a padded position"):
+    # a built target's position is checked at entry, before any forward pass
+    with pytest.raises(TutorialError, match=r"the target's position\[0\] = \d+ is a padded"):
         A.saliency(model, right, A.contrastive_target(are, is_))  # pos=-1 is a pad
+    # a hand-written target reading padding is caught when it is evaluated
+    def by_hand(out):
+        return out[:, -1, are] - out[:, -1, is_]
+    with pytest.raises(TutorialError, match="target_fn read a padded position"):
+        A.saliency(model, right, by_hand)
 
 
 def test_logit_lens_and_dla_on_a_left_padded_row(model, dec_case):

@@ -27,7 +27,7 @@ from ..names import hook_name
 from ..model_checks import (check_hook_names, check_model, check_tokens, first_real_positions,
                             format_token_ids, forward_attention_mask, is_encoder, padding_mask)
 from ..validation import check_batch_size, check_choice, check_finite, check_mask
-from .targets import TargetFn, evaluate_target
+from .targets import TargetFn, check_target_positions, evaluate_target
 
 if TYPE_CHECKING:
     from ..models import Model
@@ -62,14 +62,17 @@ def _device(model: Model) -> torch.device:
 
 
 def prepare(model: Model, tokens: Any, attention_mask: Any = None, target_hook: str | None = None,
-            what: str = "input attribution") -> Batch:
+            what: str = "input attribution", target_fn: Any = None) -> Batch:
     """Every check a method runs before its first forward pass: the model, the tokens, the
-    padding (see the module docstring) and ``target_hook``."""
+    padding (see the module docstring), ``target_hook`` and, when given, ``target_fn``
+    (:func:`~tutorial_utils.input_attribution.targets.check_target_positions`)."""
     check_model(model, what)
     toks = check_tokens(model, tokens).to(_device(model))
     mask = padding_mask(model, toks, attention_mask)
     if target_hook is not None:
         check_hook_names(model, [target_hook])
+    if target_fn is not None:
+        check_target_positions(target_fn, toks.shape[0], toks.shape[1], mask)
     return Batch(toks, mask, forward_attention_mask(model, mask))
 
 
@@ -184,7 +187,7 @@ def target_values(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: Tar
     """``f(x)``: the target of each example, ``[B]``; ``embeds`` overrides the token
     embeddings (``[B, T, d]``) or, stacked, ``[n*B, T, d]`` for ``n`` variants (returns
     ``[n, B]``)."""
-    batch = prepare(model, tokens, attention_mask, target_hook, "target_values")
+    batch = prepare(model, tokens, attention_mask, target_hook, "target_values", target_fn)
     B = batch.tokens.shape[0]
     if embeds is None:
         embeds = _token_embeddings(model, batch.tokens)
@@ -208,7 +211,7 @@ def embedding_gradients(model: Model, tokens: Int[Tensor, "batch pos"], target_f
     Examples do not interact, so the gradient of ``sum_b f(x)_b`` gives every example's own
     gradient in one backward pass. Padded positions get a zero gradient.
     """
-    batch = prepare(model, tokens, attention_mask, target_hook, "embedding_gradients")
+    batch = prepare(model, tokens, attention_mask, target_hook, "embedding_gradients", target_fn)
     return _gradients(model, batch, target_fn, embeds, target_hook)
 
 

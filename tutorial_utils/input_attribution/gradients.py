@@ -48,7 +48,7 @@ def saliency(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: TargetFn
     """Gradient saliency: ``||df/dx[b, t]||_2`` over the embedding dimension, ``[B, T]``
     (Simonyan et al. 2014; Li et al. 2016). Non-negative: it says how sensitive, not in which
     direction."""
-    batch = prepare(model, tokens, attention_mask, target_hook, "saliency")
+    batch = prepare(model, tokens, attention_mask, target_hook, "saliency", target_fn)
     _, g = _gradients(model, batch, target_fn, None, target_hook)
     return g.norm(dim=-1)
 
@@ -59,7 +59,7 @@ def gradient_x_input(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: 
                      ) -> Float[Tensor, "batch pos"]:
     """Gradient x input: ``sum_d df/dx[b, t, d] * x[b, t, d]``, ``[B, T]`` (Shrikumar et al.
     2016). For small ``eps``, ``f(x) - f(x - eps * x_t) ~= eps * GxI[b, t]``."""
-    batch = prepare(model, tokens, attention_mask, target_hook, "gradient_x_input")
+    batch = prepare(model, tokens, attention_mask, target_hook, "gradient_x_input", target_fn)
     x = _token_embeddings(model, batch.tokens)
     _, g = _gradients(model, batch, target_fn, x, target_hook)
     return (g * x.to(g.device)).sum(-1)
@@ -131,7 +131,7 @@ def integrated_gradients(model: Model, tokens: Int[Tensor, "batch pos"], target_
     like any word and gets its own attribution. Padded positions score 0. Returns ``[B, T]`` (``[B, T, d]`` with ``per_dim``). Completeness,
     ``IG.sum(-1) ~= f(x) - f(x')``, is checked by :func:`ig_completeness`.
     """
-    batch = prepare(model, tokens, attention_mask, target_hook, "integrated_gradients")
+    batch = prepare(model, tokens, attention_mask, target_hook, "integrated_gradients", target_fn)
     _check_zero_baseline(model, baseline)
     alphas, weights = ig_alphas_and_weights(n_steps, rule)
     check_choice(per_dim, (True, False), "per_dim")
@@ -184,7 +184,7 @@ def ig_completeness(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: T
                     attention_mask: Int[Tensor, "batch pos"] | None = None) -> IGCompleteness:
     """Compare ``attributions.sum(-1)`` (``[B, T]`` from :func:`integrated_gradients`, same
     baseline and mask) with ``f(x) - f(x')`` from two forward passes."""
-    batch = prepare(model, tokens, attention_mask, target_hook, "ig_completeness")
+    batch = prepare(model, tokens, attention_mask, target_hook, "ig_completeness", target_fn)
     attributions = check_finite(attributions, "attributions")
     if tuple(attributions.shape) != tuple(batch.tokens.shape):
         raise TutorialError(f"attributions must be [batch, seq] = {tuple(batch.tokens.shape)} "

@@ -56,7 +56,7 @@ def occlusion(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: TargetF
     occluded copies are stacked along the batch and run in chunks of at most ``batch_size``
     rows.
     """
-    batch = prepare(model, tokens, attention_mask, target_hook, "occlusion")
+    batch = prepare(model, tokens, attention_mask, target_hook, "occlusion", target_fn)
     tokens = batch.tokens
     B, T = tokens.shape
     real = batch.real()

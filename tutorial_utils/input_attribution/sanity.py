@@ -255,7 +255,8 @@ def cascading_randomization(model: Model, tokens: Int[Tensor, "batch pos"],
             BOS/[CLS].
         seed: the randomisation seed (see the module docstring).
     """
-    batch = prepare(model, tokens, attention_mask, None, "cascading_randomization")
+    batch = prepare(model, tokens, attention_mask, None, "cascading_randomization",
+                    None if callable(method) else target_fn)
     check_choice(mode, RANDOMISATION_MODES, "mode")
     if callable(method):
         run = lambda m: method(m)  # noqa: E731
