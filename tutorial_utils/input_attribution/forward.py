@@ -251,8 +251,9 @@ def baseline_embeddings(model: Model, tokens: Int[Tensor, "batch pos"],
     With ``keep_first_token`` the first real token of each row keeps its real embedding when
     it is the format token that opens every sequence (BOS, ``[CLS]``: part of the format, not of
     the input), so it gets zero attribution; a row that does not open with one keeps nothing
-    (its first word is attributed like any other). Padded positions always keep their real
-    embedding (zero attribution).
+    (its first word is attributed like any other); an encoder's closing ``[SEP]`` is not kept
+    (it is replaced like any word and gets its own attribution). Padded positions always keep
+    their real embedding (zero attribution).
     """
     batch = prepare(model, tokens, attention_mask, None, "baseline_embeddings")
     return _baseline(model, batch, baseline, keep_first_token)
