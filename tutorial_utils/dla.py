@@ -162,7 +162,8 @@ class ComponentLensResult:
         labels: ``tok_embed`` (token embedding), ``pos_embed`` (only for a model with a learned
             position embedding; rotary models have none), ``a{l}.h{h}`` (or ``a{l}``),
             ``m{l}`` and, for DLA with
-            heads split, ``bias.attn`` (the summed ``b_O``), then ``bias.b_U`` (and
+            heads split, ``bias.attn`` (the summed ``b_O``, without the value biases the
+            head rows carry: module docstring), then ``bias.b_U`` (and
             ``bias.ln_final`` outside compatibility mode).
         values: ``[n_components, B, K]`` (or ``[..., V]`` for the full vocabulary).
         token_ids: ``[K]``, ``[B, K]`` or None.
