@@ -62,7 +62,7 @@ def occlusion(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: TargetF
     real = batch.real()
     if positions is None:
         scored = attributed_positions(model, batch)  # per row: a row's opening BOS keeps 0
-        pos = [t for t in range(T) if bool(scored[:, t].any())]
+        pos = scored.any(0).nonzero().flatten().tolist()
     else:
         if isinstance(positions, (str, bytes)) or not hasattr(positions, "__iter__"):
             raise TutorialError(f"positions must be a list of ints, got {positions!r}")
