@@ -665,8 +665,9 @@ fig2 = plot_logit_lens(dla, token_labels=[f"{y:02d}" for y in range(100)], examp
 # %% [markdown]
 # **What DLA shows.** MLP 3 has by far the largest direct "upweight y > YY" score (+4.12 centred
 # logits on average over the prompts), MLP 0 a smaller one (+0.62); the heads write almost nothing
-# directly to the years (the largest, `a2.h3`, -0.15: on their own colour scale in the left panel,
-# on MLP 3's scale they would all look white). So in this model, too, an MLP does the comparison
+# directly to the years (the largest, `a2.h3`, -0.145, its value bias included: on their own
+# colour scale in the left panel, on MLP 3's scale they would all look white). So in this model,
+# too, an MLP does the comparison
 # and writes it to the logits, as Hanna et al. found for MLPs 8-11 of GPT-2 small; here it is the
 # last MLP, and it reads a year that `a0.h0` copied and MLP 0 processed.
 #

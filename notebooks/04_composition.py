@@ -82,7 +82,8 @@ import torch
 from tutorial_utils import composition as C
 from tutorial_utils import path_patching as PP
 from tutorial_utils.course.grading import report
-from tutorial_utils.dla import direct_logit_attribution, logit_diff_attribution
+from tutorial_utils.dla import (direct_logit_attribution, head_value_bias_outputs,
+                                logit_diff_attribution)
 from tutorial_utils.course.checks import nb04
 from tutorial_utils.course.printing import fixed, named_entries
 from tutorial_utils.faithfulness import circuit_faithfulness, completeness_check, minimality_scores
@@ -413,6 +414,11 @@ plt.show()
 # residual stream at END is a sum of every head's output; the final LayerNorm divides it by one
 # scale per prompt, then `W_U` reads it. So each head's *direct* share of `logit(IO) -
 # logit(S)` is its output at END, divided by that scale, projected on `W_U[:, IO] - W_U[:, S]`.
+# A head's output is $A(xW_V + b_V)W_O$ ($x$ the LayerNorm's output), value bias included: the
+# attention weights sum to 1, so every head adds its constant $b_V W_O$ (with the LayerNorm
+# bias's share $\beta W_V W_O$). Compatibility mode folded these constants into the layer's
+# output bias, so `hook_result` lacks them; the cell below adds each head's back
+# (`head_value_bias_outputs`, computed from the unfolded weights), as the library does.
 #
 # #### Exercise 2.1 · direct logit attribution of each head ⭐⭐ 🔵🔵🔵 · 3 min
 # `result [B, H, d]`: each head's output at END (one layer); `scale [B, 1]`: the final
@@ -447,8 +453,10 @@ _, cache_ioi = model.run_with_cache(ioi.clean_tokens)
 b, end = torch.arange(len(ioi)), pos["END"]
 io_ids, s_ids = ioi.candidate_ids[:, 0], ioi.candidate_ids[:, 1]
 scale = cache_ioi["ln_final.hook_scale"][b, end]  # [batch, 1]
-dla = torch.stack([head_dla(cache_ioi[f"blocks.{l}.attn.hook_result"][b, end], scale, model.W_U,
-                            io_ids, s_ids) for l in range(cfg.n_layers)])  # [L, H]
+value_bias = head_value_bias_outputs(model)  # [L, H, d]: each head's b_V W_O, folded into b_O
+dla = torch.stack([head_dla(cache_ioi[f"blocks.{l}.attn.hook_result"][b, end] + value_bias[l],
+                            scale, model.W_U, io_ids, s_ids)
+                   for l in range(cfg.n_layers)])  # [L, H]
 res = direct_logit_attribution(model, ioi.clean_tokens, end, ioi.candidate_ids[:, :2],
                                cache=cache_ioi)
 per_component = logit_diff_attribution(res, io_ids, s_ids).mean(1)  # [n_components]

@@ -251,7 +251,7 @@ CASES = [
      lambda c: LL.logit_lens(c.model, c.right, -1, [c.are]),
      r"pos\[0\] = 7 is a padded position of row 0 \(its last real token is at 5\)"),
     ("silent", "right-padded-target-reads-padding",
-     lambda c: sal(c, c.right), r"target_fn read a padded position of example 0"),
+     lambda c: sal(c, c.right), r"the target's position\[0\] = 7 is a padded position of row 0"),
     ("silent", "right-padded-dla-pos-on-padding",
      lambda c: D.direct_logit_attribution(c.model, c.right, -1, [c.are]),
      r"is a padded position"),

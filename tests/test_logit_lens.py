@@ -127,8 +127,10 @@ def test_heads_sum_to_their_layer(model, gt, years, gt_run):
                                          cache=cache, per_head=False)
     grid = heads.head_grid()                                         # [L, H, B, K]
     scale = at_pos(cache["ln_final.hook_scale"], gt.answer_pos)      # [B, 1]
+    vb = D.head_value_bias_outputs(model)                            # [L, H, d]
     for l in range(model.cfg.n_layers):
-        b_O = model.blocks[l].attn.b_O.detach()
+        # the bridge's b_O holds the folded value biases, which the head rows now carry
+        b_O = model.blocks[l].attn.b_O.detach() - vb[l].sum(0)
         b_O_dla = ((b_O - b_O.mean()) / scale) @ model.W_U[:, years].detach()
         torch.testing.assert_close(grid[l].sum(0) + b_O_dla, layers.get(f"a{l}"), atol=ATOL,
                                    rtol=0)
@@ -149,8 +151,10 @@ def test_frozen_scale_lens_is_partial_sum_of_dla(model, gt, years, gt_run):
 
 
 def test_dla_matches_transformer_lens_cache_helpers(hooked_model, gt, years):
-    """Our per-head rows come from hook_z @ W_O; TL's stack_head_results reads hook_result, and
-    decompose_resid/apply_ln_to_stack centre and divide by the cached final scale."""
+    """Our per-head rows come from hook_z @ W_O plus the head's value bias, which compatibility
+    mode folded into b_O; TL's stack_head_results reads hook_result (without it), so they agree
+    once that term is taken off ours; decompose_resid/apply_ln_to_stack centre and divide by
+    the cached final scale."""
     m = hooked_model
     with torch.no_grad():
         _, cache = m.run_with_cache(gt.clean_tokens)
@@ -158,7 +162,10 @@ def test_dla_matches_transformer_lens_cache_helpers(hooked_model, gt, years):
     d = D.direct_logit_attribution(m, gt.clean_tokens, gt.answer_pos, years, cache=cache)
     heads, hl = cache.stack_head_results(layer=-1, return_labels=True, apply_ln=True)
     ref = stack_at_pos(heads, gt.answer_pos) @ W
-    ours = d.head_grid().flatten(0, 1)
+    vb = D.head_value_bias_outputs(m).flatten(0, 1)                       # [L*H, d]
+    scale = at_pos(cache["ln_final.hook_scale"], gt.answer_pos)          # [B, 1]
+    vb_read = ((vb - vb.mean(-1, keepdim=True))[:, None] / scale) @ W     # [L*H, B, K]
+    ours = d.head_grid().flatten(0, 1) - vb_read
     assert len(hl) == ours.shape[0]
     torch.testing.assert_close(ours, ref, atol=ATOL, rtol=0)
     dl = D.direct_logit_attribution(m, gt.clean_tokens, gt.answer_pos, years, cache=cache,

@@ -127,8 +127,14 @@ def test_decoder_right_padded_row_and_a_target_on_padding(model, dec_case):
     alone = A.saliency(model, toks, A.contrastive_target(are, is_))
     got = A.saliency(model, right, A.contrastive_target(are, is_, pos=last))
     torch.testing.assert_close(got[:, real], alone, atol=1e-5, rtol=1e-4)
-    with pytest.raises(TutorialError, match="target_fn read a padded position"):
+    # a built target's position is checked at entry, before any forward pass
+    with pytest.raises(TutorialError, match=r"the target's position\[0\] = \d+ is a padded"):
         A.saliency(model, right, A.contrastive_target(are, is_))  # pos=-1 is a pad
+    # a hand-written target reading padding is caught when it is evaluated
+    def by_hand(out):
+        return out[:, -1, are] - out[:, -1, is_]
+    with pytest.raises(TutorialError, match="target_fn read a padded position"):
+        A.saliency(model, right, by_hand)
 
 
 def test_logit_lens_and_dla_on_a_left_padded_row(model, dec_case):
@@ -181,3 +187,47 @@ def test_ig_without_bos_attributes_the_first_word(model, dec_case):
     assert float(with_bos[0, 0]) == 0.0
     occ = A.occlusion(model, no_bos, target, replacement=model.tokenizer.unk_token_id)
     assert float(occ[0, 0].abs()) > 0
+
+
+@pytest.mark.parametrize("method", ["saliency", "grad_x_input", "integrated_gradients",
+                                    "occlusion"])
+def test_two_rows_left_padded_row_keeps_its_own_bos_out(model, dec_case, method):
+    """In a batch of a long row and a shorter left-padded one, the short row's opening BOS
+    sits in a column where the long row has a word: it is still that row's format token, so
+    IG and occlusion score it exactly 0, and every method gives the row alone's numbers (occlusion used to occlude it,
+    because its default positions were the columns real in any row)."""
+    long, are, is_ = dec_case
+    short = model.to_tokens("The key")
+    pad = long.shape[1] - short.shape[1]
+    assert pad >= 1
+    bos = model.tokenizer.bos_token_id
+    toks = torch.cat([long, torch.cat([torch.full((1, pad), bos), short], 1)])
+    mask = torch.ones_like(toks)
+    mask[1, :pad] = 0
+    kw = {"n_steps": 16} if method == "integrated_gradients" else {}
+    target = A.contrastive_target(are, is_)
+    got = A.attribute(model, toks, target, method, attention_mask=mask, **kw)
+    alone_short = A.attribute(model, short, target, method, **kw)
+    alone_long = A.attribute(model, long, target, method, **kw)
+    torch.testing.assert_close(got[1:, pad:], alone_short, atol=ATOL, rtol=1e-3)
+    torch.testing.assert_close(got[:1], alone_long, atol=ATOL, rtol=1e-3)
+    assert float(got[1, :pad].abs().max()) == 0.0  # padding
+    if method in ("integrated_gradients", "occlusion"):  # the row's own BOS is not attributed
+        assert float(got[1, pad].abs()) == 0.0 and float(got[0, 0].abs()) == 0.0
+    assert float(alone_short[0, 1:].abs().min()) > 0.0  # the words are scored
+
+
+def test_randomisation_default_mask_is_per_row(model, dec_case):
+    long, are, is_ = dec_case
+    short = model.to_tokens("The key")
+    pad = long.shape[1] - short.shape[1]
+    bos = model.tokenizer.bos_token_id
+    toks = torch.cat([long, torch.cat([torch.full((1, pad), bos), short], 1)])
+    mask = torch.ones_like(toks)
+    mask[1, :pad] = 0
+    res = A.cascading_randomization(model, toks, A.contrastive_target(are, is_), "saliency",
+                                    attention_mask=mask)
+    want = torch.ones_like(toks, dtype=torch.bool)
+    want[0, 0] = False
+    want[1, :pad + 1] = False  # padding and the short row's opening BOS
+    assert torch.equal(res.mask, want)

@@ -153,6 +153,34 @@ def test_cascade_with_integrated_gradients_and_a_batch(model):
     torch.testing.assert_close(res.attributions[-1], last, atol=1e-6, rtol=0)
 
 
+def test_randomized_weights_is_the_last_cascade_step(model):
+    """All at once is the plain formula over every group (the unembedding and final norm
+    included, the input embeddings not), the same draw for the same seed as
+    ``randomized_layers`` over all groups; ``include`` filters names within the groups."""
+    before = _snapshot(model)
+    groups = {g for g, _ in A.layer_groups(model)}
+    with A.randomized_weights(model, seed=2):
+        got = _snapshot(model)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    _plain_randomise(model, groups, seed=2)
+    want = _snapshot(model)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.copy_(before[n])
+    for name in before:
+        torch.testing.assert_close(got[name], want[name], atol=1e-6, rtol=0)
+        varies = bool(before[name].std() > 0)
+        assert (not torch.equal(got[name], before[name])) == (
+            varies and _plain_group(name, model.cfg.n_layers) is not None), name
+    with A.randomized_weights(model, seed=2, include=lambda n: n.startswith("transformer.h.1.")):
+        for n, p in model.named_parameters():
+            assert torch.equal(p, got[n] if n.startswith("transformer.h.1.") else before[n]), n
+    with pytest.raises(TutorialError, match="selected no parameter"):
+        with A.randomized_weights(model, include=lambda n: False):
+            pass
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
 def test_cascade_bad_input(model, case):
     toks, target, ids = case
     with pytest.raises(TutorialError, match="mode must be one of"):

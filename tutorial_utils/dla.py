@@ -4,7 +4,22 @@ scale frozen from the same run, the read-out is linear, and the final residual s
 the components' outputs, so the logits decompose exactly::
 
     logits = sum_c (c - mean(c)) / s(x_final) @ W_U  +  b_U,
-    c in {tok_embed, pos_embed, head (l, h) = z_{l,h} @ W_O[l, h], b_O[l], mlp_out_l}.
+    c in {tok_embed, pos_embed, head (l, h), b_O[l], mlp_out_l},
+    head (l, h) = A_{l,h} (x W_V[l, h] + b_V[l, h]) W_O[l, h] = z_{l,h} W_O[l, h] + b_V[l, h] W_O[l, h].
+
+A head's output is the papers' (Elhage et al. 2021): its value bias included (the attention
+pattern's rows sum to 1, so the value bias adds ``b_V[l, h] W_O[l, h]`` at every position).
+Compatibility mode folds every ``b_V`` into ``b_O`` (the bridge's ``b_V`` is 0, so its ``hook_z``
+lacks it; in GPT-2 the first LayerNorm's bias ``beta`` is folded the same way, as
+``beta W_V[l, h]``), so following the project rule that a method defined on the original weights
+reads the unfolded ones, each head's row adds back its own ``(b_V[l, h] + beta_l W_V[l, h])
+W_O[l, h]`` from the weights in memory written in the checkpoint's parameterisation
+(:func:`tutorial_utils.context_mixing.model_weights`, GPT-2), and the row ``bias.attn`` holds the
+rest of the folded output bias (the checkpoint's ``b_O``), so the rows still sum to the logits.
+On an architecture :func:`~tutorial_utils.context_mixing.model_weights` does not read (other than
+GPT-2), the folded value bias cannot be split by head and stays in ``bias.attn``, as in
+TransformerLens's ``stack_head_results`` (a model with neither value biases nor LayerNorm biases,
+such as Llama, Mistral or Gemma, loses nothing).
 
 ``hook_mlp_out`` already contains the MLP's output bias ``b_out``; the attention output biases
 ``b_O`` are not attributable to any single head and appear as the row ``bias.attn`` when heads are
@@ -32,6 +47,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .context_mixing import layout, model_weights
 from .errors import TutorialError
 from .names import hook_name
 from .model_checks import check_additive_writers, check_hook_names, check_token_ids
@@ -43,8 +59,8 @@ if TYPE_CHECKING:
     from .models import Model
 
 __all__ = ["ComponentLensResult", "DLAResult", "MetricAttribution", "component_logit_lens",
-           "direct_logit_attribution", "direct_path_removal", "logit_diff_attribution",
-           "task_metric_attribution"]
+           "direct_logit_attribution", "direct_path_removal", "head_value_bias_outputs",
+           "logit_diff_attribution", "task_metric_attribution"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,12 +76,47 @@ def _component_names(model: Model) -> list[str]:
     return names
 
 
+def head_value_bias_outputs(model: Model) -> Float[Tensor, "layers heads d_model"] | None:
+    """``[L, H, d_model]``: each head's constant output ``c[l, h] W_O[l, h]`` that the paper's
+    head output ``A (LN(x) W_V + b_V) W_O`` holds and the bridge's ``hook_z`` does not (module
+    docstring), or None on an architecture whose checkpoint weights are not read (not GPT-2).
+
+    ``c[l, h] = b_V[l, h] + beta_l W_V[l, h]`` in the checkpoint's parameterisation of the
+    weights in memory (:func:`tutorial_utils.context_mixing.model_weights`: an edit is seen),
+    minus the same constant the bridge's own weights carry (``b_V`` and its LayerNorm's bias,
+    both 0 in compatibility mode); ``W_O`` is the bridge's (the row mean it lacks is removed by
+    DLA's centring anyway)."""
+    try:
+        if layout(model) != "pre_ln":
+            return None
+    except TutorialError:
+        return None
+    weights = model_weights(model)
+    out = []
+    with torch.no_grad():
+        for l, lw in enumerate(weights.layers):
+            attn, ln1 = model.blocks[l].attn, model.blocks[l].ln1
+            W_O = attn.W_O.detach().float()                                  # [H, d_head, d]
+            dev = W_O.device
+            const = lw.b_V.to(dev) + torch.einsum("d,dhk->hk", lw.ln1[1].to(dev), lw.W_V.to(dev))
+            b_V_mem = getattr(attn, "b_V", None)
+            if b_V_mem is not None:
+                const = const - b_V_mem.detach().float()
+            beta_mem = getattr(ln1, "b", None)
+            if beta_mem is not None:
+                const = const - torch.einsum("d,hdk->hk", beta_mem.detach().float(),
+                                             attn.W_V.detach().float())
+            out.append(torch.einsum("hk,hkd->hd", const, W_O))
+    return torch.stack(out)
+
+
 def _component_stack(model: Model, acts: dict[str, Tensor], per_head: bool
                      ) -> tuple[list[str], Tensor]:
     """Labels and outputs ``[C, B, d_model]`` of every component writing to the final residual
     stream (before normalisation), bias rows included; they sum to resid_post of the last block.
 
-    Head outputs are ``z[l, h] @ W_O[l, h]`` (what ``hook_result`` holds, without ``b_O``)."""
+    Head outputs are ``z[l, h] @ W_O[l, h]`` plus the head's folded value bias
+    (:func:`head_value_bias_outputs`), which ``bias.attn`` (the summed ``b_O``) gives back."""
     L, H = model.cfg.n_layers, model.cfg.n_heads
     # token and position embeddings as separate rows; together they are the graph's node
     # ``embed`` (tutorial_utils.graph), which is why the token row is not called "embed".
@@ -75,17 +126,22 @@ def _component_stack(model: Model, acts: dict[str, Tensor], per_head: bool
         labels.append("pos_embed")
         rows.append(acts[hook_name("pos_embed")])
     b_O_total = None
+    value_bias = head_value_bias_outputs(model) if per_head else None
     for l in range(L):
         attn = model.blocks[l].attn
         if per_head:
             z = acts[hook_name("z", l)]                              # [B, H, d_head]
             W_O = attn.W_O.detach().float().to(z.device)             # [H, d_head, d_model]
             heads = torch.einsum("bhe,hed->hbd", z, W_O)
+            b_O = getattr(attn, "b_O", None)
+            b_O = None if b_O is None else b_O.detach().float().to(z.device)
+            if value_bias is not None:
+                vb = value_bias[l].to(z.device)                      # [H, d_model]
+                heads = heads + vb[:, None, :]
+                b_O = (-vb.sum(0)) if b_O is None else b_O - vb.sum(0)
             labels += [f"a{l}.h{h}" for h in range(H)]
             rows += list(heads)
-            b_O = getattr(attn, "b_O", None)
             if b_O is not None:
-                b_O = b_O.detach().float().to(z.device)
                 b_O_total = b_O if b_O_total is None else b_O_total + b_O
         else:
             labels.append(f"a{l}")
@@ -106,7 +162,8 @@ class ComponentLensResult:
         labels: ``tok_embed`` (token embedding), ``pos_embed`` (only for a model with a learned
             position embedding; rotary models have none), ``a{l}.h{h}`` (or ``a{l}``),
             ``m{l}`` and, for DLA with
-            heads split, ``bias.attn`` (the summed ``b_O``), then ``bias.b_U`` (and
+            heads split, ``bias.attn`` (the summed ``b_O``, without the value biases the
+            head rows carry: module docstring), then ``bias.b_U`` (and
             ``bias.ln_final`` outside compatibility mode).
         values: ``[n_components, B, K]`` (or ``[..., V]`` for the full vocabulary).
         token_ids: ``[K]``, ``[B, K]`` or None.
@@ -238,7 +295,8 @@ def component_logit_lens(
     predict?"): the magnitudes are then comparable across components but no longer add up.
 
     Components: ``tok_embed``, ``pos_embed`` (their sum is the graph node ``embed``), each
-    head ``a{l}.h{h}`` (``z @ W_O``, no ``b_O``) and,
+    head ``a{l}.h{h}`` (``z @ W_O`` plus its value bias ``b_V W_O``, no ``b_O``: see the module
+    docstring) and,
     with heads split, ``bias.attn``; or each attention layer ``a{l}`` (``hook_attn_out``, with
     ``b_O``) when ``per_head=False``; each MLP ``m{l}`` (``hook_mlp_out``, with ``b_out``).
     Shapes and other arguments (``attention_mask`` for padded prompts included) as for
@@ -263,8 +321,9 @@ def direct_logit_attribution(
     """Direct logit attribution of every component to the logits of ``token_ids`` at ``pos``.
 
     ``values[c, b, k] = (c_b - mean(c_b)) / s_b @ W_U[:, t_k]`` with ``s_b`` the final LayerNorm
-    scale of the same run (frozen), plus the rows ``bias.attn`` (summed ``b_O``, heads split
-    only) and ``bias.b_U``. Exact decomposition: ``values.sum(0) == logits`` (the model's centred
+    scale of the same run (frozen), plus the rows ``bias.attn`` (summed ``b_O`` of the
+    checkpoint, heads split only) and ``bias.b_U``. A head's row is its whole output,
+    ``A (x W_V + b_V) W_O``, value bias included (module docstring). Exact decomposition: ``values.sum(0) == logits`` (the model's centred
     logits). A head's DLA is only its *direct* path to the logits: effects through later layers,
     and through the LayerNorm scale, are not counted (Elhage et al. 2021; Wang et al. 2023).
 

@@ -40,6 +40,7 @@ from .interchange import stacked_forward
 from .names import hook_name
 from .model_checks import (check_hook_names, check_model, check_real_positions, check_tokens,
                            forward_attention_mask, padding_mask)
+from .readout import gather_pos
 from .validation import (as_tensor, check_batch_size, check_choice, check_finite, check_int,
                          check_int_ids, check_number, check_positions, check_probability)
 
@@ -57,14 +58,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # Activations
 # --------------------------------------------------------------------------------------------
-
-def _gather_pos(act: Tensor, pos: int | Tensor | None) -> Tensor:
-    if pos is None:
-        return act
-    if isinstance(pos, int):
-        return act[:, pos]
-    return act[torch.arange(act.shape[0], device=act.device), pos.to(act.device)]
-
 
 def _check_pos(pos: int | Sequence[int] | Tensor | None, B: int, T: int) -> Tensor | None:
     """None (every position) or one position per example as a LongTensor ``[B]``."""
@@ -147,7 +140,7 @@ def collect_activations(model: Model, tokens: Int[Tensor, "batch pos"],
                 pad = ~mask[s:s + batch_size].to(act.device)
                 act = act.masked_fill(pad.reshape(*pad.shape, *([1] * (act.ndim - 2))),
                                       float("nan"))
-            out.setdefault(k, []).append(_gather_pos(act, pb).to(device))
+            out.setdefault(k, []).append((act if pb is None else gather_pos(act, pb)).to(device))
     if not out:
         raise TutorialError("names_filter selected no hook of this model")
     return {k: torch.cat(v) for k, v in out.items()}
@@ -321,7 +314,7 @@ def probed_word_types(tokens: Int[Tensor, "n pos"], pos: int | Sequence[int] | I
     if tokens.ndim != 2:
         raise TutorialError(f"tokens must be [batch, seq], got shape {tuple(tokens.shape)}")
     p = _check_pos(pos, tokens.shape[0], tokens.shape[1])
-    return [int(t) for t in _gather_pos(tokens, p)]
+    return [int(t) for t in gather_pos(tokens, p)]
 
 
 def control_task(tokens: Int[Tensor, "n pos"], pos: int | Sequence[int] | Int[Tensor, "n"],

@@ -27,7 +27,7 @@ from ..names import hook_name
 from ..model_checks import (check_hook_names, check_model, check_tokens, first_real_positions,
                             format_token_ids, forward_attention_mask, is_encoder, padding_mask)
 from ..validation import check_batch_size, check_choice, check_finite, check_mask
-from .targets import TargetFn, evaluate_target
+from .targets import TargetFn, check_target_positions, evaluate_target
 
 if TYPE_CHECKING:
     from ..models import Model
@@ -62,14 +62,17 @@ def _device(model: Model) -> torch.device:
 
 
 def prepare(model: Model, tokens: Any, attention_mask: Any = None, target_hook: str | None = None,
-            what: str = "input attribution") -> Batch:
+            what: str = "input attribution", target_fn: Any = None) -> Batch:
     """Every check a method runs before its first forward pass: the model, the tokens, the
-    padding (see the module docstring) and ``target_hook``."""
+    padding (see the module docstring), ``target_hook`` and, when given, ``target_fn``
+    (:func:`~tutorial_utils.input_attribution.targets.check_target_positions`)."""
     check_model(model, what)
     toks = check_tokens(model, tokens).to(_device(model))
     mask = padding_mask(model, toks, attention_mask)
     if target_hook is not None:
         check_hook_names(model, [target_hook])
+    if target_fn is not None:
+        check_target_positions(target_fn, toks.shape[0], toks.shape[1], mask)
     return Batch(toks, mask, forward_attention_mask(model, mask))
 
 
@@ -78,7 +81,11 @@ def token_embeddings(model: Model, tokens: Int[Tensor, "batch pos"]
     """The token embeddings as the embedding component outputs them, ``[B, T, d_model]``:
     ``W_E[tokens]``, times ``sqrt(d_model)`` on Gemma, whose embedding is scaled (``W_E`` alone
     would attribute a different input from the one the model reads)."""
-    tokens = check_tokens(model, tokens)
+    return _token_embeddings(model, check_tokens(model, tokens))
+
+
+def _token_embeddings(model: Model, tokens: Tensor) -> Tensor:
+    """:func:`token_embeddings` without the token check, for callers holding a checked batch."""
     with torch.no_grad():
         return model.embed(tokens.to(_device(model))).detach().clone()
 
@@ -125,6 +132,15 @@ def run_from_embeddings(model: Model, tokens: Int[Tensor, "batch pos"],
             tuple(embeds.shape[:2]) != tuple(tokens.shape) or embeds.shape[-1] != model.cfg.d_model:
         raise TutorialError(f"embeds {tuple(getattr(embeds, 'shape', ()))} do not match tokens "
                             f"{tuple(tokens.shape)} x d_model {model.cfg.d_model}")
+    return _run_from_embeddings(model, tokens, embeds, target_hook, attention_mask)
+
+
+def _run_from_embeddings(model: Model, tokens: Tensor, embeds: Tensor,
+                         target_hook: str | None = None,
+                         attention_mask: Tensor | None = None) -> Tensor:
+    """:func:`run_from_embeddings` without its checks, for callers that checked the batch once
+    at entry (:func:`prepare`): ``tokens`` on the model's device, ``embeds`` ``[B, T, d]``,
+    ``attention_mask`` a 0/1 long tensor or None."""
 
     def replace(act: Tensor, hook: Any) -> Tensor:
         return embeds.to(act.dtype)
@@ -171,15 +187,15 @@ def target_values(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: Tar
     """``f(x)``: the target of each example, ``[B]``; ``embeds`` overrides the token
     embeddings (``[B, T, d]``) or, stacked, ``[n*B, T, d]`` for ``n`` variants (returns
     ``[n, B]``)."""
-    batch = prepare(model, tokens, attention_mask, target_hook, "target_values")
+    batch = prepare(model, tokens, attention_mask, target_hook, "target_values", target_fn)
     B = batch.tokens.shape[0]
     if embeds is None:
-        embeds = token_embeddings(model, batch.tokens)
+        embeds = _token_embeddings(model, batch.tokens)
     else:
         embeds = _check_embeds(embeds, (B, batch.tokens.shape[1], model.cfg.d_model))
     n = embeds.shape[0] // B
     with torch.set_grad_enabled(grad):
-        out = run_from_embeddings(model, batch.tokens.repeat(n, 1), embeds, target_hook,
+        out = _run_from_embeddings(model, batch.tokens.repeat(n, 1), embeds, target_hook,
                                   _repeat_mask(batch.forward_mask, n))
         vals = evaluate_target(target_fn, out, n, B, batch.mask)
     return vals[0] if n == 1 else vals
@@ -195,7 +211,7 @@ def embedding_gradients(model: Model, tokens: Int[Tensor, "batch pos"], target_f
     Examples do not interact, so the gradient of ``sum_b f(x)_b`` gives every example's own
     gradient in one backward pass. Padded positions get a zero gradient.
     """
-    batch = prepare(model, tokens, attention_mask, target_hook, "embedding_gradients")
+    batch = prepare(model, tokens, attention_mask, target_hook, "embedding_gradients", target_fn)
     return _gradients(model, batch, target_fn, embeds, target_hook)
 
 
@@ -203,7 +219,7 @@ def _gradients(model: Model, batch: Batch, target_fn: TargetFn, embeds: Tensor |
                target_hook: str | None) -> tuple[Tensor, Tensor]:
     tokens = batch.tokens
     if embeds is None:
-        x = token_embeddings(model, tokens)
+        x = _token_embeddings(model, tokens)
     else:
         x = _check_embeds(embeds, (tokens.shape[0], tokens.shape[1], model.cfg.d_model))
         if x.shape[0] != tokens.shape[0]:
@@ -212,7 +228,7 @@ def _gradients(model: Model, batch: Batch, target_fn: TargetFn, embeds: Tensor |
         x = x.detach().clone().to(_device(model))
     x.requires_grad_(True)
     with torch.enable_grad():
-        out = run_from_embeddings(model, tokens, x, target_hook, batch.forward_mask)
+        out = _run_from_embeddings(model, tokens, x, target_hook, batch.forward_mask)
         vals = evaluate_target(target_fn, out, 1, tokens.shape[0], batch.mask)[0]
         (grad,) = torch.autograd.grad(vals.sum(), x)
     grad = grad.detach() * batch.real()[..., None].to(grad.dtype)
@@ -235,8 +251,9 @@ def baseline_embeddings(model: Model, tokens: Int[Tensor, "batch pos"],
     With ``keep_first_token`` the first real token of each row keeps its real embedding when
     it is the format token that opens every sequence (BOS, ``[CLS]``: part of the format, not of
     the input), so it gets zero attribution; a row that does not open with one keeps nothing
-    (its first word is attributed like any other). Padded positions always keep their real
-    embedding (zero attribution).
+    (its first word is attributed like any other); an encoder's closing ``[SEP]`` is not kept
+    (it is replaced like any word and gets its own attribution). Padded positions always keep
+    their real embedding (zero attribution).
     """
     batch = prepare(model, tokens, attention_mask, None, "baseline_embeddings")
     return _baseline(model, batch, baseline, keep_first_token)
@@ -245,7 +262,7 @@ def baseline_embeddings(model: Model, tokens: Int[Tensor, "batch pos"],
 def _baseline(model: Model, batch: Batch, baseline: Baseline, keep_first_token: bool) -> Tensor:
     tokens = batch.tokens
     check_choice(keep_first_token, (True, False), "keep_first_token")
-    x = token_embeddings(model, tokens)
+    x = _token_embeddings(model, tokens)
     V = model.W_E.shape[0]
     if isinstance(baseline, str):
         check_choice(baseline, BASELINES, "baseline (or a token id, or a tensor)")
@@ -256,7 +273,7 @@ def _baseline(model: Model, batch: Batch, baseline: Baseline, keep_first_token: 
     elif isinstance(baseline, int) and not isinstance(baseline, bool):
         if not 0 <= baseline < V:
             raise TutorialError(f"baseline token id {baseline} outside the vocabulary [0, {V})")
-        base = token_embeddings(model, torch.full_like(tokens, baseline))
+        base = _token_embeddings(model, torch.full_like(tokens, baseline))
     elif isinstance(baseline, Tensor):
         if not baseline.dtype.is_floating_point:
             raise TutorialError(f"a baseline tensor must hold float embeddings, got dtype "
@@ -270,17 +287,30 @@ def _baseline(model: Model, batch: Batch, baseline: Baseline, keep_first_token: 
     else:
         raise TutorialError(f"baseline must be 'zero', 'mean', a token id or a tensor, got "
                             f"{type(baseline).__name__}")
-    keep = ~batch.real()
-    if keep_first_token:
-        B = tokens.shape[0]
-        first = first_real_positions(batch.mask, B, tokens.device)
-        rows = torch.arange(B, device=tokens.device)
-        fmt = format_token_ids(model)
-        opens = torch.tensor([fmt is None or int(t) in fmt for t in tokens[rows, first]],
-                             device=tokens.device, dtype=torch.bool)
-        keep = keep.clone()
-        keep[rows[opens], first[opens]] = True
+    keep = ~(attributed_positions(model, batch) if keep_first_token else batch.real())
     return torch.where(keep[..., None], x, base)
+
+
+def opening_format_positions(model: Model, batch: Batch) -> Bool[Tensor, "batch pos"]:
+    """``[B, T]`` True at each row's first real token when it is the format token that opens
+    every sequence (BOS, ``[CLS]``; any first token when the model names none), per row, so a
+    left-padded row's opening BOS is found in its own column."""
+    tokens = batch.tokens
+    B = tokens.shape[0]
+    first = first_real_positions(batch.mask, B, tokens.device)
+    rows = torch.arange(B, device=tokens.device)
+    fmt = format_token_ids(model)
+    opens = torch.tensor([fmt is None or int(t) in fmt for t in tokens[rows, first].tolist()],
+                         device=tokens.device, dtype=torch.bool)
+    out = torch.zeros_like(tokens, dtype=torch.bool)
+    out[rows[opens], first[opens]] = True
+    return out
+
+
+def attributed_positions(model: Model, batch: Batch) -> Bool[Tensor, "batch pos"]:
+    """``[B, T]`` True at the positions an attribution scores by default: every real token of
+    the row but its opening format token (:func:`opening_format_positions`)."""
+    return batch.real() & ~opening_format_positions(model, batch)
 
 
 def check_mask_arg(mask: Any, shape: tuple[int, int], what: str = "mask") -> Tensor | None:

@@ -23,8 +23,8 @@ from torch import Tensor
 from ..errors import TutorialError
 from ..readout import has_pos_embed
 from ..validation import check_choice, check_finite, check_int
-from .forward import (Baseline, Batch, _baseline, _device, _gradients, _repeat_mask, chunks,
-                      prepare, run_from_embeddings, token_embeddings)
+from .forward import (Baseline, Batch, _baseline, _device, _gradients, _repeat_mask,
+                      _run_from_embeddings, _token_embeddings, chunks, prepare)
 from .targets import TargetFn, evaluate_target
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def saliency(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: TargetFn
     """Gradient saliency: ``||df/dx[b, t]||_2`` over the embedding dimension, ``[B, T]``
     (Simonyan et al. 2014; Li et al. 2016). Non-negative: it says how sensitive, not in which
     direction."""
-    batch = prepare(model, tokens, attention_mask, target_hook, "saliency")
+    batch = prepare(model, tokens, attention_mask, target_hook, "saliency", target_fn)
     _, g = _gradients(model, batch, target_fn, None, target_hook)
     return g.norm(dim=-1)
 
@@ -59,8 +59,8 @@ def gradient_x_input(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: 
                      ) -> Float[Tensor, "batch pos"]:
     """Gradient x input: ``sum_d df/dx[b, t, d] * x[b, t, d]``, ``[B, T]`` (Shrikumar et al.
     2016). For small ``eps``, ``f(x) - f(x - eps * x_t) ~= eps * GxI[b, t]``."""
-    batch = prepare(model, tokens, attention_mask, target_hook, "gradient_x_input")
-    x = token_embeddings(model, batch.tokens)
+    batch = prepare(model, tokens, attention_mask, target_hook, "gradient_x_input", target_fn)
+    x = _token_embeddings(model, batch.tokens)
     _, g = _gradients(model, batch, target_fn, x, target_hook)
     return (g * x.to(g.device)).sum(-1)
 
@@ -126,16 +126,17 @@ def integrated_gradients(model: Model, tokens: Int[Tensor, "batch pos"], target_
     bar over the chunks).
 
     ``keep_first_token`` keeps the BOS/``[CLS]`` that opens a row at its real embedding (zero
-    attribution); a row without one keeps nothing, so its first word is attributed. Padded
-    positions score 0. Returns ``[B, T]`` (``[B, T, d]`` with ``per_dim``). Completeness,
+    attribution); a row without one keeps nothing, so its first word is attributed. On an
+    encoder only the opening ``[CLS]`` is kept: the closing ``[SEP]`` is moved to the baseline
+    like any word and gets its own attribution. Padded positions score 0. Returns ``[B, T]`` (``[B, T, d]`` with ``per_dim``). Completeness,
     ``IG.sum(-1) ~= f(x) - f(x')``, is checked by :func:`ig_completeness`.
     """
-    batch = prepare(model, tokens, attention_mask, target_hook, "integrated_gradients")
+    batch = prepare(model, tokens, attention_mask, target_hook, "integrated_gradients", target_fn)
     _check_zero_baseline(model, baseline)
     alphas, weights = ig_alphas_and_weights(n_steps, rule)
     check_choice(per_dim, (True, False), "per_dim")
     parts = chunks(len(alphas), batch.tokens.shape[0], batch_size)
-    x = token_embeddings(model, batch.tokens)
+    x = _token_embeddings(model, batch.tokens)
     base = _baseline(model, batch, baseline, keep_first_token)
     tokens, B = batch.tokens, batch.tokens.shape[0]
     diff = x - base
@@ -149,7 +150,7 @@ def integrated_gradients(model: Model, tokens: Int[Tensor, "batch pos"], target_
         emb = (base[None] + a[:, None, None, None] * diff[None]).reshape(-1, *x.shape[1:])
         emb.requires_grad_(True)
         with torch.enable_grad():
-            out = run_from_embeddings(model, tokens.repeat(hi - lo, 1), emb, target_hook,
+            out = _run_from_embeddings(model, tokens.repeat(hi - lo, 1), emb, target_hook,
                                       _repeat_mask(batch.forward_mask, hi - lo))
             vals = evaluate_target(target_fn, out, hi - lo, B, batch.mask)
             (g,) = torch.autograd.grad(vals.sum(), emb)
@@ -183,7 +184,7 @@ def ig_completeness(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: T
                     attention_mask: Int[Tensor, "batch pos"] | None = None) -> IGCompleteness:
     """Compare ``attributions.sum(-1)`` (``[B, T]`` from :func:`integrated_gradients`, same
     baseline and mask) with ``f(x) - f(x')`` from two forward passes."""
-    batch = prepare(model, tokens, attention_mask, target_hook, "ig_completeness")
+    batch = prepare(model, tokens, attention_mask, target_hook, "ig_completeness", target_fn)
     attributions = check_finite(attributions, "attributions")
     if tuple(attributions.shape) != tuple(batch.tokens.shape):
         raise TutorialError(f"attributions must be [batch, seq] = {tuple(batch.tokens.shape)} "
@@ -198,8 +199,8 @@ def ig_completeness(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: T
 def _values(model: Model, batch: Batch, target_fn: TargetFn, embeds: Tensor | None,
             target_hook: str | None) -> Tensor:
     """``f`` on a checked batch (``embeds`` replacing the token embeddings)."""
-    x = token_embeddings(model, batch.tokens) if embeds is None else embeds
+    x = _token_embeddings(model, batch.tokens) if embeds is None else embeds
     with torch.no_grad():
-        out = run_from_embeddings(model, batch.tokens, x.to(_device(model)), target_hook,
+        out = _run_from_embeddings(model, batch.tokens, x.to(_device(model)), target_hook,
                                   batch.forward_mask)
         return evaluate_target(target_fn, out, 1, batch.tokens.shape[0], batch.mask)[0]

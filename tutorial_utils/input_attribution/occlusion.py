@@ -18,10 +18,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
-from ..model_checks import check_real_positions, format_token_ids, is_encoder
+from ..model_checks import check_real_positions, is_encoder
 from ..validation import check_int, check_positions
-from .forward import (Baseline, _baseline, _repeat_mask, chunks, prepare, run_from_embeddings,
-                      token_embeddings)
+from .forward import (Baseline, _baseline, _repeat_mask, _run_from_embeddings, _token_embeddings,
+                      attributed_positions, chunks, prepare)
 from .gradients import _values
 from .targets import TargetFn, contrastive_target, evaluate_target
 
@@ -29,19 +29,6 @@ if TYPE_CHECKING:
     from ..models import Model
 
 __all__ = ["contrastive_erasure", "occlusion"]
-
-
-def _default_positions(model: Model, tokens: Tensor, real: Tensor) -> list[int]:
-    """Every position that is a real token of some row, except a row's opening BOS/[CLS]."""
-    B, T = tokens.shape
-    first = real.long().argmax(1)
-    keep = real.clone()
-    fmt = format_token_ids(model)
-    rows = torch.arange(B, device=tokens.device)
-    opens = torch.tensor([fmt is None or int(t) in fmt for t in tokens[rows, first]],
-                         device=tokens.device, dtype=torch.bool)
-    keep[rows[opens], first[opens]] = False
-    return [t for t in range(T) if bool(keep[:, t].any())]
 
 
 def occlusion(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: TargetFn,
@@ -60,17 +47,22 @@ def occlusion(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: TargetF
     :func:`~tutorial_utils.input_attribution.baseline_embeddings` accepts (``"zero"``,
     ``"mean"``, a token id such as ``<unk>``, a tensor) to replace token ``t``'s embedding.
 
-    ``positions`` to occlude default to every real position but a row's opening BOS/[CLS]
-    (a row without one has its first word occluded too); positions not occluded, and padded
-    positions, score 0. All occluded copies are stacked along the batch and run in chunks of
-    at most ``batch_size`` rows.
+    ``positions`` to occlude default, per row, to every real position but the row's opening
+    BOS/[CLS] (a row without one has its first word occluded too; in a left-padded batch each
+    row's own opening token is left out, whatever the other rows hold in that column). A
+    given ``positions`` list is occluded in every row. Positions not occluded, and padded
+    positions, score 0. On an encoder the closing ``[SEP]`` is a real position like any word,
+    so it is occluded and scored by default (only the opening ``[CLS]`` is left out). All
+    occluded copies are stacked along the batch and run in chunks of at most ``batch_size``
+    rows.
     """
-    batch = prepare(model, tokens, attention_mask, target_hook, "occlusion")
+    batch = prepare(model, tokens, attention_mask, target_hook, "occlusion", target_fn)
     tokens = batch.tokens
     B, T = tokens.shape
     real = batch.real()
     if positions is None:
-        pos = _default_positions(model, tokens, real)
+        scored = attributed_positions(model, batch)  # per row: a row's opening BOS keeps 0
+        pos = scored.any(0).nonzero().flatten().tolist()
     else:
         if isinstance(positions, (str, bytes)) or not hasattr(positions, "__iter__"):
             raise TutorialError(f"positions must be a list of ints, got {positions!r}")
@@ -79,6 +71,8 @@ def occlusion(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: TargetF
         if bad:
             raise TutorialError(f"cannot occlude position(s) {bad}: the sequence has {T} tokens "
                                 f"(positions 0..{T - 1})")
+        scored = real & torch.isin(torch.arange(T, device=tokens.device),
+                                   torch.tensor(pos, dtype=torch.long, device=tokens.device))[None]
     if not pos:
         raise TutorialError("no positions to occlude")
     delete = isinstance(replacement, str) and replacement == "delete"
@@ -93,7 +87,7 @@ def occlusion(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: TargetF
                                 "left-padded row's padding into its text; left-align the rows "
                                 "(right padding) or use a replacement token")
     parts = chunks(len(pos), B, batch_size)
-    x = token_embeddings(model, tokens)
+    x = _token_embeddings(model, tokens)
     base = None if delete else _baseline(model, batch, replacement, keep_first_token=False)
     f_x = _values(model, batch, target_fn, None, target_hook)
     scores = torch.zeros(B, T, dtype=f_x.dtype, device=f_x.device)
@@ -106,7 +100,7 @@ def occlusion(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: TargetF
         if delete:
             toks = torch.cat([torch.cat([tokens[:, :1], tokens[:, :p], tokens[:, p + 1:]], 1)
                               for p in ps])
-            emb = token_embeddings(model, toks)
+            emb = _token_embeddings(model, toks)
         else:
             toks = tokens.repeat(len(ps), 1)
             emb = x.repeat(len(ps), 1, 1).reshape(len(ps), B, T, -1)
@@ -114,12 +108,12 @@ def occlusion(model: Model, tokens: Int[Tensor, "batch pos"], target_fn: TargetF
                 emb[k, :, p] = base[:, p]
             emb = emb.reshape(len(ps) * B, T, -1)
         with torch.no_grad():
-            out = run_from_embeddings(model, toks, emb, target_hook,
+            out = _run_from_embeddings(model, toks, emb, target_hook,
                                       _repeat_mask(batch.forward_mask, len(ps)))
             vals = evaluate_target(target_fn, out, len(ps), B, batch.mask)
         for k, p in enumerate(ps):
             scores[:, p] = f_x - vals[k]
-    return scores * real.to(scores.dtype)
+    return scores * scored.to(scores.dtype)
 
 
 def contrastive_erasure(model: Model, tokens: Int[Tensor, "batch pos"],
@@ -159,7 +153,7 @@ def contrastive_erasure(model: Model, tokens: Int[Tensor, "batch pos"],
                         for t in range(1, T)])  # [(T-1)*B, T]
     earlier = contrastive_target(target_ids, foil_ids, pos=pos - 1)
     with torch.no_grad():
-        out = run_from_embeddings(model, erased, token_embeddings(model, erased), None)
+        out = _run_from_embeddings(model, erased, _token_embeddings(model, erased), None)
         vals = evaluate_target(earlier, out, T - 1, B)  # [T-1, B]
     scores = torch.zeros(B, T, dtype=f_x.dtype, device=f_x.device)
     t = torch.arange(1, T, device=f_x.device)

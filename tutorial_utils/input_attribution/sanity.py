@@ -3,7 +3,8 @@
 
 * :func:`attribute`: one entry point over :data:`METHODS`.
 * :func:`spearman`, :func:`method_agreement`: rank agreement between methods (or models).
-* :func:`randomized_weights`: every learned weight but the input embeddings re-drawn at once.
+* :func:`randomized_weights`: every learned weight but the input embeddings re-drawn at once
+  (the same draw as the last step of a cascade with the same seed).
 * :func:`cascading_randomization`: Adebayo et al.'s check proper. The layers are randomised from
   the top down, cumulatively: first the output (unembedding and final norm), then the last
   block, then the one below, ... down to block 0 (``mode="independent"`` randomises one group
@@ -34,9 +35,9 @@ from torch import Tensor
 from ..errors import TutorialError
 from ..stats import spearman
 from ..validation import check_choice, check_finite, check_int, check_mask
-from .forward import prepare
+from .forward import attributed_positions, prepare
 from .gradients import gradient_x_input, integrated_gradients, saliency
-from .occlusion import _default_positions, occlusion
+from .occlusion import occlusion
 from .targets import TargetFn
 
 if TYPE_CHECKING:
@@ -106,40 +107,27 @@ def randomized_weights(model: Model, seed: int = 0,
                        include: Callable[[str], bool] | None = None) -> Iterator[Model]:
     """Temporarily re-initialise the model's weights all at once (the model-randomisation
     check of Adebayo et al. 2018 in one step; :func:`cascading_randomization` is the layer by
-    layer version): each included parameter ``p`` is replaced by
-    ``mean(p) + std(p) * N(0, 1)`` (one generator seeded with ``seed``, drawn in
-    ``named_parameters`` order), and restored on exit.
+    layer version), restored on exit.
 
-    By default every parameter except the token and position embeddings is randomised, so the
-    inputs being attributed stay the same (a tied unembedding stays trained with them).
+    The parameters of every :func:`layer_groups` group are re-drawn exactly as
+    :func:`randomized_layers` draws them (``mean(p) + std(p) * z``, ``z`` from the generator of
+    ``(seed, name)``, see the module docstring), so ``randomized_weights(model, seed)`` is the
+    same model as ``randomized_layers(model, <every group>, seed)``, the last step of a
+    cascade with that seed. The input embeddings (and a parameter shared with them, such as a
+    tied unembedding) stay trained, so the inputs being attributed stay the same.
+    ``include`` (a function ``name -> bool`` over ``model.named_parameters()`` names)
+    randomises only the group parameters it accepts.
     """
     seed = check_int(seed, "seed")
-    embed_words = ("wte", "wpe", "word_embeddings", "position_embeddings",
-                   "token_type_embeddings", "embed")
-    if include is None:
-        include = lambda name: not any(w in name for w in embed_words)  # noqa: E731
-    elif not callable(include):
+    if include is not None and not callable(include):
         raise TutorialError(f"include must be a function name -> bool, got "
                             f"{type(include).__name__}")
-    gen = torch.Generator().manual_seed(seed)
-    saved: dict[str, Tensor] = {}
-    params = dict(model.named_parameters())
-    try:
-        with torch.no_grad():
-            for name, p in params.items():
-                if not include(name):
-                    continue
-                saved[name] = p.detach().clone()
-                std = float(p.float().std()) if p.numel() > 1 else 0.0
-                noise = torch.randn(p.shape, generator=gen).to(p.device, p.dtype)
-                p.copy_(p.float().mean().to(p.dtype) + std * noise)
-        if not saved:
-            raise TutorialError("include() selected no parameter to randomise")
+    names = [n for _, group in layer_groups(model) for n in group
+             if include is None or include(n)]
+    if not names:
+        raise TutorialError("include() selected no parameter to randomise")
+    with _randomized_parameters(model, names, seed):
         yield model
-    finally:
-        with torch.no_grad():
-            for name, value in saved.items():
-                params[name].copy_(value)
 
 
 def layer_groups(model: Model) -> list[tuple[str, list[str]]]:
@@ -191,15 +179,22 @@ def randomized_layers(model: Model, groups: Sequence[str], seed: int = 0) -> Ite
         groups = [groups]
     for g in groups:
         check_choice(g, list(available), "group")
+    with _randomized_parameters(model, [n for g in groups for n in available[g]], seed):
+        yield model
+
+
+@contextlib.contextmanager
+def _randomized_parameters(model: Model, names: Sequence[str], seed: int) -> Iterator[Model]:
+    """Re-draw the named parameters with :func:`_random_like`; restore them on exit (also
+    after an error)."""
     params = dict(model.named_parameters())
     saved: dict[str, Tensor] = {}
     try:
         with torch.no_grad():
-            for g in groups:
-                for name in available[g]:
-                    p = params[name]
-                    saved[name] = p.detach().clone()
-                    p.copy_(_random_like(saved[name], name, seed))
+            for name in names:
+                p = params[name]
+                saved[name] = p.detach().clone()
+                p.copy_(_random_like(saved[name], name, seed))
         yield model
     finally:
         with torch.no_grad():
@@ -260,7 +255,8 @@ def cascading_randomization(model: Model, tokens: Int[Tensor, "batch pos"],
             BOS/[CLS].
         seed: the randomisation seed (see the module docstring).
     """
-    batch = prepare(model, tokens, attention_mask, None, "cascading_randomization")
+    batch = prepare(model, tokens, attention_mask, None, "cascading_randomization",
+                    None if callable(method) else target_fn)
     check_choice(mode, RANDOMISATION_MODES, "mode")
     if callable(method):
         run = lambda m: method(m)  # noqa: E731
@@ -272,9 +268,7 @@ def cascading_randomization(model: Model, tokens: Int[Tensor, "batch pos"],
         run = lambda m: attribute(m, tokens, target_fn, method, **kw)  # noqa: E731
     B, T = batch.tokens.shape
     if mask is None:
-        keep = set(_default_positions(model, batch.tokens, batch.real()))
-        cols = torch.tensor([t in keep for t in range(T)], device=batch.tokens.device)
-        mask = batch.real() & cols[None]
+        mask = attributed_positions(model, batch)
     else:
         mask = check_mask(mask, (B, T), "mask").to(batch.tokens.device)
     groups = [g for g, params in layer_groups(model) if params]

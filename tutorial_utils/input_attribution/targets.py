@@ -20,12 +20,13 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ..errors import TutorialError
-from ..validation import check_int_ids
+from ..model_checks import check_real_positions
+from ..validation import check_int_ids, check_positions
 
 TargetFn = Callable[[Tensor], Tensor]
 
-__all__ = ["TargetFn", "contrastive_target", "evaluate_target", "logit_target",
-           "metric_target", "prob_target"]
+__all__ = ["TargetFn", "check_target_positions", "contrastive_target", "evaluate_target",
+           "logit_target", "metric_target", "prob_target"]
 
 
 def _check_positions_arg(pos: Any, what: str) -> None:
@@ -62,10 +63,32 @@ def _at_position(output: Tensor, pos: Any) -> Tensor:
     if output.ndim != 3:
         raise TutorialError(f"target output must be [batch, seq, vocab], got {tuple(output.shape)}")
     B, T = output.shape[:2]
-    p = _as_index(pos, B, output.device, "pos")
-    if bool(((p >= T) | (p < -T)).any()):
-        raise TutorialError(f"target position {p.tolist()} outside a sequence of length {T}")
-    return output[torch.arange(B, device=output.device), p % T]
+    p = check_positions(pos, B, T, "target position").to(output.device)
+    return output[torch.arange(B, device=output.device), p]
+
+
+def _with_positions(target: TargetFn, pos: Any) -> TargetFn:
+    """Record the positions a built target reads, for :func:`check_target_positions`."""
+    target.positions = pos  # type: ignore[attr-defined]
+    return target
+
+
+def check_target_positions(target_fn: Any, B: int, T: int,
+                           mask: Bool[Tensor, "batch pos"] | None = None) -> None:
+    """Check a target before any forward pass: callable, and, for a target built here
+    (:func:`logit_target`, :func:`prob_target`, :func:`contrastive_target`), its positions in
+    range for ``[B, T]`` (:func:`~tutorial_utils.validation.check_positions`) and on real
+    tokens (:func:`~tutorial_utils.model_checks.check_real_positions`). A target written by
+    hand is checked when it is evaluated (:func:`evaluate_target`)."""
+    if not callable(target_fn):
+        raise TutorialError(f"target_fn must be a function output [batch, seq, vocab] -> "
+                            f"[batch], got {type(target_fn).__name__} (use logit_target(id))")
+    pos = getattr(target_fn, "positions", None)
+    if pos is None:
+        return
+    p = check_positions(pos, B, T, "target position")
+    if mask is not None:
+        check_real_positions(mask, p.to(mask.device), "the target's position")
 
 
 def logit_target(token_ids: int | Sequence[int] | Int[Tensor, "..."],
@@ -80,7 +103,7 @@ def logit_target(token_ids: int | Sequence[int] | Int[Tensor, "..."],
                         logits.shape[-1])
         return logits.gather(-1, ids[:, None])[:, 0]
 
-    return target
+    return _with_positions(target, pos)
 
 
 def prob_target(token_ids: int | Sequence[int] | Int[Tensor, "..."],
@@ -95,7 +118,7 @@ def prob_target(token_ids: int | Sequence[int] | Int[Tensor, "..."],
                         probs.shape[-1])
         return probs.gather(-1, ids[:, None])[:, 0]
 
-    return target
+    return _with_positions(target, pos)
 
 
 def contrastive_target(target_ids: int | Sequence[int] | Int[Tensor, "..."],
@@ -105,7 +128,7 @@ def contrastive_target(target_ids: int | Sequence[int] | Int[Tensor, "..."],
     (Yin & Neubig 2022). The softmax normaliser cancels, so only evidence that separates the
     two candidates gets credit."""
     t, f = logit_target(target_ids, pos), logit_target(foil_ids, pos)
-    return lambda output: t(output) - f(output)
+    return _with_positions(lambda output: t(output) - f(output), pos)
 
 
 def metric_target(dataset: Any) -> TargetFn:
