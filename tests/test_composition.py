@@ -172,3 +172,20 @@ def test_attention_between_reads_the_named_entries(tiny):
         pat = cache[f"blocks.{l}.attn.hook_pattern"]
         want = torch.stack([pat[b, :, qp[b], kp[b]] for b in range(3)]).mean(0)
         torch.testing.assert_close(got[l], want.cpu())
+
+
+def test_node_name_builders_and_head_rows_agree_with_the_parser():
+    """``names`` builds every node name and reads head rows back (two-digit layers and heads
+    included); labels that are not heads (``a3`` for a whole layer, ``m3``, ``bias.attn``) are
+    not head rows."""
+    from tutorial_utils.names import attention_layer_name, head_rows, mlp_name, receiver_name
+    labels = ["embed", head_name(0, 1), attention_layer_name(3), mlp_name(3), head_name(11, 10),
+              receiver_name(2, 0, "q"), "bias.attn"]
+    assert labels[1:6] == ["a0.h1", "a3", "m3", "a11.h10", "a2.h0.q"]
+    assert head_rows(labels) == [(1, 0, 1), (4, 11, 10)]
+    assert all(parse_head(labels[i]) == (l, h) for i, l, h in head_rows(labels))
+    from tutorial_utils.errors import TutorialError
+    for bad in (lambda: mlp_name(-1), lambda: receiver_name(0, 0, "o"),
+                lambda: attention_layer_name(True)):
+        with pytest.raises(TutorialError):
+            bad()

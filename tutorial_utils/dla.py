@@ -49,7 +49,7 @@ from torch import Tensor
 
 from .context_mixing import layout, model_weights
 from .errors import TutorialError
-from .names import hook_name
+from .names import attention_layer_name, head_name, head_rows, hook_name, mlp_name
 from .model_checks import check_additive_writers, check_hook_names, check_token_ids
 from .readout import (MAX_FULL_VOCAB_VALUES, activations_at, check_decoder, has_pos_embed,
                       normalise, prepare_batch, project, read_out_weights)
@@ -139,14 +139,14 @@ def _component_stack(model: Model, acts: dict[str, Tensor], per_head: bool
                 vb = value_bias[l].to(z.device)                      # [H, d_model]
                 heads = heads + vb[:, None, :]
                 b_O = (-vb.sum(0)) if b_O is None else b_O - vb.sum(0)
-            labels += [f"a{l}.h{h}" for h in range(H)]
+            labels += [head_name(l, h) for h in range(H)]
             rows += list(heads)
             if b_O is not None:
                 b_O_total = b_O if b_O_total is None else b_O_total + b_O
         else:
-            labels.append(f"a{l}")
+            labels.append(attention_layer_name(l))
             rows.append(acts[hook_name("attn_out", l)])
-        labels.append(f"m{l}")
+        labels.append(mlp_name(l))
         rows.append(acts[hook_name("mlp_out", l)])
     if per_head and b_O_total is not None:
         labels.append("bias.attn")
@@ -188,16 +188,13 @@ class ComponentLensResult:
 
     def head_grid(self) -> Float[Tensor, "layers heads batch k"]:
         """``[n_layers, n_heads, B, K]`` the per-head rows arranged by layer and head."""
-        heads = [(lab, i) for i, lab in enumerate(self.labels)
-                 if lab.startswith("a") and ".h" in lab]
+        heads = head_rows(list(self.labels))
         if not heads:
             raise TutorialError("this result has no per-head rows (computed with per_head=False)")
-        L = 1 + max(int(lab[1:].split(".")[0]) for lab, _ in heads)
-        H = 1 + max(int(lab.split(".h")[1]) for lab, _ in heads)
+        L, H = 1 + max(l for _, l, _ in heads), 1 + max(h for _, _, h in heads)
         grid = torch.zeros(L, H, *self.values.shape[1:], dtype=self.values.dtype,
                            device=self.values.device)
-        for lab, i in heads:
-            l, h = int(lab[1:].split(".")[0]), int(lab.split(".h")[1])
+        for i, l, h in heads:
             grid[l, h] = self.values[i]
         return grid
 

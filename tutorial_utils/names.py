@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import TutorialError
 
-__all__ = ["HOOK_OPTIONS", "KV_SITES", "NODE_SITES", "Node", "QKV", "SITES", "STREAM_SITES", "attention_layer_name", "head_name", "hook_name", "mlp_name", "receiver_name", "kv_head",
+__all__ = ["HOOK_OPTIONS", "KV_SITES", "NODE_SITES", "Node", "QKV", "SITES", "STREAM_SITES", "attention_layer_name", "head_name", "head_rows", "hook_name", "mlp_name", "receiver_name", "kv_head",
            "n_kv_heads", "nodes", "parse_component", "parse_head", "site_heads"]
 
 #: site -> (hook-name template, layout)
@@ -112,6 +112,17 @@ def head_name(layer: int, head: int) -> str:
         raise TutorialError(f"a head is (layer, head), two integers >= 0; got ({layer!r}, "
                             f"{head!r})")
     return f"a{layer}.h{head}"
+
+
+def head_rows(labels: list[str] | tuple[str, ...]) -> list[tuple[int, int, int]]:
+    """``(row, layer, head)`` for every label in ``labels`` that is a head name ``aL.hH`` (the
+    rows of a per-component result that belong to heads, e.g. to arrange them as ``[L, H]``)."""
+    out = []
+    for i, label in enumerate(labels):
+        m = _HEAD_RE.fullmatch(label) if isinstance(label, str) else None
+        if m is not None:
+            out.append((i, int(m.group(1)), int(m.group(2))))
+    return out
 
 
 def mlp_name(layer: int) -> str:

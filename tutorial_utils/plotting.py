@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .errors import TutorialError
+from .names import head_rows
 
 __all__ = ["MIXING_METHOD_NAMES", "attention_grid", "attention_heatmap", "bar", "heatmap",
            "heatmap_pair", "heatmap_panels", "mixing_method_name", "plot_dla", "plot_edge_scores_vs_exact", "plot_faithfulness_curves",
@@ -336,14 +337,13 @@ def bar(values, labels: Sequence[str], title: str, ylabel: str, xlabel: str = ""
 
 def _head_grid(labels: Sequence[str], vals: torch.Tensor) -> torch.Tensor:
     """``[n_layers, n_heads]`` the values of the rows labelled ``a{l}.h{h}``."""
-    heads = [(lab, i) for i, lab in enumerate(labels) if lab.startswith("a") and ".h" in lab]
+    heads = head_rows(list(labels))
     if not heads:
         raise TutorialError("plot_dla needs per-head rows (computed with per_head=True)")
-    L = 1 + max(int(lab[1:].split(".")[0]) for lab, _ in heads)
-    H = 1 + max(int(lab.split(".h")[1]) for lab, _ in heads)
-    grid = torch.zeros(L, H, dtype=vals.dtype)
-    for lab, i in heads:
-        grid[int(lab[1:].split(".")[0]), int(lab.split(".h")[1])] = vals[i].cpu()
+    grid = torch.zeros(1 + max(l for _, l, _ in heads), 1 + max(h for _, _, h in heads),
+                       dtype=vals.dtype)
+    for i, l, h in heads:
+        grid[l, h] = vals[i].cpu()
     return grid
 
 

@@ -313,6 +313,6 @@ def attributed_positions(model: Model, batch: Batch) -> Bool[Tensor, "batch pos"
     return batch.real() & ~opening_format_positions(model, batch)
 
 
-def check_mask_arg(mask: Any, shape: tuple[int, int], what: str = "mask") -> Tensor | None:
+def check_mask_arg(mask: Any, shape: tuple[int, int], what: str = "mask") -> Bool[Tensor, "batch pos"] | None:
     """An optional ``[B, T]`` boolean (or 0/1) mask of positions, or None."""
     return None if mask is None else check_mask(mask, shape, what)
