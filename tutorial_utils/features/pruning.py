@@ -162,8 +162,9 @@ def influence_flow(graph: AttributionGraph, logit_weights: Float[Tensor, "logits
 
     def group(i: int) -> str:
         k = kinds[i]
-        return {"feature": mlp_name(int(layer[i])), "error": f"err{int(layer[i])}", "embed": "emb",
-                "logit": "logits"}[k]
+        if k == "feature":
+            return mlp_name(int(layer[i]))
+        return f"err{int(layer[i])}" if k == "error" else {"embed": "emb", "logit": "logits"}[k]
     out: dict[tuple[str, str], float] = {}
     t_idx, s_idx = flow.nonzero(as_tuple=True)
     total = float(flow.sum()) or 1.0
