@@ -512,9 +512,10 @@ print("DecompX, trained:   ", trained)
 print("DecompX, randomised:", randomised)
 
 # %% [markdown]
-# With random weights DecompX's `[MASK]` row stops reading *keys* (0.21 to 0.03) and keeps 0.67
-# on itself, the agreement logit difference falls from 7.61 to 0.29, and the contributions still
-# sum to it: the explanation follows the model it is given, as the check asks.
+# With random weights DecompX's `[MASK]` row stops reading *keys* (0.21 to 0.04) and keeps 0.68
+# on itself, the agreement logit difference falls from 7.61 to -0.33 (the random model has no
+# preference for *are*; the sign is this draw's), and the contributions still sum to it: the
+# explanation follows the model it is given, as the check asks.
 
 # %% [markdown]
 # ## 5. Which method finds the cue? Subject-verb agreement (7 min)
