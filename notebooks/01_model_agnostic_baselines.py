@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 01 · Model-agnostic baselines: behaviour, probing, input attribution, and their limits
 #
-# **Estimated time: 30 minutes core + 62 minutes bonus.**
+# **Estimated time: 30 minutes core + 61 minutes bonus.**
 #
 # Before opening a Transformer up, we apply the methods people use on *any* model: test its
 # behaviour, probe its hidden states, attribute its output to its input tokens. Each answers a
@@ -285,9 +285,8 @@ def control_task_labels(tokens: torch.Tensor, pos: torch.Tensor, labels: torch.T
 control_task_labels = nb01.check_control_task(control_task_labels)
 
 # %% [markdown]
-# `P.control_task(tokens, pos, labels, seed)` is the same definition (it visits the word types
-# in another order, so one seed draws other labels than yours); we average the control accuracy
-# over 5 random draws.
+# `P.control_task(tokens, pos, labels, seed)` is the same definition (drawn in another order);
+# we average the control accuracy over 5 random draws.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -609,7 +608,7 @@ ax.legend(fontsize=8); fig.tight_layout()
 # describing the input, not the model.
 
 # %% [markdown]
-# ## 5. Bonus: Decodable, but is it used? Erasing subject number (19 min)
+# ## 5. Bonus: Decodable, but is it used? Erasing subject number (18 min)
 #
 # A probe shows the information is *there*, not that the model *reads* it (Ravichander et al.
 # 2021; Elazar et al. 2021). The causal test is to remove the information and measure the

@@ -82,8 +82,7 @@ import torch
 from tutorial_utils import composition as C
 from tutorial_utils import path_patching as PP
 from tutorial_utils.course.grading import report
-from tutorial_utils.dla import (direct_logit_attribution, head_value_bias_outputs,
-                                logit_diff_attribution)
+from tutorial_utils.dla import direct_logit_attribution, head_value_bias_outputs, logit_diff_attribution
 from tutorial_utils.course.checks import nb04
 from tutorial_utils.course.printing import fixed, named_entries
 from tutorial_utils.faithfulness import circuit_faithfulness, completeness_check, minimality_scores
