@@ -293,3 +293,31 @@ def test_hook_names_are_written_once(hooked_model):
         hook_name("z")
     with pytest.raises(ValueError, match=">= 0"):
         hook_name("z", -1)
+
+
+@pytest.mark.parametrize("site", ["hook_resid_mid", "hook_mlp_in", "hook_resid_pre"])
+def test_a_replacing_hook_patches_exactly_with_and_without_gradients(hooked_model, gt, site):
+    """``replace_hook`` at a stream hook (written in place: at ``hook_resid_mid`` the bridge adds
+    the MLP's output to the very tensor it hooked) and at ``hook_mlp_in`` (out of place: it is
+    the stream tensor itself) equals a hand-written hook on a plain forward of the patched
+    block, with gradients on or off."""
+    from tutorial_utils.interchange import replace_hook
+    name = f"blocks.1.{site}"
+    toks = gt.clean_tokens[:2]
+    with torch.no_grad():
+        _, cache = hooked_model.run_with_cache(gt.corrupted_tokens[:2], names_filter=[name])
+    value = cache[name]
+    if site == "hook_mlp_in":  # the MLP reads the corrupted input; the stream goes on unchanged
+        def by_hand(x, hook):
+            return value.clone()
+    else:
+        def by_hand(x, hook):
+            x.copy_(value)
+            return x
+    with torch.no_grad():
+        want = hooked_model.run_with_hooks(toks, fwd_hooks=[(name, by_hand)])
+        got = hooked_model.run_with_hooks(toks, fwd_hooks=[(name, replace_hook(value, name))])
+    torch.testing.assert_close(got, want)
+    with torch.enable_grad():
+        got_grad = hooked_model.run_with_hooks(toks, fwd_hooks=[(name, replace_hook(value, name))])
+    torch.testing.assert_close(got_grad.detach(), want)

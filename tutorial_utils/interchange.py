@@ -201,13 +201,17 @@ def set_activation(x: Float[Tensor, "batch ..."], new: Float[Tensor, "batch ..."
     reaches the skip connection. Every other hook gets ``new``, a fresh tensor, and ``x`` is never
     modified: on the bridge ``blocks.L.hook_mlp_in`` (a receiver's input) is the residual stream
     tensor itself, so an in-place write there would leak the patch down the skip connection into
-    every later component. Under autograd (``x.requires_grad``) nothing is written in place."""
-    if is_stream_hook(name) and not x.requires_grad:
+    every later component. At ``hook_resid_mid`` the bridge adds the MLP's output to the tensor
+    it passed to the hook, so a returned value alone would not reach the skip connection: a
+    stream activation that cannot be written in place is refused there, never patched halfway."""
+    if is_stream_hook(name):
         try:
-            x.copy_(new)
+            x.copy_(new)  # autograd records the copy; gradients flow through ``new``
             return x
-        except RuntimeError:  # pragma: no cover - an expanded, non-writable view
-            pass
+        except RuntimeError as err:  # an expanded, non-writable view
+            if name.rsplit(".", 1)[-1] == SITES["resid_mid"][0].rsplit(".", 1)[-1]:
+                raise TutorialError(f"cannot patch {name} in place ({err}); patch the next "
+                                    "block's resid_pre instead") from err
     return new
 
 
