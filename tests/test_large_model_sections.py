@@ -4,8 +4,8 @@ without any download (issue 12, item 3).
 
 Random weights solve no task, so nothing here asserts behaviour: only shapes, finiteness, the
 12-layer head names and that nothing assumes the offline model (vocabulary, layer counts, token
-strings). The sections take about 2 minutes together on a 2-core CPU (107 s measured); deselect them with
-``-m "not large_model"``. ``benchmarks/bench_large_model_sections.py`` measures each one's time
+strings). The sections take about 2 minutes together on a 2-core CPU (107 s measured);
+deselect them with ``-m "not large_model"``. ``benchmarks/bench_large_model_sections.py`` measures each one's time
 and peak memory in a fresh process.
 """
 
